@@ -1,0 +1,178 @@
+"""The synchronous client. Every method builds its request in `BaseClient`; this file only sends it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from ._base import (
+    BaseClient,
+    Call,
+    ConfigLike,
+    FilterLike,
+    IdsLike,
+    ParamsLike,
+    PayloadsLike,
+    PointLike,
+    QueryResult,
+    SearchLike,
+    transport_error,
+)
+from ._codec import MatrixLike, VectorLike, Wire
+from .models import CollectionInfo, CollectionSummary, Record, UpdateResult
+
+__all__ = ["NestorClient"]
+
+T = TypeVar("T")
+
+
+class NestorClient:
+    """A blocking client for a Nestor server.
+
+    `wire="msgpack"` sends and asks for msgpack bodies, with vectors as raw float32 bytes; the
+    default JSON sends numpy vectors as base64 float32. Pass `http_client` to reuse an existing
+    `httpx.Client` (its base URL, timeout and lifetime are then the caller's; `close()` leaves it
+    open). Errors raise the classes in `nestor_client.errors`.
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:6333",
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        wire: Wire = "json",
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._base = BaseClient(api_key=api_key, wire=wire)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client(base_url=url, timeout=timeout)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> NestorClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _send(self, call: Call[T]) -> T:
+        try:
+            response = self._http.request(
+                call.method,
+                call.path,
+                content=call.body,
+                params=call.params,
+                headers=self._base.headers(call),
+            )
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        return self._base.finish(
+            call, response.status_code, response.headers.get("content-type", ""), response.content
+        )
+
+    def health(self) -> bool:
+        """True when the server process is up."""
+        return self._send(self._base.health())
+
+    def ready(self) -> bool:
+        """True once the server has finished recovery and serves requests."""
+        return self._send(self._base.ready())
+
+    def list_collections(self) -> list[CollectionSummary]:
+        return self._send(self._base.list_collections())
+
+    def create_collection(self, name: str, config: ConfigLike | None = None, **kwargs: Any) -> CollectionInfo:
+        """Create `name` from `config` and/or keywords (`dim=384, metric="cosine", index=...`).
+
+        Keywords override fields of `config`. Raises `CollectionExists` if it exists with another config.
+        """
+        return self._send(self._base.create_collection(name, config, kwargs))
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        return self._send(self._base.get_collection(name))
+
+    def delete_collection(self, name: str) -> bool:
+        return self._send(self._base.delete_collection(name))
+
+    def upsert(
+        self,
+        name: str,
+        points: Sequence[PointLike] | None = None,
+        *,
+        ids: IdsLike | None = None,
+        vectors: MatrixLike | None = None,
+        payloads: PayloadsLike | None = None,
+        wait: bool = True,
+    ) -> UpdateResult:
+        """Insert or overwrite points, as `points` or columnar `ids` + `vectors` (+ `payloads`).
+
+        The whole call is one atomic write. A numpy `vectors` matrix travels as one float32 blob.
+        """
+        return self._send(self._base.upsert(name, points, ids, vectors, payloads, wait))
+
+    def upload(
+        self,
+        name: str,
+        ids: IdsLike,
+        vectors: MatrixLike,
+        payloads: PayloadsLike | None = None,
+        batch_size: int = 1000,
+        *,
+        wait: bool = True,
+    ) -> int:
+        """Upsert many points in chunks of `batch_size` (each chunk atomic); returns the total upserted."""
+        calls = self._base.upload(name, ids, vectors, payloads, batch_size, wait)
+        return sum(self._send(call).upserted for call in calls)
+
+    def delete(self, name: str, ids: IdsLike | None = None, filter: FilterLike | None = None) -> UpdateResult:
+        """Delete by `ids` or by `filter` (exactly one)."""
+        return self._send(self._base.delete(name, ids, filter))
+
+    def get(
+        self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool = False
+    ) -> list[Record]:
+        """The stored points among `ids`; missing ids are left out."""
+        return self._send(self._base.get(name, ids, with_payload, with_vector))
+
+    def search(
+        self,
+        name: str,
+        vector: VectorLike,
+        *,
+        limit: int = 10,
+        offset: int = 0,
+        filter: FilterLike | None = None,
+        params: ParamsLike | None = None,
+        with_payload: bool = True,
+        with_vector: bool = False,
+        score_threshold: float | None = None,
+    ) -> QueryResult:
+        """The `limit` nearest points to `vector` (a list or numpy array), best first."""
+        call = self._base.search(
+            name,
+            vector,
+            limit=limit,
+            offset=offset,
+            filter=filter,
+            params=params,
+            with_payload=with_payload,
+            with_vector=with_vector,
+            score_threshold=score_threshold,
+        )
+        return self._send(call)
+
+    def search_batch(self, name: str, searches: Sequence[SearchLike]) -> list[QueryResult]:
+        """Run several searches in one request; one `QueryResult` per search, in order."""
+        return self._send(self._base.search_batch(name, searches))
+
+    def count(self, name: str, filter: FilterLike | None = None) -> int:
+        """The number of points, or of points matching `filter`."""
+        return self._send(self._base.count(name, filter))

@@ -1,0 +1,310 @@
+"""Wire models shared by the Nestor server and its Python client.
+
+Input and output shapes are separate families (``CollectionConfig`` in, ``CollectionInfo`` out).
+The server imports these models, so the client and the server cannot drift apart.
+
+Vectors travel as JSON lists of floats, or compactly as base64 of little-endian float32
+(a JSON string), or as raw little-endian float32 bytes inside a msgpack body.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+
+__all__ = [
+    "Batch",
+    "BatchSearchRequest",
+    "CollectionConfig",
+    "CollectionInfo",
+    "CollectionSummary",
+    "Condition",
+    "CountRequest",
+    "DeleteRequest",
+    "FieldCondition",
+    "Filter",
+    "FlatIndexConfig",
+    "GetRequest",
+    "HasIdCondition",
+    "HnswIndexConfig",
+    "IndexConfig",
+    "IsEmptyCondition",
+    "IsNullCondition",
+    "IvfPqIndexConfig",
+    "KeyRef",
+    "MatchAny",
+    "MatchExcept",
+    "MatchValue",
+    "Metric",
+    "Point",
+    "PointId",
+    "Range",
+    "Record",
+    "ScoredPoint",
+    "SearchParams",
+    "SearchRequest",
+    "UpdateResult",
+    "UpsertRequest",
+    "VectorInput",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Unsigned integers or strings, as in Qdrant. Strict so that "1" and 1 stay different ids.
+PointId = (
+    Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+    | Annotated[StrictStr, Field(min_length=1, max_length=512)]
+)
+
+# A list of floats, or base64 of little-endian float32 (JSON), or raw float32 bytes (msgpack).
+VectorInput = list[float] | str | bytes
+
+
+class Metric(StrEnum):
+    cosine = "cosine"
+    dot = "dot"
+    l2 = "l2"
+
+
+# ---------------------------------------------------------------------------------------------
+# Collection configuration
+
+
+class FlatIndexConfig(_Model):
+    """Exact search over every vector: the oracle, and right for small collections."""
+
+    type: Literal["flat"] = "flat"
+
+
+class HnswIndexConfig(_Model):
+    """hnswlib graph. `ef` is the default search beam, overridable per query."""
+
+    type: Literal["hnsw"] = "hnsw"
+    m: int = Field(16, ge=2, le=128)
+    ef_construction: int = Field(200, ge=4, le=4096)
+    ef: int = Field(64, ge=1, le=32768)
+
+
+class IvfPqIndexConfig(_Model):
+    """faiss IVF with product-quantized codes, reranked from the full-precision vectors.
+
+    `nlist` and `m` are chosen from the data when omitted (nlist about 4*sqrt(n), m = dim/4 at
+    4 bits). The index trains once `train_threshold` vectors exist (exact search until then) and
+    retrains in the background when the collection grows `retrain_growth` times past its
+    training size.
+    """
+
+    type: Literal["ivf_pq"] = "ivf_pq"
+    nlist: int | None = Field(None, ge=1, le=1 << 20)
+    m: int | None = Field(None, ge=1, le=4096)
+    nbits: Literal[4, 8] = 4
+    nprobe: int = Field(32, ge=1, le=1 << 20)
+    oversampling: float = Field(8.0, ge=1.0, le=1000.0)
+    rescore: bool = True
+    train_threshold: int = Field(5000, ge=64)
+    retrain_growth: float = Field(4.0, gt=1.0)
+
+
+IndexConfig = Annotated[FlatIndexConfig | HnswIndexConfig | IvfPqIndexConfig, Field(discriminator="type")]
+
+
+class CollectionConfig(_Model):
+    """What `PUT /collections/{name}` takes. Only `dim` is required."""
+
+    dim: int = Field(ge=1, le=65536)
+    metric: Metric = Metric.cosine
+    index: IndexConfig = Field(default_factory=HnswIndexConfig)
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    count: int
+
+
+class CollectionInfo(BaseModel):
+    """What `GET /collections/{name}` returns."""
+
+    name: str
+    config: CollectionConfig
+    count: int
+    status: str
+    seq: int
+    index: dict[str, Any]
+    segments: list[dict[str, Any]]
+    memory: dict[str, Any]
+    last_write: float | None = None
+    last_optimized: float | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters (Qdrant's shape)
+
+
+class MatchValue(_Model):
+    value: StrictStr | StrictInt | StrictBool
+
+
+class MatchAny(_Model):
+    any: list[StrictStr | StrictInt] = Field(min_length=1)
+
+
+class MatchExcept(_Model):
+    except_: list[StrictStr | StrictInt] = Field(alias="except", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Range(_Model):
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Range:
+        if self.gt is None and self.gte is None and self.lt is None and self.lte is None:
+            raise ValueError("range needs at least one of gt, gte, lt, lte")
+        return self
+
+
+class FieldCondition(_Model):
+    key: str = Field(min_length=1, max_length=256)
+    match: MatchValue | MatchAny | MatchExcept | None = None
+    range: Range | None = None
+
+    @model_validator(mode="after")
+    def _one_clause(self) -> FieldCondition:
+        if (self.match is None) == (self.range is None):
+            raise ValueError("a field condition needs exactly one of match or range")
+        return self
+
+
+class KeyRef(_Model):
+    key: str = Field(min_length=1, max_length=256)
+
+
+class HasIdCondition(_Model):
+    has_id: list[PointId] = Field(min_length=1)
+
+
+class IsEmptyCondition(_Model):
+    is_empty: KeyRef
+
+
+class IsNullCondition(_Model):
+    is_null: KeyRef
+
+
+class Filter(_Model):
+    must: list[Condition] | None = None
+    should: list[Condition] | None = None
+    must_not: list[Condition] | None = None
+
+
+Condition = FieldCondition | HasIdCondition | IsEmptyCondition | IsNullCondition | Filter
+Filter.model_rebuild()
+
+
+# ---------------------------------------------------------------------------------------------
+# Points
+
+
+class Point(_Model):
+    id: PointId
+    vector: VectorInput
+    payload: dict[str, Any] | None = None
+
+
+class Batch(_Model):
+    """Columnar upsert: `vectors` is a list of lists, or one base64 string of n*dim float32."""
+
+    ids: list[PointId]
+    vectors: list[list[float]] | str | bytes
+    payloads: list[dict[str, Any] | None] | None = None
+
+
+class UpsertRequest(_Model):
+    points: list[Point] | None = None
+    batch: Batch | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> UpsertRequest:
+        if (self.points is None) == (self.batch is None):
+            raise ValueError("give exactly one of points or batch")
+        return self
+
+
+class DeleteRequest(_Model):
+    ids: list[PointId] | None = None
+    filter: Filter | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DeleteRequest:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of ids or filter")
+        return self
+
+
+class GetRequest(_Model):
+    ids: list[PointId]
+    with_payload: bool = True
+    with_vector: bool = False
+
+
+class CountRequest(_Model):
+    filter: Filter | None = None
+
+
+class UpdateResult(BaseModel):
+    """What upsert (`upserted`) and delete (`deleted`) return; `seq` is the write's sequence number."""
+
+    upserted: int = 0
+    deleted: int = 0
+    seq: int
+
+
+class Record(BaseModel):
+    id: PointId
+    payload: dict[str, Any] | None = None
+    vector: list[float] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Search
+
+
+class SearchParams(_Model):
+    """Per-query knobs. Unset fields fall back to the collection's index config."""
+
+    ef: int | None = Field(None, ge=1, le=32768)
+    nprobe: int | None = Field(None, ge=1, le=1 << 20)
+    oversampling: float | None = Field(None, ge=1.0, le=1000.0)
+    rescore: bool | None = None
+    exact: bool = False
+
+
+class SearchRequest(_Model):
+    vector: VectorInput
+    limit: int = Field(10, ge=1)
+    offset: int = Field(0, ge=0)
+    filter: Filter | None = None
+    params: SearchParams | None = None
+    with_payload: bool = True
+    with_vector: bool = False
+    score_threshold: float | None = None
+
+
+class BatchSearchRequest(_Model):
+    searches: list[SearchRequest] = Field(min_length=1)
+
+
+class ScoredPoint(BaseModel):
+    id: PointId
+    score: float
+    payload: dict[str, Any] | None = None
+    vector: list[float] | None = None

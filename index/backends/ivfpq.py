@@ -1,0 +1,170 @@
+"""IVF-PQ through faiss: coarse k-means lists holding product-quantized residual codes.
+
+4-bit codes use faiss's fast-scan layout (SIMD lookups in registers), which is both smaller and
+faster than 8-bit PQ at equal recall once candidates are reranked. The spec is handed to
+`faiss.index_factory`, so faiss's grammar is not re-implemented here. faiss indexes are not safe
+for concurrent add and search, hence the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
+from index.rwlock import RWLock
+
+__all__ = ["IvfPqIndex", "auto_nlist", "auto_pq_m"]
+
+_MIN_POINTS_PER_LIST = 39  # below this faiss k-means warns, and lists are poorly trained
+
+
+def auto_nlist(n: int) -> int:
+    """About 4*sqrt(n) lists (faiss guidance for n < 1M), a power of two, trainable from n points."""
+    target = 4.0 * math.sqrt(max(n, 1))
+    nlist = 1 << max(0, round(math.log2(target)))
+    while nlist > 1 and nlist * _MIN_POINTS_PER_LIST > n:
+        nlist //= 2
+    return nlist
+
+
+def auto_pq_m(dim: int, nbits: int) -> int:
+    """Sub-quantizers: dim/4 at 4 bits (half a byte per 4 dims), dim/8 at 8 bits; must divide dim."""
+    target = max(1, dim // (4 if nbits == 4 else 8))
+    for m in range(target, 0, -1):
+        if dim % m == 0:
+            return m
+    return 1
+
+
+class IvfPqIndex:
+    def __init__(
+        self,
+        dim: int,
+        space: Space,
+        *,
+        nlist: int | None = None,
+        m: int | None = None,
+        nbits: int = 4,
+        nprobe: int = 32,
+    ) -> None:
+        self.dim = dim
+        self.space = space
+        self.nlist = nlist
+        self.m = m or auto_pq_m(dim, nbits)
+        if dim % self.m:
+            raise ValueError(f"pq m={self.m} must divide dim={dim}")
+        self.nbits = nbits
+        self.nprobe = nprobe
+        self._lock = RWLock()
+        self._index: faiss.Index | None = None
+        self.trained_on = 0
+
+    @property
+    def spec(self) -> str:
+        fs = "fs" if self.nbits == 4 else ""
+        return f"IVF{self.nlist or 0},PQ{self.m}x{self.nbits}{fs}"
+
+    @property
+    def count(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return self._index is not None
+
+    def train(self, sample: F32) -> None:
+        nlist = self.nlist or auto_nlist(len(sample))
+        metric = faiss.METRIC_INNER_PRODUCT if self.space is Space.ip else faiss.METRIC_L2
+        fs = "fs" if self.nbits == 4 else ""
+        index = faiss.index_factory(self.dim, f"IVF{nlist},PQ{self.m}x{self.nbits}{fs}", metric)
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        with self._lock.write():
+            self._index = index
+            self.nlist = nlist
+            self.trained_on = len(sample)
+
+    def _require(self) -> faiss.Index:
+        if self._index is None:
+            raise RuntimeError("IVF-PQ index is not trained")
+        return self._index
+
+    def add(self, vectors: F32, labels: I64) -> None:
+        index = self._require()
+        with self._lock.write():
+            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels.astype(np.int64))
+
+    def remove(self, labels: I64) -> None:
+        if self._index is None or not len(labels):
+            return
+        with self._lock.write():
+            self._index.remove_ids(faiss.IDSelectorBatch(labels.astype(np.int64)))
+
+    def search(self, queries: F32, k: int, params: IndexParams, allowed: I64 | None = None) -> Hits:
+        if self._index is None or self._index.ntotal == 0:
+            return empty_hits(len(queries), k)
+        sel = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
+        nprobe = min(params.nprobe or self.nprobe, self.nlist or 1)
+        sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        with self._lock.read():
+            dist, labels = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=sp)
+        scores = dist if self.space is Space.ip else -dist
+        scores = np.where(labels < 0, -np.inf, scores).astype(np.float32)
+        return Hits(labels.astype(np.int64), scores)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "kind": "ivf_pq",
+            "dim": self.dim,
+            "space": self.space.value,
+            "nlist": self.nlist,
+            "m": self.m,
+            "nbits": self.nbits,
+            "nprobe": self.nprobe,
+            "trained_on": self.trained_on,
+        }
+        if self._index is not None:
+            with self._lock.read():
+                faiss.write_index(self._index, str(directory / "ivfpq.faiss"))
+        (directory / "meta.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, directory: Path) -> IvfPqIndex:
+        meta = json.loads((directory / "meta.json").read_text())
+        idx = cls(
+            int(meta["dim"]),
+            Space(meta["space"]),
+            nlist=meta["nlist"],
+            m=meta["m"],
+            nbits=meta["nbits"],
+            nprobe=meta["nprobe"],
+        )
+        idx.trained_on = int(meta["trained_on"])
+        path = directory / "ivfpq.faiss"
+        if path.exists():
+            idx._index = faiss.read_index(str(path))
+        return idx
+
+    def code_bytes_per_vector(self) -> int:
+        return (self.m * self.nbits + 7) // 8
+
+    def ram_bytes(self) -> int:
+        if self._index is None:
+            return 0
+        ivf = faiss.extract_index_ivf(self._index)
+        inv = faiss.downcast_InvertedLists(ivf.invlists)
+        sizes = [inv.list_size(i) for i in range(inv.nlist)]
+        ids = 8 * sum(sizes)  # faiss keeps an int64 id per entry
+        if isinstance(inv, faiss.BlockInvertedLists):
+            # fast-scan lists are stored in whole blocks of n_per_block codes
+            lists = sum(-(-s // inv.n_per_block) * inv.block_size for s in sizes) + ids
+        else:
+            lists = sum(sizes) * inv.code_size + ids
+        centroids = ivf.nlist * self.dim * 4
+        codebooks = self.m * (1 << self.nbits) * (self.dim // self.m) * 4
+        return int(lists + centroids + codebooks)

@@ -1,0 +1,44 @@
+"""Atomic file writes: temp file, fsync, rename, fsync of the directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "fsync_dir", "replace_dir"]
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Swap a fully written, fsynced directory into place.
+
+    A crash leaves either the old directory or the new one (possibly as `target.old`, which the
+    loader ignores), never a half-written one.
+    """
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staged, target)
+    fsync_dir(target.parent)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,176 @@
+"""The store of record: SQLite in WAL mode with `synchronous=FULL`.
+
+One row per live point: its id (JSON-encoded, so 7 and "7" differ), its current internal label,
+its payload (JSON text) and the `seq` of the write that made it. The `meta` table holds the
+collection's `seq` and `next_label`. Each write batch is one transaction, so a batch is atomic and
+an acknowledged batch survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["PointStore", "decode_pid", "encode_pid"]
+
+PointIdT = int | str
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    pid TEXT PRIMARY KEY,
+    label INTEGER NOT NULL UNIQUE,
+    payload TEXT,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+# SQLite caps bound variables per statement; stay well below.
+_CHUNK = 900
+
+
+def encode_pid(pid: PointIdT) -> str:
+    return str(pid) if isinstance(pid, int) else json.dumps(pid)
+
+
+def decode_pid(text: str) -> PointIdT:
+    return json.loads(text) if text.startswith('"') else int(text)
+
+
+class PointStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        # One connection per thread: in WAL mode readers never block the writer.
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._writer.execute("SELECT key, value FROM meta")}
+
+    def all_labels(self) -> list[tuple[str, int]]:
+        return list(self._writer.execute("SELECT pid, label FROM points"))
+
+    # -- writes (the caller serialises them) ----------------------------------------------
+
+    def upsert(self, rows: Sequence[tuple[str, int, str | None]], *, seq: int, next_label: int) -> None:
+        cur = self._writer
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.executemany(
+                "INSERT INTO points(pid, label, payload, seq) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(pid) DO UPDATE SET label=excluded.label, payload=excluded.payload, "
+                "seq=excluded.seq",
+                [(pid, label, payload, seq) for pid, label, payload in rows],
+            )
+            self._set_meta(seq=seq, next_label=next_label)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def delete(self, pids: Sequence[str], *, seq: int) -> list[int]:
+        """Delete by id; returns the labels that were live."""
+        cur = self._writer
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            labels: list[int] = []
+            for i in range(0, len(pids), _CHUNK):
+                chunk = pids[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                labels += [
+                    r[0]
+                    for r in cur.execute(f"DELETE FROM points WHERE pid IN ({marks}) RETURNING label", chunk)
+                ]
+            self._set_meta(seq=seq)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return labels
+
+    def delete_where(self, where: str, params: Sequence[Any], *, seq: int) -> list[tuple[str, int]]:
+        cur = self._writer
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            rows = list(cur.execute(f"DELETE FROM points WHERE {where} RETURNING pid, label", params))
+            self._set_meta(seq=seq)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return rows
+
+    def _set_meta(self, **values: int) -> None:
+        self._writer.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            list(values.items()),
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def select_labels(self, where: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
+        rows = self._reader().execute(f"SELECT label FROM points WHERE {where}", params).fetchall()
+        out = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        out.sort()
+        return out
+
+    def count_where(self, where: str, params: Sequence[Any]) -> int:
+        row = self._reader().execute(f"SELECT count(*) FROM points WHERE {where}", params).fetchone()
+        return int(row[0])
+
+    def payloads(self, labels: Iterable[int]) -> dict[int, str | None]:
+        labels = list(labels)
+        out: dict[int, str | None] = {}
+        conn = self._reader()
+        for i in range(0, len(labels), _CHUNK):
+            chunk = labels[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            out.update(conn.execute(f"SELECT label, payload FROM points WHERE label IN ({marks})", chunk))
+        return out
+
+    def disk_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                total += os.stat(p).st_size
+        return total
+
+    def checkpoint(self) -> None:
+        self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._writer.close()

@@ -1,0 +1,123 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from index.catalog import Catalog
+from index.collection import CollectionOptions
+from server.api import collections, health, points, search
+from server.errors import install_error_handlers
+from server.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("nestor.server")
+VERSION = "0.1.0"
+
+
+class BodyLimit:
+    """Refuses bodies over `max_bytes` with 413, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope["headers"]:
+            if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
+                await self._refuse(send)
+                return
+        seen = 0
+        limit = self.max_bytes
+
+        async def counted() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return msg
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = (
+            b'{"error":{"type":"payload_too_large","message":"request body exceeds max_body_bytes '
+            + str(self.max_bytes).encode()
+            + b'"}}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        catalog = Catalog(
+            settings.data_dir,
+            CollectionOptions(
+                exact_filter_threshold=settings.exact_filter_threshold,
+                save_idle_seconds=settings.index_save_idle_seconds,
+                save_max_seconds=settings.index_save_max_seconds,
+                index_threads=settings.index_threads,
+            ),
+        )
+        app.state.catalog = catalog
+        await run_in_threadpool(catalog.open_all)
+        app.state.ready = True
+        log.info("nestor ready: %d collections in %s", len(catalog.names()), settings.data_dir)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await run_in_threadpool(catalog.close)
+
+    app = FastAPI(
+        title="Nestor",
+        version=VERSION,
+        summary="Vector similarity search over HTTP",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.ready = False
+    for module in (health, collections, points, search):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,29 @@
+"""Annotated dependencies, so handler signatures read like documentation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from index.catalog import Catalog
+from index.errors import NotReady
+from server.settings import Settings
+
+__all__ = ["CatalogDep", "SettingsDep"]
+
+
+def _catalog(request: Request) -> Catalog:
+    catalog: Catalog | None = getattr(request.app.state, "catalog", None)
+    if catalog is None or not request.app.state.ready:
+        raise NotReady("the server is still recovering its collections")
+    return catalog
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
