@@ -112,9 +112,7 @@ def _space(metric: Metric) -> Space:
 
 
 class Collection:
-    def __init__(
-        self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions
-    ) -> None:
+    def __init__(self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions) -> None:
         self.name = name
         self.dir = directory
         self.config = config
@@ -142,9 +140,7 @@ class Collection:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def create(
-        cls, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions
-    ) -> Collection:
+    def create(cls, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions) -> Collection:
         directory.mkdir(parents=True)
         atomic_write_bytes(directory / "collection.json", config.model_dump_json().encode())
         fsync_dir(directory.parent)
@@ -345,9 +341,7 @@ class Collection:
     def get(self, ids: list[PointIdT], *, with_payload: bool = True, with_vector: bool = False) -> list[Hit]:
         found = [(pid, lab) for pid in ids if (lab := self._st.label_of.get(pid)) is not None]
         hits = [Hit(pid, 0.0) for pid, _ in found]
-        self._attach(
-            list(hits), np.asarray([lab for _, lab in found], np.int64), with_payload, with_vector
-        )
+        self._attach(list(hits), np.asarray([lab for _, lab in found], np.int64), with_payload, with_vector)
         return hits
 
     def search(self, queries: list[Query]) -> list[QueryResult]:
@@ -381,17 +375,13 @@ class Collection:
         hits, strategy = self._plan(mat, k, q.params, allowed)
         return self._finish(q, hits.labels[0], hits.scores[0], strategy)
 
-    def _plan(
-        self, queries: F32, k: int, params: SearchParams | None, allowed: I64 | None
-    ) -> tuple[Hits, str]:
+    def _plan(self, queries: F32, k: int, params: SearchParams | None, allowed: I64 | None) -> tuple[Hits, str]:
         """Pick the strategy and run it. Returns labels/scores, higher score is better."""
         index, upto, n = self._index, self._indexed_upto, self._next_label
         alive = self._st.alive
         exact = params is not None and params.exact
         if exact or index is None or not index.is_trained:
-            return self._exact(
-                queries, k, allowed, n, alive
-            ), "exact" if allowed is None else "exact_filtered"
+            return self._exact(queries, k, allowed, n, alive), "exact" if allowed is None else "exact_filtered"
         if allowed is not None and len(allowed) <= self.options.exact_filter_threshold:
             return self._exact(queries, k, allowed, n, alive), "exact_filtered"
         cfg = self.config.index
@@ -443,9 +433,7 @@ class Collection:
         scores = np.einsum("nkd,nd->nk", cand, queries)
         if self.space is Space.l2:
             scores = (
-                2 * scores
-                - np.einsum("nkd,nkd->nk", cand, cand)
-                - np.einsum("nd,nd->n", queries, queries)[:, None]
+                2 * scores - np.einsum("nkd,nkd->nk", cand, cand) - np.einsum("nd,nd->n", queries, queries)[:, None]
             )
         scores = np.where(valid, scores, -np.inf).astype(np.float32)
         pos, sc = top_k(scores, k)
@@ -456,9 +444,7 @@ class Collection:
         labels, scores = labels[keep][q.offset :], scores[keep][q.offset :]
         out_scores = np.sqrt(np.maximum(-scores, 0)) if self.space is Space.l2 else scores
         if q.score_threshold is not None:
-            ok = (
-                out_scores <= q.score_threshold if self.space is Space.l2 else out_scores >= q.score_threshold
-            )
+            ok = out_scores <= q.score_threshold if self.space is Space.l2 else out_scores >= q.score_threshold
             labels, out_scores = labels[ok], out_scores[ok]
         ids = self._st.ids
         hits = [Hit(ids[lab], s) for lab, s in zip(labels.tolist(), out_scores.tolist(), strict=True)]  # type: ignore[arg-type]
@@ -545,9 +531,7 @@ class Collection:
             shutil.rmtree(staged)
         index.save(staged)
         saved_at = time.time()
-        (staged / "manifest.json").write_text(
-            json.dumps({"labels_upto": upto, "seq": self._seq, "saved_at": saved_at})
-        )
+        (staged / "manifest.json").write_text(json.dumps({"labels_upto": upto, "seq": self._seq, "saved_at": saved_at}))
         for f in staged.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

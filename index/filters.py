@@ -119,9 +119,7 @@ def _split_key(key: str) -> tuple[str, ...]:
     if any(not s for s in segments):
         raise InvalidFilter(f"filter key {key!r} has an empty segment")
     if any(_bad_char(ch) for ch in key):
-        raise InvalidFilter(
-            f"filter key {key!r} contains a forbidden character (quote, backslash, bracket or control)"
-        )
+        raise InvalidFilter(f"filter key {key!r} contains a forbidden character (quote, backslash, bracket or control)")
     return segments
 
 

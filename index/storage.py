@@ -107,8 +107,7 @@ class PointStore:
                 chunk = pids[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 labels += [
-                    r[0]
-                    for r in cur.execute(f"DELETE FROM points WHERE pid IN ({marks}) RETURNING label", chunk)
+                    r[0] for r in cur.execute(f"DELETE FROM points WHERE pid IN ({marks}) RETURNING label", chunk)
                 ]
             self._set_meta(seq=seq)
             cur.execute("COMMIT")

@@ -32,9 +32,7 @@ class VectorStore:
         if size != n * 4 * dim:
             self._fh.truncate(n * 4 * dim)
             os.fsync(self._fh.fileno())
-        data = (
-            np.fromfile(path, dtype="<f4", count=n * dim).reshape(n, dim) if n else np.empty((0, dim), "<f4")
-        )
+        data = np.fromfile(path, dtype="<f4", count=n * dim).reshape(n, dim) if n else np.empty((0, dim), "<f4")
         cap = max(1024, int(n * 1.25))
         self._data: F32 = np.empty((cap, dim), dtype=np.float32)
         self._data[:n] = data

@@ -42,9 +42,7 @@ def points_matrix(points: list[Point], dim: int) -> F32:
     for i, p in enumerate(points):
         v = vector_array(p.vector, f"point {p.id!r}")
         if v.shape != (dim,):
-            raise DimensionMismatch(
-                f"point {p.id!r}: expected dimension {dim}, got {v.shape[-1] if v.ndim else 0}"
-            )
+            raise DimensionMismatch(f"point {p.id!r}: expected dimension {dim}, got {v.shape[-1] if v.ndim else 0}")
         mat[i] = v
     return mat
 
@@ -72,9 +70,7 @@ def to_query(req: SearchRequest, dim: int, max_limit: int) -> Query:
         raise LimitExceeded(f"limit + offset = {req.limit + req.offset} exceeds max_search_limit {max_limit}")
     v = vector_array(req.vector)
     if v.shape != (dim,):
-        raise DimensionMismatch(
-            f"expected a query vector of dimension {dim}, got {v.shape[-1] if v.ndim else 0}"
-        )
+        raise DimensionMismatch(f"expected a query vector of dimension {dim}, got {v.shape[-1] if v.ndim else 0}")
     return Query(
         vector=v,
         limit=req.limit,

@@ -41,10 +41,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "bad_request",
                 "request body is not valid JSON (note: NaN and Infinity are not JSON)",
             )
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in errors
-        ]
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body")
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
@@ -52,9 +49,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(
-            request, exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail)
-        )
+        return error_response(request, exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

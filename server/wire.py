@@ -73,9 +73,5 @@ def error_response(request: Request, status: int, type_: str, message: str, deta
     if details is not None:
         err["details"] = details
     if wants_msgpack(request):
-        return Response(
-            msgpack.packb({"error": err}, use_bin_type=True), status_code=status, media_type=MSGPACK
-        )
-    return Response(
-        orjson.dumps({"error": err}, default=str), status_code=status, media_type="application/json"
-    )
+        return Response(msgpack.packb({"error": err}, use_bin_type=True), status_code=status, media_type=MSGPACK)
+    return Response(orjson.dumps({"error": err}, default=str), status_code=status, media_type="application/json")

@@ -41,9 +41,7 @@ def top_k(scores: F32, k: int) -> tuple[I64, F32]:
         part = np.broadcast_to(np.arange(m), (n, m)).copy()
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1).astype(np.int64), np.take_along_axis(
-        part_scores, order, axis=1
-    )
+    return np.take_along_axis(part, order, axis=1).astype(np.int64), np.take_along_axis(part_scores, order, axis=1)
 
 
 def exact_search(
@@ -120,9 +118,7 @@ class FlatIndex:
         keep = self._live
         np.save(directory / "rows.npy", self._rows[keep])
         np.save(directory / "labels.npy", self._labels[keep])
-        (directory / "meta.json").write_text(
-            json.dumps({"kind": "flat", "dim": self.dim, "space": self.space})
-        )
+        (directory / "meta.json").write_text(json.dumps({"kind": "flat", "dim": self.dim, "space": self.space}))
 
     @classmethod
     def load(cls, directory: Path) -> FlatIndex:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -19,6 +20,9 @@ from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
 from index.rwlock import RWLock
 
 __all__ = ["IvfPqIndex", "auto_nlist", "auto_pq_m"]
+
+# faiss's bundled stubs miss the SWIG keyword constructors and some classes
+_faiss: Any = faiss
 
 _MIN_POINTS_PER_LIST = 39  # below this faiss k-means warns, and lists are poorly trained
 
@@ -109,7 +113,7 @@ class IvfPqIndex:
             return empty_hits(len(queries), k)
         sel = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
         nprobe = min(params.nprobe or self.nprobe, self.nlist or 1)
-        sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        sp = _faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
         with self._lock.read():
             dist, labels = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=sp)
         scores = dist if self.space is Space.ip else -dist
@@ -157,10 +161,10 @@ class IvfPqIndex:
         if self._index is None:
             return 0
         ivf = faiss.extract_index_ivf(self._index)
-        inv = faiss.downcast_InvertedLists(ivf.invlists)
+        inv = _faiss.downcast_InvertedLists(ivf.invlists)
         sizes = [inv.list_size(i) for i in range(inv.nlist)]
         ids = 8 * sum(sizes)  # faiss keeps an int64 id per entry
-        if isinstance(inv, faiss.BlockInvertedLists):
+        if isinstance(inv, _faiss.BlockInvertedLists):
             # fast-scan lists are stored in whole blocks of n_per_block codes
             lists = sum(-(-s // inv.n_per_block) * inv.block_size for s in sizes) + ids
         else:

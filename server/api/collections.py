@@ -26,9 +26,7 @@ async def list_collections(request: Request, catalog: CatalogDep) -> Response:
     summary="Create a collection (idempotent for an identical config)",
     responses={200: {"model": CollectionInfo}},
 )
-async def create_collection(
-    name: str, config: CollectionConfig, request: Request, catalog: CatalogDep
-) -> Response:
+async def create_collection(name: str, config: CollectionConfig, request: Request, catalog: CatalogDep) -> Response:
     started = time.perf_counter()
     coll, _ = await run_in_threadpool(catalog.create, name, config)
     return envelope(request, coll.info(), started)

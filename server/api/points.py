@@ -20,9 +20,7 @@ router = APIRouter(prefix="/collections/{name}/points", tags=["points"], route_c
 
 def _check_batch(n: int, settings: Settings) -> None:
     if n > settings.max_batch_points:
-        raise PayloadTooLarge(
-            f"{n} points in one request exceeds max_batch_points {settings.max_batch_points}"
-        )
+        raise PayloadTooLarge(f"{n} points in one request exceeds max_batch_points {settings.max_batch_points}")
 
 
 @router.put("", summary="Upsert points (atomic batch; same id overwrites)")
@@ -32,9 +30,7 @@ async def upsert_points(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
-    wait: bool = Query(
-        True, description="accepted for compatibility: acknowledged writes are always applied"
-    ),
+    wait: bool = Query(True, description="accepted for compatibility: acknowledged writes are always applied"),
 ) -> Response:
     started = time.perf_counter()
     coll = catalog.get(name)
@@ -64,9 +60,7 @@ async def delete_points(
         res = await run_in_threadpool(coll.delete, list(body.ids))
     else:
         assert body.filter is not None
-        check_filter(
-            body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions
-        )
+        check_filter(body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
         res = await run_in_threadpool(coll.delete_where, body.filter)
     return envelope(request, {"deleted": res.count, "seq": res.seq}, started)
 
@@ -96,8 +90,6 @@ async def count_points(
     started = time.perf_counter()
     coll = catalog.get(name)
     if body.filter is not None:
-        check_filter(
-            body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions
-        )
+        check_filter(body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
     n = await run_in_threadpool(coll.count_where, body.filter)
     return envelope(request, {"count": n}, started)

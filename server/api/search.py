@@ -21,15 +21,11 @@ router = APIRouter(prefix="/collections/{name}/points", tags=["search"], route_c
 
 def _query(coll: Collection, req: SearchRequest, settings: Settings) -> Query:
     if req.filter is not None:
-        check_filter(
-            req.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions
-        )
+        check_filter(req.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
     return to_query(req, coll.dim, settings.max_search_limit)
 
 
-@router.post(
-    "/search", summary="k-NN search with optional filter", responses={200: {"model": list[ScoredPoint]}}
-)
+@router.post("/search", summary="k-NN search with optional filter", responses={200: {"model": list[ScoredPoint]}})
 async def search(
     name: str, body: SearchRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
 ) -> Response:

@@ -70,9 +70,7 @@ def test_msgpack_wire_round_trip(tmp_path: Path) -> None:
         ([{"id": 1, "vector": "AAAAAA=="}], DimensionMismatch),
     ],
 )
-def test_bad_batch_is_rejected_whole(
-    coll: NestorClient, points: list[dict[str, object]], error: type
-) -> None:
+def test_bad_batch_is_rejected_whole(coll: NestorClient, points: list[dict[str, object]], error: type) -> None:
     good = {"id": 99, "vector": [1, 1, 1, 1]}
     with pytest.raises(error):
         coll.upsert("c", [good, *points])
@@ -108,10 +106,7 @@ def test_base64_batch_with_wrong_size(coll: NestorClient) -> None:
 def test_malformed_bodies_are_4xx(coll: NestorClient) -> None:
     http = coll._http
     assert (
-        http.put(
-            "/collections/c/points", content=b"{", headers={"content-type": "application/json"}
-        ).status_code
-        == 400
+        http.put("/collections/c/points", content=b"{", headers={"content-type": "application/json"}).status_code == 400
     )
     r = http.put("/collections/c/points", content=b"\xc1", headers={"content-type": "application/msgpack"})
     assert r.status_code == 400

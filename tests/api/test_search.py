@@ -30,8 +30,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 def _load(client: NestorClient, name: str, index: dict[str, Any], base: np.ndarray) -> None:
     client.create_collection(name, dim=DIM, metric="cosine", index=index)
     payloads = [
-        {"bucket": i % 100, "price": float(i), "color": ["red", "green", "blue"][i % 3]}
-        for i in range(len(base))
+        {"bucket": i % 100, "price": float(i), "color": ["red", "green", "blue"][i % 3]} for i in range(len(base))
     ]
     client.upload(name, ids=list(range(len(base))), vectors=base, payloads=payloads, batch_size=1000)
     wait_indexed(client, name)
@@ -43,9 +42,7 @@ def test_recall_against_exact(client: NestorClient, data: tuple[np.ndarray, np.n
     index, floor = INDEXES[kind]
     _load(client, kind, index, base)
     truth = exact_topk(base, queries, 10)
-    found = client.search_batch(
-        kind, [{"vector": q.tolist(), "limit": 10, "with_payload": False} for q in queries]
-    )
+    found = client.search_batch(kind, [{"vector": q.tolist(), "limit": 10, "with_payload": False} for q in queries])
     assert {r.strategy for r in found} == {"exact" if kind == "flat" else kind}
     got = np.array([[h.id for h in r] for r in found])
     assert recall(got, truth, 10) >= floor
@@ -59,9 +56,7 @@ def test_ivf_pq_trains_at_threshold_and_searches_exactly_before(
     client: NestorClient, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     base, queries = data
-    client.create_collection(
-        "ivf", dim=DIM, index={"type": "ivf_pq", "train_threshold": 2000, "retrain_growth": 1.4}
-    )
+    client.create_collection("ivf", dim=DIM, index={"type": "ivf_pq", "train_threshold": 2000, "retrain_growth": 1.4})
     client.upload("ivf", ids=list(range(1000)), vectors=base[:1000])
     info = client.get_collection("ivf")
     assert info.index["trained"] is False and info.index["state"] == "untrained"
@@ -83,18 +78,14 @@ def test_ivf_pq_rescore_improves_recall(client: NestorClient, data: tuple[np.nda
     truth = exact_topk(base, queries, 10)
 
     def run(params: dict[str, Any]) -> float:
-        found = client.search_batch(
-            "pq", [{"vector": q.tolist(), "limit": 10, "params": params} for q in queries]
-        )
+        found = client.search_batch("pq", [{"vector": q.tolist(), "limit": 10, "params": params} for q in queries])
         return recall(np.array([[h.id for h in r] for r in found]), truth, 10)
 
     raw, rescored = run({"rescore": False}), run({"rescore": True, "oversampling": 20})
     assert rescored >= 0.95 and rescored > raw + 0.1
 
 
-def test_selective_filter_returns_limit_hits_exactly(
-    client: NestorClient, data: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_selective_filter_returns_limit_hits_exactly(client: NestorClient, data: tuple[np.ndarray, np.ndarray]) -> None:
     base, queries = data
     _load(client, "h", INDEXES["hnsw"][0], base)
     flt = {"must": [{"key": "bucket", "match": {"any": [7, 8]}}]}  # 60 of 3000 points
@@ -117,9 +108,7 @@ def test_selective_filter_returns_limit_hits_exactly(
     assert len(res) == len([i for i in range(N) if i % 100 == 9 and i % 3 != 0])
 
 
-def test_broad_filter_uses_the_graph_and_still_fills_limit(
-    tmp_path: Any, data: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_broad_filter_uses_the_graph_and_still_fills_limit(tmp_path: Any, data: tuple[np.ndarray, np.ndarray]) -> None:
     from tests.api.conftest import running
 
     base, queries = data
@@ -148,9 +137,7 @@ def test_unindexed_points_are_searchable_at_once(client: NestorClient) -> None:
 
 def test_search_options(client: NestorClient) -> None:
     client.create_collection("o", dim=2, metric="l2", index={"type": "hnsw"})
-    client.upsert(
-        "o", ids=[1, 2, 3], vectors=[[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], payloads=[{"n": 1}, {"n": 2}, None]
-    )
+    client.upsert("o", ids=[1, 2, 3], vectors=[[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], payloads=[{"n": 1}, {"n": 2}, None])
     hits = client.search("o", [0.0, 0.0], limit=3, with_vector=True)
     assert [h.id for h in hits] == [1, 2, 3]
     assert [h.score for h in hits] == pytest.approx([0.0, 5.0, 10.0])  # l2 scores are distances

@@ -85,9 +85,7 @@ def test_allowed_restricts_results(name: str, data: tuple[np.ndarray, np.ndarray
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_save_load_gives_identical_results(
-    name: str, data: tuple[np.ndarray, np.ndarray], tmp_path: Path
-) -> None:
+def test_save_load_gives_identical_results(name: str, data: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
     base, queries = data
     idx = _built(name, Space.ip, base)
     idx.remove(np.array([10, 20, 30], dtype=np.int64))

@@ -143,9 +143,7 @@ class BaseClient:
     def list_collections(self) -> Call[list[CollectionSummary]]:
         return Call("GET", "/collections", _parse_summaries)
 
-    def create_collection(
-        self, name: str, config: ConfigLike | None, extra: Mapping[str, Any]
-    ) -> Call[CollectionInfo]:
+    def create_collection(self, name: str, config: ConfigLike | None, extra: Mapping[str, Any]) -> Call[CollectionInfo]:
         # Sent unvalidated: the server owns the defaults and may know config blocks we do not.
         body = dict(_plain(config)) if config is not None else {}
         body.update({key: _plain(value) for key, value in extra.items()})
@@ -278,9 +276,7 @@ class BaseClient:
             out["vector"] = encode_vector(out["vector"], self.wire)
         return out
 
-    def _batch(
-        self, ids: list[Any], matrix: NDArray[np.float32], payloads: PayloadsLike | None
-    ) -> dict[str, Any]:
+    def _batch(self, ids: list[Any], matrix: NDArray[np.float32], payloads: PayloadsLike | None) -> dict[str, Any]:
         _check_lengths(len(ids), matrix, payloads)
         batch: dict[str, Any] = {"ids": ids, "vectors": encode_matrix(matrix, self.wire)}
         if payloads is not None:

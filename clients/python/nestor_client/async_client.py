@@ -49,9 +49,7 @@ class AsyncNestorClient:
     ) -> None:
         self._base = BaseClient(api_key=api_key, wire=wire)
         self._owns_http = http_client is None
-        self._http = (
-            http_client if http_client is not None else httpx.AsyncClient(base_url=url, timeout=timeout)
-        )
+        self._http = http_client if http_client is not None else httpx.AsyncClient(base_url=url, timeout=timeout)
 
     async def close(self) -> None:
         if self._owns_http:
@@ -76,9 +74,7 @@ class AsyncNestorClient:
             )
         except httpx.TransportError as exc:
             raise transport_error(exc) from exc
-        return self._base.finish(
-            call, response.status_code, response.headers.get("content-type", ""), response.content
-        )
+        return self._base.finish(call, response.status_code, response.headers.get("content-type", ""), response.content)
 
     async def health(self) -> bool:
         """True when the server process is up."""
@@ -91,9 +87,7 @@ class AsyncNestorClient:
     async def list_collections(self) -> list[CollectionSummary]:
         return await self._send(self._base.list_collections())
 
-    async def create_collection(
-        self, name: str, config: ConfigLike | None = None, **kwargs: Any
-    ) -> CollectionInfo:
+    async def create_collection(self, name: str, config: ConfigLike | None = None, **kwargs: Any) -> CollectionInfo:
         """Create `name` from `config` and/or keywords (`dim=384, metric="cosine", index=...`).
 
         Keywords override fields of `config`. Raises `CollectionExists` if it exists with another config.
@@ -139,15 +133,11 @@ class AsyncNestorClient:
             total += (await self._send(call)).upserted
         return total
 
-    async def delete(
-        self, name: str, ids: IdsLike | None = None, filter: FilterLike | None = None
-    ) -> UpdateResult:
+    async def delete(self, name: str, ids: IdsLike | None = None, filter: FilterLike | None = None) -> UpdateResult:
         """Delete by `ids` or by `filter` (exactly one)."""
         return await self._send(self._base.delete(name, ids, filter))
 
-    async def get(
-        self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool = False
-    ) -> list[Record]:
+    async def get(self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool = False) -> list[Record]:
         """The stored points among `ids`; missing ids are left out."""
         return await self._send(self._base.get(name, ids, with_payload, with_vector))
 

@@ -74,9 +74,7 @@ class NestorClient:
             )
         except httpx.TransportError as exc:
             raise transport_error(exc) from exc
-        return self._base.finish(
-            call, response.status_code, response.headers.get("content-type", ""), response.content
-        )
+        return self._base.finish(call, response.status_code, response.headers.get("content-type", ""), response.content)
 
     def health(self) -> bool:
         """True when the server process is up."""
@@ -136,9 +134,7 @@ class NestorClient:
         """Delete by `ids` or by `filter` (exactly one)."""
         return self._send(self._base.delete(name, ids, filter))
 
-    def get(
-        self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool = False
-    ) -> list[Record]:
+    def get(self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool = False) -> list[Record]:
         """The stored points among `ids`; missing ids are left out."""
         return self._send(self._base.get(name, ids, with_payload, with_vector))
 

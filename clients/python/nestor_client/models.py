@@ -56,10 +56,7 @@ class _Model(BaseModel):
 
 
 # Unsigned integers or strings, as in Qdrant. Strict so that "1" and 1 stay different ids.
-PointId = (
-    Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
-    | Annotated[StrictStr, Field(min_length=1, max_length=512)]
-)
+PointId = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | Annotated[StrictStr, Field(min_length=1, max_length=512)]
 
 # A list of floats, or base64 of little-endian float32 (JSON), or raw float32 bytes (msgpack).
 VectorInput = list[float] | str | bytes
