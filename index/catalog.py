@@ -67,6 +67,10 @@ class Catalog:
                 if existing.config == config:
                     return existing, False
                 raise CollectionExists(f"collection {name!r} exists with a different config")
+            if (self._root / name).exists():
+                raise CollectionExists(
+                    f"collection {name!r} exists on disk but could not be opened; see the server log"
+                )
             coll = Collection.create(name, self._root / name, config, self.options)
             self._collections[name] = coll
             return coll, True

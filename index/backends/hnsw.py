@@ -118,7 +118,9 @@ class HnswIndex:
         return out
 
     def _to_hits(self, labels: np.ndarray, dist: np.ndarray, k: int) -> Hits:
-        scores = (1.0 - dist) if self.space is Space.ip else -dist
+        scores: F32 = (np.float32(1.0) - dist) if self.space is Space.ip else -dist
+        if labels.shape[1] == k:
+            return Hits(labels.astype(np.int64, copy=False), scores)
         hits = empty_hits(len(labels), k)
         hits.labels[:, : labels.shape[1]] = labels.astype(np.int64)
         hits.scores[:, : labels.shape[1]] = scores
