@@ -54,6 +54,7 @@ log = logging.getLogger("nestor.collection")
 
 PointIdT = int | str
 _INDEX_CHUNK = 4096
+_CHEAP_PENDING = 1024  # unindexed rows a search may scan exactly and still count as cheap
 _IVF_SAMPLE_PER_LIST = 64
 
 
@@ -358,6 +359,18 @@ class Collection:
         hits = [Hit(pid, 0.0) for pid, _ in found]
         self._attach(list(hits), np.asarray([lab for _, lab in found], np.int64), with_payload, with_vector)
         return hits
+
+    def is_cheap(self, q: Query) -> bool:
+        """True when `q` is a sub-millisecond ANN lookup: no filter, a few payload rows, little unindexed data."""
+        index = self._index
+        return (
+            q.filter is None
+            and q.limit + q.offset <= 100
+            and index is not None
+            and index.is_trained
+            and not (q.params is not None and q.params.exact)
+            and self._next_label - self._indexed_upto <= _CHEAP_PENDING
+        )
 
     def search(self, queries: list[Query]) -> list[QueryResult]:
         """Answer several queries; unfiltered ones with equal knobs share one batched ANN call."""

@@ -1,4 +1,7 @@
-"""Annotated dependencies, so handler signatures read like documentation."""
+"""Annotated dependencies, so handler signatures read like documentation.
+
+They are `async` on purpose: FastAPI runs sync dependencies in the threadpool, a thread hop per request.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +16,14 @@ from server.settings import Settings
 __all__ = ["CatalogDep", "SettingsDep"]
 
 
-def _catalog(request: Request) -> Catalog:
+async def _catalog(request: Request) -> Catalog:
     catalog: Catalog | None = getattr(request.app.state, "catalog", None)
     if catalog is None or not request.app.state.ready:
         raise NotReady("the server is still recovering its collections")
     return catalog
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -32,7 +32,8 @@ async def search(
     started = time.perf_counter()
     coll = catalog.get(name)
     q = _query(coll, body, settings)
-    res = (await run_in_threadpool(coll.search, [q]))[0]
+    # A cheap ANN lookup runs inline: a thread hop would cost more than the search itself.
+    res = coll.search([q])[0] if coll.is_cheap(q) else (await run_in_threadpool(coll.search, [q]))[0]
     hits = [hit_dict(h, body.with_payload, body.with_vector) for h in res.hits]
     return envelope(request, hits, started, strategy=res.strategy)
 
