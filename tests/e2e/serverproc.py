@@ -47,10 +47,11 @@ class ServerProcess:
             "--log-level",
             "warning",
         ]
-        repo = Path(__file__).resolve().parents[2]
-        env = {**self.env, "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'clients' / 'python'}"}
+        # No PYTHONPATH and a neutral cwd: the server must run from the installed package, as a user's does.
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=repo)
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.data_dir.parent
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
