@@ -30,7 +30,7 @@ import numpy.typing as npt
 import orjson
 
 from index.backends.base import F32, I64, Hits, IndexParams, Space, VectorIndex
-from index.backends.flat import exact_search, top_k
+from index.backends.flat import exact_search, gather_scores, top_k
 from index.backends.hnsw import HnswIndex
 from index.backends.ivfpq import IvfPqIndex, auto_nlist
 from index.errors import DimensionMismatch, DuplicateId, InvalidVector
@@ -457,17 +457,10 @@ class Collection:
         return exact_search(self.vectors.take(allowed), allowed, queries, k, self.space, alive[allowed])
 
     def _rescore(self, queries: F32, hits: Hits, k: int) -> Hits:
-        labels = hits.labels
-        valid = labels >= 0
-        cand = self.vectors.take(np.where(valid, labels, 0))  # [n, K, d]
-        scores = np.einsum("nkd,nd->nk", cand, queries)
-        if self.space is Space.l2:
-            scores = (
-                2 * scores - np.einsum("nkd,nkd->nk", cand, cand) - np.einsum("nd,nd->n", queries, queries)[:, None]
-            )
-        scores = np.where(valid, scores, -np.inf).astype(np.float32)
+        """Rerank ANN candidates with the full-precision vectors."""
+        scores = gather_scores(self.vectors.buffer(), queries, hits.labels, self.space)
         pos, sc = top_k(scores, k)
-        return Hits(np.take_along_axis(labels, pos, axis=1), sc)
+        return Hits(np.take_along_axis(hits.labels, pos, axis=1), sc)
 
     def _finish(self, q: Query, labels: I64, scores: F32, strategy: str) -> QueryResult:
         # plain lists: for ~10 hits this beats a chain of tiny numpy operations

@@ -48,6 +48,10 @@ class VectorStore:
         v.flags.writeable = False
         return v
 
+    def buffer(self) -> F32:
+        """The whole C-contiguous row buffer (rows past `rows` are unused capacity), for native kernels."""
+        return self._data
+
     def take(self, labels: npt.NDArray[np.int64]) -> F32:
         return self._data[labels]
 
