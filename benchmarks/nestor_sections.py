@@ -244,7 +244,7 @@ def nestor_ivfpq(ctx: RunContext) -> Section:
             "code_bytes_per_vec": info["code_bytes_per_vector"],
             "bytes_per_vec": mem["index"]["ram"] / data.n,
         }
-        for nprobe in ctx.opt("ivf_nprobes", [64, 128, 160]):
+        for nprobe in ctx.opt("ivf_nprobes", [64, 96, 128]):
             for over in ctx.opt("ivf_oversampling", [8, 12, 16]):
                 params = SearchParams(nprobe=nprobe, oversampling=over, rescore=True)
                 queries = [Query(vector=q, limit=k, params=params, with_payload=False) for q in data.queries]

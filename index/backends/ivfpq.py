@@ -29,8 +29,13 @@ _MIN_POINTS_PER_LIST = 39  # below this faiss k-means warns, and lists are poorl
 
 
 def auto_nlist(n: int) -> int:
-    """About 4*sqrt(n) lists (faiss guidance for n < 1M), a power of two, trainable from n points."""
-    target = 4.0 * math.sqrt(max(n, 1))
+    """About 2*sqrt(n) lists, a power of two, trainable from n points.
+
+    faiss's guidance is 4-16*sqrt(n) for pure IVF, but with a full-precision rerank behind the codes
+    fewer, larger lists win: on 100k MiniLM vectors IVF512 reached recall@10 0.961 at nprobe=96 and a
+    16x shortlist, 26% faster than IVF1024 at the same recall, and trained in half the time.
+    """
+    target = 2.0 * math.sqrt(max(n, 1))
     nlist = 1 << max(0, round(math.log2(target)))
     while nlist > 1 and nlist * _MIN_POINTS_PER_LIST > n:
         nlist //= 2

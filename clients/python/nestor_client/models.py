@@ -90,7 +90,7 @@ class HnswIndexConfig(_Model):
 class IvfPqIndexConfig(_Model):
     """faiss IVF with product-quantized codes, reranked from the full-precision vectors.
 
-    `nlist` and `m` are chosen from the data when omitted (nlist about 4*sqrt(n), m = dim/4 at
+    `nlist` and `m` are chosen from the data when omitted (nlist about 2*sqrt(n), m = dim/4 at
     4 bits). The index trains once `train_threshold` vectors exist (exact search until then) and
     retrains in the background when the collection grows `retrain_growth` times past its
     training size.
@@ -100,8 +100,8 @@ class IvfPqIndexConfig(_Model):
     nlist: int | None = Field(None, ge=1, le=1 << 20)
     m: int | None = Field(None, ge=1, le=4096)
     nbits: Literal[4, 8] = 4
-    nprobe: int = Field(32, ge=1, le=1 << 20)
-    oversampling: float = Field(8.0, ge=1.0, le=1000.0)
+    nprobe: int = Field(96, ge=1, le=1 << 20)
+    oversampling: float = Field(16.0, ge=1.0, le=1000.0)
     rescore: bool = True
     train_threshold: int = Field(5000, ge=64)
     retrain_growth: float = Field(4.0, gt=1.0)
