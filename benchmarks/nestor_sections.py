@@ -126,7 +126,7 @@ def nestor_rest(ctx: RunContext) -> Section:
     srv = _server(ctx)
     data, k = ctx.data, ctx.k
     rows = []
-    for ef in ctx.opt("rest_efs", [32, 64, 128]):
+    for ef in ctx.opt("rest_efs", [32, 48, 64, 128]):
         for wire in ("json", "msgpack"):
             timing, out = _rest_single(srv.url, wire, ctx, ef)
             rows.append(search_row("nestor REST", f"single, {wire}", f"ef={ef}", recall_at_k(out, data.gt, k), timing))
