@@ -8,6 +8,7 @@ data) -> rest -> restart (stops and restarts it) -> engine (opens the data in-pr
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -63,6 +64,7 @@ def _server(ctx: RunContext) -> _Server:
         shutil.rmtree(d, ignore_errors=True)
         srv = _Server(d)
         srv.start()
+        atexit.register(srv.stop)  # a failing later section must not leave the server running
         ctx.cache["nestor_server"] = srv
     server: _Server = ctx.cache["nestor_server"]
     return server
