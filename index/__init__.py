@@ -2,8 +2,12 @@
 
 import os
 
-# libgomp (faiss's OpenMP) busy-spins idle threads by default. On a small machine that steals the
-# cores from hnswlib, numpy's BLAS and Python threads: IVF-PQ training measured 72 s instead of 3 s,
-# and single-query search 12k instead of 18k QPS. It is read when libgomp loads, so it must be set
-# before faiss is imported; an explicit setting of the user's wins.
+# Thread pools that busy-wait starve everything else on a small machine, and both settings are read
+# only when their library loads, so they are set here, before numpy and faiss are imported.
+# - libgomp (faiss's OpenMP) spins idle threads by default: IVF-PQ training measured 72 s instead of
+#   3 s, and single-query search 12k instead of 18k QPS.
+# - OpenBLAS threads do the same: under CPU contention a 14x384 by 384x200 matmul (a MaxSim rescore)
+#   went from 0.05 ms to 1-10 ms. Search-path matrix products are small, so one thread is the right default.
+# An explicit setting of the user's wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
