@@ -1,0 +1,194 @@
+"""Interleaved head-to-head runs for the core bars that sit close to their thresholds.
+
+`bench_core.py` measures each system once, one section after another. On a shared 2-core machine
+the load changes between sections, and that biases their ratios. Here each pair is measured
+alternately: a pass of A, then a pass of B, repeated. The reported ratio is the median of the
+per-pair ratios, so both sides see the same load.
+
+    python benchmarks/head_to_head.py [--n 100000] [--queries 1000] [--pairs 5]
+
+Pairs: Nestor engine vs raw hnswlib (same ef); Nestor IVF-PQ + rescore vs faiss IVF1024,PQ96x4fs +
+RFlat (both at recall@10 >= 0.95, faiss with default threads and with omp=1); Nestor REST (msgpack,
+the client) vs the bare FastAPI + hnswlib msgpack endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench_core.py: same conditions for both sides
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
+import faiss  # noqa: E402
+import msgpack  # noqa: E402
+import numpy as np  # noqa: E402
+from baselines import bare_server, build_hnswlib  # noqa: E402
+from common import RESULTS_DIR, load_dataset, recall_at_k  # noqa: E402
+from nestor_sections import COLL, HNSW, _Server, _wait_indexed  # noqa: E402
+
+from index.catalog import Catalog  # noqa: E402
+from index.collection import Query  # noqa: E402
+from nestor_client import NestorClient  # noqa: E402
+from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402
+
+
+def _pass(fn: Callable[[int], Any], n: int) -> tuple[float, list[Any]]:
+    out: list[Any] = [None] * n
+    t0 = time.perf_counter()
+    for i in range(n):
+        out[i] = fn(i)
+    return n / (time.perf_counter() - t0), out
+
+
+def duel(name: str, a: Callable[[int], Any], b: Callable[[int], Any], n: int, pairs: int, gt: Any) -> dict[str, Any]:
+    """Alternate passes of a (Nestor) and b (baseline); ratio = median of per-pair a/b QPS."""
+    _pass(a, min(n, 50))
+    _pass(b, min(n, 50))
+    qa, qb = [], []
+    for _ in range(pairs):
+        x, out_a = _pass(a, n)
+        y, out_b = _pass(b, n)
+        qa.append(x)
+        qb.append(y)
+    ratios = [x / y for x, y in zip(qa, qb, strict=True)]
+    row = {
+        "pair": name,
+        "nestor_qps": statistics.median(qa),
+        "baseline_qps": statistics.median(qb),
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+        "nestor_recall": recall_at_k(out_a, gt, 10),
+        "baseline_recall": recall_at_k(out_b, gt, 10),
+    }
+    print(
+        f"| {name} | {row['nestor_qps']:,.0f} ({row['nestor_recall']:.3f}) | {row['baseline_qps']:,.0f} "
+        f"({row['baseline_recall']:.3f}) | {row['ratio_median']:.2f}x | "
+        f"{' '.join(f'{r:.2f}' for r in ratios)} |",
+        flush=True,
+    )
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=None)
+    ap.add_argument("--queries", type=int, default=None)
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--out", default=str(RESULTS_DIR / "head_to_head.json"))
+    args = ap.parse_args()
+    data = load_dataset(n=args.n, n_queries=args.queries, data=args.data)
+    qs, gt, n_q = data.queries, data.gt, len(data.queries)
+    work = Path(tempfile.mkdtemp(prefix="nestor-h2h-"))
+    rows: list[dict[str, Any]] = []
+    print(
+        "| pair | Nestor QPS (recall) | baseline QPS (recall) | median ratio | per-pair ratios |\n|---|---|---|---|---|"
+    )
+    try:
+        raw, _ = build_hnswlib(data.base)
+        raw_path = work / "raw.bin"
+        raw.save_index(str(raw_path))
+        catalog = Catalog(work / "nestor")
+        coll, _ = catalog.create(COLL, CollectionConfig(dim=data.dim, metric="dot", index=HNSW))
+        for s in range(0, data.n, 10_000):
+            coll.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
+        while coll.info()["index"]["pending"] or coll.info()["index"]["state"] != "ready":
+            time.sleep(0.2)
+        for ef in (16, 32, 64, 128):
+            sp = SearchParams(ef=ef)
+            queries = [Query(vector=q, params=sp, with_payload=False) for q in qs]
+
+            raw.set_ef(ef)
+
+            def raw_one(i: int) -> list[int]:
+                return raw.knn_query(qs[i : i + 1], k=10)[0][0].tolist()  # type: ignore[no-any-return]
+
+            def eng_one(i: int, queries: list[Query] = queries) -> list[Any]:
+                return [h.id for h in coll.search([queries[i]])[0].hits]
+
+            rows.append(duel(f"engine vs hnswlib, ef={ef}", eng_one, raw_one, n_q, args.pairs, gt))
+
+        ivf, _ = catalog.create(
+            "ivf", CollectionConfig(dim=data.dim, metric="dot", index={"type": "ivf_pq", "train_threshold": data.n})
+        )
+        for s in range(0, data.n, 10_000):
+            ivf.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
+        while not ivf.info()["index"]["trained"] or ivf.info()["index"]["pending"]:
+            time.sleep(0.2)
+        fidx = faiss.index_factory(data.dim, "IVF1024,PQ96x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        fidx.train(data.base[rng.choice(data.n, min(data.n, 65536), replace=False)])
+        fidx.add(data.base)
+        fparams = faiss.IndexRefineSearchParameters(
+            k_factor=16, base_index_params=faiss.SearchParametersIVF(nprobe=128)
+        )
+        ivf_sp = SearchParams(nprobe=96, oversampling=12)
+        ivf_q = [Query(vector=q, params=ivf_sp, with_payload=False) for q in qs]
+
+        def ivf_one(i: int) -> list[Any]:
+            return [h.id for h in ivf.search([ivf_q[i]])[0].hits]
+
+        for threads in (2, 1):
+
+            def faiss_one(i: int, threads: int = threads) -> list[int]:
+                faiss.omp_set_num_threads(threads)
+                return fidx.search(qs[i : i + 1], 10, params=fparams)[1][0].tolist()  # type: ignore[no-any-return]
+
+            name = f"IVF-PQ nprobe=96 over=12 vs faiss PQ96x4fs+RFlat np=128 kf=16, faiss omp={threads}"
+            rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
+        catalog.close()
+
+        srv = _Server(work / "nestor")
+        srv.start()
+        try:
+            with bare_server(raw_path, data.dim, 64) as url, NestorClient(srv.url, wire="msgpack") as c:
+                import httpx
+
+                with httpx.Client(base_url=url, timeout=30.0) as h:
+
+                    def bare_one(i: int) -> list[int]:
+                        body = msgpack.packb({"vector": qs[i].tolist(), "k": 10}, use_single_float=True)
+                        r = h.post("/search.msgpack", content=body, headers={"content-type": "application/msgpack"})
+                        return msgpack.unpackb(r.content)["ids"]  # type: ignore[no-any-return]
+
+                    def rest_one(i: int) -> list[Any]:
+                        return [x.id for x in c.search(COLL, qs[i], limit=10, params={"ef": 64}, with_payload=False)]
+
+                    _wait_indexed(c, COLL)
+                    rows.append(
+                        duel(
+                            "REST msgpack (client) vs bare FastAPI+hnswlib msgpack, ef=64",
+                            rest_one,
+                            bare_one,
+                            n_q,
+                            args.pairs,
+                            gt,
+                        )
+                    )
+        finally:
+            srv.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = "python benchmarks/head_to_head.py " + " ".join(sys.argv[1:])
+    out.write_text(json.dumps({"command": cmd.strip(), "rows": rows}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
