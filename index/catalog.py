@@ -15,9 +15,10 @@ import threading
 import uuid
 from pathlib import Path
 
-from index.collection import Collection, CollectionOptions
+from index.collection import CollectionOptions
 from index.errors import CollectionExists, CollectionNotFound, InvalidRequest
 from index.fsutil import fsync_dir
+from index.multivector import AnyCollection, check_config, create_collection, open_collection
 from nestor_client.models import CollectionConfig
 
 __all__ = ["Catalog"]
@@ -33,7 +34,7 @@ class Catalog:
         self._root = data_dir / "collections"
         self._trash = data_dir / "trash"
         self._lock = threading.Lock()
-        self._collections: dict[str, Collection] = {}
+        self._collections: dict[str, AnyCollection] = {}
         self._root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self._trash, ignore_errors=True)
         self._trash.mkdir(exist_ok=True)
@@ -46,7 +47,7 @@ class Catalog:
                 shutil.rmtree(d, ignore_errors=True)
                 continue
             try:
-                self._collections[d.name] = Collection.open(d.name, d, self.options)
+                self._collections[d.name] = open_collection(d.name, d, self.options)
             except Exception:
                 log.exception("cannot open collection %s; leaving it out", d.name)
 
@@ -58,9 +59,10 @@ class Catalog:
                 "starting with a letter or digit"
             )
 
-    def create(self, name: str, config: CollectionConfig) -> tuple[Collection, bool]:
+    def create(self, name: str, config: CollectionConfig) -> tuple[AnyCollection, bool]:
         """Create, or return the existing collection when its config is identical."""
         self.check_name(name)
+        config = check_config(config)
         with self._lock:
             existing = self._collections.get(name)
             if existing is not None:
@@ -71,11 +73,11 @@ class Catalog:
                 raise CollectionExists(
                     f"collection {name!r} exists on disk but could not be opened; see the server log"
                 )
-            coll = Collection.create(name, self._root / name, config, self.options)
+            coll = create_collection(name, self._root / name, config, self.options)
             self._collections[name] = coll
             return coll, True
 
-    def get(self, name: str) -> Collection:
+    def get(self, name: str) -> AnyCollection:
         coll = self._collections.get(name)
         if coll is None:
             raise CollectionNotFound(name)

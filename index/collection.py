@@ -70,7 +70,7 @@ class CollectionOptions:
 
 @dataclass(slots=True)
 class Query:
-    vector: F32
+    vector: F32  # [dim]; in a multi-vector collection, the query's token vectors [t, dim]
     limit: int = 10
     offset: int = 0
     filter: Filter | None = None
@@ -86,6 +86,7 @@ class Hit:
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+    multivector: list[list[float]] | None = None  # the token vectors, in multi-vector collections
 
 
 @dataclass(slots=True)
@@ -135,6 +136,7 @@ class Collection:
         self._index: VectorIndex | None = None
         self._indexed_upto = 0
         self._dirty = False
+        self._paused = 0  # pause_indexing() calls not yet resumed
         self._load_index()
         self._indexer = _Indexer(self)
         self._indexer.start()
@@ -360,6 +362,33 @@ class Collection:
         self._attach(list(hits), np.asarray([lab for _, lab in found], np.int64), with_payload, with_vector)
         return hits
 
+    # -- label-level reads, for wrappers that keep more per label (index/multivector.py) ----
+
+    def committed(self) -> tuple[int, npt.NDArray[np.bool_]]:
+        """The committed label count `n` and the liveness of the labels below it."""
+        n = self._next_label
+        return n, self._st.alive[:n]
+
+    def label_of(self, pid: PointIdT) -> int | None:
+        return self._st.label_of.get(pid)
+
+    def labels_where(self, flt: Filter) -> I64:
+        """The live labels whose payload matches `flt`, sorted."""
+        where, params = compile_filter(flt)
+        return self.points.select_labels(where, params)
+
+    def plan(self, vectors: F32, k: int, params: SearchParams | None, allowed: I64 | None) -> tuple[Hits, str]:
+        """The planner's top-k (labels, scores) and strategy for query vectors, before ids are attached."""
+        return self._plan(self._prepare(vectors), k, params, allowed)
+
+    def make_hits(self, labels: I64, scores: list[float], *, with_payload: bool) -> list[Hit]:
+        """Hits for live `labels`, in order, with their payloads when asked."""
+        ids = self._st.ids
+        hits = [Hit(ids[lab], sc) for lab, sc in zip(labels.tolist(), scores, strict=True)]  # type: ignore[arg-type]
+        if with_payload:
+            self._attach(hits, labels, True, False)
+        return hits
+
     def is_cheap(self, q: Query) -> bool:
         """True when `q` is a sub-millisecond ANN lookup: no filter, a few payload rows, little unindexed data."""
         index = self._index
@@ -393,8 +422,44 @@ class Collection:
                 results[i] = self._finish(queries[i], hits.labels[row], hits.scores[row], strategy)
         return [r for r in results if r is not None]
 
+    def _search_fast(self, q: Query, mat: F32) -> QueryResult | None:
+        """The common case without the general planner's numpy bookkeeping.
+
+        That case is one unfiltered query on a fully indexed HNSW collection. It goes straight from
+        hnswlib's lists to hits. None (fall back to `_plan`) if anything is unusual, including a
+        tombstone in the answer.
+        """
+        index = self._index
+        p = q.params
+        if (
+            q.filter is not None
+            or q.score_threshold is not None
+            or not isinstance(index, HnswIndex)
+            or self._indexed_upto != self._next_label
+            or (p is not None and p.exact)
+        ):
+            return None
+        got = index.search_one(mat, q.limit + q.offset, p.ef if p is not None else None)
+        if got is None:
+            return None
+        labels, scores = got
+        alive, ids = self._st.alive, self._st.ids
+        if not all(alive[lab] for lab in labels):
+            return None
+        if self.space is Space.l2:
+            scores = [math.sqrt(max(-s, 0.0)) for s in scores]
+        if q.offset:
+            labels, scores = labels[q.offset :], scores[q.offset :]
+        hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
+        if q.with_payload or q.with_vector:
+            self._attach(hits, np.asarray(labels, dtype=np.int64), q.with_payload, q.with_vector)
+        return QueryResult(hits, "hnsw")
+
     def _search_one(self, q: Query) -> QueryResult:
         mat = self._prepare_one(q.vector)
+        fast = self._search_fast(q, mat)
+        if fast is not None:
+            return fast
         k = q.limit + q.offset
         allowed = None
         if q.filter is not None:
@@ -489,12 +554,30 @@ class Collection:
             for h, v in zip(hits, vecs, strict=True):
                 h.vector = v.tolist()
 
+    # -- bulk loads ------------------------------------------------------------------------
+
+    def pause_indexing(self) -> None:
+        """Stop moving rows into the index until `resume_indexing`, so a bulk load indexes once, at the end.
+
+        Searches stay correct meanwhile: unindexed rows are searched exactly. Pauses nest (one per caller)."""
+        with self._write_lock:
+            self._paused += 1
+
+    def resume_indexing(self) -> None:
+        with self._write_lock:
+            self._paused = max(0, self._paused - 1)
+        self._indexer.wake()
+
+    @property
+    def indexing_paused(self) -> bool:
+        return self._paused > 0
+
     # -- indexing (runs on the indexer thread) ---------------------------------------------
 
     def _index_step(self) -> bool:
         """Do one unit of background work; False when there is nothing to do."""
         cfg = self.config.index
-        if isinstance(cfg, FlatIndexConfig):
+        if isinstance(cfg, FlatIndexConfig) or self._paused:
             return False
         if isinstance(cfg, IvfPqIndexConfig):
             live = self.count
@@ -574,6 +657,8 @@ class Collection:
         indexed = index.count if index is not None else 0
         state = self._phase if pending or self._phase == "training" else "ready"
         idx_info: dict[str, Any] = {"type": cfg.type, "state": state, "indexed": indexed, "pending": pending}
+        if self._paused:
+            idx_info["state"] = "paused"
         if isinstance(cfg, IvfPqIndexConfig):
             ivf = index if isinstance(index, IvfPqIndex) else None
             idx_info.update(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,7 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from index.catalog import Catalog
 from index.collection import CollectionOptions
 from server.api import collections, health, points, search
+from server.api import jobs as jobs_api
 from server.errors import install_error_handlers
+from server.ingest.runner import JobRunner
 from server.settings import Settings
 
 __all__ = ["create_app"]
@@ -26,20 +28,22 @@ VERSION = "0.1.0"
 class BodyLimit:
     """Refuses bodies over `max_bytes` with 413, whether announced by Content-Length or streamed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = dict(uploads or {})  # path -> its own limit (file uploads, streamed to disk)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope["path"] in self.uploads
+        limit = self.uploads[scope["path"]] if upload else self.max_bytes
         for k, v in scope["headers"]:
-            if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
-                await self._refuse(send)
+            if k == b"content-length" and v.isdigit() and int(v) > limit:
+                await self._refuse(send, limit, upload)
                 return
         seen = 0
-        limit = self.max_bytes
 
         async def counted() -> Message:
             nonlocal seen
@@ -53,12 +57,14 @@ class BodyLimit:
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(send, limit, upload)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int, upload: bool = False) -> None:
+        setting = b"max_upload_bytes " if upload else b"max_body_bytes "
         body = (
-            b'{"error":{"type":"payload_too_large","message":"request body exceeds max_body_bytes '
-            + str(self.max_bytes).encode()
+            b'{"error":{"type":"payload_too_large","message":"request body exceeds '
+            + setting
+            + str(limit).encode()
             + b'"}}'
         )
         await send(
@@ -99,12 +105,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.catalog = catalog
         await run_in_threadpool(catalog.open_all)
+        jobs = JobRunner(
+            catalog,
+            settings.data_dir,
+            workers=settings.job_workers,
+            ingest_workers=settings.ingest_workers,
+            queue_batches=settings.ingest_queue_batches,
+        )
+        await run_in_threadpool(jobs.start)  # re-queues the jobs a restart interrupted
+        app.state.jobs = jobs
         app.state.ready = True
         log.info("nestor ready: %d collections in %s", len(catalog.names()), settings.data_dir)
         try:
             yield
         finally:
             app.state.ready = False
+            await run_in_threadpool(jobs.stop)  # before the catalog: jobs write into its collections
             await run_in_threadpool(catalog.close)
 
     app = FastAPI(
@@ -116,8 +132,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.ready = False
-    for module in (health, collections, points, search):
+    for module in (health, collections, points, search, jobs_api):
         app.include_router(module.router)
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, uploads={jobs_api.UPLOAD_PATH: settings.max_upload_bytes}
+    )
     return app

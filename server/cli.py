@@ -1,11 +1,21 @@
-"""The `nestor` command: `nestor serve [--host --port --data-dir]`."""
+"""The `nestor` command.
+
+    nestor serve [--host --port --data-dir --log-level] [--demo]    run the server (--demo: load the demo data)
+    nestor demo [--url URL]                                         load the demo data into a running server
+    nestor ingest | search | collections | jobs ...                 talk to a running server (server/commands.py)
+
+Imports stay inside the commands, so `nestor --help` answers without loading the engine.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import threading
 from pathlib import Path
+
+from server.commands import add_client_commands, default_url
 
 __all__ = ["main"]
 
@@ -32,6 +42,11 @@ def _serve(args: argparse.Namespace) -> int:
         f"nestor: serving on http://{settings.host}:{settings.port}  data in {settings.data_dir.resolve()}",
         file=sys.stderr,
     )
+    if args.demo:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        url = f"http://{host}:{settings.port}"
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # the loader's polls would bury the progress bar
+        threading.Thread(target=_demo_loader, args=(url, args), name="demo", daemon=True).start()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -42,6 +57,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_loader(url: str, args: argparse.Namespace) -> None:
+    from server.demo import load_demo
+
+    try:
+        load_demo(url, rows=args.demo_rows, encoder=args.demo_encoder)
+    except Exception as exc:  # the server keeps serving; say why the demo is missing
+        print(f"nestor: could not load the demo: {exc}", file=sys.stderr)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from server.demo import load_demo
+
+    return 0 if load_demo(args.url, rows=args.rows, encoder=args.encoder) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nestor", description="Nestor vector search engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,7 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (NESTOR_PORT, default 6333)")
     serve.add_argument("--data-dir", type=Path, help="data directory (NESTOR_DATA_DIR, default ./data)")
     serve.add_argument("--log-level", help="log level (NESTOR_LOG_LEVEL, default info)")
+    serve.add_argument("--demo", action="store_true", help="load the demo collection (PyPI summaries) on first start")
+    serve.add_argument("--demo-rows", type=int, help=argparse.SUPPRESS)  # tests load a slice
+    serve.add_argument("--demo-encoder", help=argparse.SUPPRESS)  # tests use the fast `hash` encoder
     serve.set_defaults(func=_serve)
+    demo = sub.add_parser("demo", help="load the demo collection into a running server")
+    demo.add_argument("--url", default=default_url(), help="server URL (NESTOR_URL, default http://127.0.0.1:6333)")
+    demo.add_argument("--rows", type=int, help=argparse.SUPPRESS)
+    demo.add_argument("--encoder", help=argparse.SUPPRESS)
+    demo.set_defaults(func=_demo)
+    add_client_commands(sub)
     args = parser.parse_args(argv)
     rc: int = args.func(args)
     return rc

@@ -11,9 +11,10 @@ from fastapi import Depends, Request
 
 from index.catalog import Catalog
 from index.errors import NotReady
+from server.ingest.runner import JobRunner
 from server.settings import Settings
 
-__all__ = ["CatalogDep", "SettingsDep"]
+__all__ = ["CatalogDep", "JobsDep", "SettingsDep"]
 
 
 async def _catalog(request: Request) -> Catalog:
@@ -28,5 +29,13 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
+async def _jobs(request: Request) -> JobRunner:
+    jobs: JobRunner | None = getattr(request.app.state, "jobs", None)
+    if jobs is None or not request.app.state.ready:
+        raise NotReady("the server is still recovering its collections and jobs")
+    return jobs
+
+
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
+JobsDep = Annotated[JobRunner, Depends(_jobs)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from encoders import EncoderError
 from index.errors import NestorError
 from server.wire import error_response
 
@@ -29,6 +30,13 @@ _HTTP_TYPES = {
 def install_error_handlers(app: FastAPI) -> None:
     async def on_domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NestorError)
+        return error_response(request, exc.status, exc.type, exc.message)
+
+    async def on_encoder(request: Request, exc: Exception) -> Response:
+        # The encoder layer is independent of the engine, so its errors are not NestorErrors; same shape.
+        assert isinstance(exc, EncoderError)
+        if exc.status >= 500:
+            log.error("encoder error on %s %s: %s", request.method, request.url.path, exc.message)
         return error_response(request, exc.status, exc.type, exc.message)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
@@ -56,6 +64,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 500, "internal", "internal server error")
 
     app.add_exception_handler(NestorError, on_domain)
+    app.add_exception_handler(EncoderError, on_encoder)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)

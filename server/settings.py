@@ -31,3 +31,12 @@ class Settings(BaseSettings):
     index_save_idle_seconds: float = Field(2.0, gt=0, description="persist an index this long after it settles")
     index_save_max_seconds: float = Field(60.0, gt=0, description="and at least this often while indexing")
     index_threads: int | None = Field(None, ge=1, description="threads for index building (default: all cores)")
+
+    job_workers: int = Field(1, ge=1, description="ingest jobs that run at once; the others wait in the queue")
+    ingest_workers: int = Field(2, ge=1, description="threads per job that validate and encode batches")
+    ingest_queue_batches: int = Field(
+        4, ge=1, description="batches a job holds in flight: bounds its memory and pushes back on reading"
+    )
+    max_upload_bytes: int = Field(
+        64 * 1024**3, ge=1024, description="largest file accepted by POST /jobs/ingest/upload (413)"
+    )

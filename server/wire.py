@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import orjson
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["MSGPACK", "NestorRoute", "envelope", "error_response"]
+from index.errors import InvalidRequest
+
+__all__ = ["MSGPACK", "NestorRoute", "body_schema", "envelope", "error_response", "read_model"]
 
 MSGPACK = "application/msgpack"
+M = TypeVar("M", bound=BaseModel)
 _FLAG = "nestor.msgpack"
 
 
@@ -51,6 +56,33 @@ class NestorRoute(APIRoute):
             return await inner(_BodyRequest(scope, request.receive))
 
         return handler
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """Decode and validate a body directly: the hot-path alternative to a FastAPI body parameter.
+
+    FastAPI's generic body handling and dependency solving cost more than the search itself does.
+    Errors take the same shape as FastAPI's own (400 for undecodable bytes, 422 for invalid fields).
+    """
+    raw = await request.body()
+    try:
+        is_msgpack = request.scope.get(_FLAG) or _is_msgpack(request.headers.get("content-type", ""))
+        data = msgpack.unpackb(raw, raw=False) if is_msgpack else orjson.loads(raw)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise InvalidRequest(f"request body is not valid JSON or msgpack ({exc})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` declaring a body read by `read_model`, in both encodings."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref}, MSGPACK: {"schema": ref}}}
+    }
 
 
 def wants_msgpack(request: Request) -> bool:

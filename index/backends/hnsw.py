@@ -102,6 +102,28 @@ class HnswIndex:
                 return self._search_rowwise(queries, k, kk, threads, filt)
         return self._to_hits(labels, dist, k)
 
+    def search_one(self, query: F32, k: int, ef: int | None) -> tuple[list[int], list[float]] | None:
+        """One unfiltered query as plain lists (labels, scores): the collection's fast path.
+
+        None when the graph cannot answer k directly (small or heavily deleted graphs); the caller
+        then takes the general path.
+        """
+        kk = min(k, self.count)
+        if kk == 0:
+            return None
+        ef = max(ef or self.ef, kk)
+        with self._lock.read():
+            if ef != self._current_ef:
+                self._index.set_ef(ef)
+                self._current_ef = ef
+            try:
+                labels, dist = self._index.knn_query(query, k=kk, num_threads=1)
+            except RuntimeError:
+                return None
+        d = dist[0].tolist()
+        scores = [1.0 - x for x in d] if self.space is Space.ip else [-x for x in d]
+        return labels[0].tolist(), scores
+
     def _search_rowwise(self, queries: F32, k: int, kk: int, threads: int, filt: object) -> Hits:
         out = empty_hits(len(queries), k)
         for i, q in enumerate(queries):

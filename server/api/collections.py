@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from nestor_client.models import CollectionConfig, CollectionInfo, CollectionSummary
 from server.deps import CatalogDep
+from server.embedding import check_encoder
 from server.wire import NestorRoute, envelope
 
 router = APIRouter(prefix="/collections", tags=["collections"], route_class=NestorRoute)
@@ -28,6 +29,10 @@ async def list_collections(request: Request, catalog: CatalogDep) -> Response:
 )
 async def create_collection(name: str, config: CollectionConfig, request: Request, catalog: CatalogDep) -> Response:
     started = time.perf_counter()
+    existing = catalog.get(name).config if name in catalog.names() else None
+    if config.encoder is not None or (existing is not None and existing.encoder is not None):
+        # Normalises the encoder spec and loads its model (to learn its dimension): off the event loop.
+        config = await run_in_threadpool(check_encoder, config, existing)
     coll, _ = await run_in_threadpool(catalog.create, name, config)
     return envelope(request, coll.info(), started)
 

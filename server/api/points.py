@@ -7,11 +7,13 @@ import time
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from index.errors import PayloadTooLarge
+from index.errors import InvalidVector, PayloadTooLarge
 from index.filters import check_filter
+from index.multivector import MultiVectorCollection
 from nestor_client.models import CountRequest, DeleteRequest, GetRequest, Record, UpsertRequest
-from server.convert import batch_matrix, hit_dict, points_matrix
+from server.convert import batch_matrix, hit_dict, points_matrix, points_multivectors
 from server.deps import CatalogDep, SettingsDep
+from server.embedding import embed_points
 from server.settings import Settings
 from server.wire import NestorRoute, envelope
 
@@ -34,11 +36,22 @@ async def upsert_points(
 ) -> Response:
     started = time.perf_counter()
     coll = catalog.get(name)
+    if isinstance(coll, MultiVectorCollection):
+        if body.points is None:
+            raise InvalidVector("a multi-vector collection takes points with a multivector each, not a batch")
+        _check_batch(len(body.points), settings)
+        sets = points_multivectors(body.points, coll.dim)
+        ids, payloads = [p.id for p in body.points], [p.payload for p in body.points]
+        res = await run_in_threadpool(coll.upsert, ids, sets, payloads)
+        return envelope(request, {"upserted": res.count, "seq": res.seq}, started)
     if body.points is not None:
         _check_batch(len(body.points), settings)
         ids = [p.id for p in body.points]
         payloads = [p.payload for p in body.points]
-        vectors = points_matrix(body.points, coll.dim)
+        if any(p.text is not None for p in body.points):  # the encoder runs off the event loop
+            vectors = await run_in_threadpool(embed_points, coll, body.points)
+        else:
+            vectors = points_matrix(body.points, coll.dim)
     else:
         assert body.batch is not None
         _check_batch(len(body.batch.ids), settings)

@@ -7,30 +7,39 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from index.collection import Collection, Query
+from index.collection import Query
 from index.errors import PayloadTooLarge
 from index.filters import check_filter
+from index.multivector import AnyCollection
 from nestor_client.models import BatchSearchRequest, ScoredPoint, SearchRequest
 from server.convert import hit_dict, to_query
 from server.deps import CatalogDep, SettingsDep
+from server.embedding import embed_queries
 from server.settings import Settings
-from server.wire import NestorRoute, envelope
+from server.wire import NestorRoute, body_schema, envelope, read_model
 
 router = APIRouter(prefix="/collections/{name}/points", tags=["search"], route_class=NestorRoute)
 
 
-def _query(coll: Collection, req: SearchRequest, settings: Settings) -> Query:
+def _query(coll: AnyCollection, req: SearchRequest, settings: Settings) -> Query:
     if req.filter is not None:
         check_filter(req.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
-    return to_query(req, coll.dim, settings.max_search_limit)
+    return to_query(req, coll.dim, settings.max_search_limit, multivector=coll.config.multivector is not None)
 
 
-@router.post("/search", summary="k-NN search with optional filter", responses={200: {"model": list[ScoredPoint]}})
-async def search(
-    name: str, body: SearchRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
-) -> Response:
+@router.post(
+    "/search",
+    summary="k-NN search with optional filter",
+    responses={200: {"model": list[ScoredPoint]}},
+    openapi_extra=body_schema(SearchRequest),
+)
+async def search(name: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
+    # The body is read by `read_model`, not declared as a parameter: this is the hot path.
     started = time.perf_counter()
+    body = await read_model(request, SearchRequest)
     coll = catalog.get(name)
+    if body.text is not None:  # the encoder runs off the event loop
+        body = (await run_in_threadpool(embed_queries, coll, [body]))[0]
     q = _query(coll, body, settings)
     # A cheap ANN lookup runs inline: a thread hop would cost more than the search itself.
     res = coll.search([q])[0] if coll.is_cheap(q) else (await run_in_threadpool(coll.search, [q]))[0]
@@ -52,10 +61,10 @@ async def search_batch(
             f"{len(body.searches)} searches in one request exceeds max_search_batch {settings.max_search_batch}"
         )
     coll = catalog.get(name)
-    queries = [_query(coll, s, settings) for s in body.searches]
+    searches = body.searches
+    if any(s.text is not None for s in searches):
+        searches = await run_in_threadpool(embed_queries, coll, searches)
+    queries = [_query(coll, s, settings) for s in searches]
     results = await run_in_threadpool(coll.search, queries)
-    out = [
-        [hit_dict(h, s.with_payload, s.with_vector) for h in r.hits]
-        for s, r in zip(body.searches, results, strict=True)
-    ]
+    out = [[hit_dict(h, s.with_payload, s.with_vector) for h in r.hits] for s, r in zip(searches, results, strict=True)]
     return envelope(request, out, started, strategy=[r.strategy for r in results])

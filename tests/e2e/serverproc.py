@@ -26,7 +26,14 @@ def nestor_command() -> list[str]:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
+        self.args = args or []  # extra `nestor serve` arguments
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,6 +53,7 @@ class ServerProcess:
             str(self.data_dir),
             "--log-level",
             "warning",
+            *self.args,
         ]
         # No PYTHONPATH and a neutral cwd: the server must run from the installed package, as a user's does.
         with open(self.log, "ab") as log:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypedDict, TypeVar, overload
 from urllib.parse import quote
 
 import msgpack
@@ -18,13 +18,28 @@ import orjson
 from numpy.typing import NDArray
 from pydantic import BaseModel, TypeAdapter
 
-from ._codec import MatrixLike, VectorLike, Wire, decode_vector, encode_matrix, encode_vector, to_matrix
+from ._codec import (
+    MatrixLike,
+    MultiVectorLike,
+    VectorLike,
+    Wire,
+    decode_vector,
+    encode_matrix,
+    encode_multivector,
+    encode_vector,
+    to_matrix,
+)
 from .errors import ApiError, NestorTransportError, error_for
 from .models import (
     CollectionConfig,
     CollectionInfo,
     CollectionSummary,
     Filter,
+    IngestFormat,
+    IngestJobRequest,
+    IngestSource,
+    JobInfo,
+    JobState,
     Point,
     PointId,
     Record,
@@ -35,6 +50,7 @@ from .models import (
 )
 
 __all__ = [
+    "JOB_ENDED",
     "BaseClient",
     "Call",
     "ConfigLike",
@@ -45,7 +61,9 @@ __all__ = [
     "PayloadsLike",
     "PointLike",
     "QueryResult",
+    "IngestOptions",
     "SearchLike",
+    "ingest_request",
     "transport_error",
 ]
 
@@ -163,11 +181,16 @@ class BaseClient:
         vectors: MatrixLike | None,
         payloads: PayloadsLike | None,
         wait: bool,
+        multivectors: Sequence[MultiVectorLike] | None = None,
     ) -> Call[UpdateResult]:
         if points is not None:
-            if ids is not None or vectors is not None or payloads is not None:
+            if ids is not None or vectors is not None or payloads is not None or multivectors is not None:
                 raise ValueError("give either points or the columnar ids/vectors/payloads, not both")
             body: dict[str, Any] = {"points": [self._point(p) for p in points]}
+        elif ids is not None and multivectors is not None:
+            if vectors is not None:
+                raise ValueError("give vectors or multivectors, not both")
+            body = {"points": self._multivector_points(_id_list(ids), multivectors, payloads)}
         elif ids is not None and vectors is not None:
             body = {"batch": self._batch(_id_list(ids), to_matrix(vectors), payloads)}
         else:
@@ -207,8 +230,9 @@ class BaseClient:
     def search(
         self,
         name: str,
-        vector: VectorLike,
+        vector: VectorLike | None,
         *,
+        multivector: MultiVectorLike | None = None,
         limit: int,
         offset: int,
         filter: FilterLike | None,
@@ -218,12 +242,15 @@ class BaseClient:
         score_threshold: float | None,
     ) -> Call[QueryResult]:
         body: dict[str, Any] = {
-            "vector": encode_vector(vector, self.wire),
             "limit": limit,
             "offset": offset,
             "with_payload": with_payload,
             "with_vector": with_vector,
         }
+        if vector is not None:
+            body["vector"] = encode_vector(vector, self.wire)
+        if multivector is not None:
+            body["multivector"] = encode_multivector(multivector, self.wire)
         if filter is not None:
             body["filter"] = _plain(filter)
         if params is not None:
@@ -240,6 +267,67 @@ class BaseClient:
     def count(self, name: str, filter: FilterLike | None) -> Call[int]:
         body = {"filter": _plain(filter)} if filter is not None else {}
         return Call("POST", f"{_collection(name)}/points/count", _parse_count, self._encode(body))
+
+    # -- text and ingest jobs -----------------------------------------------------------------
+
+    def search_text(
+        self,
+        name: str,
+        text: str,
+        *,
+        limit: int,
+        offset: int,
+        filter: FilterLike | None,
+        params: ParamsLike | None,
+        with_payload: bool,
+        with_vector: bool,
+        score_threshold: float | None,
+    ) -> Call[QueryResult]:
+        body: dict[str, Any] = {
+            "text": text,
+            "limit": limit,
+            "offset": offset,
+            "with_payload": with_payload,
+            "with_vector": with_vector,
+        }
+        if filter is not None:
+            body["filter"] = _plain(filter)
+        if params is not None:
+            body["params"] = _plain(params)
+        if score_threshold is not None:
+            body["score_threshold"] = score_threshold
+        return Call("POST", f"{_collection(name)}/points/search", _parse_query, self._encode(body))
+
+    def ingest(self, request: IngestJobRequest) -> Call[JobInfo]:
+        # Dumped with its Nones: `id_field: null` (number the rows) differs from the default "id".
+        return Call("POST", "/jobs/ingest", _parse_job, self._encode(request.model_dump(mode="json")))
+
+    def ingest_upload(self, request: IngestJobRequest) -> Call[JobInfo]:
+        """The query of an upload job; the client streams the file itself as the body."""
+        src = request.source
+        params = {
+            "collection": request.collection,
+            "format": (src.format or IngestFormat.jsonl).value,
+            "id_field": src.id_field or "",
+            "batch_size": str(request.batch_size),
+            "strict": _flag(request.strict),
+            "defer_indexing": _flag(request.defer_indexing),
+        }
+        for key, value in (("text_field", src.text_field), ("vector_field", src.vector_field)):
+            if value is not None:
+                params[key] = value
+        if src.payload_fields is not None:
+            params["payload_fields"] = ",".join(src.payload_fields)
+        return Call("POST", "/jobs/ingest/upload", _parse_job, None, params)
+
+    def get_job(self, job_id: str) -> Call[JobInfo]:
+        return Call("GET", _job(job_id), _parse_job)
+
+    def list_jobs(self) -> Call[list[JobInfo]]:
+        return Call("GET", "/jobs", _parse_jobs)
+
+    def cancel_job(self, job_id: str) -> Call[JobInfo]:
+        return Call("POST", f"{_job(job_id)}/cancel", _parse_job)
 
     # -- responses --------------------------------------------------------------------------
 
@@ -267,13 +355,35 @@ class BaseClient:
 
     def _point(self, point: PointLike) -> dict[str, Any]:
         if isinstance(point, Point):
-            out: dict[str, Any] = {"id": point.id, "vector": encode_vector(point.vector, self.wire)}
+            out: dict[str, Any] = {"id": point.id}
+            if point.vector is not None:
+                out["vector"] = encode_vector(point.vector, self.wire)
+            if point.text is not None:
+                out["text"] = point.text
+            if point.multivector is not None:
+                out["multivector"] = encode_multivector(point.multivector, self.wire)
             if point.payload is not None:
                 out["payload"] = point.payload
             return out
         out = dict(point)  # unknown keys pass through for the server to judge
         if "vector" in out:
             out["vector"] = encode_vector(out["vector"], self.wire)
+        if "multivector" in out:
+            out["multivector"] = encode_multivector(out["multivector"], self.wire)
+        return out
+
+    def _multivector_points(
+        self, ids: list[Any], multivectors: Sequence[MultiVectorLike], payloads: PayloadsLike | None
+    ) -> list[dict[str, Any]]:
+        if len(multivectors) != len(ids) or (payloads is not None and len(payloads) != len(ids)):
+            got = f"{len(multivectors)} multivectors" + ("" if payloads is None else f", {len(payloads)} payloads")
+            raise ValueError(f"{len(ids)} ids but {got}")
+        out = [
+            {"id": i, "multivector": encode_multivector(mv, self.wire)} for i, mv in zip(ids, multivectors, strict=True)
+        ]
+        for point, payload in zip(out, payloads or [], strict=False):
+            if payload is not None:
+                point["payload"] = payload
         return out
 
     def _batch(self, ids: list[Any], matrix: NDArray[np.float32], payloads: PayloadsLike | None) -> dict[str, Any]:
@@ -291,6 +401,8 @@ class BaseClient:
             data = {key: _plain(value) for key, value in search.items()}
         if "vector" in data:
             data["vector"] = encode_vector(data["vector"], self.wire)
+        if "multivector" in data:
+            data["multivector"] = encode_multivector(data["multivector"], self.wire)
         return data
 
 
@@ -381,6 +493,48 @@ def _parse_records(env: Envelope) -> list[Record]:
 def _parse_query(env: Envelope) -> QueryResult:
     points = _SCORED.validate_python(_decode_vectors(env.result))
     return QueryResult(points, str(env.strategy or ""), float(env.time))
+
+
+def _parse_job(env: Envelope) -> JobInfo:
+    return JobInfo.model_validate(env.result)
+
+
+def _parse_jobs(env: Envelope) -> list[JobInfo]:
+    return [JobInfo.model_validate(j) for j in env.result["jobs"]]
+
+
+def _job(job_id: str) -> str:
+    return "/jobs/" + quote(job_id, safe="")
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+JOB_ENDED = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
+
+
+class IngestOptions(TypedDict, total=False):
+    """The keywords of `ingest` and `ingest_file`; see `IngestSource` and `IngestJobRequest`."""
+
+    format: str
+    id_field: str | None
+    text_field: str | None
+    vector_field: str | None
+    payload_fields: Sequence[str] | None
+    ids_path: str | None
+    payload_path: str | None
+    batch_size: int
+    strict: bool
+    defer_indexing: bool
+
+
+def ingest_request(collection: str, path: str, options: Mapping[str, Any]) -> IngestJobRequest:
+    """An `IngestJobRequest` from a client method's keywords (validated here, before anything is sent)."""
+    job_keys = {"batch_size", "strict", "defer_indexing"}
+    source = {k: v for k, v in options.items() if k not in job_keys}
+    job = {k: v for k, v in options.items() if k in job_keys}
+    return IngestJobRequest(collection=collection, source=IngestSource(path=str(path), **source), **job)
 
 
 def _parse_queries(env: Envelope) -> list[QueryResult]:

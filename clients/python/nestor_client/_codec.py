@@ -16,11 +16,13 @@ from numpy.typing import NDArray
 
 __all__ = [
     "MatrixLike",
+    "MultiVectorLike",
     "VectorLike",
     "Wire",
     "b64_to_f32",
     "decode_vector",
     "encode_matrix",
+    "encode_multivector",
     "encode_vector",
     "f32_to_b64",
     "to_matrix",
@@ -29,6 +31,8 @@ __all__ = [
 Wire = Literal["json", "msgpack"]
 VectorLike = Sequence[float] | NDArray[Any] | bytes | str
 MatrixLike = Sequence[Sequence[float]] | NDArray[Any]
+# One document's or query's token vectors: a (tokens, dim) matrix, or its float32 bytes or base64.
+MultiVectorLike = Sequence[Sequence[float]] | NDArray[Any] | bytes | str
 
 # Explicit byte order: the server reads "<f4" whatever machine the client runs on.
 _F32 = np.dtype("<f4")
@@ -68,6 +72,21 @@ def to_matrix(vectors: MatrixLike) -> NDArray[np.float32]:
     if arr.ndim != 2:
         raise ValueError(f"vectors must form an (n, dim) matrix, got shape {arr.shape}")
     return arr
+
+
+def encode_multivector(tokens: MultiVectorLike, wire: Wire) -> list[list[float]] | str | bytes:
+    """One token matrix in the body's form: raw bytes (msgpack), base64 or a list of lists (JSON)."""
+    if isinstance(tokens, str):
+        return tokens
+    if isinstance(tokens, bytes | bytearray | memoryview):
+        raw = bytes(tokens)
+        return raw if wire == "msgpack" else base64.b64encode(raw).decode("ascii")
+    if wire == "json" and isinstance(tokens, list) and all(isinstance(t, list) for t in tokens):
+        return tokens
+    arr = np.ascontiguousarray(tokens, dtype=_F32)
+    if arr.ndim != 2:
+        raise ValueError(f"a multivector must be a (tokens, dim) matrix, got shape {arr.shape}")
+    return arr.tobytes() if wire == "msgpack" else f32_to_b64(arr)
 
 
 def encode_matrix(matrix: NDArray[np.float32], wire: Wire) -> str | bytes:

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import httpx
 
 from ._base import (
+    JOB_ENDED,
     BaseClient,
     Call,
     ConfigLike,
     FilterLike,
     IdsLike,
+    IngestOptions,
     ParamsLike,
     PayloadsLike,
     PointLike,
     QueryResult,
     SearchLike,
+    ingest_request,
     transport_error,
 )
-from ._codec import MatrixLike, VectorLike, Wire
-from .models import CollectionInfo, CollectionSummary, Record, UpdateResult
+from ._codec import MatrixLike, MultiVectorLike, VectorLike, Wire
+from ._upload import UploadLike, iter_file, upload_headers
+from .models import CollectionInfo, CollectionSummary, JobInfo, Record, UpdateResult
 
 __all__ = ["NestorClient"]
 
@@ -108,13 +114,15 @@ class NestorClient:
         ids: IdsLike | None = None,
         vectors: MatrixLike | None = None,
         payloads: PayloadsLike | None = None,
+        multivectors: Sequence[MultiVectorLike] | None = None,
         wait: bool = True,
     ) -> UpdateResult:
         """Insert or overwrite points, as `points` or columnar `ids` + `vectors` (+ `payloads`).
 
         The whole call is one atomic write. A numpy `vectors` matrix travels as one float32 blob.
+        A multi-vector collection takes `ids` + `multivectors` instead: one (tokens, dim) matrix per point.
         """
-        return self._send(self._base.upsert(name, points, ids, vectors, payloads, wait))
+        return self._send(self._base.upsert(name, points, ids, vectors, payloads, wait, multivectors))
 
     def upload(
         self,
@@ -141,8 +149,9 @@ class NestorClient:
     def search(
         self,
         name: str,
-        vector: VectorLike,
+        vector: VectorLike | None = None,
         *,
+        multivector: MultiVectorLike | None = None,
         limit: int = 10,
         offset: int = 0,
         filter: FilterLike | None = None,
@@ -151,10 +160,14 @@ class NestorClient:
         with_vector: bool = False,
         score_threshold: float | None = None,
     ) -> QueryResult:
-        """The `limit` nearest points to `vector` (a list or numpy array), best first."""
+        """The `limit` nearest points to `vector` (a list or numpy array), best first.
+
+        In a multi-vector collection, pass the query's token vectors as `multivector` instead.
+        """
         call = self._base.search(
             name,
             vector,
+            multivector=multivector,
             limit=limit,
             offset=offset,
             filter=filter,
@@ -172,3 +185,82 @@ class NestorClient:
     def count(self, name: str, filter: FilterLike | None = None) -> int:
         """The number of points, or of points matching `filter`."""
         return self._send(self._base.count(name, filter))
+
+    # -- text and ingest jobs ------------------------------------------------------------------
+
+    def search_text(
+        self,
+        name: str,
+        text: str,
+        *,
+        limit: int = 10,
+        offset: int = 0,
+        filter: FilterLike | None = None,
+        params: ParamsLike | None = None,
+        with_payload: bool = True,
+        with_vector: bool = False,
+        score_threshold: float | None = None,
+    ) -> QueryResult:
+        """The `limit` nearest points to `text`, which the collection's encoder embeds as a query."""
+        call = self._base.search_text(
+            name,
+            text,
+            limit=limit,
+            offset=offset,
+            filter=filter,
+            params=params,
+            with_payload=with_payload,
+            with_vector=with_vector,
+            score_threshold=score_threshold,
+        )
+        return self._send(call)
+
+    def ingest(self, collection: str, path: str | os.PathLike[str], **options: Unpack[IngestOptions]) -> JobInfo:
+        """Start a job that ingests a file on the server (JSON Lines, Parquet or .npy); returns it queued.
+
+        Keywords: `format`, `id_field`, `text_field`, `vector_field`, `payload_fields`, `ids_path`,
+        `payload_path`, `batch_size`, `strict`, `defer_indexing`. Follow the job with `wait_job`."""
+        return self._send(self._base.ingest(ingest_request(collection, str(path), options)))
+
+    def ingest_file(self, collection: str, file: UploadLike, **options: Unpack[IngestOptions]) -> JobInfo:
+        """Upload a local file (a path, streamed in chunks, or bytes) and start a job that ingests it."""
+        call = self._base.ingest_upload(ingest_request(collection, "upload", options))
+        content = file if isinstance(file, bytes) else iter_file(file)
+        headers = upload_headers(self._base.headers(call), file)
+        try:
+            response = self._http.request(call.method, call.path, content=content, params=call.params, headers=headers)
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        return self._base.finish(call, response.status_code, response.headers.get("content-type", ""), response.content)
+
+    def get_job(self, job_id: str) -> JobInfo:
+        return self._send(self._base.get_job(job_id))
+
+    def list_jobs(self) -> list[JobInfo]:
+        """Every job the server knows, newest first."""
+        return self._send(self._base.list_jobs())
+
+    def cancel_job(self, job_id: str) -> JobInfo:
+        """Cancel a queued or running job; `JobConflict` if it has already ended."""
+        return self._send(self._base.cancel_job(job_id))
+
+    def wait_job(
+        self,
+        job_id: str,
+        *,
+        poll: float = 0.5,
+        timeout: float | None = None,
+        on_progress: Callable[[JobInfo], None] | None = None,
+    ) -> JobInfo:
+        """Poll until the job has ended (succeeded, failed or cancelled) and return it; `TimeoutError` after
+        `timeout` seconds. `on_progress` gets each poll's `JobInfo` (for a progress bar)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job.state in JOB_ENDED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.state.value} after {timeout} s")
+            time.sleep(poll)

@@ -11,8 +11,12 @@ came back), ``.type`` (the server's stable name) and ``.message``::
         ├── Unauthorized             401 unauthorized
         ├── Forbidden                403 forbidden
         ├── NotFound                 404 not_found
-        │   └── CollectionNotFound   404 collection_not_found
+        │   ├── CollectionNotFound   404 collection_not_found
+        │   ├── EncoderNotFound      404 encoder_not_found
+        │   └── JobNotFound          404 job_not_found
         ├── CollectionExists         409 collection_exists
+        ├── EncoderMismatch          409 encoder_mismatch
+        ├── JobConflict              409 job_conflict
         ├── PayloadTooLarge          413 payload_too_large
         ├── UnsupportedMediaType     415 unsupported_media_type
         ├── Unprocessable            422 unprocessable
@@ -22,9 +26,14 @@ came back), ``.type`` (the server's stable name) and ``.message``::
         │   ├── InvalidConfig        422 invalid_config
         │   ├── DuplicateId          422 duplicate_id
         │   ├── LimitExceeded        422 limit_exceeded
-        │   └── ValidationError      422 validation_error
+        │   ├── ValidationError      422 validation_error
+        │   ├── NoEncoder            422 no_encoder
+        │   ├── InvalidEncoderConfig 422 invalid_encoder_config
+        │   ├── InvalidEncoderInput  422 invalid_encoder_input
+        │   └── InvalidSource        422 invalid_source
         └── ServerError              5xx internal, and any unknown 5xx type
-            └── NotReady             503 not_ready
+            ├── NotReady             503 not_ready
+            └── EncoderUnavailable   503 encoder_unavailable
 
 Catch ``NotFound`` or ``Unprocessable`` for a whole family, ``ApiError`` for anything the server
 said, and ``NestorError`` for everything. A 2xx body the client cannot read raises ``ApiError``
@@ -42,13 +51,22 @@ __all__ = [
     "CollectionNotFound",
     "DimensionMismatch",
     "DuplicateId",
+    "EncoderMismatch",
+    "EncoderNotFound",
+    "EncoderUnavailable",
     "Forbidden",
     "InvalidConfig",
+    "InvalidEncoderConfig",
+    "InvalidEncoderInput",
     "InvalidFilter",
+    "InvalidSource",
     "InvalidVector",
+    "JobConflict",
+    "JobNotFound",
     "LimitExceeded",
     "NestorError",
     "NestorTransportError",
+    "NoEncoder",
     "NotFound",
     "NotReady",
     "PayloadTooLarge",
@@ -165,6 +183,42 @@ class NotReady(ServerError):
     pass
 
 
+class EncoderNotFound(NotFound):
+    pass
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+class EncoderMismatch(ApiError):
+    pass
+
+
+class JobConflict(ApiError):
+    pass
+
+
+class NoEncoder(Unprocessable):
+    pass
+
+
+class InvalidEncoderConfig(Unprocessable):
+    pass
+
+
+class InvalidEncoderInput(Unprocessable):
+    pass
+
+
+class InvalidSource(Unprocessable):
+    pass
+
+
+class EncoderUnavailable(ServerError):
+    pass
+
+
 _BY_TYPE: dict[str, type[ApiError]] = {
     "bad_request": BadRequest,
     "unauthorized": Unauthorized,
@@ -184,6 +238,15 @@ _BY_TYPE: dict[str, type[ApiError]] = {
     "validation_error": ValidationError,
     "internal": ServerError,
     "not_ready": NotReady,
+    "encoder_not_found": EncoderNotFound,
+    "job_not_found": JobNotFound,
+    "encoder_mismatch": EncoderMismatch,
+    "job_conflict": JobConflict,
+    "no_encoder": NoEncoder,
+    "invalid_encoder_config": InvalidEncoderConfig,
+    "invalid_encoder_input": InvalidEncoderInput,
+    "invalid_source": InvalidSource,
+    "encoder_unavailable": EncoderUnavailable,
 }
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "Condition",
     "CountRequest",
     "DeleteRequest",
+    "EncoderSpec",
     "FieldCondition",
     "Filter",
     "FlatIndexConfig",
@@ -30,14 +31,24 @@ __all__ = [
     "HasIdCondition",
     "HnswIndexConfig",
     "IndexConfig",
+    "IngestFormat",
+    "IngestJobRequest",
+    "IngestSource",
     "IsEmptyCondition",
     "IsNullCondition",
     "IvfPqIndexConfig",
+    "JobError",
+    "JobInfo",
+    "JobState",
     "KeyRef",
     "MatchAny",
     "MatchExcept",
     "MatchValue",
+    "MaxSimConfig",
     "Metric",
+    "MultiVectorConfig",
+    "MultiVectorInput",
+    "MuveraConfig",
     "Point",
     "PointId",
     "Range",
@@ -60,6 +71,10 @@ PointId = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | Annotated[StrictStr,
 
 # A list of floats, or base64 of little-endian float32 (JSON), or raw float32 bytes (msgpack).
 VectorInput = list[float] | str | bytes
+
+# A document's or query's token vectors: a list of vectors, or one base64 string (JSON) or raw
+# bytes (msgpack) of its n * dim little-endian float32 values, row after row.
+MultiVectorInput = list[list[float]] | str | bytes
 
 
 class Metric(StrEnum):
@@ -109,13 +124,61 @@ class IvfPqIndexConfig(_Model):
 
 IndexConfig = Annotated[FlatIndexConfig | HnswIndexConfig | IvfPqIndexConfig, Field(discriminator="type")]
 
+TokenDtype = Literal["float32", "float16", "int8"]
+
+
+class MuveraConfig(_Model):
+    """Multi-vector documents through MUVERA fixed dimensional encodings (FDE), with exact MaxSim rescoring.
+
+    Each document's token vectors become one FDE of `r_reps * 2**k_sim * d_proj` dimensions (or
+    `final_dim`), which the collection's `index` serves. A search takes `oversampling * limit` FDE
+    candidates and reranks them by exact MaxSim over the stored tokens (`token_dtype`). `seed` fixes
+    every random draw; the drawn matrices are stored with the collection. `dim` is the token dimension.
+    """
+
+    type: Literal["muvera"] = "muvera"
+    k_sim: int = Field(5, ge=0, le=10)
+    d_proj: int | None = Field(16, ge=1, le=4096)
+    r_reps: int = Field(20, ge=1, le=512)
+    final_dim: int | None = Field(None, ge=1, le=65536)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    fill_empty: bool = True
+    token_dtype: TokenDtype = "float16"
+    max_tokens: int = Field(512, ge=1, le=16384)
+    oversampling: float = Field(20.0, ge=1.0, le=1000.0)
+
+
+class MaxSimConfig(_Model):
+    """Multi-vector documents searched by exact MaxSim over every document: the oracle, for small collections."""
+
+    type: Literal["maxsim"] = "maxsim"
+    token_dtype: TokenDtype = "float16"
+    max_tokens: int = Field(512, ge=1, le=16384)
+
+
+MultiVectorConfig = Annotated[MuveraConfig | MaxSimConfig, Field(discriminator="type")]
+
+
+class EncoderSpec(_Model):
+    """A collection's text encoder: a name in the `nestor.encoders` registry and that encoder's config.
+
+    The server stores it normalised (defaults filled in), so `{"name": "hash"}` and
+    `{"name": "hash", "config": {"dim": 256}}` name the same encoder."""
+
+    name: str = Field(min_length=1, max_length=128)
+    config: dict[str, Any] = Field(default_factory=dict)
+
 
 class CollectionConfig(_Model):
-    """What `PUT /collections/{name}` takes. Only `dim` is required."""
+    """What `PUT /collections/{name}` takes. Only `dim` is required.
+
+    With an `encoder`, points and searches may carry `text` instead of a vector."""
 
     dim: int = Field(ge=1, le=65536)
     metric: Metric = Metric.cosine
     index: IndexConfig = Field(default_factory=HnswIndexConfig)
+    encoder: EncoderSpec | None = None
+    multivector: MultiVectorConfig | None = None
 
 
 class CollectionSummary(BaseModel):
@@ -212,9 +275,19 @@ Filter.model_rebuild()
 
 
 class Point(_Model):
+    """A vector, or a `text` the collection's encoder embeds, or (multi-vector collections) a `multivector`."""
+
     id: PointId
-    vector: VectorInput
+    vector: VectorInput | None = None
+    text: str | None = None
+    multivector: MultiVectorInput | None = None
     payload: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Point:
+        if [self.vector, self.text, self.multivector].count(None) != 2:
+            raise ValueError("give exactly one of vector, text or multivector")
+        return self
 
 
 class Batch(_Model):
@@ -269,6 +342,7 @@ class Record(BaseModel):
     id: PointId
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+    multivector: list[list[float]] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +360,11 @@ class SearchParams(_Model):
 
 
 class SearchRequest(_Model):
-    vector: VectorInput
+    """A `vector`, or a `text` the collection's encoder embeds as a query, or a `multivector` query."""
+
+    vector: VectorInput | None = None
+    text: str | None = None
+    multivector: MultiVectorInput | None = None
     limit: int = Field(10, ge=1)
     offset: int = Field(0, ge=0)
     filter: Filter | None = None
@@ -294,6 +372,12 @@ class SearchRequest(_Model):
     with_payload: bool = True
     with_vector: bool = False
     score_threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchRequest:
+        if [self.vector, self.text, self.multivector].count(None) != 2:
+            raise ValueError("give exactly one of vector, text or multivector")
+        return self
 
 
 class BatchSearchRequest(_Model):
@@ -305,3 +389,89 @@ class ScoredPoint(BaseModel):
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+    multivector: list[list[float]] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Ingest jobs
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class IngestFormat(StrEnum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+    npy = "npy"
+
+
+class IngestSource(_Model):
+    """A file on the server. `format` defaults from the extension (.jsonl/.ndjson, .parquet, .npy).
+
+    JSON Lines and Parquet rows carry an id (`id_field`, default "id"; null numbers the rows from 0),
+    and either a text (`text_field`) or a vector (`vector_field`): the default is "text" when the
+    collection has an encoder and "vector" otherwise. The payload is `payload_fields`, or every other
+    field (the text is kept). A `.npy` matrix gets its ids from `ids_path` (a .npy of ints, or a
+    text file of one id per line) or the row numbers, and payloads from `payload_path` (JSON Lines).
+    """
+
+    path: str = Field(min_length=1)
+    format: IngestFormat | None = None
+    ids_path: str | None = None
+    payload_path: str | None = None
+    id_field: str | None = "id"
+    text_field: str | None = None
+    vector_field: str | None = None
+    payload_fields: list[str] | None = None
+
+
+class IngestJobRequest(_Model):
+    """What `POST /jobs/ingest` takes.
+
+    `strict` stops the job at the first bad row (batches before it stay committed); otherwise bad
+    rows are reported and skipped. `defer_indexing` pauses the collection's background indexer
+    until the job ends, then indexes everything at once (the bulk-load mode)."""
+
+    collection: str = Field(min_length=1)
+    source: IngestSource
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    strict: bool = False
+    defer_indexing: bool = False
+
+
+class JobError(BaseModel):
+    """A bad row: its 1-based line (JSON Lines) or row (Parquet, .npy) number, and why."""
+
+    line: int
+    reason: str
+
+
+class JobInfo(BaseModel):
+    """What `GET /jobs/{id}` returns. `done` and `total` count source rows; `done` only moves once a
+    batch is durably committed. `rate` is rows per second, `eta` seconds. `errors` lists the first
+    bad rows (`failed` counts them all); `error` says why a failed job stopped."""
+
+    id: str
+    kind: str = "ingest"
+    state: JobState
+    collection: str
+    source: IngestSource
+    batch_size: int
+    strict: bool = False
+    defer_indexing: bool = False
+    done: int = 0
+    total: int | None = None
+    upserted: int = 0
+    failed: int = 0
+    rate: float | None = None
+    eta: float | None = None
+    errors: list[JobError] = Field(default_factory=list)
+    error: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
