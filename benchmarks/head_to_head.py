@@ -89,6 +89,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--data", default=None)
     ap.add_argument("--out", default=str(RESULTS_DIR / "head_to_head.json"))
+    ap.add_argument("--only", default="engine,ivf,rest", help="comma-separated subset of engine,ivf,rest")
     args = ap.parse_args()
     data = load_dataset(n=args.n, n_queries=args.queries, data=args.data)
     qs, gt, n_q = data.queries, data.gt, len(data.queries)
@@ -107,7 +108,8 @@ def main() -> int:
             coll.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
         while coll.info()["index"]["pending"] or coll.info()["index"]["state"] != "ready":
             time.sleep(0.2)
-        for ef in (16, 32, 64, 128):
+        only = set(args.only.split(","))
+        for ef in (16, 32, 64, 128) if "engine" in only else ():
             sp = SearchParams(ef=ef)
             queries = [Query(vector=q, params=sp, with_payload=False) for q in qs]
 
@@ -121,65 +123,69 @@ def main() -> int:
 
             rows.append(duel(f"engine vs hnswlib, ef={ef}", eng_one, raw_one, n_q, args.pairs, gt))
 
-        ivf, _ = catalog.create(
-            "ivf", CollectionConfig(dim=data.dim, metric="dot", index={"type": "ivf_pq", "train_threshold": data.n})
-        )
-        for s in range(0, data.n, 10_000):
-            ivf.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
-        while not ivf.info()["index"]["trained"] or ivf.info()["index"]["pending"]:
-            time.sleep(0.2)
-        fidx = faiss.index_factory(data.dim, "IVF1024,PQ96x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        fidx.train(data.base[rng.choice(data.n, min(data.n, 65536), replace=False)])
-        fidx.add(data.base)
-        fparams = faiss.IndexRefineSearchParameters(
-            k_factor=16, base_index_params=faiss.SearchParametersIVF(nprobe=128)
-        )
-        ivf_sp = SearchParams(nprobe=96, oversampling=12)
-        ivf_q = [Query(vector=q, params=ivf_sp, with_payload=False) for q in qs]
+        if "ivf" in only:
+            ivf, _ = catalog.create(
+                "ivf", CollectionConfig(dim=data.dim, metric="dot", index={"type": "ivf_pq", "train_threshold": data.n})
+            )
+            for s in range(0, data.n, 10_000):
+                ivf.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
+            while not ivf.info()["index"]["trained"] or ivf.info()["index"]["pending"]:
+                time.sleep(0.2)
+            fidx = faiss.index_factory(data.dim, "IVF1024,PQ96x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(0)
+            fidx.train(data.base[rng.choice(data.n, min(data.n, 65536), replace=False)])
+            fidx.add(data.base)
+            fparams = faiss.IndexRefineSearchParameters(
+                k_factor=16, base_index_params=faiss.SearchParametersIVF(nprobe=128)
+            )
+            ivf_sp = SearchParams(nprobe=96, oversampling=12)
+            ivf_q = [Query(vector=q, params=ivf_sp, with_payload=False) for q in qs]
 
-        def ivf_one(i: int) -> list[Any]:
-            return [h.id for h in ivf.search([ivf_q[i]])[0].hits]
+            def ivf_one(i: int) -> list[Any]:
+                return [h.id for h in ivf.search([ivf_q[i]])[0].hits]
 
-        for threads in (2, 1):
+            for threads in (2, 1):
 
-            def faiss_one(i: int, threads: int = threads) -> list[int]:
-                faiss.omp_set_num_threads(threads)
-                return fidx.search(qs[i : i + 1], 10, params=fparams)[1][0].tolist()  # type: ignore[no-any-return]
+                def faiss_one(i: int, threads: int = threads) -> list[int]:
+                    faiss.omp_set_num_threads(threads)
+                    return fidx.search(qs[i : i + 1], 10, params=fparams)[1][0].tolist()  # type: ignore[no-any-return]
 
-            name = f"IVF-PQ nprobe=96 over=12 vs faiss PQ96x4fs+RFlat np=128 kf=16, faiss omp={threads}"
-            rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
+                name = f"IVF-PQ nprobe=96 over=12 vs faiss PQ96x4fs+RFlat np=128 kf=16, faiss omp={threads}"
+                rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
         catalog.close()
 
-        srv = _Server(work / "nestor")
-        srv.start()
-        try:
-            with bare_server(raw_path, data.dim, 64) as url, NestorClient(srv.url, wire="msgpack") as c:
-                import httpx
+        if "rest" in only:
+            srv = _Server(work / "nestor")
+            srv.start()
+            try:
+                with bare_server(raw_path, data.dim, 64) as url, NestorClient(srv.url, wire="msgpack") as c:
+                    import httpx
 
-                with httpx.Client(base_url=url, timeout=30.0) as h:
+                    with httpx.Client(base_url=url, timeout=30.0) as h:
 
-                    def bare_one(i: int) -> list[int]:
-                        body = msgpack.packb({"vector": qs[i].tolist(), "k": 10}, use_single_float=True)
-                        r = h.post("/search.msgpack", content=body, headers={"content-type": "application/msgpack"})
-                        return msgpack.unpackb(r.content)["ids"]  # type: ignore[no-any-return]
+                        def bare_one(i: int) -> list[int]:
+                            body = msgpack.packb({"vector": qs[i].tolist(), "k": 10}, use_single_float=True)
+                            r = h.post("/search.msgpack", content=body, headers={"content-type": "application/msgpack"})
+                            return msgpack.unpackb(r.content)["ids"]  # type: ignore[no-any-return]
 
-                    def rest_one(i: int) -> list[Any]:
-                        return [x.id for x in c.search(COLL, qs[i], limit=10, params={"ef": 64}, with_payload=False)]
+                        def rest_one(i: int) -> list[Any]:
+                            return [
+                                x.id for x in c.search(COLL, qs[i], limit=10, params={"ef": 64}, with_payload=False)
+                            ]
 
-                    _wait_indexed(c, COLL)
-                    rows.append(
-                        duel(
-                            "REST msgpack (client) vs bare FastAPI+hnswlib msgpack, ef=64",
-                            rest_one,
-                            bare_one,
-                            n_q,
-                            args.pairs,
-                            gt,
+                        _wait_indexed(c, COLL)
+                        rows.append(
+                            duel(
+                                "REST msgpack (client) vs bare FastAPI+hnswlib msgpack, ef=64",
+                                rest_one,
+                                bare_one,
+                                n_q,
+                                args.pairs,
+                                gt,
+                            )
                         )
-                    )
-        finally:
-            srv.stop()
+            finally:
+                srv.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
@@ -134,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     for module in (health, collections, points, search, jobs_api):
         app.include_router(module.router)
+    # Single search is served by a plain Starlette route ahead of its documented FastAPI twin.
+    app.router.routes.insert(0, Route("/collections/{name}/points/search", search.search_fast, methods=["POST"]))
     install_error_handlers(app)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, uploads={jobs_api.UPLOAD_PATH: settings.max_upload_bytes}
