@@ -33,6 +33,9 @@ Int8Array = npt.NDArray[np.int8]
 _BLOCK = 1 << 22  # int8 codes cast to float32 per block in `asymmetric_scores`
 
 
+_MIN_STEP = np.float32(1e-30)
+
+
 class Int8Quantizer:
     """int8 codes with per-dimension (default) or global ranges clipped at `quantile`."""
 
@@ -77,7 +80,9 @@ class Int8Quantizer:
         hi = np.quantile(x, 1.0 - tail, axis=axis).astype(np.float64)
         d = x.shape[1]
         self._lo = np.broadcast_to(lo, (d,)).astype(np.float32)
-        self._delta = np.broadcast_to((hi - lo) / 255.0, (d,)).astype(np.float32)
+        delta = np.broadcast_to((hi - lo) / 255.0, (d,)).astype(np.float32)
+        # A range too narrow to divide by (subnormal steps overflow x / delta) is treated as constant.
+        self._delta = np.where(delta < _MIN_STEP, np.float32(0.0), delta).astype(np.float32)
         return self
 
     @property
