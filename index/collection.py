@@ -673,7 +673,10 @@ class Collection:
         if isinstance(cfg, FlatIndexConfig):
             idx_info.update(indexed=self.count, pending=0, state="ready")
         index_dir = self.dir / "index"
-        index_disk = sum(f.stat().st_size for f in index_dir.iterdir()) if index_dir.exists() else 0
+        try:
+            index_disk = sum(f.stat().st_size for f in index_dir.iterdir()) if index_dir.exists() else 0
+        except FileNotFoundError:  # the indexer swapped in a newly saved index while we listed it
+            index_disk = 0
         memory = {
             "vectors": {"ram": self.vectors.ram_bytes(), "disk": self.vectors.disk_bytes()},
             "index": {"ram": index.ram_bytes() if index is not None else 0, "disk": index_disk},
