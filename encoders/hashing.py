@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 from hashlib import blake2b
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -71,14 +71,13 @@ class _Hasher:
         return _WORD.findall(text.lower() if self.lowercase else text)
 
 
-class HashEncoder(BaseEncoder[HashConfig]):
-    """One vector per text: hashed unigram (and bigram) counts, L2-normalised."""
+_HashConfigT = TypeVar("_HashConfigT", bound=HashConfig)
 
-    name: ClassVar[str] = "hash"
-    kind: ClassVar[EncoderKind] = EncoderKind.dense
-    config_model: ClassVar[type[EncoderConfig]] = HashConfig
 
-    def __init__(self, config: HashConfig) -> None:
+class _HashEncoderBase(BaseEncoder[_HashConfigT]):
+    """What the dense and token-level hash encoders share: the hasher and their sizes."""
+
+    def __init__(self, config: _HashConfigT) -> None:
         super().__init__(config)
         self._hasher = _Hasher(config)
 
@@ -89,6 +88,14 @@ class HashEncoder(BaseEncoder[HashConfig]):
     @property
     def max_batch_size(self) -> int:
         return self.config.max_batch_size
+
+
+class HashEncoder(_HashEncoderBase[HashConfig]):
+    """One vector per text: hashed unigram (and bigram) counts, L2-normalised."""
+
+    name: ClassVar[str] = "hash"
+    kind: ClassVar[EncoderKind] = EncoderKind.dense
+    config_model: ClassVar[type[EncoderConfig]] = HashConfig
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         rows, errors = check_texts(texts)
@@ -119,25 +126,13 @@ class HashEncoder(BaseEncoder[HashConfig]):
         return self.embed_documents(texts)
 
 
-class HashTokensEncoder(BaseEncoder[HashTokensConfig]):
+class HashTokensEncoder(_HashEncoderBase[HashTokensConfig]):
     """One vector per word, for multivector collections: the word's hashed unigram plus, with
     `bigrams`, its two neighbouring bigrams at a lower weight, each row L2-normalised."""
 
     name: ClassVar[str] = "hash-tokens"
     kind: ClassVar[EncoderKind] = EncoderKind.multivector
     config_model: ClassVar[type[EncoderConfig]] = HashTokensConfig
-
-    def __init__(self, config: HashTokensConfig) -> None:
-        super().__init__(config)
-        self._hasher = _Hasher(config)
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
-
-    @property
-    def max_batch_size(self) -> int:
-        return self.config.max_batch_size
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         rows, errors = check_texts(texts)

@@ -241,22 +241,11 @@ class BaseClient:
         with_vector: bool,
         score_threshold: float | None,
     ) -> Call[QueryResult]:
-        body: dict[str, Any] = {
-            "limit": limit,
-            "offset": offset,
-            "with_payload": with_payload,
-            "with_vector": with_vector,
-        }
+        body = _search_body(limit, offset, filter, params, with_payload, with_vector, score_threshold)
         if vector is not None:
             body["vector"] = encode_vector(vector, self.wire)
         if multivector is not None:
             body["multivector"] = encode_multivector(multivector, self.wire)
-        if filter is not None:
-            body["filter"] = _plain(filter)
-        if params is not None:
-            body["params"] = _plain(params)
-        if score_threshold is not None:
-            body["score_threshold"] = score_threshold
         return Call("POST", f"{_collection(name)}/points/search", _parse_query, self._encode(body))
 
     def search_batch(self, name: str, searches: Sequence[SearchLike]) -> Call[list[QueryResult]]:
@@ -283,19 +272,8 @@ class BaseClient:
         with_vector: bool,
         score_threshold: float | None,
     ) -> Call[QueryResult]:
-        body: dict[str, Any] = {
-            "text": text,
-            "limit": limit,
-            "offset": offset,
-            "with_payload": with_payload,
-            "with_vector": with_vector,
-        }
-        if filter is not None:
-            body["filter"] = _plain(filter)
-        if params is not None:
-            body["params"] = _plain(params)
-        if score_threshold is not None:
-            body["score_threshold"] = score_threshold
+        body = _search_body(limit, offset, filter, params, with_payload, with_vector, score_threshold)
+        body["text"] = text
         return Call("POST", f"{_collection(name)}/points/search", _parse_query, self._encode(body))
 
     def ingest(self, request: IngestJobRequest) -> Call[JobInfo]:
@@ -546,3 +524,23 @@ def _parse_queries(env: Envelope) -> list[QueryResult]:
         QueryResult(_SCORED.validate_python(_decode_vectors(hits)), str(s or ""), float(env.time))
         for hits, s in zip(env.result, strategies, strict=True)
     ]
+
+
+def _search_body(
+    limit: int,
+    offset: int,
+    filter: FilterLike | None,
+    params: ParamsLike | None,
+    with_payload: bool,
+    with_vector: bool,
+    score_threshold: float | None,
+) -> dict[str, Any]:
+    """The fields every search body shares, whatever carries the query (vector, multivector, text)."""
+    body: dict[str, Any] = {"limit": limit, "offset": offset, "with_payload": with_payload, "with_vector": with_vector}
+    if filter is not None:
+        body["filter"] = _plain(filter)
+    if params is not None:
+        body["params"] = _plain(params)
+    if score_threshold is not None:
+        body["score_threshold"] = score_threshold
+    return body
