@@ -199,11 +199,13 @@ def raw_hnswlib(x: np.ndarray) -> float:
     return len(x) / (time.perf_counter() - t0)
 
 
-def vector_job(root: Path, npy: Path, n: int, *, defer: bool, name: str) -> dict[str, Any]:
+def vector_job(
+    root: Path, npy: Path, n: int, *, defer: bool, name: str, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     server = Server(root, name)
     try:
         with NestorClient(server.url, timeout=600) as c:
-            c.create_collection("vec", dim=384, index=HNSW)
+            c.create_collection("vec", dim=384, **(config or {"index": HNSW}))
             rss_start = server.status("VmRSS")
             t0 = time.perf_counter()
             job = wait_job(c, c.ingest("vec", npy, batch_size=2000, defer_indexing=defer))
@@ -259,14 +261,14 @@ def section_vector(root: Path, n: int) -> tuple[list[dict[str, Any]], dict[str, 
 # -- rss -------------------------------------------------------------------------------------------
 
 
-def text_rss(root: Path, n: int) -> dict[str, Any]:
+def text_rss(root: Path, n: int, config: dict[str, Any]) -> dict[str, Any]:
     pad = " ".join(["lorem ipsum dolor sit amet"] * 40)  # about 1 KB of payload per row
     docs = texts(n)
     src = write_jsonl(root / f"rss-{n}.jsonl", [{"id": i, "text": t, "notes": pad} for i, t in enumerate(docs)])
     server = Server(root, f"rss-text-{n}")
     try:
         with NestorClient(server.url, timeout=600) as c:
-            c.create_collection("t", dim=64, encoder={"name": "hash", "config": {"dim": 64}}, index=HNSW)
+            c.create_collection("t", dim=64, encoder={"name": "hash", "config": {"dim": 64}}, **config)
             rss_start = server.status("VmRSS")
             t0 = time.perf_counter()
             job = wait_job(c, c.ingest("t", src, batch_size=1000))
@@ -288,18 +290,27 @@ def text_rss(root: Path, n: int) -> dict[str, Any]:
     }
 
 
-def section_rss(root: Path, small: int, large: int, vector_large: dict[str, Any] | None) -> list[dict[str, Any]]:
-    rows = [text_rss(root, small), text_rss(root, large)]
+# The same bar for a collection that keeps its float32 vectors on disk and only 1-bit codes in RAM.
+COMPACT: dict[str, Any] = {"index": {"type": "flat"}, "quantize": {"type": "binary"}, "on_disk": True}
+
+
+def section_rss(
+    root: Path, small: int, large: int, vector_large: dict[str, Any] | None, compact: bool = False
+) -> list[dict[str, Any]]:
+    config = COMPACT if compact else {"index": HNSW}
+    if compact:
+        vector_large = None
+    rows = [text_rss(root, small, config), text_rss(root, large, config)]
     base = np.load(data_dir() / "pypi-minilm" / "base.npy")
     npy_small = root / f"base-{small}.npy"
     np.save(npy_small, base[:small])
-    vec_small = vector_job(root, npy_small, small, defer=True, name="rss-vec-small")
+    vec_small = vector_job(root, npy_small, small, defer=True, name="rss-vec-small", config=config)
     if vector_large is None or vector_large["rows"] != large:
         npy_large = root / f"base-{large}.npy"
         np.save(npy_large, base[:large])
-        vector_large = vector_job(root, npy_large, large, defer=True, name="rss-vec-large")
+        vector_large = vector_job(root, npy_large, large, defer=True, name="rss-vec-large", config=config)
     for r in (vec_small, vector_large):
-        workload = ".npy vector job (384-d HNSW, defer_indexing)"
+        workload = f".npy vector job (384-d {'binary flat, on_disk' if compact else 'HNSW'}, defer_indexing)"
         rows.append({"workload": workload, "input_mb": r["rows"] * 384 * 2 / 1e6, **r})
     for r in rows:
         r["rss_peak_mb"] = r["rss_peak"] / 2**20
@@ -321,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vector-n", type=int, default=100_000, help="rows of base.npy in the vector section")
     ap.add_argument("--rss-small", type=int, default=10_000)
     ap.add_argument("--rss-large", type=int, default=100_000)
+    ap.add_argument("--rss-compact", action="store_true", help="rss section on an on_disk binary-code collection")
     ap.add_argument("--out", default="ingest", help="results file name or path (default results/ingest.json)")
     args = ap.parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
@@ -333,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         if "vector" in sections:
             result["vector"], bulk = section_vector(root, args.vector_n)
         if "rss" in sections:
-            result["rss"] = section_rss(root, args.rss_small, args.rss_large, bulk)
+            result["rss"] = section_rss(root, args.rss_small, args.rss_large, bulk, args.rss_compact)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result["bars"] = bars(result)

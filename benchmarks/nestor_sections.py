@@ -106,7 +106,7 @@ def nestor_ingest(ctx: RunContext) -> Section:
             "n": data.n,
             "build_s": indexed_s,
             "rate_vps": data.n / indexed_s,
-            "bytes_per_vec": mem["index"]["ram"] / data.n,
+            "bytes_per_vec": (mem["graph"]["ram"] + mem["codes"]["ram"]) / data.n,
         },
     ]
     return {"build": rows, "memory": mem}
@@ -244,7 +244,7 @@ def nestor_ivfpq(ctx: RunContext) -> Section:
             "build_s": build.seconds,
             "rate_vps": data.n / build.seconds,
             "code_bytes_per_vec": info["code_bytes_per_vector"],
-            "bytes_per_vec": mem["index"]["ram"] / data.n,
+            "bytes_per_vec": (mem["graph"]["ram"] + mem["codes"]["ram"]) / data.n,
         }
         for nprobe in ctx.opt("ivf_nprobes", [64, 96, 128]):
             for over in ctx.opt("ivf_oversampling", [8, 12, 16]):

@@ -4,6 +4,10 @@ Layout: `<data_dir>/collections/<name>/` holds `collection.json` (the config, wr
 atomically), `points.sqlite` (store of record), `vectors.f32` and `index/` (derived). A deleted
 collection is first renamed into `<data_dir>/trash/`, so a crash mid-delete cannot leave a
 half-deleted collection that loads.
+
+A collection whose config has `shards > 1` or `replicas > 1` is held by the `cluster` given to the
+catalog (`cluster.sharded.RayCluster`, when the server runs with a Ray address); `index/` never imports
+it. Without a cluster such a collection is refused at creation (422) and left out at startup.
 """
 
 from __future__ import annotations
@@ -14,23 +18,40 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
+from typing import Any, Protocol
 
 from index.collection import CollectionOptions
-from index.errors import CollectionExists, CollectionNotFound, InvalidRequest
+from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidRequest
 from index.fsutil import fsync_dir
 from index.multivector import AnyCollection, check_config, create_collection, open_collection
 from nestor_client.models import CollectionConfig
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "ClusterBackend"]
 
 log = logging.getLogger("nestor.catalog")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+class ClusterBackend(Protocol):
+    """Makes the collections that have shards or replicas. What it returns duck-types the `Collection`
+    methods the server calls (upsert, delete, get, count, search, info, close, ...)."""
+
+    def create(self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions) -> Any: ...
+
+    def open(self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions) -> Any: ...
+
+
+def _distributed(config: CollectionConfig) -> bool:
+    return config.shards > 1 or config.replicas > 1
+
+
 class Catalog:
-    def __init__(self, data_dir: Path, options: CollectionOptions | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, options: CollectionOptions | None = None, cluster: ClusterBackend | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.options = options or CollectionOptions()
+        self.cluster = cluster
         self._root = data_dir / "collections"
         self._trash = data_dir / "trash"
         self._lock = threading.Lock()
@@ -47,7 +68,14 @@ class Catalog:
                 shutil.rmtree(d, ignore_errors=True)
                 continue
             try:
-                self._collections[d.name] = open_collection(d.name, d, self.options)
+                config = CollectionConfig.model_validate_json((d / "collection.json").read_bytes())
+                if _distributed(config):
+                    if self.cluster is None:
+                        log.error("collection %s is sharded: start the server with a Ray address to open it", d.name)
+                        continue
+                    self._collections[d.name] = self.cluster.open(d.name, d, config, self.options)
+                else:
+                    self._collections[d.name] = open_collection(d.name, d, self.options)
             except Exception:
                 log.exception("cannot open collection %s; leaving it out", d.name)
 
@@ -73,7 +101,15 @@ class Catalog:
                 raise CollectionExists(
                     f"collection {name!r} exists on disk but could not be opened; see the server log"
                 )
-            coll = create_collection(name, self._root / name, config, self.options)
+            if _distributed(config):
+                if self.cluster is None:
+                    raise InvalidConfig(
+                        f"shards={config.shards}, replicas={config.replicas} needs a Ray cluster: start the server "
+                        "with --ray-address (NESTOR_RAY_ADDRESS), or leave shards and replicas at 1"
+                    )
+                coll = self.cluster.create(name, self._root / name, config, self.options)
+            else:
+                coll = create_collection(name, self._root / name, config, self.options)
             self._collections[name] = coll
             return coll, True
 
@@ -99,6 +135,39 @@ class Catalog:
         (self._root / name).rename(doomed)
         fsync_dir(self._root)
         shutil.rmtree(doomed, ignore_errors=True)
+
+    def install(self, name: str, staged: Path) -> AnyCollection:
+        """Make the collection directory `staged` (an unpacked snapshot) collection `name`, replacing any.
+
+        The old directory is parked in the trash until the new one opens, and put back if it does not.
+        Requests still running on a replaced collection fail; new ones see the restored one.
+        """
+        self.check_name(name)
+        target = self._root / name
+        with self._lock:
+            old = self._collections.pop(name, None)
+            if old is not None:
+                old.close()
+            parked = None
+            if target.exists():
+                parked = self._trash / f"{name}-{uuid.uuid4().hex}"
+                target.rename(parked)
+            staged.rename(target)
+            fsync_dir(self._root)
+            try:
+                coll = open_collection(name, target, self.options)
+            except BaseException:
+                target.rename(staged)
+                if parked is not None:
+                    parked.rename(target)
+                    if old is not None:
+                        self._collections[name] = open_collection(name, target, self.options)
+                fsync_dir(self._root)
+                raise
+            self._collections[name] = coll
+        if parked is not None:
+            shutil.rmtree(parked, ignore_errors=True)
+        return coll
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ index with the label watermark it covers, so a restart loads it and only indexes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -33,20 +34,26 @@ from index.backends.base import F32, I64, Hits, IndexParams, Space, VectorIndex
 from index.backends.flat import exact_search, gather_scores, top_k
 from index.backends.hnsw import HnswIndex
 from index.backends.ivfpq import IvfPqIndex, auto_nlist
-from index.errors import DimensionMismatch, DuplicateId, InvalidVector
+from index.encoded import EncodedIndex
+from index.errors import DimensionMismatch, DuplicateId, InvalidRequest, InvalidVector
 from index.filters import compile_filter
 from index.fsutil import atomic_write_bytes, fsync_dir, replace_dir
+from index.query_sample import QuerySample
 from index.storage import PointStore, decode_pid, encode_pid
 from index.vectors import VectorStore
 from nestor_client.models import (
     CollectionConfig,
     Filter,
     FlatIndexConfig,
+    FunnelStage,
     HnswIndexConfig,
     IvfPqIndexConfig,
+    LeanVecReduceConfig,
+    MatryoshkaReduceConfig,
     Metric,
     SearchParams,
 )
+from quantization.matryoshka import funnel
 
 __all__ = ["Collection", "CollectionOptions", "Hit", "Query", "QueryResult", "WriteResult"]
 
@@ -56,6 +63,8 @@ PointIdT = int | str
 _INDEX_CHUNK = 4096
 _CHEAP_PENDING = 1024  # unindexed rows a search may scan exactly and still count as cheap
 _IVF_SAMPLE_PER_LIST = 64
+_FIT_SAMPLE = 50_000  # rows the learned transforms are fitted on
+_RESERVOIR_REFIT = 256  # refit LeanVec-OOD once the query reservoir has this many (then doubled) rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +137,11 @@ class Collection:
         meta = self.points.meta()
         self._seq = meta.get("seq", 0)
         self._next_label = meta.get("next_label", 0)
-        self.vectors = VectorStore(directory / "vectors.f32", self.dim, rows=self._next_label)
+        self.vectors = VectorStore(directory / "vectors.f32", self.dim, rows=self._next_label, on_disk=config.on_disk)
+        red = config.reduce
+        reservoir = red.reservoir_size if isinstance(red, LeanVecReduceConfig) and red.query_reservoir else 0
+        self.query_sample = QuerySample(directory, self.dim, reservoir)
+        self._fitted_sample: tuple[int, int] = (0, 0)  # (posted-sample version, reservoir fill) of the last fit
         self._st = self._load_state()
         self.last_write: float | None = None
         self.last_optimized: float | None = None
@@ -177,17 +190,23 @@ class Collection:
         cfg = self.config.index
         index_dir = self.dir / "index"
         manifest = index_dir / "manifest.json"
-        if isinstance(cfg, FlatIndexConfig):
+        if isinstance(cfg, FlatIndexConfig) and not self.config.compressed:
             return
         if manifest.exists():
             try:
                 man = json.loads(manifest.read_text())
+                _verify_checksums(index_dir, man.get("files"))
                 loaded: VectorIndex
-                if isinstance(cfg, HnswIndexConfig):
+                if self.config.compressed:
+                    enc = EncodedIndex.load(index_dir, self.config, self.space, threads=self.options.index_threads)
+                    self._fitted_sample = (enc.sample_version, enc.query_sample_rows)
+                    loaded = enc
+                elif isinstance(cfg, HnswIndexConfig):
                     hnsw = HnswIndex.load(index_dir, threads=self.options.index_threads)
                     hnsw.ef = cfg.ef
                     loaded = hnsw
                 else:
+                    assert isinstance(cfg, IvfPqIndexConfig)
                     ivf = IvfPqIndex.load(index_dir)
                     ivf.nprobe = cfg.nprobe
                     loaded = ivf
@@ -204,7 +223,7 @@ class Collection:
 
     def _new_index(self) -> VectorIndex | None:
         cfg = self.config.index
-        if isinstance(cfg, HnswIndexConfig):
+        if isinstance(cfg, HnswIndexConfig) and not self.config.compressed:
             return HnswIndex(
                 self.dim,
                 self.space,
@@ -213,7 +232,7 @@ class Collection:
                 ef=cfg.ef,
                 threads=self.options.index_threads,
             )
-        return None  # IVF-PQ appears once trained
+        return None  # IVF-PQ and compressed indexes appear once trained
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -291,17 +310,15 @@ class Collection:
             grown = np.zeros(max(end, 2 * len(st.alive)), bool)
             grown[: len(st.alive)] = st.alive
             st.alive = grown
-        old: list[int] = []
-        for off, pid in enumerate(ids):
-            prev = st.label_of.get(pid)
-            if prev is not None:
-                old.append(prev)
-                st.ids[prev] = None
-            st.label_of[pid] = start + off
+        old = [prev for pid in ids if (prev := st.label_of.get(pid)) is not None]
+        old_arr = np.asarray(old, dtype=np.int64)
         st.ids.extend(ids)
         st.alive[start:end] = True
-        old_arr = np.asarray(old, dtype=np.int64)
-        st.alive[old_arr] = False
+        st.alive[old_arr] = False  # before the ids go: a lock-free reader that saw "alive" still finds an id
+        for off, pid in enumerate(ids):
+            st.label_of[pid] = start + off
+        for prev in old:
+            st.ids[prev] = None
         return old_arr
 
     def delete(self, ids: list[PointIdT]) -> WriteResult:
@@ -328,12 +345,12 @@ class Collection:
 
     def _forget(self, labels: list[int]) -> None:
         st = self._st
+        st.alive[np.asarray(labels, dtype=np.int64)] = False  # first, as in _apply_upsert
         for label in labels:
             pid = st.ids[label]
             st.ids[label] = None
             if pid is not None:
                 st.label_of.pop(pid, None)
-        st.alive[np.asarray(labels, dtype=np.int64)] = False
 
     def _remove_from_index(self, labels: list[int]) -> None:
         # alive was cleared first, so an indexer racing with us re-checks and removes them too
@@ -408,6 +425,7 @@ class Collection:
         results: list[QueryResult | None] = [None] * len(queries)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, q in enumerate(queries):
+            self._check_params(q.params)
             if q.filter is None:
                 p = q.params
                 knobs = None if p is None else (p.ef, p.nprobe, p.oversampling, p.rescore, p.exact)
@@ -417,6 +435,8 @@ class Collection:
         for members in groups.values():
             first = queries[members[0]]
             mat = self._prepare(np.stack([queries[i].vector for i in members]))
+            if self.query_sample.reservoir_size:
+                self.query_sample.offer(mat)
             hits, strategy = self._plan(mat, first.limit + first.offset, first.params, None)
             for row, i in enumerate(members):
                 results[i] = self._finish(queries[i], hits.labels[row], hits.scores[row], strategy)
@@ -434,12 +454,19 @@ class Collection:
         if (
             q.filter is not None
             or q.score_threshold is not None
-            or not isinstance(index, HnswIndex)
+            or index is None
             or self._indexed_upto != self._next_label
             or (p is not None and p.exact)
         ):
             return None
-        got = index.search_one(mat, q.limit + q.offset, p.ef if p is not None else None)
+        k = q.limit + q.offset
+        strategy = "hnsw"
+        if isinstance(index, HnswIndex):
+            got = index.search_one(mat, k, p.ef if p is not None else None)
+        elif isinstance(index, (EncodedIndex, IvfPqIndex)) and index.is_trained:
+            got, strategy = self._search_fast_shortlist(index, mat, k, p), self._kind()
+        else:
+            return None
         if got is None:
             return None
         labels, scores = got
@@ -453,10 +480,41 @@ class Collection:
         hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
         if q.with_payload or q.with_vector:
             self._attach(hits, np.asarray(labels, dtype=np.int64), q.with_payload, q.with_vector)
-        return QueryResult(hits, "hnsw")
+        return QueryResult(hits, strategy)
+
+    def _search_fast_shortlist(
+        self, index: EncodedIndex | IvfPqIndex, mat: F32, k: int, p: SearchParams | None
+    ) -> tuple[list[int], list[float]] | None:
+        """One query through a compressed index and its rerank, in as few numpy calls as possible."""
+        k_ann, rescore, stages = self._rerank_plan(index, k, p)
+        if stages:
+            return None
+        ip = IndexParams(ef=p.ef if p is not None else None, nprobe=p.nprobe if p is not None else None)
+        got = index.search_one(mat, k_ann, ip)
+        if got is None:
+            return None
+        labels, scores = got
+        if rescore:
+            if isinstance(index, EncodedIndex) and index.has_int8_store:
+                scores = index.rerank_scores(mat, labels[None, :])[0]
+            else:  # faiss's by-index kernel: no gathered copy of the rows
+                scores = gather_scores(self.vectors.buffer(), mat, labels[None, :], self.space)[0]
+            if len(labels) > k:
+                top = np.argpartition(-scores, k - 1)[:k]
+                labels, scores = labels[top], scores[top]
+            order = np.argsort(-scores, kind="stable")
+            labels, scores = labels[order], scores[order]
+        return labels.tolist(), scores.tolist()
+
+    def _check_params(self, p: SearchParams | None) -> None:
+        if p is not None and p.funnel is not None and not isinstance(self.config.reduce, MatryoshkaReduceConfig):
+            raise InvalidRequest("a funnel needs a collection with reduce.type='matryoshka'")
 
     def _search_one(self, q: Query) -> QueryResult:
+        self._check_params(q.params)
         mat = self._prepare_one(q.vector)
+        if self.query_sample.reservoir_size:
+            self.query_sample.offer(mat)
         fast = self._search_fast(q, mat)
         if fast is not None:
             return fast
@@ -479,19 +537,14 @@ class Collection:
             return self._exact(queries, k, allowed, n, alive), "exact" if allowed is None else "exact_filtered"
         if allowed is not None and len(allowed) <= self.options.exact_filter_threshold:
             return self._exact(queries, k, allowed, n, alive), "exact_filtered"
-        cfg = self.config.index
-        kind = "hnsw" if isinstance(cfg, HnswIndexConfig) else "ivf_pq"
+        kind = self._kind()
         ip = IndexParams(ef=params.ef if params else None, nprobe=params.nprobe if params else None)
-        rescore = isinstance(cfg, IvfPqIndexConfig) and (
-            params.rescore if params and params.rescore is not None else cfg.rescore
-        )
-        k_ann = k
-        if rescore and isinstance(cfg, IvfPqIndexConfig):
-            over = params.oversampling if params and params.oversampling else cfg.oversampling
-            k_ann = max(k, int(np.ceil(k * over)))
+        k_ann, rescore, stages = self._rerank_plan(index, k, params)
         ann = index.search(queries, k_ann, ip, allowed)
+        if stages and isinstance(index, EncodedIndex):
+            ann = self._funnel(index, queries, ann, stages)
         if rescore:
-            ann = self._rescore(queries, ann, k)
+            ann = self._rescore(index, queries, ann, k)
         if n > upto:  # rows not yet in the index are searched exactly
             mask = alive[upto:n].copy()
             if allowed is not None:
@@ -521,9 +574,66 @@ class Collection:
         allowed = allowed[allowed < n]
         return exact_search(self.vectors.take(allowed), allowed, queries, k, self.space, alive[allowed])
 
-    def _rescore(self, queries: F32, hits: Hits, k: int) -> Hits:
-        """Rerank ANN candidates with the full-precision vectors."""
-        scores = gather_scores(self.vectors.buffer(), queries, hits.labels, self.space)
+    def _kind(self) -> str:
+        """The strategy name of an ANN search: the index type, prefixed by the compression."""
+        c = self.config
+        parts = [b.type for b in (c.reduce, c.quantize) if b is not None]
+        return "_".join([*parts, c.index.type])
+
+    def _rerank_plan(self, index: VectorIndex, k: int, p: SearchParams | None) -> tuple[int, bool, list[FunnelStage]]:
+        """(candidates to take from the index, whether to rescore them, funnel stages to run first)."""
+        cfg = self.config
+        if isinstance(index, EncodedIndex):
+            red = cfg.reduce
+            stages = list(p.funnel) if p is not None and p.funnel is not None else []
+            if isinstance(red, MatryoshkaReduceConfig):
+                stages = stages if p is not None and p.funnel is not None else list(red.funnel)
+                last = red.dim
+                for i, st in enumerate(stages):
+                    if not (last <= st.dim if i == 0 else last < st.dim) or st.dim > self.dim:
+                        raise InvalidRequest(f"funnel dims must increase from reduce.dim={red.dim} up to {self.dim}")
+                    last = st.dim
+            elif stages:
+                raise InvalidRequest("a funnel needs a collection with reduce.type='matryoshka'")
+            rescore = cfg.rerank.enabled if p is None or p.rescore is None else p.rescore
+            over = (p.oversampling if p is not None else None) or cfg.rerank.oversampling or index.default_oversampling
+            k_ann = max(k, math.ceil(k * over)) if rescore or stages else k
+            if stages and isinstance(red, MatryoshkaReduceConfig) and stages[0].dim == red.dim:
+                k_ann, stages = (
+                    max(k, stages[0].limit),
+                    stages[1:],
+                )  # a stage at the index's own dim sizes the shortlist
+            return k_ann, rescore or bool(stages), stages
+        if p is not None and p.funnel is not None:
+            raise InvalidRequest("a funnel needs a collection with reduce.type='matryoshka'")
+        ivf = cfg.index
+        if not isinstance(ivf, IvfPqIndexConfig):
+            return k, False, []
+        rescore = p.rescore if p is not None and p.rescore is not None else ivf.rescore
+        over = p.oversampling if p is not None and p.oversampling else ivf.oversampling
+        return (max(k, math.ceil(k * over)) if rescore else k), rescore, []
+
+    def _funnel(self, index: EncodedIndex, queries: F32, hits: Hits, stages: list[FunnelStage]) -> Hits:
+        """Matryoshka funnel: rescore the shortlist on longer and longer prefixes, keep each stage's limit."""
+        width = max(stages[-1].limit, 1)
+        out = Hits(np.full((len(queries), width), -1, np.int64), np.full((len(queries), width), -np.inf, np.float32))
+        plan = [(st.dim, st.limit) for st in stages]
+        for row in range(len(queries)):
+            cand = hits.labels[row][hits.labels[row] >= 0]
+            if not len(cand):
+                continue
+            rotated = index.rotate(self.vectors.take(cand))
+            ids, sc = funnel(rotated, index.rotate(queries[row : row + 1])[0], plan)
+            out.labels[row, : len(ids)] = cand[ids]
+            out.scores[row, : len(ids)] = sc
+        return out
+
+    def _rescore(self, index: VectorIndex, queries: F32, hits: Hits, k: int) -> Hits:
+        """Rerank ANN candidates with the full-precision vectors (or the int8 rerank store)."""
+        if isinstance(index, EncodedIndex) and index.has_int8_store:
+            scores = index.rerank_scores(queries, hits.labels)
+        else:
+            scores = gather_scores(self.vectors.buffer(), queries, hits.labels, self.space)
         pos, sc = top_k(scores, k)
         return Hits(np.take_along_axis(hits.labels, pos, axis=1), sc)
 
@@ -546,6 +656,8 @@ class Collection:
     def _attach(self, hits: list[Hit], labels: I64, with_payload: bool, with_vector: bool) -> None:
         if with_payload and len(labels):
             pays = self.points.payloads(labels.tolist())
+            if len(pays) < len(hits):
+                pays = self._payloads_after_overwrite(hits, labels, pays)
             for h, lab in zip(hits, labels.tolist(), strict=True):
                 text = pays.get(lab)
                 h.payload = orjson.loads(text) if text else {}
@@ -553,6 +665,22 @@ class Collection:
             vecs = self.vectors.take(labels)
             for h, v in zip(hits, vecs, strict=True):
                 h.vector = v.tolist()
+
+    def _payloads_after_overwrite(
+        self, hits: list[Hit], labels: I64, pays: dict[int, str | None]
+    ) -> dict[int, str | None]:
+        """Payloads for labels whose row SQLite has already moved to a newer label.
+
+        An overwrite commits its rows, then (still under the write lock) moves the in-memory map to the
+        new labels. A reader in between holds the old label, whose row is gone. Waiting for the write
+        lock lets that upsert finish; the point's current row is then read through its new label."""
+        with self._write_lock:
+            pass
+        out = dict(pays)
+        for h, lab in zip(hits, labels.tolist(), strict=True):
+            if lab not in out and (now := self._st.label_of.get(h.id)) is not None:
+                out[lab] = self.points.payloads([now]).get(now)
+        return out
 
     # -- bulk loads ------------------------------------------------------------------------
 
@@ -577,9 +705,21 @@ class Collection:
     def _index_step(self) -> bool:
         """Do one unit of background work; False when there is nothing to do."""
         cfg = self.config.index
-        if isinstance(cfg, FlatIndexConfig) or self._paused:
+        if self._paused or (isinstance(cfg, FlatIndexConfig) and not self.config.compressed):
             return False
-        if isinstance(cfg, IvfPqIndexConfig):
+        if self.config.compressed:
+            enc = self._index
+            live, training = self.count, self.config.training
+            if enc is None:
+                if live < training.threshold:
+                    return False
+                self._build_encoded()
+                return True
+            assert isinstance(enc, EncodedIndex)
+            if live >= training.refit_growth * max(enc.trained_on, 1) or self._sample_stale(enc):
+                self._build_encoded()
+                return True
+        elif isinstance(cfg, IvfPqIndexConfig):
             live = self.count
             ivf = self._index
             if ivf is None and live >= cfg.train_threshold:
@@ -611,23 +751,74 @@ class Collection:
             index.remove(dead)
 
     def _build_ivf(self, cfg: IvfPqIndexConfig) -> None:
+        def make(labels: I64) -> IvfPqIndex:
+            nlist = cfg.nlist or auto_nlist(len(labels))
+            new = IvfPqIndex(self.dim, self.space, nlist=nlist, m=cfg.m, nbits=cfg.nbits, nprobe=cfg.nprobe)
+            new.train(self.vectors.take(self._sample(labels, max(_IVF_SAMPLE_PER_LIST * nlist, 20000))))
+            new.trained_on = len(labels)
+            return new
+
+        self._rebuild(make)
+
+    def _build_encoded(self) -> None:
+        """Fit the transforms on a sample (and the query sample), then build the compressed index."""
+        red = self.config.reduce
+        ood = isinstance(red, LeanVecReduceConfig) and red.mode == "ood"
+
+        def make(labels: I64) -> EncodedIndex:
+            new = EncodedIndex(self.config, self.space, threads=self.options.index_threads)
+            queries = self.query_sample.rows() if ood else None
+            fingerprint = self._sample_fingerprint()
+            # codecs without a learned projection only need a mean or a range: a smaller sample does
+            size = _FIT_SAMPLE if red is not None else _FIT_SAMPLE // 4
+            new.train(self.vectors.take(self._sample(labels, size)), queries, n_total=len(labels))
+            new.sample_version, new.query_sample_rows = fingerprint
+            self._fitted_sample = fingerprint
+            return new
+
+        self._rebuild(make)
+
+    def _sample(self, labels: I64, size: int) -> I64:
+        rng = np.random.default_rng(len(labels))
+        return np.sort(rng.choice(labels, size=min(len(labels), size), replace=False))
+
+    def _rebuild(self, make: Any) -> None:
+        """Train a new index on the live rows, fill it, and swap it in; the old one serves until then."""
         self._phase = "training"
         hi = self._next_label
         labels = np.flatnonzero(self._st.alive[:hi]).astype(np.int64)
-        nlist = cfg.nlist or auto_nlist(len(labels))
-        rng = np.random.default_rng(len(labels))
-        n_sample = min(len(labels), max(_IVF_SAMPLE_PER_LIST * nlist, 20000))
-        sample = np.sort(rng.choice(labels, size=n_sample, replace=False))
-        new = IvfPqIndex(self.dim, self.space, nlist=nlist, m=cfg.m, nbits=cfg.nbits, nprobe=cfg.nprobe)
-        new.train(self.vectors.take(sample))
-        for s in range(0, len(labels), 50000):
-            chunk = labels[s : s + 50000]
+        new = make(labels)
+        for s in range(0, len(labels), _INDEX_CHUNK * 4):
+            chunk = labels[s : s + _INDEX_CHUNK * 4]
             new.add(self.vectors.take(chunk), chunk)
-        new.trained_on = len(labels)
         self._index, self._indexed_upto = new, hi
         self._recheck_dead(new, labels)
         self._dirty = True
         log.info("collection %s: trained %s on %d vectors", self.name, new.spec, len(labels))
+
+    # -- the query sample (LeanVec-OOD) ----------------------------------------------------
+
+    def add_query_sample(self, vectors: F32, *, replace: bool = False) -> int:
+        """Keep example queries for fitting the query map; the next optimization refits with them."""
+        red = self.config.reduce
+        if not (isinstance(red, LeanVecReduceConfig) and red.mode == "ood"):
+            raise InvalidRequest("a query sample is only used by collections with reduce leanvec, mode 'ood'")
+        n = self.query_sample.add(self._prepare(vectors), replace=replace)
+        self._indexer.wake()
+        return n
+
+    def _sample_fingerprint(self) -> tuple[int, int]:
+        qs = self.query_sample
+        return qs.version, qs.filled
+
+    def _sample_stale(self, enc: EncodedIndex) -> bool:
+        red = self.config.reduce
+        if not (isinstance(red, LeanVecReduceConfig) and red.mode == "ood"):
+            return False
+        version, filled = self._sample_fingerprint()
+        fitted_version, fitted_filled = self._fitted_sample
+        grown = red.query_reservoir and filled >= max(_RESERVOIR_REFIT, 2 * fitted_filled)
+        return version != fitted_version or (grown and filled > fitted_filled)
 
     def _save_index(self) -> None:
         index = self._index
@@ -639,14 +830,42 @@ class Collection:
         if staged.exists():
             shutil.rmtree(staged)
         index.save(staged)
+        self.query_sample.save_reservoir()
         saved_at = time.time()
-        (staged / "manifest.json").write_text(json.dumps({"labels_upto": upto, "seq": self._seq, "saved_at": saved_at}))
-        for f in staged.iterdir():
+        files: dict[str, str] = {}
+        for f in sorted(p for p in staged.rglob("*") if p.is_file()):
             with open(f, "rb") as fh:
+                files[f.relative_to(staged).as_posix()] = hashlib.file_digest(fh, "sha256").hexdigest()
                 os.fsync(fh.fileno())
-        fsync_dir(staged)
+        manifest = {"labels_upto": upto, "seq": self._seq, "saved_at": saved_at, "files": files}
+        (staged / "manifest.json").write_text(json.dumps(manifest))
+        for d in [staged, *(p for p in staged.rglob("*") if p.is_dir())]:
+            fsync_dir(d)
         replace_dir(staged, self.dir / "index")
         self.last_optimized = saved_at
+
+    # -- snapshots (index/snapshots.py packs the files) ------------------------------------
+
+    def backup_store(self, target: Path) -> tuple[int, int]:
+        """Copy the SQLite store of record to `target`; returns the committed (label count, seq) it holds.
+
+        Taken under the write lock, so no batch is half in and the copy matches the label count. Rows
+        below that count in `vectors.f32` never change again (labels are never reused), so the caller
+        copies them after the lock is released and writers wait only for the database copy.
+        """
+        import sqlite3  # only snapshots need a second connection
+
+        with self._write_lock:
+            src = sqlite3.connect(self.points.path)
+            try:
+                dst = sqlite3.connect(target)
+                try:
+                    src.backup(dst)  # the whole database in one step: no writer can interleave
+                finally:
+                    dst.close()
+            finally:
+                src.close()
+            return self._next_label, self._seq
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -659,7 +878,7 @@ class Collection:
         idx_info: dict[str, Any] = {"type": cfg.type, "state": state, "indexed": indexed, "pending": pending}
         if self._paused:
             idx_info["state"] = "paused"
-        if isinstance(cfg, IvfPqIndexConfig):
+        if isinstance(cfg, IvfPqIndexConfig) and not self.config.compressed:
             ivf = index if isinstance(index, IvfPqIndex) else None
             idx_info.update(
                 trained=ivf is not None,
@@ -670,24 +889,51 @@ class Collection:
             )
             if ivf is None:
                 idx_info["state"] = "untrained" if self._phase != "training" else "training"
-        if isinstance(cfg, FlatIndexConfig):
+        plain_flat = isinstance(cfg, FlatIndexConfig) and not self.config.compressed
+        if plain_flat:
             idx_info.update(indexed=self.count, pending=0, state="ready")
-        index_dir = self.dir / "index"
-        try:
-            index_disk = sum(f.stat().st_size for f in index_dir.iterdir()) if index_dir.exists() else 0
-        except FileNotFoundError:  # the indexer swapped in a newly saved index while we listed it
-            index_disk = 0
+        if isinstance(index, EncodedIndex):
+            idx_info.update(
+                spec=index.spec,
+                trained=True,
+                trained_on=index.trained_on,
+                trained_at=index.trained_at,
+                train_threshold=self.config.training.threshold,
+                query_sample=len(self.query_sample),
+            )
+        elif self.config.compressed:
+            idx_info.update(
+                trained=False,
+                train_threshold=self.config.training.threshold,
+                spec=None,
+                query_sample=len(self.query_sample),
+            )
+            idx_info["state"] = "untrained" if self._phase != "training" else "training"
+        parts = _index_memory(index)
+        index_disk = _dir_bytes(self.dir / "index")
+        ids_ram = int(self._st.alive.nbytes + 8 * len(self._st.ids) + 100 * len(self._st.label_of))
         memory = {
             "vectors": {"ram": self.vectors.ram_bytes(), "disk": self.vectors.disk_bytes()},
-            "index": {"ram": index.ram_bytes() if index is not None else 0, "disk": index_disk},
+            "graph": {"ram": parts["graph"], "disk": index_disk},  # the index's files are all counted here
+            "codes": {"ram": parts["codes"], "disk": 0},
+            "rerank": {"ram": parts["rerank"], "disk": 0},
+            "transform": {"ram": parts["transform"], "disk": 0},
             "payload": {"ram": 0, "disk": self.points.disk_bytes()},
-            "ids": {
-                "ram": int(self._st.alive.nbytes + 8 * len(self._st.ids) + 100 * len(self._st.label_of)),
-                "disk": 0,
-            },
+            "ids": {"ram": ids_ram + parts["ids"], "disk": 0},
         }
+        rerank = "off"
+        if self.config.compressed or isinstance(cfg, IvfPqIndexConfig):
+            rerank = "int8 codes in RAM" if parts["rerank"] else "float32 vectors"
+        placement = {
+            "vectors": "disk (memory-mapped)" if self.config.on_disk else "RAM, and disk",
+            "index": "RAM, saved to disk",
+            "rerank": rerank,
+            "payload": "disk (SQLite)",
+        }
+        if plain_flat:  # an exact scan over everything: every point counts as indexed
+            indexed = self.count
         segments = [{"type": "indexed", "points": indexed, "labels_upto": self._indexed_upto}]
-        if not isinstance(cfg, FlatIndexConfig):
+        if not plain_flat:
             segments.append({"type": "pending", "points": pending})
         return {
             "name": self.name,
@@ -698,9 +944,41 @@ class Collection:
             "index": idx_info,
             "segments": segments,
             "memory": memory,
+            "placement": placement,
             "last_write": self.last_write,
             "last_optimized": self.last_optimized,
         }
+
+
+def _verify_checksums(directory: Path, files: dict[str, str] | None) -> None:
+    """Refuse an index directory whose files do not match the sha256 sums its manifest recorded."""
+    if files is None:
+        return  # saved before checksums existed
+    for rel, digest in files.items():
+        with open(directory / rel, "rb") as fh:
+            if hashlib.file_digest(fh, "sha256").hexdigest() != digest:
+                raise ValueError(f"{directory / rel}: checksum mismatch, the file is damaged")
+
+
+def _dir_bytes(directory: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) if directory.exists() else 0
+    except FileNotFoundError:  # the indexer swapped in a newly saved index while we listed it
+        return 0
+
+
+def _index_memory(index: VectorIndex | None) -> dict[str, int]:
+    """Measured RAM of an index by part: graph, codes, rerank store, transforms, id maps."""
+    out = {"graph": 0, "codes": 0, "rerank": 0, "transform": 0, "ids": 0}
+    if index is None:
+        return out
+    memory = getattr(index, "memory", None)
+    if memory is not None:
+        for k, v in memory().items():
+            out[k] = out.get(k, 0) + int(v)
+    else:
+        out["codes"] = index.ram_bytes()
+    return out
 
 
 def _merge(a: Hits, b: Hits, k: int) -> Hits:
@@ -764,8 +1042,13 @@ class _Indexer(threading.Thread):
                 busy = False
                 self._halt.wait(1.0)
             now = time.monotonic()
-            if coll._dirty and (now - self._last_save >= coll.options.save_max_seconds or not busy):
-                if busy or now - self._last_save >= coll.options.save_idle_seconds:
+            if coll._dirty:
+                # Idle means no write for a while, not just "caught up": small steady writes leave the
+                # indexer caught up most of the time, and saving a 100k graph every 2 s halved throughput.
+                idle = coll.options.save_idle_seconds
+                quiet = coll.last_write is None or time.time() - coll.last_write >= idle
+                due = now - self._last_save >= coll.options.save_max_seconds
+                if due or (not busy and quiet and now - self._last_save >= idle):
                     self._save()
             if not busy:
                 coll._phase = "ready"

@@ -4,13 +4,15 @@
     ├── InvalidRequest               400 bad_request
     ├── CollectionNotFound           404 collection_not_found
     ├── CollectionExists             409 collection_exists
+    ├── SnapshotNotFound             404 snapshot_not_found
     ├── Unprocessable                422 (base of input errors that parse but make no sense)
     │   ├── DimensionMismatch        422 dimension_mismatch
     │   ├── InvalidVector            422 invalid_vector      (NaN, Inf, bad encoding)
     │   ├── InvalidFilter            422 invalid_filter
     │   ├── InvalidConfig            422 invalid_config
     │   ├── DuplicateId              422 duplicate_id
-    │   └── LimitExceeded            422 limit_exceeded
+    │   ├── LimitExceeded            422 limit_exceeded
+    │   └── InvalidSnapshot          422 invalid_snapshot    (corrupt, truncated, or not a snapshot)
     ├── PayloadTooLarge              413 payload_too_large   (batch or body over a configured maximum)
     └── NotReady                     503 not_ready
 
@@ -28,11 +30,13 @@ __all__ = [
     "InvalidConfig",
     "InvalidFilter",
     "InvalidRequest",
+    "InvalidSnapshot",
     "InvalidVector",
     "LimitExceeded",
     "NestorError",
     "NotReady",
     "PayloadTooLarge",
+    "SnapshotNotFound",
     "Unprocessable",
 ]
 
@@ -92,6 +96,15 @@ class DuplicateId(Unprocessable):
 
 class LimitExceeded(Unprocessable):
     type = "limit_exceeded"
+
+
+class InvalidSnapshot(Unprocessable):
+    type = "invalid_snapshot"
+
+
+class SnapshotNotFound(NestorError):
+    status = 404
+    type = "snapshot_not_found"
 
 
 class PayloadTooLarge(NestorError):

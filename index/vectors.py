@@ -1,8 +1,10 @@
 """The full-precision vector store: one float32 row per internal label, append-only.
 
-Rows live in a raw little-endian float32 file (`vectors.f32`) and in a growable RAM array that
-serves exact search and reranking. Labels are never reused, so a row never changes once written;
-readers may hold an old array reference while the store grows.
+Rows live in a raw little-endian float32 file (`vectors.f32`) and, by default, in a growable RAM
+array that serves exact search and reranking. With `on_disk`, the file is memory-mapped instead:
+the OS pages rows in as reranking touches them, and a compressed index plus an int8 rerank store
+can keep the process small. Labels are never reused, so a row never changes once written; readers
+may hold an old array reference while the store grows.
 """
 
 from __future__ import annotations
@@ -16,27 +18,38 @@ import numpy.typing as npt
 __all__ = ["VectorStore"]
 
 F32 = npt.NDArray[np.float32]
+_PREAD_ROWS = 256  # larger gathers from an on-disk store are read with pread, not through the map
+_PREAD_SPAN = 4096  # rows per pread window
 
 
 class VectorStore:
-    def __init__(self, path: Path, dim: int, *, rows: int | None = None) -> None:
+    def __init__(self, path: Path, dim: int, *, rows: int | None = None, on_disk: bool = False) -> None:
         """Open (or create) the file. `rows` is the committed row count: extra rows are torn writes."""
         self.path = path
         self.dim = dim
+        self.on_disk = on_disk
         self._fh = open(path, "a+b")  # noqa: SIM115 - held open for the store's lifetime
         size = os.fstat(self._fh.fileno()).st_size
-        on_disk = size // (4 * dim)
-        n = on_disk if rows is None else rows
-        if n > on_disk:
-            raise RuntimeError(f"{path}: {on_disk} rows on disk but {n} committed")
+        stored = size // (4 * dim)
+        n = stored if rows is None else rows
+        if n > stored:
+            raise RuntimeError(f"{path}: {stored} rows on disk but {n} committed")
         if size != n * 4 * dim:
             self._fh.truncate(n * 4 * dim)
             os.fsync(self._fh.fileno())
+        self._n = n
+        if on_disk:
+            self._data: F32 = self._map(n)
+            return
         data = np.fromfile(path, dtype="<f4", count=n * dim).reshape(n, dim) if n else np.empty((0, dim), "<f4")
         cap = max(1024, int(n * 1.25))
-        self._data: F32 = np.empty((cap, dim), dtype=np.float32)
+        self._data = np.empty((cap, dim), dtype=np.float32)
         self._data[:n] = data
-        self._n = n
+
+    def _map(self, n: int) -> F32:
+        if n == 0:
+            return np.empty((0, self.dim), np.float32)
+        return np.memmap(self.path, dtype=np.float32, mode="r", shape=(n, self.dim))
 
     @property
     def rows(self) -> int:
@@ -53,7 +66,26 @@ class VectorStore:
         return self._data
 
     def take(self, labels: npt.NDArray[np.int64]) -> F32:
+        if self.on_disk and len(labels) > _PREAD_ROWS:
+            return self._pread(labels)
         return self._data[labels]
+
+    def _pread(self, labels: npt.NDArray[np.int64]) -> F32:
+        """Bulk reads (index builds) go through pread: pages touched through the map would stay in RSS."""
+        out = np.empty((len(labels), self.dim), dtype=np.float32)
+        order = np.argsort(labels, kind="stable")
+        ordered = labels[order]
+        row = 4 * self.dim
+        i = 0
+        while i < len(ordered):  # one read per window of at most _PREAD_SPAN rows: bounded temporaries
+            lo = int(ordered[i])
+            j = int(np.searchsorted(ordered, lo + _PREAD_SPAN))
+            hi = int(ordered[j - 1]) + 1
+            raw = os.pread(self._fh.fileno(), (hi - lo) * row, lo * row)
+            span = np.frombuffer(raw, dtype="<f4").reshape(hi - lo, self.dim)
+            out[order[i:j]] = span[ordered[i:j] - lo]
+            i = j
+        return out
 
     def append(self, vectors: F32) -> int:
         """Write rows durably (fsync) and return the first new label. Caller serialises writers."""
@@ -63,6 +95,10 @@ class VectorStore:
         self._fh.flush()
         os.fdatasync(self._fh.fileno())
         n_new = start + len(vectors)
+        if self.on_disk:
+            self._data = self._map(n_new)
+            self._n = n_new
+            return start
         if n_new > len(self._data):
             grown = np.empty((max(n_new, 2 * len(self._data)), self.dim), dtype=np.float32)
             grown[:start] = self._data[:start]
@@ -76,9 +112,11 @@ class VectorStore:
         self._fh.truncate(rows * 4 * self.dim)
         os.fsync(self._fh.fileno())
         self._n = min(self._n, rows)
+        if self.on_disk:
+            self._data = self._map(self._n)
 
     def ram_bytes(self) -> int:
-        return int(self._data.nbytes)
+        return 0 if self.on_disk else int(self._data.nbytes)
 
     def disk_bytes(self) -> int:
         return os.fstat(self._fh.fileno()).st_size

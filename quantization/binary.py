@@ -96,7 +96,7 @@ class BinaryQuantizer:
 
     def fit(self, x: FloatArray, queries: FloatArray | None = None) -> Self:
         x = subsample(as_matrix(x), self.max_fit_rows, self.seed)
-        mean = x.astype(np.float64).mean(axis=0) if self.centre else np.zeros(x.shape[1])
+        mean = x.mean(axis=0, dtype=np.float64) if self.centre else np.zeros(x.shape[1])  # no float64 copy
         self._mean = mean.astype(np.float32)
         return self
 

@@ -236,7 +236,7 @@ class LeanVecTransform:
         if self.dim_out > d:
             raise ValueError(f"dim_out={self.dim_out} exceeds the input dimension {d}")
         if self.mode == "id":
-            mean = x.astype(np.float64).mean(axis=0)
+            mean = x.mean(axis=0, dtype=np.float64)  # accumulates in float64 without a float64 copy
             _, vecs = pca_basis(second_moment(x, mean))
             data = query = vecs[:, : self.dim_out]
             self.n_steps = 0

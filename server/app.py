@@ -14,10 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
 from index.collection import CollectionOptions
-from server.api import collections, health, points, search
+from server.api import collections, health, points, queries, search, snapshots
+from server.api import dashboard as dashboard_api
 from server.api import jobs as jobs_api
+from server.api import metrics as metrics_api
+from server.auth import AuthGate, KeyRing
 from server.errors import install_error_handlers
 from server.ingest.runner import JobRunner
+from server.metrics import RequestMetrics
+from server.monitor import Monitor
+from server.openapi import install_openapi
 from server.settings import Settings
 
 __all__ = ["create_app"]
@@ -29,20 +35,25 @@ VERSION = "0.1.0"
 class BodyLimit:
     """Refuses bodies over `max_bytes` with 413, whether announced by Content-Length or streamed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, uploads: Mapping[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.uploads = dict(uploads or {})  # path -> its own limit (file uploads, streamed to disk)
+        # path -> its own limit and setting (file uploads, streamed to disk); "*suffix" matches a path's end
+        self.uploads = dict(uploads or {})
+        self._suffixes = tuple(p[1:] for p in self.uploads if p.startswith("*"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        upload = scope["path"] in self.uploads
-        limit = self.uploads[scope["path"]] if upload else self.max_bytes
+        path = scope["path"]
+        upload = path in self.uploads or (bool(self._suffixes) and path.endswith(self._suffixes))
+        if upload and path not in self.uploads:
+            path = "*" + next(s for s in self._suffixes if path.endswith(s))
+        limit, setting = self.uploads[path] if upload else (self.max_bytes, "max_body_bytes")
         for k, v in scope["headers"]:
             if k == b"content-length" and v.isdigit() and int(v) > limit:
-                await self._refuse(send, limit, upload)
+                await self._refuse(send, limit, setting)
                 return
         seen = 0
 
@@ -58,13 +69,13 @@ class BodyLimit:
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await self._refuse(send, limit, upload)
+            await self._refuse(send, limit, setting)
 
-    async def _refuse(self, send: Send, limit: int, upload: bool = False) -> None:
-        setting = b"max_upload_bytes " if upload else b"max_body_bytes "
+    async def _refuse(self, send: Send, limit: int, setting: str) -> None:
         body = (
             b'{"error":{"type":"payload_too_large","message":"request body exceeds '
-            + setting
+            + setting.encode()
+            + b" "
             + str(limit).encode()
             + b'"}}'
         )
@@ -91,10 +102,17 @@ def _operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    keyring = KeyRing.from_settings(settings.api_keys, settings.api_keys_file, settings.auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        cluster = None
+        if settings.ray_address:  # only then is ray imported (cluster/ needs the `ray` extra)
+            from cluster.sharded import RayCluster
+
+            cluster = await run_in_threadpool(RayCluster, settings.ray_address)
+            log.info("sharded collections on the Ray cluster at %s", settings.ray_address)
         catalog = Catalog(
             settings.data_dir,
             CollectionOptions(
@@ -103,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 save_max_seconds=settings.index_save_max_seconds,
                 index_threads=settings.index_threads,
             ),
+            cluster=cluster,
         )
         app.state.catalog = catalog
         await run_in_threadpool(catalog.open_all)
@@ -115,14 +134,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await run_in_threadpool(jobs.start)  # re-queues the jobs a restart interrupted
         app.state.jobs = jobs
+        app.state.monitor.start(catalog)  # the live recall probe's thread
         app.state.ready = True
+        if not keyring.enabled:
+            log.warning(
+                "auth is OFF: every request has the admin role. Configure API keys (NESTOR_API_KEYS or "
+                "NESTOR_API_KEYS_FILE, see docs/security.md) before exposing %s:%d",
+                settings.host,
+                settings.port,
+            )
         log.info("nestor ready: %d collections in %s", len(catalog.names()), settings.data_dir)
         try:
             yield
         finally:
             app.state.ready = False
+            await run_in_threadpool(app.state.monitor.stop)
             await run_in_threadpool(jobs.stop)  # before the catalog: jobs write into its collections
             await run_in_threadpool(catalog.close)
+            if cluster is not None:
+                await run_in_threadpool(cluster.shutdown)
 
     app = FastAPI(
         title="Nestor",
@@ -133,12 +163,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.ready = False
-    for module in (health, collections, points, search, jobs_api):
+    monitor = app.state.monitor = Monitor(settings)
+    monitor.metrics.attach(app.state)  # points, memory, jobs and recall, read at each scrape
+    for module in (health, collections, points, search, queries, jobs_api, snapshots):
         app.include_router(module.router)
     # Single search is served by a plain Starlette route ahead of its documented FastAPI twin.
     app.router.routes.insert(0, Route("/collections/{name}/points/search", search.search_fast, methods=["POST"]))
+    for module in (dashboard_api, metrics_api):
+        app.include_router(module.router)
     install_error_handlers(app)
+    install_openapi(app)  # documents the envelope the responses really have
+    app.add_middleware(RequestMetrics, metrics=monitor.metrics, monitor=monitor)  # inside the gate and body limit
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, uploads={jobs_api.UPLOAD_PATH: settings.max_upload_bytes}
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        uploads={
+            jobs_api.UPLOAD_PATH: (settings.max_upload_bytes, "max_upload_bytes"),
+            "*" + snapshots.UPLOAD_SUFFIX: (settings.max_snapshot_upload_bytes, "max_snapshot_upload_bytes"),
+        },
     )
+    app.add_middleware(AuthGate, keyring=keyring)  # outermost: a request without a valid key reads no body
     return app

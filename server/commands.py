@@ -22,15 +22,19 @@ from nestor_client import IngestFormat, JobState, NestorClient, NestorError
 from nestor_client._base import IngestOptions
 from server.progress import follow_job, summary
 
-__all__ = ["add_client_commands", "default_url"]
+__all__ = ["add_client_commands", "default_api_key", "default_url"]
 
 
 def default_url() -> str:
     return os.environ.get("NESTOR_URL", "http://127.0.0.1:6333")
 
 
+def default_api_key() -> str | None:
+    return os.environ.get("NESTOR_API_KEY") or None
+
+
 def _client(args: argparse.Namespace, timeout: float = 60.0) -> NestorClient:
-    return NestorClient(args.url, timeout=timeout)
+    return NestorClient(args.url, api_key=args.api_key, timeout=timeout)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -135,6 +139,9 @@ def _guarded(fn: Any) -> Any:
 def add_client_commands(sub: Any) -> None:
     url = argparse.ArgumentParser(add_help=False)
     url.add_argument("--url", default=default_url(), help="server URL (NESTOR_URL, default http://127.0.0.1:6333)")
+    url.add_argument(
+        "--api-key", default=default_api_key(), help="API key, when the server has auth on (NESTOR_API_KEY)"
+    )
 
     p = sub.add_parser("ingest", parents=[url], help="load a file into a collection with a server-side job")
     p.add_argument("file", help="JSON Lines, Parquet or .npy file")

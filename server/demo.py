@@ -65,12 +65,18 @@ def _create(client: NestorClient, encoder: str | None, out: TextIO) -> None:
 
 
 def load_demo(
-    url: str, *, rows: int | None = None, encoder: str | None = None, out: TextIO = sys.stderr, timeout: float = 120
+    url: str,
+    *,
+    rows: int | None = None,
+    encoder: str | None = None,
+    out: TextIO = sys.stderr,
+    timeout: float = 120,
+    api_key: str | None = None,
 ) -> bool:
     """Make sure the demo collection holds the demo rows, loading them if needed. True when it does."""
     data = demo_rows(rows)
     want = data.count(b"\n")
-    with NestorClient(url, timeout=timeout) as client:
+    with NestorClient(url, api_key=api_key, timeout=timeout) as client:
         _wait_ready(client, timeout)
         try:
             have = client.count(DEMO_COLLECTION)

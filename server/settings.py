@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,11 @@ class Settings(BaseSettings):
     port: int = Field(6333, ge=1, le=65535, description="TCP port")
     data_dir: Path = Field(Path("./data"), description="embedded store: one folder per collection")
     log_level: str = Field("info", description="uvicorn/python log level")
+    malloc_arenas: int | None = Field(
+        2,
+        ge=1,
+        description="cap on glibc malloc arenas for `nestor serve`, so RSS tracks the data (unset: glibc's default)",
+    )
 
     max_body_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="largest request body accepted (413)")
     max_batch_points: int = Field(10_000, ge=1, description="points per upsert/delete/get request (413)")
@@ -24,6 +30,17 @@ class Settings(BaseSettings):
     max_search_batch: int = Field(1_024, ge=1, description="searches per batch search request (413)")
     max_filter_depth: int = Field(8, ge=1, description="nesting depth of a filter (422)")
     max_filter_conditions: int = Field(256, ge=1, description="conditions in a filter (422)")
+    max_dim: int = Field(65_536, ge=1, le=65_536, description="largest vector dimension of a new collection (422)")
+    max_payload_bytes: int = Field(1024 * 1024, ge=2, description="largest payload of one point, as JSON (413)")
+
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="API key auth: auto (on when keys are configured), on, or off (everyone is admin)"
+    )
+    api_keys: str = Field("", description="API keys as comma-separated role:sha256 entries (role read, write or admin)")
+    api_keys_file: Path | None = Field(None, description="a file of role:sha256 entries, one a line (# comments)")
+    max_snapshot_upload_bytes: int = Field(
+        64 * 1024**3, ge=1024, description="largest snapshot accepted by POST .../snapshots/upload (413)"
+    )
 
     exact_filter_threshold: int = Field(
         5_000, ge=0, description="a filter matching at most this many points is searched exactly"
@@ -39,4 +56,23 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(
         64 * 1024**3, ge=1024, description="largest file accepted by POST /jobs/ingest/upload (413)"
+    )
+
+    stats_window_seconds: float = Field(
+        600.0, gt=0, description="how far back the per-collection rates and latency percentiles look"
+    )
+    stats_bucket_seconds: float = Field(10.0, gt=0, description="time resolution of those rates and percentiles")
+    probe_interval_seconds: float = Field(30.0, gt=0, description="seconds between rounds of the live recall probe")
+    probe_sample_size: int = Field(
+        16, ge=0, description="recent queries per collection the recall probe reruns exactly each round (0: off)"
+    )
+    probe_cpu_budget: float = Field(
+        0.02, gt=0, le=1, description="share of one core the recall probe may use; it slows down to stay under it"
+    )
+    recall_warn_threshold: float = Field(0.9, ge=0, le=1, description="live recall@10 below this is flagged")
+
+    ray_address: str | None = Field(
+        None,
+        description="a Ray cluster to hold collections with shards or replicas: auto, HOST:PORT, or local "
+        "(start Ray inside the server); unset: single node, and ray is never imported",
     )

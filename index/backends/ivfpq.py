@@ -137,6 +137,13 @@ class IvfPqIndex:
             scores = np.where(labels < 0, -np.inf, scores).astype(np.float32)
         return Hits(labels, scores)
 
+    def search_one(self, query: F32, k: int, params: IndexParams) -> tuple[I64, F32] | None:
+        """One unfiltered query as (labels, scores); None when fewer than k were found."""
+        hits = self.search(query, k, params)
+        if hits.labels[0, -1] < 0:
+            return None
+        return hits.labels[0], hits.scores[0]
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         meta = {

@@ -7,15 +7,24 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from nestor_client.models import CollectionConfig, CollectionInfo, CollectionSummary
-from server.deps import CatalogDep
+from index.errors import LimitExceeded
+from nestor_client.models import CollectionConfig, CollectionInfo
+from server.auth import Role, require
+from server.deps import CatalogDep, SettingsDep
 from server.embedding import check_encoder
+from server.monitor import monitor
+from server.openapi import CollectionList
 from server.wire import NestorRoute, envelope
 
 router = APIRouter(prefix="/collections", tags=["collections"], route_class=NestorRoute)
 
 
-@router.get("", summary="List collections", responses={200: {"model": list[CollectionSummary]}})
+@router.get(
+    "",
+    summary="List collections",
+    responses={200: {"model": CollectionList}},
+    dependencies=[require(Role.read)],
+)
 async def list_collections(request: Request, catalog: CatalogDep) -> Response:
     started = time.perf_counter()
     items = [{"name": n, "count": c} for n, c in catalog.list()]
@@ -26,9 +35,14 @@ async def list_collections(request: Request, catalog: CatalogDep) -> Response:
     "/{name}",
     summary="Create a collection (idempotent for an identical config)",
     responses={200: {"model": CollectionInfo}},
+    dependencies=[require(Role.admin)],
 )
-async def create_collection(name: str, config: CollectionConfig, request: Request, catalog: CatalogDep) -> Response:
+async def create_collection(
+    name: str, config: CollectionConfig, request: Request, catalog: CatalogDep, settings: SettingsDep
+) -> Response:
     started = time.perf_counter()
+    if config.dim > settings.max_dim:
+        raise LimitExceeded(f"dim {config.dim} exceeds max_dim {settings.max_dim}")
     existing = catalog.get(name).config if name in catalog.names() else None
     if config.encoder is not None or (existing is not None and existing.encoder is not None):
         # Normalises the encoder spec and loads its model (to learn its dimension): off the event loop.
@@ -41,13 +55,16 @@ async def create_collection(name: str, config: CollectionConfig, request: Reques
     "/{name}",
     summary="Collection config, counts, index state and memory",
     responses={200: {"model": CollectionInfo}},
+    dependencies=[require(Role.read)],
 )
 async def get_collection(name: str, request: Request, catalog: CatalogDep) -> Response:
     started = time.perf_counter()
-    return envelope(request, catalog.get(name).info(), started)
+    info = catalog.get(name).info()
+    info["stats"] = monitor(request).stats(name)  # rates, latency percentiles, live recall: what the dashboard draws
+    return envelope(request, info, started)
 
 
-@router.delete("/{name}", summary="Delete a collection and its data")
+@router.delete("/{name}", summary="Delete a collection and its data", dependencies=[require(Role.admin)])
 async def delete_collection(name: str, request: Request, catalog: CatalogDep) -> Response:
     started = time.perf_counter()
     await run_in_threadpool(catalog.delete, name)

@@ -9,12 +9,15 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from nestor_client.models import IngestFormat, IngestJobRequest, IngestSource, JobInfo
+from server.auth import Role, require
 from server.deps import JobsDep
 from server.ingest.errors import InvalidSource
 from server.ingest.uploads import save_stream
+from server.openapi import JobList
 from server.wire import NestorRoute, envelope
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=NestorRoute)
+# Every job route needs write: a job upserts, and its listing shows source paths on the server.
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=NestorRoute, dependencies=[require(Role.write)])
 
 UPLOAD_PATH = "/jobs/ingest/upload"  # its body limit is max_upload_bytes, not max_body_bytes
 
@@ -79,7 +82,7 @@ async def upload_ingest_job(
     return envelope(request, info.model_dump(mode="json"), started, status=202)
 
 
-@router.get("", summary="List jobs, newest first", responses={200: {"model": list[JobInfo]}})
+@router.get("", summary="List jobs, newest first", responses={200: {"model": JobList}})
 async def list_jobs(request: Request, jobs: JobsDep) -> Response:
     started = time.perf_counter()
     return envelope(request, {"jobs": [j.model_dump(mode="json") for j in jobs.list()]}, started)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -11,9 +14,11 @@ from index.errors import InvalidVector, PayloadTooLarge
 from index.filters import check_filter
 from index.multivector import MultiVectorCollection
 from nestor_client.models import CountRequest, DeleteRequest, GetRequest, Record, UpsertRequest
+from server.auth import Role, require
 from server.convert import batch_matrix, hit_dict, points_matrix, points_multivectors
 from server.deps import CatalogDep, SettingsDep
 from server.embedding import embed_points
+from server.monitor import monitor
 from server.settings import Settings
 from server.wire import NestorRoute, envelope
 
@@ -25,7 +30,15 @@ def _check_batch(n: int, settings: Settings) -> None:
         raise PayloadTooLarge(f"{n} points in one request exceeds max_batch_points {settings.max_batch_points}")
 
 
-@router.put("", summary="Upsert points (atomic batch; same id overwrites)")
+def _check_payloads(payloads: Sequence[Mapping[str, Any] | None] | None, settings: Settings) -> None:
+    # Measured as the JSON the store keeps; orjson makes this a small fraction of the write itself.
+    limit = settings.max_payload_bytes
+    for i, p in enumerate(payloads or ()):
+        if p and len(size := orjson.dumps(p)) > limit:
+            raise PayloadTooLarge(f"payload of point #{i} is {len(size)} bytes of JSON, over max_payload_bytes {limit}")
+
+
+@router.put("", summary="Upsert points (atomic batch; same id overwrites)", dependencies=[require(Role.write)])
 async def upsert_points(
     name: str,
     body: UpsertRequest,
@@ -42,7 +55,9 @@ async def upsert_points(
         _check_batch(len(body.points), settings)
         sets = points_multivectors(body.points, coll.dim)
         ids, payloads = [p.id for p in body.points], [p.payload for p in body.points]
+        _check_payloads(payloads, settings)
         res = await run_in_threadpool(coll.upsert, ids, sets, payloads)
+        monitor(request).upserted(name, res.count)
         return envelope(request, {"upserted": res.count, "seq": res.seq}, started)
     if body.points is not None:
         _check_batch(len(body.points), settings)
@@ -58,11 +73,13 @@ async def upsert_points(
         ids = list(body.batch.ids)
         payloads = body.batch.payloads  # type: ignore[assignment]
         vectors = batch_matrix(body.batch, coll.dim)
+    _check_payloads(payloads, settings)
     res = await run_in_threadpool(coll.upsert, ids, vectors, payloads)
+    monitor(request).upserted(name, res.count)
     return envelope(request, {"upserted": res.count, "seq": res.seq}, started)
 
 
-@router.post("/delete", summary="Delete points by ids or by filter")
+@router.post("/delete", summary="Delete points by ids or by filter", dependencies=[require(Role.write)])
 async def delete_points(
     name: str, body: DeleteRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
 ) -> Response:
@@ -78,7 +95,12 @@ async def delete_points(
     return envelope(request, {"deleted": res.count, "seq": res.seq}, started)
 
 
-@router.post("/get", summary="Get points by id", responses={200: {"model": list[Record]}})
+@router.post(
+    "/get",
+    summary="Get points by id",
+    responses={200: {"model": list[Record]}},
+    dependencies=[require(Role.read)],
+)
 async def get_points(
     name: str, body: GetRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
 ) -> Response:
@@ -96,7 +118,7 @@ async def get_points(
     return envelope(request, out, started)
 
 
-@router.post("/count", summary="Count points, optionally under a filter")
+@router.post("/count", summary="Count points, optionally under a filter", dependencies=[require(Role.read)])
 async def count_points(
     name: str, body: CountRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
 ) -> Response:

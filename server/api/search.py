@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -13,9 +14,11 @@ from index.errors import NotReady, PayloadTooLarge
 from index.filters import check_filter
 from index.multivector import AnyCollection
 from nestor_client.models import BatchSearchRequest, ScoredPoint, SearchRequest
+from server.auth import Role, gate_only, require
 from server.convert import hit_dict, to_query
 from server.deps import CatalogDep, SettingsDep
 from server.embedding import embed_queries
+from server.monitor import monitor
 from server.settings import Settings
 from server.wire import NestorRoute, body_schema, envelope, read_model
 
@@ -35,8 +38,13 @@ async def _search(request: Request, name: str, catalog: Catalog, settings: Setti
     if body.text is not None:  # the encoder runs off the event loop
         body = (await run_in_threadpool(embed_queries, coll, [body]))[0]
     q = _query(coll, body, settings)
+    monitor(request).searched(name, (q.vector,))  # counted, and kept for the recall probe
     # A cheap ANN lookup runs inline: a thread hop would cost more than the search itself.
-    res = coll.search([q])[0] if coll.is_cheap(q) else (await run_in_threadpool(coll.search, [q]))[0]
+    if getattr(coll, "distributed", False) and request.query_params.get("partial") == "true":
+        # a sharded collection with a shard down answers from the others, flagged "partial:" in the strategy
+        res = (await run_in_threadpool(cast(Any, coll).search, [q], partial=True))[0]
+    else:
+        res = coll.search([q])[0] if coll.is_cheap(q) else (await run_in_threadpool(coll.search, [q]))[0]
     hits = [hit_dict(h, body.with_payload, body.with_vector) for h in res.hits]
     return envelope(request, hits, started, strategy=res.strategy)
 
@@ -46,12 +54,14 @@ async def _search(request: Request, name: str, catalog: Catalog, settings: Setti
     summary="k-NN search with optional filter",
     responses={200: {"model": list[ScoredPoint]}},
     openapi_extra=body_schema(SearchRequest),
+    dependencies=[require(Role.read)],
 )
 async def search(name: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
     """Documents the endpoint; requests are served by `search_fast`, which shares `_search`."""
     return await _search(request, name, catalog, settings)
 
 
+@gate_only  # read: any key the gate let through
 async def search_fast(request: Request) -> Response:
     """The single-search hot path as a plain Starlette endpoint.
 
@@ -68,6 +78,7 @@ async def search_fast(request: Request) -> Response:
     "/search/batch",
     summary="Several searches in one request",
     responses={200: {"model": list[list[ScoredPoint]]}},
+    dependencies=[require(Role.read)],
 )
 async def search_batch(
     name: str, body: BatchSearchRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
@@ -82,6 +93,7 @@ async def search_batch(
     if any(s.text is not None for s in searches):
         searches = await run_in_threadpool(embed_queries, coll, searches)
     queries = [_query(coll, s, settings) for s in searches]
+    monitor(request).searched(name, (q.vector for q in queries))
     results = await run_in_threadpool(coll.search, queries)
     out = [[hit_dict(h, s.with_payload, s.with_vector) for h in r.hits] for s, r in zip(searches, results, strict=True)]
     return envelope(request, out, started, strategy=[r.strategy for r in results])

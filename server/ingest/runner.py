@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 from encoders import EncoderError
 from index.catalog import Catalog
@@ -255,6 +256,8 @@ class JobRunner:
             coll = _single(self.catalog.get(rec.collection))
         except CollectionNotFound:
             raise InvalidSource(f"collection {rec.collection!r} no longer exists") from None
+        if getattr(coll, "distributed", False):  # a sharded collection: a Ray Data pipeline (cluster/ingest.py)
+            return self._ingest_ray(job, coll)
         fields = _fields(rec.source)
         source: Source = open_source(rec.source, fields)
         if rec.total is None:
@@ -280,6 +283,60 @@ class JobRunner:
         finally:
             if rec.defer_indexing:
                 coll.resume_indexing()
+
+    def _ingest_ray(self, job: _Job, coll: Any) -> bool:
+        """Read, encode and route with Ray Data; progress lands in the same record as the in-process path."""
+        from cluster.ingest import IngestReport, ingest_jsonl
+
+        rec = job.record
+        if rec.source.format is not IngestFormat.jsonl:
+            raise InvalidSource("a sharded collection ingests JSON Lines sources (through Ray Data)")
+        if rec.total is None:
+            source = open_source(rec.source, _fields(rec.source))
+            source.check()
+            with job.lock:
+                rec.total = source.count()
+            self._save(job)
+        upserted, failed, errors = rec.upserted, rec.failed, list(rec.errors)
+
+        def on_batch(report: IngestReport) -> None:
+            if rec.strict and report.errors:  # the batches before this one stay, as in the in-process path
+                line, reason = report.errors[0]
+                with job.lock:
+                    rec.failed, rec.errors = failed + 1, (errors + [_error(line, reason)])[:MAX_REPORTED_ERRORS]
+                raise _RowError(f"line {line}: {reason} (strict mode stops at the first bad row)")
+            with job.lock:
+                rec.done, rec.cursor = report.rows, {"row": report.rows}
+                rec.upserted, rec.failed = upserted + report.upserted, failed + report.failed
+                new = [_error(line, why) for line, why in report.errors]
+                rec.errors = (errors + new)[:MAX_REPORTED_ERRORS]
+                now = time.monotonic()
+                checkpoint = now - job.saved_at >= _CHECKPOINT_SECONDS
+                if checkpoint:
+                    job.saved_at = now
+            if checkpoint:
+                self._save(job)
+
+        spec = rec.source
+        if rec.defer_indexing:
+            coll.pause_indexing()
+        try:
+            done, _ = ingest_jsonl(
+                coll,
+                spec.path,
+                id_field=spec.id_field,
+                text_field=spec.text_field,
+                vector_field=spec.vector_field,
+                payload_fields=list(spec.payload_fields) if spec.payload_fields is not None else None,
+                batch_size=rec.batch_size,
+                start_row=rec.done,
+                on_batch=on_batch,
+                stopped=lambda: job.cancel.is_set() or self._stopping.is_set(),
+            )
+        finally:
+            if rec.defer_indexing:
+                coll.resume_indexing()
+        return bool(done)
 
     def _commit(self, job: _Job, coll: Collection, batch: Prepared) -> None:
         rec = job.record
@@ -312,6 +369,8 @@ def _error(line: int, reason: str) -> JobError:
 
 
 def _single(coll: AnyCollection) -> Collection:
+    if getattr(coll, "distributed", False):  # a ShardedCollection (cluster/): same ingest API, on Ray Data
+        return cast(Collection, coll)
     if not isinstance(coll, Collection):
         raise InvalidSource(f"collection {coll.name!r} is multi-vector; ingest jobs load single-vector collections")
     return coll

@@ -16,7 +16,7 @@ def test_create_list_inspect_delete(client: NestorClient) -> None:
     assert [(c.name, c.count) for c in client.list_collections()] == [("docs", 0), ("other", 0)]
     got = client.get_collection("docs")
     assert got.config == info.config
-    assert set(got.memory) >= {"vectors", "index", "payload"}
+    assert set(got.memory) >= {"vectors", "graph", "codes", "rerank", "payload"}
     assert client.delete_collection("docs") is True
     assert [c.name for c in client.list_collections()] == ["other"]
     with pytest.raises(CollectionNotFound):

@@ -146,7 +146,11 @@ def test_upload_raw_body(client: NestorClient, tmp_path: Path) -> None:
     assert client.get("docs", [3])[0].payload == {}
     final = _wait(client, client.ingest_file("docs", b'{"text": "from bytes"}\n', id_field=None))
     assert final.state is JobState.succeeded and client.get("docs", [0])[0].payload == {"text": "from bytes"}
-    assert list((tmp_path / "data" / "uploads").iterdir()) == []  # an ended job's upload is deleted
+    uploads = tmp_path / "data" / "uploads"
+    deadline = time.monotonic() + 5  # deleted right after the final state is published
+    while list(uploads.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(uploads.iterdir()) == []  # an ended job's upload is deleted
 
 
 def _big_npy(tmp_path: Path, n: int = 200_000) -> Path:

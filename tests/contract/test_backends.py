@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from index.backends.base import IndexParams, Space, VectorIndex
+from index.backends.faiss_float import FaissFloatIndex
 from index.backends.flat import FlatIndex
 from index.backends.hnsw import HnswIndex
 from index.backends.ivfpq import IvfPqIndex
@@ -23,6 +24,8 @@ BACKENDS: dict[str, tuple[Factory, Callable[[Path], VectorIndex], float]] = {
     "flat": (lambda s: FlatIndex(DIM, s), FlatIndex.load, 1.0),
     "hnsw": (lambda s: HnswIndex(DIM, s, m=16, ef_construction=64, ef=64), HnswIndex.load, 0.95),
     "ivf_pq": (lambda s: IvfPqIndex(DIM, s, nbits=4, m=16, nprobe=16), IvfPqIndex.load, 0.50),
+    "faiss_hnsw_sq8": (lambda s: FaissFloatIndex(DIM, s, "HNSW16,SQ8", ef=64), FaissFloatIndex.load, 0.85),
+    "faiss_flat": (lambda s: FaissFloatIndex(DIM, s, "Flat"), FaissFloatIndex.load, 1.0),
 }
 
 

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # package -> top-level modules it must never import
 FORBIDDEN = {
     "quantization": {"server", "index", "encoders", "fastapi", "starlette", "httpx", "hnswlib", "faiss", "torch"},
-    "index": {"server", "encoders", "fastapi", "starlette", "uvicorn", "httpx"},
+    "index": {"server", "encoders", "fastapi", "starlette", "uvicorn", "httpx", "cluster", "ray"},
+    "cluster": {"server", "fastapi", "starlette", "uvicorn"},  # scale-out on Ray: imports index, never HTTP
     "encoders": {"server", "index", "quantization", "fastapi", "starlette"},
     "clients/python/nestor_client": {"server", "index", "quantization", "encoders", "fastapi", "faiss", "hnswlib"},
 }

@@ -12,7 +12,7 @@ def test_every_package_is_listed() -> None:
     conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(conf["packages"])
     found = set()
-    for top in ("index", "quantization", "encoders", "server"):
+    for top in ("index", "quantization", "encoders", "server", "cluster"):
         for init in (ROOT / top).rglob("__init__.py"):
             found.add(".".join(init.parent.relative_to(ROOT).parts))
     found.add("nestor_client")

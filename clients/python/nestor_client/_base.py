@@ -63,6 +63,7 @@ __all__ = [
     "QueryResult",
     "IngestOptions",
     "SearchLike",
+    "Snapshot",
     "ingest_request",
     "transport_error",
 ]
@@ -130,6 +131,20 @@ class QueryResult:
     def __getitem__(self, index: slice) -> list[ScoredPoint]: ...
     def __getitem__(self, index: int | slice) -> ScoredPoint | list[ScoredPoint]:
         return self.points[index]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A stored snapshot of a collection: `sha256` is the digest of the whole file (checked on restore)."""
+
+    name: str
+    collection: str
+    created_at: float
+    size: int
+    sha256: str
+    seq: int
+    count: int
+    index_included: bool
 
 
 class BaseClient:
@@ -257,6 +272,16 @@ class BaseClient:
         body = {"filter": _plain(filter)} if filter is not None else {}
         return Call("POST", f"{_collection(name)}/points/count", _parse_count, self._encode(body))
 
+    def add_query_sample(
+        self, name: str, vectors: Sequence[VectorLike] | None, texts: Sequence[str] | None, replace: bool
+    ) -> Call[int]:
+        body: dict[str, Any] = {"replace": replace}
+        if vectors is not None:
+            body["vectors"] = [encode_vector(v, self.wire) for v in vectors]
+        if texts is not None:
+            body["texts"] = list(texts)
+        return Call("POST", f"{_collection(name)}/queries/sample", _parse_sample, self._encode(body))
+
     # -- text and ingest jobs -----------------------------------------------------------------
 
     def search_text(
@@ -306,6 +331,33 @@ class BaseClient:
 
     def cancel_job(self, job_id: str) -> Call[JobInfo]:
         return Call("POST", f"{_job(job_id)}/cancel", _parse_job)
+
+    def create_snapshot(self, name: str) -> Call[Snapshot]:
+        return Call("POST", f"{_collection(name)}/snapshots", _parse_snapshot)
+
+    def list_snapshots(self, name: str) -> Call[list[Snapshot]]:
+        return Call("GET", f"{_collection(name)}/snapshots", _parse_snapshots)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> Call[bool]:
+        return Call("DELETE", _snapshot(name, snapshot), _parse_bool)
+
+    def download_snapshot(self, name: str, snapshot: str) -> Call[bool]:
+        """The download request; the client streams the tar itself (`parse` is unused)."""
+        return Call("GET", _snapshot(name, snapshot), _parse_bool)
+
+    def restore_snapshot(self, name: str, snapshot: str, source: str | None) -> Call[CollectionInfo]:
+        body = {"snapshot": snapshot, "source": source}
+        return Call("POST", f"{_collection(name)}/snapshots/restore", _parse_info, self._encode(body))
+
+    def upload_snapshot(self, name: str, sha256: str | None) -> Call[CollectionInfo]:
+        """The query of a snapshot upload; the client streams the file itself as the body."""
+        params = {"checksum": sha256} if sha256 else None
+        return Call("POST", f"{_collection(name)}/snapshots/upload", _parse_info, None, params)
+
+    def raise_for(self, status: int, content_type: str, content: bytes) -> None:
+        """The typed exception for an error response that is not an envelope call (a download)."""
+        if status >= 400:
+            raise _error_from(status, content_type, content)
 
     # -- responses --------------------------------------------------------------------------
 
@@ -444,8 +496,24 @@ def _decode_vectors(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return hits
 
 
+def _snapshot(name: str, snapshot: str) -> str:
+    return f"{_collection(name)}/snapshots/{quote(snapshot, safe='')}"
+
+
+def _parse_snapshot(env: Envelope) -> Snapshot:
+    return Snapshot(**env.result)
+
+
+def _parse_snapshots(env: Envelope) -> list[Snapshot]:
+    return [Snapshot(**s) for s in env.result["snapshots"]]
+
+
 def _parse_bool(env: Envelope) -> bool:
     return bool(env.result)
+
+
+def _parse_sample(env: Envelope) -> int:
+    return int(env.result["size"])
 
 
 def _parse_count(env: Envelope) -> int:

@@ -23,6 +23,7 @@ from ._base import (
     PointLike,
     QueryResult,
     SearchLike,
+    Snapshot,
     ingest_request,
     transport_error,
 )
@@ -186,6 +187,19 @@ class NestorClient:
         """The number of points, or of points matching `filter`."""
         return self._send(self._base.count(name, filter))
 
+    def add_query_sample(
+        self,
+        name: str,
+        vectors: Sequence[VectorLike] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        replace: bool = False,
+    ) -> int:
+        """Add example queries (vectors, or texts for the collection's encoder) for LeanVec-OOD fitting.
+
+        Returns the size of the posted sample; the collection refits at its next optimization."""
+        return self._send(self._base.add_query_sample(name, vectors, texts, replace))
+
     # -- text and ingest jobs ------------------------------------------------------------------
 
     def search_text(
@@ -264,3 +278,46 @@ class NestorClient:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job.state.value} after {timeout} s")
             time.sleep(poll)
+
+    # -- snapshots (admin role) ---------------------------------------------------------------
+
+    def create_snapshot(self, name: str) -> Snapshot:
+        """Snapshot a collection (consistent under concurrent writes) and return it as stored."""
+        return self._send(self._base.create_snapshot(name))
+
+    def list_snapshots(self, name: str) -> list[Snapshot]:
+        return self._send(self._base.list_snapshots(name))
+
+    def delete_snapshot(self, name: str, snapshot: str) -> bool:
+        return self._send(self._base.delete_snapshot(name, snapshot))
+
+    def download_snapshot(self, name: str, snapshot: str, path: str | os.PathLike[str]) -> str:
+        """Stream a snapshot to `path`; returns the SHA-256 the server reported for it."""
+        call = self._base.download_snapshot(name, snapshot)
+        try:
+            with self._http.stream(call.method, call.path, headers=self._base.headers(call)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    ctype = response.headers.get("content-type", "")
+                    self._base.raise_for(response.status_code, ctype, response.content)
+                with open(path, "wb") as fh:
+                    for chunk in response.iter_bytes():
+                        fh.write(chunk)
+                return str(response.headers.get("x-checksum-sha256", ""))
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+
+    def restore_snapshot(self, name: str, snapshot: str, *, source: str | None = None) -> CollectionInfo:
+        """Restore a stored snapshot (of collection `source`, default `name`) into `name`, replacing it if it exists."""
+        return self._send(self._base.restore_snapshot(name, snapshot, source))
+
+    def upload_snapshot(self, name: str, file: UploadLike, *, sha256: str | None = None) -> CollectionInfo:
+        """Upload a snapshot file and restore it into `name`; `sha256`, when given, is checked by the server."""
+        call = self._base.upload_snapshot(name, sha256)
+        content = file if isinstance(file, bytes) else iter_file(file)
+        headers = upload_headers(self._base.headers(call), file)
+        try:
+            response = self._http.request(call.method, call.path, content=content, params=call.params, headers=headers)
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        return self._base.finish(call, response.status_code, response.headers.get("content-type", ""), response.content)

@@ -59,6 +59,7 @@ __all__ = [
     "InvalidEncoderConfig",
     "InvalidEncoderInput",
     "InvalidFilter",
+    "InvalidSnapshot",
     "InvalidSource",
     "InvalidVector",
     "JobConflict",
@@ -71,6 +72,7 @@ __all__ = [
     "NotReady",
     "PayloadTooLarge",
     "ServerError",
+    "SnapshotNotFound",
     "Unauthorized",
     "Unprocessable",
     "UnsupportedMediaType",
@@ -219,6 +221,14 @@ class EncoderUnavailable(ServerError):
     pass
 
 
+class SnapshotNotFound(NotFound):
+    pass
+
+
+class InvalidSnapshot(Unprocessable):
+    pass
+
+
 _BY_TYPE: dict[str, type[ApiError]] = {
     "bad_request": BadRequest,
     "unauthorized": Unauthorized,
@@ -247,6 +257,8 @@ _BY_TYPE: dict[str, type[ApiError]] = {
     "invalid_encoder_input": InvalidEncoderInput,
     "invalid_source": InvalidSource,
     "encoder_unavailable": EncoderUnavailable,
+    "snapshot_not_found": SnapshotNotFound,
+    "invalid_snapshot": InvalidSnapshot,
 }
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 __all__ = [
     "Batch",
     "BatchSearchRequest",
+    "BinaryQuantizeConfig",
     "CollectionConfig",
     "CollectionInfo",
     "CollectionSummary",
@@ -27,6 +28,7 @@ __all__ = [
     "FieldCondition",
     "Filter",
     "FlatIndexConfig",
+    "FunnelStage",
     "GetRequest",
     "HasIdCondition",
     "HnswIndexConfig",
@@ -34,6 +36,7 @@ __all__ = [
     "IngestFormat",
     "IngestJobRequest",
     "IngestSource",
+    "Int8QuantizeConfig",
     "IsEmptyCondition",
     "IsNullCondition",
     "IvfPqIndexConfig",
@@ -41,9 +44,11 @@ __all__ = [
     "JobInfo",
     "JobState",
     "KeyRef",
+    "LeanVecReduceConfig",
     "MatchAny",
     "MatchExcept",
     "MatchValue",
+    "MatryoshkaReduceConfig",
     "MaxSimConfig",
     "Metric",
     "MultiVectorConfig",
@@ -51,11 +56,16 @@ __all__ = [
     "MuveraConfig",
     "Point",
     "PointId",
+    "QuantizeConfig",
+    "QuerySampleRequest",
     "Range",
     "Record",
+    "ReduceConfig",
+    "RerankConfig",
     "ScoredPoint",
     "SearchParams",
     "SearchRequest",
+    "TrainingConfig",
     "UpdateResult",
     "UpsertRequest",
     "VectorInput",
@@ -169,6 +179,86 @@ class EncoderSpec(_Model):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class FunnelStage(_Model):
+    """One Matryoshka funnel stage: rescore the survivors on their first `dim` coordinates, keep `limit`."""
+
+    dim: int = Field(ge=1, le=65536)
+    limit: int = Field(ge=1, le=100_000)
+
+
+class LeanVecReduceConfig(_Model):
+    """LeanVec linear reduction to `dim`; the ANN index is built on the reduced vectors.
+
+    `mode="id"` learns a PCA of the collection's data. `mode="ood"` learns a query map and a data map
+    from the data and a query sample, for queries that look unlike the documents; the sample comes
+    from `POST .../queries/sample` and, with `query_reservoir`, from the collection's recent queries
+    (a uniform reservoir of `reservoir_size`). The maps refit at the next optimization.
+    """
+
+    type: Literal["leanvec"] = "leanvec"
+    dim: int = Field(ge=1, le=65536)
+    mode: Literal["id", "ood"] = "id"
+    solver: Literal["closed_form", "frank_wolfe"] = "closed_form"
+    query_reservoir: bool = False
+    reservoir_size: int = Field(10_000, ge=16, le=1_000_000)
+
+
+class MatryoshkaReduceConfig(_Model):
+    """Truncate to the first `dim` coordinates and renormalise; `rotate="pca"` rotates first (PCA-Matryoshka).
+
+    `funnel` stages run after the index's shortlist, each on a longer prefix, before the final rerank."""
+
+    type: Literal["matryoshka"] = "matryoshka"
+    dim: int = Field(ge=1, le=65536)
+    rotate: Literal["pca"] | None = None
+    funnel: list[FunnelStage] = Field(default_factory=list, max_length=8)
+
+
+ReduceConfig = Annotated[LeanVecReduceConfig | MatryoshkaReduceConfig, Field(discriminator="type")]
+
+
+class BinaryQuantizeConfig(_Model):
+    """Sign codes of the centred vectors, searched by Hamming distance in a faiss binary index.
+
+    `bits=2` adds a residual plane. `query="asymmetric"` rescores the Hamming shortlist with the float
+    query against the codes before the full-precision rerank. The codes are the only per-vector data
+    the search itself keeps in RAM."""
+
+    type: Literal["binary"] = "binary"
+    bits: Literal[1, 2] = 1
+    query: Literal["hamming", "asymmetric"] = "hamming"
+
+
+class Int8QuantizeConfig(_Model):
+    """Per-dimension int8 scalar codes (4x smaller); with `index.type="hnsw"`, a faiss HNSW graph over them."""
+
+    type: Literal["int8"] = "int8"
+
+
+QuantizeConfig = Annotated[BinaryQuantizeConfig | Int8QuantizeConfig, Field(discriminator="type")]
+
+
+class RerankConfig(_Model):
+    """How compressed candidates are reranked.
+
+    `oversampling` candidates per result are taken from the compressed index (default: chosen per
+    codec) and rescored exactly. `store="float32"` rescores with the full vectors (in RAM, or memory-
+    mapped with `on_disk`); `store="int8"` keeps int8 codes of them in RAM for the rescore, so the
+    float32 vectors can stay on disk."""
+
+    enabled: bool = True
+    oversampling: float | None = Field(None, ge=1.0, le=1000.0)
+    store: Literal["float32", "int8"] = "float32"
+
+
+class TrainingConfig(_Model):
+    """When learned transforms (reduce, quantize) are fitted: after `threshold` points, and again in the
+    background whenever the collection has grown `refit_growth` times since the last fit."""
+
+    threshold: int = Field(2048, ge=64)
+    refit_growth: float = Field(2.0, gt=1.0)
+
+
 class CollectionConfig(_Model):
     """What `PUT /collections/{name}` takes. Only `dim` is required.
 
@@ -179,6 +269,38 @@ class CollectionConfig(_Model):
     index: IndexConfig = Field(default_factory=HnswIndexConfig)
     encoder: EncoderSpec | None = None
     multivector: MultiVectorConfig | None = None
+    reduce: ReduceConfig | None = None
+    quantize: QuantizeConfig | None = None
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    on_disk: bool = False  # full-precision vectors memory-mapped from disk instead of copied into RAM
+    # Scale-out (a server started with a Ray address): points hashed by id over `shards` shards,
+    # each held by `replicas` Ray actors. 1 and 1 is the ordinary single-node collection.
+    shards: int = Field(1, ge=1, le=1024)
+    replicas: int = Field(1, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _check_compression(self) -> CollectionConfig:
+        red, quant, index = self.reduce, self.quantize, self.index
+        if red is not None:
+            if red.dim >= self.dim:
+                raise ValueError(f"reduce.dim must be below dim={self.dim}, got {red.dim}")
+            if isinstance(red, MatryoshkaReduceConfig):
+                last = red.dim
+                for st in red.funnel:
+                    if not last < st.dim <= self.dim:
+                        raise ValueError("funnel dims must increase, from above reduce.dim up to dim")
+                    last = st.dim
+        if isinstance(quant, Int8QuantizeConfig) and isinstance(index, IvfPqIndexConfig):
+            raise ValueError("ivf_pq already quantizes its codes: use quantize with a flat or hnsw index")
+        if self.multivector is not None and (red is not None or quant is not None):
+            raise ValueError("reduce and quantize do not apply to multi-vector collections yet")
+        return self
+
+    @property
+    def compressed(self) -> bool:
+        """True when the ANN index is built on transformed vectors that need training."""
+        return self.reduce is not None or self.quantize is not None
 
 
 class CollectionSummary(BaseModel):
@@ -197,8 +319,11 @@ class CollectionInfo(BaseModel):
     index: dict[str, Any]
     segments: list[dict[str, Any]]
     memory: dict[str, Any]
+    placement: dict[str, str] = Field(default_factory=dict)  # where each part lives (RAM, disk, mmap)
+    stats: dict[str, Any] | None = None  # rates, latency percentiles and live recall (the dashboard's source)
     last_write: float | None = None
     last_optimized: float | None = None
+    cluster: dict[str, Any] | None = None  # sharded collections: shards, replicas, their nodes and health
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +482,7 @@ class SearchParams(_Model):
     oversampling: float | None = Field(None, ge=1.0, le=1000.0)
     rescore: bool | None = None
     exact: bool = False
+    funnel: list[FunnelStage] | None = Field(None, max_length=8)
 
 
 class SearchRequest(_Model):
@@ -377,6 +503,22 @@ class SearchRequest(_Model):
     def _one_query(self) -> SearchRequest:
         if [self.vector, self.text, self.multivector].count(None) != 2:
             raise ValueError("give exactly one of vector, text or multivector")
+        return self
+
+
+class QuerySampleRequest(_Model):
+    """Example queries for LeanVec-OOD fitting: `vectors`, or `texts` the collection's encoder embeds."""
+
+    vectors: list[VectorInput] | None = None
+    texts: list[str] | None = None
+    replace: bool = False  # drop the sample kept so far instead of adding to it
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> QuerySampleRequest:
+        if (self.vectors is None) == (self.texts is None):
+            raise ValueError("give exactly one of vectors or texts")
+        if not (self.vectors or self.texts):
+            raise ValueError("the sample is empty")
         return self
 
 

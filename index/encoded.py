@@ -1,0 +1,447 @@
+"""An ANN index over compressed vectors: reduce (LeanVec, Matryoshka), then quantize (binary, int8).
+
+`EncodedIndex` is a `VectorIndex` whose `train` fits the transforms on a sample of the collection
+(and, for LeanVec-OOD, a query sample), then builds the backend on the encoded vectors:
+
+    reduce     quantize   index   backend
+    -/leanvec  -          hnsw    hnswlib on the reduced vectors
+    -/leanvec  -          ivf_pq  faiss IVF-PQ on the reduced vectors
+    leanvec    -          flat    faiss flat scan of the reduced vectors
+    any        int8       hnsw    faiss HNSW over SQ8 codes (flat: an SQ8 scan)
+    any        binary     any     faiss binary flat / HNSW / IVF over sign codes (Hamming)
+
+Its scores are approximate; the collection reranks its shortlist with the full vectors (or their
+int8 codes). All state is saved as JSON plus `.npy` and faiss's own files, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
+from index.backends.binary import BinaryIndex, BinaryStructure
+from index.backends.faiss_float import FaissFloatIndex
+from index.backends.hnsw import HnswIndex
+from index.backends.ivfpq import IvfPqIndex, auto_nlist
+from nestor_client.models import (
+    BinaryQuantizeConfig,
+    CollectionConfig,
+    FlatIndexConfig,
+    HnswIndexConfig,
+    Int8QuantizeConfig,
+    IvfPqIndexConfig,
+    LeanVecReduceConfig,
+    MatryoshkaReduceConfig,
+    Metric,
+)
+from quantization.base import load_state, save_state
+from quantization.binary import BinaryQuantizer
+from quantization.leanvec import LeanVecTransform
+from quantization.matryoshka import MatryoshkaTransform
+from quantization.scalar import Int8Quantizer
+
+__all__ = ["EncodedIndex"]
+
+Reducer = LeanVecTransform | MatryoshkaTransform
+_ASYMMETRIC_FETCH = 4  # Hamming candidates per asymmetric-rescored candidate
+
+
+class _Rows:
+    """A growable array with one row per label (labels are dense and only grow)."""
+
+    def __init__(self, width: int, dtype: Any) -> None:
+        self.data: npt.NDArray[Any] = np.zeros((0, width), dtype)
+        self.n = 0
+
+    def put(self, labels: I64, rows: npt.NDArray[Any]) -> None:
+        top = int(labels.max()) + 1 if len(labels) else 0
+        if top > len(self.data):
+            grown = np.zeros((max(top, 2 * len(self.data), 1024), self.data.shape[1]), self.data.dtype)
+            grown[: len(self.data)] = self.data
+            self.data = grown
+        self.data[labels] = rows
+        self.n = max(self.n, top)
+
+    def used(self) -> npt.NDArray[Any]:
+        return self.data[: self.n]
+
+    @classmethod
+    def of(cls, arr: npt.NDArray[Any]) -> _Rows:
+        r = cls(arr.shape[1], arr.dtype)
+        r.data, r.n = arr, len(arr)
+        return r
+
+
+class EncodedIndex:
+    def __init__(self, config: CollectionConfig, space: Space, *, threads: int | None = None) -> None:
+        self.config = config
+        self.dim = config.dim
+        self.space = space
+        self.threads = threads or os.cpu_count() or 1
+        self.reducer: Reducer | None = None
+        self.binary: BinaryQuantizer | None = None
+        self.inner: Any = None  # the backend, built by train()
+        self.trained_on = 0
+        self.query_sample_rows = 0  # reservoir rows of the query sample the last fit used (LeanVec-OOD)
+        self.sample_version = 0  # fingerprint of the posted query sample the last fit used
+        self.trained_at = 0.0
+        self._side: _Rows | None = None  # label -> all code planes (asymmetric scoring)
+        self._scales: _Rows | None = None
+        # int8 search codes for cosine/l2: one global scale and +128 make them faiss's "direct" 8-bit codes,
+        # searched by L2, which the affine map preserves (per-dimension ranges would not)
+        self._affine: float | None = None
+        self.int8: Int8Quantizer | None = None  # the int8 rerank store's quantizer ...
+        self._int8_rows: _Rows | None = None  # ... and its codes of the full vectors, by label
+
+    # -- what the backend sees ---------------------------------------------------------------
+
+    @property
+    def inner_space(self) -> Space:
+        red = self.config.reduce
+        if isinstance(red, MatryoshkaReduceConfig):
+            return Space.ip  # renormalised prefixes: their inner product is a cosine
+        return self.space
+
+    @property
+    def asymmetric(self) -> bool:
+        q = self.config.quantize
+        return isinstance(q, BinaryQuantizeConfig) and q.query == "asymmetric"
+
+    @property
+    def spec(self) -> str:
+        parts: list[str] = []
+        red = self.config.reduce
+        if isinstance(red, LeanVecReduceConfig):
+            parts.append(f"LeanVec{red.dim}{'-OOD' if red.mode == 'ood' else ''}")
+        elif isinstance(red, MatryoshkaReduceConfig):
+            parts.append(f"{'PCA-' if red.rotate else ''}Matryoshka{red.dim}")
+        q = self.config.quantize
+        if isinstance(q, BinaryQuantizeConfig):
+            s = "ivf" if isinstance(self.config.index, IvfPqIndexConfig) else self.config.index.type
+            parts.append(f"Binary{q.bits}b-{s}{'-asym' if q.query == 'asymmetric' else ''}")
+        elif isinstance(q, Int8QuantizeConfig):
+            parts.append("SQ8")
+        if isinstance(self.inner, IvfPqIndex):
+            parts.append(self.inner.spec)
+        elif isinstance(self.inner, FaissFloatIndex):
+            parts.append(self.inner.spec.replace(",SQ8", "").replace("SQ8", "Flat"))
+        elif isinstance(self.inner, HnswIndex):
+            parts.append(f"HNSW{self.inner.m}")
+        return ",".join(parts)
+
+    def _reduce(self, x: F32, *, queries: bool) -> F32:
+        r = self.reducer
+        if r is None:
+            return x
+        if isinstance(r, LeanVecTransform) and queries and self.space is Space.ip:
+            return r.transform_queries(x).astype(np.float32, copy=False)
+        return r.transform(x).astype(np.float32, copy=False)
+
+    def encode(self, x: F32, *, queries: bool = False) -> npt.NDArray[Any]:
+        """What the backend indexes (or is queried with) for these full vectors."""
+        return self.encode_reduced(self._reduce(x, queries=queries), queries=queries)
+
+    def encode_reduced(self, reduced: F32, *, queries: bool = False) -> npt.NDArray[Any]:
+        """What the backend indexes (or is queried with) for these reduced vectors."""
+        if self.binary is not None:
+            return self.binary.sign_plane(self.binary.encode(reduced)[0])
+        if self._affine is not None:
+            scaled = reduced * np.float32(self._affine) + np.float32(128.0)
+            return np.ascontiguousarray(scaled if queries else np.clip(np.rint(scaled), 0.0, 255.0), dtype=np.float32)
+        return np.ascontiguousarray(reduced, dtype=np.float32)
+
+    # -- VectorIndex -------------------------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        return 0 if self.inner is None else int(self.inner.count)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.inner is not None and bool(self.inner.is_trained)
+
+    def train(self, sample: F32, queries: F32 | None = None, *, n_total: int | None = None) -> None:
+        """Fit the transforms on `sample` (and the query sample) and build an empty trained backend."""
+        red, cfg = self.config.reduce, self.config
+        if isinstance(red, LeanVecReduceConfig):
+            lv = LeanVecTransform(red.dim, red.mode, solver=red.solver)
+            if red.mode == "ood" and (queries is None or len(queries) == 0):
+                queries = sample  # no query sample yet: fall back to the data's own distribution
+            lv.fit(sample, queries if red.mode == "ood" else None)
+            self.reducer = lv
+        elif isinstance(red, MatryoshkaReduceConfig):
+            self.reducer = MatryoshkaTransform(red.dim, red.rotate).fit(sample)
+        reduced = self._reduce(sample, queries=False)
+        d = reduced.shape[1]
+        q = cfg.quantize
+        index_cfg = cfg.index
+        inner: Any
+        if isinstance(q, BinaryQuantizeConfig):
+            self.binary = BinaryQuantizer(centre=True, bits=q.bits).fit(reduced)
+            plane = self.binary.plane_bytes
+            codes = (
+                np.concatenate(  # in slices: the encoder's float temporaries are several times the codes
+                    [
+                        self.binary.sign_plane(self.binary.encode(reduced[i : i + 8192])[0])
+                        for i in range(0, len(reduced), 8192)
+                    ]
+                )
+                if len(reduced)
+                else np.empty((0, plane), np.uint8)
+            )
+            structure: BinaryStructure = (
+                "hnsw"
+                if isinstance(index_cfg, HnswIndexConfig)
+                else "ivf"
+                if isinstance(index_cfg, IvfPqIndexConfig)
+                else "flat"
+            )
+            hn = index_cfg if isinstance(index_cfg, HnswIndexConfig) else HnswIndexConfig()
+            iv = index_cfg if isinstance(index_cfg, IvfPqIndexConfig) else IvfPqIndexConfig()
+            inner = BinaryIndex(
+                8 * plane,
+                structure,
+                m=hn.m,
+                ef_construction=hn.ef_construction,
+                ef=hn.ef,
+                nlist=iv.nlist or auto_nlist(n_total or len(sample)),
+                nprobe=iv.nprobe,
+                threads=self.threads,
+            )
+            inner.train(codes)
+            if self.asymmetric:
+                self._side = _Rows(self.binary.code_size, np.uint8)
+                self._scales = _Rows(q.bits, np.float32)
+        elif isinstance(q, Int8QuantizeConfig):
+            # direct codes need the ranking to survive a shift: true for L2, and for unit vectors (cosine)
+            direct = (
+                self.inner_space is Space.l2
+                or isinstance(red, MatryoshkaReduceConfig)
+                or (red is None and self.config.metric is Metric.cosine)
+            )
+            sq = "SQ8_direct" if direct else "SQ8"
+            spec = f"HNSW{index_cfg.m},{sq}" if isinstance(index_cfg, HnswIndexConfig) else sq
+            hn = index_cfg if isinstance(index_cfg, HnswIndexConfig) else HnswIndexConfig()
+            if direct:
+                self._affine = 127.0 / max(float(np.abs(reduced).max()), 1e-30)
+            space = Space.l2 if direct else self.inner_space
+            inner = FaissFloatIndex(d, space, spec, ef=hn.ef, ef_construction=hn.ef_construction, threads=self.threads)
+            inner.train(self.encode_reduced(reduced))
+        elif isinstance(index_cfg, HnswIndexConfig):
+            inner = HnswIndex(
+                d, self.inner_space, m=index_cfg.m, ef_construction=index_cfg.ef_construction, ef=index_cfg.ef
+            )
+            inner.threads = self.threads
+        elif isinstance(index_cfg, IvfPqIndexConfig):
+            inner = IvfPqIndex(
+                d,
+                self.inner_space,
+                nlist=index_cfg.nlist or auto_nlist(n_total or len(sample)),
+                m=index_cfg.m,
+                nbits=index_cfg.nbits,
+                nprobe=index_cfg.nprobe,
+            )
+            inner.train(reduced)
+        else:
+            assert isinstance(index_cfg, FlatIndexConfig)
+            inner = FaissFloatIndex(d, self.inner_space, "Flat", threads=self.threads)
+            inner.train(reduced)
+        if cfg.rerank.store == "int8":
+            self.int8 = Int8Quantizer().fit(sample)
+            self._int8_rows = _Rows(self.dim, np.int8)
+        self.inner = inner
+        self.trained_on = n_total or len(sample)
+        self.trained_at = time.time()
+
+    def add(self, vectors: F32, labels: I64) -> None:
+        if self.int8 is not None and self._int8_rows is not None:
+            self._int8_rows.put(labels, self.int8.transform(vectors))
+        reduced = self._reduce(vectors, queries=False)
+        if self.binary is None:
+            self.inner.add(self.encode_reduced(reduced), labels)
+            return
+        codes, scales = self.binary.encode(reduced)
+        if self._side is not None and self._scales is not None:
+            self._side.put(labels, codes)
+            self._scales.put(labels, scales)
+        self.inner.add(self.binary.sign_plane(codes), labels)
+
+    @property
+    def has_int8_store(self) -> bool:
+        return self._int8_rows is not None
+
+    def rerank_scores(self, queries: F32, labels: I64) -> F32:
+        """Scores [nq, m] of candidate labels from the int8 rerank store (-inf for -1 padding)."""
+        assert self.int8 is not None and self._int8_rows is not None
+        rows = self._int8_rows.data
+        safe = np.where(labels >= 0, labels, 0)
+        out = np.empty(labels.shape, np.float32)
+        for i in range(len(labels)):
+            decoded = self.int8.decode(rows[safe[i]])
+            if self.space is Space.ip:
+                out[i] = decoded @ queries[i]
+            else:
+                diff = decoded - queries[i]
+                out[i] = -np.einsum("ij,ij->i", diff, diff)
+        return np.where(labels >= 0, out, -np.inf).astype(np.float32)
+
+    def remove(self, labels: I64) -> None:
+        if self.inner is not None:
+            self.inner.remove(labels)
+
+    def search(self, queries: F32, k: int, params: IndexParams, allowed: I64 | None = None) -> Hits:
+        if self.inner is None:
+            return empty_hits(len(queries), k)
+        if self.binary is None or not self.asymmetric:
+            hits = cast(Hits, self.inner.search(self.encode(queries, queries=True), k, params, allowed))
+            if self._affine is not None:  # back from squared code-space distance to the collection's scores
+                d2 = -hits.scores / np.float32(self._affine**2)
+                hits.scores = (np.float32(1.0) - d2 / 2 if self.space is Space.ip else -d2).astype(np.float32)
+            return hits
+        reduced = self._reduce(queries, queries=True)
+        codes = self.binary.sign_plane(self.binary.encode(reduced)[0])
+        hits = self.inner.search(codes, k * _ASYMMETRIC_FETCH, params, allowed)
+        labels = hits.labels
+        scores = np.full(labels.shape, -np.inf, np.float32)
+        for row in range(len(labels)):  # asymmetric float-vs-code scores of the Hamming shortlist
+            ok = labels[row] >= 0
+            cand = labels[row][ok]
+            assert self._side is not None and self._scales is not None
+            scores[row, ok] = self.binary.asymmetric_scores(
+                reduced[row : row + 1], self._side.data[cand], self._scales.data[cand]
+            )[0]
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return Hits(np.take_along_axis(labels, order, axis=1), np.take_along_axis(scores, order, axis=1))
+
+    def search_one(self, query: F32, k: int, params: IndexParams) -> tuple[I64, F32] | None:
+        """One unfiltered query: (labels, approximate scores), or None when the index cannot fill k."""
+        inner = self.inner
+        if self.asymmetric or not isinstance(inner, (FaissFloatIndex, BinaryIndex, HnswIndex, IvfPqIndex)):
+            return None
+        if isinstance(inner, HnswIndex):
+            got = inner.search_one(self.encode(query, queries=True), k, params.ef)
+            if got is None:
+                return None
+            return np.asarray(got[0], np.int64), np.asarray(got[1], np.float32)
+        hits = self.search(query, k, params)
+        labels = hits.labels[0]
+        if labels[-1] < 0:
+            return None
+        return labels, hits.scores[0]
+
+    # -- Matryoshka funnels --------------------------------------------------------------------
+
+    def rotate(self, x: F32) -> F32:
+        """Full-length vectors in the truncation basis (the identity without a PCA rotation)."""
+        r = self.reducer
+        if isinstance(r, MatryoshkaTransform):
+            return r.rotate(x).astype(np.float32, copy=False)
+        return x
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.reducer is not None:
+            save_state(directory / "reduce", *self.reducer.state())
+        if self.binary is not None:
+            save_state(directory / "binary", *self.binary.state())
+        if self._side is not None and self._scales is not None:
+            np.save(directory / "side_codes.npy", self._side.used())
+            np.save(directory / "side_scales.npy", self._scales.used())
+        if self.int8 is not None and self._int8_rows is not None:
+            save_state(directory / "int8", *self.int8.state())
+            np.save(directory / "int8_codes.npy", self._int8_rows.used())
+        if self.inner is not None:
+            self.inner.save(directory / "inner")
+        meta = {
+            "kind": "encoded",
+            "inner": type(self.inner).__name__ if self.inner is not None else None,
+            "trained_on": self.trained_on,
+            "query_sample_rows": self.query_sample_rows,
+            "sample_version": self.sample_version,
+            "trained_at": self.trained_at,
+            "affine": self._affine,
+        }
+        (directory / "meta.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(
+        cls, directory: Path, config: CollectionConfig, space: Space, *, threads: int | None = None
+    ) -> EncodedIndex:
+        meta = json.loads((directory / "meta.json").read_text())
+        if meta.get("kind") != "encoded":
+            raise ValueError(f"{directory}: not an encoded index")
+        idx = cls(config, space, threads=threads)
+        idx.trained_on = int(meta["trained_on"])
+        idx.query_sample_rows = int(meta.get("query_sample_rows", 0))
+        idx.sample_version = int(meta.get("sample_version", 0))
+        idx.trained_at = float(meta.get("trained_at", 0.0))
+        idx._affine = meta.get("affine")
+        red = config.reduce
+        if red is not None:
+            st = load_state(directory / "reduce")
+            idx.reducer = (
+                LeanVecTransform if isinstance(red, LeanVecReduceConfig) else MatryoshkaTransform
+            ).from_state(*st)
+        if config.quantize is not None and isinstance(config.quantize, BinaryQuantizeConfig):
+            idx.binary = BinaryQuantizer.from_state(*load_state(directory / "binary"))
+        if (directory / "side_codes.npy").exists():
+            idx._side = _Rows.of(np.load(directory / "side_codes.npy"))
+            idx._scales = _Rows.of(np.load(directory / "side_scales.npy"))
+        if (directory / "int8_codes.npy").exists():
+            idx.int8 = Int8Quantizer.from_state(*load_state(directory / "int8"))
+            idx._int8_rows = _Rows.of(np.load(directory / "int8_codes.npy"))
+        kind = meta["inner"]
+        inner_dir = directory / "inner"
+        if kind == "HnswIndex":
+            idx.inner = HnswIndex.load(inner_dir, threads=threads)
+        elif kind == "IvfPqIndex":
+            idx.inner = IvfPqIndex.load(inner_dir)
+        elif kind == "FaissFloatIndex":
+            idx.inner = FaissFloatIndex.load(inner_dir, threads=threads)
+        elif kind == "BinaryIndex":
+            idx.inner = BinaryIndex.load(inner_dir, threads=threads)
+        return idx
+
+    def memory(self) -> dict[str, int]:
+        """Measured bytes in RAM by part: graph, codes, ids, and the transforms' matrices."""
+        out = {"graph": 0, "codes": 0, "ids": 0}
+        inner = self.inner
+        if isinstance(inner, (FaissFloatIndex, BinaryIndex)):
+            out = inner.memory()
+        elif isinstance(inner, HnswIndex):
+            out = inner.memory()
+        elif isinstance(inner, IvfPqIndex):
+            out["codes"] = inner.ram_bytes()
+        for rows in (self._side, self._scales):
+            if rows is not None:
+                out["codes"] += int(rows.used().nbytes)
+        out["rerank"] = 0 if self._int8_rows is None else int(self._int8_rows.data.nbytes)
+        transform = 0
+        for t in (self.reducer, self.binary, self.int8):
+            if t is not None:
+                transform += sum(int(a.nbytes) for a in t.state()[1].values())
+        out["transform"] = transform
+        return out
+
+    def ram_bytes(self) -> int:
+        return sum(self.memory().values())
+
+    @property
+    def default_oversampling(self) -> float:
+        """Candidates per result when the config leaves it open, by how lossy the codes are
+        (measured on pypi-minilm: see benchmarks/COMPRESSION.md)."""
+        q = self.config.quantize
+        if isinstance(q, BinaryQuantizeConfig):
+            return 4.0 if q.query == "asymmetric" else 10.0
+        if isinstance(q, Int8QuantizeConfig):
+            return 2.0
+        return 4.0

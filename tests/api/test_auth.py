@@ -1,0 +1,154 @@
+"""API keys and roles: the 401/403 matrix over every route of the app, enumerated from `app.routes`."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import RouteContext, iter_route_contexts
+from fastapi.testclient import TestClient
+
+from nestor_client import NestorClient
+from nestor_client.errors import Forbidden, Unauthorized
+from server.app import create_app
+from server.auth import PUBLIC_PATHS, KeyRing, Role, hash_key, route_role
+from server.settings import Settings
+
+KEYS = {Role.read: "key-read-0123456789", Role.write: "key-write-0123456789", Role.admin: "key-admin-0123456789"}
+ENTRIES = ",".join(f"{role.name}:{hash_key(key)}" for role, key in KEYS.items())
+PARAMS = {"name": "auth-matrix", "snapshot": "no-such-snapshot", "job_id": "no-such-job"}
+
+
+def _settings(tmp_path: Path, **overrides: object) -> Settings:
+    return Settings(data_dir=tmp_path / "data", index_save_idle_seconds=0.2, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, TestClient]]:
+    app = create_app(_settings(tmp_path_factory.mktemp("auth"), api_keys=ENTRIES))
+    # Server errors come back as responses: the matrix only asserts that auth answered as it should.
+    with TestClient(app, raise_server_exceptions=False) as http:
+        yield app, http
+
+
+def _operations(app: FastAPI) -> list[tuple[str, str, RouteContext]]:
+    """Every (method, concrete path, route) the app serves, included routers flattened."""
+    ops = []
+    for route in iter_route_contexts(app.routes):
+        if route.path is None or route.methods is None:  # a Mount or websocket would need its own entry here
+            raise AssertionError(f"unexpected route {route!r}")
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: PARAMS[m.group(1)], route.path)
+        for method in sorted(route.methods - {"HEAD"}):
+            ops.append((method, path, route))
+    return ops
+
+
+def _call(http: TestClient, method: str, path: str, headers: dict[str, str]) -> int:
+    body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+    r = http.request(method, path, content=body, headers={"content-type": "application/json", **headers})
+    return r.status_code
+
+
+def test_every_route_declares_a_role_or_is_public(secured: tuple[FastAPI, TestClient]) -> None:
+    app, _ = secured
+    undeclared = [f"{m} {p}" for m, p, route in _operations(app) if p not in PUBLIC_PATHS and route_role(route) is None]
+    assert undeclared == [], "routes with neither require(role) nor a public path"
+
+
+def test_401_403_matrix_over_every_route(secured: tuple[FastAPI, TestClient]) -> None:
+    app, http = secured
+    ops = _operations(app)
+    assert len(ops) >= 20
+    checked = 0
+    for method, path, route in ops:
+        what = f"{method} {path}"
+        if path in PUBLIC_PATHS:
+            assert _call(http, method, path, {}) not in (401, 403), what
+            continue
+        need = route_role(route)
+        assert need is not None, what
+        assert _call(http, method, path, {}) == 401, f"{what} without a key"
+        assert _call(http, method, path, {"api-key": "not-a-key"}) == 401, f"{what} with a wrong key"
+        assert _call(http, method, path, {"authorization": "Bearer not-a-key"}) == 401, what
+        for role, key in KEYS.items():
+            header = {"api-key": key} if role is Role.write else {"authorization": f"Bearer {key}"}
+            status = _call(http, method, path, header)
+            if role < need:
+                assert status == 403, f"{what} with a {role.name} key: {status}"
+            else:
+                assert status not in (401, 403), f"{what} with a {role.name} key: {status}"
+        checked += 1
+    assert checked >= 15
+
+
+def test_roles_match_the_issue(secured: tuple[FastAPI, TestClient]) -> None:
+    app, _ = secured
+    roles = {(m, p): route_role(r) for m, p, r in _operations(app)}
+    c = "/collections/auth-matrix"
+    assert roles[("POST", f"{c}/points/search")] is Role.read
+    assert roles[("POST", f"{c}/points/get")] is Role.read
+    assert roles[("POST", f"{c}/points/count")] is Role.read
+    assert roles[("GET", c)] is Role.read
+    assert roles[("PUT", f"{c}/points")] is Role.write
+    assert roles[("POST", f"{c}/points/delete")] is Role.write
+    assert roles[("GET", "/jobs")] is Role.write
+    assert roles[("PUT", c)] is Role.admin
+    assert roles[("DELETE", c)] is Role.admin
+    assert roles[("POST", f"{c}/snapshots")] is Role.admin
+
+
+def test_unauthenticated_body_is_not_read(secured: tuple[FastAPI, TestClient]) -> None:
+    _, http = secured
+    # Announced as far over max_body_bytes and not valid JSON: the gate answers 401 before either matters.
+    r = http.put("/collections/x/points", content=b"not json", headers={"content-type": "application/json"})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert r.json()["error"]["type"] == "unauthorized"
+
+
+def test_clients_send_the_key(secured: tuple[FastAPI, TestClient]) -> None:
+    _, http = secured
+    with pytest.raises(Unauthorized):
+        NestorClient(http_client=http).list_collections()  # type: ignore[arg-type]
+    reader = NestorClient(http_client=http, api_key=KEYS[Role.read])  # type: ignore[arg-type]
+    assert reader.list_collections() == []
+    with pytest.raises(Forbidden, match="needs the admin role"):
+        reader.create_collection("nope", dim=4)
+    admin = NestorClient(http_client=http, api_key=KEYS[Role.admin])  # type: ignore[arg-type]
+    admin.create_collection("keyed", dim=4)
+    assert [c.name for c in reader.list_collections()] == ["keyed"]
+    admin.delete_collection("keyed")
+
+
+def test_auth_off_is_admin_for_everyone_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="nestor.server"):
+        with TestClient(create_app(_settings(tmp_path))) as http:
+            c = NestorClient(http_client=http)  # type: ignore[arg-type]
+            c.create_collection("open", dim=4)
+            assert [s.name for s in c.list_collections()] == ["open"]
+    assert any("auth is OFF" in r.getMessage() for r in caplog.records)
+    # Keys configured but auth forced off: still open (local debugging), and still announced.
+    with TestClient(create_app(_settings(tmp_path, api_keys=ENTRIES, auth="off"))) as http:
+        assert http.get("/collections").status_code == 200
+
+
+def test_keys_file_and_bad_entries(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(f"# operators\nadmin:{hash_key('from-file')}\n\nread:sha256:{hash_key('r')}  # dashboards\n")
+    with TestClient(create_app(_settings(tmp_path, api_keys_file=keys))) as http:
+        assert http.get("/collections", headers={"api-key": "from-file"}).status_code == 200
+        assert http.get("/collections", headers={"api-key": "r"}).status_code == 200
+        assert http.get("/collections", headers={"api-key": "nope"}).status_code == 401
+        assert http.get("/healthz").status_code == 200  # probes need no key
+        assert http.get("/readyz").status_code == 200
+    with pytest.raises(ValueError, match="not the key itself"):
+        KeyRing.parse(["admin:plaintext-key"])
+    with pytest.raises(ValueError, match="role one of"):
+        KeyRing.parse([f"root:{hash_key('x')}"])
+    with pytest.raises(ValueError, match="no API keys"):
+        KeyRing.parse([], mode="on")
+    assert not KeyRing.parse([]).enabled

@@ -1,0 +1,128 @@
+"""Browser tests: a real `nestor serve` process and the system's headless Chromium, driven by Playwright.
+
+Playwright never downloads a browser here: it launches Debian's `/usr/bin/chromium` (scripts/test
+installs it). Without Chromium or Playwright these tests skip locally and fail under CI, so a CI run
+cannot pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.serverproc import ServerProcess
+
+CHROMIUM = os.environ.get("NESTOR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(os.environ.get("NESTOR_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+# Fast probe and fine-grained stats, so a test sees them move within seconds.
+FAST_ENV = {
+    "NESTOR_PROBE_INTERVAL_SECONDS": "0.3",
+    "NESTOR_STATS_BUCKET_SECONDS": "2",
+    "NESTOR_STATS_WINDOW_SECONDS": "120",
+}
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (scripts/test installs Debian's chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")  # not session: Playwright's loop would stay running under later asyncio tests
+def browser() -> Iterator[Any]:
+    why = _missing()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run in CI: {why}")
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page plus every console error and uncaught exception it produced."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Callable[..., Page]]:
+    contexts: list[Any] = []
+
+    def make(width: int = 1440, height: int = 900) -> Page:
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(ctx)
+        return Page(ctx.new_page())
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    servers: list[ServerProcess] = []
+
+    def start(env: dict[str, str] | None = None) -> ServerProcess:
+        data = tmp_path / f"data{len(servers)}"
+        data.mkdir()
+        srv = ServerProcess(data, env={**FAST_ENV, **(env or {})}).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def api() -> Iterator[Callable[..., httpx.Client]]:
+    """`api(url, headers)`: an HTTP client for the server, closed after the test."""
+    clients: list[httpx.Client] = []
+
+    def make(url: str, headers: dict[str, str] | None = None) -> httpx.Client:
+        clients.append(httpx.Client(base_url=url, timeout=60, headers=headers or {}))
+        return clients[-1]
+
+    yield make
+    for c in clients:
+        c.close()
