@@ -341,8 +341,11 @@ def _training(n: int) -> TrainingConfig:
     return TrainingConfig(threshold=max(64, n))
 
 
+METRIC = "dot"  # --metric; the vectors are unit-norm, so cosine ranks the same (and int8 uses direct codes)
+
+
 def _cfg(data: Data, **kw: Any) -> CollectionConfig:
-    return CollectionConfig(dim=data.base.shape[1], metric="dot", training=_training(data.n), **kw)
+    return CollectionConfig(dim=data.base.shape[1], metric=METRIC, training=_training(data.n), **kw)
 
 
 # ------------------------------------------------------------------------------------------- sections
@@ -963,12 +966,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--overs-lv", type=_floats, default=[2, 4, 8])
     parser.add_argument("--overs-f", type=_floats, default=[2, 4, 10])
     parser.add_argument("--dims-f", type=_ints, default=[128, 64])
+    parser.add_argument("--metric", choices=["dot", "cosine"], default="dot", help="the Nestor collections' metric")
     parser.add_argument("--overs-g", type=_floats, default=[4, 20])
     parser.add_argument("--efs-h", type=_ints, default=[32, 64, 128, 256])
     parser.add_argument("--overs-h", type=_floats, default=[2, 4])
     parser.add_argument("--efs-baselines", type=_ints, default=[16, 24, 32, 48, 64, 96, 128])
     parser.add_argument("--replot", default=None, help="only redo bars, tables, plots and markdown from this JSON")
     args = parser.parse_args(argv)
+    global METRIC
+    METRIC = args.metric
     if args.replot:
         import json
 
