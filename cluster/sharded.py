@@ -45,8 +45,8 @@ from cluster.errors import ClusterUnavailable, ShardUnavailable
 from cluster.routing import group_by_shard, merge_hits
 from cluster.shard import ShardReplica, StaleReplica, pack_query, unpack_result
 from index.backends.base import F32
-from index.collection import CollectionOptions, Hit, PointIdT, Query, QueryResult, WriteResult
-from index.errors import DimensionMismatch, DuplicateId, InvalidConfig, InvalidRequest, InvalidVector, NestorError
+from index.collection import CollectionOptions, Hit, PointIdT, Query, QueryResult, WriteResult, check_batch
+from index.errors import DimensionMismatch, InvalidConfig, InvalidRequest, InvalidVector, NestorError
 from index.fsutil import atomic_write_bytes, fsync_dir
 from nestor_client.models import CollectionConfig, Filter, Metric
 
@@ -300,14 +300,7 @@ class ShardedCollection:
 
     def _check(self, ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None) -> F32:
         """The checks `Collection.upsert` makes, made before anything is sent, so no shard takes half a bad batch."""
-        if len(ids) != len(vectors):
-            raise InvalidVector(f"{len(ids)} ids but {len(vectors)} vectors")
-        if payloads is not None and len(payloads) != len(ids):
-            raise InvalidVector(f"{len(ids)} ids but {len(payloads)} payloads")
-        if len(set(ids)) != len(ids):
-            seen: set[PointIdT] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise DuplicateId(f"id {dup!r} appears more than once in the batch")
+        check_batch(ids, vectors, payloads)
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             got = vectors.shape[-1] if vectors.ndim else 0

@@ -55,7 +55,7 @@ from nestor_client.models import (
 )
 from quantization.matryoshka import funnel
 
-__all__ = ["Collection", "CollectionOptions", "Hit", "Query", "QueryResult", "WriteResult"]
+__all__ = ["Collection", "CollectionOptions", "Hit", "Query", "QueryResult", "WriteResult", "check_batch"]
 
 log = logging.getLogger("nestor.collection")
 
@@ -117,6 +117,18 @@ class _State:
     ids: list[PointIdT | None] = field(default_factory=list)  # label -> id (None: dead label)
     label_of: dict[PointIdT, int] = field(default_factory=dict)
     alive: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(1024, bool))
+
+
+def check_batch(ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None) -> None:
+    """The shape checks of an upsert batch: one vector (and payload, if any) per id, no id twice."""
+    if len(ids) != len(vectors):
+        raise InvalidVector(f"{len(ids)} ids but {len(vectors)} vectors")
+    if payloads is not None and len(payloads) != len(ids):
+        raise InvalidVector(f"{len(ids)} ids but {len(payloads)} payloads")
+    if len(set(ids)) != len(ids):
+        seen: set[PointIdT] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise DuplicateId(f"id {dup!r} appears more than once in the batch")
 
 
 def _space(metric: Metric) -> Space:
@@ -270,14 +282,7 @@ class Collection:
         self, ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None = None
     ) -> WriteResult:
         """Insert or overwrite a batch atomically; returns once it is durable."""
-        if len(ids) != len(vectors):
-            raise InvalidVector(f"{len(ids)} ids but {len(vectors)} vectors")
-        if payloads is not None and len(payloads) != len(ids):
-            raise InvalidVector(f"{len(ids)} ids but {len(payloads)} payloads")
-        if len(set(ids)) != len(ids):
-            seen: set[PointIdT] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise DuplicateId(f"id {dup!r} appears more than once in the batch")
+        check_batch(ids, vectors, payloads)
         vectors = self._prepare(vectors)
         pay = [None if p is None else orjson.dumps(p).decode() for p in (payloads or [None] * len(ids))]
         if not ids:
