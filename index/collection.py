@@ -22,6 +22,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,12 @@ class _State:
     alive: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(1024, bool))
 
 
-def check_batch(ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None) -> None:
+def check_batch(
+    ids: list[PointIdT], vectors: Sized, payloads: list[dict[str, Any] | None] | None, what: str = "vectors"
+) -> None:
     """The shape checks of an upsert batch: one vector (and payload, if any) per id, no id twice."""
     if len(ids) != len(vectors):
-        raise InvalidVector(f"{len(ids)} ids but {len(vectors)} vectors")
+        raise InvalidVector(f"{len(ids)} ids but {len(vectors)} {what}")
     if payloads is not None and len(payloads) != len(ids):
         raise InvalidVector(f"{len(ids)} ids but {len(payloads)} payloads")
     if len(set(ids)) != len(ids):
@@ -159,6 +162,7 @@ class Collection:
         self.last_optimized: float | None = None
         self._phase = "ready"
         self._index: VectorIndex | None = None
+        self._index_disk = 0  # bytes of the saved index, noted when it is saved or loaded
         self._indexed_upto = 0
         self._dirty = False
         self._paused = 0  # pause_indexing() calls not yet resumed
@@ -226,6 +230,7 @@ class Collection:
                 dead = np.flatnonzero(~self._st.alive[:upto]).astype(np.int64)
                 loaded.remove(dead)
                 self._index, self._indexed_upto = loaded, upto
+                self._index_disk = _dir_bytes(index_dir)
                 self.last_optimized = float(man.get("saved_at", 0.0)) or None
                 return
             except Exception:  # a damaged index is derived data: rebuild it from the store
@@ -500,10 +505,7 @@ class Collection:
             return None
         labels, scores = got
         if rescore:
-            if isinstance(index, EncodedIndex) and index.has_int8_store:
-                scores = index.rerank_scores(mat, labels[None, :])[0]
-            else:  # faiss's by-index kernel: no gathered copy of the rows
-                scores = gather_scores(self.vectors.buffer(), mat, labels[None, :], self.space)[0]
+            scores = self._candidate_scores(index, mat, labels[None, :])[0]
             if len(labels) > k:
                 top = np.argpartition(-scores, k - 1)[:k]
                 labels, scores = labels[top], scores[top]
@@ -633,13 +635,16 @@ class Collection:
             out.scores[row, : len(ids)] = sc
         return out
 
+    def _candidate_scores(self, index: VectorIndex, queries: F32, labels: I64) -> F32:
+        """Exact scores [nq, m] of candidate labels (-1 padded): the int8 rerank store if the index keeps one,
+        else faiss's by-index kernel over the float32 rows (no gathered copy)."""
+        if isinstance(index, EncodedIndex) and index.has_int8_store:
+            return index.rerank_scores(queries, labels)
+        return gather_scores(self.vectors.buffer(), queries, labels, self.space)
+
     def _rescore(self, index: VectorIndex, queries: F32, hits: Hits, k: int) -> Hits:
         """Rerank ANN candidates with the full-precision vectors (or the int8 rerank store)."""
-        if isinstance(index, EncodedIndex) and index.has_int8_store:
-            scores = index.rerank_scores(queries, hits.labels)
-        else:
-            scores = gather_scores(self.vectors.buffer(), queries, hits.labels, self.space)
-        pos, sc = top_k(scores, k)
+        pos, sc = top_k(self._candidate_scores(index, queries, hits.labels), k)
         return Hits(np.take_along_axis(hits.labels, pos, axis=1), sc)
 
     def _finish(self, q: Query, labels: I64, scores: F32, strategy: str) -> QueryResult:
@@ -838,15 +843,18 @@ class Collection:
         self.query_sample.save_reservoir()
         saved_at = time.time()
         files: dict[str, str] = {}
+        size = 0
         for f in sorted(p for p in staged.rglob("*") if p.is_file()):
             with open(f, "rb") as fh:
                 files[f.relative_to(staged).as_posix()] = hashlib.file_digest(fh, "sha256").hexdigest()
                 os.fsync(fh.fileno())
+                size += os.fstat(fh.fileno()).st_size
         manifest = {"labels_upto": upto, "seq": self._seq, "saved_at": saved_at, "files": files}
         (staged / "manifest.json").write_text(json.dumps(manifest))
         for d in [staged, *(p for p in staged.rglob("*") if p.is_dir())]:
             fsync_dir(d)
         replace_dir(staged, self.dir / "index")
+        self._index_disk = size + (self.dir / "index" / "manifest.json").stat().st_size
         self.last_optimized = saved_at
 
     # -- snapshots (index/snapshots.py packs the files) ------------------------------------
@@ -915,7 +923,7 @@ class Collection:
             )
             idx_info["state"] = "untrained" if self._phase != "training" else "training"
         parts = _index_memory(index)
-        index_disk = _dir_bytes(self.dir / "index")
+        index_disk = self._index_disk
         ids_ram = int(self._st.alive.nbytes + 8 * len(self._st.ids) + 100 * len(self._st.label_of))
         memory = {
             "vectors": {"ram": self.vectors.ram_bytes(), "disk": self.vectors.disk_bytes()},
@@ -966,10 +974,7 @@ def _verify_checksums(directory: Path, files: dict[str, str] | None) -> None:
 
 
 def _dir_bytes(directory: Path) -> int:
-    try:
-        return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) if directory.exists() else 0
-    except FileNotFoundError:  # the indexer swapped in a newly saved index while we listed it
-        return 0
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
 def _index_memory(index: VectorIndex | None) -> dict[str, int]:

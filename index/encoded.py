@@ -413,14 +413,7 @@ class EncodedIndex:
 
     def memory(self) -> dict[str, int]:
         """Measured bytes in RAM by part: graph, codes, ids, and the transforms' matrices."""
-        out = {"graph": 0, "codes": 0, "ids": 0}
-        inner = self.inner
-        if isinstance(inner, (FaissFloatIndex, BinaryIndex)):
-            out = inner.memory()
-        elif isinstance(inner, HnswIndex):
-            out = inner.memory()
-        elif isinstance(inner, IvfPqIndex):
-            out["codes"] = inner.ram_bytes()
+        out = {"graph": 0, "codes": 0, "ids": 0} if self.inner is None else dict(self.inner.memory())
         for rows in (self._side, self._scales):
             if rows is not None:
                 out["codes"] += int(rows.used().nbytes)

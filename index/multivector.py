@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from index.backends.base import F32, I64
-from index.collection import Collection, CollectionOptions, Hit, PointIdT, Query, QueryResult, WriteResult
-from index.errors import DimensionMismatch, DuplicateId, InvalidConfig, InvalidVector, LimitExceeded
+from index.collection import Collection, CollectionOptions, Hit, PointIdT, Query, QueryResult, WriteResult, check_batch
+from index.errors import DimensionMismatch, InvalidConfig, InvalidVector, LimitExceeded
 from index.fsutil import atomic_write_bytes, fsync_dir
 from index.tokens import TokenFiles
 from nestor_client.models import (
@@ -201,14 +201,7 @@ class MultiVectorCollection:
         payloads: list[dict[str, Any] | None] | None = None,
     ) -> WriteResult:
         """Insert or overwrite documents, each a [tokens, dim] matrix, atomically; returns once durable."""
-        if len(ids) != len(multivectors):
-            raise InvalidVector(f"{len(ids)} ids but {len(multivectors)} multivectors")
-        if payloads is not None and len(payloads) != len(ids):
-            raise InvalidVector(f"{len(ids)} ids but {len(payloads)} payloads")
-        if len(set(ids)) != len(ids):
-            seen: set[PointIdT] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise DuplicateId(f"id {dup!r} appears more than once in the batch")
+        check_batch(ids, multivectors, payloads, "multivectors")
         tokens, counts = self._prepare([f"point {pid!r}" for pid in ids], multivectors)
         if not ids:
             return WriteResult(0, self.inner.seq)

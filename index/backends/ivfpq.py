@@ -181,6 +181,10 @@ class IvfPqIndex:
     def code_bytes_per_vector(self) -> int:
         return (self.m * self.nbits + 7) // 8
 
+    def memory(self) -> dict[str, int]:
+        """RAM by part: the lists (codes and their ids), centroids and codebooks all count as codes."""
+        return {"graph": 0, "codes": self.ram_bytes(), "ids": 0}
+
     def ram_bytes(self) -> int:
         if self._index is None:
             return 0
