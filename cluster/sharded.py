@@ -226,11 +226,12 @@ class ShardedCollection:
         with self._dag_lock:
             dags, self._dags = [d for d, _ in self._dags.values()] + self._broken, {}
             self._broken = []
-        # A graph over a dead actor takes seconds to tear down: in threads, given a short while, then on.
+        # A graph over a dead actor takes seconds to tear down, so they go in parallel threads. They must end
+        # before the actors are killed: Ray's graph monitor thread raised when an actor died under a teardown.
         threads = [threading.Thread(target=_teardown, args=(d,), name="dag-teardown", daemon=True) for d in dags]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 30.0
         for t in threads:
             t.join(timeout=max(deadline - time.monotonic(), 0.0))
         refs = [(rep, rep.actor.close.remote()) for sh in self.shards for rep in sh.replicas]
