@@ -500,6 +500,9 @@ class Collection:
         if stages:
             return None
         ip = IndexParams(ef=p.ef if p is not None else None, nprobe=p.nprobe if p is not None else None)
+        if rescore and isinstance(index, EncodedIndex) and index.reranks_natively:
+            done = index.search_reranked(mat, k, k_ann, ip, self.vectors.buffer())
+            return None if done is None else (done[0].tolist(), done[1].tolist())
         got = index.search_one(mat, k_ann, ip)
         if got is None:
             return None

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
 from index.backends.binary import BinaryIndex, BinaryStructure
 from index.backends.faiss_float import FaissFloatIndex
+from index.backends.graph import GraphIndex
 from index.backends.hnsw import HnswIndex
 from index.backends.ivfpq import IvfPqIndex, auto_nlist
 from nestor_client.models import (
@@ -132,7 +133,7 @@ class EncodedIndex:
             parts.append(self.inner.spec)
         elif isinstance(self.inner, FaissFloatIndex):
             parts.append(self.inner.spec.replace(",SQ8", "").replace("SQ8", "Flat"))
-        elif isinstance(self.inner, HnswIndex):
+        elif isinstance(self.inner, (HnswIndex, GraphIndex)):
             parts.append(f"HNSW{self.inner.m}")
         return ",".join(parts)
 
@@ -219,6 +220,13 @@ class EncodedIndex:
             if self.asymmetric:
                 self._side = _Rows(self.binary.code_size, np.uint8)
                 self._scales = _Rows(q.bits, np.float32)
+        elif isinstance(q, Int8QuantizeConfig) and isinstance(index_cfg, HnswIndexConfig):
+            # Nestor's own graph: float queries scored against per-dimension int8 codes
+            inner = GraphIndex(
+                d, self.inner_space, "int8", m=index_cfg.m, ef_construction=index_cfg.ef_construction, ef=index_cfg.ef
+            )
+            inner.threads = self.threads
+            inner.train(reduced)
         elif isinstance(q, Int8QuantizeConfig):
             # direct codes need the ranking to survive a shift: true for L2, and for unit vectors (cosine)
             direct = (
@@ -227,12 +235,10 @@ class EncodedIndex:
                 or (red is None and self.config.metric is Metric.cosine)
             )
             sq = "SQ8_direct" if direct else "SQ8"
-            spec = f"HNSW{index_cfg.m},{sq}" if isinstance(index_cfg, HnswIndexConfig) else sq
-            hn = index_cfg if isinstance(index_cfg, HnswIndexConfig) else HnswIndexConfig()
             if direct:
                 self._affine = 127.0 / max(float(np.abs(reduced).max()), 1e-30)
             space = Space.l2 if direct else self.inner_space
-            inner = FaissFloatIndex(d, space, spec, ef=hn.ef, ef_construction=hn.ef_construction, threads=self.threads)
+            inner = FaissFloatIndex(d, space, sq, threads=self.threads)
             inner.train(self.encode_reduced(reduced))
         elif isinstance(index_cfg, HnswIndexConfig):
             inner = HnswIndex(
@@ -323,8 +329,10 @@ class EncodedIndex:
     def search_one(self, query: F32, k: int, params: IndexParams) -> tuple[I64, F32] | None:
         """One unfiltered query: (labels, approximate scores), or None when the index cannot fill k."""
         inner = self.inner
-        if self.asymmetric or not isinstance(inner, (FaissFloatIndex, BinaryIndex, HnswIndex, IvfPqIndex)):
+        if self.asymmetric or not isinstance(inner, (FaissFloatIndex, BinaryIndex, HnswIndex, IvfPqIndex, GraphIndex)):
             return None
+        if isinstance(inner, GraphIndex):
+            return inner.search_one(self.encode(query, queries=True), k, params.ef)
         if isinstance(inner, HnswIndex):
             got = inner.search_one(self.encode(query, queries=True), k, params.ef)
             if got is None:
@@ -335,6 +343,21 @@ class EncodedIndex:
         if labels[-1] < 0:
             return None
         return labels, hits.scores[0]
+
+    @property
+    def reranks_natively(self) -> bool:
+        """Whether `search_reranked` can rescore from float32 rows inside the graph's own call."""
+        return isinstance(self.inner, GraphIndex) and self._int8_rows is None
+
+    def search_reranked(
+        self, query: F32, k: int, candidates: int, params: IndexParams, rows: npt.NDArray[np.float32]
+    ) -> tuple[I64, F32] | None:
+        """One unfiltered query whose `candidates` best by code are rescored exactly from `rows` (float32 by
+        label) in one native call: (labels, exact scores), or None when the index cannot fill k."""
+        assert isinstance(self.inner, GraphIndex)
+        encoded = self.encode(query, queries=True)
+        full = None if self.reducer is None else query.reshape(1, -1)
+        return self.inner.search_one(encoded, k, params.ef, rows, full, candidates)
 
     # -- Matryoshka funnels --------------------------------------------------------------------
 
@@ -409,6 +432,8 @@ class EncodedIndex:
             idx.inner = FaissFloatIndex.load(inner_dir, threads=threads)
         elif kind == "BinaryIndex":
             idx.inner = BinaryIndex.load(inner_dir, threads=threads)
+        elif kind == "GraphIndex":
+            idx.inner = GraphIndex.load(inner_dir, threads=threads)
         return idx
 
     def memory(self) -> dict[str, int]:

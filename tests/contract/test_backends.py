@@ -11,6 +11,7 @@ import pytest
 from index.backends.base import IndexParams, Space, VectorIndex
 from index.backends.faiss_float import FaissFloatIndex
 from index.backends.flat import FlatIndex
+from index.backends.graph import GraphIndex
 from index.backends.hnsw import HnswIndex
 from index.backends.ivfpq import IvfPqIndex
 from tests.synth import exact_topk, recall, split
@@ -26,6 +27,8 @@ BACKENDS: dict[str, tuple[Factory, Callable[[Path], VectorIndex], float]] = {
     "ivf_pq": (lambda s: IvfPqIndex(DIM, s, nbits=4, m=16, nprobe=16), IvfPqIndex.load, 0.50),
     "faiss_hnsw_sq8": (lambda s: FaissFloatIndex(DIM, s, "HNSW16,SQ8", ef=64), FaissFloatIndex.load, 0.85),
     "faiss_flat": (lambda s: FaissFloatIndex(DIM, s, "Flat"), FaissFloatIndex.load, 1.0),
+    "graph_int8": (lambda s: GraphIndex(DIM, s, "int8", ef_construction=64, ef=64), GraphIndex.load, 0.90),
+    "graph_f32": (lambda s: GraphIndex(DIM, s, "float32", ef_construction=64, ef=64), GraphIndex.load, 0.95),
 }
 
 

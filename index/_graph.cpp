@@ -1,0 +1,930 @@
+// An HNSW graph over compact codes: int8 (per-dimension affine) or float32 vectors.
+//
+// Why not hnswlib: hnswlib stores float32 only, interleaved with the links. Here the codes live in their
+// own array (384 B per MiniLM vector as int8, a quarter of float32), the query is scored against them
+// asymmetrically (float query, int8 codes, the per-dimension step folded into the query once), and the
+// SIMD kernels are picked at run time for the CPU (AVX-512, AVX2+FMA or plain C++).
+//
+// Concurrency: `add` inserts with several threads and per-node locks, as hnswlib does; searches do not
+// lock, so the Python side never runs a search concurrently with `add`, `resize` or `set_state`
+// (index/backends/graph.py holds a read-write lock).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <immintrin.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+// ---- distance kernels -------------------------------------------------------------------------
+
+using DotI8 = int32_t (*)(const int16_t*, const int8_t*, int);
+using DotF32 = float (*)(const float*, const float*, int);
+
+int32_t dot_i8_plain(const int16_t* q, const int8_t* c, int d) {
+    int32_t s = 0;
+    for (int i = 0; i < d; ++i) s += static_cast<int32_t>(q[i]) * c[i];
+    return s;
+}
+
+float dot_f32_plain(const float* q, const float* x, int d) {
+    float s = 0.f;
+    for (int i = 0; i < d; ++i) s += q[i] * x[i];
+    return s;
+}
+
+// int16 query x int8 codes: madd multiplies and sums pairs into int32 lanes, twice the work per
+// instruction of a float conversion. `prepare` bounds sum |q| * 128 below 2^31, so no sum overflows.
+__attribute__((target("avx2"))) int32_t dot_i8_avx2(const int16_t* q, const int8_t* c, int d) {
+    __m256i acc = _mm256_setzero_si256();
+    int i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m256i cv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i)));
+        __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(qv, cv));
+    }
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s4 = _mm_hadd_epi32(s4, s4);
+    s4 = _mm_hadd_epi32(s4, s4);
+    int32_t s = _mm_cvtsi128_si32(s4);
+    for (; i < d; ++i) s += static_cast<int32_t>(q[i]) * c[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* q, const float* x, int d) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= d; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    a0 = _mm256_add_ps(a0, a1);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    s4 = _mm_hadd_ps(s4, s4);
+    s4 = _mm_hadd_ps(s4, s4);
+    float s = _mm_cvtss_f32(s4);
+    for (; i < d; ++i) s += q[i] * x[i];
+    return s;
+}
+
+__attribute__((target("avx512f,avx512bw"))) int32_t dot_i8_avx512(const int16_t* q, const int8_t* c, int d) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+    int i = 0;
+    for (; i + 64 <= d; i += 64) {
+        __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i)));
+        __m512i c1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i + 32)));
+        a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_loadu_si512(q + i), c0));
+        a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_loadu_si512(q + i + 32), c1));
+    }
+    for (; i + 32 <= d; i += 32) {
+        __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i)));
+        a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_loadu_si512(q + i), c0));
+    }
+    int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1));
+    for (; i < d; ++i) s += static_cast<int32_t>(q[i]) * c[i];
+    return s;
+}
+
+__attribute__((target("avx512f"))) float dot_f32_avx512(const float* q, const float* x, int d) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= d; i += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+    }
+    for (; i + 16 <= d; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(x + i), a0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    for (; i < d; ++i) s += q[i] * x[i];
+    return s;
+}
+
+// 8-bit query x int8 codes with AVX-512 VNNI: dpbusd multiplies unsigned by signed bytes, so the codes
+// are flipped to unsigned (c + 128) and 128 * sum(q) is subtracted afterwards (`Prepared::corr`).
+// Four times the work per instruction of the int16 path; rounding the query to 8 bits changed no
+// recall@10 on pypi-minilm (benchmarks/COMPRESSION.md).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_q8_vnni(const int8_t* q, const int8_t* c, int d) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+    int i = 0;
+    for (; i + 128 <= d; i += 128) {
+        __m512i c0 = _mm512_xor_si512(_mm512_loadu_si512(c + i), flip);
+        __m512i c1 = _mm512_xor_si512(_mm512_loadu_si512(c + i + 64), flip);
+        a0 = _mm512_dpbusd_epi32(a0, c0, _mm512_loadu_si512(q + i));
+        a1 = _mm512_dpbusd_epi32(a1, c1, _mm512_loadu_si512(q + i + 64));
+    }
+    for (; i + 64 <= d; i += 64)
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(c + i), flip), _mm512_loadu_si512(q + i));
+    int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1));
+    for (; i < d; ++i) s += (static_cast<int32_t>(c[i]) + 128) * q[i];
+    return s;
+}
+
+using DotQ8 = int32_t (*)(const int8_t*, const int8_t*, int);
+
+struct Kernels {
+    DotI8 i8;
+    DotF32 f32;
+    std::string name;
+    DotQ8 q8 = nullptr;  // preferred over `i8` where the CPU has it
+};
+
+Kernels pick_kernels() {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+        if (__builtin_cpu_supports("avx512vnni")) return {dot_i8_avx512, dot_f32_avx512, "avx512-vnni", dot_q8_vnni};
+        return {dot_i8_avx512, dot_f32_avx512, "avx512"};
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {dot_i8_avx2, dot_f32_avx2, "avx2"};
+    return {dot_i8_plain, dot_f32_plain, "plain"};
+}
+
+inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+
+// ---- memory ------------------------------------------------------------------------------------
+
+// Large arrays go on 2 MiB pages where the kernel allows it (THP in "madvise" mode is common): a search
+// touches about a thousand random codes, and with 4 KiB pages each is also a TLB miss.
+template <class T>
+struct HugeAlloc {
+    using value_type = T;
+    HugeAlloc() = default;
+    template <class U>
+    HugeAlloc(const HugeAlloc<U>&) {}
+    static constexpr size_t kHuge = size_t{1} << 21;
+    T* allocate(size_t n) {
+        size_t bytes = n * sizeof(T);
+        if (bytes < kHuge) {
+            void* p = std::malloc(bytes ? bytes : 1);
+            if (!p) throw std::bad_alloc();
+            return static_cast<T*>(p);
+        }
+        bytes = (bytes + kHuge - 1) & ~(kHuge - 1);
+        void* p = std::aligned_alloc(kHuge, bytes);
+        if (!p) throw std::bad_alloc();
+        madvise(p, bytes, MADV_HUGEPAGE);
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t) noexcept { std::free(p); }
+    template <class U>
+    bool operator==(const HugeAlloc<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const HugeAlloc<U>&) const { return false; }
+};
+
+template <class T>
+using HugeVec = std::vector<T, HugeAlloc<T>>;
+
+// ---- per-search scratch ---------------------------------------------------------------------
+
+using Pair = std::pair<float, int32_t>;  // (distance, node); lower distance is closer
+struct Closer {
+    bool operator()(const Pair& a, const Pair& b) const { return a.first > b.first; }
+};
+
+// A search's visited marks (an epoch per node, so nothing is cleared between searches) and heap storage.
+struct Visited {
+    std::vector<uint16_t> mark;
+    uint16_t epoch = 0;
+    std::vector<Pair> cand, top;
+    std::vector<float> pool_d;  // the sorted beam of `beam_search`
+    std::vector<int32_t> pool_id;
+    std::vector<uint8_t> pool_done;
+    void begin(size_t n) {
+        if (mark.size() < n) mark.assign(n, 0), epoch = 0;
+        if (++epoch == 0) std::fill(mark.begin(), mark.end(), 0), epoch = 1;
+        cand.clear();
+        top.clear();
+    }
+    bool test_and_set(int32_t id) {
+        if (mark[id] == epoch) return true;
+        mark[id] = epoch;
+        return false;
+    }
+};
+
+class Graph {
+  public:
+    Graph(int dim, const std::string& metric, const std::string& codec, int m, int ef_construction, uint64_t seed)
+        : dim_(dim), m_(m), m0_(2 * m), efc_(ef_construction), seed_(seed), rng_(seed) {
+        if (dim < 1 || m < 2 || m > 100 || ef_construction < 1) throw std::invalid_argument("bad graph parameters");
+        if (metric != "ip" && metric != "l2") throw std::invalid_argument("metric must be 'ip' or 'l2'");
+        if (codec != "int8" && codec != "float32") throw std::invalid_argument("codec must be 'int8' or 'float32'");
+        l2_ = metric == "l2";
+        int8_ = codec == "int8";
+        mult_ = 1.0 / std::log(static_cast<double>(m));
+        k_ = pick_kernels();
+        offset_.assign(dim, 0.f);
+        delta_.assign(dim, 1.f);
+    }
+
+    // -- configuration ------------------------------------------------------------------------
+
+    void set_int8_params(py::array_t<float, py::array::c_style | py::array::forcecast> offset,
+                         py::array_t<float, py::array::c_style | py::array::forcecast> delta) {
+        if (offset.size() != dim_ || delta.size() != dim_) throw std::invalid_argument("offset/delta must have dim entries");
+        std::memcpy(offset_.data(), offset.data(), sizeof(float) * dim_);
+        std::memcpy(delta_.data(), delta.data(), sizeof(float) * dim_);
+    }
+
+    size_t size() const { return n_; }
+    size_t capacity() const { return cap_; }
+    size_t deleted_count() const { return n_deleted_; }
+    int max_level() const { return max_level_; }
+    const std::string& kernel() const { return k_.name; }
+
+    void resize(size_t cap) {
+        if (cap < n_) throw std::invalid_argument("capacity below the current size");
+        links0_.resize(cap * (m0_ + 1));
+        if (int8_) c8_.resize(cap * dim_);
+        else f32_.resize(cap * dim_);
+        if (l2_) norm2_.resize(cap);
+        level_.resize(cap);
+        upper_.resize(cap);
+        labels_.resize(cap);
+        deleted_.resize(cap);
+        cap_ = cap;
+    }
+
+    // -- writes -------------------------------------------------------------------------------
+
+    // Inserts rows; `vectors` are the float vectors the codes encode (the insertion queries).
+    void add(py::array_t<float, py::array::c_style | py::array::forcecast> vectors,
+             py::object codes_in, py::array_t<int64_t, py::array::c_style | py::array::forcecast> labels, int threads) {
+        auto v = vectors.unchecked<2>();
+        const size_t n = static_cast<size_t>(v.shape(0));
+        if (v.shape(1) != dim_ || static_cast<size_t>(labels.size()) != n) throw std::invalid_argument("shape mismatch");
+        py::array_t<int8_t, py::array::c_style | py::array::forcecast> codes;
+        if (int8_) {
+            codes = py::array_t<int8_t, py::array::c_style | py::array::forcecast>::ensure(codes_in);
+            if (!codes || codes.ndim() != 2 || static_cast<size_t>(codes.shape(0)) != n || codes.shape(1) != dim_)
+                throw std::invalid_argument("int8 codes must be [n, dim]");
+        }
+        if (n > 0 && n_ > 0 && labels.data()[0] <= labels_[n_ - 1]) throw std::invalid_argument("labels must increase");
+        for (size_t i = 1; i < n; ++i)
+            if (labels.data()[i] <= labels.data()[i - 1]) throw std::invalid_argument("labels must increase");
+        if (n_ + n > cap_) resize(std::max(n_ + n, 2 * cap_));
+        const size_t first = n_;
+        const float* vp = vectors.data();
+        const int64_t* lp = labels.data();
+        for (size_t i = 0; i < n; ++i) {  // codes and labels first: a searched neighbour is always complete
+            size_t id = first + i;
+            labels_[id] = lp[i];
+            deleted_[id] = 0;
+            level_[id] = draw_level();
+            if (level_[id] > 0) upper_[id].assign(static_cast<size_t>(level_[id]) * (m_ + 1), 0);
+            else upper_[id].clear();
+            links0_[id * (m0_ + 1)] = 0;
+            if (int8_) {
+                std::memcpy(&c8_[id * dim_], codes.data() + i * dim_, dim_);
+            } else {
+                std::memcpy(&f32_[id * dim_], vp + i * dim_, sizeof(float) * dim_);
+            }
+            if (l2_) norm2_[id] = self_dot(static_cast<int32_t>(id));
+        }
+        n_ += n;
+        {
+            py::gil_scoped_release nogil;
+            std::atomic<size_t> next{0};
+            auto work = [&]() {
+                Visited vis;
+                QueryBuf qbuf(dim_);
+                for (size_t i = next++; i < n; i = next++) insert(static_cast<int32_t>(first + i), vp + i * dim_, vis, qbuf);
+            };
+            int t = std::max(1, std::min<int>(threads, static_cast<int>(n / 64) + 1));
+            if (entry_ < 0 && n > 0) {  // the first node becomes the entry point before threads start
+                Visited vis;
+                QueryBuf qbuf(dim_);
+                insert(static_cast<int32_t>(first), vp, vis, qbuf);
+                next = 1;
+            }
+            std::vector<std::thread> pool;
+            for (int i = 1; i < t; ++i) pool.emplace_back(work);
+            work();
+            for (auto& th : pool) th.join();
+        }
+    }
+
+    // Positions of labels (-1 where absent); labels are added in increasing order, so a binary search.
+    py::array_t<int64_t> positions(py::array_t<int64_t, py::array::c_style | py::array::forcecast> labels) const {
+        py::array_t<int64_t> out(labels.size());
+        const int64_t* lp = labels.data();
+        int64_t* op = out.mutable_data();
+        auto first = labels_.begin(), last = labels_.begin() + static_cast<std::ptrdiff_t>(n_);
+        for (py::ssize_t i = 0; i < labels.size(); ++i) {
+            auto it = std::lower_bound(first, last, lp[i]);
+            op[i] = (it != last && *it == lp[i]) ? static_cast<int64_t>(it - first) : -1;
+        }
+        return out;
+    }
+
+    // Tombstones internal positions: still traversed, never returned.
+    size_t mark_deleted(py::array_t<int64_t, py::array::c_style | py::array::forcecast> positions) {
+        size_t newly = 0;
+        for (py::ssize_t i = 0; i < positions.size(); ++i) {
+            int64_t p = positions.data()[i];
+            if (p < 0 || static_cast<size_t>(p) >= n_) continue;
+            if (!deleted_[p]) deleted_[p] = 1, ++newly;
+        }
+        n_deleted_ += newly;
+        return newly;
+    }
+
+    // -- reads --------------------------------------------------------------------------------
+
+    // Top k per query as (labels, scores), higher score is better (ip: the inner product, l2: minus the
+    // squared distance), padded with -1 / -inf. `allowed` is an optional byte mask over positions.
+    //
+    // With `rerank` (float32 rows indexed by label, e.g. the collection's vector file, memory-mapped or
+    // not) the walk keeps `candidates` nodes and they are rescored exactly against `rerank_queries` (the
+    // full-length queries when the graph holds reduced vectors); the scores returned are then exact.
+    using F32Arr = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+    std::pair<py::array_t<int64_t>, py::array_t<float>> search(F32Arr queries, int k, int ef, py::object allowed,
+                                                               int threads, py::object rerank, py::object rerank_queries,
+                                                               int candidates) {
+        auto q = queries.unchecked<2>();
+        if (q.shape(1) != dim_) throw std::invalid_argument("query dimension mismatch");
+        const size_t nq = static_cast<size_t>(q.shape(0));
+        if (k < 1) throw std::invalid_argument("k must be >= 1");
+        const uint8_t* mask = nullptr;
+        py::array_t<uint8_t, py::array::c_style | py::array::forcecast> mask_arr;
+        if (!allowed.is_none()) {
+            mask_arr = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(allowed);
+            if (!mask_arr || static_cast<size_t>(mask_arr.size()) < n_) throw std::invalid_argument("allowed mask too short");
+            mask = mask_arr.data();
+        }
+        // the rerank rows are only read: a read-only buffer (a memory map opened "r") is fine
+        py::buffer_info rows;
+        const float* rq = nullptr;
+        int rdim = 0;
+        F32Arr rq_arr;
+        if (!rerank.is_none()) {
+            rows = py::reinterpret_borrow<py::buffer>(rerank).request();
+            if (rows.ndim != 2 || rows.itemsize != 4 || rows.format != py::format_descriptor<float>::format() ||
+                rows.strides[1] != 4 || rows.strides[0] != rows.shape[1] * 4)
+                throw std::invalid_argument("rerank rows must be a C-contiguous float32 [rows, dim] array");
+            rdim = static_cast<int>(rows.shape[1]);
+            rq_arr = rerank_queries.is_none() ? queries : F32Arr::ensure(rerank_queries);
+            if (!rq_arr || rq_arr.ndim() != 2 || static_cast<size_t>(rq_arr.shape(0)) != nq || rq_arr.shape(1) != rdim)
+                throw std::invalid_argument("rerank queries must be [nq, rerank dim]");
+            rq = rq_arr.data();
+        }
+        py::array_t<int64_t> out_l({nq, static_cast<size_t>(k)});
+        py::array_t<float> out_s({nq, static_cast<size_t>(k)});
+        int64_t* lp = out_l.mutable_data();
+        float* sp = out_s.mutable_data();
+        const float* qp = queries.data();
+        const int keep = rq ? std::max(k, candidates) : k;
+        ef = std::max(ef, keep);
+        {
+            py::gil_scoped_release nogil;
+            std::atomic<size_t> next{0};
+            auto work = [&]() {
+                std::unique_ptr<Visited> vis = take_visited();
+                QueryBuf qbuf(dim_);
+                std::vector<Pair> res;
+                for (size_t i = next++; i < nq; i = next++) {
+                    search_one(qp + i * dim_, keep, ef, mask, *vis, qbuf, res);
+                    int got = static_cast<int>(res.size());
+                    if (rq) {
+                        got = rescore(rq + i * rdim, static_cast<const float*>(rows.ptr), rows.shape[0], rdim, res, k);
+                        for (int j = 0; j < got; ++j) {
+                            lp[i * k + j] = labels_[res[j].second];
+                            sp[i * k + j] = -res[j].first;
+                        }
+                    } else {
+                        for (int j = 0; j < got; ++j) {
+                            lp[i * k + j] = labels_[res[j].second];
+                            sp[i * k + j] = score_of(res[j].first);
+                        }
+                    }
+                    for (int j = got; j < k; ++j) {
+                        lp[i * k + j] = -1;
+                        sp[i * k + j] = -std::numeric_limits<float>::infinity();
+                    }
+                }
+                give_visited(std::move(vis));
+            };
+            int t = std::max(1, std::min<int>(threads, static_cast<int>(nq)));
+            std::vector<std::thread> pool;
+            for (int i = 1; i < t; ++i) pool.emplace_back(work);
+            work();
+            for (auto& th : pool) th.join();
+        }
+        return {out_l, out_s};
+    }
+
+    // -- persistence --------------------------------------------------------------------------
+
+    py::dict get_state() const {
+        py::dict st;
+        const size_t n = n_;
+        auto arr = [](auto* src, std::vector<py::ssize_t> shape) {
+            using T = std::remove_const_t<std::remove_pointer_t<decltype(src)>>;
+            py::array_t<T> a(shape);
+            size_t count = 1;
+            for (auto s : shape) count *= static_cast<size_t>(s);
+            if (count) std::memcpy(a.mutable_data(), src, sizeof(T) * count);
+            return a;
+        };
+        st["links0"] = arr(links0_.data(), {static_cast<py::ssize_t>(n), m0_ + 1});
+        st["levels"] = arr(level_.data(), {static_cast<py::ssize_t>(n)});
+        st["labels"] = arr(labels_.data(), {static_cast<py::ssize_t>(n)});
+        st["deleted"] = arr(deleted_.data(), {static_cast<py::ssize_t>(n)});
+        std::vector<int32_t> flat;
+        for (size_t i = 0; i < n; ++i) flat.insert(flat.end(), upper_[i].begin(), upper_[i].end());
+        st["upper"] = arr(flat.data(), {static_cast<py::ssize_t>(flat.size())});
+        if (int8_) st["codes"] = arr(c8_.data(), {static_cast<py::ssize_t>(n), dim_});
+        else st["codes"] = arr(f32_.data(), {static_cast<py::ssize_t>(n), dim_});
+        st["entry"] = entry_.load();
+        st["max_level"] = max_level_.load();
+        return st;
+    }
+
+    void set_state(const py::dict& st) {
+        auto links0 = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(st["links0"]);
+        auto levels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(st["levels"]);
+        auto labels = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(st["labels"]);
+        auto deleted = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(st["deleted"]);
+        auto upper = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(st["upper"]);
+        const size_t n = static_cast<size_t>(labels.size());
+        if (static_cast<size_t>(links0.size()) != n * (m0_ + 1) || static_cast<size_t>(levels.size()) != n ||
+            static_cast<size_t>(deleted.size()) != n)
+            throw std::invalid_argument("inconsistent graph state");
+        n_ = 0;
+        resize(std::max<size_t>(n, 1024));
+        std::memcpy(links0_.data(), links0.data(), sizeof(int32_t) * links0.size());
+        std::memcpy(labels_.data(), labels.data(), sizeof(int64_t) * n);
+        std::memcpy(level_.data(), levels.data(), n);
+        std::memcpy(deleted_.data(), deleted.data(), n);
+        size_t pos = 0;
+        n_deleted_ = 0;
+        for (size_t i = 0; i < n; ++i) {
+            size_t len = static_cast<size_t>(level_[i]) * (m_ + 1);
+            if (pos + len > static_cast<size_t>(upper.size())) throw std::invalid_argument("truncated upper links");
+            upper_[i].assign(upper.data() + pos, upper.data() + pos + len);
+            pos += len;
+            n_deleted_ += deleted_[i] ? 1 : 0;
+        }
+        if (int8_) {
+            auto c = py::array_t<int8_t, py::array::c_style | py::array::forcecast>::ensure(st["codes"]);
+            if (!c || static_cast<size_t>(c.size()) != n * dim_) throw std::invalid_argument("codes shape mismatch");
+            std::memcpy(c8_.data(), c.data(), n * dim_);
+        } else {
+            auto c = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(st["codes"]);
+            if (!c || static_cast<size_t>(c.size()) != n * dim_) throw std::invalid_argument("codes shape mismatch");
+            std::memcpy(f32_.data(), c.data(), sizeof(float) * n * dim_);
+        }
+        n_ = n;
+        if (l2_)
+            for (size_t i = 0; i < n; ++i) norm2_[i] = self_dot(static_cast<int32_t>(i));
+        entry_ = st["entry"].cast<int32_t>();
+        max_level_ = st["max_level"].cast<int>();
+        if (entry_ >= static_cast<int32_t>(n) || (n > 0 && entry_ < 0)) throw std::invalid_argument("bad entry point");
+        rng_.seed(seed_ + n);
+    }
+
+    // Bytes held, by part: links (both layers), codes, labels and flags.
+    py::dict memory() const {
+        size_t upper = 0;
+        for (const auto& u : upper_) upper += u.capacity() * sizeof(int32_t) + sizeof(u);
+        py::dict out;
+        out["graph"] = links0_.capacity() * sizeof(int32_t) + upper + level_.capacity() + sizeof(locks_);
+        out["codes"] = c8_.capacity() + f32_.capacity() * sizeof(float) + norm2_.capacity() * sizeof(float);
+        out["ids"] = labels_.capacity() * sizeof(int64_t) + deleted_.capacity();
+        return out;
+    }
+
+  private:
+    // A query prepared for the codec. int8 folds the per-dimension step into the query and the offset into
+    // one bias, q . decode(c) = bias + (q * delta) . c, and rounds q * delta to integers so the dot product
+    // runs in integers: 8 bits with VNNI, else 16 (relative error 2^-15 of its largest entry).
+    struct Prepared {
+        const float* q;
+        const int16_t* q16 = nullptr;  // the int16 query, or ...
+        const int8_t* q8 = nullptr;    // ... the 8-bit one (VNNI)
+        int32_t corr = 0;
+        float unscale = 1.f;
+        float bias = 0.f;
+        float qn = 0.f;
+    };
+
+    struct QueryBuf {
+        std::vector<float> f;
+        std::vector<int16_t> i;
+        std::vector<int8_t> b;
+        explicit QueryBuf(int d) : f(d), i(d), b(d) {}
+    };
+
+    Prepared prepare(const float* query, QueryBuf& buf) const {
+        Prepared p{query};
+        if (int8_) {
+            float bias = 0.f, top = 0.f, total = 0.f;
+            for (int i = 0; i < dim_; ++i) {
+                buf.f[i] = query[i] * delta_[i];
+                bias += query[i] * offset_[i];
+                top = std::max(top, std::fabs(buf.f[i]));
+                total += std::fabs(buf.f[i]);
+            }
+            float scale = 1.f;
+            if (k_.q8) {
+                scale = top > 0.f ? 127.f / top : 1.f;
+                int32_t sum = 0;
+                for (int i = 0; i < dim_; ++i) buf.b[i] = static_cast<int8_t>(std::lrint(buf.f[i] * scale)), sum += buf.b[i];
+                p.q8 = buf.b.data();
+                p.corr = 128 * sum;
+            } else {
+                // the largest entry maps to 32767 unless sum |q16| * 128 could overflow the int32 sums
+                scale = top > 0.f ? std::min(32767.f / top, 1.6e7f / total) : 1.f;
+                for (int i = 0; i < dim_; ++i) buf.i[i] = static_cast<int16_t>(std::lrint(buf.f[i] * scale));
+                p.q16 = buf.i.data();
+            }
+            p.unscale = 1.f / scale;
+            p.bias = bias;
+        }
+        if (l2_) p.qn = k_.f32(query, query, dim_);
+        return p;
+    }
+
+    inline float dot(const Prepared& p, int32_t id) const {
+        if (!int8_) return k_.f32(p.q, &f32_[static_cast<size_t>(id) * dim_], dim_);
+        const int8_t* c = &c8_[static_cast<size_t>(id) * dim_];
+        const int32_t raw = p.q8 ? k_.q8(p.q8, c, dim_) - p.corr : k_.i8(p.q16, c, dim_);
+        return p.bias + p.unscale * static_cast<float>(raw);
+    }
+
+    inline float dist(const Prepared& p, int32_t id) const {
+        float d = dot(p, id);
+        return l2_ ? p.qn + norm2_[id] - 2.f * d : -d;
+    }
+
+    float score_of(float distance) const { return l2_ ? -std::max(distance, 0.f) : -distance; }
+
+    float self_dot(int32_t id) const {
+        std::vector<float> buf(dim_);
+        decode(id, buf.data());
+        return k_.f32(buf.data(), buf.data(), dim_);
+    }
+
+    void decode(int32_t id, float* out) const {
+        if (int8_) {
+            const int8_t* c = &c8_[static_cast<size_t>(id) * dim_];
+            for (int i = 0; i < dim_; ++i) out[i] = offset_[i] + delta_[i] * static_cast<float>(c[i]);
+        } else {
+            std::memcpy(out, &f32_[static_cast<size_t>(id) * dim_], sizeof(float) * dim_);
+        }
+    }
+
+    inline void prefetch_codes(int32_t id) const {
+        const char* p = int8_ ? reinterpret_cast<const char*>(&c8_[static_cast<size_t>(id) * dim_])
+                              : reinterpret_cast<const char*>(&f32_[static_cast<size_t>(id) * dim_]);
+        const size_t bytes = static_cast<size_t>(dim_) * (int8_ ? 1 : 4);
+        for (size_t off = 0; off < bytes; off += 64) prefetch(p + off);
+    }
+
+    int32_t* links(int32_t id, int level) {
+        return level == 0 ? &links0_[static_cast<size_t>(id) * (m0_ + 1)] : &upper_[id][static_cast<size_t>(level - 1) * (m_ + 1)];
+    }
+    const int32_t* links(int32_t id, int level) const { return const_cast<Graph*>(this)->links(id, level); }
+
+    uint8_t draw_level() {
+        std::uniform_real_distribution<double> u(0.0, 1.0);
+        double r = -std::log(std::max(u(rng_), 1e-300)) * mult_;
+        return static_cast<uint8_t>(std::min(r, 30.0));
+    }
+
+    // Greedy walk down the upper layers to the closest node at layer `stop`.
+    int32_t descend(const Prepared& p, int32_t cur, float& cur_d, int top, int stop, bool locked) {
+        for (int level = top; level > stop; --level) {
+            bool changed = true;
+            while (changed) {
+                changed = false;
+                int32_t buf[256];
+                int cnt = copy_links(cur, level, buf, locked);
+                for (int j = 0; j < cnt; ++j) {
+                    float d = dist(p, buf[j]);
+                    if (d < cur_d) cur_d = d, cur = buf[j], changed = true;
+                }
+            }
+        }
+        return cur;
+    }
+
+    int copy_links(int32_t id, int level, int32_t* out, bool locked) {
+        std::unique_lock<std::mutex> lk;
+        if (locked) lk = std::unique_lock<std::mutex>(lock_of(id));
+        const int32_t* ll = links(id, level);
+        int cnt = ll[0];
+        std::memcpy(out, ll + 1, sizeof(int32_t) * cnt);
+        return cnt;
+    }
+
+    // Beam search on one layer. Results (closest first) come from `mask`-allowed, undeleted nodes
+    // when `filtered`; the walk itself goes through every node.
+    void search_layer(const Prepared& p, int32_t ep, float ep_d, int ef, int level, const uint8_t* mask, bool filtered,
+                      Visited& vis, bool locked, std::vector<Pair>& out) {
+        vis.begin(n_);
+        vis.test_and_set(ep);
+        std::vector<Pair>& cand = vis.cand;  // min-heap on distance (Closer), closest first
+        std::vector<Pair>& top = vis.top;    // max-heap, farthest kept result first
+        auto ok = [&](int32_t id) { return !filtered || (!deleted_[id] && (mask == nullptr || mask[id])); };
+        if (ok(ep)) top.emplace_back(ep_d, ep);
+        cand.emplace_back(ep_d, ep);
+        float bound = top.empty() ? std::numeric_limits<float>::infinity() : ep_d;
+        int32_t fresh[256];
+        int32_t buf[256];
+        const size_t uef = static_cast<size_t>(ef);
+        while (!cand.empty()) {
+            Pair c = cand.front();
+            if (c.first > bound && top.size() >= uef) break;
+            std::pop_heap(cand.begin(), cand.end(), Closer{});
+            cand.pop_back();
+            if (!cand.empty() && level == 0) prefetch(&links0_[static_cast<size_t>(cand.front().second) * (m0_ + 1)]);
+            int cnt = copy_links(c.second, level, buf, locked);
+            int nf = 0;
+            for (int j = 0; j < cnt; ++j) {
+                int32_t nb = buf[j];
+                if (!vis.test_and_set(nb)) fresh[nf++] = nb, prefetch_codes(nb);
+            }
+            for (int j = 0; j < nf; ++j) {
+                int32_t nb = fresh[j];
+                float d = dist(p, nb);
+                if (top.size() < uef || d < bound) {
+                    cand.emplace_back(d, nb);
+                    std::push_heap(cand.begin(), cand.end(), Closer{});
+                    if (ok(nb)) {
+                        top.emplace_back(d, nb);
+                        std::push_heap(top.begin(), top.end());
+                        if (top.size() > uef) std::pop_heap(top.begin(), top.end()), top.pop_back();
+                        bound = top.front().first;
+                    }
+                }
+            }
+        }
+        std::sort_heap(top.begin(), top.end());
+        out.assign(top.begin(), top.end());
+    }
+
+    // Exact scores of the candidates from their float32 rows; keeps the best k, best first, as
+    // (minus the score, position). Candidates whose label has no row are dropped.
+    int rescore(const float* query, const float* rows, py::ssize_t n_rows, int d, std::vector<Pair>& res, int k) const {
+        for (const Pair& r : res) {
+            int64_t lab = labels_[r.second];
+            if (lab < 0 || lab >= n_rows) continue;
+            const char* row = reinterpret_cast<const char*>(rows + static_cast<size_t>(lab) * d);
+            for (int off = 0; off < d * 4; off += 64) prefetch(row + off);
+        }
+        const float qn = l2_ ? k_.f32(query, query, d) : 0.f;
+        size_t w = 0;
+        for (const Pair& r : res) {
+            int64_t lab = labels_[r.second];
+            if (lab < 0 || lab >= n_rows) continue;
+            const float* row = rows + static_cast<size_t>(lab) * d;
+            float dot = k_.f32(query, row, d);
+            float score = l2_ ? -(qn + k_.f32(row, row, d) - 2.f * dot) : dot;
+            res[w++] = Pair(-score, r.second);
+        }
+        res.resize(w);
+        const size_t kk = std::min<size_t>(w, static_cast<size_t>(k));
+        std::partial_sort(res.begin(), res.begin() + kk, res.end());
+        res.resize(kk);
+        return static_cast<int>(kk);
+    }
+
+    // Level-0 search without filters or tombstones: one sorted array of the ef best nodes so far, each
+    // flagged once expanded, instead of a candidate heap plus a result heap. It expands the same nodes
+    // as `search_layer` (the closest unexpanded one, until every node in the beam is expanded) with
+    // fewer branches and no heap upkeep.
+    void beam_search(const Prepared& p, int32_t ep, float ep_d, int ef, Visited& vis, std::vector<Pair>& out) {
+        vis.begin(n_);
+        vis.test_and_set(ep);
+        const int cap = ef;
+        vis.pool_d.resize(cap + 1);
+        vis.pool_id.resize(cap + 1);
+        vis.pool_done.resize(cap + 1);
+        float* pd = vis.pool_d.data();
+        int32_t* pi = vis.pool_id.data();
+        uint8_t* pf = vis.pool_done.data();
+        int size = 1, cursor = 0;
+        pd[0] = ep_d, pi[0] = ep, pf[0] = 0;
+        int32_t fresh[256];
+        while (cursor < size) {
+            const int32_t node = pi[cursor];
+            pf[cursor] = 1;
+            const int32_t* ll = &links0_[static_cast<size_t>(node) * (m0_ + 1)];
+            const int cnt = ll[0];
+            int nf = 0;
+            for (int j = 1; j <= cnt; ++j) {
+                int32_t nb = ll[j];
+                if (!vis.test_and_set(nb)) fresh[nf++] = nb, prefetch_codes(nb);
+            }
+            int lowest = size;  // the first position that changed
+            for (int j = 0; j < nf; ++j) {
+                const float d = dist(p, fresh[j]);
+                if (size == cap && d >= pd[size - 1]) continue;
+                int pos = static_cast<int>(std::upper_bound(pd, pd + size, d) - pd);
+                const int move = (size == cap ? size - 1 : size) - pos;
+                if (move > 0) {
+                    std::memmove(pd + pos + 1, pd + pos, sizeof(float) * move);
+                    std::memmove(pi + pos + 1, pi + pos, sizeof(int32_t) * move);
+                    std::memmove(pf + pos + 1, pf + pos, move);
+                }
+                pd[pos] = d, pi[pos] = fresh[j], pf[pos] = 0;
+                if (size < cap) ++size;
+                lowest = std::min(lowest, pos);
+            }
+            cursor = std::min(cursor + 1, lowest);
+            while (cursor < size && pf[cursor]) ++cursor;
+        }
+        out.resize(size);
+        for (int i = 0; i < size; ++i) out[i] = Pair(pd[i], pi[i]);
+    }
+
+    void search_one(const float* query, int k, int ef, const uint8_t* mask, Visited& vis, QueryBuf& qbuf,
+                    std::vector<Pair>& res) {
+        res.clear();
+        if (entry_ < 0 || n_ == 0) return;
+        Prepared p = prepare(query, qbuf);
+        float d = dist(p, entry_);
+        int32_t cur = descend(p, entry_, d, max_level_, 0, false);
+        if (mask == nullptr && n_deleted_ == 0) beam_search(p, cur, d, ef, vis, res);
+        else search_layer(p, cur, d, ef, 0, mask, true, vis, false, res);
+        if (static_cast<int>(res.size()) > k) res.resize(k);
+    }
+
+    // hnswlib's neighbour heuristic: keep a candidate only if it is closer to the base than to every
+    // neighbour already kept, which spreads the links over directions.
+    void select(std::vector<Pair>& cands, int m, std::vector<float>& tmp) {
+        if (static_cast<int>(cands.size()) <= m) return;
+        std::sort(cands.begin(), cands.end());
+        std::vector<Pair> kept;
+        kept.reserve(m);
+        QueryBuf qb(dim_);
+        for (const Pair& c : cands) {
+            if (static_cast<int>(kept.size()) >= m) break;
+            decode(c.second, tmp.data());
+            Prepared p = prepare(tmp.data(), qb);
+            bool good = true;
+            for (const Pair& r : kept)
+                if (dist(p, r.second) < c.first) {
+                    good = false;
+                    break;
+                }
+            if (good) kept.push_back(c);
+        }
+        cands.swap(kept);
+    }
+
+    void insert(int32_t id, const float* vec, Visited& vis, QueryBuf& qbuf) {
+        std::vector<float> tmp(dim_);
+        Prepared p = prepare(vec, qbuf);
+        const int level = level_[id];
+        std::unique_lock<std::mutex> glob(global_);
+        if (entry_ < 0) {
+            entry_ = id;
+            max_level_ = level;
+            return;
+        }
+        int top = max_level_;
+        int32_t cur = entry_;
+        if (level <= top) glob.unlock();
+        float cur_d = dist(p, cur);
+        if (level < top) cur = descend(p, cur, cur_d, top, level, true);
+        std::vector<Pair> w;
+        for (int lc = std::min(level, top); lc >= 0; --lc) {
+            search_layer(p, cur, cur_d, efc_, lc, nullptr, false, vis, true, w);
+            cur = w.front().second, cur_d = w.front().first;
+            select(w, lc == 0 ? m0_ : m_, tmp);
+            connect(id, lc, w, tmp);
+        }
+        if (level > top) {
+            entry_ = id;
+            max_level_ = level;
+        }
+    }
+
+    void connect(int32_t id, int level, const std::vector<Pair>& chosen, std::vector<float>& tmp) {
+        const int cap = level == 0 ? m0_ : m_;
+        {
+            std::lock_guard<std::mutex> lk(lock_of(id));
+            int32_t* ll = links(id, level);
+            int cnt = 0;
+            for (const Pair& c : chosen)
+                if (c.second != id && cnt < cap) ll[1 + cnt++] = c.second;
+            ll[0] = cnt;
+        }
+        QueryBuf qb(dim_);
+        for (const Pair& c : chosen) {
+            int32_t nb = c.second;
+            if (nb == id) continue;
+            std::lock_guard<std::mutex> lk(lock_of(nb));
+            int32_t* ll = links(nb, level);
+            int cnt = ll[0];
+            bool present = false;
+            for (int j = 0; j < cnt; ++j) present |= ll[1 + j] == id;
+            if (present) continue;
+            if (cnt < cap) {
+                ll[1 + cnt] = id;
+                ll[0] = cnt + 1;
+                continue;
+            }
+            decode(nb, tmp.data());
+            Prepared pn = prepare(tmp.data(), qb);
+            std::vector<Pair> pool;
+            pool.reserve(cnt + 1);
+            pool.emplace_back(dist(pn, id), id);
+            for (int j = 0; j < cnt; ++j) pool.emplace_back(dist(pn, ll[1 + j]), ll[1 + j]);
+            std::vector<float> tmp2(dim_);
+            select(pool, cap, tmp2);
+            for (size_t j = 0; j < pool.size(); ++j) ll[1 + j] = pool[j].second;
+            ll[0] = static_cast<int32_t>(pool.size());
+        }
+    }
+
+    // Link lists are locked by stripe (never two at once), which costs a fixed 160 KB instead of a
+    // mutex per node.
+    std::mutex& lock_of(int32_t id) { return locks_[static_cast<uint32_t>(id) & (kStripes - 1)]; }
+
+    std::unique_ptr<Visited> take_visited() {
+        std::lock_guard<std::mutex> lk(pool_lock_);
+        if (pool_.empty()) return std::make_unique<Visited>();
+        auto v = std::move(pool_.back());
+        pool_.pop_back();
+        return v;
+    }
+
+    void give_visited(std::unique_ptr<Visited> v) {
+        std::lock_guard<std::mutex> lk(pool_lock_);
+        pool_.push_back(std::move(v));
+    }
+
+    int dim_, m_, m0_, efc_;
+    uint64_t seed_;
+    bool l2_ = false, int8_ = true;
+    double mult_;
+    std::mt19937_64 rng_;
+    Kernels k_;
+    std::vector<float> offset_, delta_;
+    size_t n_ = 0, cap_ = 0, n_deleted_ = 0;
+    HugeVec<int32_t> links0_;
+    std::vector<std::vector<int32_t>> upper_;
+    std::vector<uint8_t> level_;
+    std::vector<int64_t> labels_;
+    std::vector<uint8_t> deleted_;
+    HugeVec<int8_t> c8_;
+    HugeVec<float> f32_;
+    std::vector<float> norm2_;
+    static constexpr uint32_t kStripes = 4096;
+    std::mutex locks_[kStripes];
+    std::mutex global_;
+    std::atomic<int32_t> entry_{-1};
+    std::atomic<int> max_level_{-1};
+    std::mutex pool_lock_;
+    std::vector<std::unique_ptr<Visited>> pool_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_graph, mod) {
+    mod.doc() = "HNSW over int8 or float32 codes (see index/backends/graph.py)";
+    py::class_<Graph>(mod, "Graph")
+        .def(py::init<int, const std::string&, const std::string&, int, int, uint64_t>(), py::arg("dim"),
+             py::arg("metric"), py::arg("codec"), py::arg("m") = 16, py::arg("ef_construction") = 200,
+             py::arg("seed") = 100)
+        .def("set_int8_params", &Graph::set_int8_params, py::arg("offset"), py::arg("delta"))
+        .def("resize", &Graph::resize, py::arg("capacity"))
+        .def("add", &Graph::add, py::arg("vectors"), py::arg("codes"), py::arg("labels"), py::arg("threads") = 1)
+        .def("mark_deleted", &Graph::mark_deleted, py::arg("positions"))
+        .def("positions", &Graph::positions, py::arg("labels"))
+        .def("search", &Graph::search, py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("allowed") = py::none(),
+             py::arg("threads") = 1, py::arg("rerank") = py::none(), py::arg("rerank_queries") = py::none(),
+             py::arg("candidates") = 0)
+        .def("get_state", &Graph::get_state)
+        .def("set_state", &Graph::set_state, py::arg("state"))
+        .def("memory", &Graph::memory)
+        .def_property_readonly("size", &Graph::size)
+        .def_property_readonly("capacity", &Graph::capacity)
+        .def_property_readonly("deleted", &Graph::deleted_count)
+        .def_property_readonly("max_level", &Graph::max_level)
+        .def_property_readonly("kernel", &Graph::kernel);
+
+}
