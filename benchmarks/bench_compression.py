@@ -17,6 +17,8 @@ Sections (``--only``, comma-separated):
 * ``f`` LeanVec-OOD 128 (query sample = sample_kw) vs LeanVec-ID 128, flat, keyword and normal queries
 * ``g`` PCA-Matryoshka 128 vs plain truncation 128, flat: recall before rerank, rerank, and a funnel
 * ``h`` LeanVec-ID 128 HNSW, int8 rerank store, vectors on disk
+* ``i`` LeanVec-ID 384->128 with int8 codes of the reduced vectors (as SVS pairs LeanVec with LVQ-8), HNSW +
+  rerank; sweep ef x oversampling
 * baselines (``compression_baselines.py``): ``qdrant``, ``hnswlib``, ``pca``, ``binary``, ``sq8``
   (``baselines`` = all five)
 
@@ -100,7 +102,7 @@ Row = dict[str, Any]
 K = 10
 F32_BYTES = 384 * 4  # a float32 vector of this dataset (recomputed from the data in main)
 TARGET = 0.95
-NESTOR_SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "h")
+NESTOR_SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
 BASELINE_KEYS = ("qdrant", "hnswlib", "pca", "binary", "sq8")
 MEM_PARTS = ("vectors", "graph", "codes", "rerank", "transform", "ids", "payload")
 HNSW = HnswIndexConfig(m=16, ef_construction=200)
@@ -398,11 +400,22 @@ def section_d(ctx: Ctx, overs: Sequence[float]) -> None:
     _binary(ctx, "d", 2, "asymmetric", ("flat", "hnsw"), overs)
 
 
-def section_e(ctx: Ctx, efs: Sequence[int], overs: Sequence[float]) -> None:
-    """LeanVec-ID 384->128, hnswlib on the reduced vectors, rerank with the float32 vectors."""
-    label = "LeanVec-ID 128 HNSW + rerank"
-    cfg = _cfg(ctx.data, index=HNSW, reduce=LeanVecReduceConfig(dim=128, mode="id"))
-    b = ctx.build("e_leanvec_id", label, "e", cfg)
+def section_i(ctx: Ctx, efs: Sequence[int], overs: Sequence[float]) -> None:
+    """LeanVec-ID 384->128 with int8 codes of the reduced vectors in the graph, rerank with float32."""
+    section_e(ctx, efs, overs, int8=True)
+
+
+def section_e(ctx: Ctx, efs: Sequence[int], overs: Sequence[float], *, int8: bool = False) -> None:
+    """LeanVec-ID 384->128, Nestor's graph on the reduced vectors (float32, or int8 codes of them for
+    section i), rerank with the float32 vectors."""
+    label = "LeanVec-ID 128 int8 HNSW + rerank" if int8 else "LeanVec-ID 128 HNSW + rerank"
+    cfg = _cfg(
+        ctx.data,
+        index=HNSW,
+        reduce=LeanVecReduceConfig(dim=128, mode="id"),
+        quantize=Int8QuantizeConfig() if int8 else None,
+    )
+    b = ctx.build("i_leanvec_id_int8" if int8 else "e_leanvec_id", label, "i" if int8 else "e", cfg)
     try:
         for over in overs:
             for ef in efs:
@@ -610,16 +623,19 @@ def bars(nestor: list[Row], baselines: list[Row]) -> list[dict[str, Any]]:
             )
 
     # 3. LeanVec-ID 128 + rerank >= 1.5x full HNSW QPS at recall 0.95
-    bar = "LeanVec-ID 128 + rerank QPS >= 1.5x full HNSW QPS at recall@10=0.95"
-    lv = best_at_recall(_series(nestor, section="e"))
+    # (section e: float32 reduced vectors in the graph; section i: int8 codes of them, as SVS's LeanVec+LVQ)
     full = best_at_recall(_series(nestor, section="a"))
-    if not _series(nestor, section="e") or not _series(nestor, section="a"):
-        add(bar, None, "section a or e not run")
-    elif lv is None or full is None:
-        add(bar, False, f"recall 0.95 not reached: LeanVec {lv}, full HNSW {full}")
-    else:
-        ratio = lv[1]["qps"] / full[1]["qps"]
-        add(bar, ratio >= 1.5, f"ratio {ratio:.2f}x; {_fmt_q(lv[0], lv[1])}; {_fmt_q('full HNSW', full[1])}")
+    for sec in ("e", "i"):
+        codes = "int8 codes" if sec == "i" else "float32"
+        bar = f"LeanVec-ID 128 ({codes}) + rerank QPS >= 1.5x full HNSW QPS at recall@10=0.95"
+        lv = best_at_recall(_series(nestor, section=sec))
+        if not _series(nestor, section=sec) or not _series(nestor, section="a"):
+            add(bar, None, f"section a or {sec} not run")
+        elif lv is None or full is None:
+            add(bar, False, f"recall 0.95 not reached: LeanVec {lv}, full HNSW {full}")
+        else:
+            ratio = lv[1]["qps"] / full[1]["qps"]
+            add(bar, ratio >= 1.5, f"ratio {ratio:.2f}x; {_fmt_q(lv[0], lv[1])}; {_fmt_q('full HNSW', full[1])}")
 
     # 4. LeanVec-OOD > LeanVec-ID on keyword queries, same dim and candidate count
     f_rows = [r for r in nestor if r["section"] == "f" and r["queries"] == "kw"]
@@ -1013,6 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "f": lambda: section_f(ctx, args.overs_f, args.dims_f),
         "g": lambda: section_g(ctx, args.overs_g),
         "h": lambda: section_h(ctx, args.efs_h, args.overs_h),
+        "i": lambda: section_i(ctx, args.efs_lv, args.overs_lv),
     }
     errors: dict[str, str] = {}
     timings: dict[str, dict[str, Any]] = {}

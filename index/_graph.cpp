@@ -5,14 +5,15 @@
 // asymmetrically (float query, int8 codes, the per-dimension step folded into the query once), and the
 // SIMD kernels are picked at run time for the CPU (AVX-512, AVX2+FMA or plain C++).
 //
-// Concurrency: `add` inserts with several threads and per-node locks, as hnswlib does; searches do not
-// lock, so the Python side never runs a search concurrently with `add`, `resize` or `set_state`
-// (index/backends/graph.py holds a read-write lock).
+// Concurrency: `add` inserts with several threads and per-node locks, as hnswlib does. The graph's own
+// read-write lock lets searches run together and keeps them apart from any mutation, all with the GIL
+// released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <immintrin.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <mutex>
 #include <queue>
 #include <random>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -159,6 +161,34 @@ Kernels pick_kernels() {
 
 inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
 
+// ---- locking -----------------------------------------------------------------------------------
+
+// Searches share the lock, mutations take it alone; a waiting writer blocks new readers, so a stream
+// of searches cannot starve the indexer. Taken with the GIL released wherever the holder could wait.
+class RWLock {
+  public:
+    RWLock() {
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&lock_, &attr);
+        pthread_rwlockattr_destroy(&attr);
+    }
+    ~RWLock() { pthread_rwlock_destroy(&lock_); }
+    RWLock(const RWLock&) = delete;
+    RWLock& operator=(const RWLock&) = delete;
+    void lock_shared() { pthread_rwlock_rdlock(&lock_); }
+    void unlock_shared() { pthread_rwlock_unlock(&lock_); }
+    void lock() { pthread_rwlock_wrlock(&lock_); }
+    void unlock() { pthread_rwlock_unlock(&lock_); }
+
+  private:
+    pthread_rwlock_t lock_;
+};
+
+using ReadGuard = std::shared_lock<RWLock>;
+using WriteGuard = std::unique_lock<RWLock>;
+
 // ---- memory ------------------------------------------------------------------------------------
 
 // Large arrays go on 2 MiB pages where the kernel allows it (THP in "madvise" mode is common): a search
@@ -241,6 +271,8 @@ class Graph {
     void set_int8_params(py::array_t<float, py::array::c_style | py::array::forcecast> offset,
                          py::array_t<float, py::array::c_style | py::array::forcecast> delta) {
         if (offset.size() != dim_ || delta.size() != dim_) throw std::invalid_argument("offset/delta must have dim entries");
+        py::gil_scoped_release nogil;
+        WriteGuard w(rw_);
         std::memcpy(offset_.data(), offset.data(), sizeof(float) * dim_);
         std::memcpy(delta_.data(), delta.data(), sizeof(float) * dim_);
     }
@@ -252,6 +284,14 @@ class Graph {
     const std::string& kernel() const { return k_.name; }
 
     void resize(size_t cap) {
+        py::gil_scoped_release nogil;
+        WriteGuard w(rw_);
+        grow(cap);
+    }
+
+    // -- writes -------------------------------------------------------------------------------
+
+    void grow(size_t cap) {
         if (cap < n_) throw std::invalid_argument("capacity below the current size");
         links0_.resize(cap * (m0_ + 1));
         if (int8_) c8_.resize(cap * dim_);
@@ -264,7 +304,6 @@ class Graph {
         cap_ = cap;
     }
 
-    // -- writes -------------------------------------------------------------------------------
 
     // Inserts rows; `vectors` are the float vectors the codes encode (the insertion queries).
     void add(py::array_t<float, py::array::c_style | py::array::forcecast> vectors,
@@ -278,10 +317,12 @@ class Graph {
             if (!codes || codes.ndim() != 2 || static_cast<size_t>(codes.shape(0)) != n || codes.shape(1) != dim_)
                 throw std::invalid_argument("int8 codes must be [n, dim]");
         }
-        if (n > 0 && n_ > 0 && labels.data()[0] <= labels_[n_ - 1]) throw std::invalid_argument("labels must increase");
         for (size_t i = 1; i < n; ++i)
             if (labels.data()[i] <= labels.data()[i - 1]) throw std::invalid_argument("labels must increase");
-        if (n_ + n > cap_) resize(std::max(n_ + n, 2 * cap_));
+        py::gil_scoped_release nogil;
+        WriteGuard w(rw_);
+        if (n > 0 && n_ > 0 && labels.data()[0] <= labels_[n_ - 1]) throw std::invalid_argument("labels must increase");
+        if (n_ + n > cap_) grow(std::max(n_ + n, 2 * cap_));
         const size_t first = n_;
         const float* vp = vectors.data();
         const int64_t* lp = labels.data();
@@ -302,7 +343,6 @@ class Graph {
         }
         n_ += n;
         {
-            py::gil_scoped_release nogil;
             std::atomic<size_t> next{0};
             auto work = [&]() {
                 Visited vis;
@@ -328,6 +368,8 @@ class Graph {
         py::array_t<int64_t> out(labels.size());
         const int64_t* lp = labels.data();
         int64_t* op = out.mutable_data();
+        py::gil_scoped_release nogil;
+        ReadGuard r(rw_);
         auto first = labels_.begin(), last = labels_.begin() + static_cast<std::ptrdiff_t>(n_);
         for (py::ssize_t i = 0; i < labels.size(); ++i) {
             auto it = std::lower_bound(first, last, lp[i]);
@@ -338,6 +380,8 @@ class Graph {
 
     // Tombstones internal positions: still traversed, never returned.
     size_t mark_deleted(py::array_t<int64_t, py::array::c_style | py::array::forcecast> positions) {
+        py::gil_scoped_release nogil;
+        WriteGuard w(rw_);
         size_t newly = 0;
         for (py::ssize_t i = 0; i < positions.size(); ++i) {
             int64_t p = positions.data()[i];
@@ -369,7 +413,7 @@ class Graph {
         py::array_t<uint8_t, py::array::c_style | py::array::forcecast> mask_arr;
         if (!allowed.is_none()) {
             mask_arr = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(allowed);
-            if (!mask_arr || static_cast<size_t>(mask_arr.size()) < n_) throw std::invalid_argument("allowed mask too short");
+            if (!mask_arr) throw std::invalid_argument("allowed must be a byte mask");
             mask = mask_arr.data();
         }
         // the rerank rows are only read: a read-only buffer (a memory map opened "r") is fine
@@ -397,6 +441,13 @@ class Graph {
         ef = std::max(ef, keep);
         {
             py::gil_scoped_release nogil;
+            ReadGuard r(rw_);
+            std::vector<uint8_t> padded;  // nodes added after the caller built its mask are not allowed
+            if (mask && static_cast<size_t>(mask_arr.size()) < n_) {
+                padded.assign(n_, 0);
+                std::memcpy(padded.data(), mask, mask_arr.size());
+                mask = padded.data();
+            }
             std::atomic<size_t> next{0};
             auto work = [&]() {
                 std::unique_ptr<Visited> vis = take_visited();
@@ -435,7 +486,8 @@ class Graph {
 
     // -- persistence --------------------------------------------------------------------------
 
-    py::dict get_state() const {
+    py::dict get_state() {
+        ReadGuard r(rw_);
         py::dict st;
         const size_t n = n_;
         auto arr = [](auto* src, std::vector<py::ssize_t> shape) {
@@ -470,8 +522,9 @@ class Graph {
         if (static_cast<size_t>(links0.size()) != n * (m0_ + 1) || static_cast<size_t>(levels.size()) != n ||
             static_cast<size_t>(deleted.size()) != n)
             throw std::invalid_argument("inconsistent graph state");
+        WriteGuard w(rw_);
         n_ = 0;
-        resize(std::max<size_t>(n, 1024));
+        grow(std::max<size_t>(n, 1024));
         std::memcpy(links0_.data(), links0.data(), sizeof(int32_t) * links0.size());
         std::memcpy(labels_.data(), labels.data(), sizeof(int64_t) * n);
         std::memcpy(level_.data(), levels.data(), n);
@@ -504,7 +557,8 @@ class Graph {
     }
 
     // Bytes held, by part: links (both layers), codes, labels and flags.
-    py::dict memory() const {
+    py::dict memory() {
+        ReadGuard r(rw_);
         size_t upper = 0;
         for (const auto& u : upper_) upper += u.capacity() * sizeof(int32_t) + sizeof(u);
         py::dict out;
@@ -893,6 +947,7 @@ class Graph {
     HugeVec<int8_t> c8_;
     HugeVec<float> f32_;
     std::vector<float> norm2_;
+    mutable RWLock rw_;
     static constexpr uint32_t kStripes = 4096;
     std::mutex locks_[kStripes];
     std::mutex global_;

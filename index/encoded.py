@@ -4,10 +4,11 @@
 (and, for LeanVec-OOD, a query sample), then builds the backend on the encoded vectors:
 
     reduce     quantize   index   backend
-    -/leanvec  -          hnsw    hnswlib on the reduced vectors
+    any        -          hnsw    Nestor's graph (index/_graph.cpp) on the reduced float32 vectors
     -/leanvec  -          ivf_pq  faiss IVF-PQ on the reduced vectors
     leanvec    -          flat    faiss flat scan of the reduced vectors
-    any        int8       hnsw    faiss HNSW over SQ8 codes (flat: an SQ8 scan)
+    any        int8       hnsw    Nestor's graph on per-dimension int8 codes of the (reduced) vectors
+    any        int8       flat    faiss SQ8 scan
     any        binary     any     faiss binary flat / HNSW / IVF over sign codes (Hamming)
 
 Its scores are approximate; the collection reranks its shortlist with the full vectors (or their
@@ -241,9 +242,8 @@ class EncodedIndex:
             inner = FaissFloatIndex(d, space, sq, threads=self.threads)
             inner.train(self.encode_reduced(reduced))
         elif isinstance(index_cfg, HnswIndexConfig):
-            inner = HnswIndex(
-                d, self.inner_space, m=index_cfg.m, ef_construction=index_cfg.ef_construction, ef=index_cfg.ef
-            )
+            hn = index_cfg
+            inner = GraphIndex(d, self.inner_space, "float32", m=hn.m, ef_construction=hn.ef_construction, ef=hn.ef)
             inner.threads = self.threads
         elif isinstance(index_cfg, IvfPqIndexConfig):
             inner = IvfPqIndex(
@@ -355,8 +355,13 @@ class EncodedIndex:
         """One unfiltered query whose `candidates` best by code are rescored exactly from `rows` (float32 by
         label) in one native call: (labels, exact scores), or None when the index cannot fill k."""
         assert isinstance(self.inner, GraphIndex)
-        encoded = self.encode(query, queries=True)
-        full = None if self.reducer is None else query.reshape(1, -1)
+        r = self.reducer
+        if isinstance(r, LeanVecTransform) and self.space is Space.ip:
+            # the collection has validated the query: skip `transform_queries`'s checks (half its cost)
+            encoded = query.reshape(1, -1) @ r.query_matrix
+        else:
+            encoded = self.encode(query, queries=True)
+        full = None if r is None else query.reshape(1, -1)
         return self.inner.search_one(encoded, k, params.ef, rows, full, candidates)
 
     # -- Matryoshka funnels --------------------------------------------------------------------

@@ -265,6 +265,11 @@ class LeanVecTransform:
         x = as_matrix(x, dim=data.shape[0])
         return cast(FloatArray, (x - mean) @ data)
 
+    @property
+    def query_matrix(self) -> FloatArray:
+        """A, the [d_in, d_out] query projection (`transform_queries` is `q @ A` after validation)."""
+        return self._fitted()[2]
+
     def transform_queries(self, q: FloatArray) -> FloatArray:
         """Reduce inner-product QUERY vectors: `q @ A` (no centring; see the module docstring)."""
         _, data, query = self._fitted()

@@ -5,8 +5,8 @@ float32) or plain float32 (reduced vectors). A float query is scored against int
 `search_one` can rescore its candidates from the collection's float32 rows inside the same native
 call, which is what makes the compressed single-query path fast (benchmarks/COMPRESSION.md).
 
-The native graph does not lock around searches, so searches share a read lock and every mutation
-(`add`, `remove`, loading) takes the write lock. Adds go in chunks so searches interleave with a build.
+The native graph has its own read-write lock (searches together, mutations alone, the GIL released
+while waiting), so this wrapper takes none. Adds go in chunks so searches interleave with a build.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy.typing as npt
 
 from index._graph import Graph
 from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
-from index.rwlock import RWLock
 from quantization.base import load_state, save_state
 from quantization.scalar import Int8Quantizer
 
@@ -54,7 +53,6 @@ class GraphIndex:
         self.seed = seed
         self.threads = threads or os.cpu_count() or 1
         self.quantizer: Int8Quantizer | None = None
-        self._lock = RWLock()
         self._graph = Graph(dim, space.value, codec, m, ef_construction, seed)
 
     @property
@@ -72,8 +70,7 @@ class GraphIndex:
     def train(self, sample: F32) -> None:
         if self.codec == "int8":
             quantizer = Int8Quantizer().fit(sample)
-            with self._lock.write():
-                self.train_from(quantizer)
+            self.train_from(quantizer)
 
     def add(self, vectors: F32, labels: I64) -> None:
         if not self.is_trained:
@@ -83,27 +80,24 @@ class GraphIndex:
         for start in range(0, len(labels), _ADD_CHUNK):
             v = vectors[start : start + _ADD_CHUNK]
             codes = None if self.quantizer is None else self.quantizer.transform(v)
-            with self._lock.write():
-                self._graph.add(v, codes, labels[start : start + _ADD_CHUNK], self.threads)
+            self._graph.add(v, codes, labels[start : start + _ADD_CHUNK], self.threads)
 
     def remove(self, labels: I64) -> None:
         if len(labels):
-            with self._lock.write():
-                pos = self._graph.positions(np.asarray(labels, np.int64))
-                self._graph.mark_deleted(pos[pos >= 0])
+            pos = self._graph.positions(np.asarray(labels, np.int64))
+            self._graph.mark_deleted(pos[pos >= 0])
 
     def search(self, queries: F32, k: int, params: IndexParams, allowed: I64 | None = None) -> Hits:
         if self._graph.size == 0:
             return empty_hits(len(queries), k)
         ef = max(params.ef or self.ef, k)
         threads = 1 if len(queries) == 1 else self.threads
-        with self._lock.read():
-            mask = None
-            if allowed is not None:
-                pos = self._graph.positions(np.asarray(allowed, np.int64))
-                mask = np.zeros(int(self._graph.size), np.uint8)
-                mask[pos[pos >= 0]] = 1
-            labels, scores = self._graph.search(np.ascontiguousarray(queries, np.float32), k, ef, mask, threads)
+        mask = None
+        if allowed is not None:
+            pos = self._graph.positions(np.asarray(allowed, np.int64))
+            mask = np.zeros(int(self._graph.size), np.uint8)
+            mask[pos[pos >= 0]] = 1
+        labels, scores = self._graph.search(np.ascontiguousarray(queries, np.float32), k, ef, mask, threads)
         return Hits(labels, scores)
 
     def search_one(
@@ -118,12 +112,9 @@ class GraphIndex:
         """One unfiltered query. With `rerank` (float32 rows by label) the `candidates` best by code are
         rescored exactly against `rerank_query` (default: the query) in the same native call.
         None when fewer than k come back (small or heavily deleted graphs)."""
-        if self.count < k:
-            return None
-        with self._lock.read():
-            labels, scores = self._graph.search(
-                query.reshape(1, -1), k, max(ef or self.ef, k), None, 1, rerank, rerank_query, candidates
-            )
+        labels, scores = self._graph.search(
+            query.reshape(1, -1), k, max(ef or self.ef, k), None, 1, rerank, rerank_query, candidates
+        )
         if labels[0, -1] < 0:
             return None
         return labels[0], scores[0]
@@ -132,8 +123,7 @@ class GraphIndex:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        with self._lock.read():
-            state = self._graph.get_state()
+        state = self._graph.get_state()
         for name in _STATE:
             np.save(directory / f"{name}.npy", state[name])
         if self.quantizer is not None:
