@@ -10,7 +10,7 @@ from ``coll.info()["memory"]`` (RAM by component) divided by n.
 Sections (``--only``, comma-separated):
 
 * ``a`` full-precision HNSW (m16 efc200), the reference; sweep ef
-* ``b`` int8 HNSW (faiss HNSW over SQ8 codes) + rescore x2; sweep ef
+* ``b`` int8 HNSW (Nestor's graph over per-dimension int8 codes) + rescore x2; sweep ef
 * ``c`` binary 1-bit + rescore, vectors on disk, HNSW and flat; sweep oversampling
 * ``d`` binary 2-bit asymmetric + rescore, vectors on disk, flat and HNSW; sweep oversampling
 * ``e`` LeanVec-ID 384->128 HNSW + rerank; sweep ef x oversampling
@@ -365,7 +365,7 @@ def section_a(ctx: Ctx, efs: Sequence[int]) -> None:
 
 
 def section_b(ctx: Ctx, efs: Sequence[int]) -> None:
-    """int8 HNSW (faiss HNSW16,SQ8) + rescore with the float32 vectors, oversampling 2."""
+    """int8 HNSW (Nestor's graph over per-dimension int8 codes) + rescore with the float32 vectors, oversampling 2."""
     label = "int8 HNSW + rescore x2"
     cfg = _cfg(ctx.data, index=HNSW, quantize=Int8QuantizeConfig(), rerank=RerankConfig(oversampling=2))
     b = ctx.build("b_int8", label, "b", cfg)
