@@ -283,14 +283,9 @@ class Graph {
     int max_level() const { return max_level_; }
     const std::string& kernel() const { return k_.name; }
 
-    void resize(size_t cap) {
-        py::gil_scoped_release nogil;
-        WriteGuard w(rw_);
-        grow(cap);
-    }
-
     // -- writes -------------------------------------------------------------------------------
 
+    // Callers hold the write lock.
     void grow(size_t cap) {
         if (cap < n_) throw std::invalid_argument("capacity below the current size");
         links0_.resize(cap * (m0_ + 1));
@@ -966,7 +961,6 @@ PYBIND11_MODULE(_graph, mod) {
              py::arg("metric"), py::arg("codec"), py::arg("m") = 16, py::arg("ef_construction") = 200,
              py::arg("seed") = 100)
         .def("set_int8_params", &Graph::set_int8_params, py::arg("offset"), py::arg("delta"))
-        .def("resize", &Graph::resize, py::arg("capacity"))
         .def("add", &Graph::add, py::arg("vectors"), py::arg("codes"), py::arg("labels"), py::arg("threads") = 1)
         .def("mark_deleted", &Graph::mark_deleted, py::arg("positions"))
         .def("positions", &Graph::positions, py::arg("labels"))

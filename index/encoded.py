@@ -143,7 +143,8 @@ class EncodedIndex:
         if r is None:
             return x
         if isinstance(r, LeanVecTransform) and queries and self.space is Space.ip:
-            return r.transform_queries(x).astype(np.float32, copy=False)
+            # queries come validated from the collection: `transform_queries`'s checks would double the cost
+            return (x @ r.query_matrix).astype(np.float32, copy=False)
         return r.transform(x).astype(np.float32, copy=False)
 
     def encode(self, x: F32, *, queries: bool = False) -> npt.NDArray[Any]:
@@ -355,13 +356,8 @@ class EncodedIndex:
         """One unfiltered query whose `candidates` best by code are rescored exactly from `rows` (float32 by
         label) in one native call: (labels, exact scores), or None when the index cannot fill k."""
         assert isinstance(self.inner, GraphIndex)
-        r = self.reducer
-        if isinstance(r, LeanVecTransform) and self.space is Space.ip:
-            # the collection has validated the query: skip `transform_queries`'s checks (half its cost)
-            encoded = query.reshape(1, -1) @ r.query_matrix
-        else:
-            encoded = self.encode(query, queries=True)
-        full = None if r is None else query.reshape(1, -1)
+        encoded = self.encode(query.reshape(1, -1), queries=True)
+        full = None if self.reducer is None else query.reshape(1, -1)
         return self.inner.search_one(encoded, k, params.ef, rows, full, candidates)
 
     # -- Matryoshka funnels --------------------------------------------------------------------
