@@ -83,6 +83,7 @@ from compression_baselines import (  # noqa: E402
 )
 
 from index.collection import Collection, CollectionOptions, Query  # noqa: E402
+from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import (  # noqa: E402
     BinaryQuantizeConfig,
     CollectionConfig,
@@ -965,6 +966,7 @@ def _floats(s: str) -> list[float]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     global F32_BYTES
+    configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--n", type=int, default=None, help="base vectors (default: all 100,000)")
     parser.add_argument("--queries", type=int, default=None, help="queries per set (default: all 1,000)")

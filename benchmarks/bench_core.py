@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-# The same OpenMP policy Nestor's engine sets (index/__init__.py), set before faiss loads, so raw faiss
+# The same OpenMP policy Nestor's engine sets (index/runtime.py), set before faiss loads, so raw faiss
 # and Nestor are measured under identical conditions in this one process.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -42,6 +42,8 @@ from common import (  # noqa: E402
     markdown_table,
     write_results,
 )
+
+from index.runtime import configure_threads  # noqa: E402
 
 SectionFn = Callable[[RunContext], dict[str, Any]]
 
@@ -187,6 +189,7 @@ def _ints(text: str | None) -> list[int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_threads()  # every section, baselines included, under the engine's thread-pool defaults
     args = parse_args(argv)
     if args.sections:
         wanted = {s.strip() for s in args.sections.split(",") if s.strip()}

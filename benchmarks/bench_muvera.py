@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as index/__init__.py, before faiss loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as index/runtime.py, before faiss loads
 
 import argparse  # noqa: E402
 import math
@@ -62,6 +62,7 @@ from common import (  # noqa: E402
 from index.catalog import Catalog  # noqa: E402
 from index.collection import Query  # noqa: E402
 from index.multivector import MultiVectorCollection  # noqa: E402
+from index.runtime import configure_threads  # noqa: E402
 from nestor_client import NestorClient  # noqa: E402
 from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402
 
@@ -596,6 +597,7 @@ def bar(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="benchmark data root (default ../shared/data or $NESTOR_DATA)")
     ap.add_argument("--queries", type=int, default=None, help="use the first N queries (default all 200)")

@@ -29,6 +29,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from benchmarks.common import load_dataset, write_results  # noqa: E402
 from index.catalog import Catalog  # noqa: E402
 from index.collection import Collection, CollectionOptions  # noqa: E402
+from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig  # noqa: E402
 from server.probe import ProbeOptions, RecallProbe  # noqa: E402
 
@@ -84,6 +85,7 @@ def _live(probe: Any, colls: dict[str, Any], seconds: float) -> float:
 
 
 def main() -> None:
+    configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", choices=sorted(INDEXES), default="hnsw")
     ap.add_argument("--n", type=int, default=100_000)

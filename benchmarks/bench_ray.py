@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
 from index.collection import Collection, CollectionOptions, Query  # noqa: E402
+from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pypi-minilm"
@@ -170,6 +171,7 @@ def _rest(args: argparse.Namespace, base: np.ndarray, qv: np.ndarray, gt: np.nda
 
 
 def main() -> int:
+    configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)

@@ -41,6 +41,7 @@ from nestor_sections import COLL, HNSW, _Server, _wait_indexed  # noqa: E402
 
 from index.catalog import Catalog  # noqa: E402
 from index.collection import Query  # noqa: E402
+from index.runtime import configure_threads  # noqa: E402
 from nestor_client import NestorClient  # noqa: E402
 from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402
 
@@ -83,6 +84,7 @@ def duel(name: str, a: Callable[[int], Any], b: Callable[[int], Any], n: int, pa
 
 
 def main() -> int:
+    configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--queries", type=int, default=None)

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
 from index.collection import CollectionOptions
+from index.runtime import configure_threads
 from server.api import collections, health, points, queries, search, snapshots
 from server.api import dashboard as dashboard_api
 from server.api import jobs as jobs_api
@@ -101,6 +102,7 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    configure_threads()  # a no-op after `nestor serve`, which calls it before faiss loads
     settings = settings or Settings()
     keyring = KeyRing.from_settings(settings.api_keys, settings.api_keys_file, settings.auth)
 

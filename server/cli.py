@@ -37,6 +37,9 @@ def _limit_malloc_arenas(arenas: int) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from index.runtime import configure_threads
+
+    configure_threads()  # first: server.app imports faiss, and OMP_WAIT_POLICY counts only before that
     import uvicorn
 
     from server.app import create_app
