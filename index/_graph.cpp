@@ -3,16 +3,20 @@
 // Why not hnswlib: hnswlib stores float32 only, interleaved with the links. Here the codes live in their
 // own array (384 B per MiniLM vector as int8, a quarter of float32), the query is scored against them
 // asymmetrically (float query, int8 codes, the per-dimension step folded into the query once), and the
-// SIMD kernels are picked at run time for the CPU (AVX-512, AVX2+FMA or plain C++).
+// SIMD kernels are picked at run time for the CPU (AVX-512, AVX2+FMA or plain C++; `set_kernel` forces
+// one for graphs made afterwards).
 //
 // Concurrency: `add` inserts with several threads and per-node locks, as hnswlib does. The graph's own
 // read-write lock lets searches run together and keeps them apart from any mutation, all with the GIL
-// released.
+// released. The counters Python reads without the lock (`size`, `deleted`, `capacity`) are atomics. An
+// exception in a worker thread is carried to the caller (`run_parallel`), never std::terminate.
+//
+// A loaded state is checked whole (dtypes, shapes, link counts and targets, levels, entry point) before
+// any of it is used, so a damaged file is a ValueError, not a wild read.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <immintrin.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
@@ -20,7 +24,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -32,6 +38,12 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+// The SIMD kernels are x86 only; elsewhere (or with NESTOR_GRAPH_NO_SIMD) the plain one is all there is.
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(NESTOR_GRAPH_NO_SIMD)
+#define NESTOR_X86 1
+#include <immintrin.h>
+#endif
 
 namespace py = pybind11;
 
@@ -54,6 +66,7 @@ float dot_f32_plain(const float* q, const float* x, int d) {
     return s;
 }
 
+#ifdef NESTOR_X86
 // int16 query x int8 codes: madd multiplies and sums pairs into int32 lanes, twice the work per
 // instruction of a float conversion. `prepare` bounds sum |q| * 128 below 2^31, so no sum overflows.
 __attribute__((target("avx2"))) int32_t dot_i8_avx2(const int16_t* q, const int8_t* c, int d) {
@@ -140,24 +153,108 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_q8_vnni(const
     return s;
 }
 
+#endif  // NESTOR_X86
+
 using DotQ8 = int32_t (*)(const int8_t*, const int8_t*, int);
 
 struct Kernels {
     DotI8 i8;
     DotF32 f32;
-    std::string name;
+    const char* name;
     DotQ8 q8 = nullptr;  // preferred over `i8` where the CPU has it
 };
 
-Kernels pick_kernels() {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
-        if (__builtin_cpu_supports("avx512vnni")) return {dot_i8_avx512, dot_f32_avx512, "avx512-vnni", dot_q8_vnni};
-        return {dot_i8_avx512, dot_f32_avx512, "avx512"};
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {dot_i8_avx2, dot_f32_avx2, "avx2"};
-    return {dot_i8_plain, dot_f32_plain, "plain"};
+constexpr const char* kKernelNames[] = {"plain", "avx2", "avx512", "avx512-vnni"};
+
+// The kernels this CPU runs, worst to best.
+const std::vector<Kernels>& supported_kernels() {
+    static const std::vector<Kernels> found = [] {
+        std::vector<Kernels> k{{dot_i8_plain, dot_f32_plain, "plain"}};
+#ifdef NESTOR_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            k.push_back({dot_i8_avx2, dot_f32_avx2, "avx2"});
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+            k.push_back({dot_i8_avx512, dot_f32_avx512, "avx512"});
+            if (__builtin_cpu_supports("avx512vnni"))
+                k.push_back({dot_i8_avx512, dot_f32_avx512, "avx512-vnni", dot_q8_vnni});
+        }
+#endif
+        return k;
+    }();
+    return found;
 }
+
+std::atomic<int> g_forced_kernel{-1};  // an index into supported_kernels(), or -1 for the best
+
+// A graph keeps the kernels it was made with: a query prepared for one kernel cannot be scored by another.
+Kernels pick_kernels() {
+    const auto& k = supported_kernels();
+    const int forced = g_forced_kernel.load();
+    return forced < 0 ? k.back() : k[static_cast<size_t>(forced)];
+}
+
+std::vector<std::string> available_kernels() {
+    std::vector<std::string> out;
+    for (const Kernels& k : supported_kernels()) out.emplace_back(k.name);
+    return out;
+}
+
+// Forces the kernel of graphs made or loaded from now on ("auto": the best one); returns the previous setting.
+std::string set_kernel(const std::string& name) {
+    const auto& k = supported_kernels();
+    int pick = -2;
+    if (name == "auto") pick = -1;
+    for (size_t i = 0; i < k.size(); ++i)
+        if (name == k[i].name) pick = static_cast<int>(i);
+    if (pick == -2) {
+        for (const char* known : kKernelNames)
+            if (name == known) throw std::invalid_argument("this CPU cannot run the '" + name + "' kernel");
+        throw std::invalid_argument("unknown kernel '" + name + "' (plain, avx2, avx512, avx512-vnni or auto)");
+    }
+    const int prev = g_forced_kernel.exchange(pick);
+    return prev < 0 ? std::string("auto") : std::string(k[static_cast<size_t>(prev)].name);
+}
+
+// Tests only: the n-th insert or query from now on throws, to show that worker-thread errors surface.
+std::atomic<int64_t> g_fail_after{0};
+
+inline void maybe_fail() {
+    if (g_fail_after.load(std::memory_order_relaxed) > 0 && g_fail_after.fetch_sub(1) == 1)
+        throw std::runtime_error("injected fault");
+}
+
+// Runs `work` on `threads` threads, the caller's among them, and rethrows the first exception once all
+// have joined (one escaping a std::thread would be std::terminate). If no more threads can be started,
+// those running finish the work: `work` pulls items from a shared counter.
+template <class F>
+void run_parallel(int threads, F&& work) {
+    std::exception_ptr error;
+    std::mutex error_lock;
+    auto guarded = [&]() {
+        try {
+            work();
+        } catch (...) {
+            std::lock_guard<std::mutex> lk(error_lock);
+            if (!error) error = std::current_exception();
+        }
+    };
+    std::vector<std::thread> pool;
+    try {
+        pool.reserve(static_cast<size_t>(std::max(0, threads - 1)));
+        for (int i = 1; i < threads; ++i) pool.emplace_back(guarded);
+    } catch (const std::exception&) {
+    }
+    guarded();
+    for (auto& th : pool) th.join();
+    if (error) std::rethrow_exception(error);
+}
+
+// Bounds of the graph's shape. MAX_M matches HnswIndexConfig.m (le=128); level 0 keeps up to 2m links,
+// and the scratch buffers of a search are sized for that.
+constexpr int kMaxM = 128;
+constexpr int kMaxLinks = 2 * kMaxM;
+constexpr int kMaxLevel = 30;  // draw_level's cap
 
 inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
 
@@ -170,7 +267,9 @@ class RWLock {
     RWLock() {
         pthread_rwlockattr_t attr;
         pthread_rwlockattr_init(&attr);
+#ifdef __GLIBC__  // elsewhere the platform's default preference
         pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
         pthread_rwlock_init(&lock_, &attr);
         pthread_rwlockattr_destroy(&attr);
     }
@@ -210,7 +309,9 @@ struct HugeAlloc {
         bytes = (bytes + kHuge - 1) & ~(kHuge - 1);
         void* p = std::aligned_alloc(kHuge, bytes);
         if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
         madvise(p, bytes, MADV_HUGEPAGE);
+#endif
         return static_cast<T*>(p);
     }
     void deallocate(T* p, size_t) noexcept { std::free(p); }
@@ -251,11 +352,63 @@ struct Visited {
     }
 };
 
+// ---- saved state -------------------------------------------------------------------------------
+
+// One array of a saved state, of exactly the dtype T: a cast could hide a damaged or foreign file.
+template <class T>
+py::array_t<T, py::array::c_style> state_array(const py::dict& st, const char* key, int ndim) {
+    const std::string name(key);
+    if (!st.contains(key)) throw std::invalid_argument("the graph state has no '" + name + "'");
+    py::object obj = st[key];
+    if (!py::isinstance<py::array>(obj))
+        throw std::invalid_argument(name + " must be an array, not " + Py_TYPE(obj.ptr())->tp_name);
+    if (!py::array_t<T>::check_(obj)) {
+        const std::string want = py::str(py::dtype::of<T>()), got = py::str(obj.attr("dtype"));
+        throw std::invalid_argument(name + " must be " + want + ", not " + got);
+    }
+    auto arr = py::array_t<T, py::array::c_style>::ensure(obj);  // same dtype: at most a contiguous copy
+    if (!arr) throw std::invalid_argument(name + ": cannot read the array");
+    if (arr.ndim() != ndim)
+        throw std::invalid_argument(name + " must have " + std::to_string(ndim) + " dimensions, not " +
+                                    std::to_string(arr.ndim()));
+    return arr;
+}
+
+void expect_shape(const char* name, const py::array& arr, std::vector<size_t> want) {
+    bool same = static_cast<size_t>(arr.ndim()) == want.size();
+    for (size_t i = 0; same && i < want.size(); ++i) same = static_cast<size_t>(arr.shape(i)) == want[i];
+    if (same) return;
+    auto text = [](auto dims) {
+        std::string t = "(";
+        for (size_t i = 0; i < dims.size(); ++i) t += (i ? ", " : "") + std::to_string(dims[i]);
+        return t + ")";
+    };
+    std::vector<size_t> got(arr.shape(), arr.shape() + arr.ndim());
+    throw std::invalid_argument(std::string(name) + " has shape " + text(got) + ", expected " + text(want));
+}
+
+int64_t state_int(const py::dict& st, const char* key) {
+    const std::string name(key);
+    if (!st.contains(key)) throw std::invalid_argument("the graph state has no '" + name + "'");
+    py::object v = st[key];
+    if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
+        throw std::invalid_argument(name + " must be an integer");
+    try {
+        return v.cast<int64_t>();
+    } catch (const py::cast_error&) {
+        throw std::invalid_argument(name + " is out of range");
+    } catch (const py::error_already_set&) {
+        throw std::invalid_argument(name + " is out of range");
+    }
+}
+
 class Graph {
   public:
     Graph(int dim, const std::string& metric, const std::string& codec, int m, int ef_construction, uint64_t seed)
         : dim_(dim), m_(m), m0_(2 * m), efc_(ef_construction), seed_(seed), rng_(seed) {
-        if (dim < 1 || m < 2 || m > 100 || ef_construction < 1) throw std::invalid_argument("bad graph parameters");
+        if (dim < 1) throw std::invalid_argument("dim must be at least 1");
+        if (m < 2 || m > kMaxM) throw std::invalid_argument("m must be between 2 and " + std::to_string(kMaxM));
+        if (ef_construction < 1) throw std::invalid_argument("ef_construction must be at least 1");
         if (metric != "ip" && metric != "l2") throw std::invalid_argument("metric must be 'ip' or 'l2'");
         if (codec != "int8" && codec != "float32") throw std::invalid_argument("codec must be 'int8' or 'float32'");
         l2_ = metric == "l2";
@@ -271,23 +424,26 @@ class Graph {
     void set_int8_params(py::array_t<float, py::array::c_style | py::array::forcecast> offset,
                          py::array_t<float, py::array::c_style | py::array::forcecast> delta) {
         if (offset.size() != dim_ || delta.size() != dim_) throw std::invalid_argument("offset/delta must have dim entries");
+        for (int i = 0; i < dim_; ++i)
+            if (!std::isfinite(offset.data()[i]) || !std::isfinite(delta.data()[i]))
+                throw std::invalid_argument("offset/delta must be finite");
         py::gil_scoped_release nogil;
         WriteGuard w(rw_);
         std::memcpy(offset_.data(), offset.data(), sizeof(float) * dim_);
         std::memcpy(delta_.data(), delta.data(), sizeof(float) * dim_);
     }
 
-    size_t size() const { return n_; }
-    size_t capacity() const { return cap_; }
-    size_t deleted_count() const { return n_deleted_; }
+    size_t size() const { return n_.load(std::memory_order_acquire); }
+    size_t capacity() const { return cap_.load(std::memory_order_acquire); }
+    size_t deleted_count() const { return n_deleted_.load(std::memory_order_acquire); }
     int max_level() const { return max_level_; }
-    const std::string& kernel() const { return k_.name; }
+    std::string kernel() const { return k_.name; }
 
     // -- writes -------------------------------------------------------------------------------
 
     // Callers hold the write lock.
     void grow(size_t cap) {
-        if (cap < n_) throw std::invalid_argument("capacity below the current size");
+        if (cap < n_.load(std::memory_order_relaxed)) throw std::invalid_argument("capacity below the current size");
         links0_.resize(cap * (m0_ + 1));
         if (int8_) c8_.resize(cap * dim_);
         else f32_.resize(cap * dim_);
@@ -296,7 +452,7 @@ class Graph {
         upper_.resize(cap);
         labels_.resize(cap);
         deleted_.resize(cap);
-        cap_ = cap;
+        cap_.store(cap, std::memory_order_release);
     }
 
 
@@ -316,9 +472,13 @@ class Graph {
             if (labels.data()[i] <= labels.data()[i - 1]) throw std::invalid_argument("labels must increase");
         py::gil_scoped_release nogil;
         WriteGuard w(rw_);
-        if (n > 0 && n_ > 0 && labels.data()[0] <= labels_[n_ - 1]) throw std::invalid_argument("labels must increase");
-        if (n_ + n > cap_) grow(std::max(n_ + n, 2 * cap_));
-        const size_t first = n_;
+        const size_t first = n_.load(std::memory_order_relaxed);  // writers are serialised by rw_
+        if (n > 0 && first > 0 && labels.data()[0] <= labels_[first - 1]) throw std::invalid_argument("labels must increase");
+        if (first + n > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+            throw std::invalid_argument("a graph holds at most 2^31 - 1 nodes");
+        const size_t cap = cap_.load(std::memory_order_relaxed);
+        if (first + n > cap) grow(std::max(first + n, 2 * cap));
+        const size_t total = first + n;
         const float* vp = vectors.data();
         const int64_t* lp = labels.data();
         for (size_t i = 0; i < n; ++i) {  // codes and labels first: a searched neighbour is always complete
@@ -336,26 +496,23 @@ class Graph {
             }
             if (l2_) norm2_[id] = self_dot(static_cast<int32_t>(id));
         }
-        n_ += n;
-        {
-            std::atomic<size_t> next{0};
-            auto work = [&]() {
-                Visited vis;
-                QueryBuf qbuf(dim_);
-                for (size_t i = next++; i < n; i = next++) insert(static_cast<int32_t>(first + i), vp + i * dim_, vis, qbuf);
-            };
-            int t = std::max(1, std::min<int>(threads, static_cast<int>(n / 64) + 1));
-            if (entry_ < 0 && n > 0) {  // the first node becomes the entry point before threads start
-                Visited vis;
-                QueryBuf qbuf(dim_);
-                insert(static_cast<int32_t>(first), vp, vis, qbuf);
-                next = 1;
-            }
-            std::vector<std::thread> pool;
-            for (int i = 1; i < t; ++i) pool.emplace_back(work);
-            work();
-            for (auto& th : pool) th.join();
+        // Published before the inserts: a node not yet linked is complete, only unreachable. If an insert
+        // fails, the graph stays valid and the error reaches the caller; rows of that batch may be unreachable.
+        n_.store(total, std::memory_order_release);
+        std::atomic<size_t> next{0};
+        if (entry_ < 0 && n > 0) {  // the first node becomes the entry point before threads start
+            Visited vis;
+            QueryBuf qbuf(dim_);
+            insert(static_cast<int32_t>(first), vp, total, vis, qbuf);
+            next = 1;
         }
+        const int t = std::max(1, std::min<int>(threads, static_cast<int>(n / 64) + 1));
+        run_parallel(t, [&]() {
+            Visited vis;
+            QueryBuf qbuf(dim_);
+            for (size_t i = next++; i < n; i = next++)
+                insert(static_cast<int32_t>(first + i), vp + i * dim_, total, vis, qbuf);
+        });
     }
 
     // Positions of labels (-1 where absent); labels are added in increasing order, so a binary search.
@@ -365,7 +522,7 @@ class Graph {
         int64_t* op = out.mutable_data();
         py::gil_scoped_release nogil;
         ReadGuard r(rw_);
-        auto first = labels_.begin(), last = labels_.begin() + static_cast<std::ptrdiff_t>(n_);
+        auto first = labels_.begin(), last = labels_.begin() + static_cast<std::ptrdiff_t>(n_.load(std::memory_order_relaxed));
         for (py::ssize_t i = 0; i < labels.size(); ++i) {
             auto it = std::lower_bound(first, last, lp[i]);
             op[i] = (it != last && *it == lp[i]) ? static_cast<int64_t>(it - first) : -1;
@@ -377,13 +534,14 @@ class Graph {
     size_t mark_deleted(py::array_t<int64_t, py::array::c_style | py::array::forcecast> positions) {
         py::gil_scoped_release nogil;
         WriteGuard w(rw_);
+        const size_t n = n_.load(std::memory_order_relaxed);
         size_t newly = 0;
         for (py::ssize_t i = 0; i < positions.size(); ++i) {
             int64_t p = positions.data()[i];
-            if (p < 0 || static_cast<size_t>(p) >= n_) continue;
+            if (p < 0 || static_cast<size_t>(p) >= n) continue;
             if (!deleted_[p]) deleted_[p] = 1, ++newly;
         }
-        n_deleted_ += newly;
+        n_deleted_.fetch_add(newly, std::memory_order_release);
         return newly;
     }
 
@@ -437,9 +595,12 @@ class Graph {
         {
             py::gil_scoped_release nogil;
             ReadGuard r(rw_);
+            // read once per call: fixed while the read lock is held
+            const size_t n = n_.load(std::memory_order_acquire);
+            const bool tombstones = n_deleted_.load(std::memory_order_acquire) > 0;
             std::vector<uint8_t> padded;  // nodes added after the caller built its mask are not allowed
-            if (mask && static_cast<size_t>(mask_arr.size()) < n_) {
-                padded.assign(n_, 0);
+            if (mask && static_cast<size_t>(mask_arr.size()) < n) {
+                padded.assign(n, 0);
                 std::memcpy(padded.data(), mask, mask_arr.size());
                 mask = padded.data();
             }
@@ -449,7 +610,8 @@ class Graph {
                 QueryBuf qbuf(dim_);
                 std::vector<Pair> res;
                 for (size_t i = next++; i < nq; i = next++) {
-                    search_one(qp + i * dim_, keep, ef, mask, *vis, qbuf, res);
+                    maybe_fail();
+                    search_one(qp + i * dim_, keep, ef, mask, n, tombstones, *vis, qbuf, res);
                     int got = static_cast<int>(res.size());
                     if (rq) {
                         got = rescore(rq + i * rdim, static_cast<const float*>(rows.ptr), rows.shape[0], rdim, res, k);
@@ -470,11 +632,7 @@ class Graph {
                 }
                 give_visited(std::move(vis));
             };
-            int t = std::max(1, std::min<int>(threads, static_cast<int>(nq)));
-            std::vector<std::thread> pool;
-            for (int i = 1; i < t; ++i) pool.emplace_back(work);
-            work();
-            for (auto& th : pool) th.join();
+            run_parallel(std::max(1, std::min<int>(threads, static_cast<int>(nq))), work);
         }
         return {out_l, out_s};
     }
@@ -484,7 +642,7 @@ class Graph {
     py::dict get_state() {
         ReadGuard r(rw_);
         py::dict st;
-        const size_t n = n_;
+        const size_t n = n_.load(std::memory_order_relaxed);
         auto arr = [](auto* src, std::vector<py::ssize_t> shape) {
             using T = std::remove_const_t<std::remove_pointer_t<decltype(src)>>;
             py::array_t<T> a(shape);
@@ -507,48 +665,58 @@ class Graph {
         return st;
     }
 
+    // Replaces the graph with a saved state. Everything is checked before anything is used or changed,
+    // so a damaged or hostile state raises ValueError and leaves the graph as it was.
     void set_state(const py::dict& st) {
-        auto links0 = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(st["links0"]);
-        auto levels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(st["levels"]);
-        auto labels = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(st["labels"]);
-        auto deleted = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(st["deleted"]);
-        auto upper = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(st["upper"]);
-        const size_t n = static_cast<size_t>(labels.size());
-        if (static_cast<size_t>(links0.size()) != n * (m0_ + 1) || static_cast<size_t>(levels.size()) != n ||
-            static_cast<size_t>(deleted.size()) != n)
-            throw std::invalid_argument("inconsistent graph state");
+        const auto links0 = state_array<int32_t>(st, "links0", 2);
+        const auto levels = state_array<uint8_t>(st, "levels", 1);
+        const auto labels = state_array<int64_t>(st, "labels", 1);
+        const auto deleted = state_array<uint8_t>(st, "deleted", 1);
+        const auto upper = state_array<int32_t>(st, "upper", 1);
+        py::array codes = int8_ ? py::array(state_array<int8_t>(st, "codes", 2))
+                                : py::array(state_array<float>(st, "codes", 2));
+        const int64_t entry = state_int(st, "entry");
+        const int64_t top = state_int(st, "max_level");
+        const size_t n = static_cast<size_t>(labels.shape(0));
+        if (n > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+            throw std::invalid_argument("a graph holds at most 2^31 - 1 nodes");
+        expect_shape("links0", links0, {n, static_cast<size_t>(m0_ + 1)});
+        expect_shape("levels", levels, {n});
+        expect_shape("deleted", deleted, {n});
+        expect_shape("codes", codes, {n, static_cast<size_t>(dim_)});
+        const int32_t* l0 = links0.data();
+        const uint8_t* lv = levels.data();
+        const int64_t* lab = labels.data();
+        const uint8_t* del = deleted.data();
+        const int32_t* up = upper.data();
+        const size_t up_len = static_cast<size_t>(upper.shape(0));
+        const void* cp = codes.data();
+
+        py::gil_scoped_release nogil;
+        check_state(n, l0, lv, lab, del, up, up_len, cp, entry, top);
         WriteGuard w(rw_);
-        n_ = 0;
+        n_.store(0, std::memory_order_relaxed);
         grow(std::max<size_t>(n, 1024));
-        std::memcpy(links0_.data(), links0.data(), sizeof(int32_t) * links0.size());
-        std::memcpy(labels_.data(), labels.data(), sizeof(int64_t) * n);
-        std::memcpy(level_.data(), levels.data(), n);
-        std::memcpy(deleted_.data(), deleted.data(), n);
-        size_t pos = 0;
-        n_deleted_ = 0;
+        std::memcpy(links0_.data(), l0, sizeof(int32_t) * n * (m0_ + 1));
+        std::memcpy(labels_.data(), lab, sizeof(int64_t) * n);
+        std::memcpy(level_.data(), lv, n);
+        std::memcpy(deleted_.data(), del, n);
+        if (int8_) std::memcpy(c8_.data(), cp, n * dim_);
+        else std::memcpy(f32_.data(), cp, sizeof(float) * n * dim_);
+        size_t pos = 0, dead = 0;
         for (size_t i = 0; i < n; ++i) {
-            size_t len = static_cast<size_t>(level_[i]) * (m_ + 1);
-            if (pos + len > static_cast<size_t>(upper.size())) throw std::invalid_argument("truncated upper links");
-            upper_[i].assign(upper.data() + pos, upper.data() + pos + len);
+            const size_t len = static_cast<size_t>(lv[i]) * (m_ + 1);
+            upper_[i].assign(up + pos, up + pos + len);
             pos += len;
-            n_deleted_ += deleted_[i] ? 1 : 0;
+            dead += del[i];
         }
-        if (int8_) {
-            auto c = py::array_t<int8_t, py::array::c_style | py::array::forcecast>::ensure(st["codes"]);
-            if (!c || static_cast<size_t>(c.size()) != n * dim_) throw std::invalid_argument("codes shape mismatch");
-            std::memcpy(c8_.data(), c.data(), n * dim_);
-        } else {
-            auto c = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(st["codes"]);
-            if (!c || static_cast<size_t>(c.size()) != n * dim_) throw std::invalid_argument("codes shape mismatch");
-            std::memcpy(f32_.data(), c.data(), sizeof(float) * n * dim_);
-        }
-        n_ = n;
         if (l2_)
             for (size_t i = 0; i < n; ++i) norm2_[i] = self_dot(static_cast<int32_t>(i));
-        entry_ = st["entry"].cast<int32_t>();
-        max_level_ = st["max_level"].cast<int>();
-        if (entry_ >= static_cast<int32_t>(n) || (n > 0 && entry_ < 0)) throw std::invalid_argument("bad entry point");
+        n_deleted_.store(dead, std::memory_order_relaxed);
+        entry_ = static_cast<int32_t>(entry);
+        max_level_ = static_cast<int>(top);
         rng_.seed(seed_ + n);
+        n_.store(n, std::memory_order_release);
     }
 
     // Bytes held, by part: links (both layers), codes, labels and flags.
@@ -564,6 +732,66 @@ class Graph {
     }
 
   private:
+    // The invariants every search and insert relies on; called with the GIL released, so no Python here.
+    void check_state(size_t n, const int32_t* l0, const uint8_t* lv, const int64_t* lab, const uint8_t* del,
+                     const int32_t* up, size_t up_len, const void* codes, int64_t entry, int64_t top) const {
+        using std::to_string;
+        size_t need = 0;
+        for (size_t i = 0; i < n; ++i) {
+            if (lv[i] > kMaxLevel)
+                throw std::invalid_argument("levels[" + to_string(i) + "] is " + to_string(lv[i]) + ", above " +
+                                            to_string(kMaxLevel));
+            if (del[i] > 1) throw std::invalid_argument("deleted[" + to_string(i) + "] is " + to_string(del[i]) + ", not 0 or 1");
+            if (i > 0 && lab[i] <= lab[i - 1])
+                throw std::invalid_argument("labels must increase: labels[" + to_string(i) + "] is " + to_string(lab[i]) +
+                                            " after " + to_string(lab[i - 1]));
+            need += static_cast<size_t>(lv[i]) * (m_ + 1);
+        }
+        if (up_len != need)
+            throw std::invalid_argument("upper has " + to_string(up_len) + " entries, the levels need " + to_string(need));
+        auto check_links = [&](const int32_t* ll, size_t node, int level, int cap) {
+            const std::string where = "node " + to_string(node) + " at level " + to_string(level);
+            const int32_t cnt = ll[0];
+            if (cnt < 0 || cnt > cap)
+                throw std::invalid_argument(where + " has a link count of " + to_string(cnt) + ", not 0 to " + to_string(cap));
+            for (int j = 1; j <= cnt; ++j) {
+                const int32_t nb = ll[j];
+                if (nb < 0 || static_cast<size_t>(nb) >= n)
+                    throw std::invalid_argument(where + " links to " + to_string(nb) + ", not a node (0 to " +
+                                                to_string(n) + " - 1)");
+                if (static_cast<size_t>(nb) == node) throw std::invalid_argument(where + " links to itself");
+                if (lv[nb] < level)
+                    throw std::invalid_argument(where + " links to node " + to_string(nb) + ", whose level is " +
+                                                to_string(lv[nb]));
+            }
+        };
+        size_t pos = 0;
+        for (size_t i = 0; i < n; ++i) {
+            check_links(l0 + i * (m0_ + 1), i, 0, m0_);
+            for (int level = 1; level <= lv[i]; ++level, pos += m_ + 1) check_links(up + pos, i, level, m_);
+        }
+        if (n == 0) {
+            if (entry != -1 || top != -1)
+                throw std::invalid_argument("an empty graph has entry point -1 and max_level -1, not " + to_string(entry) +
+                                            " and " + to_string(top));
+        } else {
+            if (entry < 0 || static_cast<size_t>(entry) >= n)
+                throw std::invalid_argument("entry point " + to_string(entry) + " is not a node (0 to " + to_string(n) +
+                                            " - 1)");
+            // A node above the entry point is harmless (one whose insert failed was never linked); the walk
+            // down from the entry point needs its lists on every level up to max_level.
+            if (lv[entry] != top)
+                throw std::invalid_argument("max_level " + to_string(top) + " is not the entry point's level, " +
+                                            to_string(lv[entry]));
+        }
+        if (!int8_) {
+            const float* f = static_cast<const float*>(codes);
+            for (size_t i = 0; i < n * static_cast<size_t>(dim_); ++i)
+                if (!std::isfinite(f[i]))
+                    throw std::invalid_argument("codes row " + to_string(i / dim_) + " holds a non-finite value");
+        }
+    }
+
     // A query prepared for the codec. int8 folds the per-dimension step into the query and the offset into
     // one bias, q . decode(c) = bias + (q * delta) . c, and rounds q * delta to integers so the dot product
     // runs in integers: 8 bits with VNNI, else 16 (relative error 2^-15 of its largest entry).
@@ -658,7 +886,7 @@ class Graph {
     uint8_t draw_level() {
         std::uniform_real_distribution<double> u(0.0, 1.0);
         double r = -std::log(std::max(u(rng_), 1e-300)) * mult_;
-        return static_cast<uint8_t>(std::min(r, 30.0));
+        return static_cast<uint8_t>(std::min(r, static_cast<double>(kMaxLevel)));
     }
 
     // Greedy walk down the upper layers to the closest node at layer `stop`.
@@ -667,7 +895,7 @@ class Graph {
             bool changed = true;
             while (changed) {
                 changed = false;
-                int32_t buf[256];
+                int32_t buf[kMaxLinks];
                 int cnt = copy_links(cur, level, buf, locked);
                 for (int j = 0; j < cnt; ++j) {
                     float d = dist(p, buf[j]);
@@ -689,9 +917,10 @@ class Graph {
 
     // Beam search on one layer. Results (closest first) come from `mask`-allowed, undeleted nodes
     // when `filtered`; the walk itself goes through every node.
+    // `n` is the node count, read once by the caller.
     void search_layer(const Prepared& p, int32_t ep, float ep_d, int ef, int level, const uint8_t* mask, bool filtered,
-                      Visited& vis, bool locked, std::vector<Pair>& out) {
-        vis.begin(n_);
+                      size_t n, Visited& vis, bool locked, std::vector<Pair>& out) {
+        vis.begin(n);
         vis.test_and_set(ep);
         std::vector<Pair>& cand = vis.cand;  // min-heap on distance (Closer), closest first
         std::vector<Pair>& top = vis.top;    // max-heap, farthest kept result first
@@ -699,8 +928,8 @@ class Graph {
         if (ok(ep)) top.emplace_back(ep_d, ep);
         cand.emplace_back(ep_d, ep);
         float bound = top.empty() ? std::numeric_limits<float>::infinity() : ep_d;
-        int32_t fresh[256];
-        int32_t buf[256];
+        int32_t fresh[kMaxLinks];
+        int32_t buf[kMaxLinks];
         const size_t uef = static_cast<size_t>(ef);
         while (!cand.empty()) {
             Pair c = cand.front();
@@ -763,8 +992,8 @@ class Graph {
     // flagged once expanded, instead of a candidate heap plus a result heap. It expands the same nodes
     // as `search_layer` (the closest unexpanded one, until every node in the beam is expanded) with
     // fewer branches and no heap upkeep.
-    void beam_search(const Prepared& p, int32_t ep, float ep_d, int ef, Visited& vis, std::vector<Pair>& out) {
-        vis.begin(n_);
+    void beam_search(const Prepared& p, int32_t ep, float ep_d, int ef, size_t n, Visited& vis, std::vector<Pair>& out) {
+        vis.begin(n);
         vis.test_and_set(ep);
         const int cap = ef;
         vis.pool_d.resize(cap + 1);
@@ -775,7 +1004,7 @@ class Graph {
         uint8_t* pf = vis.pool_done.data();
         int size = 1, cursor = 0;
         pd[0] = ep_d, pi[0] = ep, pf[0] = 0;
-        int32_t fresh[256];
+        int32_t fresh[kMaxLinks];
         while (cursor < size) {
             const int32_t node = pi[cursor];
             pf[cursor] = 1;
@@ -808,15 +1037,15 @@ class Graph {
         for (int i = 0; i < size; ++i) out[i] = Pair(pd[i], pi[i]);
     }
 
-    void search_one(const float* query, int k, int ef, const uint8_t* mask, Visited& vis, QueryBuf& qbuf,
-                    std::vector<Pair>& res) {
+    void search_one(const float* query, int k, int ef, const uint8_t* mask, size_t n, bool tombstones, Visited& vis,
+                    QueryBuf& qbuf, std::vector<Pair>& res) {
         res.clear();
-        if (entry_ < 0 || n_ == 0) return;
+        if (entry_ < 0 || n == 0) return;
         Prepared p = prepare(query, qbuf);
         float d = dist(p, entry_);
         int32_t cur = descend(p, entry_, d, max_level_, 0, false);
-        if (mask == nullptr && n_deleted_ == 0) beam_search(p, cur, d, ef, vis, res);
-        else search_layer(p, cur, d, ef, 0, mask, true, vis, false, res);
+        if (mask == nullptr && !tombstones) beam_search(p, cur, d, ef, n, vis, res);
+        else search_layer(p, cur, d, ef, 0, mask, true, n, vis, false, res);
         if (static_cast<int>(res.size()) > k) res.resize(k);
     }
 
@@ -843,7 +1072,8 @@ class Graph {
         cands.swap(kept);
     }
 
-    void insert(int32_t id, const float* vec, Visited& vis, QueryBuf& qbuf) {
+    void insert(int32_t id, const float* vec, size_t n, Visited& vis, QueryBuf& qbuf) {
+        maybe_fail();
         std::vector<float> tmp(dim_);
         Prepared p = prepare(vec, qbuf);
         const int level = level_[id];
@@ -860,7 +1090,7 @@ class Graph {
         if (level < top) cur = descend(p, cur, cur_d, top, level, true);
         std::vector<Pair> w;
         for (int lc = std::min(level, top); lc >= 0; --lc) {
-            search_layer(p, cur, cur_d, efc_, lc, nullptr, false, vis, true, w);
+            search_layer(p, cur, cur_d, efc_, lc, nullptr, false, n, vis, true, w);
             cur = w.front().second, cur_d = w.front().first;
             select(w, lc == 0 ? m0_ : m_, tmp);
             connect(id, lc, w, tmp);
@@ -933,7 +1163,8 @@ class Graph {
     std::mt19937_64 rng_;
     Kernels k_;
     std::vector<float> offset_, delta_;
-    size_t n_ = 0, cap_ = 0, n_deleted_ = 0;
+    // Atomic because Python reads them without the lock; changed only under the write lock.
+    std::atomic<size_t> n_{0}, cap_{0}, n_deleted_{0};
     HugeVec<int32_t> links0_;
     std::vector<std::vector<int32_t>> upper_;
     std::vector<uint8_t> level_;
@@ -975,5 +1206,11 @@ PYBIND11_MODULE(_graph, mod) {
         .def_property_readonly("deleted", &Graph::deleted_count)
         .def_property_readonly("max_level", &Graph::max_level)
         .def_property_readonly("kernel", &Graph::kernel);
-
+    mod.attr("MAX_M") = kMaxM;
+    mod.def("available_kernels", &available_kernels, "The kernels this CPU can run, worst to best.");
+    mod.def("set_kernel", &set_kernel, py::arg("name"),
+            "Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting.");
+    mod.def(
+        "_fail_after", [](int64_t count) { g_fail_after.store(count); }, py::arg("count"),
+        "Tests only: the count-th insert or query from now on raises RuntimeError (0 turns it off).");
 }

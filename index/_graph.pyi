@@ -4,6 +4,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+MAX_M: int
+
+def available_kernels() -> list[str]:
+    """The kernels this CPU can run, worst to best: a subset of plain, avx2, avx512, avx512-vnni."""
+
+def set_kernel(name: str) -> str:
+    """Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting."""
+
+def _fail_after(count: int) -> None:
+    """Tests only: the count-th insert or query from now on raises RuntimeError (0 turns it off)."""
+
 class Graph:
     def __init__(
         self, dim: int, metric: str, codec: str, m: int = 16, ef_construction: int = 200, seed: int = 100

@@ -7,6 +7,10 @@ call, which is what makes the compressed single-query path fast (benchmarks/COMP
 
 The native graph has its own read-write lock (searches together, mutations alone, the GIL released
 while waiting), so this wrapper takes none. Adds go in chunks so searches interleave with a build.
+
+The extension is optional: where it cannot be built, `pip install` still succeeds (setup.py), this
+module still imports, `AVAILABLE` is False and `UNAVAILABLE_REASON` says why, so the engine can fall
+back to hnswlib. A saved graph is checked whole when loaded; a damaged one raises ValueError.
 """
 
 from __future__ import annotations
@@ -14,21 +18,49 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from index._graph import Graph
 from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
 from quantization.base import load_state, save_state
 from quantization.scalar import Int8Quantizer
 
-__all__ = ["Codec", "GraphIndex"]
+try:
+    from index import _graph
+except ImportError as exc:  # built without a compiler, or for another platform
+    _IMPORT_ERROR: ImportError | None = exc
+else:
+    _IMPORT_ERROR = None
+
+__all__ = ["AVAILABLE", "MAX_M", "UNAVAILABLE_REASON", "Codec", "GraphIndex", "available_kernels"]
+
+AVAILABLE: Final = _IMPORT_ERROR is None
+UNAVAILABLE_REASON: Final = None if _IMPORT_ERROR is None else f"the native graph is not built: {_IMPORT_ERROR}"
+MAX_M: Final = 128  # the largest m the graph takes (index/_graph.cpp kMaxM), as HnswIndexConfig allows
 
 Codec = Literal["int8", "float32"]
 _ADD_CHUNK = 256  # rows per write-lock hold
 _STATE = ("links0", "levels", "labels", "deleted", "upper", "codes")
+_INT32_MAX = 2**31 - 1
+# meta.json integers and their bounds (None: unbounded); the arrays are checked by the native loader.
+# dim is capped as every dim in the config models is, so a hostile file cannot make the graph allocate
+# gigabytes before its arrays are checked.
+_META_INTS: dict[str, tuple[int, int | None]] = {
+    "dim": (1, 65536),
+    "m": (2, MAX_M),
+    "ef_construction": (1, _INT32_MAX),
+    "ef": (1, _INT32_MAX),
+    "seed": (0, 2**64 - 1),
+    "entry": (-1, _INT32_MAX),
+    "max_level": (-1, _INT32_MAX),
+}
+
+
+def available_kernels() -> list[str]:
+    """The distance kernels this CPU can run, worst to best (none without the extension)."""
+    return _graph.available_kernels() if AVAILABLE else []
 
 
 class GraphIndex:
@@ -53,7 +85,9 @@ class GraphIndex:
         self.seed = seed
         self.threads = threads or os.cpu_count() or 1
         self.quantizer: Int8Quantizer | None = None
-        self._graph = Graph(dim, space.value, codec, m, ef_construction, seed)
+        if _IMPORT_ERROR is not None:
+            raise RuntimeError(UNAVAILABLE_REASON) from _IMPORT_ERROR
+        self._graph = _graph.Graph(dim, space.value, codec, m, ef_construction, seed)
 
     @property
     def count(self) -> int:
@@ -125,7 +159,7 @@ class GraphIndex:
         directory.mkdir(parents=True, exist_ok=True)
         state = self._graph.get_state()
         for name in _STATE:
-            np.save(directory / f"{name}.npy", state[name])
+            np.save(directory / f"{name}.npy", state[name], allow_pickle=False)
         if self.quantizer is not None:
             save_state(directory / "int8", *self.quantizer.state())
         meta: dict[str, Any] = {
@@ -144,24 +178,35 @@ class GraphIndex:
 
     @classmethod
     def load(cls, directory: Path, *, threads: int | None = None) -> GraphIndex:
-        meta = json.loads((directory / "meta.json").read_text())
-        if meta.get("kind") != "graph":
-            raise ValueError(f"{directory}: not a graph index")
+        """Raises ValueError, naming the fault, for a damaged or foreign directory."""
+        meta = _read_meta(directory)
         idx = cls(
-            int(meta["dim"]),
+            meta["dim"],
             Space(meta["space"]),
             meta["codec"],
-            m=int(meta["m"]),
-            ef_construction=int(meta["ef_construction"]),
-            ef=int(meta["ef"]),
-            seed=int(meta["seed"]),
+            m=meta["m"],
+            ef_construction=meta["ef_construction"],
+            ef=meta["ef"],
+            seed=meta["seed"],
             threads=threads,
         )
         if meta["codec"] == "int8":
-            idx.train_from(Int8Quantizer.from_state(*load_state(directory / "int8")))
-        state: dict[str, Any] = {name: np.load(directory / f"{name}.npy") for name in _STATE}
-        state["entry"], state["max_level"] = int(meta["entry"]), int(meta["max_level"])
-        idx._graph.set_state(state)
+            try:
+                quantizer = Int8Quantizer.from_state(*load_state(directory / "int8"))
+            except (OSError, EOFError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"{directory / 'int8'}: cannot load the int8 quantizer: {type(exc).__name__}: {exc}"
+                ) from exc
+            try:
+                idx.train_from(quantizer)
+            except ValueError as exc:
+                raise ValueError(f"{directory / 'int8'}: {exc}") from exc
+        state: dict[str, Any] = {name: _read_array(directory / f"{name}.npy") for name in _STATE}
+        state["entry"], state["max_level"] = meta["entry"], meta["max_level"]
+        try:
+            idx._graph.set_state(state)
+        except ValueError as exc:
+            raise ValueError(f"{directory}: damaged graph: {exc}") from exc
         return idx
 
     def train_from(self, quantizer: Int8Quantizer) -> None:
@@ -175,3 +220,32 @@ class GraphIndex:
 
     def ram_bytes(self) -> int:
         return sum(self.memory().values())
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("kind") != "graph":
+        raise ValueError(f"{directory}: not a graph index")
+    for key, (lo, hi) in _META_INTS.items():
+        value = meta.get(key)
+        # bool is an int subclass, and a float would be truncated silently
+        if type(value) is not int or value < lo or (hi is not None and value > hi):
+            bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise ValueError(f"{path}: {key} must be an integer {bounds}, not {value!r}")
+    if meta.get("space") not in {s.value for s in Space}:
+        raise ValueError(f"{path}: space must be one of {[s.value for s in Space]}, not {meta.get('space')!r}")
+    if meta.get("codec") not in ("int8", "float32"):
+        raise ValueError(f"{path}: codec must be 'int8' or 'float32', not {meta.get('codec')!r}")
+    return meta
+
+
+def _read_array(path: Path) -> npt.NDArray[Any]:
+    try:
+        arr: npt.NDArray[Any] = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:  # missing, truncated, or not an .npy file
+        raise ValueError(f"{path}: cannot read: {exc}") from exc
+    return arr
