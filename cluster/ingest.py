@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from index.backends.base import F32
+from index.collection import default_vector
 from nestor_client.models import CollectionConfig
 
 __all__ = ["IngestReport", "ingest_jsonl"]
@@ -40,7 +41,11 @@ class _Embed:
     """The map_batches worker: JSON lines in, (id, vector, payload, error) columns out."""
 
     def __init__(self, config_json: str, fields: dict[str, Any]) -> None:
-        self.config = CollectionConfig.model_validate_json(config_json)
+        config = CollectionConfig.model_validate_json(config_json)
+        default = default_vector(config)
+        if default is None:
+            raise ValueError("the collection has several named vectors: ingest fills a default one")
+        self.config = config.vector_fields()[default]  # ingest fills the default vector
         self.fields = fields
         self.encoder: Any = None
         if fields["text"] is not None:
@@ -141,7 +146,8 @@ def ingest_jsonl(
     import ray.data
 
     if text_field is None and vector_field is None:
-        text_field, vector_field = ("text", None) if coll.config.encoder is not None else (None, "vector")
+        _, vcfg = coll.vector_config(None)
+        text_field, vector_field = ("text", None) if vcfg.encoder is not None else (None, "vector")
     fields = {"id": id_field, "text": text_field, "vector": vector_field, "payload": payload_fields}
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # commits in source order: progress is one row number

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from index.collection import Hit, PointIdT
+from index.contract import Hit, PointIdT
 from index.storage import encode_pid
 
 __all__ = ["group_by_shard", "merge_hits", "shard_of"]

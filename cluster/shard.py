@@ -29,24 +29,25 @@ from typing import Any
 import numpy as np
 
 from index.backends.base import F32
-from index.collection import Collection, CollectionOptions, Hit, PointIdT, Query, QueryResult
+from index.collection import Collection
+from index.contract import CollectionOptions, Hit, PointIdT, Query, QueryResult, VectorsIn, WithVector
 from index.errors import NestorError
 from index.fsutil import atomic_write_bytes
 from nestor_client.models import CollectionConfig, Filter, SearchParams
 
 __all__ = ["PackedQuery", "PackedResult", "ShardReplica", "StaleReplica", "pack_query", "unpack_result"]
 
-# (vector, limit, filter, params as a dict, with_payload, with_vector, score_threshold)
-PackedQuery = tuple[F32, int, Filter | None, dict[str, Any] | None, bool, bool, float | None]
-# (ids, scores, payloads, vectors, strategy)
+# (vector, limit, filter, params as a dict, with_payload, with_vector, score_threshold, using)
+PackedQuery = tuple[F32, int, Filter | None, dict[str, Any] | None, bool, WithVector, float | None, str]
+# (ids, scores, payloads, vectors by name, strategy)
 PackedResult = tuple[
-    list[PointIdT], list[float], list[dict[str, Any] | None] | None, list[list[float] | None] | None, str
+    list[PointIdT], list[float], list[dict[str, Any] | None] | None, list[dict[str, Any] | None] | None, str
 ]
 
 
 def pack_query(q: Query) -> PackedQuery:
     params = None if q.params is None else q.params.model_dump(exclude_unset=True)
-    return (q.vector, q.limit, q.filter, params, q.with_payload, q.with_vector, q.score_threshold)
+    return (q.vector, q.limit, q.filter, params, q.with_payload, q.with_vector, q.score_threshold, q.using)
 
 
 def unpack_result(r: PackedResult) -> QueryResult:
@@ -57,7 +58,7 @@ def unpack_result(r: PackedResult) -> QueryResult:
             h.payload = p
     if vectors is not None:
         for h, v in zip(hits, vectors, strict=True):
-            h.vector = v
+            h.vectors = v
     return QueryResult(hits, strategy)
 
 
@@ -114,7 +115,9 @@ class ShardReplica:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def upsert(self, op: int, ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None) -> int:
+    def upsert(
+        self, op: int, ids: list[PointIdT], vectors: VectorsIn, payloads: list[dict[str, Any] | None] | None
+    ) -> int:
         with self._lock:
             self._expect(op)
             return self.coll.upsert(ids, vectors, payloads).count
@@ -148,8 +151,8 @@ class ShardReplica:
         rows, ops = packed
         queries = [
             Query(v, limit=k, filter=f, params=None if p is None else SearchParams.model_validate(p),
-                  with_payload=wp, with_vector=wv, score_threshold=t)
-            for v, k, f, p, wp, wv, t in rows
+                  with_payload=wp, with_vector=wv, score_threshold=t, using=u)
+            for v, k, f, p, wp, wv, t, u in rows
         ]  # fmt: skip
         out: list[PackedResult] = []
         for q, r in zip(queries, self.search(queries, ops[self.shard]), strict=True):
@@ -159,13 +162,13 @@ class ShardReplica:
                     [h.id for h in hits],
                     [h.score for h in hits],
                     [h.payload for h in hits] if q.with_payload else None,
-                    [h.vector for h in hits] if q.with_vector else None,
+                    [h.vectors for h in hits] if q.with_vector else None,
                     r.strategy,
                 )
             )
         return out
 
-    def get(self, ids: list[PointIdT], with_payload: bool, with_vector: bool, min_op: int) -> list[Hit]:
+    def get(self, ids: list[PointIdT], with_payload: bool, with_vector: WithVector, min_op: int) -> list[Hit]:
         if self.applied < min_op:
             raise StaleReplica(f"replica at op {self.applied} is behind the acknowledged op {min_op}")
         return self.coll.get(ids, with_payload=with_payload, with_vector=with_vector)
@@ -174,25 +177,24 @@ class ShardReplica:
         return self.coll.count_where(flt)
 
     def info(self) -> dict[str, Any]:
-        return {**self.coll.info(), **self.ping()}
+        return {**self.coll.info().model_dump(mode="json"), **self.ping()}
 
     # -- catch-up --------------------------------------------------------------------------
 
-    def export(self, start: int, size: int) -> tuple[list[PointIdT], F32, list[dict[str, Any] | None], bool]:
-        """Live points `start .. start + size` in label order: ids, vectors, payloads, and whether more follow.
-
-        Called while the router holds the shard's write lock, so the live set does not move between calls."""
-        n, alive = self.coll.committed()
-        labels = np.flatnonzero(alive[:n]).astype(np.int64)
-        part = labels[start : start + size]
-        hits = self.coll.make_hits(part, [0.0] * len(part), with_payload=True)
-        vectors = np.ascontiguousarray(self.coll.vectors.take(part), dtype=np.float32)
-        return [h.id for h in hits], vectors, [h.payload for h in hits], start + size < len(labels)
+    def export(
+        self, start: int, size: int
+    ) -> tuple[list[PointIdT], dict[str, list[Any]], list[dict[str, Any] | None], bool]:
+        """Live points `start .. start + size` in label order: ids, vectors by name, payloads, and whether more
+        follow. Called while the router holds the shard's write lock, so the live set does not move between calls."""
+        labels = self.coll.labels.live_labels(self.coll.labels.n)
+        ids, vectors, payloads = self.coll.read_points(labels[start : start + size])
+        return ids, vectors, payloads, start + size < len(labels)
 
     def live_ids(self) -> list[PointIdT]:
-        n, alive = self.coll.committed()
-        labels = np.flatnonzero(alive[:n]).astype(np.int64)
-        return [h.id for h in self.coll.make_hits(labels, [0.0] * len(labels), with_payload=False)]
+        ids = self.coll.labels.ids
+        return [
+            pid for lab in self.coll.labels.live_labels(self.coll.labels.n).tolist() if (pid := ids[lab]) is not None
+        ]
 
     def catch_up(self, source: Any, source_applied: int) -> int:
         """Make this replica equal to `source` (another replica's actor handle) at op `source_applied`.
@@ -211,7 +213,8 @@ class ShardReplica:
                 ids, vectors, payloads, more = ray.get(source.export.remote(start, EXPORT_CHUNK))
                 keep = self._differs(ids, vectors, payloads)
                 if keep:
-                    self.coll.upsert([ids[i] for i in keep], vectors[keep], [payloads[i] for i in keep])
+                    part = {name: [vs[i] for i in keep] for name, vs in vectors.items()}
+                    self.coll.upsert([ids[i] for i in keep], part, [payloads[i] for i in keep])
                 copied += len(keep)
                 start += EXPORT_CHUNK
             if source_applied >= 0:  # a first pass while writes go on records nothing: a final pass follows
@@ -219,22 +222,30 @@ class ShardReplica:
                 atomic_write_bytes(self.dir / _OFFSET_FILE, json.dumps({"offset": self.offset}).encode())
             return copied
 
-    def _differs(self, ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None]) -> list[int]:
-        """Positions of the source's points that this replica lacks or holds differently."""
+    def _differs(
+        self, ids: list[PointIdT], vectors: dict[str, list[Any]], payloads: list[dict[str, Any] | None]
+    ) -> list[int]:
+        """Positions of the source's points that this replica lacks or holds differently (vectors bit for bit)."""
         labels = [self.coll.label_of(pid) for pid in ids]
         have = [i for i, lab in enumerate(labels) if lab is not None]
         out = [i for i, lab in enumerate(labels) if lab is None]
         if have:
             mine = np.asarray([labels[i] for i in have], dtype=np.int64)
-            vecs = self.coll.vectors.take(mine)
-            pays = self.coll.make_hits(mine, [0.0] * len(mine), with_payload=True)
+            _, my_vectors, my_payloads = self.coll.read_points(mine)
             for row, i in enumerate(have):
-                if not np.array_equal(vecs[row], vectors[i]) or (pays[row].payload or {}) != (payloads[i] or {}):
+                same = (my_payloads[row] or {}) == (payloads[i] or {}) and all(
+                    _same(my_vectors[name][row], vectors[name][i]) for name in vectors
+                )
+                if not same:
                     out.append(i)
         return sorted(out)
 
     def close(self) -> None:
         self.coll.close()
+
+
+def _same(a: F32 | None, b: F32 | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def _restart_count() -> int:

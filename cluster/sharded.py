@@ -34,7 +34,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,20 @@ from cluster.errors import ClusterUnavailable, ShardUnavailable
 from cluster.routing import group_by_shard, merge_hits
 from cluster.shard import ShardReplica, StaleReplica, pack_query, unpack_result
 from index.backends.base import F32
-from index.collection import CollectionOptions, Hit, PointIdT, Query, QueryResult, WriteResult, check_batch
+from index.collection import check_batch, default_vector
+from index.contract import (
+    CollectionOptions,
+    Hit,
+    PointIdT,
+    Query,
+    QueryResult,
+    VectorsIn,
+    WithVector,
+    WriteResult,
+)
 from index.errors import DimensionMismatch, InvalidConfig, InvalidRequest, InvalidVector, NestorError
 from index.fsutil import atomic_write_bytes, fsync_dir
-from nestor_client.models import CollectionConfig, Filter, Metric
+from nestor_client.models import CollectionConfig, CollectionInfo, Filter, Metric, VectorConfig
 
 __all__ = ["RayCluster", "ShardedCollection", "is_distributed"]
 
@@ -89,10 +99,9 @@ class _Shard:
 
 
 class ShardedCollection:
-    """Duck-types the `Collection` methods the routers use: upsert, delete, delete_where, get, count,
-    count_where, search, info, close (and pause/resume indexing, for ingest jobs)."""
+    """The `AnyCollection` contract over shards of ordinary collections held by Ray actors."""
 
-    distributed = True  # what the server checks to take the Ray paths (ingest jobs, snapshots)
+    distributed = True  # ingest jobs take the Ray Data path
 
     def __init__(
         self,
@@ -108,8 +117,8 @@ class ShardedCollection:
         self.dir = directory
         self.config = config
         self.options = options
-        self.dim = config.dim
-        self.metric = config.metric
+        self.fields = config.vector_fields()
+        self._default = default_vector(config)
         self.cluster = cluster
         self.allow_partial = False  # searches with a shard down fail unless asked (search(..., partial=True))
         self.last_write: float | None = None
@@ -207,7 +216,7 @@ class ShardedCollection:
     def create(
         cls, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions, cluster: RayCluster
     ) -> ShardedCollection:
-        if config.multivector is not None:
+        if any(v.multivector is not None for v in config.vector_fields().values()):
             raise InvalidConfig("multi-vector collections cannot be sharded yet: leave shards and replicas at 1")
         directory.mkdir(parents=True)
         try:
@@ -299,24 +308,28 @@ class ShardedCollection:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _check(self, ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None) -> F32:
-        """The checks `Collection.upsert` makes, made before anything is sent, so no shard takes half a bad batch."""
-        check_batch(ids, vectors, payloads)
-        vectors = np.asarray(vectors)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            got = vectors.shape[-1] if vectors.ndim else 0
-            raise DimensionMismatch(f"expected vectors of dimension {self.dim}, got {got}")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        finite = np.isfinite(vectors).all(axis=1)
-        if not finite.all():
-            raise InvalidVector(f"vector #{int(np.flatnonzero(~finite)[0])} contains NaN or Inf")
-        if self.metric is Metric.cosine:
-            zero = ~vectors.any(axis=1)
-            if zero.any():
-                raise InvalidVector(
-                    f"vector #{int(np.flatnonzero(zero)[0])} is all zeros, which has no cosine direction"
-                )
-        return vectors
+    def vector_config(self, using: str | None) -> tuple[str, VectorConfig]:
+        name = self._default if using is None else using
+        if name is None or name not in self.fields:
+            have = ", ".join(repr(n) for n in self.fields)
+            raise InvalidRequest(f"collection {self.name!r} has vectors {have}: name one of them with 'using'")
+        return name, self.fields[name]
+
+    def _check(
+        self, ids: list[PointIdT], vectors: VectorsIn, payloads: list[dict[str, Any] | None] | None
+    ) -> dict[str, F32]:
+        """The checks `Collection.upsert` makes, made before anything is sent, so no shard takes half a bad batch.
+
+        Returns each named vector as one matrix (zero rows where a point omits it: replicas get per-point lists)."""
+        check_batch(ids, len(ids) if isinstance(vectors, Mapping) else len(vectors), payloads)
+        given = dict(vectors) if isinstance(vectors, Mapping) else {self.vector_config(None)[0]: vectors}
+        out: dict[str, F32] = {}
+        for name, part in given.items():
+            vcfg = self.fields.get(name)
+            if vcfg is None:
+                raise InvalidVector(f"no vector named {name!r} in this collection; it has {sorted(self.fields)}")
+            out[name] = _checked(part, len(ids), vcfg, name)
+        return out
 
     def _write(self, parts: dict[int, Callable[[Any, int], Any]]) -> int:
         """Send each shard's part (`make(actor, op)` -> an ObjectRef) to its live replicas; the sum of their counts."""
@@ -372,10 +385,14 @@ class ShardedCollection:
         return sum(sh.op for sh in self.shards)
 
     def upsert(
-        self, ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None = None
+        self, ids: list[PointIdT], vectors: VectorsIn, payloads: list[dict[str, Any] | None] | None = None
     ) -> WriteResult:
         """Insert or overwrite a batch; returns once every live replica of every touched shard has it durably."""
-        vectors = self._check(ids, vectors, payloads)
+        checked = self._check(ids, vectors, payloads)
+        present = {
+            name: (None if isinstance(vectors, np.ndarray) or not isinstance(vectors, Mapping) else vectors[name])
+            for name in checked
+        }
         if not ids:
             return WriteResult(0, self.seq)
         groups = group_by_shard(ids, len(self.shards))
@@ -383,7 +400,13 @@ class ShardedCollection:
         for s, rows in enumerate(groups):
             if rows:
                 sub_ids = [ids[i] for i in rows]
-                sub_vec = vectors[rows]
+                sub_vec: dict[str, Any] = {}
+                for name, mat in checked.items():
+                    given = present[name]
+                    if given is None or isinstance(given, np.ndarray):
+                        sub_vec[name] = mat[rows]
+                    else:  # per-point vectors: keep the points that omit this one omitting it
+                        sub_vec[name] = [None if given[i] is None else mat[i] for i in rows]
                 sub_pay = None if payloads is None else [payloads[i] for i in rows]
                 parts[s] = _bind_upsert(sub_ids, sub_vec, sub_pay)
         n = self._write(parts)
@@ -533,18 +556,18 @@ class ShardedCollection:
     def is_cheap(self, q: Query) -> bool:
         return False  # a search waits on other processes: never on the event loop
 
-    def search(self, queries: list[Query], *, partial: bool | None = None) -> list[QueryResult]:
+    def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
         """Exact merge of each shard's top `limit + offset`; see the module docstring for failures."""
         sub = [dataclasses.replace(q, limit=q.limit + q.offset, offset=0) for q in queries]
-        allow = self.allow_partial if partial is None else partial
+        allow = self.allow_partial or partial
         fast = self._search_compiled(sub)
         if fast is not None:
             answers, missing = fast, list[int]()
         else:
             answers, missing = self._fan_out(lambda rep, op: rep.actor.search.remote(sub, op), partial=allow)
-        lower = self.metric is Metric.l2
         out = []
         for i, q in enumerate(queries):
+            lower = self.vector_config(q.using)[1].metric is Metric.l2
             parts: list[list[Hit]] = [a[i].hits for a in answers if a is not None]
             kinds = sorted({a[i].strategy for a in answers if a is not None})
             strategy = "+".join(kinds) or "none"
@@ -553,7 +576,7 @@ class ShardedCollection:
             out.append(QueryResult(merge_hits(parts, q.limit, q.offset, lower_is_better=lower), strategy))
         return out
 
-    def get(self, ids: list[PointIdT], *, with_payload: bool = True, with_vector: bool = False) -> list[Hit]:
+    def get(self, ids: list[PointIdT], *, with_payload: bool = True, with_vector: WithVector = False) -> list[Hit]:
         groups = group_by_shard(ids, len(self.shards))
         answers, _ = self._fan_out(
             lambda rep, op: rep.actor.get.remote([ids[i] for i in groups[rep.shard]], with_payload, with_vector, op),
@@ -582,9 +605,18 @@ class ShardedCollection:
             "(each replica's directory is an ordinary collection that can be copied while the server is stopped)"
         )
 
+    def snapshot_files(self, labels: int) -> list[tuple[str, Path, int]]:
+        return []  # backup_store refuses first
+
+    def index_dirs(self) -> list[tuple[str, Path]]:
+        return []
+
+    def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int:
+        raise InvalidRequest(f"collection {self.name!r} is sharded: query samples are not supported there yet")
+
     # -- introspection ---------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> CollectionInfo:
         import ray
 
         refs = [(rep, rep.actor.info.remote()) for sh in self.shards for rep in sh.replicas]
@@ -635,10 +667,14 @@ class ShardedCollection:
             status = "yellow"  # every replica is up, some index is still building
         count = sum(p["count"] for p in up)
         self._count_cache = count
-        index = dict(up[0]["index"]) if up else {"type": self.config.index.type}
+        main = self.vector_config(None)[1] if self._default is not None else next(iter(self.fields.values()))
+        index = dict(up[0]["index"]) if up else {"type": main.index.type, "state": "unavailable"}
+        vectors = {name: dict(v) for name, v in up[0]["vectors"].items()} if up else {}
         for key in ("indexed", "pending"):
-            if up and all(isinstance(p["index"].get(key), int) for p in up):
+            if up:
                 index[key] = sum(p["index"][key] for p in up)
+                for name, v in vectors.items():
+                    v["index"] = {**v["index"], key: sum(p["vectors"][name]["index"][key] for p in up)}
         memory: dict[str, dict[str, int]] = {}
         for p in up:
             for comp, where in p["memory"].items():
@@ -646,38 +682,75 @@ class ShardedCollection:
                 for k, v in where.items():
                     slot[k] = slot.get(k, 0) + int(v)
         nodes = sorted({r["node"] for row in shard_rows for r in row["replicas"] if r["node"]})
-        return {
-            "name": self.name,
-            "config": self.config.model_dump(mode="json"),
-            "count": count,
-            "status": status,
-            "seq": self.seq,
-            "index": index,
-            "segments": [
-                {"type": "shard", "shard": row["shard"], "points": row["count"] or 0, "health": row["health"]}
-                for row in shard_rows
-            ],
-            "memory": memory,  # one replica per shard: multiply by `replicas` for the cluster's total
-            "placement": {**(up[0]["placement"] if up else {}), "shards": "Ray actors, one directory per replica"},
-            "last_write": self.last_write,
-            "last_optimized": max((p["last_optimized"] or 0 for p in up), default=None) or None,
-            "cluster": {
-                "shards": len(self.shards),
-                "replicas": self.config.replicas,
-                "health": status,
-                "nodes": nodes,
-                "ray_address": self.cluster.address,
-                "shard_list": shard_rows,
-            },
-        }
+        return CollectionInfo.model_validate(
+            {
+                "name": self.name,
+                "config": self.config.model_dump(mode="json"),
+                "count": count,
+                "vectors": vectors,
+                "status": status,
+                "seq": self.seq,
+                "index": index,
+                "segments": [
+                    {"type": "shard", "shard": row["shard"], "points": row["count"] or 0, "health": row["health"]}
+                    for row in shard_rows
+                ],
+                "memory": memory,  # one replica per shard: multiply by `replicas` for the cluster's total
+                "placement": {**(up[0]["placement"] if up else {}), "shards": "Ray actors, one directory per replica"},
+                "last_write": self.last_write,
+                "last_optimized": max((p["last_optimized"] or 0 for p in up), default=None) or None,
+                "cluster": {
+                    "shards": len(self.shards),
+                    "replicas": self.config.replicas,
+                    "health": status,
+                    "nodes": nodes,
+                    "ray_address": self.cluster.address,
+                    "shard_list": shard_rows,
+                },
+            }
+        )
+
+
+def _checked(part: Any, n: int, vcfg: VectorConfig, name: str) -> F32:
+    """One named vector of a batch as a checked [n, dim] matrix (zero rows where points omit it)."""
+    what = f"vector {name!r}: " if name else ""
+    present = np.ones(n, bool)
+    if isinstance(part, np.ndarray):
+        mat = part
+    else:
+        if len(part) != n:
+            raise InvalidVector(f"{n} ids but {len(part)} vectors named {name!r}")
+        mat = np.zeros((n, vcfg.dim), np.float32)
+        for i, v in enumerate(part):
+            present[i] = v is not None
+            if v is not None:
+                arr = np.asarray(v, dtype=np.float32)
+                if arr.shape != (vcfg.dim,):
+                    raise DimensionMismatch(f"{what}point #{i}: expected dimension {vcfg.dim}")
+                mat[i] = arr
+    if mat.ndim != 2 or mat.shape[1] != vcfg.dim:
+        got = mat.shape[-1] if mat.ndim else 0
+        raise DimensionMismatch(f"{what}expected vectors of dimension {vcfg.dim}, got {got}")
+    mat = np.ascontiguousarray(mat, dtype=np.float32)
+    finite = np.isfinite(mat).all(axis=1)
+    if not finite.all():
+        raise InvalidVector(f"{what}vector #{int(np.flatnonzero(~finite)[0])} contains NaN or Inf")
+    if vcfg.metric is Metric.cosine:
+        zero = present & ~mat.any(axis=1)
+        if zero.any():
+            raise InvalidVector(
+                f"{what}vector #{int(np.flatnonzero(zero)[0])} is all zeros, which has no cosine direction"
+            )
+    return mat
 
 
 def _bind_upsert(
-    ids: list[PointIdT], vectors: F32, payloads: list[dict[str, Any] | None] | None
+    ids: list[PointIdT], vectors: dict[str, Any], payloads: list[dict[str, Any] | None] | None
 ) -> Callable[[Any, int], Any]:
     import ray
 
-    ref = ray.put(vectors) if vectors.nbytes > 100_000 else vectors  # put once, read by every replica
+    big = sum(v.nbytes for v in vectors.values() if isinstance(v, np.ndarray)) > 100_000
+    ref = ray.put(vectors) if big else vectors  # put once, read by every replica
     return lambda actor, op: actor.upsert.remote(op, ids, ref, payloads)
 
 

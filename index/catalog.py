@@ -18,12 +18,13 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from index.collection import CollectionOptions
+from index.collection import Collection
+from index.contract import AnyCollection, CollectionOptions
 from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidRequest
 from index.fsutil import fsync_dir
-from index.multivector import AnyCollection, check_config, create_collection, open_collection
+from index.multivector import check_multivector
 from nestor_client.models import CollectionConfig
 
 __all__ = ["Catalog", "ClusterBackend"]
@@ -33,12 +34,24 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class ClusterBackend(Protocol):
-    """Makes the collections that have shards or replicas. What it returns duck-types the `Collection`
-    methods the server calls (upsert, delete, get, count, search, info, close, ...)."""
+    """Makes the collections that have shards or replicas; they implement the same `AnyCollection` contract."""
 
-    def create(self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions) -> Any: ...
+    def create(
+        self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions
+    ) -> AnyCollection: ...
 
-    def open(self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions) -> Any: ...
+    def open(
+        self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions
+    ) -> AnyCollection: ...
+
+
+def check_config(config: CollectionConfig) -> CollectionConfig:
+    """Reject settings that parse but make no sense (InvalidConfig); returns the config as it is stored."""
+    if config.vectors is None:
+        vcfg = check_multivector(config.vector_fields()[""], "index" in config.model_fields_set)
+        return config if vcfg.index == config.index else config.model_copy(update={"index": vcfg.index})
+    fields = {name: check_multivector(vcfg, "index" in vcfg.model_fields_set) for name, vcfg in config.vectors.items()}
+    return config if fields == config.vectors else config.model_copy(update={"vectors": fields})
 
 
 def _distributed(config: CollectionConfig) -> bool:
@@ -75,7 +88,7 @@ class Catalog:
                         continue
                     self._collections[d.name] = self.cluster.open(d.name, d, config, self.options)
                 else:
-                    self._collections[d.name] = open_collection(d.name, d, self.options)
+                    self._collections[d.name] = Collection.open(d.name, d, self.options)
             except Exception:
                 log.exception("cannot open collection %s; leaving it out", d.name)
 
@@ -109,7 +122,7 @@ class Catalog:
                     )
                 coll = self.cluster.create(name, self._root / name, config, self.options)
             else:
-                coll = create_collection(name, self._root / name, config, self.options)
+                coll = Collection.create(name, self._root / name, config, self.options)
             self._collections[name] = coll
             return coll, True
 
@@ -155,13 +168,13 @@ class Catalog:
             staged.rename(target)
             fsync_dir(self._root)
             try:
-                coll = open_collection(name, target, self.options)
+                coll = Collection.open(name, target, self.options)
             except BaseException:
                 target.rename(staged)
                 if parked is not None:
                     parked.rename(target)
                     if old is not None:
-                        self._collections[name] = open_collection(name, target, self.options)
+                        self._collections[name] = Collection.open(name, target, self.options)
                 fsync_dir(self._root)
                 raise
             self._collections[name] = coll

@@ -1,7 +1,8 @@
 """An ANN index over compressed vectors: reduce (LeanVec, Matryoshka), then quantize (binary, int8).
 
-`EncodedIndex` is a `VectorIndex` whose `train` fits the transforms on a sample of the collection
-(and, for LeanVec-OOD, a query sample), then builds the backend on the encoded vectors:
+`EncodedIndex` is a `VectorIndex` that owns the transforms and codes: `fit` learns them from a sample
+of the collection (and, for LeanVec-OOD, a query sample). `index.factory` picks the backend that
+serves the codes, by this ladder:
 
     reduce     quantize   index   backend
     any        -          hnsw    Nestor's graph (index/_graph.cpp) on the reduced float32 vectors
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,21 +29,18 @@ import numpy as np
 import numpy.typing as npt
 
 from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
-from index.backends.binary import BinaryIndex, BinaryStructure
+from index.backends.binary import BinaryIndex
 from index.backends.faiss_float import FaissFloatIndex
 from index.backends.graph import GraphIndex
 from index.backends.hnsw import HnswIndex
-from index.backends.ivfpq import IvfPqIndex, auto_nlist
+from index.backends.ivfpq import IvfPqIndex
 from nestor_client.models import (
     BinaryQuantizeConfig,
-    CollectionConfig,
-    FlatIndexConfig,
-    HnswIndexConfig,
     Int8QuantizeConfig,
     IvfPqIndexConfig,
     LeanVecReduceConfig,
     MatryoshkaReduceConfig,
-    Metric,
+    VectorConfig,
 )
 from quantization.base import load_state, save_state
 from quantization.binary import BinaryQuantizer
@@ -82,7 +81,7 @@ class _Rows:
 
 
 class EncodedIndex:
-    def __init__(self, config: CollectionConfig, space: Space, *, threads: int | None = None) -> None:
+    def __init__(self, config: VectorConfig, space: Space, *, threads: int | None = None) -> None:
         self.config = config
         self.dim = config.dim
         self.space = space
@@ -170,9 +169,11 @@ class EncodedIndex:
     def is_trained(self) -> bool:
         return self.inner is not None and bool(self.inner.is_trained)
 
-    def train(self, sample: F32, queries: F32 | None = None, *, n_total: int | None = None) -> None:
-        """Fit the transforms on `sample` (and the query sample) and build an empty trained backend."""
-        red, cfg = self.config.reduce, self.config
+    def fit(self, sample: F32, queries: F32 | None = None) -> F32:
+        """Fit the reduction (and the binary quantizer) on `sample`; returns the sample reduced.
+
+        `index.factory.train_encoded` then picks the backend for these codes and attaches it."""
+        red, q = self.config.reduce, self.config.quantize
         if isinstance(red, LeanVecReduceConfig):
             lv = LeanVecTransform(red.dim, red.mode, solver=red.solver)
             if red.mode == "ood" and (queries is None or len(queries) == 0):
@@ -182,89 +183,33 @@ class EncodedIndex:
         elif isinstance(red, MatryoshkaReduceConfig):
             self.reducer = MatryoshkaTransform(red.dim, red.rotate).fit(sample)
         reduced = self._reduce(sample, queries=False)
-        d = reduced.shape[1]
-        q = cfg.quantize
-        index_cfg = cfg.index
-        inner: Any
         if isinstance(q, BinaryQuantizeConfig):
             self.binary = BinaryQuantizer(centre=True, bits=q.bits).fit(reduced)
-            plane = self.binary.plane_bytes
-            codes = (
-                np.concatenate(  # in slices: the encoder's float temporaries are several times the codes
-                    [
-                        self.binary.sign_plane(self.binary.encode(reduced[i : i + 8192])[0])
-                        for i in range(0, len(reduced), 8192)
-                    ]
-                )
-                if len(reduced)
-                else np.empty((0, plane), np.uint8)
-            )
-            structure: BinaryStructure = (
-                "hnsw"
-                if isinstance(index_cfg, HnswIndexConfig)
-                else "ivf"
-                if isinstance(index_cfg, IvfPqIndexConfig)
-                else "flat"
-            )
-            hn = index_cfg if isinstance(index_cfg, HnswIndexConfig) else HnswIndexConfig()
-            iv = index_cfg if isinstance(index_cfg, IvfPqIndexConfig) else IvfPqIndexConfig()
-            inner = BinaryIndex(
-                8 * plane,
-                structure,
-                m=hn.m,
-                ef_construction=hn.ef_construction,
-                ef=hn.ef,
-                nlist=iv.nlist or auto_nlist(n_total or len(sample)),
-                nprobe=iv.nprobe,
-                threads=self.threads,
-            )
-            inner.train(codes)
             if self.asymmetric:
                 self._side = _Rows(self.binary.code_size, np.uint8)
                 self._scales = _Rows(q.bits, np.float32)
-        elif isinstance(q, Int8QuantizeConfig) and isinstance(index_cfg, HnswIndexConfig):
-            # Nestor's own graph: float queries scored against per-dimension int8 codes
-            inner = GraphIndex(
-                d, self.inner_space, "int8", m=index_cfg.m, ef_construction=index_cfg.ef_construction, ef=index_cfg.ef
-            )
-            inner.threads = self.threads
-            inner.train(reduced)
-        elif isinstance(q, Int8QuantizeConfig):
-            # direct codes need the ranking to survive a shift: true for L2, and for unit vectors (cosine)
-            direct = (
-                self.inner_space is Space.l2
-                or isinstance(red, MatryoshkaReduceConfig)
-                or (red is None and self.config.metric is Metric.cosine)
-            )
-            sq = "SQ8_direct" if direct else "SQ8"
-            if direct:
-                self._affine = 127.0 / max(float(np.abs(reduced).max()), 1e-30)
-            space = Space.l2 if direct else self.inner_space
-            inner = FaissFloatIndex(d, space, sq, threads=self.threads)
-            inner.train(self.encode_reduced(reduced))
-        elif isinstance(index_cfg, HnswIndexConfig):
-            hn = index_cfg
-            inner = GraphIndex(d, self.inner_space, "float32", m=hn.m, ef_construction=hn.ef_construction, ef=hn.ef)
-            inner.threads = self.threads
-        elif isinstance(index_cfg, IvfPqIndexConfig):
-            inner = IvfPqIndex(
-                d,
-                self.inner_space,
-                nlist=index_cfg.nlist or auto_nlist(n_total or len(sample)),
-                m=index_cfg.m,
-                nbits=index_cfg.nbits,
-                nprobe=index_cfg.nprobe,
-            )
-            inner.train(reduced)
-        else:
-            assert isinstance(index_cfg, FlatIndexConfig)
-            inner = FaissFloatIndex(d, self.inner_space, "Flat", threads=self.threads)
-            inner.train(reduced)
-        if cfg.rerank.store == "int8":
+        if self.config.rerank.store == "int8":
             self.int8 = Int8Quantizer().fit(sample)
             self._int8_rows = _Rows(self.dim, np.int8)
+        return reduced
+
+    def sign_codes(self, reduced: F32) -> npt.NDArray[np.uint8]:
+        """The Hamming backend's codes of reduced vectors, in slices (the float temporaries are larger)."""
+        assert self.binary is not None
+        if not len(reduced):
+            return np.empty((0, self.binary.plane_bytes), np.uint8)
+        return np.concatenate(
+            [self.binary.sign_plane(self.binary.encode(reduced[i : i + 8192])[0]) for i in range(0, len(reduced), 8192)]
+        )
+
+    def use_direct_codes(self, reduced: F32) -> None:
+        """Search int8 as faiss's "direct" 8-bit codes: one global scale and +128, compared by L2."""
+        self._affine = 127.0 / max(float(np.abs(reduced).max()), 1e-30)
+
+    def attach(self, inner: Any, n_total: int) -> None:
+        """Make `inner` (trained, empty) the backend that serves these codes."""
         self.inner = inner
-        self.trained_on = n_total or len(sample)
+        self.trained_on = n_total
         self.trained_at = time.time()
 
     def add(self, vectors: F32, labels: I64) -> None:
@@ -398,7 +343,13 @@ class EncodedIndex:
 
     @classmethod
     def load(
-        cls, directory: Path, config: CollectionConfig, space: Space, *, threads: int | None = None
+        cls,
+        directory: Path,
+        config: VectorConfig,
+        space: Space,
+        load_backend: Callable[..., Any],
+        *,
+        threads: int | None = None,
     ) -> EncodedIndex:
         meta = json.loads((directory / "meta.json").read_text())
         if meta.get("kind") != "encoded":
@@ -423,18 +374,8 @@ class EncodedIndex:
         if (directory / "int8_codes.npy").exists():
             idx.int8 = Int8Quantizer.from_state(*load_state(directory / "int8"))
             idx._int8_rows = _Rows.of(np.load(directory / "int8_codes.npy"))
-        kind = meta["inner"]
-        inner_dir = directory / "inner"
-        if kind == "HnswIndex":
-            idx.inner = HnswIndex.load(inner_dir, threads=threads)
-        elif kind == "IvfPqIndex":
-            idx.inner = IvfPqIndex.load(inner_dir)
-        elif kind == "FaissFloatIndex":
-            idx.inner = FaissFloatIndex.load(inner_dir, threads=threads)
-        elif kind == "BinaryIndex":
-            idx.inner = BinaryIndex.load(inner_dir, threads=threads)
-        elif kind == "GraphIndex":
-            idx.inner = GraphIndex.load(inner_dir, threads=threads)
+        if meta["inner"] is not None:
+            idx.inner = load_backend(directory / "inner", threads=threads)
         return idx
 
     def memory(self) -> dict[str, int]:

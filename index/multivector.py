@@ -1,83 +1,73 @@
-"""Multi-vector documents: MUVERA fixed dimensional encodings find candidates, exact MaxSim ranks them.
+"""A multivector field: token vectors per point, MUVERA FDE candidates, exact MaxSim ranking.
 
-A `MultiVectorCollection` composes a single-vector `Collection` over one FDE per document (metric
-dot, the collection's `index`), which keeps ids, labels, payloads, filters, durability and the
-background indexer, with `TokenFiles`: the documents' token vectors under the same labels.
+The field keeps the points' token vectors in `TokenFiles` (one CSR slice per label; an empty slice
+where a point omits this vector) and, for `type: muvera`, one fixed dimensional encoding (FDE) per
+point in an inner `DenseField` (metric dot, the field's `index`), which the background indexer
+indexes like any dense vector. `type: maxsim` keeps no FDEs and always scans exactly.
 
-Write: validate the token sets, encode their FDEs, append the tokens (fsync), then upsert the FDEs
-through the inner collection (vectors fsync, SQLite commit). Writes are serialised here, so the
-token files and `vectors.f32` hand out the same labels; recovery truncates both to the committed
-label count.
+Write: validate the token sets, encode their FDEs, then (under the collection's write lock) append
+the tokens and the FDE rows, each fsynced before the collection's SQLite commit.
 
-Search: query FDE -> `oversampling * (limit + offset)` candidates from the inner planner (a filter
-narrows them the same way) -> exact MaxSim over their stored tokens -> top `limit`. When that many
-candidates would cover every document the filter allows, exact MaxSim over those documents is both
-cheaper and exact. The `maxsim` type always searches that way; its inner collection only keeps a
-1-wide placeholder row per document.
+Search: query FDE -> `oversampling * (limit + offset)` candidates from the FDE planner (a filter
+narrows them the same way) -> exact MaxSim over their stored tokens. When that many candidates would
+cover every point the filter allows, exact MaxSim over those points is both cheaper and exact.
 
-The encoder's random matrices are written to `muvera/` (JSON plus .npy) when the collection is
-created, so documents and later queries get identical encodings across restarts and code changes.
+The encoder's random matrices are written to `muvera/` when the collection is created, so documents
+and later queries get identical encodings across restarts and code changes.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from index import planner
 from index.backends.base import F32, I64
-from index.collection import Collection, CollectionOptions, Hit, PointIdT, Query, QueryResult, WriteResult, check_batch
+from index.contract import CollectionOptions, Query
+from index.dense import DenseBatch, DenseField
 from index.errors import DimensionMismatch, InvalidConfig, InvalidVector, LimitExceeded
-from index.fsutil import atomic_write_bytes, fsync_dir
+from index.fsutil import fsync_dir
+from index.labels import LabelMap, grow_bools
 from index.tokens import TokenFiles
-from nestor_client.models import (
-    CollectionConfig,
-    Filter,
-    FlatIndexConfig,
-    MaxSimConfig,
-    Metric,
-    MuveraConfig,
-    SearchParams,
-)
+from nestor_client.models import FlatIndexConfig, MaxSimConfig, Metric, MuveraConfig, SearchParams, VectorConfig
 from quantization.base import load_state, save_state
 from quantization.maxsim import topk_scores
 from quantization.muvera import MuveraEncoder
 
-__all__ = ["AnyCollection", "MultiVectorCollection", "check_config", "create_collection", "open_collection"]
+__all__ = ["MultiVectorField", "check_multivector", "save_encoder_state"]
 
 _MAX_FDE_DIM = 65536  # the largest vector a collection takes
 _ENCODE_TOKENS = 32768  # tokens encoded per step: bounds the encoder's [tokens, r_reps * d_proj] temporaries
 _F16_MAX = 65504.0
 _STATE_DIR = "muvera"
+Bools = npt.NDArray[np.bool_]
 
 
-# -- configuration -------------------------------------------------------------------------
-
-
-def check_config(config: CollectionConfig) -> CollectionConfig:
-    """Reject nonsense combinations (InvalidConfig) and return the config as it will be stored."""
-    mv = config.multivector
+def check_multivector(cfg: VectorConfig, index_given: bool) -> VectorConfig:
+    """Reject nonsense multivector settings (InvalidConfig); returns the config as it will be stored."""
+    mv = cfg.multivector
     if mv is None:
-        return config
-    if config.metric is Metric.l2:
+        return cfg
+    if cfg.metric is Metric.l2:
         raise InvalidConfig(
-            "multi-vector collections rank by MaxSim, a sum of inner products: use metric dot, "
+            "multi-vector fields rank by MaxSim, a sum of inner products: use metric dot, "
             "or cosine (which normalises every token vector)"
         )
     if isinstance(mv, MaxSimConfig):
-        if "index" in config.model_fields_set and not isinstance(config.index, FlatIndexConfig):
-            raise InvalidConfig("a maxsim collection scores every document exactly and takes no index: omit index")
-        return config.model_copy(update={"index": FlatIndexConfig()})
-    if mv.d_proj is not None and mv.d_proj > config.dim:
+        if index_given and not isinstance(cfg.index, FlatIndexConfig):
+            raise InvalidConfig("a maxsim vector scores every document exactly and takes no index: omit index")
+        return cfg.model_copy(update={"index": FlatIndexConfig()})
+    if mv.d_proj is not None and mv.d_proj > cfg.dim:
         raise InvalidConfig(
-            f"d_proj {mv.d_proj} exceeds the token dimension {config.dim}: use null to keep the tokens unprojected"
+            f"d_proj {mv.d_proj} exceeds the token dimension {cfg.dim}: use null to keep the tokens unprojected"
         )
-    raw = mv.r_reps * (1 << mv.k_sim) * (mv.d_proj or config.dim)
+    raw = mv.r_reps * (1 << mv.k_sim) * (mv.d_proj or cfg.dim)
     if mv.final_dim is not None and mv.final_dim >= raw:
         raise InvalidConfig(f"final_dim {mv.final_dim} must be below the FDE's {raw} dimensions")
     if (mv.final_dim or raw) > _MAX_FDE_DIM:
@@ -85,150 +75,130 @@ def check_config(config: CollectionConfig) -> CollectionConfig:
             f"the FDE would have {raw} dimensions (r_reps * 2**k_sim * d_proj), over the maximum "
             f"{_MAX_FDE_DIM}: lower them, or set final_dim"
         )
-    return config
+    return cfg
 
 
-def _encoder(config: CollectionConfig) -> MuveraEncoder | None:
-    mv = config.multivector
+def _encoder(cfg: VectorConfig) -> MuveraEncoder | None:
+    mv = cfg.multivector
     if not isinstance(mv, MuveraConfig):
         return None
-    return MuveraEncoder(config.dim, mv.k_sim, mv.d_proj, mv.r_reps, mv.final_dim, mv.seed, mv.fill_empty)
+    return MuveraEncoder(cfg.dim, mv.k_sim, mv.d_proj, mv.r_reps, mv.final_dim, mv.seed, mv.fill_empty)
 
 
-def _inner_config(config: CollectionConfig, encoder: MuveraEncoder | None) -> CollectionConfig:
-    """The single-vector collection underneath: one FDE per document, scored by inner product."""
-    dim = 1 if encoder is None else encoder.fde_dim
-    return CollectionConfig(dim=dim, metric=Metric.dot, index=config.index)
+def save_encoder_state(directory: Path, cfg: VectorConfig) -> None:
+    """Draw and persist a MUVERA field's random matrices (at creation, before `collection.json`)."""
+    encoder = _encoder(cfg)
+    if encoder is None:
+        return
+    state = directory / _STATE_DIR
+    save_state(state, *encoder.state(include_matrices=True))
+    for f in state.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir(state)
 
 
-def _same_encoder(encoder: MuveraEncoder, config: CollectionConfig) -> bool:
-    mv = config.multivector
-    assert isinstance(mv, MuveraConfig)
-    ours = (config.dim, mv.k_sim, mv.d_proj, mv.r_reps, mv.final_dim, mv.seed, mv.fill_empty)
-    stored = (encoder.dim, encoder.k_sim, encoder.d_proj, encoder.r_reps, encoder.final_dim, encoder.seed)
-    return ours == (*stored, encoder.fill_empty)
+def _load_encoder(directory: Path, cfg: VectorConfig) -> MuveraEncoder | None:
+    mv = cfg.multivector
+    if not isinstance(mv, MuveraConfig):
+        return None
+    enc = MuveraEncoder.from_state(*load_state(directory / _STATE_DIR))
+    ours = (cfg.dim, mv.k_sim, mv.d_proj, mv.r_reps, mv.final_dim, mv.seed, mv.fill_empty)
+    if ours != (enc.dim, enc.k_sim, enc.d_proj, enc.r_reps, enc.final_dim, enc.seed, enc.fill_empty):
+        raise RuntimeError(f"{directory / _STATE_DIR} does not match the multivector config")
+    return enc
 
 
-# -- the catalog's entry points ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MultiBatch:
+    tokens: F32  # [sum(counts), dim], validated (and normalised under cosine)
+    counts: I64  # tokens per point; 0 where a point omits this vector
+    fdes: DenseBatch | None
+    present: Bools | None
 
 
-def create_collection(
-    name: str, directory: Path, config: CollectionConfig, options: CollectionOptions
-) -> AnyCollection:
-    if config.multivector is None:
-        return Collection.create(name, directory, config, options)
-    return MultiVectorCollection.create(name, directory, config, options)
+class MultiVectorField:
+    kind = "multivector"
 
-
-def open_collection(name: str, directory: Path, options: CollectionOptions) -> AnyCollection:
-    config = CollectionConfig.model_validate_json((directory / "collection.json").read_bytes())
-    if config.multivector is None:
-        return Collection(name, directory, config, options)
-    return MultiVectorCollection.open(name, directory, config, options)
-
-
-# -- the collection ------------------------------------------------------------------------
-
-
-class MultiVectorCollection:
     def __init__(
-        self,
-        name: str,
-        directory: Path,
-        config: CollectionConfig,
-        options: CollectionOptions,
-        encoder: MuveraEncoder | None,
+        self, name: str, directory: Path, config: VectorConfig, options: CollectionOptions, labels: LabelMap
     ) -> None:
         mv = config.multivector
         assert mv is not None
         self.name = name
         self.dir = directory
         self.config = config
-        self.options = options
+        self.labels = labels
         self.dim = config.dim
         self.metric = config.metric
         self.max_tokens = mv.max_tokens
         self.oversampling = mv.oversampling if isinstance(mv, MuveraConfig) else None
-        self.encoder = encoder
-        self._write_lock = threading.Lock()
-        self.inner = Collection(name, directory, _inner_config(config, encoder), options)
+        self.encoder = _load_encoder(directory, config)
+        self.fde: DenseField | None = None
+        self._alive: Bools = labels.alive.copy()
+        if self.encoder is not None:
+            inner = VectorConfig(dim=self.encoder.fde_dim, metric=Metric.dot, index=config.index)
+            self.fde = DenseField(name, directory, inner, options, labels)
         try:
-            self.tokens = TokenFiles(directory, self.dim, mv.token_dtype, self.inner.committed()[0])
+            self.tokens = TokenFiles(directory, self.dim, mv.token_dtype, labels.n)
         except BaseException:
-            self.inner.close()
+            if self.fde is not None:
+                self.fde.close()
             raise
 
-    @classmethod
-    def create(
-        cls, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions
-    ) -> MultiVectorCollection:
-        config = check_config(config)
-        encoder = _encoder(config)
-        directory.mkdir(parents=True)
-        if encoder is not None:  # before collection.json: a crash in between leaves a folder the catalog drops
-            state = directory / _STATE_DIR
-            save_state(state, *encoder.state(include_matrices=True))
-            for f in state.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            fsync_dir(state)
-        atomic_write_bytes(directory / "collection.json", config.model_dump_json().encode())
-        fsync_dir(directory.parent)
-        return cls(name, directory, config, options, encoder)
+    @property
+    def alive(self) -> Bools:
+        return self.fde.alive if self.fde is not None else self._alive
 
-    @classmethod
-    def open(
-        cls, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions
-    ) -> MultiVectorCollection:
-        encoder = None
-        if isinstance(config.multivector, MuveraConfig):
-            encoder = MuveraEncoder.from_state(*load_state(directory / _STATE_DIR))
-            if not _same_encoder(encoder, config):
-                raise RuntimeError(f"{directory / _STATE_DIR} does not match the multivector config of {name}")
-        return cls(name, directory, config, options, encoder)
+    @alive.setter
+    def alive(self, value: Bools) -> None:
+        if self.fde is not None:
+            self.fde.alive = value
+        else:
+            self._alive = value
 
-    def close(self) -> None:
-        with self._write_lock:
-            self.inner.close()
-            self.tokens.close()
+    def dense_fields(self) -> list[DenseField]:
+        return [] if self.fde is None else [self.fde]
+
+    def open_index(self) -> None:
+        if self.fde is not None:
+            self.fde.open_index()
 
     # -- writes ----------------------------------------------------------------------------
 
-    def upsert(
-        self,
-        ids: list[PointIdT],
-        multivectors: Sequence[F32],
-        payloads: list[dict[str, Any] | None] | None = None,
-    ) -> WriteResult:
-        """Insert or overwrite documents, each a [tokens, dim] matrix, atomically; returns once durable."""
-        check_batch(ids, multivectors, payloads, "multivectors")
-        tokens, counts = self._prepare([f"point {pid!r}" for pid in ids], multivectors)
-        if not ids:
-            return WriteResult(0, self.inner.seq)
-        fdes = self._encode_documents(tokens, counts)
-        with self._write_lock:
-            if self.tokens.n_docs != self.inner.committed()[0]:
-                raise RuntimeError(f"collection {self.name}: token store and vector store disagree on labels")
-            start = self.tokens.append(tokens, counts)
-            try:
-                return self.inner.upsert(ids, fdes, payloads)
-            except BaseException:
-                self.tokens.truncate(start)
-                raise
+    def prepare_batch(self, given: Sequence[F32 | None], n: int) -> MultiBatch:
+        present = np.fromiter((x is not None for x in given), bool, n)
+        sets = [np.asarray(x, dtype=np.float32) for x in given if x is not None]
+        names = [f"point #{i}" for i in np.flatnonzero(present).tolist()]
+        tokens, counts_present = self.validate(names, sets)
+        counts = np.zeros(n, np.int64)
+        counts[present] = counts_present
+        fdes = None
+        if self.fde is not None:
+            rows = np.zeros((n, self.fde.dim), np.float32)
+            rows[present] = self._encode_documents(tokens, counts_present)
+            fdes = DenseBatch(rows, None if present.all() else present)
+        return MultiBatch(tokens, counts, fdes, None if present.all() else present)
 
-    def _prepare(self, names: list[str], sets: Sequence[F32]) -> tuple[F32, I64]:
-        """Validate token sets and stack them into one [T, dim] float32 matrix plus per-set counts."""
+    def missing(self, n: int) -> MultiBatch:
+        present = np.zeros(n, bool)
+        fdes = None if self.fde is None else self.fde.missing(n)
+        return MultiBatch(np.empty((0, self.dim), np.float32), np.zeros(n, np.int64), fdes, present)
+
+    def validate(self, names: list[str], sets: Sequence[F32]) -> tuple[F32, I64]:
+        """Check token sets and stack them into one [T, dim] float32 matrix plus per-set counts."""
+        what0 = f"vector {self.name!r}, " if self.name else ""
         for what, x in zip(names, sets, strict=True):
             if x.ndim != 2:
-                raise InvalidVector(f"{what}: a multivector is a list of token vectors, got shape {x.shape}")
+                raise InvalidVector(f"{what0}{what}: a multivector is a list of token vectors, got shape {x.shape}")
             if x.shape[1] != self.dim:
-                raise DimensionMismatch(f"{what}: expected token vectors of dimension {self.dim}, got {x.shape[1]}")
-            if len(x) == 0:
-                raise InvalidVector(f"{what}: a multivector needs at least one token vector")
-            if len(x) > self.max_tokens:
-                raise LimitExceeded(
-                    f"{what}: {len(x)} token vectors exceeds the collection's max_tokens {self.max_tokens}"
+                raise DimensionMismatch(
+                    f"{what0}{what}: expected token vectors of dimension {self.dim}, got {x.shape[1]}"
                 )
+            if len(x) == 0:
+                raise InvalidVector(f"{what0}{what}: a multivector needs at least one token vector")
+            if len(x) > self.max_tokens:
+                raise LimitExceeded(f"{what0}{what}: {len(x)} token vectors exceeds max_tokens {self.max_tokens}")
         counts = np.fromiter((len(x) for x in sets), np.int64, len(sets))
         if not len(sets):
             return np.empty((0, self.dim), np.float32), counts
@@ -237,7 +207,7 @@ class MultiVectorCollection:
 
         def where(row: int) -> str:
             s = int(np.searchsorted(ends, row, side="right"))
-            return f"{names[s]}: token vector #{row - int(ends[s] - counts[s])}"
+            return f"{what0}{names[s]}: token vector #{row - int(ends[s] - counts[s])}"
 
         finite = np.isfinite(tokens).all(axis=1)
         if not finite.all():
@@ -253,8 +223,7 @@ class MultiVectorCollection:
         return tokens, counts
 
     def _encode_documents(self, tokens: F32, counts: I64) -> F32:
-        if self.encoder is None:
-            return np.zeros((len(counts), 1), np.float32)
+        assert self.encoder is not None
         off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         n = len(counts)
         out = np.empty((n, self.encoder.fde_dim), np.float32)
@@ -267,67 +236,83 @@ class MultiVectorCollection:
             d0 = d1
         return out
 
-    def delete(self, ids: list[PointIdT]) -> WriteResult:
-        return self.inner.delete(ids)
+    def append(self, batch: MultiBatch, start: int) -> None:
+        if self.tokens.n_docs != start:
+            raise RuntimeError(f"vector {self.name!r}: token store holds {self.tokens.n_docs} labels, expected {start}")
+        self.tokens.append(batch.tokens, batch.counts)
+        if self.fde is not None and batch.fdes is not None:
+            try:
+                self.fde.append(batch.fdes, start)
+            except BaseException:
+                self.tokens.truncate(start)
+                raise
 
-    def delete_where(self, flt: Filter) -> WriteResult:
-        return self.inner.delete_where(flt)
+    def truncate(self, rows: int) -> None:
+        self.tokens.truncate(rows)
+        if self.fde is not None:
+            self.fde.truncate(rows)
 
-    # -- reads -----------------------------------------------------------------------------
+    def commit(self, start: int, batch: MultiBatch, old: I64) -> None:
+        end = start + len(batch.counts)
+        alive = grow_bools(self.alive, end)
+        alive[start:end] = True if batch.present is None else batch.present
+        alive[old] = False
+        self.alive = alive
+
+    def forget(self, labels: I64) -> None:
+        self.alive[labels] = False
+
+    def remove_from_index(self, labels: I64) -> None:
+        if self.fde is not None:
+            self.fde.remove_from_index(labels)
+
+    def token_rows(self, label: int) -> list[list[float]]:
+        return self.tokens.snapshot().tokens(label).tolist()  # type: ignore[no-any-return]
 
     @property
     def count(self) -> int:
-        return self.inner.count
+        return int(self.alive[: self.labels.n].sum())
 
-    @property
-    def seq(self) -> int:
-        return self.inner.seq
+    def store_files(self, labels: int) -> list[tuple[Path, int]]:
+        """The files of record a snapshot at `labels` copies: (path, committed bytes, or -1 for all)."""
+        state = self.dir / _STATE_DIR
+        out = [(f, -1) for f in sorted(state.iterdir()) if f.is_file()] if state.is_dir() else []
+        out += self.tokens.committed_files(labels)
+        if self.fde is not None:
+            out += self.fde.store_files(labels)
+        return out
 
-    def count_where(self, flt: Filter | None) -> int:
-        return self.inner.count_where(flt)
+    def close(self) -> None:
+        if self.fde is not None:
+            self.fde.close()
+        self.tokens.close()
 
-    def get(self, ids: list[PointIdT], *, with_payload: bool = True, with_vector: bool = False) -> list[Hit]:
-        hits = self.inner.get(ids, with_payload=with_payload, with_vector=False)
-        if with_vector:
-            for h in hits:
-                label = self.inner.label_of(h.id)
-                if label is not None:  # a snapshot taken after the lookup always covers the label
-                    h.multivector = self.tokens.snapshot().tokens(label).tolist()
-        return hits
-
-    def is_cheap(self, q: Query) -> bool:
-        return False  # encoding and rescoring cost more than a thread hop
-
-    def search(self, queries: list[Query]) -> list[QueryResult]:
-        """Answer queries whose `vector` holds the query's token vectors [t, dim]."""
-        return [self._search_one(q) for q in queries]
+    # -- reads -----------------------------------------------------------------------------
 
     def candidates(self, k: int, params: SearchParams | None) -> int:
         """FDE candidates a search for the top `k` reranks: `oversampling * k`."""
         over = params.oversampling if params is not None and params.oversampling else self.oversampling
         return max(k, math.ceil(k * (over or 1.0)))
 
-    def _search_one(self, q: Query) -> QueryResult:
-        qt, _ = self._prepare(["query"], [np.asarray(q.vector, dtype=np.float32)])
+    def search(self, q: Query, allowed_of: Callable[[], I64 | None]) -> planner.Ranked:
+        qt, _ = self.validate(["query"], [np.asarray(q.vector, dtype=np.float32)])
         k = q.limit + q.offset
-        allowed = None
-        if q.filter is not None:
-            allowed = self.inner.labels_where(q.filter)
-            if len(allowed) == 0:
-                return QueryResult([], "maxsim_filtered")
+        allowed = allowed_of()
+        if allowed is not None and len(allowed) == 0:
+            return [], [], "maxsim_filtered"
         n_cand = self.candidates(k, q.params)
         live = self.count if allowed is None else len(allowed)
         exact = q.params is not None and q.params.exact
-        if self.encoder is None or exact or live <= n_cand:
+        if self.fde is None or exact or live <= n_cand:
             labels, scores = self._exact(qt, k, allowed)
             strategy = "maxsim" if allowed is None else "maxsim_filtered"
         else:
-            labels, scores = self._muvera(qt, k, n_cand, q.params, allowed)
+            labels, scores = self._muvera(self.fde, qt, k, n_cand, q.params, allowed)
             strategy = "muvera" if allowed is None else "muvera_filtered"
-        return self._finish(q, labels, scores, strategy)
+        return labels.tolist(), scores.tolist(), strategy
 
     def _muvera(
-        self, qt: F32, k: int, n_cand: int, params: SearchParams | None, allowed: I64 | None
+        self, fde_field: DenseField, qt: F32, k: int, n_cand: int, params: SearchParams | None, allowed: I64 | None
     ) -> tuple[I64, F32]:
         assert self.encoder is not None
         fde = self.encoder.encode_query(qt)
@@ -336,7 +321,7 @@ class MultiVectorCollection:
             nprobe=params.nprobe if params else None,
             rescore=params.rescore if params else None,
         )
-        hits, _ = self.inner.plan(fde[None, :], n_cand, inner, allowed)
+        hits, _ = planner.plan(fde_field, fde_field.prepare(fde[None, :]), n_cand, inner, allowed)
         cand = hits.labels[0]
         cand = cand[cand >= 0]
         # taken after the plan: every label it returned was committed, so the snapshot holds its tokens
@@ -344,50 +329,16 @@ class MultiVectorCollection:
         return topk_scores(scores, k, cand)
 
     def _exact(self, qt: F32, k: int, allowed: I64 | None) -> tuple[I64, F32]:
-        n, alive = self.inner.committed()
+        n = self.labels.n
+        alive = self.alive
         snap = self.tokens.snapshot()
         if allowed is None:
             scores = snap.scores(qt, n_docs=n)
-            scores[~alive] = -np.inf
+            scores[~alive[: len(scores)]] = -np.inf
             labels, top = topk_scores(scores, k)
         else:
             allowed = allowed[allowed < n]
+            allowed = allowed[alive[allowed]]
             labels, top = topk_scores(snap.scores(qt, allowed), k, allowed)
         keep = top > -np.inf
         return labels[keep], top[keep]
-
-    def _finish(self, q: Query, labels: I64, scores: F32, strategy: str) -> QueryResult:
-        labels, scores = labels[q.offset :], scores[q.offset :]
-        if q.score_threshold is not None:
-            keep = scores >= q.score_threshold
-            labels, scores = labels[keep], scores[keep]
-        hits = self.inner.make_hits(labels, scores.tolist(), with_payload=q.with_payload)
-        if q.with_vector:
-            snap = self.tokens.snapshot()
-            for h, label in zip(hits, labels.tolist(), strict=True):
-                h.multivector = snap.tokens(label).tolist()
-        return QueryResult([h for h in hits if h.id is not None], strategy)
-
-    # -- introspection ---------------------------------------------------------------------
-
-    def info(self) -> dict[str, Any]:
-        info = self.inner.info()
-        info["config"] = self.config.model_dump(mode="json")
-        mv = self.config.multivector
-        assert mv is not None
-        if self.encoder is None:  # the placeholder index is an implementation detail
-            info["index"] = {"type": "maxsim", "state": "ready", "indexed": self.count, "pending": 0}
-            info["segments"] = [{"type": "exact", "points": self.count}]
-        info["index"]["multivector"] = {
-            "type": mv.type,
-            "fde_dim": None if self.encoder is None else self.encoder.fde_dim,
-            "token_dtype": self.tokens.dtype,
-            "tokens": self.tokens.n_tokens,
-            "bytes_per_token": self.tokens.bytes_per_token,
-            "token_bytes": self.tokens.token_bytes(),
-        }
-        info["memory"]["tokens"] = {"ram": self.tokens.ram_bytes(), "disk": self.tokens.disk_bytes()}
-        return info
-
-
-AnyCollection = Collection | MultiVectorCollection

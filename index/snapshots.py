@@ -32,12 +32,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
-from index.collection import Collection
+from index.contract import AnyCollection
+from index.dense import field_dir
 from index.errors import InvalidSnapshot, SnapshotNotFound
 from index.fsutil import atomic_write_bytes, fsync_dir
-from index.multivector import AnyCollection, MultiVectorCollection
+from nestor_client.models import CollectionConfig
 
 __all__ = ["SnapshotInfo", "SnapshotStore", "file_sha256"]
 
@@ -47,9 +46,6 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 _CHUNK = 1 << 20
-# Kept beside the store when present: a LeanVec-OOD collection's posted query sample and query reservoir.
-_OPTIONAL = ("query_sample.npy", "query_reservoir.npy")
-_TOKEN_CODES = {"float32": ("f32", 4), "float16": ("f16", 2), "int8": ("i8", 1)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +119,6 @@ class SnapshotStore:
     # -- create ----------------------------------------------------------------------------
 
     def create(self, coll: AnyCollection) -> SnapshotInfo:
-        base: Collection = coll.inner if isinstance(coll, MultiVectorCollection) else coll
         folder = self.root / coll.name
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -132,21 +127,22 @@ class SnapshotStore:
         work.mkdir()
         part = folder / f".{name}.tar.part"
         try:
-            n, seq = base.backup_store(work / "points.sqlite")
-            members: list[tuple[str, Path, int]] = [
-                ("collection.json", coll.dir / "collection.json", -1),
-                ("points.sqlite", work / "points.sqlite", -1),
-                ("vectors.f32", base.dir / "vectors.f32", n * 4 * base.dim),
-            ]
-            if isinstance(coll, MultiVectorCollection):
-                members += self._multivector_members(coll, n)
-            for extra in _OPTIONAL:  # rewritten atomically, so an open file is one whole version
-                if (coll.dir / extra).is_file():
-                    members.append((extra, coll.dir / extra, -1))
-            index_copy = self._copy_index(base.dir / "index", work / "index", n)
-            if index_copy is not None:
-                members += [(f"index/{f.name}", f, -1) for f in sorted(index_copy.iterdir())]
+            n, seq = coll.backup_store(work / "points.sqlite")
+            members: list[tuple[str, Path, int]] = [("points.sqlite", work / "points.sqlite", -1)]
+            members += coll.snapshot_files(n)
+            included = False
+            for rel, src in coll.index_dirs():
+                index_copy = self._copy_index(src, work / "indexes" / rel / "index", n)
+                if index_copy is not None:
+                    prefix = f"{rel}/index" if rel else "index"
+                    members += [
+                        (f"{prefix}/{f.relative_to(index_copy).as_posix()}", f, -1)
+                        for f in sorted(index_copy.rglob("*"))
+                        if f.is_file()
+                    ]
+                    included = True
             count = _count(work / "points.sqlite")
+            config = json.loads(next(p for arc, p, _ in members if arc == "collection.json").read_bytes())
             with open(part, "wb") as raw:
                 out = _HashingWriter(raw)
                 files: dict[str, dict[str, Any]] = {}
@@ -156,12 +152,11 @@ class SnapshotStore:
                     manifest = {
                         "format": FORMAT,
                         "collection": coll.name,
-                        "config": json.loads((coll.dir / "collection.json").read_bytes()),
+                        "config": config,
                         "created_at": time.time(),
                         "seq": seq,
                         "labels": n,
                         "count": count,
-                        "dim": base.dim,
                         "files": files,
                     }
                     data = json.dumps(manifest, indent=1).encode()
@@ -171,32 +166,15 @@ class SnapshotStore:
                 raw.flush()
                 os.fsync(raw.fileno())
             size = part.stat().st_size
-            snap = SnapshotInfo(name, coll.name, manifest["created_at"], size, out.sha.hexdigest(), seq, count,
-                                index_copy is not None)  # fmt: skip
+            snap = SnapshotInfo(
+                name, coll.name, manifest["created_at"], size, out.sha.hexdigest(), seq, count, included
+            )
             os.replace(part, folder / f"{name}.tar")
             atomic_write_bytes(folder / f"{name}.json", json.dumps(snap.to_dict()).encode())
             return snap
         finally:
             part.unlink(missing_ok=True)
             shutil.rmtree(work, ignore_errors=True)
-
-    def _multivector_members(self, coll: MultiVectorCollection, n: int) -> list[tuple[str, Path, int]]:
-        out: list[tuple[str, Path, int]] = []
-        state = coll.dir / "muvera"
-        if state.is_dir():  # written once at creation, never changed
-            out += [(f"muvera/{f.name}", f, -1) for f in sorted(state.iterdir()) if f.is_file()]
-        ends = np.fromfile(coll.dir / "tokens.ends", dtype="<i8", count=n) if n else np.zeros(0, np.int64)
-        if len(ends) != n:
-            raise RuntimeError(f"collection {coll.name}: tokens.ends holds {len(ends)} of {n} committed labels")
-        tokens = int(ends[-1]) if n else 0
-        suffix, itemsize = _TOKEN_CODES[coll.tokens.dtype]
-        out += [
-            ("tokens.ends", coll.dir / "tokens.ends", n * 8),
-            (f"tokens.{suffix}", coll.dir / f"tokens.{suffix}", tokens * coll.dim * itemsize),
-        ]
-        if coll.tokens.dtype == "int8":
-            out.append(("tokens.scale", coll.dir / "tokens.scale", tokens * 4))
-        return out
 
     @staticmethod
     def _copy_index(src: Path, dst: Path, labels: int) -> Path | None:
@@ -316,14 +294,18 @@ def _count(db: Path) -> int:
         conn.close()
 
 
+_PART = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+
+
 def _safe(name: str) -> bool:
+    """A member name a snapshot may hold: a top-level file, `index/` or `muvera/` files (one level deeper
+    for an index's backend), and the same under `vectors/<name>/` for a named vector."""
     parts = name.split("/")
-    return (
-        bool(name)
-        and not name.startswith("/")
-        and all(p not in ("", ".", "..") for p in parts)
-        and (len(parts) == 1 or (len(parts) == 2 and parts[0] in ("index", "muvera")))
-    )
+    if not all(_PART.match(p) and p not in (".", "..") for p in parts):
+        return False
+    if parts[0] == "vectors":
+        parts = parts[2:]
+    return 1 <= len(parts) <= 3 and (len(parts) == 1 or parts[0] in ("index", "muvera"))
 
 
 def _unpack(tar_path: Path, dest: Path) -> dict[str, Any]:
@@ -343,7 +325,7 @@ def _unpack(tar_path: Path, dest: Path) -> dict[str, Any]:
                         raise InvalidSnapshot("snapshot manifest is corrupt (not JSON)") from None
                     continue
                 target = dest / member.name
-                target.parent.mkdir(exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 sha = hashlib.sha256()
                 size = 0
                 with open(target, "wb") as out:
@@ -376,9 +358,13 @@ def _unpack(tar_path: Path, dest: Path) -> dict[str, Any]:
 
 
 def _check_unpacked(dest: Path, manifest: dict[str, Any]) -> None:
-    for need in ("collection.json", "points.sqlite", "vectors.f32"):
+    for need in ("collection.json", "points.sqlite"):
         if not (dest / need).exists():
             raise InvalidSnapshot(f"not a Nestor snapshot: no {need}")
+    try:
+        config = CollectionConfig.model_validate_json((dest / "collection.json").read_bytes())
+    except ValueError as exc:
+        raise InvalidSnapshot(f"snapshot config is invalid: {exc}") from None
     conn = sqlite3.connect(dest / "points.sqlite")
     try:
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -390,6 +376,13 @@ def _check_unpacked(dest: Path, manifest: dict[str, Any]) -> None:
     if ok != "ok":
         raise InvalidSnapshot(f"snapshot database is corrupt: {ok}")
     labels = int(meta.get("next_label", 0))
-    if labels != manifest.get("labels") or (dest / "vectors.f32").stat().st_size != labels * 4 * int(manifest["dim"]):
-        raise InvalidSnapshot("snapshot is inconsistent: its vectors do not match its committed label count")
+    if labels != manifest.get("labels"):
+        raise InvalidSnapshot("snapshot is inconsistent: its store does not match its committed label count")
+    for name, vcfg in config.vector_fields().items():
+        where = dest / field_dir(Path(), name)
+        path, size = (
+            (where / "tokens.ends", labels * 8) if vcfg.multivector else (where / "vectors.f32", labels * 4 * vcfg.dim)
+        )
+        if not path.exists() or path.stat().st_size != size:
+            raise InvalidSnapshot(f"snapshot is inconsistent: {path.relative_to(dest)} does not hold {labels} labels")
     fsync_dir(dest)

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS points (
     pid TEXT PRIMARY KEY,
     label INTEGER NOT NULL UNIQUE,
     payload TEXT,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    vmask INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -50,6 +51,7 @@ class PointStore:
         self.path = path
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        self._migrate()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -71,25 +73,33 @@ class PointStore:
                 self._readers.append(conn)
         return conn
 
+    def _migrate(self) -> None:
+        """Bring a store written by an older Nestor up to this schema, once, in one transaction."""
+        cols = {row[1] for row in self._writer.execute("PRAGMA table_info(points)")}
+        if "vmask" not in cols:  # before named vectors: every point had its one vector
+            self._writer.execute("ALTER TABLE points ADD COLUMN vmask INTEGER")
+
     # -- recovery -------------------------------------------------------------------------
 
     def meta(self) -> dict[str, int]:
         return {k: int(v) for k, v in self._writer.execute("SELECT key, value FROM meta")}
 
-    def all_labels(self) -> list[tuple[str, int]]:
-        return list(self._writer.execute("SELECT pid, label FROM points"))
+    def all_labels(self) -> list[tuple[str, int, int | None]]:
+        """(id, label, vmask) of every point; vmask None: the point has every vector of the collection."""
+        return list(self._writer.execute("SELECT pid, label, vmask FROM points"))
 
     # -- writes (the caller serialises them) ----------------------------------------------
 
-    def upsert(self, rows: Sequence[tuple[str, int, str | None]], *, seq: int, next_label: int) -> None:
+    def upsert(self, rows: Sequence[tuple[str, int, str | None, int | None]], *, seq: int, next_label: int) -> None:
+        """Rows of (id, label, payload JSON, vmask: the bits of the vectors the point has, None for all)."""
         cur = self._writer
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.executemany(
-                "INSERT INTO points(pid, label, payload, seq) VALUES (?, ?, ?, ?) "
+                "INSERT INTO points(pid, label, payload, seq, vmask) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(pid) DO UPDATE SET label=excluded.label, payload=excluded.payload, "
-                "seq=excluded.seq",
-                [(pid, label, payload, seq) for pid, label, payload in rows],
+                "seq=excluded.seq, vmask=excluded.vmask",
+                [(pid, label, payload, seq, vmask) for pid, label, payload, vmask in rows],
             )
             self._set_meta(seq=seq, next_label=next_label)
             cur.execute("COMMIT")

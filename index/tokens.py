@@ -180,6 +180,17 @@ class TokenFiles:
         files = [self._ends, self._codes_file] + ([self._scale_file] if self._scale_file else [])
         return sum(f.disk_bytes() for f in files)
 
+    def committed_files(self, docs: int) -> list[tuple[Path, int]]:
+        """(path, bytes) of the files holding the first `docs` labels, for a snapshot."""
+        ends = np.fromfile(self._ends.path, dtype="<i8", count=docs) if docs else np.zeros(0, np.int64)
+        if len(ends) != docs:
+            raise RuntimeError(f"{self._ends.path}: holds {len(ends)} of {docs} committed labels")
+        n_tokens = int(ends[-1]) if docs else 0
+        out = [(self._ends.path, docs * 8), (self._codes_file.path, n_tokens * self._codes_file.row_bytes)]
+        if self._scale_file is not None:
+            out.append((self._scale_file.path, n_tokens * 4))
+        return out
+
     # -- writes ----------------------------------------------------------------------------
 
     def append(self, tokens: F32, counts: I64) -> int:

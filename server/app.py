@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
-from index.collection import CollectionOptions
+from index.contract import CollectionOptions
 from index.runtime import configure_threads
 from server.api import collections, health, points, queries, search, snapshots
 from server.api import dashboard as dashboard_api

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from index.backends.base import F32
-from index.collection import Hit, Query
+from index.contract import CollectionReader, Hit, Query
 from index.errors import DimensionMismatch, InvalidVector, LimitExceeded
-from nestor_client.models import Batch, MultiVectorInput, Point, SearchRequest, VectorInput
+from nestor_client.models import (
+    Batch,
+    CollectionConfig,
+    MultiVectorInput,
+    Point,
+    SearchRequest,
+    VectorConfig,
+    VectorInput,
+)
 
 __all__ = [
     "batch_matrix",
+    "batch_vectors",
     "hit_dict",
     "multivector_array",
+    "point_vectors",
     "points_matrix",
-    "points_multivectors",
     "to_query",
     "vector_array",
 ]
@@ -48,7 +58,7 @@ def vector_array(v: VectorInput, what: str = "vector") -> F32:
 def points_matrix(points: list[Point], dim: int) -> F32:
     mat = np.empty((len(points), dim), dtype=np.float32)
     for i, p in enumerate(points):
-        if p.vector is None:
+        if p.vector is None or isinstance(p.vector, dict):
             raise InvalidVector(f"point {p.id!r}: this collection holds one vector per point; give it a vector")
         v = vector_array(p.vector, f"point {p.id!r}")
         if v.shape != (dim,):
@@ -93,24 +103,78 @@ def multivector_array(mv: MultiVectorInput, dim: int, what: str) -> F32:
     return arr
 
 
-def points_multivectors(points: list[Point], dim: int) -> list[F32]:
-    out = []
-    for p in points:
-        if p.multivector is None:
-            raise InvalidVector(f"point {p.id!r}: this collection holds multi-vector documents; give it a multivector")
-        out.append(multivector_array(p.multivector, dim, f"point {p.id!r}"))
+def point_vectors(points: Sequence[Point], config: CollectionConfig) -> dict[str, list[Any]]:
+    """Each vector of an upsert by name: one array per point, None where the point omits it.
+
+    `vector` is the default vector itself, or `{name: vector}`; `multivector` is a multivector default
+    vector. Texts are left as None here: `server.embedding.embed_point_texts` fills them in."""
+    fields = config.vector_fields()
+    default = "" if "" in fields else next(iter(fields)) if len(fields) == 1 else None
+    out: dict[str, list[Any]] = {name: [None] * len(points) for name in fields}
+    for i, p in enumerate(points):
+        given: dict[str, Any]
+        if isinstance(p.vector, dict):
+            given = p.vector
+        elif p.vector is not None or p.multivector is not None:
+            if default is None:
+                raise InvalidVector(
+                    f"point {p.id!r}: this collection has named vectors {sorted(fields)}; give them as {{name: vector}}"
+                )
+            given = {default: p.vector if p.vector is not None else p.multivector}
+        else:
+            continue
+        for name, raw in given.items():
+            vcfg = fields.get(name)
+            if vcfg is None:
+                raise InvalidVector(
+                    f"point {p.id!r}: no vector named {name!r} in this collection; it has {sorted(fields)}"
+                )
+            what = f"point {p.id!r}" + (f", vector {name!r}" if name else "")
+            out[name][i] = _one(raw, vcfg, what)
     return out
 
 
-def to_query(req: SearchRequest, dim: int, max_limit: int, *, multivector: bool = False) -> Query:
+def _one(raw: Any, vcfg: VectorConfig, what: str) -> F32:
+    if vcfg.multivector is not None:
+        if isinstance(raw, list) and raw and not isinstance(raw[0], list):
+            raise InvalidVector(f"{what}: a multivector is a list of token vectors")
+        return multivector_array(raw, vcfg.dim, what)
+    if isinstance(raw, list) and raw and isinstance(raw[0], list):
+        raise InvalidVector(f"{what}: this vector is dense; give one list of {vcfg.dim} floats")
+    v = vector_array(raw, what)
+    if v.shape != (vcfg.dim,):
+        raise DimensionMismatch(f"{what}: expected dimension {vcfg.dim}, got {v.shape[-1] if v.ndim else 0}")
+    return v
+
+
+def batch_vectors(batch: Batch, config: CollectionConfig) -> F32 | dict[str, F32]:
+    """A columnar upsert's matrices: the default vector's, or one per named (dense) vector."""
+    fields = config.vector_fields()
+    if not isinstance(batch.vectors, dict):
+        default = "" if "" in fields else next(iter(fields)) if len(fields) == 1 else None
+        if default is None or fields[default].multivector is not None:
+            raise InvalidVector("this collection's batch form takes {name: matrix} of its dense named vectors")
+        return batch_matrix(batch, fields[default].dim)
+    out: dict[str, F32] = {}
+    for name, mat in batch.vectors.items():
+        vcfg = fields.get(name)
+        if vcfg is None or vcfg.multivector is not None:
+            raise InvalidVector(f"batch.vectors: {name!r} is not a dense vector of this collection")
+        out[name] = batch_matrix(batch.model_copy(update={"vectors": mat}), vcfg.dim)
+    return out
+
+
+def to_query(req: SearchRequest, coll: CollectionReader, max_limit: int) -> Query:
     if req.limit + req.offset > max_limit:
         raise LimitExceeded(f"limit + offset = {req.limit + req.offset} exceeds max_search_limit {max_limit}")
-    if multivector:
+    name, vcfg = coll.vector_config(req.using)
+    dim = vcfg.dim
+    if vcfg.multivector is not None:
         if req.multivector is None:
-            raise InvalidVector("this collection holds multi-vector documents: search with a multivector")
+            raise InvalidVector("this vector holds multi-vector documents: search with a multivector")
         v = multivector_array(req.multivector, dim, "query multivector")
     elif req.vector is None:
-        raise InvalidVector("this collection holds one vector per point: search with a vector")
+        raise InvalidVector("this vector holds one vector per point: search with a vector")
     else:
         v = vector_array(req.vector)
         if v.shape != (dim,):
@@ -124,16 +188,21 @@ def to_query(req: SearchRequest, dim: int, max_limit: int, *, multivector: bool 
         with_payload=req.with_payload,
         with_vector=req.with_vector,
         score_threshold=req.score_threshold,
+        using=name,
     )
 
 
-def hit_dict(h: Hit, with_payload: bool, with_vector: bool) -> dict[str, Any]:
+def hit_dict(h: Hit, with_payload: bool, with_vector: bool | list[str], config: CollectionConfig) -> dict[str, Any]:
+    """A hit as the wire shows it: one unnamed vector as `vector` (or `multivector`), named ones as a map."""
     d: dict[str, Any] = {"id": h.id, "score": h.score}
     if with_payload:
         d["payload"] = h.payload
     if with_vector:
-        if h.multivector is not None:
-            d["multivector"] = h.multivector
+        vecs = h.vectors or {}
+        if config.named:
+            d["vector"] = vecs
+        elif config.multivector is not None:
+            d["multivector"] = vecs.get("")
         else:
-            d["vector"] = h.vector
+            d["vector"] = vecs.get("")
     return d

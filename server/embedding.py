@@ -11,16 +11,16 @@ Everything here may block for seconds (a model load, a forward pass): call it fr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 import encoders
 from encoders import Embeddings, Encoder, EncoderKind
 from index.backends.base import F32
+from index.contract import CollectionReader
 from index.errors import InvalidConfig, NestorError, Unprocessable
-from index.multivector import AnyCollection
-from nestor_client.models import CollectionConfig, EncoderSpec, Point, SearchRequest
-from server.convert import points_matrix
+from nestor_client.models import CollectionConfig, EncoderSpec, Point, SearchRequest, VectorConfig
 
 __all__ = [
     "EncoderMismatch",
@@ -28,7 +28,8 @@ __all__ = [
     "check_encoder",
     "collection_encoder",
     "embed",
-    "embed_points",
+    "embed_point_texts",
+    "has_encoder",
     "embed_queries",
 ]
 
@@ -43,9 +44,10 @@ class EncoderMismatch(NestorError):
 class NoEncoder(Unprocessable):
     type = "no_encoder"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, vector: str | None = None) -> None:
+        which = f"vector {vector!r} of collection {name!r}" if vector else f"collection {name!r}"
         super().__init__(
-            f"collection {name!r} has no encoder, so it takes vectors, not text; "
+            f"{which} has no encoder, so it takes vectors, not text; "
             'create it with "encoder": {"name": ...} to send text'
         )
 
@@ -66,48 +68,64 @@ def _difference(old: EncoderSpec | None, new: EncoderSpec) -> str:
     return f"the collection's encoder {old.name!r} has {had}; this request asks for {asked}"
 
 
-def _expected_kind(config: CollectionConfig) -> EncoderKind:
+def _expected_kind(config: VectorConfig) -> EncoderKind:
     return EncoderKind.multivector if config.multivector is not None else EncoderKind.dense
 
 
-def check_encoder(config: CollectionConfig, existing: CollectionConfig | None = None) -> CollectionConfig:
-    """`config` with its encoder spec normalised, once the encoder is known to fit the collection.
-
-    Builds the encoder (loading its model), since only a built encoder knows its dimension.
-    `existing` is the config of a collection of that name, if any: naming another encoder is a mismatch.
-    """
-    if config.encoder is None:
-        if existing is not None and existing.encoder is not None:
-            raise EncoderMismatch(f"the collection exists with {_describe(existing.encoder)}; this request names none")
-        return config
-    spec = encoders.normalize_spec(config.encoder.name, config.encoder.config)
+def _check_vector(name: str, vcfg: VectorConfig, old: VectorConfig | None) -> EncoderSpec | None:
+    """The vector's encoder spec normalised, once the encoder is known to fit the vector."""
+    what = f"vector {name!r}: " if name else ""
+    if vcfg.encoder is None:
+        if old is not None and old.encoder is not None:
+            raise EncoderMismatch(f"{what}the collection exists with {_describe(old.encoder)}; this request names none")
+        return None
+    spec = encoders.normalize_spec(vcfg.encoder.name, vcfg.encoder.config)
     wire = EncoderSpec(name=spec.name, config=spec.config)
-    if existing is not None and existing.encoder != wire:
-        raise EncoderMismatch(_difference(existing.encoder, wire))
+    if old is not None and old.encoder != wire:
+        raise EncoderMismatch(what + _difference(old.encoder, wire))
     encoder = encoders.get_encoder(spec)
-    kind = _expected_kind(config)
+    kind = _expected_kind(vcfg)
     if encoder.kind is not kind:
         raise InvalidConfig(
-            f"{_describe(wire)} yields {encoder.kind.value} embeddings, but this collection stores "
+            f"{what}{_describe(wire)} yields {encoder.kind.value} embeddings, but this vector stores "
             f"{kind.value} ones; pick a {kind.value} encoder"
         )
-    if encoder.dim != config.dim:
+    if encoder.dim != vcfg.dim:
         raise InvalidConfig(
-            f"{_describe(wire)} yields {encoder.dim}-dimensional vectors but the collection's dim is "
-            f"{config.dim}; set dim to {encoder.dim}"
+            f"{what}{_describe(wire)} yields {encoder.dim}-dimensional vectors but the vector's dim is "
+            f"{vcfg.dim}; set dim to {encoder.dim}"
         )
-    return config.model_copy(update={"encoder": wire})
+    return wire
 
 
-def collection_encoder(coll: AnyCollection) -> Encoder:
-    """The collection's encoder, checked again: a local model directory may have changed since creation."""
-    spec = coll.config.encoder
+def has_encoder(config: CollectionConfig) -> bool:
+    return any(v.encoder is not None for v in config.vector_fields().values())
+
+
+def check_encoder(config: CollectionConfig, existing: CollectionConfig | None = None) -> CollectionConfig:
+    """`config` with every vector's encoder spec normalised, once each encoder is known to fit its vector.
+
+    Builds the encoders (loading their models), since only a built encoder knows its dimension.
+    `existing` is the config of a collection of that name, if any: naming another encoder is a mismatch.
+    """
+    old = existing.vector_fields() if existing is not None else {}
+    specs = {name: _check_vector(name, v, old.get(name)) for name, v in config.vector_fields().items()}
+    if config.vectors is None:
+        return config.model_copy(update={"encoder": specs[""]})
+    vectors = {name: v.model_copy(update={"encoder": specs[name]}) for name, v in config.vectors.items()}
+    return config.model_copy(update={"vectors": vectors})
+
+
+def collection_encoder(coll: CollectionReader, using: str | None = None) -> Encoder:
+    """The encoder of a collection's vector, checked again: a local model directory may have changed."""
+    name, vcfg = coll.vector_config(using)
+    spec = vcfg.encoder
     if spec is None:
-        raise NoEncoder(coll.name)
+        raise NoEncoder(coll.name, name)
     encoder = encoders.get_encoder(spec.name, spec.config)
-    if encoder.dim != coll.dim:
+    if encoder.dim != vcfg.dim:
         raise EncoderMismatch(
-            f"collection {coll.name!r} has dim {coll.dim}, but its {_describe(spec)} now yields "
+            f"collection {coll.name!r}, vector {name!r} has dim {vcfg.dim}, but its {_describe(spec)} now yields "
             f"{encoder.dim}-dimensional vectors"
         )
     return encoder
@@ -136,39 +154,47 @@ def embed(encoder: Encoder, texts: Sequence[str], *, query: bool = False) -> Emb
     return Embeddings(encoder.kind, encoder.dim, multi, errors)
 
 
-def _dense(coll: AnyCollection, encoder: Encoder) -> None:
-    if encoder.kind is not EncoderKind.dense:
-        raise Unprocessable(f"collection {coll.name!r}: text for multivector collections is not supported yet")
+def embed_point_texts(coll: CollectionReader, points: Sequence[Point], vectors: dict[str, list[Any]]) -> None:
+    """Fill, for every point that carries text, each vector that has an encoder (in `vectors`, in place).
 
-
-def embed_points(coll: AnyCollection, points: Sequence[Point]) -> F32:
-    """The (n, dim) matrix of an upsert in which some points carry text. A batch is atomic, so one
-    text that cannot be embedded fails the request, naming the point."""
-    encoder = collection_encoder(coll)
-    _dense(coll, encoder)
+    A batch is atomic, so one text that cannot be embedded fails the request, naming the point."""
     rows = [i for i, p in enumerate(points) if p.text is not None]
-    emb = embed(encoder, [points[i].text or "" for i in rows])
-    if emb.errors:
-        row, why = min(emb.errors.items())
-        raise Unprocessable(f"point {points[rows[row]].id!r}: cannot embed its text: {why}")
-    mat = np.empty((len(points), coll.dim), dtype=np.float32)
-    mat[rows] = emb.dense()
-    others = [i for i, p in enumerate(points) if p.text is None]
-    if others:
-        mat[others] = points_matrix([points[i] for i in others], coll.dim)
-    return mat
+    if not rows:
+        return
+    fields = coll.config.vector_fields()
+    targets = [name for name, v in fields.items() if v.encoder is not None]
+    if not targets:
+        raise NoEncoder(coll.name, None)
+    texts = [points[i].text or "" for i in rows]
+    for name in targets:
+        encoder = collection_encoder(coll, name)
+        emb = embed(encoder, texts)
+        if emb.errors:
+            row, why = min(emb.errors.items())
+            raise Unprocessable(f"point {points[rows[row]].id!r}: cannot embed its text: {why}")
+        got = emb.dense() if encoder.kind is EncoderKind.dense else emb.multivector()
+        for i, v in zip(rows, got, strict=True):
+            vectors[name][i] = v
 
 
-def embed_queries(coll: AnyCollection, searches: Sequence[SearchRequest]) -> list[SearchRequest]:
-    """The searches, with each `text` replaced by its query embedding (as float32 bytes)."""
+def embed_queries(coll: CollectionReader, searches: Sequence[SearchRequest]) -> list[SearchRequest]:
+    """The searches, with each `text` replaced by its query embedding from the searched vector's encoder."""
     rows = [i for i, s in enumerate(searches) if s.text is not None]
     if not rows:
         return list(searches)
-    encoder = collection_encoder(coll)
-    _dense(coll, encoder)
-    emb = embed(encoder, [searches[i].text or "" for i in rows], query=True)
-    emb.raise_for_errors()
     out = list(searches)
-    for row, vec in zip(rows, emb.dense(), strict=True):
-        out[row] = searches[row].model_copy(update={"vector": vec.astype("<f4").tobytes(), "text": None})
+    by_vector: dict[str | None, list[int]] = {}
+    for i in rows:
+        by_vector.setdefault(searches[i].using, []).append(i)
+    for using, members in by_vector.items():
+        encoder = collection_encoder(coll, using)
+        emb = embed(encoder, [searches[i].text or "" for i in members], query=True)
+        emb.raise_for_errors()
+        if encoder.kind is EncoderKind.dense:
+            for i, vec in zip(members, emb.dense(), strict=True):
+                out[i] = searches[i].model_copy(update={"vector": vec.astype("<f4").tobytes(), "text": None})
+        else:
+            for i, toks in zip(members, emb.multivector(), strict=True):
+                raw = np.ascontiguousarray(toks, dtype="<f4").tobytes()
+                out[i] = searches[i].model_copy(update={"multivector": raw, "text": None})
     return out

@@ -112,11 +112,11 @@ class _StateCollector(Collector):
                 info = catalog.get(name).info()
             except CollectionNotFound:  # deleted while we scraped
                 continue
-            points.add_metric([name], info["count"])
-            pending.add_metric([name], info["index"].get("pending", 0))
-            for component, sizes in info["memory"].items():
-                for where in ("ram", "disk"):
-                    memory.add_metric([name, component, where], sizes.get(where, 0))
+            points.add_metric([name], info.count)
+            pending.add_metric([name], sum(v.index.pending for v in info.vectors.values()) or info.index.pending)
+            for component, sizes in info.memory.items():
+                memory.add_metric([name, component, "ram"], sizes.ram)
+                memory.add_metric([name, component, "disk"], sizes.disk)
         yield from (points, pending, memory)
         jobs = getattr(self.state, "jobs", None)
         if jobs is not None:

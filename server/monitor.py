@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from fastapi import Request
 
 from index.catalog import Catalog
+from index.contract import AnyCollection, Query
 from index.errors import CollectionNotFound
-from index.multivector import AnyCollection
 from server.metrics import Metrics
 from server.probe import ProbeOptions, RecallProbe
 from server.settings import Settings
@@ -39,12 +37,12 @@ class Monitor:
             )
         )
 
-    def searched(self, collection: str, vectors: Iterable[npt.NDArray[np.float32]]) -> None:
+    def searched(self, collection: str, queries: Iterable[Query]) -> None:
         """On every search request: keep it short (a few microseconds)."""
-        vectors = list(vectors)
-        self.telemetry.items(collection, "search", len(vectors))
-        self.metrics.counter(self.metrics.queries, collection).inc(len(vectors))
-        self.probe.remember(collection, vectors)
+        queries = list(queries)
+        self.telemetry.items(collection, "search", len(queries))
+        self.metrics.counter(self.metrics.queries, collection).inc(len(queries))
+        self.probe.remember(collection, queries)
 
     def upserted(self, collection: str, points: int) -> None:
         self.telemetry.items(collection, "upsert", points)

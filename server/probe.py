@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.collection import Query
-from index.multivector import AnyCollection
+from index.contract import AnyCollection, Query
 from nestor_client.models import Metric, SearchParams
 
 __all__ = ["ProbeOptions", "RecallProbe", "recall_at_k", "recall_warning"]
@@ -53,7 +52,7 @@ class ProbeOptions:
 
 @dataclass(slots=True)
 class _State:
-    queries: deque[F32]
+    queries: deque[tuple[F32, str]]  # (query vector, the named vector it searched)
     seen: int = 0  # queries ever remembered: tells a new query apart from an old one
     last_key: tuple[Any, ...] | None = None
     history: deque[tuple[float, float, int]] = field(default_factory=deque)  # (time, recall, queries)
@@ -102,7 +101,7 @@ class RecallProbe:
 
     # -- the search path's side ------------------------------------------------------------
 
-    def remember(self, collection: str, vectors: Iterable[F32]) -> None:
+    def remember(self, collection: str, queries: Iterable[Query]) -> None:
         """Keep copies of query vectors (a request's buffers may be reused). Called on every search.
 
         Only the event loop calls this, and a deque append is atomic, so the lock is taken only to add
@@ -114,8 +113,8 @@ class RecallProbe:
         if st is None:
             with self._lock:
                 st = self._states.setdefault(collection, _State(deque(maxlen=self.options.buffer)))
-        for v in vectors:
-            st.queries.append(np.array(v, dtype=np.float32, copy=True))
+        for q in queries:
+            st.queries.append((np.array(q.vector, dtype=np.float32, copy=True), q.using))
             st.seen += 1
 
     # -- results -----------------------------------------------------------------------------
@@ -156,17 +155,17 @@ class RecallProbe:
             if st is None or not st.queries or o.sample <= 0:
                 return None
             seen, pool = st.seen, list(st.queries)
-        index = coll.info()["index"]
-        key = (coll.seq, index.get("indexed"), index.get("pending"), index.get("state"), seen)
+        index = coll.info().index
+        key = (coll.seq, index.indexed, index.pending, index.state, seen)
         if key == st.last_key and not force:
             return None
         picked = self._rng.sample(pool, min(o.sample, len(pool)))
-        lower = coll.config.metric is Metric.l2 and coll.config.multivector is None
-        exact = coll.search([Query(v, limit=o.k, with_payload=False, params=_EXACT) for v in picked])
+        exact = coll.search([Query(v, limit=o.k, with_payload=False, params=_EXACT, using=u) for v, u in picked])
         total = 0.0
-        for v, ex in zip(picked, exact, strict=True):
+        for (v, u), ex in zip(picked, exact, strict=True):
             # One at a time: the single-query path is the one users hit, and it stays on this thread.
-            ann = coll.search([Query(v, limit=o.k, with_payload=False)])[0]
+            lower = coll.vector_config(u)[1].metric is Metric.l2
+            ann = coll.search([Query(v, limit=o.k, with_payload=False, using=u)])[0]
             total += recall_at_k([(h.id, h.score) for h in ann.hits], [(h.id, h.score) for h in ex.hits], o.k, lower)
         recall = total / len(picked)
         with self._lock:

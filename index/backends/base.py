@@ -45,7 +45,8 @@ def empty_hits(n: int, k: int) -> Hits:
 
 
 class VectorIndex(Protocol):
-    """Read side: `search`, `count`. Write side: `train`, `add`, `remove`, `save`."""
+    """Read side: `search`, `count`. Write side: `add`, `remove`, `save` (training is each backend's own,
+    called by `index.factory`)."""
 
     dim: int
     space: Space
@@ -57,8 +58,6 @@ class VectorIndex(Protocol):
 
     @property
     def is_trained(self) -> bool: ...
-
-    def train(self, sample: F32) -> None: ...
 
     def add(self, vectors: F32, labels: I64) -> None: ...
 

@@ -11,7 +11,7 @@ from index.errors import LimitExceeded
 from nestor_client.models import CollectionConfig, CollectionInfo
 from server.auth import Role, require
 from server.deps import CatalogDep, SettingsDep
-from server.embedding import check_encoder
+from server.embedding import check_encoder, has_encoder
 from server.monitor import monitor
 from server.openapi import CollectionList
 from server.wire import NestorRoute, envelope
@@ -41,14 +41,16 @@ async def create_collection(
     name: str, config: CollectionConfig, request: Request, catalog: CatalogDep, settings: SettingsDep
 ) -> Response:
     started = time.perf_counter()
-    if config.dim > settings.max_dim:
-        raise LimitExceeded(f"dim {config.dim} exceeds max_dim {settings.max_dim}")
+    for vname, vcfg in config.vector_fields().items():
+        if vcfg.dim > settings.max_dim:
+            what = f"vector {vname!r}: dim" if vname else "dim"
+            raise LimitExceeded(f"{what} {vcfg.dim} exceeds max_dim {settings.max_dim}")
     existing = catalog.get(name).config if name in catalog.names() else None
-    if config.encoder is not None or (existing is not None and existing.encoder is not None):
+    if has_encoder(config) or (existing is not None and has_encoder(existing)):
         # Normalises the encoder spec and loads its model (to learn its dimension): off the event loop.
         config = await run_in_threadpool(check_encoder, config, existing)
     coll, _ = await run_in_threadpool(catalog.create, name, config)
-    return envelope(request, coll.info(), started)
+    return envelope(request, coll.info().model_dump(mode="json"), started)
 
 
 @router.get(
@@ -59,7 +61,7 @@ async def create_collection(
 )
 async def get_collection(name: str, request: Request, catalog: CatalogDep) -> Response:
     started = time.perf_counter()
-    info = catalog.get(name).info()
+    info = catalog.get(name).info().model_dump(mode="json")
     info["stats"] = monitor(request).stats(name)  # rates, latency percentiles, live recall: what the dashboard draws
     return envelope(request, info, started)
 

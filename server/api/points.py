@@ -10,14 +10,13 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from index.errors import InvalidVector, PayloadTooLarge
+from index.errors import PayloadTooLarge
 from index.filters import check_filter
-from index.multivector import MultiVectorCollection
 from nestor_client.models import CountRequest, DeleteRequest, GetRequest, Record, UpsertRequest
 from server.auth import Role, require
-from server.convert import batch_matrix, hit_dict, points_matrix, points_multivectors
+from server.convert import batch_vectors, hit_dict, point_vectors, points_matrix
 from server.deps import CatalogDep, SettingsDep
-from server.embedding import embed_points
+from server.embedding import embed_point_texts
 from server.monitor import monitor
 from server.settings import Settings
 from server.wire import NestorRoute, envelope
@@ -49,30 +48,26 @@ async def upsert_points(
 ) -> Response:
     started = time.perf_counter()
     coll = catalog.get(name)
-    if isinstance(coll, MultiVectorCollection):
-        if body.points is None:
-            raise InvalidVector("a multi-vector collection takes points with a multivector each, not a batch")
-        _check_batch(len(body.points), settings)
-        sets = points_multivectors(body.points, coll.dim)
-        ids, payloads = [p.id for p in body.points], [p.payload for p in body.points]
-        _check_payloads(payloads, settings)
-        res = await run_in_threadpool(coll.upsert, ids, sets, payloads)
-        monitor(request).upserted(name, res.count)
-        return envelope(request, {"upserted": res.count, "seq": res.seq}, started)
+    config = coll.config
+    vectors: Any
     if body.points is not None:
-        _check_batch(len(body.points), settings)
-        ids = [p.id for p in body.points]
-        payloads = [p.payload for p in body.points]
-        if any(p.text is not None for p in body.points):  # the encoder runs off the event loop
-            vectors = await run_in_threadpool(embed_points, coll, body.points)
+        points = body.points
+        _check_batch(len(points), settings)
+        ids = [p.id for p in points]
+        payloads = [p.payload for p in points]
+        plain = not config.named and config.multivector is None
+        if plain and all(p.text is None and p.vector is not None and not isinstance(p.vector, dict) for p in points):
+            vectors = points_matrix(points, coll.vector_config(None)[1].dim)  # the common case, one matrix
         else:
-            vectors = points_matrix(body.points, coll.dim)
+            vectors = point_vectors(points, config)
+            if any(p.text is not None for p in points):  # the encoders run off the event loop
+                await run_in_threadpool(embed_point_texts, coll, points, vectors)
     else:
         assert body.batch is not None
         _check_batch(len(body.batch.ids), settings)
         ids = list(body.batch.ids)
         payloads = body.batch.payloads  # type: ignore[assignment]
-        vectors = batch_matrix(body.batch, coll.dim)
+        vectors = batch_vectors(body.batch, config)
     _check_payloads(payloads, settings)
     res = await run_in_threadpool(coll.upsert, ids, vectors, payloads)
     monitor(request).upserted(name, res.count)
@@ -112,7 +107,7 @@ async def get_points(
     )
     out = []
     for h in hits:
-        d = hit_dict(h, body.with_payload, body.with_vector)
+        d = hit_dict(h, body.with_payload, body.with_vector, coll.config)
         d.pop("score")
         out.append(d)
     return envelope(request, out, started)

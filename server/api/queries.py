@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from encoders.base import EncoderInputError
-from index.collection import Collection
-from index.errors import DimensionMismatch, InvalidRequest, PayloadTooLarge
+from index.errors import DimensionMismatch, PayloadTooLarge
 from nestor_client.models import QuerySampleRequest
 from server.auth import Role, require
 from server.convert import vector_array
@@ -31,24 +30,23 @@ async def post_query_sample(
 ) -> Response:
     started = time.perf_counter()
     coll = catalog.get(name)
-    if not isinstance(coll, Collection):
-        raise InvalidRequest("a query sample is only used by single-vector collections")
+    vname, vcfg = coll.vector_config(body.using)
     rows = len(body.vectors or body.texts or [])
     if rows > settings.max_batch_points:
         raise PayloadTooLarge(f"{rows} sample rows in one request exceeds max_batch_points {settings.max_batch_points}")
     if body.texts is not None:
-        encoder = collection_encoder(coll)
+        encoder = collection_encoder(coll, vname)
         texts = body.texts
         emb = await run_in_threadpool(lambda: embed(encoder, texts, query=True))
         if emb.errors:
             raise EncoderInputError(emb.errors)
         mat = emb.dense()
     else:
-        mat = np.empty((rows, coll.dim), np.float32)
+        mat = np.empty((rows, vcfg.dim), np.float32)
         for i, v in enumerate(body.vectors or []):
             arr = vector_array(v, f"sample row #{i}")
-            if arr.shape != (coll.dim,):
-                raise DimensionMismatch(f"sample row #{i}: expected dimension {coll.dim}, got {arr.shape[-1]}")
+            if arr.shape != (vcfg.dim,):
+                raise DimensionMismatch(f"sample row #{i}: expected dimension {vcfg.dim}, got {arr.shape[-1]}")
             mat[i] = arr
-    size = await run_in_threadpool(coll.add_query_sample, mat, replace=body.replace)
+    size = await run_in_threadpool(lambda: coll.add_query_sample(mat, replace=body.replace, using=vname))
     return envelope(request, {"size": size}, started)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from index.catalog import Catalog
-from index.collection import Query
+from index.contract import AnyCollection, Query
 from index.errors import NotReady, PayloadTooLarge
 from index.filters import check_filter
-from index.multivector import AnyCollection
 from nestor_client.models import BatchSearchRequest, ScoredPoint, SearchRequest
 from server.auth import Role, gate_only, require
 from server.convert import hit_dict, to_query
@@ -28,7 +26,7 @@ router = APIRouter(prefix="/collections/{name}/points", tags=["search"], route_c
 def _query(coll: AnyCollection, req: SearchRequest, settings: Settings) -> Query:
     if req.filter is not None:
         check_filter(req.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
-    return to_query(req, coll.dim, settings.max_search_limit, multivector=coll.config.multivector is not None)
+    return to_query(req, coll, settings.max_search_limit)
 
 
 async def _search(request: Request, name: str, catalog: Catalog, settings: Settings) -> Response:
@@ -38,14 +36,15 @@ async def _search(request: Request, name: str, catalog: Catalog, settings: Setti
     if body.text is not None:  # the encoder runs off the event loop
         body = (await run_in_threadpool(embed_queries, coll, [body]))[0]
     q = _query(coll, body, settings)
-    monitor(request).searched(name, (q.vector,))  # counted, and kept for the recall probe
+    monitor(request).searched(name, (q,))  # counted, and kept for the recall probe
     # A cheap ANN lookup runs inline: a thread hop would cost more than the search itself.
-    if getattr(coll, "distributed", False) and request.query_params.get("partial") == "true":
-        # a sharded collection with a shard down answers from the others, flagged "partial:" in the strategy
-        res = (await run_in_threadpool(cast(Any, coll).search, [q], partial=True))[0]
+    # With ?partial=true, a sharded collection with a shard down answers from the others (flagged).
+    partial = request.query_params.get("partial") == "true"
+    if coll.is_cheap(q) and not partial:
+        res = coll.search([q])[0]
     else:
-        res = coll.search([q])[0] if coll.is_cheap(q) else (await run_in_threadpool(coll.search, [q]))[0]
-    hits = [hit_dict(h, body.with_payload, body.with_vector) for h in res.hits]
+        res = (await run_in_threadpool(lambda: coll.search([q], partial=partial)))[0]
+    hits = [hit_dict(h, body.with_payload, body.with_vector, coll.config) for h in res.hits]
     return envelope(request, hits, started, strategy=res.strategy)
 
 
@@ -93,7 +92,10 @@ async def search_batch(
     if any(s.text is not None for s in searches):
         searches = await run_in_threadpool(embed_queries, coll, searches)
     queries = [_query(coll, s, settings) for s in searches]
-    monitor(request).searched(name, (q.vector for q in queries))
+    monitor(request).searched(name, queries)
     results = await run_in_threadpool(coll.search, queries)
-    out = [[hit_dict(h, s.with_payload, s.with_vector) for h in r.hits] for s, r in zip(searches, results, strict=True)]
+    out = [
+        [hit_dict(h, s.with_payload, s.with_vector, coll.config) for h in r.hits]
+        for s, r in zip(searches, results, strict=True)
+    ]
     return envelope(request, out, started, strategy=[r.strategy for r in results])

@@ -156,6 +156,6 @@ async def upload_snapshot(
 def _restore(catalog: Catalog, store: SnapshotStore, name: str, path: Path, sha256: str | None) -> dict[str, Any]:
     staged, _ = store.unpack(path, sha256)
     try:
-        return catalog.install(name, staged).info()
+        return catalog.install(name, staged).info().model_dump(mode="json")
     finally:
         shutil.rmtree(staged, ignore_errors=True)  # gone already unless the install failed

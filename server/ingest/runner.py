@@ -16,13 +16,12 @@ import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from encoders import EncoderError
 from index.catalog import Catalog
-from index.collection import Collection
+from index.contract import AnyCollection
 from index.errors import CollectionNotFound, DimensionMismatch, NestorError
-from index.multivector import AnyCollection
 from nestor_client.models import (
     IngestFormat,
     IngestJobRequest,
@@ -121,8 +120,9 @@ class JobRunner:
         spec = _resolve(request.source, coll)
         source = open_source(spec, _fields(spec))
         source.check()
-        if isinstance(source, NpySource) and source.dim != coll.dim:
-            raise DimensionMismatch(f"the source's vectors have dimension {source.dim}; the collection's is {coll.dim}")
+        dim = coll.vector_config(None)[1].dim
+        if isinstance(source, NpySource) and source.dim != dim:
+            raise DimensionMismatch(f"the source's vectors have dimension {source.dim}; the collection's is {dim}")
         if spec.text_field is not None:
             collection_encoder(coll)  # fail now, not in the job, if the encoder cannot be built
         rec = JobRecord(
@@ -256,7 +256,7 @@ class JobRunner:
             coll = _single(self.catalog.get(rec.collection))
         except CollectionNotFound:
             raise InvalidSource(f"collection {rec.collection!r} no longer exists") from None
-        if getattr(coll, "distributed", False):  # a sharded collection: a Ray Data pipeline (cluster/ingest.py)
+        if coll.distributed:  # a sharded collection: a Ray Data pipeline (cluster/ingest.py)
             return self._ingest_ray(job, coll)
         fields = _fields(rec.source)
         source: Source = open_source(rec.source, fields)
@@ -267,7 +267,8 @@ class JobRunner:
                 rec.total = total
             self._save(job)
         encoder = collection_encoder(coll) if fields.text is not None else None
-        target = Target(coll.dim, coll.metric is Metric.cosine, encoder)
+        _, vcfg = coll.vector_config(None)
+        target = Target(vcfg.dim, vcfg.metric is Metric.cosine, encoder)
         cursor = Cursor(**rec.cursor)
         if rec.defer_indexing:
             coll.pause_indexing()
@@ -338,7 +339,7 @@ class JobRunner:
                 coll.resume_indexing()
         return bool(done)
 
-    def _commit(self, job: _Job, coll: Collection, batch: Prepared) -> None:
+    def _commit(self, job: _Job, coll: AnyCollection, batch: Prepared) -> None:
         rec = job.record
         if rec.strict and batch.errors:
             line, reason = batch.errors[0]
@@ -368,15 +369,20 @@ def _error(line: int, reason: str) -> JobError:
     return JobError(line=line, reason=reason)
 
 
-def _single(coll: AnyCollection) -> Collection:
-    if getattr(coll, "distributed", False):  # a ShardedCollection (cluster/): same ingest API, on Ray Data
-        return cast(Collection, coll)
-    if not isinstance(coll, Collection):
-        raise InvalidSource(f"collection {coll.name!r} is multi-vector; ingest jobs load single-vector collections")
+def _single(coll: AnyCollection) -> AnyCollection:
+    """Ingest jobs fill the collection's default vector, which must be dense."""
+    try:
+        _, vcfg = coll.vector_config(None)
+    except NestorError:
+        raise InvalidSource(
+            f"collection {coll.name!r} has several named vectors: ingest jobs fill a default one"
+        ) from None
+    if vcfg.multivector is not None:
+        raise InvalidSource(f"collection {coll.name!r} is multi-vector; ingest jobs load dense vectors")
     return coll
 
 
-def _resolve(spec: IngestSource, coll: Collection) -> IngestSource:
+def _resolve(spec: IngestSource, coll: AnyCollection) -> IngestSource:
     """The source with its defaults made explicit, so a resumed job reads it exactly as the first run did."""
     fmt = infer_format(spec)
     text, vector = spec.text_field, spec.vector_field
@@ -386,8 +392,8 @@ def _resolve(spec: IngestSource, coll: Collection) -> IngestSource:
         if text is not None or vector is not None:
             raise InvalidSource("a .npy source is the vectors itself: it takes no text_field or vector_field")
     elif text is None and vector is None:
-        text, vector = ("text", None) if coll.config.encoder is not None else (None, "vector")
-    if text is not None and coll.config.encoder is None:
+        text, vector = ("text", None) if coll.vector_config(None)[1].encoder is not None else (None, "vector")
+    if text is not None and coll.vector_config(None)[1].encoder is None:
         raise NoEncoder(coll.name)
     path = str(Path(spec.path).expanduser().resolve())
     return spec.model_copy(update={"format": fmt, "path": path, "text_field": text, "vector_field": vector})

@@ -6,14 +6,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from index.collection import Hit, Query, QueryResult
-from nestor_client.models import CollectionConfig
+from index.contract import Hit, Query, QueryResult
+from nestor_client.models import CollectionConfig, IndexInfo, VectorConfig
 from server.app import create_app
 from server.probe import ProbeOptions, RecallProbe, recall_at_k, recall_warning
 from server.settings import Settings
@@ -121,8 +122,11 @@ class _SlowCollection:
         self.seq = 0
         self.calls = 0
 
-    def info(self) -> dict[str, Any]:
-        return {"index": {"state": "ready", "indexed": 1, "pending": 0}}
+    def info(self) -> Any:
+        return SimpleNamespace(index=IndexInfo(type="flat", state="ready", indexed=1, pending=0))
+
+    def vector_config(self, using: str | None) -> tuple[str, VectorConfig]:
+        return "", self.config.vector_fields()[""]
 
     def search(self, queries: list[Query]) -> list[QueryResult]:
         self.calls += 1
@@ -134,7 +138,7 @@ class _SlowCollection:
 def test_the_cpu_budget_slows_the_probe_down() -> None:
     probe = RecallProbe(ProbeOptions(interval=0.001, sample=1, cpu_budget=0.1))
     coll = _SlowCollection(cost=0.02)  # a round is two calls: 0.04 s, so at most one round per 0.4 s
-    probe.remember("slow", [np.ones(4, dtype=np.float32)])
+    probe.remember("slow", [Query(np.ones(4, dtype=np.float32))])
     probe.start(lambda: {"slow": coll})  # type: ignore[dict-item]
     time.sleep(1.3)
     probe.stop()
@@ -143,8 +147,8 @@ def test_the_cpu_budget_slows_the_probe_down() -> None:
 
 def test_deleted_collections_are_forgotten() -> None:
     probe = RecallProbe(ProbeOptions(sample=1))
-    probe.remember("gone", [np.ones(4, dtype=np.float32)])
-    probe.remember("kept", [np.ones(4, dtype=np.float32)])
+    probe.remember("gone", [Query(np.ones(4, dtype=np.float32))])
+    probe.remember("kept", [Query(np.ones(4, dtype=np.float32))])
     coll = _SlowCollection(cost=0)
     probe.run_round(lambda: {"kept": coll})  # type: ignore[dict-item]
     assert probe.status("gone")["queries_buffered"] == 0
@@ -154,7 +158,7 @@ def test_deleted_collections_are_forgotten() -> None:
 def test_remember_copies_the_vector() -> None:
     probe = RecallProbe(ProbeOptions(sample=1, buffer=2))
     v = np.zeros(4, dtype=np.float32)
-    probe.remember("c", [v, v, v])
+    probe.remember("c", [Query(v), Query(v), Query(v)])
     v[:] = 1
     assert probe.status("c")["queries_buffered"] == 2  # the ring keeps the newest `buffer`
     coll = _SlowCollection(cost=0)

@@ -49,7 +49,7 @@ INFO = {
     "count": 3,
     "status": "green",
     "seq": 5,
-    "index": {},
+    "index": {"type": "hnsw", "state": "ready"},
     "segments": [],
     "memory": {},
 }

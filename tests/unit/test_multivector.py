@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from index.catalog import Catalog
-from index.collection import Query
-from index.multivector import MultiVectorCollection
+from index.collection import Collection
+from index.contract import Query
+from index.multivector import MultiVectorField
 from index.tokens import TokenFiles
 from nestor_client.models import CollectionConfig
 from tests.synth_tokens import clustered_token_sets
@@ -41,13 +42,26 @@ def reopen(cat: Catalog) -> Catalog:
     return fresh
 
 
-def mv(cat: Catalog, name: str = "m") -> MultiVectorCollection:
+def mv(cat: Catalog, name: str = "m") -> Collection:
     coll = cat.get(name)
-    assert isinstance(coll, MultiVectorCollection)
+    assert isinstance(coll, Collection)
     return coll
 
 
-def top(coll: MultiVectorCollection, q: Any, k: int = 5) -> list[tuple[Any, float]]:
+def mvf(coll: Collection) -> MultiVectorField:
+    """The collection's one (default) vector: a multivector field."""
+    f = coll.fields[""]
+    assert isinstance(f, MultiVectorField)
+    return f
+
+
+def fdes(coll: Collection) -> Any:
+    fde = mvf(coll).fde
+    assert fde is not None
+    return fde.vectors.view()
+
+
+def top(coll: Collection, q: Any, k: int = 5) -> list[tuple[Any, float]]:
     return [(h.id, h.score) for h in coll.search([Query(vector=q, limit=k)])[0].hits]
 
 
@@ -56,18 +70,18 @@ def test_a_failed_commit_leaves_no_tokens_behind(catalog: Catalog, monkeypatch: 
     catalog.create("m", CollectionConfig.model_validate(CONFIG))
     coll = mv(catalog)
     coll.upsert(list(range(20)), docs[:20])
-    tokens = coll.tokens.n_tokens
+    tokens = mvf(coll).tokens.n_tokens
 
     def fail(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(coll.inner.points, "upsert", fail)
+    monkeypatch.setattr(coll.points, "upsert", fail)
     with pytest.raises(OSError):
         coll.upsert(list(range(20, 40)), docs[20:])
-    assert (coll.count, coll.tokens.n_docs, coll.tokens.n_tokens) == (20, 20, tokens)
+    assert (coll.count, mvf(coll).tokens.n_docs, mvf(coll).tokens.n_tokens) == (20, 20, tokens)
     monkeypatch.undo()
     coll.upsert(list(range(20, 40)), docs[20:])  # the same labels again, now committed
-    assert coll.count == 40 and coll.tokens.n_docs == 40
+    assert coll.count == 40 and mvf(coll).tokens.n_docs == 40
     assert top(coll, docs[33])[0][0] == 33
 
 
@@ -85,10 +99,10 @@ def test_torn_token_rows_are_dropped_on_restart(catalog: Catalog) -> None:
     cat.open_all()
     try:
         coll = mv(cat)
-        assert coll.count == 30 and coll.tokens.n_docs == 30
+        assert coll.count == 30 and mvf(coll).tokens.n_docs == 30
         assert [top(coll, q) for q in queries] == before
         coll.upsert(["new"], [docs[0]])
-        assert coll.tokens.n_docs == 31 and {h for h, _ in top(coll, docs[0], 2)} == {0, "new"}
+        assert mvf(coll).tokens.n_docs == 31 and {h for h, _ in top(coll, docs[0], 2)} == {0, "new"}
     finally:
         cat.close()
 
@@ -98,10 +112,10 @@ def test_the_encoder_is_stored_and_checked(catalog: Catalog) -> None:
     catalog.create("m", CollectionConfig.model_validate(CONFIG))
     coll = mv(catalog)
     coll.upsert(list(range(10)), docs)
-    assert coll.encoder is not None
+    assert mvf(coll).encoder is not None
     offsets = np.cumsum([0] + [len(d) for d in docs])
-    fde = coll.encoder.encode_documents(np.concatenate(docs), offsets)
-    np.testing.assert_array_equal(coll.inner.vectors.view()[:10], fde)
+    fde = mvf(coll).encoder.encode_documents(np.concatenate(docs), offsets)
+    np.testing.assert_array_equal(fdes(coll)[:10], fde)
     stored = json.loads((coll.dir / "muvera" / "meta.json").read_text())
     assert (stored["k_sim"], stored["d_proj"], stored["r_reps"], stored["seed"]) == (3, 8, 4, 5)
     assert (coll.dir / "muvera" / "simhash.npy").exists()  # the drawn matrices, not just the seed
@@ -109,9 +123,9 @@ def test_the_encoder_is_stored_and_checked(catalog: Catalog) -> None:
     cat = reopen(catalog)
     try:
         again = mv(cat)
-        assert again.encoder is not None
-        np.testing.assert_array_equal(again.encoder.encode_documents(np.concatenate(docs), offsets), fde)
-        np.testing.assert_array_equal(again.inner.vectors.view()[:10], fde)
+        assert mvf(again).encoder is not None
+        np.testing.assert_array_equal(mvf(again).encoder.encode_documents(np.concatenate(docs), offsets), fde)
+        np.testing.assert_array_equal(fdes(again)[:10], fde)
         directory = again.dir
     finally:
         cat.close()
@@ -130,7 +144,7 @@ def test_maxsim_collections_keep_no_index(catalog: Catalog) -> None:
     cfg = CollectionConfig.model_validate({"dim": DIM, "metric": "dot", "multivector": mvc})
     catalog.create("o", cfg)
     coll = mv(catalog, "o")
-    assert coll.config.index.type == "flat" and coll.encoder is None
+    assert coll.config.index.type == "flat" and mvf(coll).encoder is None
     coll.upsert(list(range(50)), docs, [{"k": i % 2} for i in range(50)])
     q = queries[0]
     full = np.array([float(np.max(q @ d.T, axis=1).sum()) for d in docs])
@@ -139,4 +153,4 @@ def test_maxsim_collections_keep_no_index(catalog: Catalog) -> None:
     assert [sc for _, sc in got] == pytest.approx(np.sort(full)[::-1].tolist(), abs=1e-4)
     assert coll.delete([int(np.argmax(full))]).count == 1
     assert top(coll, q, 1)[0][0] == int(np.argsort(-full)[1])
-    assert coll.info()["index"]["type"] == "maxsim"
+    assert coll.info().index.type == "maxsim"

@@ -238,7 +238,7 @@ class BaseClient:
         body = {"ids": _id_list(ids)} if ids is not None else {"filter": _plain(filter)}
         return Call("POST", f"{_collection(name)}/points/delete", _parse_update, self._encode(body))
 
-    def get(self, name: str, ids: IdsLike, with_payload: bool, with_vector: bool) -> Call[list[Record]]:
+    def get(self, name: str, ids: IdsLike, with_payload: bool, with_vector: bool | list[str]) -> Call[list[Record]]:
         body = {"ids": _id_list(ids), "with_payload": with_payload, "with_vector": with_vector}
         return Call("POST", f"{_collection(name)}/points/get", _parse_records, self._encode(body))
 
@@ -253,10 +253,11 @@ class BaseClient:
         filter: FilterLike | None,
         params: ParamsLike | None,
         with_payload: bool,
-        with_vector: bool,
+        with_vector: bool | list[str],
         score_threshold: float | None,
+        using: str | None = None,
     ) -> Call[QueryResult]:
-        body = _search_body(limit, offset, filter, params, with_payload, with_vector, score_threshold)
+        body = _search_body(limit, offset, filter, params, with_payload, with_vector, score_threshold, using)
         if vector is not None:
             body["vector"] = encode_vector(vector, self.wire)
         if multivector is not None:
@@ -294,10 +295,11 @@ class BaseClient:
         filter: FilterLike | None,
         params: ParamsLike | None,
         with_payload: bool,
-        with_vector: bool,
+        with_vector: bool | list[str],
         score_threshold: float | None,
+        using: str | None = None,
     ) -> Call[QueryResult]:
-        body = _search_body(limit, offset, filter, params, with_payload, with_vector, score_threshold)
+        body = _search_body(limit, offset, filter, params, with_payload, with_vector, score_threshold, using)
         body["text"] = text
         return Call("POST", f"{_collection(name)}/points/search", _parse_query, self._encode(body))
 
@@ -387,7 +389,7 @@ class BaseClient:
         if isinstance(point, Point):
             out: dict[str, Any] = {"id": point.id}
             if point.vector is not None:
-                out["vector"] = encode_vector(point.vector, self.wire)
+                out["vector"] = self._vector(point.vector)
             if point.text is not None:
                 out["text"] = point.text
             if point.multivector is not None:
@@ -397,10 +399,22 @@ class BaseClient:
             return out
         out = dict(point)  # unknown keys pass through for the server to judge
         if "vector" in out:
-            out["vector"] = encode_vector(out["vector"], self.wire)
+            out["vector"] = self._vector(out["vector"])
         if "multivector" in out:
             out["multivector"] = encode_multivector(out["multivector"], self.wire)
         return out
+
+    def _vector(self, vector: Any) -> Any:
+        """A point's vector, or its named vectors (`{name: vector or token vectors}`), in the body's form."""
+        if not isinstance(vector, Mapping):
+            return encode_vector(vector, self.wire)
+        return {name: self._named(v) for name, v in vector.items()}
+
+    def _named(self, v: Any) -> Any:
+        if isinstance(v, str | bytes | bytearray | memoryview):
+            return encode_vector(v, self.wire)
+        arr = np.asarray(v, dtype=np.float32)
+        return encode_multivector(arr, self.wire) if arr.ndim == 2 else encode_vector(arr, self.wire)
 
     def _multivector_points(
         self, ids: list[Any], multivectors: Sequence[MultiVectorLike], payloads: PayloadsLike | None
@@ -491,7 +505,7 @@ def _decode_vectors(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # msgpack answers carry vectors as float32 bytes and JSON may carry base64; the models hold lists.
     for hit in hits:
         vector = hit.get("vector")
-        if vector is not None and not isinstance(vector, list):
+        if isinstance(vector, str | bytes):
             hit["vector"] = decode_vector(vector)
     return hits
 
@@ -600,11 +614,14 @@ def _search_body(
     filter: FilterLike | None,
     params: ParamsLike | None,
     with_payload: bool,
-    with_vector: bool,
+    with_vector: bool | list[str],
     score_threshold: float | None,
+    using: str | None = None,
 ) -> dict[str, Any]:
     """The fields every search body shares, whatever carries the query (vector, multivector, text)."""
     body: dict[str, Any] = {"limit": limit, "offset": offset, "with_payload": with_payload, "with_vector": with_vector}
+    if using is not None:
+        body["using"] = using
     if filter is not None:
         body["filter"] = _plain(filter)
     if params is not None:

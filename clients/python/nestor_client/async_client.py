@@ -147,7 +147,9 @@ class AsyncNestorClient:
         """Delete by `ids` or by `filter` (exactly one)."""
         return await self._send(self._base.delete(name, ids, filter))
 
-    async def get(self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool = False) -> list[Record]:
+    async def get(
+        self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool | list[str] = False
+    ) -> list[Record]:
         """The stored points among `ids`; missing ids are left out."""
         return await self._send(self._base.get(name, ids, with_payload, with_vector))
 
@@ -162,12 +164,14 @@ class AsyncNestorClient:
         filter: FilterLike | None = None,
         params: ParamsLike | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vector: bool | list[str] = False,
         score_threshold: float | None = None,
+        using: str | None = None,
     ) -> QueryResult:
         """The `limit` nearest points to `vector` (a list or numpy array), best first.
 
-        In a multi-vector collection, pass the query's token vectors as `multivector` instead.
+        In a multi-vector collection, pass the query's token vectors as `multivector` instead. With named
+        vectors, `using` names the one to search; `with_vector` may list the names to return.
         """
         call = self._base.search(
             name,
@@ -180,6 +184,7 @@ class AsyncNestorClient:
             with_payload=with_payload,
             with_vector=with_vector,
             score_threshold=score_threshold,
+            using=using,
         )
         return await self._send(call)
 
@@ -216,8 +221,9 @@ class AsyncNestorClient:
         filter: FilterLike | None = None,
         params: ParamsLike | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vector: bool | list[str] = False,
         score_threshold: float | None = None,
+        using: str | None = None,
     ) -> QueryResult:
         """The `limit` nearest points to `text`, which the collection's encoder embeds as a query."""
         call = self._base.search_text(
@@ -230,6 +236,7 @@ class AsyncNestorClient:
             with_payload=with_payload,
             with_vector=with_vector,
             score_threshold=score_threshold,
+            using=using,
         )
         return await self._send(call)
 

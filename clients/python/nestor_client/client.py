@@ -143,7 +143,9 @@ class NestorClient:
         """Delete by `ids` or by `filter` (exactly one)."""
         return self._send(self._base.delete(name, ids, filter))
 
-    def get(self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool = False) -> list[Record]:
+    def get(
+        self, name: str, ids: IdsLike, with_payload: bool = True, with_vector: bool | list[str] = False
+    ) -> list[Record]:
         """The stored points among `ids`; missing ids are left out."""
         return self._send(self._base.get(name, ids, with_payload, with_vector))
 
@@ -158,12 +160,14 @@ class NestorClient:
         filter: FilterLike | None = None,
         params: ParamsLike | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vector: bool | list[str] = False,
         score_threshold: float | None = None,
+        using: str | None = None,
     ) -> QueryResult:
         """The `limit` nearest points to `vector` (a list or numpy array), best first.
 
-        In a multi-vector collection, pass the query's token vectors as `multivector` instead.
+        In a multi-vector collection, pass the query's token vectors as `multivector` instead. With named
+        vectors, `using` names the one to search; `with_vector` may list the names to return.
         """
         call = self._base.search(
             name,
@@ -176,6 +180,7 @@ class NestorClient:
             with_payload=with_payload,
             with_vector=with_vector,
             score_threshold=score_threshold,
+            using=using,
         )
         return self._send(call)
 
@@ -212,8 +217,9 @@ class NestorClient:
         filter: FilterLike | None = None,
         params: ParamsLike | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vector: bool | list[str] = False,
         score_threshold: float | None = None,
+        using: str | None = None,
     ) -> QueryResult:
         """The `limit` nearest points to `text`, which the collection's encoder embeds as a query."""
         call = self._base.search_text(
@@ -226,6 +232,7 @@ class NestorClient:
             with_payload=with_payload,
             with_vector=with_vector,
             score_threshold=score_threshold,
+            using=using,
         )
         return self._send(call)
 

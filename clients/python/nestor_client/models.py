@@ -33,6 +33,7 @@ __all__ = [
     "HasIdCondition",
     "HnswIndexConfig",
     "IndexConfig",
+    "IndexInfo",
     "IngestFormat",
     "IngestJobRequest",
     "IngestSource",
@@ -50,10 +51,12 @@ __all__ = [
     "MatchValue",
     "MatryoshkaReduceConfig",
     "MaxSimConfig",
+    "MemoryUse",
     "Metric",
     "MultiVectorConfig",
     "MultiVectorInput",
     "MuveraConfig",
+    "NamedVectors",
     "Point",
     "PointId",
     "QuantizeConfig",
@@ -65,10 +68,14 @@ __all__ = [
     "ScoredPoint",
     "SearchParams",
     "SearchRequest",
+    "SegmentInfo",
     "TrainingConfig",
     "UpdateResult",
     "UpsertRequest",
+    "VectorConfig",
+    "VectorInfo",
     "VectorInput",
+    "WithVector",
 ]
 
 
@@ -259,10 +266,44 @@ class TrainingConfig(_Model):
     refit_growth: float = Field(2.0, gt=1.0)
 
 
-class CollectionConfig(_Model):
-    """What `PUT /collections/{name}` takes. Only `dim` is required.
+_VECTOR_NAME = r"^[A-Za-z0-9_.-]{0,64}$"  # "" is the default (unnamed) vector
+_PER_VECTOR = (
+    "dim",
+    "metric",
+    "index",
+    "encoder",
+    "multivector",
+    "reduce",
+    "quantize",
+    "rerank",
+    "training",
+    "on_disk",
+)
 
-    With an `encoder`, points and searches may carry `text` instead of a vector."""
+
+def _check_vector(cfg: VectorConfig | CollectionConfig, dim: int) -> None:
+    """The checks one vector's settings must pass, in either the named or the top-level form."""
+    red, quant, index = cfg.reduce, cfg.quantize, cfg.index
+    if red is not None:
+        if red.dim >= dim:
+            raise ValueError(f"reduce.dim must be below dim={dim}, got {red.dim}")
+        if isinstance(red, MatryoshkaReduceConfig):
+            last = red.dim
+            for st in red.funnel:
+                if not last < st.dim <= dim:
+                    raise ValueError("funnel dims must increase, from above reduce.dim up to dim")
+                last = st.dim
+    if isinstance(quant, Int8QuantizeConfig) and isinstance(index, IvfPqIndexConfig):
+        raise ValueError("ivf_pq already quantizes its codes: use quantize with a flat or hnsw index")
+    if cfg.multivector is not None and (red is not None or quant is not None):
+        raise ValueError("reduce and quantize do not apply to multi-vector fields yet")
+
+
+class VectorConfig(_Model):
+    """One named vector of a point: its dimension, metric, index and compression.
+
+    `multivector` makes it a set of token vectors per point (MUVERA candidates, MaxSim ranking);
+    `encoder` lets points and searches carry text that fills this vector."""
 
     dim: int = Field(ge=1, le=65536)
     metric: Metric = Metric.cosine
@@ -274,27 +315,10 @@ class CollectionConfig(_Model):
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     on_disk: bool = False  # full-precision vectors memory-mapped from disk instead of copied into RAM
-    # Scale-out (a server started with a Ray address): points hashed by id over `shards` shards,
-    # each held by `replicas` Ray actors. 1 and 1 is the ordinary single-node collection.
-    shards: int = Field(1, ge=1, le=1024)
-    replicas: int = Field(1, ge=1, le=16)
 
     @model_validator(mode="after")
-    def _check_compression(self) -> CollectionConfig:
-        red, quant, index = self.reduce, self.quantize, self.index
-        if red is not None:
-            if red.dim >= self.dim:
-                raise ValueError(f"reduce.dim must be below dim={self.dim}, got {red.dim}")
-            if isinstance(red, MatryoshkaReduceConfig):
-                last = red.dim
-                for st in red.funnel:
-                    if not last < st.dim <= self.dim:
-                        raise ValueError("funnel dims must increase, from above reduce.dim up to dim")
-                    last = st.dim
-        if isinstance(quant, Int8QuantizeConfig) and isinstance(index, IvfPqIndexConfig):
-            raise ValueError("ivf_pq already quantizes its codes: use quantize with a flat or hnsw index")
-        if self.multivector is not None and (red is not None or quant is not None):
-            raise ValueError("reduce and quantize do not apply to multi-vector collections yet")
+    def _check(self) -> VectorConfig:
+        _check_vector(self, self.dim)
         return self
 
     @property
@@ -303,22 +327,136 @@ class CollectionConfig(_Model):
         return self.reduce is not None or self.quantize is not None
 
 
+class CollectionConfig(_Model):
+    """What `PUT /collections/{name}` takes.
+
+    Either one unnamed vector per point, configured at the top level (`dim` is then required), or
+    named vectors: `vectors: {name: VectorConfig}`, each with its own dimension, metric and index.
+    The top-level form is the vector named "" (the default). With an `encoder`, points and searches
+    may carry `text` instead of a vector."""
+
+    dim: int | None = Field(None, ge=1, le=65536)
+    metric: Metric = Metric.cosine
+    index: IndexConfig = Field(default_factory=HnswIndexConfig)
+    encoder: EncoderSpec | None = None
+    multivector: MultiVectorConfig | None = None
+    reduce: ReduceConfig | None = None
+    quantize: QuantizeConfig | None = None
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    on_disk: bool = False  # full-precision vectors memory-mapped from disk instead of copied into RAM
+    vectors: dict[Annotated[str, Field(pattern=_VECTOR_NAME)], VectorConfig] | None = Field(
+        None, min_length=1, max_length=16
+    )
+    # Scale-out (a server started with a Ray address): points hashed by id over `shards` shards,
+    # each held by `replicas` Ray actors. 1 and 1 is the ordinary single-node collection.
+    shards: int = Field(1, ge=1, le=1024)
+    replicas: int = Field(1, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _check_form(self) -> CollectionConfig:
+        if self.vectors is not None:
+            fields = type(self).model_fields
+            mixed = [  # a full dump of a named config repeats the top-level defaults: those are fine
+                k for k in _PER_VECTOR if getattr(self, k) != fields[k].get_default(call_default_factory=True)
+            ]
+            if mixed:
+                raise ValueError(
+                    f"with named vectors, set {', '.join(mixed)} inside each entry of vectors, not at the top level"
+                )
+            return self
+        if self.dim is None:
+            raise ValueError('dim is required (or give named vectors: {"vectors": {name: {"dim": ...}}})')
+        _check_vector(self, self.dim)
+        return self
+
+    @property
+    def named(self) -> bool:
+        """True for the `vectors: {...}` form; False for one unnamed vector configured at the top level."""
+        return self.vectors is not None
+
+    def vector_fields(self) -> dict[str, VectorConfig]:
+        """Every vector of a point by name; the top-level form is the one vector named ""."""
+        if self.vectors is not None:
+            return dict(self.vectors)
+        assert self.dim is not None
+        return {"": VectorConfig.model_validate({k: getattr(self, k) for k in _PER_VECTOR})}
+
+    @property
+    def compressed(self) -> bool:
+        """True when the default vector's ANN index is built on transformed vectors that need training."""
+        return self.reduce is not None or self.quantize is not None
+
+
 class CollectionSummary(BaseModel):
     name: str
     count: int
 
 
-class CollectionInfo(BaseModel):
-    """What `GET /collections/{name}` returns."""
+class _Readable(BaseModel):
+    """Info blocks were plain dicts before they were typed: `block["key"]` and `block.get("key")` still work."""
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return hasattr(self, key)
+
+
+class IndexInfo(_Readable):
+    """One vector's index: its type and state, points indexed and pending, and (when the background
+    indexer keeps failing) the error. Index-specific details (spec, training, multivector) ride along."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    state: str  # ready | indexing | training | untrained | paused | failing
+    indexed: int = 0
+    pending: int = 0
+    error: str | None = None  # the last indexer failure, while it keeps failing
+    backend: str | None = None  # which implementation serves it (e.g. "nestor-graph", "hnswlib")
+
+
+class SegmentInfo(_Readable):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    points: int
+
+
+class MemoryUse(_Readable):
+    ram: int = 0
+    disk: int = 0
+
+
+class VectorInfo(_Readable):
+    """One named vector of a collection: its index and the memory it takes."""
+
+    index: IndexInfo
+    segments: list[SegmentInfo] = Field(default_factory=list)
+    memory: dict[str, MemoryUse] = Field(default_factory=dict)
+    placement: dict[str, str] = Field(default_factory=dict)
+
+
+class CollectionInfo(_Readable):
+    """What `GET /collections/{name}` returns. `index`, `segments` and `memory` describe the default
+    vector (the first named one when there is no default); `vectors` describes each by name."""
 
     name: str
     config: CollectionConfig
     count: int
-    status: str
+    status: str  # green | yellow (indexing) | red (an indexer keeps failing, or a shard is down)
     seq: int
-    index: dict[str, Any]
-    segments: list[dict[str, Any]]
-    memory: dict[str, Any]
+    index: IndexInfo
+    segments: list[SegmentInfo]
+    memory: dict[str, MemoryUse]
+    vectors: dict[str, VectorInfo] = Field(default_factory=dict)
     placement: dict[str, str] = Field(default_factory=dict)  # where each part lives (RAM, disk, mmap)
     stats: dict[str, Any] | None = None  # rates, latency percentiles and live recall (the dashboard's source)
     last_write: float | None = None
@@ -399,19 +537,28 @@ Filter.model_rebuild()
 # Points
 
 
+# Named vectors of one point: a dense vector, or a multivector's token vectors, by vector name.
+NamedVectors = dict[str, VectorInput | MultiVectorInput]
+
+
 class Point(_Model):
-    """A vector, or a `text` the collection's encoder embeds, or (multi-vector collections) a `multivector`."""
+    """A vector, or named vectors (`{name: vector}`; a point may omit some), or a `text` that fills every
+    vector with an encoder, or (a multi-vector default vector) a `multivector`."""
 
     id: PointId
-    vector: VectorInput | None = None
+    vector: VectorInput | NamedVectors | None = None
     text: str | None = None
     multivector: MultiVectorInput | None = None
     payload: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_input(self) -> Point:
-        if [self.vector, self.text, self.multivector].count(None) != 2:
-            raise ValueError("give exactly one of vector, text or multivector")
+        given = [self.vector, self.text, self.multivector].count(None)
+        if given == 3:
+            raise ValueError("give exactly one of vector, text or multivector (or named vectors)")
+        # named vectors may come with a text, which fills the vectors that have an encoder
+        if given < 2 and not (isinstance(self.vector, dict) and self.multivector is None):
+            raise ValueError("give exactly one of vector, text or multivector (or named vectors, with a text)")
         return self
 
 
@@ -419,7 +566,7 @@ class Batch(_Model):
     """Columnar upsert: `vectors` is a list of lists, or one base64 string of n*dim float32."""
 
     ids: list[PointId]
-    vectors: list[list[float]] | str | bytes
+    vectors: list[list[float]] | str | bytes | dict[str, list[list[float]] | str | bytes]
     payloads: list[dict[str, Any] | None] | None = None
 
 
@@ -445,10 +592,14 @@ class DeleteRequest(_Model):
         return self
 
 
+# True: every vector of the point; a list: those named vectors only.
+WithVector = bool | list[str]
+
+
 class GetRequest(_Model):
     ids: list[PointId]
     with_payload: bool = True
-    with_vector: bool = False
+    with_vector: WithVector = False
 
 
 class CountRequest(_Model):
@@ -464,9 +615,12 @@ class UpdateResult(BaseModel):
 
 
 class Record(BaseModel):
+    """A point as stored. `vector` is the vector itself in a collection with one unnamed vector, and
+    `{name: vector}` in one with named vectors (a multivector there is a list of token vectors)."""
+
     id: PointId
     payload: dict[str, Any] | None = None
-    vector: list[float] | None = None
+    vector: list[float] | dict[str, list[float] | list[list[float]]] | None = None
     multivector: list[list[float]] | None = None
 
 
@@ -491,12 +645,13 @@ class SearchRequest(_Model):
     vector: VectorInput | None = None
     text: str | None = None
     multivector: MultiVectorInput | None = None
+    using: str | None = Field(None, pattern=_VECTOR_NAME)  # which named vector to search; default: ""
     limit: int = Field(10, ge=1)
     offset: int = Field(0, ge=0)
     filter: Filter | None = None
     params: SearchParams | None = None
     with_payload: bool = True
-    with_vector: bool = False
+    with_vector: WithVector = False
     score_threshold: float | None = None
 
     @model_validator(mode="after")
@@ -512,6 +667,7 @@ class QuerySampleRequest(_Model):
     vectors: list[VectorInput] | None = None
     texts: list[str] | None = None
     replace: bool = False  # drop the sample kept so far instead of adding to it
+    using: str | None = Field(None, pattern=_VECTOR_NAME)  # the named vector it is for; default: ""
 
     @model_validator(mode="after")
     def _one_kind(self) -> QuerySampleRequest:
@@ -530,7 +686,7 @@ class ScoredPoint(BaseModel):
     id: PointId
     score: float
     payload: dict[str, Any] | None = None
-    vector: list[float] | None = None
+    vector: list[float] | dict[str, list[float] | list[list[float]]] | None = None
     multivector: list[list[float]] | None = None
 
 

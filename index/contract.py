@@ -1,0 +1,150 @@
+"""The collection contract: what the server may call on any collection (local, sharded, or next).
+
+`CollectionReader` is the read side, `CollectionWriter` the write side; `AnyCollection` is both. The
+server talks only to this protocol, so a new kind of collection needs no change in `server/`.
+The engine's value types (`Query`, `Hit`, `QueryResult`, `WriteResult`) live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from nestor_client.models import CollectionConfig, CollectionInfo, Filter, SearchParams, VectorConfig
+
+__all__ = [
+    "AnyCollection",
+    "CollectionOptions",
+    "CollectionReader",
+    "CollectionWriter",
+    "Hit",
+    "PointIdT",
+    "Query",
+    "QueryResult",
+    "VectorsIn",
+    "WithVector",
+    "WriteResult",
+]
+
+PointIdT = int | str
+F32 = npt.NDArray[np.float32]
+# An upsert's vectors: a matrix (or a list of token matrices) for the default vector, or by name a
+# matrix, or one array per point (None where the point omits that vector).
+VectorsIn = F32 | Sequence[F32] | Mapping[str, F32 | Sequence[F32 | None]]
+WithVector = bool | Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionOptions:
+    """Engine-wide knobs (from server settings), not part of a collection's config."""
+
+    exact_filter_threshold: int = 5000  # a filter matching at most this many points runs exactly
+    save_idle_seconds: float = 2.0  # persist the index once idle this long after a change
+    save_max_seconds: float = 60.0  # and at least this often while busy
+    index_threads: int | None = None
+
+
+@dataclass(slots=True)
+class Query:
+    vector: F32  # [dim]; for a multivector, the query's token vectors [t, dim]
+    limit: int = 10
+    offset: int = 0
+    filter: Filter | None = None
+    params: SearchParams | None = None
+    with_payload: bool = True
+    with_vector: WithVector = False
+    score_threshold: float | None = None
+    using: str = ""  # the named vector to search
+
+
+@dataclass(slots=True)
+class Hit:
+    id: PointIdT
+    score: float
+    payload: dict[str, Any] | None = None
+    # asked-for vectors by name: a list of floats, or a list of token vectors for a multivector
+    vectors: dict[str, list[float] | list[list[float]]] | None = None
+
+
+@dataclass(slots=True)
+class QueryResult:
+    hits: list[Hit]
+    strategy: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    count: int
+    seq: int
+
+
+@runtime_checkable
+class CollectionReader(Protocol):
+    name: str
+    config: CollectionConfig
+    distributed: bool  # True when the points live on Ray actors (ingest then runs on Ray Data)
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    def vector_config(self, using: str | None) -> tuple[str, VectorConfig]:
+        """The named vector a request means (None: the default), or InvalidRequest naming the choices."""
+        ...
+
+    def count_where(self, flt: Filter | None) -> int: ...
+
+    def get(self, ids: list[PointIdT], *, with_payload: bool = True, with_vector: WithVector = False) -> list[Hit]: ...
+
+    def is_cheap(self, q: Query) -> bool:
+        """True when `q` may run on the event loop (sub-millisecond, no disk)."""
+        ...
+
+    def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
+        """`partial`: a sharded collection with a shard down answers from the others (flagged in the strategy)."""
+        ...
+
+    def info(self) -> CollectionInfo: ...
+
+
+@runtime_checkable
+class CollectionWriter(Protocol):
+    def upsert(
+        self, ids: list[PointIdT], vectors: VectorsIn, payloads: list[dict[str, Any] | None] | None = None
+    ) -> WriteResult: ...
+
+    def delete(self, ids: list[PointIdT]) -> WriteResult: ...
+
+    def delete_where(self, flt: Filter) -> WriteResult: ...
+
+    def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int: ...
+
+    def pause_indexing(self) -> None: ...
+
+    def resume_indexing(self) -> None: ...
+
+    def backup_store(self, target: Path) -> tuple[int, int]:
+        """Copy the store of record to `target`; the committed (label count, seq) it holds."""
+        ...
+
+    def snapshot_files(self, labels: int) -> list[tuple[str, Path, int]]:
+        """(archive name, path, committed bytes or -1 for all) of every file a snapshot at `labels` needs."""
+        ...
+
+    def index_dirs(self) -> list[tuple[str, Path]]:
+        """(vector directory relative to the collection's, its saved index directory) for a snapshot."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AnyCollection(CollectionReader, CollectionWriter, Protocol):
+    """Every collection kind implements both sides."""
