@@ -214,7 +214,7 @@ class ShardReplica:
                 keep = self._differs(ids, vectors, payloads)
                 if keep:
                     part = {name: [vs[i] for i in keep] for name, vs in vectors.items()}
-                    self.coll.upsert([ids[i] for i in keep], part, [payloads[i] for i in keep])
+                    self.coll.upsert([ids[i] for i in keep], part, [payloads[i] for i in keep], stored=True)
                 copied += len(keep)
                 start += EXPORT_CHUNK
             if source_applied >= 0:  # a first pass while writes go on records nothing: a final pass follows

@@ -171,7 +171,7 @@ class Collection:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _batches(self, ids: list[PointIdT], vectors: VectorsIn) -> dict[str, Batch]:
+    def _batches(self, ids: list[PointIdT], vectors: VectorsIn, stored: bool) -> dict[str, Batch]:
         n = len(ids)
         if isinstance(vectors, Mapping):
             given: Mapping[str, Any] = vectors
@@ -191,7 +191,7 @@ class Collection:
                 continue
             if len(part) != n:
                 raise InvalidVector(f"{n} ids but {len(part)} vectors named {fname!r}")
-            out[fname] = f.prepare_batch(part, n)  # type: ignore[arg-type]
+            out[fname] = f.prepare_batch(part, n, stored=stored)  # type: ignore[arg-type]
         return out
 
     def _vmasks(self, batches: dict[str, Batch], n: int) -> list[int | None]:
@@ -204,11 +204,19 @@ class Collection:
         return [None if m == full else m for m in mask.tolist()]
 
     def upsert(
-        self, ids: list[PointIdT], vectors: VectorsIn, payloads: list[dict[str, Any] | None] | None = None
+        self,
+        ids: list[PointIdT],
+        vectors: VectorsIn,
+        payloads: list[dict[str, Any] | None] | None = None,
+        *,
+        stored: bool = False,
     ) -> WriteResult:
-        """Insert or overwrite a batch atomically; returns once it is durable."""
+        """Insert or overwrite a batch atomically; returns once it is durable.
+
+        `stored`: the vectors were read from another copy of this collection (`read_points`), so they are
+        written bit for bit, not normalised again (a replica catching up)."""
         check_batch(ids, len(ids) if isinstance(vectors, Mapping) else len(vectors), payloads)
-        batches = self._batches(ids, vectors)
+        batches = self._batches(ids, vectors, stored)
         vmasks = self._vmasks(batches, len(ids))
         pay = [None if p is None else orjson.dumps(p).decode() for p in (payloads or [None] * len(ids))]
         if not ids:
@@ -392,18 +400,23 @@ class Collection:
             for h, lab in zip(hits, labels, strict=True):
                 text = pays.get(lab)
                 h.payload = orjson.loads(text) if text else {}
+        if not names:
+            return
+        out: list[dict[str, Any]] = [{} for _ in hits]  # a point without one of the vectors leaves it out
         for fname in names:
             f = self.fields[fname]
             alive = f.alive
             if isinstance(f, MultiVectorField):
-                for h, lab in zip(hits, labels, strict=True):
+                for d, lab in zip(out, labels, strict=True):
                     if alive[lab]:
-                        (h.vectors if h.vectors is not None else _new(h))[fname] = f.token_rows(lab)
+                        d[fname] = f.token_rows(lab)
                 continue
             rows = f.vector_of(np.asarray(labels, dtype=np.int64))
-            for h, lab, v in zip(hits, labels, rows, strict=True):
+            for d, lab, v in zip(out, labels, rows, strict=True):
                 if alive[lab]:
-                    (h.vectors if h.vectors is not None else _new(h))[fname] = v.tolist()
+                    d[fname] = v.tolist()
+        for h, d in zip(hits, out, strict=True):
+            h.vectors = d
 
     def _payloads_after_overwrite(
         self, hits: list[Hit], labels: list[int], pays: dict[int, str | None]
@@ -500,11 +513,6 @@ class Collection:
 
     def info(self) -> CollectionInfo:
         return collection_info(self)
-
-
-def _new(h: Hit) -> dict[str, Any]:
-    h.vectors = {}
-    return h.vectors
 
 
 def _as_array(v: Any) -> F32 | None:

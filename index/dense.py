@@ -140,7 +140,7 @@ class DenseField:
             v = v * np.float32(1.0 / math.sqrt(sq))
         return v[None, :]
 
-    def prepare(self, vectors: F32) -> F32:
+    def prepare(self, vectors: F32, *, normalize: bool = True) -> F32:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             got = vectors.shape[-1] if vectors.ndim else 0
             raise DimensionMismatch(f"{self._what()}expected vectors of dimension {self.dim}, got {got}")
@@ -153,16 +153,20 @@ class DenseField:
             if (norms == 0).any():
                 bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
                 raise InvalidVector(f"{self._what()}vector #{bad} is all zeros, which has no cosine direction")
-            vectors = vectors / norms
+            if normalize:
+                vectors = vectors / norms
         return vectors
 
     def _what(self) -> str:
         return f"vector {self.name!r}: " if self.name else ""
 
-    def prepare_batch(self, given: F32 | list[F32 | None], n: int) -> DenseBatch:
-        """The rows an upsert of `n` points writes: a matrix, or one vector (or None) per point."""
+    def prepare_batch(self, given: F32 | list[F32 | None], n: int, *, stored: bool = False) -> DenseBatch:
+        """The rows an upsert of `n` points writes: a matrix, or one vector (or None) per point.
+
+        `stored`: the vectors come from another copy of this store (a replica's catch-up), already
+        normalised: normalising again would change their last bits."""
         if isinstance(given, np.ndarray):
-            return DenseBatch(self.prepare(given), None)
+            return DenseBatch(self.prepare(given, normalize=not stored), None)
         present = np.fromiter((v is not None for v in given), bool, n)
         rows = np.zeros((n, self.dim), np.float32)
         idx = np.flatnonzero(present)
@@ -172,7 +176,7 @@ class DenseField:
                 if v.shape != (self.dim,):
                     got = v.shape[-1] if v.ndim else 0
                     raise DimensionMismatch(f"{self._what()}point #{i}: expected dimension {self.dim}, got {got}")
-            rows[idx] = self.prepare(np.stack(stacked))
+            rows[idx] = self.prepare(np.stack(stacked), normalize=not stored)
         return DenseBatch(rows, None if present.all() else present)
 
     def missing(self, n: int) -> DenseBatch:

@@ -166,11 +166,12 @@ class MultiVectorField:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def prepare_batch(self, given: Sequence[F32 | None], n: int) -> MultiBatch:
+    def prepare_batch(self, given: Sequence[F32 | None], n: int, *, stored: bool = False) -> MultiBatch:
+        """`stored`: token vectors read back from another copy (already normalised): kept as they are."""
         present = np.fromiter((x is not None for x in given), bool, n)
         sets = [np.asarray(x, dtype=np.float32) for x in given if x is not None]
         names = [f"point #{i}" for i in np.flatnonzero(present).tolist()]
-        tokens, counts_present = self.validate(names, sets)
+        tokens, counts_present = self.validate(names, sets, normalize=not stored)
         counts = np.zeros(n, np.int64)
         counts[present] = counts_present
         fdes = None
@@ -185,7 +186,7 @@ class MultiVectorField:
         fdes = None if self.fde is None else self.fde.missing(n)
         return MultiBatch(np.empty((0, self.dim), np.float32), np.zeros(n, np.int64), fdes, present)
 
-    def validate(self, names: list[str], sets: Sequence[F32]) -> tuple[F32, I64]:
+    def validate(self, names: list[str], sets: Sequence[F32], *, normalize: bool = True) -> tuple[F32, I64]:
         """Check token sets and stack them into one [T, dim] float32 matrix plus per-set counts."""
         what0 = f"vector {self.name!r}, " if self.name else ""
         for what, x in zip(names, sets, strict=True):
@@ -216,7 +217,8 @@ class MultiVectorField:
             norms = np.linalg.norm(tokens, axis=1, keepdims=True)
             if (norms == 0).any():
                 raise InvalidVector(f"{where(int(np.flatnonzero(norms[:, 0] == 0)[0]))} is all zeros (no direction)")
-            tokens /= norms
+            if normalize:
+                tokens /= norms
         elif self.tokens.dtype == "float16" and float(np.abs(tokens).max()) > _F16_MAX:
             bad = int(np.flatnonzero(np.abs(tokens).max(axis=1) > _F16_MAX)[0])
             raise InvalidVector(f"{where(bad)} has values beyond the float16 token storage's +-{_F16_MAX:g}")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from index.runtime import configure_threads
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Before any test module imports faiss; the variables also reach the servers tests start as subprocesses.
-    configure_threads()
+# At import, not in pytest_configure: pytest imports the conftests of the paths it is given (which
+# import server.app, and so faiss) before it calls any hook. This file is imported first. The
+# variables also reach the servers that tests start as subprocesses.
+configure_threads()
