@@ -25,6 +25,7 @@ import orjson
 
 from index import planner
 from index.backends.base import F32, I64
+from index.batch import Field, check_batch, default_vector, field_batches, vmasks
 from index.contract import (
     CollectionOptions,
     Hit,
@@ -35,39 +36,19 @@ from index.contract import (
     WithVector,
     WriteResult,
 )
-from index.dense import DenseBatch, DenseField, field_dir
-from index.errors import DuplicateId, InvalidRequest, InvalidVector
+from index.dense import DenseField, field_dir
+from index.errors import InvalidRequest
 from index.filters import compile_filter
 from index.fsutil import atomic_write_bytes, fsync_dir
+from index.hits import HitReader
 from index.indexer import Indexer, save_index
 from index.info import collection_info
 from index.labels import LabelMap
-from index.multivector import MultiBatch, MultiVectorField, save_encoder_state
+from index.multivector import MultiVectorField, save_encoder_state
 from index.storage import PointStore, decode_pid, encode_pid
-from nestor_client.models import CollectionConfig, CollectionInfo, Filter, Metric, VectorConfig
+from nestor_client.models import CollectionConfig, CollectionInfo, Filter, VectorConfig
 
-__all__ = ["Collection", "check_batch"]
-
-Field = DenseField | MultiVectorField
-Batch = DenseBatch | MultiBatch
-
-
-def check_batch(ids: list[PointIdT], n_vectors: int, payloads: list[dict[str, Any] | None] | None) -> None:
-    """The shape checks of an upsert batch: one vector set (and payload, if any) per id, no id twice."""
-    if len(ids) != n_vectors:
-        raise InvalidVector(f"{len(ids)} ids but {n_vectors} vectors")
-    if payloads is not None and len(payloads) != len(ids):
-        raise InvalidVector(f"{len(ids)} ids but {len(payloads)} payloads")
-    if len(set(ids)) != len(ids):
-        seen: set[PointIdT] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise DuplicateId(f"id {dup!r} appears more than once in the batch")
-
-
-def default_vector(config: CollectionConfig) -> str | None:
-    """The vector a request that names none means: "", or the only one; None when that is ambiguous."""
-    names = list(config.vector_fields())
-    return "" if "" in names else names[0] if len(names) == 1 else None
+__all__ = ["Collection", "check_batch", "default_vector"]
 
 
 class Collection:
@@ -103,6 +84,7 @@ class Collection:
                     if not vmask & self._bits[fname]:
                         f.alive[label] = False
         self._default = default_vector(config)
+        self.hits = HitReader(self.labels, self.points, self.fields, self._write_lock)
         self.last_write: float | None = None
         self._paused = 0  # pause_indexing() calls not yet resumed
         for f in self.fields.values():
@@ -171,38 +153,6 @@ class Collection:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _batches(self, ids: list[PointIdT], vectors: VectorsIn, stored: bool) -> dict[str, Batch]:
-        n = len(ids)
-        if isinstance(vectors, Mapping):
-            given: Mapping[str, Any] = vectors
-            unknown = sorted(set(given) - set(self.fields))
-            if unknown:
-                have = ", ".join(repr(x) for x in self.fields)
-                raise InvalidVector(
-                    f"no vector named {', '.join(map(repr, unknown))} in this collection; it has {have}"
-                )
-        else:
-            given = {self.field(None).name: vectors}
-        out: dict[str, Batch] = {}
-        for fname, f in self.fields.items():
-            part = given.get(fname)
-            if part is None:
-                out[fname] = f.missing(n)
-                continue
-            if len(part) != n:
-                raise InvalidVector(f"{n} ids but {len(part)} vectors named {fname!r}")
-            out[fname] = f.prepare_batch(part, n, stored=stored)  # type: ignore[arg-type]
-        return out
-
-    def _vmasks(self, batches: dict[str, Batch], n: int) -> list[int | None]:
-        if all(b.present is None for b in batches.values()):
-            return [None] * n
-        mask = np.zeros(n, np.int64)
-        for fname, b in batches.items():
-            mask |= np.where(b.present if b.present is not None else True, self._bits[fname], 0)
-        full = sum(self._bits.values())
-        return [None if m == full else m for m in mask.tolist()]
-
     def upsert(
         self,
         ids: list[PointIdT],
@@ -216,8 +166,9 @@ class Collection:
         `stored`: the vectors were read from another copy of this collection (`read_points`), so they are
         written bit for bit, not normalised again (a replica catching up)."""
         check_batch(ids, len(ids) if isinstance(vectors, Mapping) else len(vectors), payloads)
-        batches = self._batches(ids, vectors, stored)
-        vmasks = self._vmasks(batches, len(ids))
+        default = "" if isinstance(vectors, Mapping) else self.field(None).name  # a bare matrix is the default's
+        batches = field_batches(self.fields, default, ids, vectors, stored=stored)
+        masks = vmasks(batches, self._bits, len(ids))
         pay = [None if p is None else orjson.dumps(p).decode() for p in (payloads or [None] * len(ids))]
         if not ids:
             return WriteResult(0, self._seq)
@@ -229,10 +180,7 @@ class Collection:
                     f.append(batches[fname], start)  # type: ignore[arg-type]
                     done.append(f)
                 self.points.upsert(
-                    [
-                        (encode_pid(i), start + o, p, m)
-                        for o, (i, p, m) in enumerate(zip(ids, pay, vmasks, strict=True))
-                    ],
+                    [(encode_pid(i), start + o, p, m) for o, (i, p, m) in enumerate(zip(ids, pay, masks, strict=True))],
                     seq=self._seq + 1,
                     next_label=start + len(ids),
                 )
@@ -304,7 +252,7 @@ class Collection:
         label_of = self.labels.label_of
         found = [(pid, lab) for pid in ids if (lab := label_of.get(pid)) is not None]
         hits = [Hit(pid, 0.0) for pid, _ in found]
-        self._attach(hits, [lab for _, lab in found], with_payload, self._vector_names(with_vector))
+        self.hits.attach(hits, [lab for _, lab in found], with_payload, self.hits.vector_names(with_vector))
         return hits
 
     def is_cheap(self, q: Query) -> bool:
@@ -336,7 +284,7 @@ class Collection:
             hits, strategy = planner.plan(f, mat, k, first.params, None)
             for row, i in enumerate(members):
                 labels, scores = planner.to_user(f, hits.labels[row], hits.scores[row])
-                results[i] = self._finish(queries[i], f, (labels, scores, strategy))
+                results[i] = self.hits.finish(queries[i], f, (labels, scores, strategy))
         return [r for r in results if r is not None]
 
     def _search_one(self, q: Query) -> QueryResult:
@@ -347,7 +295,7 @@ class Collection:
             return None if flt is None else self.labels_where(flt)
 
         if isinstance(f, MultiVectorField):
-            return self._finish(q, f, f.search(q, allowed))
+            return self.hits.finish(q, f, f.search(q, allowed))
         planner.check_params(f, q.params)
         mat = f.prepare_one(q.vector)
         if f.query_sample.reservoir_size:
@@ -360,89 +308,11 @@ class Collection:
             hits, strategy = planner.plan(f, mat, q.limit + q.offset, q.params, subset)
             labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
             ranked = labels, scores, strategy
-        return self._finish(q, f, ranked)
-
-    def _finish(self, q: Query, f: Field, ranked: planner.Ranked) -> QueryResult:
-        labels, scores, strategy = ranked
-        if q.offset:
-            labels, scores = labels[q.offset :], scores[q.offset :]
-        if q.score_threshold is not None:
-            t, lower = q.score_threshold, f.metric is Metric.l2
-            keep = [i for i, s in enumerate(scores) if (s <= t if lower else s >= t)]
-            labels, scores = [labels[i] for i in keep], [scores[i] for i in keep]
-        ids = self.labels.ids
-        hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
-        names = self._vector_names(q.with_vector)
-        if q.with_payload or names:
-            self._attach(hits, labels, q.with_payload, names)
-        return QueryResult([h for h in hits if h.id is not None], strategy)
-
-    def _vector_names(self, with_vector: WithVector) -> list[str]:
-        if with_vector is True:
-            return list(self.fields)
-        if not with_vector:
-            return []
-        names = list(with_vector)  # type: ignore[arg-type]
-        unknown = [n for n in names if n not in self.fields]
-        if unknown:
-            raise InvalidRequest(
-                f"with_vector names {unknown} are not vectors of this collection ({list(self.fields)})"
-            )
-        return names
-
-    def _attach(self, hits: list[Hit], labels: list[int], with_payload: bool, names: list[str]) -> None:
-        if not labels:
-            return
-        if with_payload:
-            pays = self.points.payloads(labels)
-            if len(pays) < len(hits):
-                pays = self._payloads_after_overwrite(hits, labels, pays)
-            for h, lab in zip(hits, labels, strict=True):
-                text = pays.get(lab)
-                h.payload = orjson.loads(text) if text else {}
-        if not names:
-            return
-        out: list[dict[str, Any]] = [{} for _ in hits]  # a point without one of the vectors leaves it out
-        for fname in names:
-            f = self.fields[fname]
-            alive = f.alive
-            if isinstance(f, MultiVectorField):
-                for d, lab in zip(out, labels, strict=True):
-                    if alive[lab]:
-                        d[fname] = f.token_rows(lab)
-                continue
-            rows = f.vector_of(np.asarray(labels, dtype=np.int64))
-            for d, lab, v in zip(out, labels, rows, strict=True):
-                if alive[lab]:
-                    d[fname] = v.tolist()
-        for h, d in zip(hits, out, strict=True):
-            h.vectors = d
-
-    def _payloads_after_overwrite(
-        self, hits: list[Hit], labels: list[int], pays: dict[int, str | None]
-    ) -> dict[int, str | None]:
-        """Payloads for labels whose row SQLite has already moved to a newer label.
-
-        An overwrite commits its rows, then (still under the write lock) moves the in-memory map to the
-        new labels. A reader in between holds the old label, whose row is gone. Waiting for the write
-        lock lets that upsert finish; the point's current row is then read through its new label."""
-        with self._write_lock:
-            pass
-        out = dict(pays)
-        for h, lab in zip(hits, labels, strict=True):
-            if lab not in out and (now := self.labels.label_of.get(h.id)) is not None:
-                out[lab] = self.points.payloads([now]).get(now)
-        return out
+        return self.hits.finish(q, f, ranked)
 
     def read_points(self, labels: I64) -> tuple[list[PointIdT], dict[str, list[Any]], list[dict[str, Any] | None]]:
         """Ids, vectors by name (None where a point omits one) and payloads of live labels (replica catch-up)."""
-        hits = [Hit(self.labels.ids[lab], 0.0) for lab in labels.tolist()]  # type: ignore[arg-type]
-        self._attach(hits, labels.tolist(), True, list(self.fields))
-        vectors: dict[str, list[Any]] = {
-            fname: [None if h.vectors is None else _as_array(h.vectors.get(fname)) for h in hits]
-            for fname in self.fields
-        }
-        return [h.id for h in hits], vectors, [h.payload for h in hits]
+        return self.hits.read_points(labels)
 
     # -- the query sample, bulk loads ----------------------------------------------------------
 
@@ -513,7 +383,3 @@ class Collection:
 
     def info(self) -> CollectionInfo:
         return collection_info(self)
-
-
-def _as_array(v: Any) -> F32 | None:
-    return None if v is None else np.asarray(v, dtype=np.float32)

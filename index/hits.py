@@ -1,0 +1,122 @@
+"""Turning a search's labels into hits: ids, score thresholds, payloads, and the vectors asked for.
+
+Labels are read without a lock. An overwrite commits its rows, then (under the collection's write
+lock) moves the label map to the new labels, so a reader may hold a label whose SQLite row has just
+moved: `attach` then waits for that write and reads the point's row through its new label.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import orjson
+
+from index.backends.base import F32, I64
+from index.batch import Field
+from index.contract import Hit, PointIdT, Query, QueryResult, WithVector
+from index.errors import InvalidRequest
+from index.labels import LabelMap
+from index.multivector import MultiVectorField
+from index.planner import Ranked
+from index.storage import PointStore
+from nestor_client.models import Metric
+
+__all__ = ["HitReader"]
+
+
+class HitReader:
+    def __init__(
+        self, labels: LabelMap, points: PointStore, fields: dict[str, Field], write_lock: threading.Lock
+    ) -> None:
+        self.labels = labels
+        self.points = points
+        self.fields = fields
+        self._write_lock = write_lock
+
+    def finish(self, q: Query, f: Field, ranked: Ranked) -> QueryResult:
+        labels, scores, strategy = ranked
+        if q.offset:
+            labels, scores = labels[q.offset :], scores[q.offset :]
+        if q.score_threshold is not None:
+            t, lower = q.score_threshold, f.metric is Metric.l2
+            keep = [i for i, s in enumerate(scores) if (s <= t if lower else s >= t)]
+            labels, scores = [labels[i] for i in keep], [scores[i] for i in keep]
+        ids = self.labels.ids
+        hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
+        names = self.vector_names(q.with_vector)
+        if q.with_payload or names:
+            self.attach(hits, labels, q.with_payload, names)
+        return QueryResult([h for h in hits if h.id is not None], strategy)
+
+    def vector_names(self, with_vector: WithVector) -> list[str]:
+        if with_vector is True:
+            return list(self.fields)
+        if not with_vector:
+            return []
+        names = list(with_vector)  # type: ignore[arg-type]
+        unknown = [n for n in names if n not in self.fields]
+        if unknown:
+            raise InvalidRequest(
+                f"with_vector names {unknown} are not vectors of this collection ({list(self.fields)})"
+            )
+        return names
+
+    def attach(self, hits: list[Hit], labels: list[int], with_payload: bool, names: list[str]) -> None:
+        if not labels:
+            return
+        if with_payload:
+            pays = self.points.payloads(labels)
+            if len(pays) < len(hits):
+                pays = self._payloads_after_overwrite(hits, labels, pays)
+            for h, lab in zip(hits, labels, strict=True):
+                text = pays.get(lab)
+                h.payload = orjson.loads(text) if text else {}
+        if not names:
+            return
+        out: list[dict[str, Any]] = [{} for _ in hits]  # a point without one of the vectors leaves it out
+        for fname in names:
+            f = self.fields[fname]
+            alive = f.alive
+            if isinstance(f, MultiVectorField):
+                for d, lab in zip(out, labels, strict=True):
+                    if alive[lab]:
+                        d[fname] = f.token_rows(lab)
+                continue
+            rows = f.vector_of(np.asarray(labels, dtype=np.int64))
+            for d, lab, v in zip(out, labels, rows, strict=True):
+                if alive[lab]:
+                    d[fname] = v.tolist()
+        for h, d in zip(hits, out, strict=True):
+            h.vectors = d
+
+    def _payloads_after_overwrite(
+        self, hits: list[Hit], labels: list[int], pays: dict[int, str | None]
+    ) -> dict[int, str | None]:
+        """Payloads for labels whose row SQLite has already moved to a newer label.
+
+        An overwrite commits its rows, then (still under the write lock) moves the in-memory map to the
+        new labels. A reader in between holds the old label, whose row is gone. Waiting for the write
+        lock lets that upsert finish; the point's current row is then read through its new label."""
+        with self._write_lock:
+            pass
+        out = dict(pays)
+        for h, lab in zip(hits, labels, strict=True):
+            if lab not in out and (now := self.labels.label_of.get(h.id)) is not None:
+                out[lab] = self.points.payloads([now]).get(now)
+        return out
+
+    def read_points(self, labels: I64) -> tuple[list[PointIdT], dict[str, list[Any]], list[dict[str, Any] | None]]:
+        """Ids, vectors by name (None where a point omits one) and payloads of live labels (replica catch-up)."""
+        hits = [Hit(self.labels.ids[lab], 0.0) for lab in labels.tolist()]  # type: ignore[arg-type]
+        self.attach(hits, labels.tolist(), True, list(self.fields))
+        vectors: dict[str, list[Any]] = {
+            fname: [None if h.vectors is None else _as_array(h.vectors.get(fname)) for h in hits]
+            for fname in self.fields
+        }
+        return [h.id for h in hits], vectors, [h.payload for h in hits]
+
+
+def _as_array(v: Any) -> F32 | None:
+    return None if v is None else np.asarray(v, dtype=np.float32)
