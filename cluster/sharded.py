@@ -41,9 +41,11 @@ from typing import Any
 
 import numpy as np
 
+from cluster.checks import checked_vectors
 from cluster.errors import ClusterUnavailable, ShardUnavailable
 from cluster.routing import group_by_shard, merge_hits
 from cluster.shard import ShardReplica, StaleReplica, pack_query, unpack_result
+from cluster.status import sharded_info
 from index.backends.base import F32
 from index.collection import check_batch, default_vector
 from index.contract import (
@@ -56,7 +58,7 @@ from index.contract import (
     WithVector,
     WriteResult,
 )
-from index.errors import DimensionMismatch, InvalidConfig, InvalidRequest, InvalidVector, NestorError
+from index.errors import InvalidConfig, InvalidRequest, InvalidVector, NestorError
 from index.fsutil import atomic_write_bytes, fsync_dir
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, Metric, VectorConfig
 
@@ -328,7 +330,7 @@ class ShardedCollection:
             vcfg = self.fields.get(name)
             if vcfg is None:
                 raise InvalidVector(f"no vector named {name!r} in this collection; it has {sorted(self.fields)}")
-            out[name] = _checked(part, len(ids), vcfg, name)
+            out[name] = checked_vectors(part, len(ids), vcfg, name)
         return out
 
     def _write(self, parts: dict[int, Callable[[Any, int], Any]]) -> int:
@@ -617,131 +619,7 @@ class ShardedCollection:
     # -- introspection ---------------------------------------------------------------------
 
     def info(self) -> CollectionInfo:
-        import ray
-
-        refs = [(rep, rep.actor.info.remote()) for sh in self.shards for rep in sh.replicas]
-        infos: dict[int, dict[str, Any]] = {}
-        for rep, ref in refs:
-            try:
-                infos[id(rep)] = ray.get(ref, timeout=_PING_TIMEOUT)
-            except Exception as exc:
-                if rep.state == "live":
-                    self._out_of_service(rep, exc)
-        shard_rows: list[dict[str, Any]] = []
-        primaries: list[dict[str, Any] | None] = []
-        for sh in self.shards:
-            reps = []
-            for rep in sh.replicas:
-                got = infos.get(id(rep))
-                reps.append(
-                    {
-                        "replica": rep.index,
-                        "state": rep.state,
-                        "health": "green" if rep.state == "live" else "red",
-                        "node": got["node"] if got else rep.node,
-                        "node_id": got["node_id"] if got else rep.node_id,
-                        "pid": got["pid"] if got else None,
-                        "count": got["count"] if got else None,
-                        "applied": got["applied"] if got else None,
-                        "failures": rep.failures,
-                        "catch_ups": rep.catch_ups,
-                        "last_error": rep.last_error,
-                    }
-                )
-            live = [infos[id(r)] for r in sh.live() if id(r) in infos]
-            primaries.append(live[0] if live else None)
-            health = "green" if len(live) == len(sh.replicas) else ("yellow" if live else "red")
-            shard_rows.append(
-                {
-                    "shard": sh.index,
-                    "op": sh.op,
-                    "count": live[0]["count"] if live else None,
-                    "health": health,
-                    "replicas": reps,
-                }
-            )
-        healths = {row["health"] for row in shard_rows}
-        status = "red" if "red" in healths else ("yellow" if "yellow" in healths else "green")
-        up = [p for p in primaries if p is not None]
-        if status == "green" and any(p["status"] != "green" for p in up):
-            status = "yellow"  # every replica is up, some index is still building
-        count = sum(p["count"] for p in up)
-        self._count_cache = count
-        main = self.vector_config(None)[1] if self._default is not None else next(iter(self.fields.values()))
-        index = dict(up[0]["index"]) if up else {"type": main.index.type, "state": "unavailable"}
-        vectors = {name: dict(v) for name, v in up[0]["vectors"].items()} if up else {}
-        for key in ("indexed", "pending"):
-            if up:
-                index[key] = sum(p["index"][key] for p in up)
-                for name, v in vectors.items():
-                    v["index"] = {**v["index"], key: sum(p["vectors"][name]["index"][key] for p in up)}
-        memory: dict[str, dict[str, int]] = {}
-        for p in up:
-            for comp, where in p["memory"].items():
-                slot = memory.setdefault(comp, {"ram": 0, "disk": 0})
-                for k, v in where.items():
-                    slot[k] = slot.get(k, 0) + int(v)
-        nodes = sorted({r["node"] for row in shard_rows for r in row["replicas"] if r["node"]})
-        return CollectionInfo.model_validate(
-            {
-                "name": self.name,
-                "config": self.config.model_dump(mode="json"),
-                "count": count,
-                "vectors": vectors,
-                "status": status,
-                "seq": self.seq,
-                "index": index,
-                "segments": [
-                    {"type": "shard", "shard": row["shard"], "points": row["count"] or 0, "health": row["health"]}
-                    for row in shard_rows
-                ],
-                "memory": memory,  # one replica per shard: multiply by `replicas` for the cluster's total
-                "placement": {**(up[0]["placement"] if up else {}), "shards": "Ray actors, one directory per replica"},
-                "last_write": self.last_write,
-                "last_optimized": max((p["last_optimized"] or 0 for p in up), default=None) or None,
-                "cluster": {
-                    "shards": len(self.shards),
-                    "replicas": self.config.replicas,
-                    "health": status,
-                    "nodes": nodes,
-                    "ray_address": self.cluster.address,
-                    "shard_list": shard_rows,
-                },
-            }
-        )
-
-
-def _checked(part: Any, n: int, vcfg: VectorConfig, name: str) -> F32:
-    """One named vector of a batch as a checked [n, dim] matrix (zero rows where points omit it)."""
-    what = f"vector {name!r}: " if name else ""
-    present = np.ones(n, bool)
-    if isinstance(part, np.ndarray):
-        mat = part
-    else:
-        if len(part) != n:
-            raise InvalidVector(f"{n} ids but {len(part)} vectors named {name!r}")
-        mat = np.zeros((n, vcfg.dim), np.float32)
-        for i, v in enumerate(part):
-            present[i] = v is not None
-            if v is not None:
-                arr = np.asarray(v, dtype=np.float32)
-                if arr.shape != (vcfg.dim,):
-                    raise DimensionMismatch(f"{what}point #{i}: expected dimension {vcfg.dim}")
-                mat[i] = arr
-    if mat.ndim != 2 or mat.shape[1] != vcfg.dim:
-        got = mat.shape[-1] if mat.ndim else 0
-        raise DimensionMismatch(f"{what}expected vectors of dimension {vcfg.dim}, got {got}")
-    mat = np.ascontiguousarray(mat, dtype=np.float32)
-    finite = np.isfinite(mat).all(axis=1)
-    if not finite.all():
-        raise InvalidVector(f"{what}vector #{int(np.flatnonzero(~finite)[0])} contains NaN or Inf")
-    if vcfg.metric is Metric.cosine:
-        zero = present & ~mat.any(axis=1)
-        if zero.any():
-            raise InvalidVector(
-                f"{what}vector #{int(np.flatnonzero(zero)[0])} is all zeros, which has no cosine direction"
-            )
-    return mat
+        return sharded_info(self)
 
 
 def _bind_upsert(
