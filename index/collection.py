@@ -177,8 +177,8 @@ class Collection:
             done: list[Field] = []
             try:
                 for fname, f in self.fields.items():
+                    done.append(f)  # before the append: one that raises may have written part of its rows
                     f.append(batches[fname], start)  # type: ignore[arg-type]
-                    done.append(f)
                 self.points.upsert(
                     [(encode_pid(i), start + o, p, m) for o, (i, p, m) in enumerate(zip(ids, pay, masks, strict=True))],
                     seq=self._seq + 1,

@@ -33,6 +33,7 @@ class VectorStore:
         stored = size // (4 * dim)
         n = stored if rows is None else rows
         if n > stored:
+            self._fh.close()
             raise RuntimeError(f"{path}: {stored} rows on disk but {n} committed")
         if size != n * 4 * dim:
             self._fh.truncate(n * 4 * dim)
