@@ -3,6 +3,7 @@ vectors asked for, restart, snapshot and restore; bad requests get a 4xx and cha
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,32 @@ def test_the_unnamed_form_answers_as_before(client: NestorClient) -> None:
     assert client.search("plain", [1.0, 2.0, 3.0, 4.0], using="", limit=1)[0].id == 1
     info = client.get_collection("plain")
     assert set(info.vectors) == {""} and info.config.vectors is None and info.config.dim == 4
+
+
+def test_a_muvera_field_beside_a_dense_one(client: NestorClient) -> None:
+    """MUVERA is a field now: its FDE index lives under vectors/<name>/, built by the same indexer."""
+    muvera = {"type": "muvera", "k_sim": 2, "d_proj": 4, "r_reps": 4, "token_dtype": "float32", "oversampling": 4}
+    client.create_collection(
+        "mv",
+        vectors={
+            "dense": {"dim": 8, "index": {"type": "hnsw", "m": 8}},
+            "colbert": {"dim": 8, "metric": "dot", "multivector": muvera, "index": {"type": "hnsw", "m": 8}},
+        },
+    )
+    rng = np.random.default_rng(21)
+    docs = [rng.normal(size=(int(rng.integers(2, 6)), 8)).astype(np.float32) for _ in range(300)]
+    dense = rng.normal(size=(300, 8)).astype(np.float32)
+    points = [{"id": i, "vector": {"dense": dense[i].tolist(), "colbert": docs[i].tolist()}} for i in range(300)]
+    client.upsert("mv", points=points)
+    deadline = time.monotonic() + 60
+    while True:
+        info = client.get_collection("mv")
+        col = info.vectors["colbert"].index
+        if col.state == "ready" and col.pending == 0 and col.indexed == 300:
+            break
+        assert time.monotonic() < deadline, col
+        time.sleep(0.05)
+    assert col.get("multivector")["fde_dim"] == 4 * 4 * 4  # r_reps * 2**k_sim * d_proj
+    hits = client.search("mv", multivector=docs[17], using="colbert", limit=3)
+    assert hits.strategy == "muvera" and hits[0].id == 17
+    assert client.search("mv", dense[17], using="dense", limit=1)[0].id == 17
