@@ -77,6 +77,8 @@ function indexSpec(cfg, full = false) {
   const parts = keys.filter((k) => ix[k] != null).map((k) => `${k}=${ix[k]}`);
   let s = ix.type || "?";
   if (parts.length) s += " " + parts.join(" ");
+  const codec = [cfg.reduce && `${cfg.reduce.type} ${cfg.reduce.dim}`, cfg.quantize && cfg.quantize.type].filter(Boolean);
+  if (codec.length) s = codec.join(" ") + " → " + s;
   if (cfg.multivector) s = `${cfg.multivector.type} → ` + s;
   return s;
 }
@@ -93,9 +95,56 @@ function memTotals(memory) {
 
 function stateClass(s) {
   if (s === "ready") return "ok";
+  if (s === "failing" || s === "unavailable") return "bad";
   if (s === "training" || s === "building" || s === "indexing" || s === "paused") return "info";
   if (s === "untrained") return "";
   return "warn";
+}
+
+// -- named vectors -----------------------------------------------------------------------
+// A collection has one unnamed vector (configured at the top level, `config.dim` set) or named
+// vectors (`config.vectors: {name: {dim, metric, index, ...}}`, `config.dim` null). Its info has
+// `vectors: {name: {index, segments, memory, placement}}` either way ("" is the unnamed one); the
+// top-level `index` and `segments` describe the default vector only.
+
+const namedVectors = (cfg) => (cfg.vectors && Object.keys(cfg.vectors).length ? cfg.vectors : null);
+const vectorLabel = (name) => (name === "" ? "(default)" : name);
+
+// Each vector's info by name; a server or collection kind without `vectors` has just the top-level one.
+function vectorInfos(info) {
+  const v = info.vectors || {};
+  return Object.keys(v).length ? v : { "": { index: info.index || {}, segments: info.segments || [], memory: info.memory || {} } };
+}
+
+// The state that matters most across the vectors: a failing one wins, then building, then ready.
+const STATE_RANK = ["failing", "unavailable", "training", "indexing", "paused", "untrained", "ready"];
+function overallState(info) {
+  const states = Object.values(vectorInfos(info)).map((v) => (v.index || {}).state).filter(Boolean);
+  if (!states.length) return (info.index || {}).state;
+  const rank = (s) => (STATE_RANK.includes(s) ? STATE_RANK.indexOf(s) : 1.5);
+  return states.reduce((a, b) => (rank(b) < rank(a) ? b : a));
+}
+
+// The vectors whose indexer keeps failing, with the error each reports.
+function failures(info) {
+  return Object.entries(vectorInfos(info))
+    .filter(([, v]) => v.index && (v.index.state === "failing" || v.index.error))
+    .map(([name, v]) => ({ name, error: v.index.error || "the indexer keeps failing (see the server log)" }));
+}
+
+const failureText = (f, named) => (named && f.name !== "" ? `${f.name}: ` : "") + f.error;
+
+// "text 384 int8 hnsw": a vector's name, dimension, compression and index, for the table.
+function vectorBrief(name, vc) {
+  const parts = [vc.reduce && vc.reduce.type, vc.quantize && vc.quantize.type].filter(Boolean);
+  let ix = (vc.index || {}).type || "?";
+  if (vc.multivector) ix = `${vc.multivector.type}→${ix}`;
+  return [vectorLabel(name), vc.dim, ...parts, ix].join(" ");
+}
+
+function vectorsSummary(vectors) {
+  const names = Object.keys(vectors);
+  return `${names.length} vector${names.length === 1 ? "" : "s"}: ` + names.map((n) => vectorBrief(n, vectors[n])).join(", ");
 }
 
 // -- the API -----------------------------------------------------------------------------
@@ -245,9 +294,13 @@ function renderSummary() {
     card("Active jobs", running == null ? "–" : fmtInt(running), { id: "active-jobs", raw: running ?? "" }),
     card("Lowest recall@10", minRecall == null ? "–" : minRecall.toFixed(3), { id: "min-recall", raw: minRecall ?? "", warn: warnings > 0 }),
   ].join("");
-  const warn = infos.filter((i) => i.stats && i.stats.recall.warning)
+  const failing = infos.filter((i) => failures(i).length)
+    .map((i) => `<div class="bad" data-failing="${esc(i.name)}">✖ <b>${esc(i.name)}</b>: indexing keeps failing (` +
+      failures(i).map((f) => `${f.name !== "" && namedVectors(i.config) ? "vector <b>" + esc(f.name) + "</b>: " : ""}<code>${esc(f.error)}</code>`).join("; ") +
+      `). Searches still answer, exactly over the points not indexed; the server log has the traceback.</div>`);
+  const warn = failing.concat(infos.filter((i) => i.stats && i.stats.recall.warning)
     .map((i) => `<div data-warning="${esc(i.name)}">⚠ <b>${esc(i.name)}</b>: ${esc(i.stats.recall.warning)}. ` +
-      `Check for drift, a bad refit, or a low <code>ef</code>/<code>nprobe</code>.</div>`);
+      `Check for drift, a bad refit, or a low <code>ef</code>/<code>nprobe</code>.</div>`));
   const box = document.getElementById("warnings");
   box.innerHTML = warn.join("");
   box.hidden = warn.length === 0;
@@ -275,8 +328,13 @@ function renderCollections() {
   document.getElementById("no-collections").hidden = state.infos.length > 0;
   tbody.innerHTML = shown.map((info) => {
     const cfg = info.config, ix = info.index || {}, st = info.stats;
+    const named = namedVectors(cfg);
     const mem = memTotals(info.memory);
-    const segs = (info.segments || []).map((s) => `${fmtInt(s.points)} ${esc(s.type)}`).join(" · ");
+    const shownState = overallState(info);
+    const segs = named ? vectorStates(info) : (info.segments || []).map((s) => `${fmtInt(s.points)} ${esc(s.type)}`).join(" · ");
+    const errs = failures(info).map((f) => failureText(f, named));
+    const errLine = errs.length
+      ? `<span class="sub err" data-field="error" data-value="${esc(errs.join("\n"))}" title="${esc(errs.join("\n"))}">${esc(errs.join("; "))}</span>` : "";
     const search = st ? st.search : null, upsert = st ? st.upsert : null, recall = st ? st.recall : null;
     const qSpark = search ? sparkline(search.series.t, search.series.items) : "";
     const uSpark = upsert ? sparkline(upsert.series.t, upsert.series.items, { color: "#e07b39" }) : "";
@@ -287,10 +345,11 @@ function renderCollections() {
     return `<tr data-name="${esc(info.name)}" class="${sel}">` +
       cell("name", info.name, esc(info.name), "name") +
       cell("count", info.count, fmtInt(info.count), "num") +
-      `<td><span data-field="dim" data-value="${cfg.dim}">${cfg.dim}</span> · <span data-field="metric" data-value="${esc(cfg.metric)}">${esc(cfg.metric)}</span></td>` +
-      cell("index", indexSpec(cfg), `<span class="small" title="${esc(indexSpec(cfg, true))}">${esc(indexSpec(cfg))}</span>` +
-        (ix.spec ? `<span class="sub">${esc(ix.spec)}</span>` : ""), "spec") +
-      cell("state", ix.state, `<span class="pill ${stateClass(ix.state)}">${esc(ix.state)}</span><span class="sub">${segs}</span>`) +
+      (named ? namedCells(named) :
+        `<td><span data-field="dim" data-value="${cfg.dim}">${cfg.dim}</span> · <span data-field="metric" data-value="${esc(cfg.metric)}">${esc(cfg.metric)}</span></td>` +
+        cell("index", indexSpec(cfg), `<span class="small" title="${esc(indexSpec(cfg, true))}">${esc(indexSpec(cfg))}</span>` +
+          (ix.spec ? `<span class="sub">${esc(ix.spec)}</span>` : ""), "spec")) +
+      cell("state", shownState, `<span class="pill ${stateClass(shownState)}">${esc(shownState)}</span><span class="sub">${segs}</span>${errLine}`, "state") +
       cell("ram", mem.ram, fmtBytes(mem.ram) + memBar(info.memory, mem.ram), "num") +
       cell("disk", mem.disk, fmtBytes(mem.disk), "num") +
       cell("qps", search ? search.rate : "", fmtRate(search && search.rate) + qSpark, "num") +
@@ -301,6 +360,25 @@ function renderCollections() {
       `<span class="sub" data-field="last-optimized" data-value="${esc(info.last_optimized ?? "")}" title="${esc(fmtTime(info.last_optimized))}">${fmtAgo(info.last_optimized)}</span></td>` +
       "</tr>";
   }).join("");
+}
+
+// The dim and index cells of a collection with named vectors: how many, then one line per vector.
+function namedCells(vectors) {
+  const names = Object.keys(vectors);
+  const metrics = [...new Set(names.map((n) => vectors[n].metric))];
+  const metric = metrics.length === 1 ? metrics[0] : "mixed";
+  const dims = names.map((n) => `${vectorLabel(n)}: ${vectors[n].dim} ${vectors[n].metric}`).join("\n");
+  const lines = names.map((n) => `<span class="line" data-vector="${esc(n)}" title="${esc(vectorLabel(n) + ": " + indexSpec(vectors[n], true))}">${esc(vectorBrief(n, vectors[n]))}</span>`);
+  return `<td title="${esc(dims)}"><span data-field="dim" data-value="${names.length} vectors">${names.length} vectors</span> · ` +
+    `<span data-field="metric" data-value="${esc(metric)}">${esc(metric)}</span></td>` +
+    cell("index", vectorsSummary(vectors), `<span class="small">${lines.join("")}</span>`, "spec");
+}
+
+// "2 ready · 1 failing": the vectors' index states, counted.
+function vectorStates(info) {
+  const counts = {};
+  for (const v of Object.values(vectorInfos(info))) { const s = (v.index || {}).state || "?"; counts[s] = (counts[s] || 0) + 1; }
+  return Object.entries(counts).map(([s, n]) => `${n} ${esc(s)}`).join(" · ");
 }
 
 function renderMemory(info) {
@@ -318,17 +396,50 @@ function renderMemory(info) {
     `<tbody>${rows}<tr><td><b>total</b></td><td class="num"><b>${fmtBytes(tot.ram)}</b></td><td class="num"><b>${fmtBytes(tot.disk)}</b></td></tr></tbody></table></div>`;
 }
 
+const encoderText = (enc) => enc.name + (enc.config && enc.config.model ? " " + enc.config.model : "");
+
 function renderFacts(info) {
   const ix = info.index || {};
+  const named = namedVectors(info.config);
+  // With named vectors the top-level index is only the default one's: the vectors table shows each.
+  const indexFacts = named ? [["vectors", String(Object.keys(named).length)]]
+    : Object.entries(ix).filter(([k, v]) => k !== "error" && (typeof v !== "object" || v === null))
+      .map(([k, v]) => [k, v === null ? "–" : typeof v === "number" ? fmtInt(v) : String(v)]);
   const facts = [
-    ["points", fmtInt(info.count)], ["seq", fmtInt(info.seq)], ["status", info.status],
-    ...Object.entries(ix).filter(([k, v]) => typeof v !== "object" || v === null).map(([k, v]) => [k, v === null ? "–" : typeof v === "number" ? fmtInt(v) : String(v)]),
+    ["points", fmtInt(info.count)], ["seq", fmtInt(info.seq)], ["status", info.status], ...indexFacts,
     ["last write", fmtTime(info.last_write) || "never"], ["last optimized", fmtTime(info.last_optimized) || "never"],
   ];
-  if (info.config.encoder) facts.push(["encoder", info.config.encoder.name + (info.config.encoder.config && info.config.encoder.config.model ? " " + info.config.encoder.config.model : "")]);
+  if (info.config.encoder) facts.push(["encoder", encoderText(info.config.encoder)]);
+  for (const [n, vc] of Object.entries(named || {})) if (vc.encoder) facts.push([`encoder (${vectorLabel(n)})`, encoderText(vc.encoder)]);
   const st = info.stats;
   if (st) facts.push(["probe", `${st.recall.sample} queries every ${fmtDuration(st.recall.interval_seconds)} (${st.recall.queries_buffered} buffered)`]);
   return `<div><h3>Index</h3><dl class="kv">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl></div>`;
+}
+
+// Every named vector: its config in brief, its index state (and error), what serves it, its size.
+function renderVectors(info) {
+  const named = namedVectors(info.config);
+  if (!named) return "";
+  const infos = vectorInfos(info);
+  const rows = Object.keys(named).map((n) => {
+    const vc = named[n], vi = infos[n] || {}, ix = vi.index || {};
+    const mem = memTotals(vi.memory);
+    const mv = ix.multivector;
+    const served = (ix.backend || "–") + (ix.spec ? ` · ${ix.spec}` : "") +
+      (mv && mv.fde_dim ? ` · FDE ${fmtInt(mv.fde_dim)} dims` : "") + (mv ? ` · ${fmtInt(mv.tokens)} ${mv.token_dtype} tokens` : "");
+    const err = ix.error ? `<div class="err-full" data-field="vector-error">${esc(ix.error)}</div>` : "";
+    return `<tr data-vector="${esc(n)}"><td class="name">${esc(vectorLabel(n))}</td>` +
+      `<td>${vc.dim} · ${esc(vc.metric)}</td>` +
+      `<td class="mono">${esc(indexSpec(vc, true))}</td>` +
+      `<td data-field="vector-state" data-value="${esc(ix.state)}"><span class="pill ${stateClass(ix.state)}">${esc(ix.state || "?")}</span>${err}</td>` +
+      `<td class="num" data-field="vector-indexed" data-value="${esc(ix.indexed ?? "")}">${fmtInt(ix.indexed)}</td>` +
+      `<td class="num">${fmtInt(ix.pending)}</td>` +
+      `<td data-field="vector-backend" data-value="${esc(ix.backend ?? "")}">${esc(served)}</td>` +
+      `<td class="num">${fmtBytes(mem.ram)}</td><td class="num">${fmtBytes(mem.disk)}</td></tr>`;
+  }).join("");
+  return `<div class="vectors-block" data-field="vectors"><h3>Vectors</h3><table class="vectors"><thead><tr><th>vector</th><th>dim · metric</th>` +
+    `<th>index</th><th>state</th><th class="num">indexed</th><th class="num">pending</th><th>served by</th>` +
+    `<th class="num">RAM</th><th class="num">disk</th></tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
 function renderCluster(info) {
@@ -396,13 +507,23 @@ function renderDetail() {
           { label: `warn below ${r.warn_below}`, color: "#c53030", t: [], y: [] }] });
   }
   const cfg = info.config;
+  const named = namedVectors(cfg);
+  const shownState = overallState(info);
   const latencies = st ? `search p50 ${fmtMs(st.search.p50)} · p95 ${fmtMs(st.search.p95)} · p99 ${fmtMs(st.search.p99)} over ${fmtDuration(st.window_seconds)}` : "";
+  const spec = named ? vectorsSummary(named)
+    : `dim ${cfg.dim} · ${cfg.metric} · ${indexSpec(cfg, true)}${info.index.spec ? " · " + info.index.spec : ""}`;
+  const errors = failures(info).map((f) =>
+    `<div class="error-box" data-field="detail-error" data-vector="${esc(f.name)}"><b>Indexing keeps failing</b>` +
+    `${named ? " (vector " + esc(vectorLabel(f.name)) + ")" : ""}: <code>${esc(f.error)}</code>` +
+    `<div class="small">The indexer retries with a growing pause (up to a minute). Searches still answer, exactly over the points not indexed.</div></div>`).join("");
   box.innerHTML =
     `<div class="detail-head"><h2 style="margin:0" data-field="detail-name">${esc(info.name)}</h2>` +
-    `<span class="pill ${stateClass(info.index.state)}">${esc(info.index.state)}</span>` +
-    `<span class="spec">dim ${cfg.dim} · ${esc(cfg.metric)} · ${esc(indexSpec(cfg, true))}${info.index.spec ? " · " + esc(info.index.spec) : ""}</span>` +
+    `<span class="pill ${stateClass(shownState)}" data-field="detail-state" data-value="${esc(shownState)}">${esc(shownState)}</span>` +
+    `<span class="spec">${esc(spec)}</span>` +
     `<span class="muted small" data-field="detail-latency">${esc(latencies)}</span></div>` +
+    errors +
     (st && st.recall.warning ? `<div class="warning-list" style="margin-bottom:10px"><div>⚠ ${esc(st.recall.warning)}</div></div>` : "") +
+    renderVectors(info) +
     `<div class="detail-grid">${charts}${renderMemory(info)}${renderFacts(info)}${renderCluster(info)}${renderSnapshots(info.name)}</div>`;
   const btn = document.getElementById("create-snapshot");
   if (btn) btn.addEventListener("click", () => createSnapshot(btn.dataset.name, btn));

@@ -8,6 +8,7 @@ cannot pass by skipping them.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.serverproc import ServerProcess
+from tests.e2e.serverproc import ServerProcess, free_port
 
 CHROMIUM = os.environ.get("NESTOR_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -94,6 +95,60 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         data = tmp_path / f"data{len(servers)}"
         data.mkdir()
         srv = ServerProcess(data, env={**FAST_ENV, **(env or {})}).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+class InProcessServer:
+    """The app served by uvicorn on a thread of the test process, so a test can monkeypatch the engine first.
+
+    Settings come from keywords, not the environment (FAST_ENV's values are the defaults here too)."""
+
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        import uvicorn
+
+        from server.app import create_app
+        from server.settings import Settings
+
+        fast = {k.removeprefix("NESTOR_").lower(): v for k, v in FAST_ENV.items()}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(Settings(data_dir=data_dir, port=self.port, **{**fast, **settings}))
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)  # off the main thread it installs no signal handlers
+        self._thread = threading.Thread(target=self._server.run, name="nestor-test-server", daemon=True)
+
+    def start(self, timeout: float = 60.0) -> InProcessServer:
+        self._thread.start()
+        until(lambda: _ready(self.url), timeout=timeout, what="the in-process server to be ready")
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=60)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def start_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., InProcessServer]]:
+    """`start_app(**settings)`: an in-process server. It depends on `monkeypatch`, so patches a test makes
+    stay in place until the server has stopped."""
+    servers: list[InProcessServer] = []
+
+    def start(**settings: Any) -> InProcessServer:
+        data = tmp_path / f"app{len(servers)}"
+        data.mkdir()
+        srv = InProcessServer(data, **settings).start()
         servers.append(srv)
         return srv
 

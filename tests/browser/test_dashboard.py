@@ -2,7 +2,7 @@
 
 The page must show what the API says, update itself without a reload, move a running job's progress
 bar, flag a collection whose live recall is low, cope with 0 and with 50 collections, work with auth
-on and off, and log no console errors.
+on and off, show named vectors and a collection whose indexer keeps failing, and log no console errors.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from server.auth import hash_key
-from tests.browser.conftest import ARTIFACTS, Page, until
+from tests.browser.conftest import ARTIFACTS, InProcessServer, Page, until
 from tests.e2e.serverproc import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -231,3 +231,95 @@ def test_api_keys(
     assert page.is_hidden("#banner")
     # Only the refused calls of the first minute may have logged errors (the browser logs every 401/403).
     assert all("401" in e or "403" in e for e in p.errors), p.errors
+
+
+def test_named_vectors_and_a_failing_indexer(
+    start_app: Callable[..., InProcessServer],
+    new_page: Callable[..., Page],
+    api: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def cannot_train(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault: the int8 codes cannot be trained on this sample")
+
+    # Every compressed index of this server fails to train, so its indexer keeps failing.
+    monkeypatch.setattr("index.indexer.train_encoded", cannot_train)
+    srv = start_app()
+    http = api(srv.url)
+    rng = np.random.default_rng(11)
+
+    vectors = {
+        "text": {"dim": 32, "metric": "cosine", "index": {"type": "hnsw", "m": 8}},
+        "image": {"dim": 16, "metric": "l2", "index": {"type": "flat"}},
+        "tokens": {"dim": 8, "metric": "dot", "multivector": {"type": "muvera", "k_sim": 2, "d_proj": 4, "r_reps": 4}},
+    }
+    http.put("/collections/multi", json={"vectors": vectors}).raise_for_status()
+    points = []
+    for i in range(400):
+        vec: dict[str, Any] = {"text": rng.standard_normal(32).tolist()}
+        if i % 2:  # every other point has no image
+            vec["image"] = rng.standard_normal(16).tolist()
+        if i % 3 == 0:
+            vec["tokens"] = rng.standard_normal((3, 8)).tolist()
+        points.append({"id": i, "vector": vec})
+    http.put("/collections/multi/points", json={"points": points}).raise_for_status()
+
+    http.put("/collections/plain", json={"dim": 16, "index": {"type": "hnsw"}}).raise_for_status()
+    plain = [{"id": i, "vector": rng.standard_normal(16).tolist()} for i in range(300)]
+    http.put("/collections/plain/points", json={"points": plain}).raise_for_status()
+
+    config = {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 64}}
+    http.put("/collections/broken", json=config).raise_for_status()
+    pts = [{"id": i, "vector": rng.standard_normal(16).tolist()} for i in range(200)]
+    http.put("/collections/broken/points", json={"points": pts}).raise_for_status()
+    until(lambda: _info(http, "broken")["status"] == "red", what="the broken collection to report red")
+    broken = _info(http, "broken")
+    assert broken["index"]["state"] == "failing" and "injected fault" in broken["index"]["error"]
+
+    p = new_page()
+    page = p.page
+    page.goto(srv.url + "/dashboard?refresh=500&collection=multi")
+    until(lambda: len(page.query_selector_all("tr[data-name]")) == 3, what="three rows")
+
+    # named vectors: the row counts them and lists each one's dimension and index
+    assert _field(page, "multi", "dim") == "3 vectors"
+    assert _field(page, "multi", "metric") == "mixed"
+    index_cell = _field(page, "multi", "index") or ""
+    for brief in ("image 16 flat", "text 32 hnsw", "tokens 8 muvera→hnsw"):
+        assert brief in index_cell
+    lines = page.query_selector_all('tr[data-name="multi"] [data-field="index"] [data-vector]')
+    assert sorted(el.get_attribute("data-vector") for el in lines) == ["image", "text", "tokens"]
+    assert _field(page, "plain", "dim") == "16"  # the unnamed form is unchanged
+
+    # ... and the detail panel has one row per vector, with the state and backend the API reports
+    until(lambda: page.text_content('[data-field="detail-name"]') == "multi", what="multi's detail panel")
+
+    def vectors_match() -> bool:
+        info = _info(http, "multi")["vectors"]
+        shown = {
+            el.get_attribute("data-vector"): (
+                el.query_selector('[data-field="vector-state"]').get_attribute("data-value"),
+                el.query_selector('[data-field="vector-backend"]').get_attribute("data-value"),
+            )
+            for el in page.query_selector_all("#detail tr[data-vector]")
+        }
+        return shown == {n: (v["index"]["state"], v["index"]["backend"]) for n, v in info.items()}
+
+    until(vectors_match, what="the vectors table to match the API")
+    assert "hnswlib" in (page.text_content('#detail tr[data-vector="text"]') or "")
+    _screenshot(p, "dashboard-named-vectors.png")
+
+    # the failing collection: a red pill, the error under it, a red warning, the whole error in the panel
+    assert _field(page, "broken", "state") == "failing"
+    pill = page.query_selector('tr[data-name="broken"] [data-field="state"] .pill')
+    assert pill is not None and "bad" in (pill.get_attribute("class") or "")
+    assert "injected fault" in (_field(page, "broken", "error") or "")
+    assert page.is_visible('tr[data-name="broken"] [data-field="error"]')
+    assert page.query_selector('[data-failing="broken"]') is not None
+    assert page.query_selector('[data-failing="multi"]') is None and _field(page, "multi", "error") is None
+    page.click('tr[data-name="broken"]')
+    until(lambda: page.text_content('[data-field="detail-name"]') == "broken", what="broken's detail panel")
+    assert page.get_attribute('[data-field="detail-state"]', "data-value") == "failing"
+    assert broken["index"]["error"] in (page.text_content('[data-field="detail-error"]') or "")
+    _screenshot(p, "dashboard-failing.png")
+    assert p.errors == []
