@@ -68,7 +68,9 @@ def sharded_info(coll: ShardedCollection) -> CollectionInfo:
     healths = {row["health"] for row in shard_rows}
     status = "red" if "red" in healths else ("yellow" if "yellow" in healths else "green")
     up = [p for p in primaries if p is not None]
-    if status == "green" and any(p["status"] != "green" for p in up):
+    if any(p["status"] == "red" for p in up):
+        status = "red"  # a replica's indexer keeps failing
+    elif status == "green" and any(p["status"] != "green" for p in up):
         status = "yellow"  # every replica is up, some index is still building
     count = sum(p["count"] for p in up)
     coll._count_cache = count

@@ -7,7 +7,7 @@ serves the codes, by this ladder:
     reduce     quantize   index   backend
     any        -          hnsw    Nestor's graph (index/_graph.cpp) on the reduced float32 vectors
     -/leanvec  -          ivf_pq  faiss IVF-PQ on the reduced vectors
-    leanvec    -          flat    faiss flat scan of the reduced vectors
+    any        -          flat    faiss flat scan of the reduced vectors
     any        int8       hnsw    Nestor's graph on per-dimension int8 codes of the (reduced) vectors
     any        int8       flat    faiss SQ8 scan
     any        binary     any     faiss binary flat / HNSW / IVF over sign codes (Hamming)

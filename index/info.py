@@ -46,7 +46,7 @@ def dense_info(f: DenseField, paused: bool) -> VectorInfo:
     st = f.state
     index = st.index
     n = f.labels.n
-    pending = int(f.alive[st.upto : n].sum()) if index is not None else 0
+    pending = int(f.alive[st.upto : n].sum())  # with no index yet, every point waits for one
     indexed = index.count if index is not None else 0
     state = f.phase if pending or f.phase == "training" else "ready"
     extra: dict[str, Any] = {}

@@ -1,5 +1,6 @@
-"""A faiss float index given by a factory spec: HNSW over int8 scalar codes (`HNSW16,SQ8`), an int8
-brute-force scan (`SQ8`), or HNSW / flat over reduced vectors (`HNSW16,Flat`, `Flat`).
+"""A faiss float index given by a factory spec: an int8 brute-force scan (`SQ8`, `SQ8_direct`) or a flat
+scan over reduced vectors (`Flat`). (Compressed HNSW is Nestor's own graph, `index/backends/graph.py`;
+indexes saved with faiss HNSW specs such as `HNSW16,SQ8` by older versions still load.)
 
 Vectors are numbered by position; `PositionMap` turns positions into labels and masks removed ones
 (faiss HNSW cannot delete). faiss indexes are not safe for concurrent add and search, hence the lock.

@@ -274,9 +274,16 @@ class BaseClient:
         return Call("POST", f"{_collection(name)}/points/count", _parse_count, self._encode(body))
 
     def add_query_sample(
-        self, name: str, vectors: Sequence[VectorLike] | None, texts: Sequence[str] | None, replace: bool
+        self,
+        name: str,
+        vectors: Sequence[VectorLike] | None,
+        texts: Sequence[str] | None,
+        replace: bool,
+        using: str | None = None,
     ) -> Call[int]:
         body: dict[str, Any] = {"replace": replace}
+        if using is not None:
+            body["using"] = using
         if vectors is not None:
             body["vectors"] = [encode_vector(v, self.wire) for v in vectors]
         if texts is not None:

@@ -203,11 +203,12 @@ class AsyncNestorClient:
         *,
         texts: Sequence[str] | None = None,
         replace: bool = False,
+        using: str | None = None,
     ) -> int:
         """Add example queries (vectors, or texts for the collection's encoder) for LeanVec-OOD fitting.
 
         Returns the size of the posted sample; the collection refits at its next optimization."""
-        return await self._send(self._base.add_query_sample(name, vectors, texts, replace))
+        return await self._send(self._base.add_query_sample(name, vectors, texts, replace, using))
 
     # -- text and ingest jobs ------------------------------------------------------------------
 

@@ -199,11 +199,12 @@ class NestorClient:
         *,
         texts: Sequence[str] | None = None,
         replace: bool = False,
+        using: str | None = None,
     ) -> int:
         """Add example queries (vectors, or texts for the collection's encoder) for LeanVec-OOD fitting.
 
         Returns the size of the posted sample; the collection refits at its next optimization."""
-        return self._send(self._base.add_query_sample(name, vectors, texts, replace))
+        return self._send(self._base.add_query_sample(name, vectors, texts, replace, using))
 
     # -- text and ingest jobs ------------------------------------------------------------------
 

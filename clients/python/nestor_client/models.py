@@ -111,7 +111,8 @@ class FlatIndexConfig(_Model):
 
 
 class HnswIndexConfig(_Model):
-    """hnswlib graph. `ef` is the default search beam, overridable per query."""
+    """HNSW graph: hnswlib for plain float vectors, Nestor's own graph over compressed ones (int8 codes,
+    reduced vectors). `ef` is the default search beam, overridable per query; `m` up to 128."""
 
     type: Literal["hnsw"] = "hnsw"
     m: int = Field(16, ge=2, le=128)
@@ -237,7 +238,7 @@ class BinaryQuantizeConfig(_Model):
 
 
 class Int8QuantizeConfig(_Model):
-    """Per-dimension int8 scalar codes (4x smaller); with `index.type="hnsw"`, a faiss HNSW graph over them."""
+    """Per-dimension int8 scalar codes (4x smaller); with `index.type="hnsw"`, Nestor's own graph over them."""
 
     type: Literal["int8"] = "int8"
 
