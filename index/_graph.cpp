@@ -1088,13 +1088,19 @@ class Graph {
         if (level <= top) glob.unlock();
         float cur_d = dist(p, cur);
         if (level < top) cur = descend(p, cur, cur_d, top, level, true);
-        std::vector<Pair> w;
-        for (int lc = std::min(level, top); lc >= 0; --lc) {
+        // Neighbours are chosen top-down, but linked bottom-up: a concurrent insert that reaches this
+        // node through an upper layer then finds its level-0 links complete. Linked top-down, it could
+        // stop at the still-empty level-0 list (taking this node as its only neighbour), and this
+        // node's own list, written later, would drop that back link: the other node became unreachable.
+        const int from = std::min(level, top);
+        std::vector<std::vector<Pair>> chosen(static_cast<size_t>(from) + 1);
+        for (int lc = from; lc >= 0; --lc) {
+            std::vector<Pair>& w = chosen[static_cast<size_t>(lc)];
             search_layer(p, cur, cur_d, efc_, lc, nullptr, false, n, vis, true, w);
             cur = w.front().second, cur_d = w.front().first;
             select(w, lc == 0 ? m0_ : m_, tmp);
-            connect(id, lc, w, tmp);
         }
+        for (int lc = 0; lc <= from; ++lc) connect(id, lc, chosen[static_cast<size_t>(lc)], tmp);
         if (level > top) {
             entry_ = id;
             max_level_ = level;
