@@ -38,7 +38,7 @@ from nestor_client.models import CollectionConfig, Filter, SearchParams
 __all__ = ["PackedQuery", "PackedResult", "ShardReplica", "StaleReplica", "pack_query", "unpack_result"]
 
 # (vector, limit, filter, params as a dict, with_payload, with_vector, score_threshold, using)
-PackedQuery = tuple[F32, int, Filter | None, dict[str, Any] | None, bool, WithVector, float | None, str]
+PackedQuery = tuple[F32, int, Filter | None, dict[str, Any] | None, bool, WithVector, float | None, str | None]
 # (ids, scores, payloads, vectors by name, strategy)
 PackedResult = tuple[
     list[PointIdT], list[float], list[dict[str, Any] | None] | None, list[dict[str, Any] | None] | None, str

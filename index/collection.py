@@ -256,7 +256,8 @@ class Collection:
         return hits
 
     def is_cheap(self, q: Query) -> bool:
-        f = self.fields.get(q.using)
+        name = self._default if q.using is None else q.using
+        f = self.fields.get(name) if name is not None else None
         return isinstance(f, DenseField) and planner.is_cheap(f, q)
 
     def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:

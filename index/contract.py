@@ -59,7 +59,7 @@ class Query:
     with_payload: bool = True
     with_vector: WithVector = False
     score_threshold: float | None = None
-    using: str = ""  # the named vector to search
+    using: str | None = None  # the named vector to search; None: the default ("", or the only one)
 
 
 @dataclass(slots=True)

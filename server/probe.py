@@ -52,7 +52,7 @@ class ProbeOptions:
 
 @dataclass(slots=True)
 class _State:
-    queries: deque[tuple[F32, str]]  # (query vector, the named vector it searched)
+    queries: deque[tuple[F32, str | None]]  # (query vector, the named vector it searched)
     seen: int = 0  # queries ever remembered: tells a new query apart from an old one
     last_key: tuple[Any, ...] | None = None
     history: deque[tuple[float, float, int]] = field(default_factory=deque)  # (time, recall, queries)

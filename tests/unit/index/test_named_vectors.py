@@ -7,16 +7,18 @@ overwrites, deletes and restarts keep every field in step.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import Query
 from index.errors import DimensionMismatch, InvalidRequest, InvalidVector
 from index.multivector import MultiVectorField
-from nestor_client.models import SearchParams
+from nestor_client.models import CollectionConfig, SearchParams
 from tests.unit.index.conftest import (
     F32,
     Engine,
@@ -268,3 +270,13 @@ def test_a_search_that_names_no_vector_is_refused(filled: tuple[Collection, Mode
         assert all(repr(n) in str(err.value) for n in NAMES), str(err.value)
     assert coll.get([1000]) == []
     assert coll.vector_config("image")[1].dim == 4
+
+
+def test_a_query_naming_no_vector_searches_the_only_one(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    try:
+        coll, _ = cat.create("one", CollectionConfig.model_validate({"vectors": {"text": {"dim": 3}}}))
+        coll.upsert([1, 2], np.array([[1, 0, 0], [0, 1, 0]], np.float32))  # a bare matrix: the only vector
+        assert coll.search([Query(np.array([0, 1, 0], np.float32), limit=1)])[0].hits[0].id == 2
+    finally:
+        cat.close()
