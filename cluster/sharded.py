@@ -60,7 +60,7 @@ from index.contract import (
 )
 from index.errors import InvalidConfig, InvalidRequest, InvalidVector, NestorError
 from index.fsutil import atomic_write_bytes, fsync_dir
-from nestor_client.models import CollectionConfig, CollectionInfo, Filter, Metric, VectorConfig
+from nestor_client.models import CollectionConfig, CollectionInfo, Filter, Metric, PayloadSchemaType, VectorConfig
 
 __all__ = ["RayCluster", "ShardedCollection", "is_distributed"]
 
@@ -423,6 +423,14 @@ class ShardedCollection:
     def delete_where(self, flt: Filter) -> WriteResult:
         parts = {s: _bind_delete_where(flt) for s in range(len(self.shards))}
         return WriteResult(self._write(parts), self.seq)
+
+    def create_payload_index(self, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
+        raise InvalidRequest(
+            "payload indexes cannot be added to a sharded collection yet: give payload_schema when creating it"
+        )
+
+    def delete_payload_index(self, key: str) -> bool:
+        raise InvalidRequest("payload indexes cannot be dropped from a sharded collection yet")
 
     def pause_indexing(self) -> None:
         self._broadcast("pause_indexing")

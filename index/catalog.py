@@ -22,7 +22,8 @@ from typing import Protocol
 
 from index.collection import Collection
 from index.contract import AnyCollection, CollectionOptions
-from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidRequest
+from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidFilter, InvalidRequest
+from index.filters import split_key
 from index.fsutil import fsync_dir
 from index.multivector import check_multivector
 from nestor_client.models import CollectionConfig
@@ -47,6 +48,11 @@ class ClusterBackend(Protocol):
 
 def check_config(config: CollectionConfig) -> CollectionConfig:
     """Reject settings that parse but make no sense (InvalidConfig); returns the config as it is stored."""
+    for key in config.payload_schema:
+        try:
+            split_key(key)
+        except InvalidFilter as exc:
+            raise InvalidConfig(f"payload_schema: {exc}") from None
     if config.vectors is None:
         vcfg = check_multivector(config.vector_fields()[""], "index" in config.model_fields_set)
         return config if vcfg.index == config.index else config.model_copy(update={"index": vcfg.index})
@@ -107,7 +113,13 @@ class Catalog:
         with self._lock:
             existing = self._collections.get(name)
             if existing is not None:
-                if existing.config == config:
+                # Payload indexes come and go with PUT /index: a config that names none matches any.
+                have = (
+                    existing.config
+                    if config.payload_schema
+                    else existing.config.model_copy(update={"payload_schema": {}})
+                )
+                if have == config:
                     return existing, False
                 raise CollectionExists(f"collection {name!r} exists with a different config")
             if (self._root / name).exists():

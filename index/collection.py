@@ -45,8 +45,11 @@ from index.indexer import Indexer, save_index
 from index.info import collection_info
 from index.labels import LabelMap
 from index.multivector import MultiVectorField, save_encoder_state
+from index.payload import PayloadIndexes
+from index.payload_admin import create_index, delete_index, open_indexes
+from index.payload_index import labels_of
 from index.storage import PointStore, decode_pid, encode_pid
-from nestor_client.models import CollectionConfig, CollectionInfo, Filter, VectorConfig
+from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchemaType, VectorConfig
 
 __all__ = ["Collection", "check_batch", "default_vector"]
 
@@ -65,6 +68,8 @@ class Collection:
         self._seq = meta.get("seq", 0)
         rows = self.points.all_labels()
         self.labels = LabelMap(meta.get("next_label", 0), ((decode_pid(p), lab) for p, lab, _ in rows))
+        self.closed = False
+        self.payload = PayloadIndexes(self.labels.live_labels(self.labels.n))
         self.fields: dict[str, Field] = {}
         try:
             for fname, vcfg in sorted(config.vector_fields().items()):
@@ -84,6 +89,11 @@ class Collection:
                     if not vmask & self._bits[fname]:
                         f.alive[label] = False
         self._default = default_vector(config)
+        try:
+            open_indexes(self)
+        except BaseException:
+            self._close_stores()
+            raise
         self.hits = HitReader(self.labels, self.points, self.fields, self._write_lock)
         self.last_write: float | None = None
         self._paused = 0  # pause_indexing() calls not yet resumed
@@ -121,6 +131,7 @@ class Collection:
     def close(self) -> None:
         self._indexer.stop()
         with self._write_lock:
+            self.closed = True
             self._indexer.save([f for f in self.dense_fields() if f.dirty])
             self.points.checkpoint()
             self._close_stores()
@@ -191,6 +202,7 @@ class Collection:
             old = self.labels.assign(ids, start)
             for fname, f in self.fields.items():
                 f.commit(start, batches[fname], old)  # type: ignore[arg-type]
+            self.payload.upsert(start, list(payloads) if payloads else [None] * len(ids), old)
             self._seq += 1
             self.labels.n = start + len(ids)  # last: readers take the label count as "committed"
             self.last_write = time.time()
@@ -207,9 +219,13 @@ class Collection:
             return self._deleted(labels)
 
     def delete_where(self, flt: Filter) -> WriteResult:
-        where, params = compile_filter(flt)
-        with self._write_lock:
-            rows = self.points.delete_where(where, params, seq=self._seq + 1)
+        with self._write_lock:  # under it, the indexes hold exactly the store's points
+            found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
+            if found is not None:
+                rows = self.points.delete_labels(labels_of(found).tolist(), seq=self._seq + 1)
+            else:
+                where, params = compile_filter(flt)
+                rows = self.points.delete_where(where, params, seq=self._seq + 1)
             return self._deleted([label for _, label in rows])
 
     def _deleted(self, labels: list[int]) -> WriteResult:
@@ -217,6 +233,7 @@ class Collection:
         arr = np.asarray(labels, dtype=np.int64)
         for f in self.fields.values():
             f.forget(arr)  # before the label map: a reader that saw "alive" still finds an id
+        self.payload.delete(arr)
         self.labels.forget(labels)
         self._seq += 1
         self.last_write = time.time()
@@ -237,13 +254,36 @@ class Collection:
     def count_where(self, flt: Filter | None) -> int:
         if flt is None:
             return self.count
+        found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
+        if found is not None:
+            return len(found)
         where, params = compile_filter(flt)
         return self.points.count_where(where, params)
 
     def labels_where(self, flt: Filter) -> I64:
         """The live labels whose payload matches `flt`, sorted."""
+        return self._match(flt)[0]
+
+    def _indexed(self, flt: Filter) -> bool:
+        """Check `flt` against the payload indexes (InvalidFilter); True when they answer all of it."""
+        return self.payload.check(flt, self.config.payload_schema)
+
+    def _match(self, flt: Filter) -> tuple[I64, bool]:
+        """The live labels matching `flt`, sorted, and whether the payload indexes answered (no SQL scan)."""
+        found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
+        if found is not None:
+            return labels_of(found), True
         where, params = compile_filter(flt)
-        return self.points.select_labels(where, params)
+        return self.points.select_labels(where, params), False
+
+    # -- payload indexes (index/payload_admin.py) ------------------------------------------
+
+    def create_payload_index(self, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
+        """Index payload `key` (built in the background from the store); False when it already exists."""
+        return create_index(self, key, schema, wait=wait)
+
+    def delete_payload_index(self, key: str) -> bool:
+        return delete_index(self, key)
 
     def label_of(self, pid: PointIdT) -> int | None:
         return self.labels.label_of.get(pid)
@@ -289,11 +329,22 @@ class Collection:
         return [r for r in results if r is not None]
 
     def _search_one(self, q: Query) -> QueryResult:
+        scanned: list[bool] = []
+        result = self._search_filtered(q, scanned)
+        if scanned and scanned[0]:
+            result.strategy += "+payload_scan"  # a filter key without a payload index: tell the user
+        return result
+
+    def _search_filtered(self, q: Query, scanned: list[bool]) -> QueryResult:
         f = self.field(q.using)
         flt = q.filter
 
         def allowed() -> I64 | None:
-            return None if flt is None else self.labels_where(flt)
+            if flt is None:
+                return None
+            labels, indexed = self._match(flt)
+            scanned.append(not indexed)
+            return labels
 
         if isinstance(f, MultiVectorField):
             return self.hits.finish(q, f, f.search(q, allowed))

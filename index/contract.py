@@ -15,7 +15,14 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from nestor_client.models import CollectionConfig, CollectionInfo, Filter, SearchParams, VectorConfig
+from nestor_client.models import (
+    CollectionConfig,
+    CollectionInfo,
+    Filter,
+    PayloadSchemaType,
+    SearchParams,
+    VectorConfig,
+)
 
 __all__ = [
     "AnyCollection",
@@ -125,6 +132,15 @@ class CollectionWriter(Protocol):
     def delete_where(self, flt: Filter) -> WriteResult: ...
 
     def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int: ...
+
+    def create_payload_index(self, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
+        """Index payload `key` as `schema` (persisted in `payload_schema`); False when it already exists.
+        `wait`: return once it is built (else filters on `key` run unindexed until then)."""
+        ...
+
+    def delete_payload_index(self, key: str) -> bool:
+        """Drop the payload index on `key`; False when there is none."""
+        ...
 
     def pause_indexing(self) -> None: ...
 

@@ -32,7 +32,10 @@ inside the array are elements, never searched):
   and not null", so ``["a", "b"]`` matches ``except: ["a"]`` and an empty array never matches.
   To require that no element is in the list, use ``must_not`` with ``match.any``.
 - ``range``: a number (not a boolean) satisfying every given bound (gt, gte, lt, lte); strings
-  and other values never match. Bounds may be infinite, never NaN.
+  and other values never match. Bounds may be infinite, never NaN. A bound may be a numeric string;
+  any other string is an RFC 3339 datetime, which only a ``datetime`` payload index reads.
+- ``match.text``: full-text, only on a ``text`` payload index (``index/payload_index.py``); here it
+  is ``InvalidFilter``.
 
 Other conditions:
 
@@ -74,11 +77,24 @@ from nestor_client.models import (
     IsNullCondition,
     MatchAny,
     MatchExcept,
+    MatchText,
     MatchValue,
     Range,
 )
 
-__all__ = ["Matcher", "check_filter", "compile_filter", "compile_matcher", "json_path", "matches"]
+__all__ = [
+    "Matcher",
+    "check_filter",
+    "compile_filter",
+    "compile_matcher",
+    "json_path",
+    "lookup",
+    "matches",
+    "number",
+    "number_bound",
+    "split_key",
+    "stored_text",
+]
 
 PointIdT = int | str
 Payload = Mapping[str, Any] | None
@@ -88,6 +104,7 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _BAD_KEY_CHARS = frozenset('"\\[]')
 _MISSING: Any = object()
+MISSING: Any = _MISSING  # what `lookup` returns for a missing key
 # The value at a path as SQL; only read in a CASE branch that has already checked its JSON type.
 _X = "json_extract(payload, ?)"
 
@@ -153,8 +170,22 @@ def _list_values(m: MatchAny | MatchExcept) -> list[str | int]:
     return values
 
 
+def number_bound(b: float | str) -> float:
+    """A range bound as a number: a float, or a numeric string. Other strings are RFC 3339 datetimes, which
+    only a `datetime` payload index reads (InvalidFilter here)."""
+    if isinstance(b, str):
+        try:
+            return float(b)
+        except ValueError:
+            raise InvalidFilter(
+                f"range bound {b!r} is not a number (datetime bounds need a datetime index on the key)"
+            ) from None
+    return b
+
+
 def _bounds(r: Range) -> list[tuple[str, float]]:
-    out = [(op, b) for op, b in ((">", r.gt), (">=", r.gte), ("<", r.lt), ("<=", r.lte)) if b is not None]
+    raw = ((">", r.gt), (">=", r.gte), ("<", r.lt), ("<=", r.lte))
+    out = [(op, number_bound(b)) for op, b in raw if b is not None]
     if not out:
         raise InvalidFilter("range needs at least one of gt, gte, lt, lte")
     if any(math.isnan(b) for _, b in out):
@@ -171,8 +202,12 @@ def _check_leaf(c: FieldCondition | HasIdCondition | IsEmptyCondition | IsNullCo
             _check_value(c.match.value)
         elif isinstance(c.match, MatchAny | MatchExcept):
             _list_values(c.match)
-        if c.range is not None:
-            _bounds(c.range)
+        elif isinstance(c.match, MatchText):
+            _check_str(c.match.text)
+        if c.range is not None:  # string bounds are checked where the key's index is known (datetimes)
+            raw = (c.range.gt, c.range.gte, c.range.lt, c.range.lte)
+            if any(isinstance(b, float) and math.isnan(b) for b in raw):
+                raise InvalidFilter("range bounds must not be NaN")
     elif isinstance(c, HasIdCondition):
         if not c.has_id:
             raise InvalidFilter("has_id needs at least one id")
@@ -226,9 +261,15 @@ def _in_list(values: Sequence[str | int]) -> str:
     return json.dumps(values, ensure_ascii=False)
 
 
+def _no_text_index(c: FieldCondition) -> InvalidFilter:
+    return InvalidFilter(f"match.text needs a text payload index on {c.key!r}")
+
+
 def _field_sql(c: FieldCondition) -> tuple[str, list[object]]:
     path = json_path(c.key)
     m = c.match
+    if isinstance(m, MatchText):
+        raise _no_text_index(c)
     if isinstance(m, MatchValue):
         v = m.value
         _check_value(v)
@@ -327,6 +368,26 @@ def _lookup(payload: Payload, segments: tuple[str, ...]) -> Any:
     return cur
 
 
+def stored_text(v: str) -> str:
+    """A payload string as SQLite reads it (cut at a NUL where the linked SQLite does)."""
+    return _text(v)
+
+
+def split_key(key: str) -> tuple[str, ...]:
+    """The segments of a dotted key; InvalidFilter for a malformed one."""
+    return _split_key(key)
+
+
+def lookup(payload: Payload, segments: tuple[str, ...]) -> Any:
+    """The value at `segments`, or `MISSING`."""
+    return _lookup(payload, segments)
+
+
+def number(v: Any) -> int | float | None:
+    """The numeric value as SQLite sees it, or None for non-numbers (booleans included)."""
+    return _number(v)
+
+
 def _text(v: str) -> str:
     return v.partition("\x00")[0] if _CUT_NUL else v
 
@@ -347,6 +408,8 @@ _Pred = Callable[[Any], bool]
 
 def _field_pred(c: FieldCondition) -> _Pred:
     m = c.match
+    if isinstance(m, MatchText):
+        raise _no_text_index(c)
     if isinstance(m, MatchValue):
         target = m.value
         _check_value(target)
@@ -380,8 +443,8 @@ def _field_pred(c: FieldCondition) -> _Pred:
         return not_listed
     if c.range is None:
         raise InvalidFilter("a field condition needs exactly one of match or range")
-    _bounds(c.range)  # validation only
-    gt, gte, lt, lte = c.range.gt, c.range.gte, c.range.lt, c.range.lte
+    bounds = dict(_bounds(c.range))
+    gt, gte, lt, lte = bounds.get(">"), bounds.get(">="), bounds.get("<"), bounds.get("<=")
 
     def in_range(e: Any) -> bool:
         n = _number(e)

@@ -155,6 +155,8 @@ def collection_info(coll: Collection) -> CollectionInfo:
     memory["payload"] = MemoryUse(disk=coll.points.disk_bytes())
     ids = memory.setdefault("ids", MemoryUse())
     ids.ram += coll.labels.ram_bytes()
+    payload_schema = coll.payload.info(coll.config.payload_schema)
+    memory["payload_index"] = MemoryUse(ram=sum(p.ram for p in payload_schema.values()))
     states = {v.index.state for v in vectors.values()}
     status = "red" if "failing" in states else "yellow" if states & {"indexing", "training"} else "green"
     last_optimized = max((f.last_optimized or 0.0 for f in coll.dense_fields()), default=0.0) or None
@@ -172,5 +174,6 @@ def collection_info(coll: Collection) -> CollectionInfo:
             "placement": {**main.placement, "payload": "disk (SQLite)"},
             "last_write": coll.last_write,
             "last_optimized": last_optimized,
+            "payload_schema": payload_schema,
         }
     )

@@ -138,6 +138,23 @@ class PointStore:
             raise
         return rows
 
+    def delete_labels(self, labels: Sequence[int], *, seq: int) -> list[tuple[str, int]]:
+        """Delete the points holding `labels` (a payload index chose them); returns (id, label) of each."""
+        cur = self._writer
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            rows: list[tuple[str, int]] = []
+            for i in range(0, len(labels), _CHUNK):
+                chunk = labels[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows += cur.execute(f"DELETE FROM points WHERE label IN ({marks}) RETURNING pid, label", chunk)
+            self._set_meta(seq=seq)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return rows
+
     def _set_meta(self, **values: int) -> None:
         self._writer.executemany(
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -151,6 +168,18 @@ class PointStore:
         out = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         out.sort()
         return out
+
+    def payload_rows(self, since_seq: int = -1) -> tuple[int, list[tuple[int, str | None]]]:
+        """(seq, [(label, payload JSON)]) of every point written after `since_seq`, read in one transaction
+        so that the rows are exactly those of the store at `seq` (a payload index builds from them)."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+            rows = conn.execute("SELECT label, payload FROM points WHERE seq > ?", (since_seq,)).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return (int(row[0]) if row else 0), rows
 
     def count_where(self, where: str, params: Sequence[Any]) -> int:
         row = self._reader().execute(f"SELECT count(*) FROM points WHERE {where}", params).fetchone()

@@ -1,14 +1,15 @@
-"""Collections: create, list, inspect, delete."""
+"""Collections: create, list, inspect, delete; their payload indexes."""
 
 from __future__ import annotations
 
+import functools
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from index.errors import LimitExceeded
-from nestor_client.models import CollectionConfig, CollectionInfo
+from nestor_client.models import CollectionConfig, CollectionInfo, PayloadIndexRequest
 from server.auth import Role, require
 from server.deps import CatalogDep, SettingsDep
 from server.embedding import check_encoder, has_encoder
@@ -71,3 +72,33 @@ async def delete_collection(name: str, request: Request, catalog: CatalogDep) ->
     started = time.perf_counter()
     await run_in_threadpool(catalog.delete, name)
     return envelope(request, True, started)
+
+
+@router.put(
+    "/{name}/index",
+    summary="Create a payload index on a payload key (built from the stored points)",
+    dependencies=[require(Role.admin)],
+)
+async def create_payload_index(
+    name: str,
+    body: PayloadIndexRequest,
+    request: Request,
+    catalog: CatalogDep,
+    wait: bool = Query(True, description="return once the index is built (else filters run unindexed until then)"),
+) -> Response:
+    started = time.perf_counter()
+    coll = catalog.get(name)
+    created = await run_in_threadpool(
+        functools.partial(coll.create_payload_index, body.field_name, body.field_schema, wait=wait)
+    )
+    status = "completed" if wait or not created else "acknowledged"
+    return envelope(request, {"status": status, "created": created}, started)
+
+
+@router.delete(
+    "/{name}/index/{field_name}", summary="Drop the payload index on a key", dependencies=[require(Role.admin)]
+)
+async def delete_payload_index(name: str, field_name: str, request: Request, catalog: CatalogDep) -> Response:
+    started = time.perf_counter()
+    deleted = await run_in_threadpool(catalog.get(name).delete_payload_index, field_name)
+    return envelope(request, {"status": "completed", "deleted": deleted}, started)

@@ -20,7 +20,12 @@ from server.settings import Settings
 
 KEYS = {Role.read: "key-read-0123456789", Role.write: "key-write-0123456789", Role.admin: "key-admin-0123456789"}
 ENTRIES = ",".join(f"{role.name}:{hash_key(key)}" for role, key in KEYS.items())
-PARAMS = {"name": "auth-matrix", "snapshot": "no-such-snapshot", "job_id": "no-such-job"}
+PARAMS = {
+    "name": "auth-matrix",
+    "snapshot": "no-such-snapshot",
+    "job_id": "no-such-job",
+    "field_name": "no-such-field",
+}
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -99,6 +104,8 @@ def test_roles_match_the_issue(secured: tuple[FastAPI, TestClient]) -> None:
     assert roles[("PUT", c)] is Role.admin
     assert roles[("DELETE", c)] is Role.admin
     assert roles[("POST", f"{c}/snapshots")] is Role.admin
+    assert roles[("PUT", f"{c}/index")] is Role.admin
+    assert roles[("DELETE", f"{c}/index/no-such-field")] is Role.admin
 
 
 def test_unauthenticated_body_is_not_read(secured: tuple[FastAPI, TestClient]) -> None:

@@ -90,7 +90,7 @@ def test_selective_filter_returns_limit_hits_exactly(client: NestorClient, data:
     _load(client, "h", INDEXES["hnsw"][0], base)
     flt = {"must": [{"key": "bucket", "match": {"any": [7, 8]}}]}  # 60 of 3000 points
     res = client.search("h", queries[0], limit=25, filter=flt)
-    assert res.strategy == "exact_filtered"
+    assert res.strategy == "exact_filtered+payload_scan"  # no payload index on "bucket": SQL found the 60
     assert len(res) == 25 and all(h.payload["bucket"] in (7, 8) for h in res)
     allowed = np.array([i for i in range(N) if i % 100 in (7, 8)])
     expect = allowed[exact_topk(base[allowed], queries[:1], 25)[0]]
@@ -123,7 +123,7 @@ def test_broad_filter_uses_the_graph_and_still_fills_limit(tmp_path: Any, data: 
         }
         for q in queries[:10]:
             res = client.search("h", q, limit=10, filter=flt)
-            assert res.strategy in {"hnsw_filtered", "exact_fallback"}
+            assert res.strategy in {"hnsw_filtered+payload_scan", "exact_fallback+payload_scan"}
             assert len(res) == 10
             assert all(100 <= h.payload["price"] < 2900 and h.payload["color"] != "green" for h in res)
 

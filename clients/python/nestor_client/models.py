@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 __all__ = [
     "Batch",
@@ -48,6 +48,7 @@ __all__ = [
     "LeanVecReduceConfig",
     "MatchAny",
     "MatchExcept",
+    "MatchText",
     "MatchValue",
     "MatryoshkaReduceConfig",
     "MaxSimConfig",
@@ -57,6 +58,9 @@ __all__ = [
     "MultiVectorInput",
     "MuveraConfig",
     "NamedVectors",
+    "PayloadIndexInfo",
+    "PayloadIndexRequest",
+    "PayloadSchemaType",
     "Point",
     "PointId",
     "QuantizeConfig",
@@ -328,6 +332,18 @@ class VectorConfig(_Model):
         return self.reduce is not None or self.quantize is not None
 
 
+class PayloadSchemaType(StrEnum):
+    """What a payload index holds (Qdrant's names): the filters it answers are in `index/payload_index.py`."""
+
+    keyword = "keyword"
+    integer = "integer"
+    float = "float"
+    bool = "bool"
+    datetime = "datetime"
+    uuid = "uuid"
+    text = "text"
+
+
 class CollectionConfig(_Model):
     """What `PUT /collections/{name}` takes.
 
@@ -353,6 +369,10 @@ class CollectionConfig(_Model):
     # each held by `replicas` Ray actors. 1 and 1 is the ordinary single-node collection.
     shards: int = Field(1, ge=1, le=1024)
     replicas: int = Field(1, ge=1, le=16)
+    # Payload indexes by payload key (`a.b` for nested keys): `PUT /collections/{name}/index` adds one.
+    payload_schema: dict[Annotated[str, Field(min_length=1, max_length=256)], PayloadSchemaType] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _check_form(self) -> CollectionConfig:
@@ -389,6 +409,15 @@ class CollectionConfig(_Model):
         return self.reduce is not None or self.quantize is not None
 
 
+class PayloadIndexRequest(_Model):
+    """`PUT /collections/{name}/index`: Qdrant's `field_name` / `field_schema`, or `field` / `schema`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    field_name: str = Field(min_length=1, max_length=256, validation_alias=AliasChoices("field_name", "field"))
+    field_schema: PayloadSchemaType = Field(validation_alias=AliasChoices("field_schema", "schema"))
+
+
 class CollectionSummary(BaseModel):
     name: str
     count: int
@@ -408,6 +437,15 @@ class _Readable(BaseModel):
 
     def __contains__(self, key: str) -> bool:
         return hasattr(self, key)
+
+
+class PayloadIndexInfo(_Readable):
+    """One payload index in the collection info: its type, state, the live points that have a value, its RAM."""
+
+    data_type: PayloadSchemaType
+    state: str  # ready | indexing
+    points: int = 0
+    ram: int = 0
 
 
 class IndexInfo(_Readable):
@@ -463,6 +501,7 @@ class CollectionInfo(_Readable):
     last_write: float | None = None
     last_optimized: float | None = None
     cluster: dict[str, Any] | None = None  # sharded collections: shards, replicas, their nodes and health
+    payload_schema: dict[str, PayloadIndexInfo] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,11 +522,21 @@ class MatchExcept(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class MatchText(_Model):
+    """Full-text match on a `text` payload index: every word of `text` occurs in the field (case-insensitive)."""
+
+    text: str = Field(min_length=1, max_length=4096)
+
+
+# A range bound: a number, or on a `datetime` index an RFC 3339 string (a numeric string still reads as a number).
+RangeBound = float | str
+
+
 class Range(_Model):
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
+    gt: RangeBound | None = None
+    gte: RangeBound | None = None
+    lt: RangeBound | None = None
+    lte: RangeBound | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> Range:
@@ -498,7 +547,7 @@ class Range(_Model):
 
 class FieldCondition(_Model):
     key: str = Field(min_length=1, max_length=256)
-    match: MatchValue | MatchAny | MatchExcept | None = None
+    match: MatchValue | MatchAny | MatchExcept | MatchText | None = None
     range: Range | None = None
 
     @model_validator(mode="after")

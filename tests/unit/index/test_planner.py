@@ -17,7 +17,7 @@ from index.backends.base import Hits
 from index.collection import Collection
 from index.contract import CollectionOptions, Query
 from index.dense import DenseField
-from nestor_client.models import Filter, SearchParams
+from nestor_client.models import Filter, PayloadSchemaType, SearchParams
 from tests.unit.index.conftest import F32, Engine, ids_scores, rows, top_cosine, top_l2, wait_indexed
 
 N, DIM = 300, 16
@@ -33,6 +33,8 @@ def _make(engine: Engine, metric: str, index: str, seed: int = 0) -> tuple[Colle
     coll = engine.create(f"{metric}-{index}", {"dim": DIM, "metric": metric, "index": {"type": index}})
     data = rows(np.random.default_rng(seed), N, DIM)
     coll.upsert(list(range(N)), data, [{"g": i % 10, "i": i} for i in range(N)])
+    for key in ("g", "i"):  # indexed filters: the strategy names the plan alone (no "+payload_scan")
+        coll.create_payload_index(key, PayloadSchemaType.integer)
     wait_indexed(coll)
     return coll, dict(enumerate(data))
 

@@ -1,0 +1,424 @@
+"""Payload indexes: one in-memory index per indexed payload key, mapping values to internal labels.
+
+Structures, by schema (`PayloadSchemaType`):
+
+- ``keyword``, ``uuid``, ``bool``: a posting list per distinct value, as a roaring bitmap (`pyroaring`).
+  Labels are dense int64 counters below 2^32 in practice, so a posting of 100 labels spread over 100k
+  costs about 2 bytes a label (array containers), a broad one 1 bit a label (bitset containers). Equality
+  and ``any`` are one lookup or a union; ``except`` is a union of the other postings.
+- ``integer``, ``float``, ``datetime``: sorted arrays of (value, label), one for integers (int64, exact)
+  and one for floats (float64). A range is two binary searches and one slice turned into a bitmap;
+  equality is a range of width zero. A bitmap per value would be smaller for a field with 10 values, but
+  ranges over a float or a timestamp (all values distinct) would then union 100k bitmaps; sorted arrays
+  answer both cardinalities in O(log n + matches) at 12 bytes a value. ``integer`` and ``float`` index
+  every JSON number at the key (filters compare numbers by value, so 3 matches 3.0); they differ in the
+  filter values they accept. ``datetime`` parses RFC 3339 strings to epoch seconds (float).
+- ``text``: a posting list per lowercased word token (``\\w+``); ``match.text`` intersects the postings of
+  the query's words. The tokens of every string in an array count together.
+
+Every field index also keeps three bitmaps for the conditions on the key itself, shared by every schema:
+``null`` (the value is ``null``: ``is_null``), ``nonempty`` (present, not null, not ``[]``: ``is_empty``
+is its complement) and ``other`` (an element that is not null and not of the index's type: needed for
+``except``, under which a string, boolean or object not in the list matches). So an indexed evaluation
+gives exactly the answer of the SQL path (`index/filters.py`) for every filter the index accepts.
+
+Deletes are lazy: labels are never reused, so a dead label may stay in a posting or an array, and every
+answer is intersected with the live labels (`PayloadIndexes`, `index/payload_eval.py`). `compact` drops
+dead entries once they outnumber the live ones.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import re
+import sys
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pyroaring import BitMap
+
+from index.errors import InvalidFilter
+from index.filters import MISSING, lookup, number, number_bound, split_key, stored_text
+from nestor_client.models import (
+    FieldCondition,
+    MatchAny,
+    MatchExcept,
+    MatchText,
+    MatchValue,
+    PayloadSchemaType,
+    Range,
+)
+
+__all__ = ["FieldIndex", "bitmap", "labels_of", "make_field_index", "parse_datetime", "tokenize"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_WORD = re.compile(r"\w+")
+
+
+def bitmap(labels: npt.NDArray[Any] | Iterable[int]) -> BitMap:
+    """A bitmap of labels; from a numpy array through a buffer (ten times faster than iterating)."""
+    if isinstance(labels, np.ndarray):
+        return BitMap(array.array("I", labels.astype(np.uint32, copy=False).tobytes()))
+    return BitMap(labels)
+
+
+def labels_of(bm: BitMap) -> I64:
+    """The labels of a bitmap as a sorted int64 array."""
+    return np.frombuffer(bm.to_array(), dtype=np.uint32).astype(np.int64)
+
+
+def tokenize(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def parse_datetime(s: str) -> float | None:
+    """RFC 3339 (or ISO 8601) to epoch seconds; a naive time is UTC. None when it does not parse."""
+    try:
+        dt = datetime.fromisoformat(s.strip())
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _bitmap_bytes(bm: BitMap) -> int:
+    return sys.getsizeof(bm) + 48  # roaring reports its containers; + the Python object and its header
+
+
+class FieldIndex:
+    """The common part: the key, the three key-level bitmaps, and the per-schema hooks."""
+
+    schema: PayloadSchemaType
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.segments = split_key(key)
+        self.null = BitMap()
+        self.nonempty = BitMap()
+        self.other = BitMap()
+        self._null: list[int] = []
+        self._nonempty: list[int] = []
+        self._other: list[int] = []
+
+    # -- writes (the caller holds the write side of the lock) -------------------------------
+
+    def add(self, label: int, payload: dict[str, Any] | None) -> None:
+        """Index one point's value; searchable after `flush`."""
+        v = lookup(payload, self.segments)
+        if v is MISSING:
+            return
+        if v is None:
+            self._null.append(label)
+            return
+        elems = v if isinstance(v, list) else [v]
+        if not elems:
+            return
+        self._nonempty.append(label)
+        for e in elems:
+            if e is not None and not self._add_value(label, e):
+                self._other.append(label)
+
+    def _add_value(self, label: int, e: Any) -> bool:
+        """Index one element; False when it is not of this index's type."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """After a batch of `add`s: make them searchable (one bulk update per bitmap, arrays merged)."""
+        for bm, new in ((self.null, self._null), (self.nonempty, self._nonempty), (self.other, self._other)):
+            if new:
+                bm.update(new)
+                new.clear()
+
+    def compact(self, live: BitMap) -> None:
+        self.null &= live
+        self.nonempty &= live
+        self.other &= live
+
+    # -- reads (the caller holds the read side) ---------------------------------------------
+
+    def entries(self) -> int:
+        """Stored (value, label) pairs, dead ones included: what `compact` is measured against."""
+        raise NotImplementedError
+
+    def ram_bytes(self) -> int:
+        return sum(_bitmap_bytes(b) for b in (self.null, self.nonempty, self.other))
+
+    def evaluate(self, c: FieldCondition) -> BitMap:
+        """The labels (dead ones included) whose value satisfies the field condition; InvalidFilter when
+        the condition does not fit this index's type."""
+        raise NotImplementedError
+
+    def _wrong(self, what: str) -> InvalidFilter:
+        return InvalidFilter(f"{self.key!r} has a {self.schema.value} payload index: {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Postings: keyword, uuid, bool, text
+
+
+class PostingIndex(FieldIndex):
+    def __init__(self, key: str, schema: PayloadSchemaType) -> None:
+        super().__init__(key)
+        self.schema = schema
+        self.postings: dict[Any, BitMap] = {}
+        self._pending: dict[Any, list[int]] = {}
+
+    def _keys(self, e: Any) -> list[Any] | None:
+        s = self.schema
+        if s is PayloadSchemaType.bool:
+            return [e] if isinstance(e, bool) else None
+        if not isinstance(e, str):
+            return None
+        if s is PayloadSchemaType.text:
+            return tokenize(e)
+        return [stored_text(e)]
+
+    def _add_value(self, label: int, e: Any) -> bool:
+        keys = self._keys(e)
+        if keys is None:
+            return False
+        pending = self._pending
+        for k in keys:
+            got = pending.get(k)
+            if got is None:
+                pending[k] = [label]
+            else:
+                got.append(label)
+        return True
+
+    def flush(self) -> None:
+        super().flush()
+        for k, new in self._pending.items():
+            bm = self.postings.get(k)
+            if bm is None:
+                self.postings[k] = BitMap(new)
+            else:
+                bm.update(new)
+        self._pending = {}
+
+    def compact(self, live: BitMap) -> None:
+        super().compact(live)
+        for k in list(self.postings):
+            self.postings[k] &= live
+            if not self.postings[k]:
+                del self.postings[k]
+
+    def entries(self) -> int:
+        return sum(len(b) for b in self.postings.values())
+
+    def ram_bytes(self) -> int:
+        keys = sum(len(k) + 60 if isinstance(k, str) else 40 for k in self.postings)  # key objects, dict slots
+        return super().ram_bytes() + keys + sum(_bitmap_bytes(b) for b in self.postings.values())
+
+    def _values(self, values: list[Any]) -> list[Any]:
+        s = self.schema
+        if s is PayloadSchemaType.bool:
+            if not all(isinstance(v, bool) for v in values):
+                raise self._wrong("match a boolean with match.value true or false")
+            return values
+        if s is PayloadSchemaType.text:
+            raise self._wrong("use match.text")
+        if not all(isinstance(v, str) for v in values):
+            raise self._wrong("match strings")
+        if s is PayloadSchemaType.uuid:
+            for v in values:
+                try:
+                    uuid.UUID(v)
+                except ValueError:
+                    raise self._wrong(f"{v!r} is not a UUID") from None
+        return values
+
+    def evaluate(self, c: FieldCondition) -> BitMap:
+        m = c.match
+        if c.range is not None or m is None:
+            raise self._wrong("range needs an integer, float or datetime index")
+        if isinstance(m, MatchText):
+            if self.schema is not PayloadSchemaType.text:
+                raise self._wrong("match.text needs a text index")
+            words = tokenize(m.text)
+            if not words:
+                raise InvalidFilter(f"match.text {m.text!r} has no words")
+            got = [b for w in dict.fromkeys(words) if (b := self.postings.get(w)) is not None]
+            if len(got) < len(dict.fromkeys(words)):
+                return BitMap()  # a word no point has
+            return BitMap.intersection(*got)
+        if isinstance(m, MatchValue):
+            (v,) = self._values([m.value])
+            return self.postings.get(v, BitMap()).copy()
+        if isinstance(m, MatchAny):
+            found = [b for v in self._values(m.any) if (b := self.postings.get(v)) is not None]
+            return BitMap.union(*found) if found else BitMap()
+        if self.schema is PayloadSchemaType.bool:
+            raise self._wrong("match.except takes strings or integers")
+        excluded = set(self._values(m.except_))
+        kept = [b for k, b in self.postings.items() if k not in excluded]
+        return BitMap.union(self.other, *kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sorted arrays: integer, float, datetime
+
+
+class _Sorted:
+    """(value, label) pairs sorted by value, plus an unsorted tail merged in by `flush`."""
+
+    def __init__(self, dtype: type[np.int64] | type[np.float64]) -> None:
+        self.dtype = dtype
+        self.values: npt.NDArray[Any] = np.empty(0, dtype)
+        self.labels: I64 = np.empty(0, np.int64)
+        self._new_values: list[int | float] = []
+        self._new_labels: list[int] = []
+
+    def add(self, value: int | float, label: int) -> None:
+        self._new_values.append(value)
+        self._new_labels.append(label)
+
+    def flush(self) -> None:
+        if not self._new_values:
+            return
+        v = np.asarray(self._new_values, self.dtype)
+        lab = np.asarray(self._new_labels, np.int64)
+        self._new_values, self._new_labels = [], []
+        order = np.argsort(v, kind="stable")
+        v, lab = v[order], lab[order]
+        at = np.searchsorted(self.values, v, side="right")
+        self.values = np.insert(self.values, at, v)
+        self.labels = np.insert(self.labels, at, lab)
+
+    def keep(self, mask: npt.NDArray[np.bool_]) -> None:
+        self.values, self.labels = self.values[mask], self.labels[mask]
+
+    def between(self, lo: int | float | None, lo_incl: bool, hi: int | float | None, hi_incl: bool) -> I64:
+        a = 0 if lo is None else int(np.searchsorted(self.values, lo, side="left" if lo_incl else "right"))
+        b = (
+            len(self.values)
+            if hi is None
+            else int(np.searchsorted(self.values, hi, side="right" if hi_incl else "left"))
+        )
+        return self.labels[a:b] if a < b else self.labels[:0]
+
+    def nbytes(self) -> int:
+        return int(self.values.nbytes + self.labels.nbytes)
+
+
+def _int_bounds(bounds: dict[str, float]) -> tuple[int, int] | None:
+    """Float bounds as an inclusive int64 interval [lo, hi], or None when no integer fits."""
+    lo, hi = _INT64_MIN, _INT64_MAX
+    for op, b in bounds.items():
+        if math.isinf(b):
+            if (b > 0) == (op in (">", ">=")):
+                return None  # > +inf, < -inf
+            continue
+        if op == ">":
+            lo = max(lo, math.floor(b) + 1)
+        elif op == ">=":
+            lo = max(lo, math.ceil(b))
+        elif op == "<":
+            hi = min(hi, math.ceil(b) - 1)
+        else:
+            hi = min(hi, math.floor(b))
+    return (lo, hi) if lo <= hi else None
+
+
+class NumericIndex(FieldIndex):
+    def __init__(self, key: str, schema: PayloadSchemaType) -> None:
+        super().__init__(key)
+        self.schema = schema
+        self.ints = _Sorted(np.int64)
+        self.floats = _Sorted(np.float64)
+
+    def _add_value(self, label: int, e: Any) -> bool:
+        if self.schema is PayloadSchemaType.datetime:
+            t = parse_datetime(e) if isinstance(e, str) else None
+            if t is None:
+                return False
+            self.floats.add(t, label)
+            return True
+        n = number(e)
+        if n is None:
+            return False
+        (self.ints if isinstance(n, int) else self.floats).add(n, label)
+        return True
+
+    def flush(self) -> None:
+        super().flush()
+        self.ints.flush()
+        self.floats.flush()
+
+    def compact(self, live: BitMap) -> None:
+        super().compact(live)
+        keep = labels_of(live)
+        for s in (self.ints, self.floats):
+            s.keep(np.isin(s.labels, keep))
+
+    def entries(self) -> int:
+        return len(self.ints.labels) + len(self.floats.labels)
+
+    def ram_bytes(self) -> int:
+        return super().ram_bytes() + self.ints.nbytes() + self.floats.nbytes()
+
+    def _bound(self, b: float | str) -> float:
+        if self.schema is PayloadSchemaType.datetime and isinstance(b, str):
+            t = parse_datetime(b)
+            if t is None:
+                raise InvalidFilter(f"range bound {b!r} on {self.key!r} is not an RFC 3339 datetime")
+            return t
+        return number_bound(b)
+
+    def _range(self, r: Range) -> BitMap:
+        raw = {">": r.gt, ">=": r.gte, "<": r.lt, "<=": r.lte}
+        bounds = {op: self._bound(b) for op, b in raw.items() if b is not None}
+        if any(math.isnan(b) for b in bounds.values()):
+            raise InvalidFilter("range bounds must not be NaN")
+        lo_op = ">" if ">" in bounds and (">=" not in bounds or bounds[">"] >= bounds[">="]) else ">="
+        hi_op = "<" if "<" in bounds and ("<=" not in bounds or bounds["<"] <= bounds["<="]) else "<="
+        lo, hi = bounds.get(lo_op), bounds.get(hi_op)
+        parts = [self.floats.between(lo, lo_op == ">=", hi, hi_op == "<=")]
+        iv = _int_bounds(bounds)
+        if iv is not None:
+            parts.append(self.ints.between(iv[0], True, iv[1], True))
+        return bitmap(np.concatenate(parts))
+
+    def _equal(self, v: int) -> I64:
+        parts = [self.ints.between(v, True, v, True)]
+        if float(v) == v:  # a float equals v only when v is exactly representable
+            parts.append(self.floats.between(float(v), True, float(v), True))
+        return np.concatenate(parts)
+
+    def _ints(self, values: list[Any]) -> list[int]:
+        if self.schema is not PayloadSchemaType.integer:
+            raise self._wrong("use a range (match needs an integer index)")
+        if not all(type(v) is int for v in values):
+            raise self._wrong("match integers")
+        return values
+
+    def evaluate(self, c: FieldCondition) -> BitMap:
+        m = c.match
+        if c.range is not None:
+            return self._range(c.range)
+        if isinstance(m, MatchValue):
+            return bitmap(self._equal(self._ints([m.value])[0]))
+        if isinstance(m, MatchAny):
+            return bitmap(np.concatenate([self._equal(v) for v in self._ints(m.any)]))
+        if isinstance(m, MatchExcept):
+            excluded = self._ints(m.except_)
+            keep_i = ~np.isin(self.ints.values, np.asarray(excluded, np.int64))
+            exact = [float(v) for v in excluded if float(v) == v]
+            keep_f = ~np.isin(self.floats.values, np.asarray(exact, np.float64))
+            return bitmap(np.concatenate([self.ints.labels[keep_i], self.floats.labels[keep_f]])) | self.other
+        raise self._wrong("match.text needs a text index")
+
+
+def make_field_index(key: str, schema: PayloadSchemaType) -> FieldIndex:
+    if schema in (PayloadSchemaType.integer, PayloadSchemaType.float, PayloadSchemaType.datetime):
+        return NumericIndex(key, schema)
+    return PostingIndex(key, schema)
