@@ -188,6 +188,14 @@ class BaseClient:
     def delete_collection(self, name: str) -> Call[bool]:
         return Call("DELETE", _collection(name), _parse_bool)
 
+    def create_payload_index(self, name: str, field_name: str, field_schema: str, wait: bool) -> Call[bool]:
+        body = {"field_name": field_name, "field_schema": field_schema}
+        params = {"wait": "true" if wait else "false"}
+        return Call("PUT", f"{_collection(name)}/index", _parse_created, self._encode(body), params)
+
+    def delete_payload_index(self, name: str, field_name: str) -> Call[bool]:
+        return Call("DELETE", f"{_collection(name)}/index/{quote(field_name, safe='')}", _parse_deleted)
+
     def upsert(
         self,
         name: str,
@@ -531,6 +539,14 @@ def _parse_snapshots(env: Envelope) -> list[Snapshot]:
 
 def _parse_bool(env: Envelope) -> bool:
     return bool(env.result)
+
+
+def _parse_created(env: Envelope) -> bool:
+    return bool(env.result["created"])
+
+
+def _parse_deleted(env: Envelope) -> bool:
+    return bool(env.result["deleted"])
 
 
 def _parse_sample(env: Envelope) -> int:

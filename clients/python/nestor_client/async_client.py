@@ -108,6 +108,15 @@ class AsyncNestorClient:
     async def delete_collection(self, name: str) -> bool:
         return await self._send(self._base.delete_collection(name))
 
+    async def create_payload_index(self, name: str, field_name: str, field_schema: str, *, wait: bool = True) -> bool:
+        """Index payload key `field_name` as `field_schema` (keyword, integer, float, bool, datetime, uuid,
+        text); False when that index exists. `wait`: return once it is built."""
+        return await self._send(self._base.create_payload_index(name, field_name, field_schema, wait))
+
+    async def delete_payload_index(self, name: str, field_name: str) -> bool:
+        """Drop the payload index on `field_name`; False when there is none."""
+        return await self._send(self._base.delete_payload_index(name, field_name))
+
     async def upsert(
         self,
         name: str,

@@ -107,6 +107,15 @@ class NestorClient:
     def delete_collection(self, name: str) -> bool:
         return self._send(self._base.delete_collection(name))
 
+    def create_payload_index(self, name: str, field_name: str, field_schema: str, *, wait: bool = True) -> bool:
+        """Index payload key `field_name` as `field_schema` (keyword, integer, float, bool, datetime, uuid,
+        text); False when that index exists. `wait`: return once it is built."""
+        return self._send(self._base.create_payload_index(name, field_name, field_schema, wait))
+
+    def delete_payload_index(self, name: str, field_name: str) -> bool:
+        """Drop the payload index on `field_name`; False when there is none."""
+        return self._send(self._base.delete_payload_index(name, field_name))
+
     def upsert(
         self,
         name: str,
