@@ -8,11 +8,15 @@ type (`check`): a string matched against an integer index, or a bad datetime, is
 
 Consistency. The indexes are derived state, changed by the collection's writers (one at a time, under
 the collection's write lock) right after the SQLite commit and before the batch is visible (before the
-label count moves). Readers evaluate a whole filter under the read side of a readers-writer lock and the
-writer mutates in place under the write side, so a reader sees every bitmap of one state: never a
-`must_not` over postings older than the live set. We measured the lock at about 1 us a side; a write
-batch holds the write side for the time it takes to add its labels (about 1 us a point and key).
-Copy-on-write per batch would spare readers that wait, at the cost of copying every touched posting.
+label count moves). Readers evaluate a whole filter under the read side of a readers-writer lock, so a
+reader sees every bitmap of one state: never a `must_not` over postings older than the live set. A write
+does its per-point work first (payload lookups, new bitmaps, merged sorted arrays: `stage`), then holds
+the write side only to union the staged bitmaps in and swap the arrays (`publish`). Measured at 100k
+points and three keys (tenant, cat, year): a batch of 100 points takes 1.6 ms and holds readers up for
+0.18 ms; 1,000 points 5.2 ms and 0.53 ms; 5,000 points 18 ms and 1.2 ms (before staging, the whole
+13 ms of a 1,000-point batch was held). The read side costs about 3 us. Copy-on-write per batch would
+spare readers that wait, at the cost of copying every touched posting and both arrays of every numeric
+key on every batch.
 
 Answers are sets of labels, dead ones excluded: postings keep dead labels until `compact` (labels are
 never reused), and every answer is intersected with the live set.
@@ -104,11 +108,13 @@ class PayloadIndexes:
 
     def upsert(self, start: int, payloads: list[dict[str, Any] | None], dead: I64) -> None:
         """Labels `start ...` now hold `payloads`; `dead` (their previous labels) no longer match anything."""
+        for fi in self.fields.values():  # the per-point work, before readers are held up
+            for off, p in enumerate(payloads):
+                fi.add(start + off, p)
+            fi.stage()
         with self.lock.write():
             for fi in self.fields.values():
-                for off, p in enumerate(payloads):
-                    fi.add(start + off, p)
-                fi.flush()
+                fi.publish()
             self.live.add_range(start, start + len(payloads))
             self._forget(dead)
 

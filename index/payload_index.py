@@ -83,11 +83,11 @@ def parse_datetime(s: str) -> float | None:
     """RFC 3339 (or ISO 8601) to epoch seconds; a naive time is UTC. None when it does not parse."""
     try:
         dt = datetime.fromisoformat(s.strip())
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def _bitmap_bytes(bm: BitMap) -> int:
@@ -108,6 +108,7 @@ class FieldIndex:
         self._null: list[int] = []
         self._nonempty: list[int] = []
         self._other: list[int] = []
+        self._staged: list[BitMap] = []
 
     # -- writes (the caller holds the write side of the lock) -------------------------------
 
@@ -132,11 +133,20 @@ class FieldIndex:
         raise NotImplementedError
 
     def flush(self) -> None:
-        """After a batch of `add`s: make them searchable (one bulk update per bitmap, arrays merged)."""
-        for bm, new in ((self.null, self._null), (self.nonempty, self._nonempty), (self.other, self._other)):
-            if new:
-                bm.update(new)
-                new.clear()
+        """After a batch of `add`s: make them searchable."""
+        self.stage()
+        self.publish()
+
+    def stage(self) -> None:
+        """Prepare the added values (new bitmaps, merged arrays) without touching what readers see."""
+        self._staged = [BitMap(new) for new in (self._null, self._nonempty, self._other)]
+        self._null, self._nonempty, self._other = [], [], []
+
+    def publish(self) -> None:
+        """Make the staged values searchable: cheap in-place unions and reference swaps (under the write side)."""
+        for bm, new in zip((self.null, self.nonempty, self.other), self._staged, strict=True):
+            bm |= new
+        self._staged = []
 
     def compact(self, live: BitMap) -> None:
         self.null &= live
@@ -171,6 +181,7 @@ class PostingIndex(FieldIndex):
         self.schema = schema
         self.postings: dict[Any, BitMap] = {}
         self._pending: dict[Any, list[int]] = {}
+        self._staged_postings: dict[Any, BitMap] = {}
 
     def _keys(self, e: Any) -> list[Any] | None:
         s = self.schema
@@ -195,15 +206,20 @@ class PostingIndex(FieldIndex):
                 got.append(label)
         return True
 
-    def flush(self) -> None:
-        super().flush()
-        for k, new in self._pending.items():
+    def stage(self) -> None:
+        super().stage()
+        self._staged_postings = {k: BitMap(new) for k, new in self._pending.items()}
+        self._pending = {}
+
+    def publish(self) -> None:
+        super().publish()
+        for k, new in self._staged_postings.items():
             bm = self.postings.get(k)
             if bm is None:
-                self.postings[k] = BitMap(new)
+                self.postings[k] = new
             else:
-                bm.update(new)
-        self._pending = {}
+                bm |= new
+        self._staged_postings = {}
 
     def compact(self, live: BitMap) -> None:
         super().compact(live)
@@ -277,12 +293,15 @@ class _Sorted:
         self.labels: I64 = np.empty(0, np.int64)
         self._new_values: list[int | float] = []
         self._new_labels: list[int] = []
+        self._staged: tuple[npt.NDArray[Any], I64] | None = None
 
     def add(self, value: int | float, label: int) -> None:
         self._new_values.append(value)
         self._new_labels.append(label)
 
-    def flush(self) -> None:
+    def stage(self) -> None:
+        """Merge the added pairs into new arrays; readers keep the old ones until `publish`."""
+        self._staged = None
         if not self._new_values:
             return
         v = np.asarray(self._new_values, self.dtype)
@@ -291,8 +310,12 @@ class _Sorted:
         order = np.argsort(v, kind="stable")
         v, lab = v[order], lab[order]
         at = np.searchsorted(self.values, v, side="right")
-        self.values = np.insert(self.values, at, v)
-        self.labels = np.insert(self.labels, at, lab)
+        self._staged = np.insert(self.values, at, v), np.insert(self.labels, at, lab)
+
+    def publish(self) -> None:
+        if self._staged is not None:
+            self.values, self.labels = self._staged
+            self._staged = None
 
     def keep(self, mask: npt.NDArray[np.bool_]) -> None:
         self.values, self.labels = self.values[mask], self.labels[mask]
@@ -349,10 +372,15 @@ class NumericIndex(FieldIndex):
         (self.ints if isinstance(n, int) else self.floats).add(n, label)
         return True
 
-    def flush(self) -> None:
-        super().flush()
-        self.ints.flush()
-        self.floats.flush()
+    def stage(self) -> None:
+        super().stage()
+        self.ints.stage()
+        self.floats.stage()
+
+    def publish(self) -> None:
+        super().publish()
+        self.ints.publish()
+        self.floats.publish()
 
     def compact(self, live: BitMap) -> None:
         super().compact(live)

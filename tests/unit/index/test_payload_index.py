@@ -11,6 +11,7 @@ changes nothing.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -404,6 +405,36 @@ def test_a_background_build_catches_up_with_racing_writes(engine: Engine) -> Non
         stop.set()
         writer.join()
     _agree(coll)
+
+
+def test_readers_see_whole_batches(engine: Engine) -> None:
+    """Each batch flips every point between "a" and "b": a reader counts all of them or none, never a mix."""
+    n = 200
+    coll = engine.create("atom", {"dim": 4, "index": {"type": "flat"}, "payload_schema": {"k": "keyword"}})
+    coll.upsert(list(range(n)), _vec(n), [{"k": "a"}] * n)
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            coll.upsert(list(range(n)), _vec(n, i), [{"k": "ab"[i % 2]}] * n)
+
+    is_a, not_a = _eq("k", "a"), Filter(must_not=[_field("k", match=MatchValue(value="a"))])
+    seen: set[int] = set()
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline or len(seen) < 2:
+            seen.add(coll.count_where(is_a))
+            assert coll.count_where(not_a) in (0, n)
+            assert len(coll.labels_where(is_a)) in (0, n)
+            assert time.monotonic() < deadline + 10
+    finally:
+        stop.set()
+        writer.join()
+    assert seen == {0, n}
 
 
 def test_bad_input_is_refused_and_changes_nothing(engine: Engine) -> None:
