@@ -290,6 +290,8 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, Timing):
         return obj.as_dict()
+    if hasattr(obj, "model_dump"):  # the engine's typed info blocks (pydantic models)
+        return _jsonable(obj.model_dump(mode="json"))
     return obj
 
 
