@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--out", default="payload_index")
     args = ap.parse_args()
     configure_threads()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     ds = load_dataset(n=args.n, n_queries=args.queries, data=args.data, gt_depth=10)
     n = ds.n
     tmp = Path(tempfile.mkdtemp(prefix="nestor-bench-payload-"))
@@ -167,7 +168,6 @@ def main() -> None:
     ]
     print(markdown_table(mem, [(c, c, ".2f") if isinstance(mem[0][c], float) else c for c in mem[0]]))
     print(f"unfiltered search p50: {unfiltered_ms:.2f} ms; open (rebuilds the three indexes): {open_s:.2f} s")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     write_results(
         args.out,
         {"n": n, "queries": len(ds.queries), "commit": commit, "load_s": load_s, "open_s": open_s}
