@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from index.backends.base import F32
+from index.dense import check_rows
 from index.errors import DimensionMismatch, InvalidVector
-from nestor_client.models import Metric, VectorConfig
+from nestor_client.models import VectorConfig
 
 __all__ = ["checked_vectors"]
 
@@ -30,17 +31,4 @@ def checked_vectors(part: Any, n: int, vcfg: VectorConfig, name: str) -> F32:
                 if arr.shape != (vcfg.dim,):
                     raise DimensionMismatch(f"{what}point #{i}: expected dimension {vcfg.dim}")
                 mat[i] = arr
-    if mat.ndim != 2 or mat.shape[1] != vcfg.dim:
-        got = mat.shape[-1] if mat.ndim else 0
-        raise DimensionMismatch(f"{what}expected vectors of dimension {vcfg.dim}, got {got}")
-    mat = np.ascontiguousarray(mat, dtype=np.float32)
-    finite = np.isfinite(mat).all(axis=1)
-    if not finite.all():
-        raise InvalidVector(f"{what}vector #{int(np.flatnonzero(~finite)[0])} contains NaN or Inf")
-    if vcfg.metric is Metric.cosine:
-        zero = present & ~mat.any(axis=1)
-        if zero.any():
-            raise InvalidVector(
-                f"{what}vector #{int(np.flatnonzero(zero)[0])} is all zeros, which has no cosine direction"
-            )
-    return mat
+    return check_rows(np.asarray(mat), vcfg.dim, vcfg.metric, what, present)

@@ -32,10 +32,30 @@ from index.query_sample import QuerySample
 from index.vectors import VectorStore
 from nestor_client.models import FlatIndexConfig, LeanVecReduceConfig, Metric, VectorConfig
 
-__all__ = ["DenseBatch", "DenseField", "IndexState", "field_dir"]
+__all__ = ["DenseBatch", "DenseField", "IndexState", "check_rows", "field_dir"]
 
 log = logging.getLogger("nestor.collection")
 Bools = npt.NDArray[np.bool_]
+
+
+def check_rows(vectors: F32, dim: int, metric: Metric, what: str = "", present: Bools | None = None) -> F32:
+    """A batch's rows as a C-contiguous float32 [n, dim] matrix, or the 4xx that says which row is wrong:
+    the wrong dimension, NaN or Inf, or (cosine) all zeros. `present` skips the rows of points that omit
+    the vector (zero rows) in that last check."""
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        got = vectors.shape[-1] if vectors.ndim else 0
+        raise DimensionMismatch(f"{what}expected vectors of dimension {dim}, got {got}")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        raise InvalidVector(f"{what}vector #{int(np.flatnonzero(~finite)[0])} contains NaN or Inf")
+    if metric is Metric.cosine:
+        zero = ~vectors.any(axis=1) if present is None else present & ~vectors.any(axis=1)
+        if zero.any():
+            raise InvalidVector(
+                f"{what}vector #{int(np.flatnonzero(zero)[0])} is all zeros, which has no cosine direction"
+            )
+    return vectors
 
 
 def field_dir(collection_dir: Path, name: str) -> Path:
@@ -141,20 +161,9 @@ class DenseField:
         return v[None, :]
 
     def prepare(self, vectors: F32, *, normalize: bool = True) -> F32:
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            got = vectors.shape[-1] if vectors.ndim else 0
-            raise DimensionMismatch(f"{self._what()}expected vectors of dimension {self.dim}, got {got}")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        finite = np.isfinite(vectors).all(axis=1)
-        if not finite.all():
-            raise InvalidVector(f"{self._what()}vector #{int(np.flatnonzero(~finite)[0])} contains NaN or Inf")
-        if self.metric is Metric.cosine:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            if (norms == 0).any():
-                bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
-                raise InvalidVector(f"{self._what()}vector #{bad} is all zeros, which has no cosine direction")
-            if normalize:
-                vectors = vectors / norms
+        vectors = check_rows(vectors, self.dim, self.metric, self._what())
+        if self.metric is Metric.cosine and normalize:
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
 
     def _what(self) -> str:

@@ -2,15 +2,7 @@
 
 `EncodedIndex` is a `VectorIndex` that owns the transforms and codes: `fit` learns them from a sample
 of the collection (and, for LeanVec-OOD, a query sample). `index.factory` picks the backend that
-serves the codes, by this ladder:
-
-    reduce     quantize   index   backend
-    any        -          hnsw    Nestor's graph (index/_graph.cpp) on the reduced float32 vectors
-    -/leanvec  -          ivf_pq  faiss IVF-PQ on the reduced vectors
-    any        -          flat    faiss flat scan of the reduced vectors
-    any        int8       hnsw    Nestor's graph on per-dimension int8 codes of the (reduced) vectors
-    any        int8       flat    faiss SQ8 scan
-    any        binary     any     faiss binary flat / HNSW / IVF over sign codes (Hamming)
+serves the codes (its docstring has the ladder: Nestor's graph for HNSW, faiss for the rest).
 
 Its scores are approximate; the collection reranks its shortlist with the full vectors (or their
 int8 codes). All state is saved as JSON plus `.npy` and faiss's own files, never pickle.
