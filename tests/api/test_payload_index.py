@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,17 @@ def test_payload_schema_at_creation(client: NestorClient) -> None:
     assert client.count("c", {"must": [{"key": "n", "range": {"lt": 1}}]}) == 1
     bad = _raw(client).put("/collections/d", json={"dim": 4, "payload_schema": {"k": "nope"}})
     assert bad.status_code == 422
+
+
+def test_a_background_build_answers_the_same_meanwhile(client: NestorClient) -> None:
+    vecs = _load(client)
+    body = {"field": "tenant", "schema": "keyword"}
+    r = _raw(client).put("/collections/p/index", params={"wait": "false"}, json=body)
+    assert r.status_code == 200 and r.json()["result"] == {"status": "acknowledged", "created": True}
+    assert client.count("p", FILTERS[0]) == N // 30  # scanned or indexed, the same answer
+    deadline = time.monotonic() + 30
+    while client.get_collection("p").payload_schema["tenant"].state != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert client.get_collection("p").payload_schema["tenant"].points == N
+    assert "payload_scan" not in client.search("p", vecs[0], filter=FILTERS[0]).strategy

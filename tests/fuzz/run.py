@@ -26,6 +26,7 @@ def main() -> int:
         "statuses": dict(sorted(report.statuses.items())),
         "server_errors": sum(n for s, n in report.statuses.items() if s >= 500),
         "failures": report.failures,
+        "generator_errors": report.generator_errors,  # schemathesis could not generate a case (not the app)
     }
     sys.stdout.write(json.dumps(out, indent=1) + "\n")
     return 1 if report.failures else 0

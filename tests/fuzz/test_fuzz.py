@@ -14,6 +14,8 @@ from tests.fuzz.fuzzer import run_fuzz
 def test_fuzz_every_operation_briefly() -> None:
     report = run_fuzz(examples=6)
     assert report.failures == []
+    # schemathesis may fail to mutate the recursive Filter schema for one negative operation; never more
+    assert len(report.generator_errors) <= 1, report.generator_errors
     assert len(report.by_operation) >= 20  # every documented operation was exercised
     assert report.requests >= 200
     assert not any(status >= 500 for status in report.statuses)
