@@ -31,6 +31,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from index.contract import PointIdT
+from index.errors import NotReady
 from index.payload_index import FieldIndex, bitmap, labels_of, make_field_index
 from index.rwlock import RWLock
 from nestor_client.models import (
@@ -40,6 +41,7 @@ from nestor_client.models import (
     HasIdCondition,
     IsEmptyCondition,
     IsNullCondition,
+    MatchText,
     PayloadIndexInfo,
     PayloadSchemaType,
 )
@@ -148,6 +150,8 @@ class PayloadIndexes:
             if isinstance(c, FieldCondition):
                 make_field_index(key, s).evaluate(c)  # raises when the condition does not fit the type
             if key not in self.fields:
+                if isinstance(c, FieldCondition) and isinstance(c.match, MatchText):
+                    raise NotReady(f"the text index on {key!r} is still being built; match.text needs it")
                 covered = False
         return covered
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index.errors import InvalidFilter
+from index.errors import InvalidFilter, NotReady
 from index.filters import compile_filter, matches
 from index.payload import PayloadIndexes, build_indexes
 from index.payload_index import labels_of, parse_datetime, tokenize
@@ -316,6 +316,8 @@ def test_filter_values_must_fit_the_index_type() -> None:
         with pytest.raises(InvalidFilter):
             idx.check(f, schema)
     assert not idx.check(_eq("id", "1b4e28ba-2fa1-11d2-883f-0016d3cca427"), schema)  # valid, not built yet
+    with pytest.raises(NotReady, match="still being built"):  # SQL cannot answer match.text meanwhile
+        idx.check(Filter(must=[_field("t", match=MatchText(text="a"))]), {"t": S.text})
 
 
 # ---------------------------------------------------------------------------------------------
