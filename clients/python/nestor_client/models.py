@@ -304,13 +304,10 @@ def _check_vector(cfg: VectorConfig | CollectionConfig, dim: int) -> None:
         raise ValueError("reduce and quantize do not apply to multi-vector fields yet")
 
 
-class VectorConfig(_Model):
-    """One named vector of a point: its dimension, metric, index and compression.
+class _VectorSettings(_Model):
+    """What one vector of a point is configured with, besides its dimension: shared by a named vector
+    (`VectorConfig`) and the top-level single-vector form of `CollectionConfig`."""
 
-    `multivector` makes it a set of token vectors per point (MUVERA candidates, MaxSim ranking);
-    `encoder` lets points and searches carry text that fills this vector."""
-
-    dim: int = Field(ge=1, le=65536)
     metric: Metric = Metric.cosine
     index: IndexConfig = Field(default_factory=HnswIndexConfig)
     encoder: EncoderSpec | None = None
@@ -321,15 +318,24 @@ class VectorConfig(_Model):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     on_disk: bool = False  # full-precision vectors memory-mapped from disk instead of copied into RAM
 
-    @model_validator(mode="after")
-    def _check(self) -> VectorConfig:
-        _check_vector(self, self.dim)
-        return self
-
     @property
     def compressed(self) -> bool:
         """True when the ANN index is built on transformed vectors that need training."""
         return self.reduce is not None or self.quantize is not None
+
+
+class VectorConfig(_VectorSettings):
+    """One named vector of a point: its dimension, metric, index and compression.
+
+    `multivector` makes it a set of token vectors per point (MUVERA candidates, MaxSim ranking);
+    `encoder` lets points and searches carry text that fills this vector."""
+
+    dim: int = Field(ge=1, le=65536)
+
+    @model_validator(mode="after")
+    def _check(self) -> VectorConfig:
+        _check_vector(self, self.dim)
+        return self
 
 
 class PayloadSchemaType(StrEnum):
@@ -344,7 +350,7 @@ class PayloadSchemaType(StrEnum):
     text = "text"
 
 
-class CollectionConfig(_Model):
+class CollectionConfig(_VectorSettings):
     """What `PUT /collections/{name}` takes.
 
     Either one unnamed vector per point, configured at the top level (`dim` is then required), or
@@ -353,15 +359,6 @@ class CollectionConfig(_Model):
     may carry `text` instead of a vector."""
 
     dim: int | None = Field(None, ge=1, le=65536)
-    metric: Metric = Metric.cosine
-    index: IndexConfig = Field(default_factory=HnswIndexConfig)
-    encoder: EncoderSpec | None = None
-    multivector: MultiVectorConfig | None = None
-    reduce: ReduceConfig | None = None
-    quantize: QuantizeConfig | None = None
-    rerank: RerankConfig = Field(default_factory=RerankConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    on_disk: bool = False  # full-precision vectors memory-mapped from disk instead of copied into RAM
     vectors: dict[Annotated[str, Field(pattern=_VECTOR_NAME)], VectorConfig] | None = Field(
         None, min_length=1, max_length=16
     )
@@ -403,10 +400,6 @@ class CollectionConfig(_Model):
         assert self.dim is not None
         return {"": VectorConfig.model_validate({k: getattr(self, k) for k in _PER_VECTOR})}
 
-    @property
-    def compressed(self) -> bool:
-        """True when the default vector's ANN index is built on transformed vectors that need training."""
-        return self.reduce is not None or self.quantize is not None
 
 
 class PayloadIndexRequest(_Model):
