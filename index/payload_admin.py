@@ -1,7 +1,7 @@
 """Creating, dropping and opening a collection's payload indexes (`PUT`/`DELETE /collections/{name}/index`).
 
 An index is derived from the store of record. At open, every index in `payload_schema` is built from
-SQLite in one pass before the collection serves (about 0.4 s per 100k points for three keys; see
+SQLite in one pass before the collection serves (about 0.5 s per 100k points for three keys; see
 `benchmarks/FILTERS.md`). A new index is built off the write lock from a consistent read of the store
 at some `seq`; then, under the write lock, the rows written since are added and the index is made
 ready. Until then filters on its key run in SQL, and the info reports it as `indexing`. Dead labels
