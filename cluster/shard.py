@@ -33,7 +33,7 @@ from index.collection import Collection
 from index.contract import CollectionOptions, Hit, PointIdT, Query, QueryResult, VectorsIn, WithVector
 from index.errors import NestorError
 from index.fsutil import atomic_write_bytes
-from nestor_client.models import CollectionConfig, Filter, SearchParams
+from nestor_client.models import CollectionConfig, Filter, PayloadSchemaType, SearchParams
 
 __all__ = ["PackedQuery", "PackedResult", "ShardReplica", "StaleReplica", "pack_query", "unpack_result"]
 
@@ -131,6 +131,13 @@ class ShardReplica:
         with self._lock:
             self._expect(op)
             return self.coll.delete_where(flt).count
+
+    def set_payload_schema(self, schema: dict[str, str]) -> None:
+        """Make this replica's payload indexes exactly `schema` (idempotent): a broadcast, or a heal."""
+        for key in [k for k in self.coll.config.payload_schema if k not in schema]:
+            self.coll.delete_payload_index(key)
+        for key, s in schema.items():
+            self.coll.create_payload_index(key, PayloadSchemaType(s))  # waits; a no-op when it exists
 
     def pause_indexing(self) -> None:
         self.coll.pause_indexing()

@@ -59,6 +59,7 @@ from index.contract import (
     WriteResult,
 )
 from index.errors import InvalidConfig, InvalidRequest, InvalidVector, NestorError
+from index.filters import split_key
 from index.fsutil import atomic_write_bytes, fsync_dir
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, Metric, PayloadSchemaType, VectorConfig
 
@@ -133,6 +134,7 @@ class ShardedCollection:
         # replicas add search throughput; each has its own lock, since a graph runs one execution at a time.
         self._dags: dict[tuple[int, ...], tuple[Any, threading.Lock]] = {}
         self._dag_lock = threading.Lock()
+        self._schema_lock = threading.Lock()  # one payload index change at a time
         self._dag_retry_at = 0.0
         self._dag_turn = itertools.count()
         self._compiling: set[tuple[int, ...]] = set()
@@ -200,6 +202,7 @@ class ShardedCollection:
                 if rep.state == "starting":
                     rep.state = "live" if applied[id(rep)] == sh.op else "recovering"
         self._save_placement()
+        self._push_payload_schema([rep for sh in self.shards for rep in sh.live()])  # one may have missed a change
 
     def _placement(self) -> dict[str, str]:
         """Each replica's node at its last start (`placement.json`), so a restarted server finds its data."""
@@ -297,6 +300,8 @@ class ShardedCollection:
                 copied = ray.get(rep.actor.catch_up.remote(source.actor, sh.op), timeout=self.cluster.catch_up_timeout)
                 rep.catch_ups += 1
                 log.info("collection %s: replica s%dr%d caught up (%d points)", self.name, rep.shard, rep.index, copied)
+            schema = {k: s.value for k, s in self.config.payload_schema.items()}
+            ray.get(rep.actor.set_payload_schema.remote(schema), timeout=self.cluster.catch_up_timeout)
             rep.state, rep.last_error = "live", None
 
     def wait_healthy(self, timeout: float = 60.0) -> bool:
@@ -425,12 +430,42 @@ class ShardedCollection:
         return WriteResult(self._write(parts), self.seq)
 
     def create_payload_index(self, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
-        raise InvalidRequest(
-            "payload indexes cannot be added to a sharded collection yet: give payload_schema when creating it"
-        )
+        """Recorded in collection.json, then built by every live replica (this waits for them, whatever
+        `wait`); a replica that was out of service builds it when it is healed or restarted."""
+        split_key(key)  # InvalidFilter (422) for a malformed key
+        with self._schema_lock:
+            if self.config.payload_schema.get(key) == schema:
+                return False
+            self._set_payload_schema({**self.config.payload_schema, key: schema})
+        return True
 
     def delete_payload_index(self, key: str) -> bool:
-        raise InvalidRequest("payload indexes cannot be dropped from a sharded collection yet")
+        with self._schema_lock:
+            if key not in self.config.payload_schema:
+                return False
+            self._set_payload_schema({k: s for k, s in self.config.payload_schema.items() if k != key})
+        return True
+
+    def _set_payload_schema(self, schema: dict[str, PayloadSchemaType]) -> None:
+        config = self.config.model_copy(update={"payload_schema": schema})
+        atomic_write_bytes(self.dir / "collection.json", config.model_dump_json().encode())
+        self.config = config
+        self._push_payload_schema([rep for sh in self.shards for rep in sh.live()])
+
+    def _push_payload_schema(self, replicas: list[_Replica]) -> None:
+        """Send the config's payload indexes to `replicas`; one that fails leaves service (the heal retries)."""
+        import ray
+
+        schema = {k: s.value for k, s in self.config.payload_schema.items()}
+        refs = [(rep, rep.actor.set_payload_schema.remote(schema)) for rep in replicas]
+        for rep, ref in refs:
+            try:
+                ray.get(ref, timeout=self.cluster.catch_up_timeout)
+            except Exception as exc:
+                cause = _domain_error(exc)
+                if cause is not None and not isinstance(cause, StaleReplica):
+                    raise cause from None
+                self._out_of_service(rep, exc)
 
     def pause_indexing(self) -> None:
         self._broadcast("pause_indexing")

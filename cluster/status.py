@@ -89,6 +89,16 @@ def sharded_info(coll: ShardedCollection) -> CollectionInfo:
             for k, v in where.items():
                 slot[k] = slot.get(k, 0) + int(v)
     nodes = sorted({r["node"] for row in shard_rows for r in row["replicas"] if r["node"]})
+    payload_schema = {}  # points and RAM summed over shards (one replica each); ready once every shard's is
+    for key, s in coll.config.payload_schema.items():
+        parts = [p.get("payload_schema", {}).get(key) for p in up]
+        ready = bool(up) and all(part is not None and part["state"] == "ready" for part in parts)
+        payload_schema[key] = {
+            "data_type": s.value,
+            "state": "ready" if ready else "indexing",
+            "points": sum(part["points"] for part in parts if part),
+            "ram": sum(part["ram"] for part in parts if part),
+        }
     return CollectionInfo.model_validate(
         {
             "name": coll.name,
@@ -106,6 +116,7 @@ def sharded_info(coll: ShardedCollection) -> CollectionInfo:
             "placement": {**(up[0]["placement"] if up else {}), "shards": "Ray actors, one directory per replica"},
             "last_write": coll.last_write,
             "last_optimized": max((p["last_optimized"] or 0 for p in up), default=None) or None,
+            "payload_schema": payload_schema,
             "cluster": {
                 "shards": len(coll.shards),
                 "replicas": coll.config.replicas,

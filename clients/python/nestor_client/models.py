@@ -401,7 +401,6 @@ class CollectionConfig(_VectorSettings):
         return {"": VectorConfig.model_validate({k: getattr(self, k) for k in _PER_VECTOR})}
 
 
-
 class PayloadIndexRequest(_Model):
     """`PUT /collections/{name}/index`: Qdrant's `field_name` / `field_schema`, or `field` / `schema`."""
 
