@@ -48,6 +48,7 @@ from index.multivector import MultiVectorField, save_encoder_state
 from index.payload import PayloadIndexes
 from index.payload_admin import create_index, delete_index, open_indexes
 from index.payload_index import labels_of
+from index.search import search_queries
 from index.storage import PointStore, decode_pid, encode_pid
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchemaType, VectorConfig
 
@@ -302,65 +303,11 @@ class Collection:
 
     def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
         """Answer several queries; unfiltered ones on a dense vector with equal knobs share one ANN call."""
-        if len(queries) == 1:
-            return [self._search_one(queries[0])]
-        results: list[QueryResult | None] = [None] * len(queries)
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, q in enumerate(queries):
-            f = self.field(q.using)
-            if q.filter is None and isinstance(f, DenseField):
-                planner.check_params(f, q.params)
-                p = q.params
-                knobs = None if p is None else (p.ef, p.nprobe, p.oversampling, p.rescore, p.exact)
-                groups.setdefault((f.name, q.limit + q.offset, knobs), []).append(i)
-            else:
-                results[i] = self._search_one(q)
-        for (fname, k, _), members in groups.items():
-            f = self.fields[fname]
-            assert isinstance(f, DenseField)
-            first = queries[members[0]]
-            mat = f.prepare(np.stack([queries[i].vector for i in members]))
-            if f.query_sample.reservoir_size:
-                f.query_sample.offer(mat)
-            hits, strategy = planner.plan(f, mat, k, first.params, None)
-            for row, i in enumerate(members):
-                labels, scores = planner.to_user(f, hits.labels[row], hits.scores[row])
-                results[i] = self.hits.finish(queries[i], f, (labels, scores, strategy))
-        return [r for r in results if r is not None]
+        return search_queries(self, queries)
 
-    def _search_one(self, q: Query) -> QueryResult:
-        scanned: list[bool] = []
-        result = self._search_filtered(q, scanned)
-        if scanned and scanned[0]:
-            result.strategy += "+payload_scan"  # a filter key without a payload index: tell the user
-        return result
-
-    def _search_filtered(self, q: Query, scanned: list[bool]) -> QueryResult:
-        f = self.field(q.using)
-        flt = q.filter
-
-        def allowed() -> I64 | None:
-            if flt is None:
-                return None
-            labels, indexed = self._match(flt)
-            scanned.append(not indexed)
-            return labels
-
-        if isinstance(f, MultiVectorField):
-            return self.hits.finish(q, f, f.search(q, allowed))
-        planner.check_params(f, q.params)
-        mat = f.prepare_one(q.vector)
-        if f.query_sample.reservoir_size:
-            f.query_sample.offer(mat)
-        ranked = planner.search_fast(f, q, mat)
-        if ranked is None:
-            subset = allowed()
-            if subset is not None and len(subset) == 0:
-                return QueryResult([], "exact_filtered")
-            hits, strategy = planner.plan(f, mat, q.limit + q.offset, q.params, subset)
-            labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
-            ranked = labels, scores, strategy
-        return self.hits.finish(q, f, ranked)
+    def match(self, flt: Filter) -> tuple[I64, bool]:
+        """The live labels matching `flt`, sorted, and whether the payload indexes answered (no SQL scan)."""
+        return self._match(flt)
 
     def read_points(self, labels: I64) -> tuple[list[PointIdT], dict[str, list[Any]], list[dict[str, Any] | None]]:
         """Ids, vectors by name (None where a point omits one) and payloads of live labels (replica catch-up)."""

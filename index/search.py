@@ -1,0 +1,88 @@
+"""Searching a collection: one query, or a batch whose unfiltered queries on one dense vector share an ANN call.
+
+The field plans the search (`index/planner.py` for dense vectors, `MultiVectorField.search` for token
+sets); a filter becomes the set of matching labels, from the payload indexes when they answer all of it
+(otherwise from SQL, and the strategy says `+payload_scan`); `index/hits.py` turns labels into hits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from index import planner
+from index.backends.base import I64
+from index.contract import Query, QueryResult
+from index.dense import DenseField
+from index.multivector import MultiVectorField
+
+if TYPE_CHECKING:
+    from index.collection import Collection
+
+__all__ = ["search_one", "search_queries"]
+
+
+def search_queries(coll: Collection, queries: list[Query]) -> list[QueryResult]:
+    """Answer several queries; unfiltered ones on a dense vector with equal knobs share one ANN call."""
+    if len(queries) == 1:
+        return [search_one(coll, queries[0])]
+    results: list[QueryResult | None] = [None] * len(queries)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, q in enumerate(queries):
+        f = coll.field(q.using)
+        if q.filter is None and isinstance(f, DenseField):
+            planner.check_params(f, q.params)
+            p = q.params
+            knobs = None if p is None else (p.ef, p.nprobe, p.oversampling, p.rescore, p.exact)
+            groups.setdefault((f.name, q.limit + q.offset, knobs), []).append(i)
+        else:
+            results[i] = search_one(coll, q)
+    for (fname, k, _), members in groups.items():
+        f = coll.fields[fname]
+        assert isinstance(f, DenseField)
+        first = queries[members[0]]
+        mat = f.prepare(np.stack([queries[i].vector for i in members]))
+        if f.query_sample.reservoir_size:
+            f.query_sample.offer(mat)
+        hits, strategy = planner.plan(f, mat, k, first.params, None)
+        for row, i in enumerate(members):
+            labels, scores = planner.to_user(f, hits.labels[row], hits.scores[row])
+            results[i] = coll.hits.finish(queries[i], f, (labels, scores, strategy))
+    return [r for r in results if r is not None]
+
+
+def search_one(coll: Collection, q: Query) -> QueryResult:
+    scanned: list[bool] = []
+    result = _search_filtered(coll, q, scanned)
+    if scanned and scanned[0]:
+        result.strategy += "+payload_scan"  # a filter key without a payload index: tell the user
+    return result
+
+
+def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryResult:
+    f = coll.field(q.using)
+    flt = q.filter
+
+    def allowed() -> I64 | None:
+        if flt is None:
+            return None
+        labels, indexed = coll.match(flt)
+        scanned.append(not indexed)
+        return labels
+
+    if isinstance(f, MultiVectorField):
+        return coll.hits.finish(q, f, f.search(q, allowed))
+    planner.check_params(f, q.params)
+    mat = f.prepare_one(q.vector)
+    if f.query_sample.reservoir_size:
+        f.query_sample.offer(mat)
+    ranked = planner.search_fast(f, q, mat)
+    if ranked is None:
+        subset = allowed()
+        if subset is not None and len(subset) == 0:
+            return QueryResult([], "exact_filtered")
+        hits, strategy = planner.plan(f, mat, q.limit + q.offset, q.params, subset)
+        labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
+        ranked = labels, scores, strategy
+    return coll.hits.finish(q, f, ranked)
