@@ -294,7 +294,7 @@ class Collection:
         found = [(pid, lab) for pid in ids if (lab := label_of.get(pid)) is not None]
         hits = [Hit(pid, 0.0) for pid, _ in found]
         self.hits.attach(hits, [lab for _, lab in found], with_payload, self.hits.vector_names(with_vector))
-        return hits
+        return [h for h in hits if h.id is not None]  # a point deleted while we read is not found
 
     def is_cheap(self, q: Query) -> bool:
         name = self._default if q.using is None else q.using

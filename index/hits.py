@@ -71,7 +71,10 @@ class HitReader:
             if len(pays) < len(hits):
                 pays = self._payloads_after_overwrite(hits, labels, pays)
             for h, lab in zip(hits, labels, strict=True):
-                text = pays.get(lab)
+                if lab not in pays:  # overwritten again, or deleted, while we read: a stale hit, dropped
+                    h.id = None  # type: ignore[assignment]
+                    continue
+                text = pays[lab]
                 h.payload = orjson.loads(text) if text else {}
         if not names:
             return
@@ -98,13 +101,16 @@ class HitReader:
 
         An overwrite commits its rows, then (still under the write lock) moves the in-memory map to the
         new labels. A reader in between holds the old label, whose row is gone. Waiting for the write
-        lock lets that upsert finish; the point's current row is then read through its new label."""
-        with self._write_lock:
-            pass
+        lock lets that upsert finish; the point's current row is then read through its new label, still
+        under the lock, so no later write can move it again in between. A point deleted meanwhile stays
+        missing, and the caller drops its hit."""
         out = dict(pays)
-        for h, lab in zip(hits, labels, strict=True):
-            if lab not in out and (now := self.labels.label_of.get(h.id)) is not None:
-                out[lab] = self.points.payloads([now]).get(now)
+        with self._write_lock:
+            for h, lab in zip(hits, labels, strict=True):
+                if lab not in out and (now := self.labels.label_of.get(h.id)) is not None:
+                    row = self.points.payloads([now])
+                    if now in row:
+                        out[lab] = row[now]
         return out
 
     def read_points(self, labels: I64) -> tuple[list[PointIdT], dict[str, list[Any]], list[dict[str, Any] | None]]:
