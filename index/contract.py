@@ -51,6 +51,8 @@ class CollectionOptions:
     """Engine-wide knobs (from server settings), not part of a collection's config."""
 
     exact_filter_threshold: int = 5000  # a filter matching at most this many points runs exactly
+    # a graph walk under a filter matching less than this share of the points is ACORN's (index/planner.py)
+    filter_walk_fraction: float = 0.3
     save_idle_seconds: float = 2.0  # persist the index once idle this long after a change
     save_max_seconds: float = 60.0  # and at least this often while busy
     index_threads: int | None = None

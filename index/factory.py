@@ -2,7 +2,8 @@
 
     config                         backend
     flat                           none: exact scans of the vector store
-    hnsw                           hnswlib (float32 graph)
+    hnsw                           Nestor's graph (index/_graph.cpp) over float32 vectors; an index saved
+                                   by hnswlib (stores before the native graph served plain HNSW) loads as is
     ivf_pq                         faiss IVF-PQ, trained once `train_threshold` vectors exist
     reduce/quantize + any index    `EncodedIndex` (the transforms and codes) over the backend below
 
@@ -17,7 +18,8 @@ The compressed ladder (what serves the codes):
     any        binary     any     faiss binary flat / HNSW / IVF over sign codes (Hamming)
 
 Where the native graph did not build (`index.backends.graph.AVAILABLE`), hnswlib serves the graph
-rows on the reduced float32 vectors instead, and `backend_name` says so.
+rows (on the reduced float32 vectors when compressed) instead, and `backend_name` says so. Filters then
+reach hnswlib as a Python callback per node, which is what the native graph exists to avoid.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def new_index(cfg: VectorConfig, dim: int, space: Space, *, threads: int | None)
     """The index a vector starts with: an empty graph for plain HNSW; None for flat, or until trained."""
     index = cfg.index
     if isinstance(index, HnswIndexConfig) and not cfg.compressed:
+        if native.AVAILABLE:  # filters reach it as a byte mask, walked natively (ACORN for selective ones)
+            graph = GraphIndex(dim, space, "float32", m=index.m, ef_construction=index.ef_construction, ef=index.ef)
+            graph.threads = threads or graph.threads
+            return graph
         return HnswIndex(dim, space, m=index.m, ef_construction=index.ef_construction, ef=index.ef, threads=threads)
     return None
 
@@ -170,8 +176,8 @@ def load_index(directory: Path, cfg: VectorConfig, space: Space, *, threads: int
         return EncodedIndex.load(directory, cfg, space, load_backend, threads=threads)
     loaded = load_backend(directory, threads=threads)
     index = cfg.index
-    if isinstance(loaded, HnswIndex) and isinstance(index, HnswIndexConfig):
-        loaded.ef = index.ef
+    if isinstance(loaded, (HnswIndex, GraphIndex)) and isinstance(index, HnswIndexConfig):
+        loaded.ef = index.ef  # a store written before the native graph served plain HNSW keeps its hnswlib index
     elif isinstance(loaded, IvfPqIndex) and isinstance(index, IvfPqIndexConfig):
         loaded.nprobe = index.nprobe
     else:
@@ -185,7 +191,7 @@ def backend_name(index: object) -> str:
     if isinstance(inner, GraphIndex):
         return f"nestor-graph ({inner.codec}, {inner.kernel} kernel)"
     if isinstance(inner, HnswIndex):
-        if isinstance(index, EncodedIndex) and not native.AVAILABLE:
+        if not native.AVAILABLE:
             return f"hnswlib (fallback: {native.UNAVAILABLE_REASON or 'the native graph is unavailable'})"
         return "hnswlib"
     if isinstance(inner, IvfPqIndex):

@@ -3,10 +3,15 @@
 Strategies, in the order they are tried:
 - the fast path: one unfiltered query on a fully indexed HNSW or compressed index goes straight from
   the backend's lists to labels, without the general planner's numpy bookkeeping;
-- exact: no trained index, `params.exact`, or a filter matching at most `exact_filter_threshold` points;
+- exact: no trained index, `params.exact`, or a filter matching at most `exact_filter_threshold` points
+  (the cardinality comes from the payload indexes, or SQL; scoring a few thousand rows beats any walk);
 - ANN: the index (restricted to the filter's labels), its candidates rescored (compressed indexes,
   IVF-PQ) or funnelled (Matryoshka), merged with an exact scan of the unindexed tail; if a filtered
   walk found fewer than `limit` hits, exact over the filter's labels.
+  On Nestor's graph a filter matching less than `filter_walk_fraction` of the points is walked ACORN's
+  way (`*_acorn`: only allowed nodes are scored, rejected neighbours looked through); a broader one by
+  the plain walk that checks each result (`*_filtered`), which then costs little more than no filter.
+  benchmarks/FILTERS.md has the measurements behind the two thresholds.
 
 Each search reads the field's `IndexState` once, then the committed label count, then the liveness
 mask (in that order: each is at least as new as the one before).
@@ -22,6 +27,7 @@ import numpy.typing as npt
 
 from index.backends.base import F32, I64, Hits, IndexParams, Space, VectorIndex
 from index.backends.flat import exact_search, gather_scores, top_k
+from index.backends.graph import GraphIndex
 from index.backends.hnsw import HnswIndex
 from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query
@@ -83,6 +89,9 @@ def search_fast(field: DenseField, q: Query, mat: F32) -> Ranked | None:
     got: tuple[list[int], list[float]] | None
     if isinstance(index, HnswIndex):
         got = index.search_one(mat, k, p.ef if p is not None else None)
+    elif isinstance(index, GraphIndex):
+        arrays = index.search_one(mat, k, p.ef if p is not None else None)
+        got = None if arrays is None else (arrays[0].tolist(), arrays[1].tolist())
     elif isinstance(index, (EncodedIndex, IvfPqIndex)) and index.is_trained:
         got, strategy = _shortlist(field, index, mat, k, p), kind(field)
     else:
@@ -135,7 +144,12 @@ def plan(field: DenseField, queries: F32, k: int, params: SearchParams | None, a
     if allowed is not None and len(allowed) <= field.options.exact_filter_threshold:
         return _exact(field, queries, k, allowed, n, alive), "exact_filtered"
     name = kind(field)
-    ip = IndexParams(ef=params.ef if params else None, nprobe=params.nprobe if params else None)
+    acorn = (
+        allowed is not None
+        and walks_natively(index)
+        and len(allowed) < field.options.filter_walk_fraction * max(index.count + n - upto, 1)
+    )
+    ip = IndexParams(ef=params.ef if params else None, nprobe=params.nprobe if params else None, acorn=acorn)
     k_ann, rescore, stages = rerank_plan(field, index, k, params)
     ann = index.search(queries, k_ann, ip, allowed)
     if stages and isinstance(index, EncodedIndex):
@@ -150,13 +164,18 @@ def plan(field: DenseField, queries: F32, k: int, params: SearchParams | None, a
             tail = np.arange(upto, n, dtype=np.int64)
             ann = _merge(ann, exact_search(field.vectors.view()[upto:n], tail, queries, k, field.space, mask), k)
     ann = _drop_dead(ann, alive)
-    strategy = name if allowed is None else f"{name}_filtered"
+    strategy = name if allowed is None else f"{name}_acorn" if acorn else f"{name}_filtered"
     if allowed is not None:
         short = (ann.labels[:, :k] >= 0).sum(axis=1) < min(k, len(allowed))
         if short.any():  # the graph walk ran out under the filter: fall back to exact
             ann = _exact(field, queries, k, allowed, n, alive)
             strategy = "exact_fallback"
     return Hits(ann.labels[:, :k], ann.scores[:, :k]), strategy
+
+
+def walks_natively(index: VectorIndex) -> bool:
+    """The index is Nestor's graph, which takes a filter as a byte mask and can walk it ACORN's way."""
+    return isinstance(index.inner if isinstance(index, EncodedIndex) else index, GraphIndex)
 
 
 def _exact(field: DenseField, queries: F32, k: int, allowed: I64 | None, n: int, alive: npt.NDArray[np.bool_]) -> Hits:

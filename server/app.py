@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.data_dir,
             CollectionOptions(
                 exact_filter_threshold=settings.exact_filter_threshold,
+                filter_walk_fraction=settings.filter_walk_fraction,
                 save_idle_seconds=settings.index_save_idle_seconds,
                 save_max_seconds=settings.index_save_max_seconds,
                 index_threads=settings.index_threads,

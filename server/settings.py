@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     exact_filter_threshold: int = Field(
         5_000, ge=0, description="a filter matching at most this many points is searched exactly"
     )
+    filter_walk_fraction: float = Field(
+        0.3, ge=0, le=1, description="a graph search under a filter matching less than this share walks ACORN's way"
+    )
     index_save_idle_seconds: float = Field(2.0, gt=0, description="persist an index this long after it settles")
     index_save_max_seconds: float = Field(60.0, gt=0, description="and at least this often while indexing")
     index_threads: int | None = Field(None, ge=1, description="threads for index building (default: all cores)")

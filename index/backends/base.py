@@ -32,6 +32,9 @@ class IndexParams:
 
     ef: int | None = None
     nprobe: int | None = None
+    # filtered graph walks: True walks only the nodes the filter allows, looking through rejected
+    # neighbours (ACORN); False walks the whole graph and checks the filter on each result
+    acorn: bool = False
 
 
 @dataclass(slots=True)

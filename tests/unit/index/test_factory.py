@@ -99,29 +99,43 @@ def test_a_saved_native_graph_is_rebuilt_where_the_graph_is_unavailable(
     _self_search(coll, data, "int8_hnsw")
 
 
-def test_plain_hnsw_is_hnswlib_either_way(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(graph, "AVAILABLE", False)
+def test_plain_hnsw_is_the_native_graph_or_hnswlib_as_a_named_fallback(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     coll = engine.create("plain", {"dim": DIM, "metric": "l2"})
     coll.upsert([1], np.ones((1, DIM), np.float32))
     wait_indexed(coll)
-    assert coll.info().index.backend == "hnswlib"  # not a fallback: plain HNSW always is hnswlib
+    assert (coll.info().index.backend or "").startswith("nestor-graph (float32, ")
+    monkeypatch.setattr(graph, "AVAILABLE", False)
+    without = engine.create("without", {"dim": DIM, "metric": "l2"})
+    without.upsert([1], np.ones((1, DIM), np.float32))
+    wait_indexed(without)
+    assert (without.info().index.backend or "").startswith("hnswlib (fallback: ")
     flat = engine.create("flat", {"dim": DIM, "index": {"type": "flat"}})
     assert flat.info().index.backend == "exact scan"
     assert backend_name(None) == "exact scan"
 
 
-def test_load_index_applies_the_configs_current_search_defaults(tmp_path: Path) -> None:
+@pytest.mark.parametrize("saved_by", ["graph", "hnswlib"])
+def test_load_index_applies_the_configs_current_search_defaults(tmp_path: Path, saved_by: str) -> None:
+    """A plain HNSW index saved by the native graph, or by hnswlib (stores from before the graph served
+    plain HNSW), loads as what it is, with the config's current ef."""
     saved_cfg = VectorConfig.model_validate({"dim": DIM, "metric": "l2", "index": {"type": "hnsw", "ef": 16}})
-    index = new_index(saved_cfg, DIM, Space.l2, threads=1)
-    assert isinstance(index, HnswIndex) and index.ef == 16
+    index: Any = (
+        new_index(saved_cfg, DIM, Space.l2, threads=1)
+        if saved_by == "graph"
+        else HnswIndex(DIM, Space.l2, m=16, ef_construction=100, ef=16, threads=1)
+    )
+    kind = GraphIndex if saved_by == "graph" else HnswIndex
+    assert isinstance(index, kind) and index.ef == 16
     data = rows(np.random.default_rng(2), 50, DIM)
     index.add(data, np.arange(50, dtype=np.int64))
     index.save(tmp_path / "index")
     now = VectorConfig.model_validate({"dim": DIM, "metric": "l2", "index": {"type": "hnsw", "ef": 200}})
     loaded = load_index(tmp_path / "index", now, Space.l2, threads=1)
-    assert isinstance(loaded, HnswIndex) and loaded.ef == 200 and loaded.count == 50
+    assert isinstance(loaded, kind) and loaded.ef == 200 and loaded.count == 50
     got = loaded.search_one(data[7:8], 1, None)
-    assert got is not None and got[0] == [7]
+    assert got is not None and list(got[0]) == [7]
     wrong = VectorConfig.model_validate({"dim": DIM, "metric": "l2", "index": {"type": "ivf_pq"}})
     with pytest.raises(ValueError, match="does not serve index type 'ivf_pq'"):
         load_index(tmp_path / "index", wrong, Space.l2, threads=1)
@@ -131,7 +145,7 @@ def test_new_index_by_config() -> None:
     def make(spec: dict[str, Any]) -> Any:
         return new_index(VectorConfig.model_validate({"dim": DIM, **spec}), DIM, Space.ip, threads=1)
 
-    assert isinstance(make({"index": {"type": "hnsw", "m": 8}}), HnswIndex)
+    assert isinstance(make({"index": {"type": "hnsw", "m": 8}}), GraphIndex)
     assert make({"index": {"type": "hnsw", "m": 8}}).m == 8
     assert make({"index": {"type": "flat"}}) is None  # exact scans, no index
     assert make({"index": {"type": "ivf_pq"}}) is None  # until trained
