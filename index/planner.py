@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from index.backends.base import F32, I64, Hits, IndexParams, Space, VectorIndex
+from index.backends.base import F32, I64, Hits, IndexParams, Space, VectorIndex, empty_hits
 from index.backends.flat import exact_search, gather_scores, top_k
 from index.backends.graph import GraphIndex
 from index.backends.hnsw import HnswIndex
@@ -182,7 +182,18 @@ def _exact(field: DenseField, queries: F32, k: int, allowed: I64 | None, n: int,
     if allowed is None:
         return exact_search(field.vectors.view()[:n], None, queries, k, field.space, alive[:n])
     allowed = allowed[allowed < n]
-    return exact_search(field.vectors.take(allowed), allowed, queries, k, field.space, alive[allowed])
+    allowed = allowed[alive[allowed]]
+    out = empty_hits(len(queries), k)
+    if not len(allowed):
+        return out
+    # scored in place by faiss's by-index kernel: 3-4x cheaper than gathering the rows first
+    scores = gather_scores(
+        field.vectors.buffer(), queries, np.broadcast_to(allowed, (len(queries), len(allowed))), field.space
+    )
+    pos, best = top_k(scores, k)
+    out.labels[:, : pos.shape[1]] = allowed[pos]
+    out.scores[:, : pos.shape[1]] = best
+    return out
 
 
 def rerank_plan(
