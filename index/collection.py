@@ -50,6 +50,7 @@ from index.payload_admin import create_index, delete_index, open_indexes
 from index.payload_index import labels_of
 from index.search import search_queries
 from index.storage import PointStore, decode_pid, encode_pid
+from index.tenants import TenantGraphs
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchemaType, VectorConfig
 
 __all__ = ["Collection", "check_batch", "default_vector"]
@@ -100,9 +101,11 @@ class Collection:
         self._paused = 0  # pause_indexing() calls not yet resumed
         for f in self.fields.values():
             f.open_index()
+        self.tenants = TenantGraphs(self, options.exact_filter_threshold)
         self._indexer = Indexer(
             name,
             self.dense_fields,
+            extra=self.tenants.step,
             paused=lambda: self._paused > 0,
             last_write=lambda: self.last_write,
             seq=lambda: self._seq,

@@ -158,6 +158,7 @@ class Indexer(threading.Thread):
         name: str,
         fields: Callable[[], list[DenseField]],
         *,
+        extra: Callable[[], bool] | None = None,
         paused: Callable[[], bool],
         last_write: Callable[[], float | None],
         seq: Callable[[], int],
@@ -167,6 +168,8 @@ class Indexer(threading.Thread):
         super().__init__(name=f"indexer-{name}", daemon=True)
         self.coll_name = name
         self._fields, self._paused, self._last_write, self._seq = fields, paused, last_write, seq
+        self._extra = extra  # derived work after the indexes are current (index/tenants.py); True: busy
+        self._extra_after = 0.0  # monotonic time before which a failed extra step is not retried
         self._idle, self._max = idle_seconds, max_seconds
         self._wake = threading.Event()
         self._halt = threading.Event()
@@ -195,6 +198,12 @@ class Indexer(threading.Thread):
                     field.phase = "ready"
                     backoff = max(backoff, min(_MAX_BACKOFF, 2.0 ** (field.failures - 1)))
                     log.exception("collection %s, vector %r: indexing step failed", self.coll_name, field.name)
+            if not busy and self._extra is not None and not self._paused() and time.monotonic() >= self._extra_after:
+                try:
+                    busy = self._extra()
+                except Exception:  # retried later; it must not hold up the indexes themselves
+                    log.exception("collection %s: derived index step failed", self.coll_name)
+                    self._extra_after = time.monotonic() + _MAX_BACKOFF / 4
             if backoff:
                 self._halt.wait(backoff)
             self._maybe_save(busy)

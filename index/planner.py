@@ -39,7 +39,18 @@ from quantization.matryoshka import funnel
 if TYPE_CHECKING:
     from index.dense import DenseField
 
-__all__ = ["CHEAP_PENDING", "Ranked", "check_params", "is_cheap", "plan", "search_fast", "to_user"]
+__all__ = [
+    "CHEAP_PENDING",
+    "Ranked",
+    "check_params",
+    "drop_dead",
+    "exact_rows",
+    "is_cheap",
+    "merge",
+    "plan",
+    "search_fast",
+    "to_user",
+]
 
 CHEAP_PENDING = 1024  # unindexed rows a search may scan exactly and still count as cheap
 Ranked = tuple[list[int], list[float], str]  # labels, user-facing scores (best first), strategy
@@ -162,8 +173,8 @@ def plan(field: DenseField, queries: F32, k: int, params: SearchParams | None, a
             mask &= np.isin(np.arange(upto, n), allowed)
         if mask.any():
             tail = np.arange(upto, n, dtype=np.int64)
-            ann = _merge(ann, exact_search(field.vectors.view()[upto:n], tail, queries, k, field.space, mask), k)
-    ann = _drop_dead(ann, alive)
+            ann = merge(ann, exact_search(field.vectors.view()[upto:n], tail, queries, k, field.space, mask), k)
+    ann = drop_dead(ann, alive)
     strategy = name if allowed is None else f"{name}_acorn" if acorn else f"{name}_filtered"
     if allowed is not None:
         short = (ann.labels[:, :k] >= 0).sum(axis=1) < min(k, len(allowed))
@@ -181,7 +192,11 @@ def walks_natively(index: VectorIndex) -> bool:
 def _exact(field: DenseField, queries: F32, k: int, allowed: I64 | None, n: int, alive: npt.NDArray[np.bool_]) -> Hits:
     if allowed is None:
         return exact_search(field.vectors.view()[:n], None, queries, k, field.space, alive[:n])
-    allowed = allowed[allowed < n]
+    return exact_rows(field, queries, k, allowed[allowed < n], alive)
+
+
+def exact_rows(field: DenseField, queries: F32, k: int, allowed: I64, alive: npt.NDArray[np.bool_]) -> Hits:
+    """Exact top k among committed labels `allowed`, skipping the dead ones."""
     allowed = allowed[alive[allowed]]
     out = empty_hits(len(queries), k)
     if not len(allowed):
@@ -259,7 +274,7 @@ def _rescore(field: DenseField, index: VectorIndex, queries: F32, hits: Hits, k:
     return Hits(np.take_along_axis(hits.labels, pos, axis=1), sc)
 
 
-def _merge(a: Hits, b: Hits, k: int) -> Hits:
+def merge(a: Hits, b: Hits, k: int) -> Hits:
     labels = np.concatenate([a.labels, b.labels], axis=1)
     scores = np.concatenate([a.scores, b.scores], axis=1)
     # a label can be in both when the indexer moved it while we searched: keep its best copy
@@ -278,7 +293,7 @@ def _merge(a: Hits, b: Hits, k: int) -> Hits:
     return Hits(np.take_along_axis(labels, order, axis=1), np.take_along_axis(scores, order, axis=1))
 
 
-def _drop_dead(h: Hits, alive: npt.NDArray[np.bool_]) -> Hits:
+def drop_dead(h: Hits, alive: npt.NDArray[np.bool_]) -> Hits:
     if alive[h.labels].all():  # the norm (index removals are synchronous with deletes); -1 reads the last slot
         if (h.labels >= 0).all() or not alive[-1]:
             return h

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from index import planner
-from index.backends.base import I64
+from index.backends.base import F32, I64
 from index.contract import Query, QueryResult
 from index.dense import DenseField
 from index.multivector import MultiVectorField
+from index.tenants import TenantGraph, tenant_condition
 
 if TYPE_CHECKING:
     from index.collection import Collection
@@ -82,7 +83,32 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
         subset = allowed()
         if subset is not None and len(subset) == 0:
             return QueryResult([], "exact_filtered")
+        tg = _tenant_graph(coll, f, q, subset)
+        if tg is not None and subset is not None:
+            return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset))
         hits, strategy = planner.plan(f, mat, q.limit + q.offset, q.params, subset)
         labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
         ranked = labels, scores, strategy
     return coll.hits.finish(q, f, ranked)
+
+
+def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: I64 | None) -> TenantGraph | None:
+    """The graph of the tenant the filter requires, when it has one and the filter is not cheaper exactly."""
+    if q.filter is None or subset is None or len(subset) <= f.options.exact_filter_threshold:
+        return None
+    if q.params is not None and q.params.exact:
+        return None
+    keys: set[str] = getattr(coll.payload, "tenant_fields", set)()
+    tenant = tenant_condition(q.filter, keys)
+    return None if tenant is None else coll.tenants.get(f.name, *tenant)
+
+
+def _tenant_search(coll: Collection, f: DenseField, tg: TenantGraph, q: Query, mat: F32, subset: I64) -> planner.Ranked:
+    k = q.limit + q.offset
+    ef = q.params.ef if q.params is not None else None
+    hits = planner.drop_dead(coll.tenants.search(f, tg, mat, k, ef, subset), f.alive)
+    strategy = "tenant_hnsw"
+    if (hits.labels[0, :k] >= 0).sum() < min(k, len(subset)):  # points died under the walk: exact instead
+        hits, strategy = planner.exact_rows(f, mat, k, subset, f.alive), "exact_fallback"
+    labels, scores = planner.to_user(f, hits.labels[0, :k], hits.scores[0, :k])
+    return labels, scores, strategy

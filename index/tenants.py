@@ -1,0 +1,158 @@
+"""Per-tenant graphs: the points of one tenant are searched together, in a graph of their own.
+
+A keyword payload index marked `is_tenant` says that queries nearly always name one value of it (a
+customer, a user). For every such value with at least `min_points` points, the indexer keeps a small
+HNSW (Nestor's native graph, float32) over just that tenant's vectors, for each dense vector served by
+a graph. A query whose filter requires that tenant walks the tenant's graph (with the rest of the filter
+as a mask), so its plan never touches another tenant's points, and its cost follows the tenant's size,
+not the collection's. A smaller tenant is scanned exactly (cheaper than any walk at that size); a
+tenant whose graph is still being built takes the general planner. Qdrant builds the same thing as
+extra links per tenant value (`is_tenant`, `payload_m`).
+
+The graphs are derived state, rebuilt in the background after a restart. Each step adds the tenant's
+new rows (labels only grow, so the graph's labels stay sorted) and marks the rows that left the tenant
+(deleted, overwritten, or moved to another tenant) as deleted in its graph. Rows newer than a graph are
+scanned exactly at query time, and a hit is only returned while its label is live, so a reader never
+sees a point outside its filter.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pyroaring import BitMap
+
+from index.backends import graph as native
+from index.backends.base import F32, I64, Hits, IndexParams
+from index.backends.graph import GraphIndex
+from index.dense import DenseField
+from index.filters import stored_text
+from index.payload_index import PostingIndex, bitmap, labels_of
+from index.planner import exact_rows, merge
+from nestor_client.models import FieldCondition, Filter, HnswIndexConfig, MatchValue
+
+if TYPE_CHECKING:
+    from index.collection import Collection
+
+__all__ = ["TenantGraph", "TenantGraphs", "tenant_condition"]
+
+_STEP_ROWS = 4096  # rows added per indexer step, so searches and other work interleave with a build
+
+
+@dataclass(slots=True)
+class TenantGraph:
+    graph: GraphIndex
+    members: BitMap  # labels in the graph, not marked deleted
+    upto: int  # every member label is below this; the tenant's rows from here on are not in the graph
+
+
+class TenantGraphs:
+    """The tenant graphs of one collection, keyed by (vector name, payload key, tenant value)."""
+
+    def __init__(self, coll: Collection, min_points: int) -> None:
+        self._coll = coll
+        self.min_points = max(min_points, 1)
+        self._graphs: dict[tuple[str, str, Any], TenantGraph] = {}
+        self._lock = threading.Lock()  # one builder at a time (the indexer); readers take a snapshot
+
+    def get(self, field: str, key: str, value: Any) -> TenantGraph | None:
+        return self._graphs.get((field, key, value))
+
+    def ram_bytes(self) -> int:
+        return sum(tg.graph.ram_bytes() for tg in list(self._graphs.values()))
+
+    def count(self) -> int:
+        return len(self._graphs)
+
+    # -- the indexer's step ------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Bring the graphs a step closer to the tenants; False when every graph is current."""
+        with self._lock:
+            return self._step()
+
+    def _step(self) -> bool:
+        coll = self._coll
+        payload = coll.payload
+        keys: set[str] = getattr(payload, "tenant_fields", set)()  # is_tenant keys (the model is landing)
+        fields = [f for f in coll.fields.values() if _served(f)]
+        wanted: set[tuple[str, str, Any]] = set()
+        busy = False
+        for key in keys:
+            with payload.lock.read():
+                index = payload.fields.get(key)
+                if not isinstance(index, PostingIndex):
+                    continue
+                tenants = [(v, bm & payload.live) for v, bm in index.postings.items() if len(bm) >= self.min_points]
+            for value, members in tenants:
+                if len(members) < self.min_points:
+                    continue
+                for f in fields:
+                    assert isinstance(f, DenseField)
+                    wanted.add((f.name, key, value))
+                    busy |= self._refresh(f, key, value, members)
+        for gone in set(self._graphs) - wanted:  # a tenant that shrank, or an index dropped
+            graphs = dict(self._graphs)
+            del graphs[gone]
+            self._graphs = graphs
+        return busy
+
+    def _refresh(self, f: DenseField, key: str, value: Any, members: BitMap) -> bool:
+        tg = self._graphs.get((f.name, key, value))
+        if tg is None:
+            cfg = f.config.index
+            assert isinstance(cfg, HnswIndexConfig)
+            g = GraphIndex(f.dim, f.space, "float32", m=cfg.m, ef_construction=cfg.ef_construction, ef=cfg.ef)
+            g.threads = f.options.index_threads or g.threads
+            tg = TenantGraph(g, BitMap(), 0)
+            self._graphs = {**self._graphs, (f.name, key, value): tg}
+        left = tg.members - members
+        if left:
+            tg.graph.remove(labels_of(left))
+            tg.members -= left
+        n = f.labels.n
+        alive = f.alive
+        window = BitMap()
+        if tg.upto < n:
+            window.add_range(tg.upto, n)
+        new = labels_of(members & window)
+        if not len(new):
+            return bool(left)
+        new = new[:_STEP_ROWS]
+        has = new[alive[new]]  # a point may not have this vector
+        if len(has):
+            tg.graph.add(f.vectors.take(has), has)
+            tg.members |= bitmap(has)
+        tg.upto = int(new[-1]) + 1
+        return True
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def search(self, f: DenseField, tg: TenantGraph, queries: F32, k: int, ef: int | None, allowed: I64) -> Hits:
+        """The best k of `allowed` (the filter's live labels, all of this tenant): the tenant's graph, masked
+        by the rest of the filter when there is one, then an exact scan of the rows newer than the graph.
+        Hits may include a label that died since `allowed` was read: the caller drops those."""
+        inside = allowed[allowed < tg.upto]
+        whole = len(inside) == len(tg.members)  # the filter is the tenant and nothing else: no mask
+        acorn = len(inside) < f.options.filter_walk_fraction * max(len(tg.members), 1)
+        hits = tg.graph.search(queries, k, IndexParams(ef=ef, acorn=acorn), None if whole else inside)
+        tail = allowed[allowed >= tg.upto]
+        if len(tail):
+            hits = merge(hits, exact_rows(f, queries, k, tail, f.alive), k)
+        return hits
+
+
+def tenant_condition(flt: Filter, keys: set[str]) -> tuple[str, Any] | None:
+    """(key, value) of a tenant the filter requires: a `must` condition matching one value of a tenant key."""
+    for c in flt.must or ():
+        if isinstance(c, FieldCondition) and c.key in keys and isinstance(c.match, MatchValue):
+            if isinstance(c.match.value, str):
+                return c.key, stored_text(c.match.value)  # as the postings store it
+    return None
+
+
+def _served(f: object) -> bool:
+    """A dense vector searched through a graph: the one kind a tenant graph speeds up."""
+    return isinstance(f, DenseField) and isinstance(f.config.index, HnswIndexConfig) and native.AVAILABLE

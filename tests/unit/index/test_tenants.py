@@ -1,0 +1,123 @@
+"""Tenant graphs: a large tenant of an `is_tenant` keyword index is searched in a graph of its own.
+
+Checked against a numpy oracle: a tenant-filtered search (alone, or with more conditions) returns
+only that tenant's points, with recall >= 0.95 against the exact filtered top 10; the graph follows
+writes (new points, a point moved to another tenant, deletes) and is rebuilt after a restart; a small
+tenant is scanned exactly, and a tenant without its graph yet takes the general planner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from index.collection import Collection
+from index.contract import CollectionOptions, Query
+from index.payload import PayloadIndexes
+from nestor_client.models import Filter, PayloadSchemaType
+from tests.unit.index.conftest import QUIET, Engine, unit, until, wait_indexed
+
+DIM = 16
+BIG, SMALL = 4500, 200  # the big tenant gets a graph (min_points = exact_filter_threshold below)
+
+
+@pytest.fixture
+def options() -> CollectionOptions:
+    return CollectionOptions(
+        exact_filter_threshold=1000, save_idle_seconds=QUIET.save_idle_seconds, save_max_seconds=3600
+    )
+
+
+def _tenant(t: str, **more: Any) -> Filter:
+    must: list[dict[str, Any]] = [{"key": "tenant", "match": {"value": t}}]
+    must += [{"key": k, "match": {"value": v}} for k, v in more.items()]
+    return Filter.model_validate({"must": must})
+
+
+def _make(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[Collection, Any, list[dict[str, Any]]]:
+    monkeypatch.setattr(PayloadIndexes, "tenant_fields", lambda self: {"tenant"}, raising=False)
+    coll = engine.create("t", {"dim": DIM, "index": {"type": "hnsw", "m": 12, "ef_construction": 80}})
+    assert coll.create_payload_index("tenant", PayloadSchemaType.keyword)
+    assert coll.create_payload_index("cat", PayloadSchemaType.integer)
+    rng = np.random.default_rng(7)
+    n = BIG + SMALL + 2000
+    vecs = unit(rng.normal(size=(n, DIM)).astype(np.float32))
+    tenants = ["big"] * BIG + ["small"] * SMALL + [f"o{i % 40}" for i in range(2000)]
+    payloads = [{"tenant": t, "cat": i % 3} for i, t in enumerate(tenants)]
+    coll.upsert(list(range(n)), vecs, payloads)
+    _settle(coll)
+    return coll, vecs, payloads
+
+
+def _settle(coll: Collection) -> None:
+    wait_indexed(coll)
+    until(lambda: coll.tenants.step() is False, 30, "the tenant graphs to catch up")
+
+
+def _check(
+    coll: Collection, vecs: Any, pay: list[dict[str, Any] | None], want: dict[str, Any]
+) -> tuple[float, set[str]]:
+    """Mean recall@10 against the exact filtered top 10, and the strategies used; every hit must match."""
+    flt = Filter.model_validate({"must": [{"key": k, "match": {"value": v}} for k, v in want.items()]})
+    members = [i for i, p in enumerate(pay) if p is not None and all(p.get(k) == v for k, v in want.items())]
+    rng = np.random.default_rng(3)
+    recalls, strategies = [], set()
+    for _ in range(30):
+        q = unit(rng.normal(size=DIM).astype(np.float32))
+        res = coll.search([Query(q, limit=10, filter=flt)])[0]
+        strategies.add(res.strategy)
+        got = [int(h.id) for h in res.hits]
+        assert set(got) <= set(members), "a hit outside the filter"
+        truth = sorted(members, key=lambda i: -float(vecs[i] @ q))[:10]
+        assert len(got) == len(truth)
+        recalls.append(len(set(got) & set(truth)) / len(truth))
+    return float(np.mean(recalls)), strategies
+
+
+def test_a_large_tenant_is_searched_in_its_own_graph(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    coll, vecs, pay = _make(engine, monkeypatch)
+    tg = coll.tenants.get("", "tenant", "big")
+    assert tg is not None and len(tg.members) == BIG and tg.graph.count == BIG
+    assert coll.tenants.get("", "tenant", "small") is None  # below min_points: scanned exactly
+    recall, plans = _check(coll, vecs, pay, {"tenant": "big"})
+    assert plans == {"tenant_hnsw"} and recall >= 0.95
+    recall, plans = _check(coll, vecs, pay, {"tenant": "big", "cat": 1})  # the rest of the filter masks the walk
+    assert plans == {"tenant_hnsw"} and recall >= 0.95
+    _, plans = _check(coll, vecs, pay, {"tenant": "small"})
+    assert plans == {"exact_filtered"}
+
+
+def test_the_tenant_graph_follows_writes_and_a_restart(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    coll, vecs, pay = _make(engine, monkeypatch)
+    rng = np.random.default_rng(11)
+    n = len(pay)
+    # 300 points join the big tenant, 200 of its points move to another tenant, 200 are deleted
+    joined = list(range(n, n + 300))
+    new = unit(rng.normal(size=(300, DIM)).astype(np.float32))
+    coll.upsert(joined, new, [{"tenant": "big", "cat": 0}] * 300)
+    vecs = np.concatenate([vecs, new])
+    pay = [*pay, *([{"tenant": "big", "cat": 0}] * 300)]
+    moved = list(range(0, 400, 2))
+    coll.upsert(moved, vecs[moved], [{"tenant": "o1", "cat": 2}] * len(moved))
+    for i in moved:
+        pay[i] = {"tenant": "o1", "cat": 2}
+    deleted = list(range(1, 400, 2))
+    coll.delete(deleted)
+    for i in deleted:
+        pay[i] = None
+    recall, plans = _check(coll, vecs, pay, {"tenant": "big"})  # before the graph caught up: the tail is exact
+    assert recall >= 0.95 and plans <= {"tenant_hnsw", "exact_fallback"}
+    _settle(coll)
+    tg = coll.tenants.get("", "tenant", "big")
+    assert tg is not None and len(tg.members) == BIG + 300 - 400 and tg.graph.count == BIG + 300 - 400
+    recall, plans = _check(coll, vecs, pay, {"tenant": "big"})
+    assert plans == {"tenant_hnsw"} and recall >= 0.95
+    engine.restart()
+    coll = engine.get("t")
+    _, plans = _check(coll, vecs, pay, {"tenant": "big"})
+    _settle(coll)
+    assert coll.tenants.get("", "tenant", "big") is not None
+    recall, plans = _check(coll, vecs, pay, {"tenant": "big"})
+    assert plans == {"tenant_hnsw"} and recall >= 0.95
