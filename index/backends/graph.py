@@ -34,7 +34,7 @@ except ImportError as exc:  # built without a compiler, or for another platform
 else:
     _IMPORT_ERROR = None
 
-__all__ = ["AVAILABLE", "MAX_M", "UNAVAILABLE_REASON", "Codec", "GraphIndex", "available_kernels", "label_mask"]
+__all__ = ["AVAILABLE", "MAX_M", "UNAVAILABLE_REASON", "Codec", "GraphIndex", "available_kernels"]
 
 AVAILABLE: Final = _IMPORT_ERROR is None
 UNAVAILABLE_REASON: Final = None if _IMPORT_ERROR is None else f"the native graph is not built: {_IMPORT_ERROR}"
@@ -56,14 +56,6 @@ _META_INTS: dict[str, tuple[int, int | None]] = {
     "entry": (-1, _INT32_MAX),
     "max_level": (-1, _INT32_MAX),
 }
-
-
-def label_mask(labels: I64) -> npt.NDArray[np.uint8]:
-    """A byte per label up to the largest: 1 where the label is allowed (what the native walk reads)."""
-    labels = np.asarray(labels, np.int64)
-    mask = np.zeros(int(labels.max()) + 1 if len(labels) else 0, np.uint8)
-    mask[labels] = 1
-    return mask
 
 
 def available_kernels() -> list[str]:
@@ -134,15 +126,14 @@ class GraphIndex:
             return empty_hits(len(queries), k)
         ef = max(params.ef or self.ef, k)
         threads = 1 if len(queries) == 1 else self.threads
-        mask = None if allowed is None else label_mask(allowed)
         labels, scores = self._graph.search(
             np.ascontiguousarray(queries, np.float32),
             k,
             ef,
             None,
             threads,
-            allowed_labels=mask,
-            acorn=params.acorn and mask is not None,
+            acorn=params.acorn and allowed is not None,
+            allowed_list=allowed,  # made a bitset natively
         )
         return Hits(labels, scores)
 
