@@ -1,6 +1,6 @@
 """Prometheus metrics for `GET /metrics`, and the middleware that times every request.
 
-Request counts and latencies are recorded as requests finish. Everything that is state (points, memory,
+Request counts, latencies and search plans are recorded as requests finish. Everything that is state (points, memory,
 index backlog, ingest rows, job states, live recall) is read from the engine at scrape time, so it never
 drifts from what `GET /collections/{name}` and `GET /jobs` say.
 """
@@ -132,6 +132,20 @@ class _StateCollector(Collector):
             for name, value in sorted(monitor.probe.latest().items()):
                 recall.add_metric([name, k], value)
             yield recall
+            yield _plan_metrics(monitor.plans.counts())
+
+
+def _plan_metrics(counts: dict[str, dict[str, int]]) -> Metric:
+    # `strategy` is bounded: plan_label() normalises it and each collection keeps at most MAX_STRATEGIES
+    plans = CounterMetricFamily(
+        "nestor_search_plans",
+        "searches answered, by the plan that ran (the result's strategy)",
+        labels=["collection", "strategy"],
+    )
+    for name, by_strategy in sorted(counts.items()):
+        for strategy, n in sorted(by_strategy.items()):
+            plans.add_metric([name, strategy], n)
+    return plans
 
 
 def _job_metrics(jobs: list[Any]) -> Iterator[Metric]:

@@ -3,16 +3,22 @@
 A series is a ring of fixed-width time buckets. A bucket holds request, item (queries or points) and
 error counts and a log-scale latency histogram, so recording is O(1) and a percentile needs no stored
 samples. Bins grow by 15%, so a reported percentile is within about 7% of the true value.
+
+`PlanCounts` counts, per collection, how many searches each plan (the result's `strategy`) answered
+since the server started, and which filter keys were scanned for want of a payload index.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["OPS", "Series", "Telemetry"]
+__all__ = ["OPS", "PlanCounts", "Series", "Telemetry", "is_payload_scan", "plan_label"]
 
 OPS = ("search", "upsert")  # what the dashboard charts per collection
 _MIN_LATENCY = 1e-5  # seconds: bin 0 holds everything faster
@@ -168,3 +174,91 @@ class Telemetry:
         with self._lock:
             for key in [k for k in self._series if k[0] not in keep]:
                 del self._series[key]
+
+
+# -- search plans -------------------------------------------------------------------------------
+
+MAX_STRATEGIES = 32  # distinct plan labels per collection; past that a new one counts as OTHER
+MAX_SCANNED_KEYS = 32  # unindexed filter keys remembered per collection
+MAX_LABEL_CHARS = 64
+OTHER = "other"
+PAYLOAD_SCAN = "payload_scan"  # the suffix a strategy gets when a filter key had no payload index
+_ODD = re.compile(r"[^a-z0-9_+:]+")
+_DETAIL = re.compile(r":[a-z_]+=[^:]*")  # `:missing_shards=0,3` on a partial sharded answer
+
+
+@functools.lru_cache(maxsize=512)
+def plan_label(strategy: str) -> str:
+    """A strategy as a bounded label: lower case, `[a-z0-9_+:]` only, no `:key=value` details, 64 chars.
+
+    Strategies are open-ended engine strings (`hnsw_acorn`, `exact_filtered+payload_scan`, a sharded
+    `hnsw+hnsw_filtered`, `partial:hnsw:missing_shards=1`); this keeps what names the plan and drops
+    anything that could vary per request."""
+    s = _DETAIL.sub("", strategy.lower())
+    s = _ODD.sub("_", s).strip("_:+")[:MAX_LABEL_CHARS].rstrip("_:+")
+    return s or "unknown"
+
+
+def is_payload_scan(label: str) -> bool:
+    return PAYLOAD_SCAN in label.split("+")
+
+
+class _Plans:
+    __slots__ = ("counts", "scanned")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.scanned: dict[str, int] = {}  # filter key -> searches that scanned it without an index
+
+
+class PlanCounts:
+    """How many searches each plan (`strategy`) answered, per collection, since the server started.
+
+    Label cardinality is bounded twice: `plan_label` strips whatever could vary per request, and each
+    collection keeps at most `MAX_STRATEGIES` labels (later ones count as `other`). Thread-safe."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self._plans: dict[str, _Plans] = {}
+        self._lock = threading.Lock()
+
+    def record(self, collection: str, strategies: Iterable[str], scanned_keys: Iterable[str] = ()) -> None:
+        labels = [plan_label(s) for s in strategies]
+        with self._lock:
+            p = self._plans.get(collection)
+            if p is None:
+                p = self._plans[collection] = _Plans()
+            for label in labels:
+                if label not in p.counts and len(p.counts) >= MAX_STRATEGIES:
+                    label = OTHER
+                p.counts[label] = p.counts.get(label, 0) + 1
+            for key in scanned_keys:
+                if key in p.scanned or len(p.scanned) < MAX_SCANNED_KEYS:
+                    p.scanned[key] = p.scanned.get(key, 0) + 1
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """`{collection: {strategy: searches}}`, for the Prometheus scrape."""
+        with self._lock:
+            return {name: dict(p.counts) for name, p in self._plans.items()}
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        """The `plans` block of a collection's stats: counts by strategy, most frequent first."""
+        with self._lock:
+            p = self._plans.get(collection) or _Plans()
+            counts, scanned = dict(p.counts), dict(p.scanned)
+        total = sum(counts.values())
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {
+            "since": self.started,
+            "total": total,
+            "strategies": [
+                {"strategy": s, "count": n, "share": n / total, "payload_scan": is_payload_scan(s)} for s, n in order
+            ],
+            "scanned_keys": [{"key": k, "searches": n} for k, n in sorted(scanned.items(), key=lambda kv: -kv[1])],
+        }
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the counts of collections that no longer exist."""
+        with self._lock:
+            for name in [n for n in self._plans if n not in keep]:
+                del self._plans[name]

@@ -1,4 +1,4 @@
-"""Search and batch search. The response says which strategy ran (`strategy`)."""
+"""Search and batch search. The response says which strategy ran (`strategy`); the monitor counts them."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ async def _search(request: Request, name: str, catalog: Catalog, settings: Setti
         res = coll.search([q])[0]
     else:
         res = (await run_in_threadpool(lambda: coll.search([q], partial=partial)))[0]
+    monitor(request).planned(coll, (q,), (res,))
     hits = [hit_dict(h, body.with_payload, body.with_vector, coll.config) for h in res.hits]
     return envelope(request, hits, started, strategy=res.strategy)
 
@@ -94,6 +95,7 @@ async def search_batch(
     queries = [_query(coll, s, settings) for s in searches]
     monitor(request).searched(name, queries)
     results = await run_in_threadpool(coll.search, queries)
+    monitor(request).planned(coll, queries, results)
     out = [
         [hit_dict(h, s.with_payload, s.with_vector, coll.config) for h in r.hits]
         for s, r in zip(searches, results, strict=True)

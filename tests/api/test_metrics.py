@@ -121,7 +121,7 @@ def test_collection_stats(http: TestClient) -> None:
     for v in vecs[:20]:
         _ok(http.post("/collections/graph/points/search", json={"vector": v.tolist()}))
     stats = _ok(http.get("/collections/graph"))["stats"]
-    assert set(stats) == {"window_seconds", "bucket_seconds", "search", "upsert", "recall"}
+    assert set(stats) == {"window_seconds", "bucket_seconds", "search", "upsert", "recall", "plans"}
     search, upsert = stats["search"], stats["upsert"]
     assert (search["requests"], search["items"], search["errors"]) == (20, 20, 0)
     assert (upsert["requests"], upsert["items"]) == (1, 300)
