@@ -49,6 +49,7 @@ from index.payload import PayloadIndexes
 from index.payload_admin import create_index, delete_index, open_indexes
 from index.payload_index import labels_of
 from index.search import search_queries
+from index.selection import Selection
 from index.storage import PointStore, decode_pid, encode_pid
 from index.tenants import TenantGraphs
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchemaType, VectorConfig
@@ -274,11 +275,17 @@ class Collection:
 
     def _match(self, flt: Filter) -> tuple[I64, bool]:
         """The live labels matching `flt`, sorted, and whether the payload indexes answered (no SQL scan)."""
+        sel, indexed = self.selection(flt)
+        return sel.labels, indexed
+
+    def selection(self, flt: Filter) -> tuple[Selection, bool]:
+        """The live labels matching `flt` (from the payload indexes when they answer all of it, else SQL),
+        and whether the indexes answered."""
         found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
         if found is not None:
-            return labels_of(found), True
+            return Selection(bitmap=found), True
         where, params = compile_filter(flt)
-        return self.points.select_labels(where, params), False
+        return Selection(labels=self.points.select_labels(where, params)), False
 
     # -- payload indexes (index/payload_admin.py) ------------------------------------------
 

@@ -33,6 +33,7 @@ from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query
 from index.encoded import EncodedIndex
 from index.errors import InvalidRequest
+from index.selection import Selection
 from nestor_client.models import FunnelStage, IvfPqIndexConfig, MatryoshkaReduceConfig, SearchParams
 from quantization.matryoshka import funnel
 
@@ -143,23 +144,53 @@ def _shortlist(
     return labels.tolist(), scores.tolist()
 
 
-def plan(field: DenseField, queries: F32, k: int, params: SearchParams | None, allowed: I64 | None) -> tuple[Hits, str]:
+def plan(
+    field: DenseField, queries: F32, k: int, params: SearchParams | None, allowed: Selection | I64 | None
+) -> tuple[Hits, str]:
     """Pick the strategy and run it. Returns labels/scores, higher score is better."""
+    sel = allowed if allowed is None or isinstance(allowed, Selection) else Selection(labels=allowed)
     st = field.state
     index, upto = st.index, st.upto
     n = field.labels.n
     alive = field.alive
     exact = params is not None and params.exact
     if exact or index is None or not index.is_trained:
-        return _exact(field, queries, k, allowed, n, alive), "exact" if allowed is None else "exact_filtered"
-    if allowed is not None and len(allowed) <= field.options.exact_filter_threshold:
-        return _exact(field, queries, k, allowed, n, alive), "exact_filtered"
+        return _exact(field, queries, k, sel, n, alive), "exact" if sel is None else "exact_filtered"
+    if sel is not None and len(sel) <= field.options.exact_filter_threshold:
+        return _exact(field, queries, k, sel, n, alive), "exact_filtered"
     name = kind(field)
-    acorn = (
-        allowed is not None
-        and walks_natively(index)
-        and len(allowed) < field.options.filter_walk_fraction * max(index.count + n - upto, 1)
-    )
+    if sel is None:
+        return _ann(field, index, queries, k, params, None, acorn=False, upto=upto, n=n), name
+    share = len(sel) / max(index.count + n - upto, 1)
+    if share >= field.options.filter_walk_fraction:
+        # broad: an unfiltered walk for enough candidates that k of them match, then test just those
+        hits = _postfilter(field, index, queries, k, params, sel, share, upto, n)
+        if hits is not None:
+            return hits, f"{name}_postfilter"
+    acorn = walks_natively(index) and share < field.options.filter_walk_fraction
+    ann = _ann(field, index, queries, k, params, sel.labels, acorn=acorn, upto=upto, n=n)
+    strategy = f"{name}_acorn" if acorn else f"{name}_filtered"
+    short = (ann.labels[:, :k] >= 0).sum(axis=1) < min(k, len(sel))
+    if short.any():  # the graph walk ran out under the filter: fall back to exact
+        ann, strategy = _exact(field, queries, k, sel, n, alive), "exact_fallback"
+    return Hits(ann.labels[:, :k], ann.scores[:, :k]), strategy
+
+
+def _ann(
+    field: DenseField,
+    index: VectorIndex,
+    queries: F32,
+    k: int,
+    params: SearchParams | None,
+    allowed: I64 | None,
+    *,
+    acorn: bool,
+    upto: int,
+    n: int,
+) -> Hits:
+    """The index's top k (of `allowed`), funnelled and rescored, merged with the unindexed tail below `n`,
+    live only. `index` and `upto` come from one read of the field's state."""
+    alive = field.alive
     ip = IndexParams(ef=params.ef if params else None, nprobe=params.nprobe if params else None, acorn=acorn)
     k_ann, rescore, stages = rerank_plan(field, index, k, params)
     ann = index.search(queries, k_ann, ip, allowed)
@@ -174,14 +205,34 @@ def plan(field: DenseField, queries: F32, k: int, params: SearchParams | None, a
         if mask.any():
             tail = np.arange(upto, n, dtype=np.int64)
             ann = merge(ann, exact_search(field.vectors.view()[upto:n], tail, queries, k, field.space, mask), k)
-    ann = drop_dead(ann, alive)
-    strategy = name if allowed is None else f"{name}_acorn" if acorn else f"{name}_filtered"
-    if allowed is not None:
-        short = (ann.labels[:, :k] >= 0).sum(axis=1) < min(k, len(allowed))
-        if short.any():  # the graph walk ran out under the filter: fall back to exact
-            ann = _exact(field, queries, k, allowed, n, alive)
-            strategy = "exact_fallback"
-    return Hits(ann.labels[:, :k], ann.scores[:, :k]), strategy
+    return drop_dead(ann, alive)
+
+
+def _postfilter(
+    field: DenseField,
+    index: VectorIndex,
+    queries: F32,
+    k: int,
+    params: SearchParams | None,
+    sel: Selection,
+    share: float,
+    upto: int,
+    n: int,
+) -> Hits | None:
+    """Top k of an unfiltered search for `2 k / share` candidates that the filter keeps; None when a query
+    kept fewer than k (then the caller walks with the filter)."""
+    wide = math.ceil(2 * k / share)
+    ann = _ann(field, index, queries, wide, params, None, acorn=False, upto=upto, n=n)
+    keep = sel.contains(ann.labels) & (ann.labels >= 0)
+    want = min(k, len(sel))
+    if (keep.sum(axis=1) < want).any():
+        return None
+    out = empty_hits(len(queries), k)
+    for row in range(len(queries)):
+        labels, scores = ann.labels[row][keep[row]][:k], ann.scores[row][keep[row]][:k]
+        out.labels[row, : len(labels)] = labels
+        out.scores[row, : len(labels)] = scores
+    return out
 
 
 def walks_natively(index: VectorIndex) -> bool:
@@ -189,9 +240,12 @@ def walks_natively(index: VectorIndex) -> bool:
     return isinstance(index.inner if isinstance(index, EncodedIndex) else index, GraphIndex)
 
 
-def _exact(field: DenseField, queries: F32, k: int, allowed: I64 | None, n: int, alive: npt.NDArray[np.bool_]) -> Hits:
-    if allowed is None:
+def _exact(
+    field: DenseField, queries: F32, k: int, sel: Selection | None, n: int, alive: npt.NDArray[np.bool_]
+) -> Hits:
+    if sel is None:
         return exact_search(field.vectors.view()[:n], None, queries, k, field.space, alive[:n])
+    allowed = sel.labels
     return exact_rows(field, queries, k, allowed[allowed < n], alive)
 
 

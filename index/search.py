@@ -16,6 +16,7 @@ from index.backends.base import F32, I64
 from index.contract import Query, QueryResult
 from index.dense import DenseField
 from index.multivector import MultiVectorField
+from index.selection import Selection
 from index.tenants import TenantGraph, tenant_condition
 
 if TYPE_CHECKING:
@@ -65,15 +66,15 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
     f = coll.field(q.using)
     flt = q.filter
 
-    def allowed() -> I64 | None:
+    def allowed() -> Selection | None:
         if flt is None:
             return None
-        labels, indexed = coll.match(flt)
+        sel, indexed = coll.selection(flt)
         scanned.append(not indexed)
-        return labels
+        return sel
 
     if isinstance(f, MultiVectorField):
-        return coll.hits.finish(q, f, f.search(q, allowed))
+        return coll.hits.finish(q, f, f.search(q, lambda: None if (sel := allowed()) is None else sel.labels))
     planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
     if f.query_sample.reservoir_size:
@@ -85,14 +86,14 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
             return QueryResult([], "exact_filtered")
         tg = _tenant_graph(coll, f, q, subset)
         if tg is not None and subset is not None:
-            return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset))
+            return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset.labels))
         hits, strategy = planner.plan(f, mat, q.limit + q.offset, q.params, subset)
         labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
         ranked = labels, scores, strategy
     return coll.hits.finish(q, f, ranked)
 
 
-def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: I64 | None) -> TenantGraph | None:
+def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: Selection | None) -> TenantGraph | None:
     """The graph of the tenant the filter requires, when it has one and the filter is not cheaper exactly."""
     if q.filter is None or subset is None or len(subset) <= f.options.exact_filter_threshold:
         return None

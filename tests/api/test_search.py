@@ -123,7 +123,8 @@ def test_broad_filter_uses_the_graph_and_still_fills_limit(tmp_path: Any, data: 
         }
         for q in queries[:10]:
             res = client.search("h", q, limit=10, filter=flt)
-            assert res.strategy in {"hnsw_filtered+payload_scan", "exact_fallback+payload_scan"}
+            # most points match: the unfiltered walk's candidates are tested, or the walk checks the filter
+            assert res.strategy in {"hnsw_postfilter+payload_scan", "hnsw_filtered+payload_scan"}
             assert len(res) == 10
             assert all(100 <= h.payload["price"] < 2900 and h.payload["color"] != "green" for h in res)
 

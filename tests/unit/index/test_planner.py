@@ -17,6 +17,7 @@ from index.backends.base import Hits
 from index.collection import Collection
 from index.contract import CollectionOptions, Query
 from index.dense import DenseField
+from index.selection import Selection
 from nestor_client.models import Filter, PayloadSchemaType, SearchParams
 from tests.unit.index.conftest import F32, Engine, ids_scores, rows, top_cosine, top_l2, wait_indexed
 
@@ -62,6 +63,7 @@ class Where:
 
 FIRST_30 = Where({"key": "i", "range": {"lt": 30}}, lambda i: i < 30)  # at most THRESHOLD: exact
 GROUPS_012 = Where({"key": "g", "match": {"any": [0, 1, 2]}}, lambda i: i % 10 in (0, 1, 2))  # 90: ANN
+GROUPS_01 = Where({"key": "g", "match": {"any": [0, 1]}}, lambda i: i % 10 in (0, 1))  # 60
 GROUPS_345 = Where({"key": "g", "match": {"any": [3, 4, 5]}}, lambda i: i % 10 in (3, 4, 5))
 GROUP_1 = Where({"key": "g", "match": {"any": [1]}}, lambda i: i % 10 == 1)
 
@@ -77,7 +79,8 @@ def test_strategies_by_index_filter_and_knobs(engine: Engine, metric: str) -> No
         (hnsw, None, None, "hnsw"),
         (hnsw, None, SearchParams(exact=True), "exact"),
         (hnsw, FIRST_30, None, "exact_filtered"),
-        (hnsw, GROUPS_012, None, "hnsw_filtered"),
+        (hnsw, GROUPS_01, None, "hnsw_acorn"),  # 20 %: below filter_walk_fraction
+        (hnsw, GROUPS_012, None, "hnsw_postfilter"),  # 30 %: broad
     ]
     for coll, where, params, strategy in cases:
         for _ in range(3):
@@ -86,6 +89,17 @@ def test_strategies_by_index_filter_and_knobs(engine: Engine, metric: str) -> No
             res = coll.search([Query(q, limit=7, filter=flt, params=params)])[0]
             assert res.strategy == strategy, (coll.name, flt, params)
             _check(res.hits, _oracle(metric, data if where is None else where.of(data), q, 7))
+
+
+def test_a_broad_filter_whose_candidates_mostly_fail_it_walks_with_the_filter(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coll, data = _make(engine, "cosine", "hnsw")
+    monkeypatch.setattr(Selection, "contains", lambda self, labels: np.zeros(labels.shape, bool))
+    q = rows(np.random.default_rng(4), 1, DIM)[0]
+    res = coll.search([Query(q, limit=7, filter=GROUPS_012.filter)])[0]
+    assert res.strategy == "hnsw_filtered"
+    _check(res.hits, top_cosine(GROUPS_012.of(data), q, 7))
 
 
 def test_a_filtered_walk_that_comes_up_short_falls_back_to_exact(
