@@ -442,6 +442,81 @@ function renderVectors(info) {
     `<th class="num">RAM</th><th class="num">disk</th></tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
+// -- payload indexes and search plans ----------------------------------------------------
+// `info.payload_schema`: {key: {data_type, state, points, ram, is_tenant?}}; `stats.plans`: how many
+// searches each plan (the result's `strategy`) answered since the server started, and the filter keys
+// those searches had to read from the payloads because no payload index covers them.
+
+const SCHEMA_TYPES = "keyword | integer | float | bool | datetime | uuid | text";
+
+function tenantFlag(info, key) {
+  const pi = (info.payload_schema || {})[key] || {};
+  if (pi.is_tenant != null) return pi.is_tenant;
+  const cfg = ((info.config || {}).payload_schema || {})[key];
+  return cfg && typeof cfg === "object" && cfg.is_tenant != null ? cfg.is_tenant : null;
+}
+
+function renderPayloadIndexes(info) {
+  const schema = info.payload_schema || {};
+  const keys = Object.keys(schema).sort();
+  let body;
+  if (!keys.length) {
+    body = `<p class="muted" data-field="payload-indexes-empty">No payload indexes: every filter reads the payloads of the points it checks. ` +
+      `Index a key you filter on with <code>PUT /collections/${esc(info.name)}/index</code>.</p>`;
+  } else {
+    const tenants = keys.some((k) => tenantFlag(info, k) != null);
+    const rows = keys.map((k) => {
+      const pi = schema[k], t = tenantFlag(info, k);
+      return `<tr data-key="${esc(k)}"><td class="mono" data-field="pi-key">${esc(k)}</td>` +
+        cell("pi-type", pi.data_type, esc(pi.data_type)) +
+        (tenants ? cell("pi-tenant", t ?? "", t ? `<span class="pill info">tenant</span>` : "–") : "") +
+        cell("pi-state", pi.state, `<span class="pill ${stateClass(pi.state)}">${esc(pi.state)}</span>`) +
+        cell("pi-points", pi.points, fmtInt(pi.points), "num") +
+        cell("pi-bytes", pi.ram, fmtBytes(pi.ram), "num") +
+        cell("pi-per-point", pi.points ? pi.ram / pi.points : "", pi.points ? (pi.ram / pi.points).toFixed(1) + " B" : "–", "num") + "</tr>";
+    }).join("");
+    body = `<table class="payload-indexes"><thead><tr><th>field</th><th>type</th>${tenants ? "<th>tenant</th>" : ""}<th>state</th>` +
+      `<th class="num">points</th><th class="num">RAM</th><th class="num">per point</th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+  return `<div data-field="payload-indexes"><h3>Payload indexes <span class="pill">${keys.length}</span></h3>${body}</div>`;
+}
+
+function renderPlans(info) {
+  const plans = info.stats && info.stats.plans;
+  if (!plans) return "";
+  let body;
+  if (!plans.total) {
+    body = `<p class="muted" data-field="plans-empty">No searches since the server started.</p>`;
+  } else {
+    const rows = plans.strategies.map((r) => {
+      const pct = (r.share * 100).toFixed(1);
+      const scan = r.payload_scan ? ` <span class="pill warn" title="a filter key had no payload index: its values were read from the payloads">payload scan</span>` : "";
+      return `<tr data-strategy="${esc(r.strategy)}" class="${r.payload_scan ? "scan" : ""}">` +
+        `<td class="mono" data-field="plan-strategy">${esc(r.strategy)}${scan}</td>` +
+        cell("plan-count", r.count, fmtInt(r.count), "num") +
+        cell("plan-share", r.share.toFixed(4), `<span class="sharebar"><span style="width:${pct}%"></span></span>${pct}%`, "num") + "</tr>";
+    }).join("");
+    body = `<table class="plans"><thead><tr><th>strategy</th><th class="num">searches</th><th class="num">share</th></tr></thead><tbody>${rows}</tbody>` +
+      `<tfoot><tr><td><b>total</b></td><td class="num" data-field="plans-total" data-value="${plans.total}"><b>${fmtInt(plans.total)}</b></td><td></td></tr></tfoot></table>`;
+  }
+  const since = plans.since ? `<span class="muted small since" title="${esc(fmtTime(plans.since))}">since the server started, ${esc(fmtAgo(plans.since))}</span>` : "";
+  return `<div data-field="plans"><h3>Search plans ${since}</h3>${body}${renderScanHint(info, plans)}</div>`;
+}
+
+// Filter keys searches read from the payloads for want of an index (still unindexed now), with the fix.
+function renderScanHint(info, plans) {
+  const indexed = info.payload_schema || {};
+  const keys = (plans.scanned_keys || []).filter((k) => !(k.key in indexed));
+  if (!keys.length) return "";
+  const items = keys.map((k) => `<li data-scanned-key="${esc(k.key)}" data-value="${k.searches}"><code>${esc(k.key)}</code>: ` +
+    `${fmtInt(k.searches)} search${k.searches === 1 ? "" : "es"}</li>`).join("");
+  const example = JSON.stringify({ field: keys[0].key, schema: "keyword" });
+  return `<div class="scan-hint" data-field="scan-hint"><b>Filter keys without a payload index</b>` +
+    `<ul>${items}</ul><div class="small">These filters read every candidate point's payload (the <code>+payload_scan</code> plans). ` +
+    `Create an index on each key, with its type (${esc(SCHEMA_TYPES)}), for example:</div>` +
+    `<code class="request">PUT /collections/${esc(info.name)}/index ${esc(example)}</code></div>`;
+}
+
 function renderCluster(info) {
   const cl = info.cluster;
   if (!cl) return "";
@@ -524,6 +599,7 @@ function renderDetail() {
     errors +
     (st && st.recall.warning ? `<div class="warning-list" style="margin-bottom:10px"><div>⚠ ${esc(st.recall.warning)}</div></div>` : "") +
     renderVectors(info) +
+    `<div class="filters-grid">${renderPayloadIndexes(info)}${renderPlans(info)}</div>` +
     `<div class="detail-grid">${charts}${renderMemory(info)}${renderFacts(info)}${renderCluster(info)}${renderSnapshots(info.name)}</div>`;
   const btn = document.getElementById("create-snapshot");
   if (btn) btn.addEventListener("click", () => createSnapshot(btn.dataset.name, btn));
