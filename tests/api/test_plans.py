@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -164,3 +165,6 @@ def test_unindexed_keys_walks_the_whole_filter() -> None:
     )
     assert unindexed_keys(flt, {}) == ["a", "b", "c"]
     assert unindexed_keys(flt, {"a": "keyword", "c": "integer"}) == ["b"]
+    # a `nested` condition names the array it searches (its inner keys are relative to the array's objects)
+    nested = SimpleNamespace(nested=SimpleNamespace(key="items", filter=flt))
+    assert unindexed_keys(SimpleNamespace(must=[nested], should=None, must_not=None), {"a": "keyword"}) == ["items"]
