@@ -306,7 +306,7 @@ def test_named_vectors_and_a_failing_indexer(
         return shown == {n: (v["index"]["state"], v["index"]["backend"]) for n, v in info.items()}
 
     until(vectors_match, what="the vectors table to match the API")
-    assert "hnswlib" in (page.text_content('#detail tr[data-vector="text"]') or "")
+    assert "nestor-graph (float32" in (page.text_content('#detail tr[data-vector="text"]') or "")
     _screenshot(p, "dashboard-named-vectors.png")
 
     # the failing collection: a red pill, the error under it, a red warning, the whole error in the panel
