@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from index.contract import Hit, PointIdT
 from index.storage import encode_pid
 
-__all__ = ["group_by_shard", "merge_hits", "shard_of"]
+__all__ = ["group_by_shard", "merge_hits", "merge_pages", "scroll_key", "shard_of"]
 
 
 def shard_of(pid: PointIdT, shards: int) -> int:
@@ -49,3 +49,18 @@ def merge_hits(parts: Sequence[Sequence[Hit]], limit: int, offset: int, *, lower
     else:
         flat.sort(key=lambda t: (-t[0], t[1], t[2]))
     return [t[3] for t in flat[offset : offset + limit]]
+
+
+def scroll_key(pid: PointIdT) -> tuple[int, int | str]:
+    """Scroll order: integer ids ascending, then string ids (as `index/scroll.py` orders one collection)."""
+    return (0, pid) if isinstance(pid, int) else (1, pid)
+
+
+def merge_pages(pages: list[tuple[list[Hit], PointIdT | None]], limit: int) -> tuple[list[Hit], PointIdT | None]:
+    """One page from every shard's page at the same offset: the first `limit` hits by id, and the next offset.
+
+    Every point a shard did not return comes at or after its `next_page_offset`, so the next page starts at
+    the smallest of the hits left over and the shards' next offsets."""
+    hits = sorted((h for page, _ in pages for h in page), key=lambda h: scroll_key(h.id))
+    rest = [h.id for h in hits[limit:]] + [nxt for _, nxt in pages if nxt is not None]
+    return hits[:limit], min(rest, key=scroll_key, default=None)

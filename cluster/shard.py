@@ -33,7 +33,7 @@ from index.collection import Collection
 from index.contract import CollectionOptions, Hit, PointIdT, Query, QueryResult, VectorsIn, WithVector
 from index.errors import NestorError
 from index.fsutil import atomic_write_bytes
-from nestor_client.models import CollectionConfig, Filter, PayloadSchemaType, SearchParams
+from nestor_client.models import CollectionConfig, Filter, SearchParams, parse_schema
 
 __all__ = ["PackedQuery", "PackedResult", "ShardReplica", "StaleReplica", "pack_query", "unpack_result"]
 
@@ -132,12 +132,13 @@ class ShardReplica:
             self._expect(op)
             return self.coll.delete_where(flt).count
 
-    def set_payload_schema(self, schema: dict[str, str]) -> None:
-        """Make this replica's payload indexes exactly `schema` (idempotent): a broadcast, or a heal."""
+    def set_payload_schema(self, schema: dict[str, str | dict[str, Any]]) -> None:
+        """Make this replica's payload indexes exactly `schema` (as `schema_json` writes it; idempotent): a
+        broadcast, or a heal."""
         for key in [k for k in self.coll.config.payload_schema if k not in schema]:
             self.coll.delete_payload_index(key)
         for key, s in schema.items():
-            self.coll.create_payload_index(key, PayloadSchemaType(s))  # waits; a no-op when it exists
+            self.coll.create_payload_index(key, parse_schema(s))  # waits; a no-op when it exists
 
     def pause_indexing(self) -> None:
         self.coll.pause_indexing()
@@ -182,6 +183,14 @@ class ShardReplica:
 
     def count_where(self, flt: Filter | None) -> int:
         return self.coll.count_where(flt)
+
+    def scroll(
+        self, flt: Filter | None, limit: int, offset: PointIdT | None, with_payload: bool, with_vector: WithVector,
+        min_op: int,
+    ) -> tuple[list[Hit], PointIdT | None]:  # fmt: skip
+        if self.applied < min_op:
+            raise StaleReplica(f"replica at op {self.applied} is behind the acknowledged op {min_op}")
+        return self.coll.scroll(flt, limit=limit, offset=offset, with_payload=with_payload, with_vector=with_vector)
 
     def info(self) -> dict[str, Any]:
         return {**self.coll.info().model_dump(mode="json"), **self.ping()}

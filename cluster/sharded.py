@@ -43,7 +43,7 @@ import numpy as np
 
 from cluster.checks import checked_vectors
 from cluster.errors import ClusterUnavailable, ShardUnavailable
-from cluster.routing import group_by_shard, merge_hits
+from cluster.routing import group_by_shard, merge_hits, merge_pages
 from cluster.shard import ShardReplica, StaleReplica, pack_query, unpack_result
 from cluster.status import sharded_info
 from index.backends.base import F32
@@ -61,7 +61,16 @@ from index.contract import (
 from index.errors import InvalidConfig, InvalidRequest, InvalidVector, NestorError
 from index.filters import split_key
 from index.fsutil import atomic_write_bytes, fsync_dir
-from nestor_client.models import CollectionConfig, CollectionInfo, Filter, Metric, PayloadSchemaType, VectorConfig
+from nestor_client.models import (
+    CollectionConfig,
+    CollectionInfo,
+    Filter,
+    Metric,
+    PayloadSchema,
+    VectorConfig,
+    plain_schema,
+    schema_json,
+)
 
 __all__ = ["RayCluster", "ShardedCollection", "is_distributed"]
 
@@ -300,7 +309,7 @@ class ShardedCollection:
                 copied = ray.get(rep.actor.catch_up.remote(source.actor, sh.op), timeout=self.cluster.catch_up_timeout)
                 rep.catch_ups += 1
                 log.info("collection %s: replica s%dr%d caught up (%d points)", self.name, rep.shard, rep.index, copied)
-            schema = {k: s.value for k, s in self.config.payload_schema.items()}
+            schema = {k: schema_json(s) for k, s in self.config.payload_schema.items()}
             ray.get(rep.actor.set_payload_schema.remote(schema), timeout=self.cluster.catch_up_timeout)
             rep.state, rep.last_error = "live", None
 
@@ -429,10 +438,11 @@ class ShardedCollection:
         parts = {s: _bind_delete_where(flt) for s in range(len(self.shards))}
         return WriteResult(self._write(parts), self.seq)
 
-    def create_payload_index(self, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
+    def create_payload_index(self, key: str, schema: PayloadSchema, *, wait: bool = True) -> bool:
         """Recorded in collection.json, then built by every live replica (this waits for them, whatever
         `wait`); a replica that was out of service builds it when it is healed or restarted."""
         split_key(key)  # InvalidFilter (422) for a malformed key
+        schema = plain_schema(schema)
         with self._schema_lock:
             if self.config.payload_schema.get(key) == schema:
                 return False
@@ -446,7 +456,7 @@ class ShardedCollection:
             self._set_payload_schema({k: s for k, s in self.config.payload_schema.items() if k != key})
         return True
 
-    def _set_payload_schema(self, schema: dict[str, PayloadSchemaType]) -> None:
+    def _set_payload_schema(self, schema: dict[str, PayloadSchema]) -> None:
         config = self.config.model_copy(update={"payload_schema": schema})
         atomic_write_bytes(self.dir / "collection.json", config.model_dump_json().encode())
         self.config = config
@@ -456,7 +466,7 @@ class ShardedCollection:
         """Send the config's payload indexes to `replicas`; one that fails leaves service (the heal retries)."""
         import ray
 
-        schema = {k: s.value for k, s in self.config.payload_schema.items()}
+        schema = {k: schema_json(s) for k, s in self.config.payload_schema.items()}
         refs = [(rep, rep.actor.set_payload_schema.remote(schema)) for rep in replicas]
         for rep, ref in refs:
             try:
@@ -629,6 +639,21 @@ class ShardedCollection:
         )
         found = {h.id: h for part in answers for h in part}
         return [found[pid] for pid in ids if pid in found]
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        *,
+        limit: int = 10,
+        offset: PointIdT | None = None,
+        with_payload: bool = True,
+        with_vector: WithVector = False,
+    ) -> tuple[list[Hit], PointIdT | None]:
+        """Every shard's page from `offset`, merged by id (`merge_pages`)."""
+        answers, _ = self._fan_out(
+            lambda rep, op: rep.actor.scroll.remote(flt, limit, offset, with_payload, with_vector, op), partial=False
+        )
+        return merge_pages(answers, limit)
 
     def count_where(self, flt: Filter | None) -> int:
         answers, _ = self._fan_out(lambda rep, op: rep.actor.count_where.remote(flt), partial=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nestor_client.models import CollectionInfo
+from nestor_client.models import CollectionInfo, is_tenant, schema_type
 
 if TYPE_CHECKING:
     from cluster.sharded import ShardedCollection
@@ -94,7 +94,8 @@ def sharded_info(coll: ShardedCollection) -> CollectionInfo:
         parts = [p.get("payload_schema", {}).get(key) for p in up]
         ready = bool(up) and all(part is not None and part["state"] == "ready" for part in parts)
         payload_schema[key] = {
-            "data_type": s.value,
+            "data_type": schema_type(s).value,
+            "is_tenant": is_tenant(s),
             "state": "ready" if ready else "indexing",
             "points": sum(part["points"] for part in parts if part),
             "ram": sum(part["ram"] for part in parts if part),

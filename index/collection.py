@@ -48,11 +48,12 @@ from index.multivector import MultiVectorField, save_encoder_state
 from index.payload import PayloadIndexes
 from index.payload_admin import create_index, delete_index, open_indexes
 from index.payload_index import labels_of
+from index.scroll import IdOrder, scroll
 from index.search import search_queries
 from index.selection import Selection
 from index.storage import PointStore, decode_pid, encode_pid
 from index.tenants import TenantGraphs
-from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchemaType, VectorConfig
+from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchema, VectorConfig
 
 __all__ = ["Collection", "check_batch", "default_vector"]
 
@@ -98,6 +99,7 @@ class Collection:
             self._close_stores()
             raise
         self.hits = HitReader(self.labels, self.points, self.fields, self._write_lock)
+        self.id_order = IdOrder(self.labels)  # for scroll (index/scroll.py)
         self.last_write: float | None = None
         self._paused = 0  # pause_indexing() calls not yet resumed
         for f in self.fields.values():
@@ -289,7 +291,7 @@ class Collection:
 
     # -- payload indexes (index/payload_admin.py) ------------------------------------------
 
-    def create_payload_index(self, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
+    def create_payload_index(self, key: str, schema: PayloadSchema, *, wait: bool = True) -> bool:
         """Index payload `key` (built in the background from the store); False when it already exists."""
         return create_index(self, key, schema, wait=wait)
 
@@ -305,6 +307,18 @@ class Collection:
         hits = [Hit(pid, 0.0) for pid, _ in found]
         self.hits.attach(hits, [lab for _, lab in found], with_payload, self.hits.vector_names(with_vector))
         return [h for h in hits if h.id is not None]  # a point deleted while we read is not found
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        *,
+        limit: int = 10,
+        offset: PointIdT | None = None,
+        with_payload: bool = True,
+        with_vector: WithVector = False,
+    ) -> tuple[list[Hit], PointIdT | None]:
+        """Up to `limit` points matching `flt` in id order from the id `offset` on, and the next page's offset."""
+        return scroll(self, flt, limit=limit, offset=offset, with_payload=with_payload, with_vector=with_vector)
 
     def is_cheap(self, q: Query) -> bool:
         name = self._default if q.using is None else q.using

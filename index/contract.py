@@ -19,7 +19,7 @@ from nestor_client.models import (
     CollectionConfig,
     CollectionInfo,
     Filter,
-    PayloadSchemaType,
+    PayloadSchema,
     SearchParams,
     VectorConfig,
 )
@@ -112,6 +112,19 @@ class CollectionReader(Protocol):
 
     def get(self, ids: list[PointIdT], *, with_payload: bool = True, with_vector: WithVector = False) -> list[Hit]: ...
 
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        *,
+        limit: int = 10,
+        offset: PointIdT | None = None,
+        with_payload: bool = True,
+        with_vector: WithVector = False,
+    ) -> tuple[list[Hit], PointIdT | None]:
+        """Up to `limit` points matching `flt` in id order (integer ids ascending, then string ids), from
+        the id `offset` on (inclusive); and the id the next page starts from, None after the last page."""
+        ...
+
     def is_cheap(self, q: Query) -> bool:
         """True when `q` may run on the event loop (sub-millisecond, no disk)."""
         ...
@@ -135,8 +148,9 @@ class CollectionWriter(Protocol):
 
     def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int: ...
 
-    def create_payload_index(self, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
-        """Index payload `key` as `schema` (persisted in `payload_schema`); False when it already exists.
+    def create_payload_index(self, key: str, schema: PayloadSchema, *, wait: bool = True) -> bool:
+        """Index payload `key` as `schema` (a type, or `{"type": "keyword", "is_tenant": true}`; persisted in
+        `payload_schema`); False when it already exists.
         `wait`: return once it is built (else filters on `key` run unindexed until then)."""
         ...
 

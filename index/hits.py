@@ -63,11 +63,20 @@ class HitReader:
             )
         return names
 
-    def attach(self, hits: list[Hit], labels: list[int], with_payload: bool, names: list[str]) -> None:
+    def attach(
+        self,
+        hits: list[Hit],
+        labels: list[int],
+        with_payload: bool,
+        names: list[str],
+        *,
+        pays: dict[int, str | None] | None = None,
+    ) -> None:
+        """Fill in payloads and the vectors `names`; `pays`: the payload JSON by label, when already read."""
         if not labels:
             return
         if with_payload:
-            pays = self.points.payloads(labels)
+            pays = self.points.payloads(labels) if pays is None else pays
             if len(pays) < len(hits):
                 pays = self._payloads_after_overwrite(hits, labels, pays)
             for h, lab in zip(hits, labels, strict=True):

@@ -20,6 +20,14 @@ key on every batch.
 
 Answers are sets of labels, dead ones excluded: postings keep dead labels until `compact` (labels are
 never reused), and every answer is intersected with the live set.
+
+Not indexed, whatever the schema: `values_count` and `nested` conditions (a filter with one runs in SQL,
+a payload scan). A `nested` on an indexed key is InvalidFilter: every index type holds scalars (or arrays
+of them), never the array of objects a nested filter walks.
+
+Tenants. A keyword index may be marked `is_tenant` (its schema's object form): `tenant_fields` names the
+ready ones, and `tenant_of` finds the tenant a filter requires (a top-level `must` matching one value),
+for the planner and the tenant graphs (`index/tenants.py`).
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ import numpy as np
 from pyroaring import BitMap
 
 from index.contract import PointIdT
-from index.errors import NotReady
+from index.errors import InvalidFilter, NotReady
+from index.filter_check import stored_text
 from index.payload_index import FieldIndex, bitmap, labels_of, make_field_index
 from index.rwlock import RWLock
 from nestor_client.models import (
@@ -42,19 +51,23 @@ from nestor_client.models import (
     IsEmptyCondition,
     IsNullCondition,
     MatchText,
+    MatchValue,
+    NestedCondition,
     PayloadIndexInfo,
-    PayloadSchemaType,
+    PayloadSchema,
+    is_tenant,
+    schema_type,
 )
 
-__all__ = ["PayloadIndexes", "build_indexes"]
+__all__ = ["PayloadIndexes", "build_indexes", "tenant_of"]
 
 Row = tuple[int, dict[str, Any] | None]
 I64 = np.ndarray[Any, np.dtype[np.int64]]
 
 
-def build_indexes(schema: Mapping[str, PayloadSchemaType], rows: Iterable[Row]) -> dict[str, FieldIndex]:
+def build_indexes(schema: Mapping[str, PayloadSchema], rows: Iterable[Row]) -> dict[str, FieldIndex]:
     """Field indexes of `schema` over (label, payload) rows, in one pass."""
-    out = {key: make_field_index(key, s) for key, s in schema.items()}
+    out = {key: make_field_index(key, schema_type(s)) for key, s in schema.items()}
     if out:
         for label, payload in rows:
             for fi in out.values():
@@ -83,6 +96,8 @@ def _key(c: Condition) -> str | None:
         return c.is_empty.key
     if isinstance(c, IsNullCondition):
         return c.is_null.key
+    if isinstance(c, NestedCondition):
+        return c.nested.key
     return None
 
 
@@ -91,22 +106,37 @@ class PayloadIndexes:
         self.lock = RWLock()
         self.live = bitmap(live)
         self.fields: dict[str, FieldIndex] = {}  # ready indexes
+        self._tenant: set[str] = set()  # keys whose index is marked is_tenant
         self._stale = 0  # labels dropped from `live` since the last compaction
 
     # -- writes: the caller holds the collection's write lock -----------------------------
 
-    def install(self, key: str, index: FieldIndex, since: Iterable[Row] = ()) -> None:
-        """Make a built index ready, after adding the rows written since it was read from the store."""
+    def install(self, key: str, index: FieldIndex, since: Iterable[Row] = (), *, tenant: bool = False) -> None:
+        """Make a built index ready, after adding the rows written since it was read from the store.
+        `tenant`: the index is marked `is_tenant`."""
         for label, payload in since:
             index.add(label, payload)
         index.flush()
         with self.lock.write():
             index.compact(self.live)
             self.fields[key] = index
+            self._mark(key, tenant)
+
+    def mark_tenant(self, key: str, tenant: bool) -> None:
+        """Mark the index on `key` as a tenant index or not (its `is_tenant` changed; no rebuild needed)."""
+        with self.lock.write():
+            self._mark(key, tenant)
+
+    def _mark(self, key: str, tenant: bool) -> None:
+        if tenant:
+            self._tenant.add(key)
+        else:
+            self._tenant.discard(key)
 
     def drop(self, key: str) -> None:
         with self.lock.write():
             self.fields.pop(key, None)
+            self._tenant.discard(key)
 
     def upsert(self, start: int, payloads: list[dict[str, Any] | None], dead: I64) -> None:
         """Labels `start ...` now hold `payloads`; `dead` (their previous labels) no longer match anything."""
@@ -135,7 +165,7 @@ class PayloadIndexes:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def check(self, flt: Filter, schema: Mapping[str, PayloadSchemaType]) -> bool:
+    def check(self, flt: Filter, schema: Mapping[str, PayloadSchema]) -> bool:
         """Validate every condition on an indexed key against its schema (InvalidFilter); True when the
         whole filter can be answered from ready indexes."""
         covered = True
@@ -144,11 +174,19 @@ class PayloadIndexes:
             if key is None:
                 continue  # has_id: the label map answers it
             s = schema.get(key)
-            if s is None:
+            if isinstance(c, NestedCondition) and s is not None:
+                raise InvalidFilter(
+                    f"nested needs an array of objects at {key!r}, which has a {schema_type(s).value} payload "
+                    "index (its values are scalars)"
+                )
+            if s is None or isinstance(c, NestedCondition):
                 covered = False
                 continue
+            if isinstance(c, FieldCondition) and c.values_count is not None:
+                covered = False  # counts are read from the payloads (SQL)
+                continue
             if isinstance(c, FieldCondition):
-                make_field_index(key, s).evaluate(c)  # raises when the condition does not fit the type
+                make_field_index(key, schema_type(s)).evaluate(c)  # raises when the condition does not fit
             if key not in self.fields:
                 if isinstance(c, FieldCondition) and isinstance(c.match, MatchText):
                     raise NotReady(f"the text index on {key!r} is still being built; match.text needs it")
@@ -187,20 +225,44 @@ class PayloadIndexes:
             return self.live - self.fields[c.is_empty.key].nonempty
         if isinstance(c, IsNullCondition):
             return self.fields[c.is_null.key].null.copy()
+        if isinstance(c, NestedCondition):
+            raise KeyError(c.nested.key)  # never indexed (`check` says so): the caller falls back to SQL
         return self.fields[c.key].evaluate(c)
 
-    def info(self, schema: Mapping[str, PayloadSchemaType]) -> dict[str, PayloadIndexInfo]:
+    def info(self, schema: Mapping[str, PayloadSchema]) -> dict[str, PayloadIndexInfo]:
         out: dict[str, PayloadIndexInfo] = {}
         with self.lock.read():
             for key, s in schema.items():
                 fi = self.fields.get(key)
+                kind = {"data_type": schema_type(s), "is_tenant": is_tenant(s)}
                 if fi is None:
-                    out[key] = PayloadIndexInfo(data_type=s, state="indexing")
+                    out[key] = PayloadIndexInfo(**kind, state="indexing")
                 else:
                     points = fi.nonempty.intersection_cardinality(self.live)
-                    out[key] = PayloadIndexInfo(data_type=s, state="ready", points=points, ram=fi.ram_bytes())
+                    out[key] = PayloadIndexInfo(**kind, state="ready", points=points, ram=fi.ram_bytes())
         return out
+
+    def tenant_fields(self) -> set[str]:
+        """The keys of ready keyword indexes marked `is_tenant`."""
+        with self.lock.read():
+            return {k for k in self._tenant if k in self.fields}
+
+    def tenant_of(self, flt: Filter | None) -> tuple[str, str] | None:
+        """(key, value) of the tenant `flt` requires: a top-level `must` condition with `match.value` (a
+        string) on a tenant key, the value as the postings store it; None when there is none."""
+        return tenant_of(flt, self.tenant_fields())
 
     def live_labels(self) -> I64:
         with self.lock.read():
             return labels_of(self.live)
+
+
+def tenant_of(flt: Filter | None, keys: set[str]) -> tuple[str, str] | None:
+    """(key, value) of the first top-level `must` condition matching one string value of a key in `keys`."""
+    if flt is None or not keys:
+        return None
+    for c in flt.must or ():
+        if isinstance(c, FieldCondition) and c.key in keys and isinstance(c.match, MatchValue):
+            if isinstance(c.match.value, str):
+                return c.key, stored_text(c.match.value)
+    return None

@@ -20,7 +20,7 @@ import orjson
 from index.filters import split_key
 from index.fsutil import atomic_write_bytes
 from index.payload import build_indexes
-from nestor_client.models import PayloadSchemaType
+from nestor_client.models import PayloadSchema, is_tenant, plain_schema, schema_type
 
 if TYPE_CHECKING:
     from index.collection import Collection
@@ -42,24 +42,31 @@ def open_indexes(coll: Collection) -> None:
         return
     _, rows = coll.points.payload_rows()
     for key, fi in build_indexes(schema, _parsed(rows)).items():
-        coll.payload.install(key, fi)
+        coll.payload.install(key, fi, tenant=is_tenant(schema[key]))
 
 
-def _save_config(coll: Collection, schema: dict[str, PayloadSchemaType]) -> None:
+def _save_config(coll: Collection, schema: dict[str, PayloadSchema]) -> None:
     """Under the write lock: persist `payload_schema` in collection.json, then make it the config."""
     config = coll.config.model_copy(update={"payload_schema": schema})
     atomic_write_bytes(coll.dir / "collection.json", config.model_dump_json().encode())
     coll.config = config
 
 
-def create_index(coll: Collection, key: str, schema: PayloadSchemaType, *, wait: bool = True) -> bool:
+def create_index(coll: Collection, key: str, schema: PayloadSchema, *, wait: bool = True) -> bool:
     """Index payload `key` as `schema` (replacing an index of another type); False when it already exists.
+    A change of `is_tenant` alone is recorded without a rebuild (True).
 
     The build runs on a thread; `wait` returns once the index is ready."""
     split_key(key)  # InvalidFilter (422) for a malformed key
+    schema = plain_schema(schema)
     with coll._write_lock:
-        if coll.config.payload_schema.get(key) == schema:
+        old = coll.config.payload_schema.get(key)
+        if old == schema:
             return False
+        if old is not None and schema_type(old) == schema_type(schema) and key in coll.payload.fields:
+            coll.payload.mark_tenant(key, is_tenant(schema))
+            _save_config(coll, {**coll.config.payload_schema, key: schema})
+            return True
         coll.payload.drop(key)
         _save_config(coll, {**coll.config.payload_schema, key: schema})
     worker = threading.Thread(target=_build, args=(coll, key, schema), name=f"payload-index-{key}", daemon=True)
@@ -69,7 +76,7 @@ def create_index(coll: Collection, key: str, schema: PayloadSchemaType, *, wait:
     return True
 
 
-def _build(coll: Collection, key: str, schema: PayloadSchemaType) -> None:
+def _build(coll: Collection, key: str, schema: PayloadSchema) -> None:
     try:
         seq, rows = coll.points.payload_rows()
         fi = build_indexes({key: schema}, _parsed(rows))[key]
@@ -78,7 +85,7 @@ def _build(coll: Collection, key: str, schema: PayloadSchemaType) -> None:
             if coll.config.payload_schema.get(key) != schema or coll.closed:
                 return  # dropped or replaced meanwhile
             _, since = coll.points.payload_rows(seq)
-            coll.payload.install(key, fi, _parsed(since))
+            coll.payload.install(key, fi, _parsed(since), tenant=is_tenant(schema))
     except Exception:
         log.exception("building the payload index on %r of %s failed; filters on it run in SQL", key, coll.name)
 

@@ -195,6 +195,11 @@ class PointStore:
             out.update(conn.execute(f"SELECT label, payload FROM points WHERE label IN ({marks})", chunk))
         return out
 
+    def payloads_between(self, lo: int, hi: int) -> list[tuple[int, str | None]]:
+        """(label, payload JSON) of every point whose label is in [lo, hi]: one range scan of the label index."""
+        sql = "SELECT label, payload FROM points WHERE label BETWEEN ? AND ?"
+        return self._reader().execute(sql, (lo, hi)).fetchall()
+
     def disk_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal", "-shm"):

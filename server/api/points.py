@@ -1,7 +1,8 @@
-"""Points: upsert, delete, get, count. Validation here; the work is the collection's."""
+"""Points: upsert, delete, get, count, scroll. Validation here; the work is the collection's."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,7 +13,15 @@ from starlette.concurrency import run_in_threadpool
 
 from index.errors import PayloadTooLarge
 from index.filters import check_filter
-from nestor_client.models import CountRequest, DeleteRequest, GetRequest, Record, UpsertRequest
+from nestor_client.models import (
+    CountRequest,
+    DeleteRequest,
+    GetRequest,
+    Record,
+    ScrollRequest,
+    ScrollResult,
+    UpsertRequest,
+)
 from server.auth import Role, require
 from server.convert import batch_vectors, hit_dict, point_vectors, points_matrix
 from server.deps import CatalogDep, SettingsDep
@@ -123,3 +132,37 @@ async def count_points(
         check_filter(body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
     n = await run_in_threadpool(coll.count_where, body.filter)
     return envelope(request, {"count": n}, started)
+
+
+@router.post(
+    "/scroll",
+    summary="Page through the points matching a filter, in id order",
+    responses={200: {"model": ScrollResult}},
+    dependencies=[require(Role.read)],
+)
+async def scroll_points(
+    name: str, body: ScrollRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
+) -> Response:
+    """Integer ids ascending, then string ids; `offset` is the first id of the page (inclusive), and
+    `next_page_offset` the one to pass next (null after the last page). Filters use the payload indexes."""
+    started = time.perf_counter()
+    coll = catalog.get(name)
+    _check_batch(body.limit, settings)
+    if body.filter is not None:
+        check_filter(body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
+    hits, nxt = await run_in_threadpool(
+        functools.partial(
+            coll.scroll,
+            body.filter,
+            limit=body.limit,
+            offset=body.offset,
+            with_payload=body.with_payload,
+            with_vector=body.with_vector,
+        )
+    )
+    points = []
+    for h in hits:
+        d = hit_dict(h, body.with_payload, body.with_vector, coll.config)
+        d.pop("score")
+        points.append(d)
+    return envelope(request, {"points": points, "next_page_offset": nxt}, started)

@@ -40,6 +40,7 @@ from .models import (
     IngestSource,
     JobInfo,
     JobState,
+    PayloadIndexParams,
     Point,
     PointId,
     Record,
@@ -58,6 +59,7 @@ __all__ = [
     "FilterLike",
     "IdsLike",
     "ParamsLike",
+    "SchemaLike",
     "PayloadsLike",
     "PointLike",
     "QueryResult",
@@ -72,6 +74,8 @@ T = TypeVar("T")
 
 ConfigLike = CollectionConfig | Mapping[str, Any]
 FilterLike = Filter | Mapping[str, Any]
+# A payload index's schema: a type name ("keyword"), or its object form ({"type": "keyword", "is_tenant": true}).
+SchemaLike = str | PayloadIndexParams | Mapping[str, Any]
 ParamsLike = SearchParams | Mapping[str, Any]
 PointLike = Point | Mapping[str, Any]
 SearchLike = SearchRequest | Mapping[str, Any]
@@ -188,8 +192,13 @@ class BaseClient:
     def delete_collection(self, name: str) -> Call[bool]:
         return Call("DELETE", _collection(name), _parse_bool)
 
-    def create_payload_index(self, name: str, field_name: str, field_schema: str, wait: bool) -> Call[bool]:
-        body = {"field_name": field_name, "field_schema": field_schema}
+    def create_payload_index(
+        self, name: str, field_name: str, field_schema: SchemaLike, wait: bool, is_tenant: bool = False
+    ) -> Call[bool]:
+        schema = _plain(field_schema)
+        if is_tenant:
+            schema = {"type": schema, "is_tenant": True} if isinstance(schema, str) else {**schema, "is_tenant": True}
+        body = {"field_name": field_name, "field_schema": schema}
         params = {"wait": "true" if wait else "false"}
         return Call("PUT", f"{_collection(name)}/index", _parse_created, self._encode(body), params)
 
@@ -280,6 +289,22 @@ class BaseClient:
     def count(self, name: str, filter: FilterLike | None) -> Call[int]:
         body = {"filter": _plain(filter)} if filter is not None else {}
         return Call("POST", f"{_collection(name)}/points/count", _parse_count, self._encode(body))
+
+    def scroll(
+        self,
+        name: str,
+        filter: FilterLike | None,
+        limit: int,
+        offset: PointId | None,
+        with_payload: bool,
+        with_vector: bool | list[str],
+    ) -> Call[tuple[list[Record], PointId | None]]:
+        body: dict[str, Any] = {"limit": limit, "with_payload": with_payload, "with_vector": with_vector}
+        if filter is not None:
+            body["filter"] = _plain(filter)
+        if offset is not None:
+            body["offset"] = offset
+        return Call("POST", f"{_collection(name)}/points/scroll", _parse_scroll, self._encode(body))
 
     def add_query_sample(
         self,
@@ -571,6 +596,11 @@ def _parse_update(env: Envelope) -> UpdateResult:
 
 def _parse_records(env: Envelope) -> list[Record]:
     return _RECORDS.validate_python(_decode_vectors(env.result))
+
+
+def _parse_scroll(env: Envelope) -> tuple[list[Record], PointId | None]:
+    page = env.result
+    return _RECORDS.validate_python(_decode_vectors(page["points"])), page.get("next_page_offset")
 
 
 def _parse_query(env: Envelope) -> QueryResult:

@@ -23,6 +23,7 @@ from ._base import (
     PayloadsLike,
     PointLike,
     QueryResult,
+    SchemaLike,
     SearchLike,
     Snapshot,
     ingest_request,
@@ -30,7 +31,7 @@ from ._base import (
 )
 from ._codec import MatrixLike, MultiVectorLike, VectorLike, Wire
 from ._upload import UploadLike, aiter_file, upload_headers
-from .models import CollectionInfo, CollectionSummary, JobInfo, Record, UpdateResult
+from .models import CollectionInfo, CollectionSummary, JobInfo, PointId, Record, UpdateResult
 
 __all__ = ["AsyncNestorClient"]
 
@@ -108,10 +109,13 @@ class AsyncNestorClient:
     async def delete_collection(self, name: str) -> bool:
         return await self._send(self._base.delete_collection(name))
 
-    async def create_payload_index(self, name: str, field_name: str, field_schema: str, *, wait: bool = True) -> bool:
+    async def create_payload_index(
+        self, name: str, field_name: str, field_schema: SchemaLike, *, wait: bool = True, is_tenant: bool = False
+    ) -> bool:
         """Index payload key `field_name` as `field_schema` (keyword, integer, float, bool, datetime, uuid,
-        text); False when that index exists. `wait`: return once it is built."""
-        return await self._send(self._base.create_payload_index(name, field_name, field_schema, wait))
+        text, or the object form `{"type": ..., "is_tenant": ...}`); False when that index exists. `wait`:
+        return once it is built. `is_tenant` marks a keyword index as the tenant key."""
+        return await self._send(self._base.create_payload_index(name, field_name, field_schema, wait, is_tenant))
 
     async def delete_payload_index(self, name: str, field_name: str) -> bool:
         """Drop the payload index on `field_name`; False when there is none."""
@@ -204,6 +208,20 @@ class AsyncNestorClient:
     async def count(self, name: str, filter: FilterLike | None = None) -> int:
         """The number of points, or of points matching `filter`."""
         return await self._send(self._base.count(name, filter))
+
+    async def scroll(
+        self,
+        name: str,
+        filter: FilterLike | None = None,
+        *,
+        limit: int = 10,
+        offset: PointId | None = None,
+        with_payload: bool = True,
+        with_vector: bool | list[str] = False,
+    ) -> tuple[list[Record], PointId | None]:
+        """One page of the points matching `filter`, in id order (integer ids ascending, then string ids),
+        from the id `offset` on; and the offset of the next page (None after the last one)."""
+        return await self._send(self._base.scroll(name, filter, limit, offset, with_payload, with_vector))
 
     async def add_query_sample(
         self,

@@ -12,7 +12,26 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nestor_client._common import InputModel, PointId
+from nestor_client.filters import (
+    Condition,
+    FieldCondition,
+    Filter,
+    HasIdCondition,
+    IsEmptyCondition,
+    IsNullCondition,
+    KeyRef,
+    MatchAny,
+    MatchExcept,
+    MatchText,
+    MatchValue,
+    Nested,
+    NestedCondition,
+    Range,
+    ValuesCount,
+)
 
 __all__ = [
     "Batch",
@@ -58,8 +77,12 @@ __all__ = [
     "MultiVectorInput",
     "MuveraConfig",
     "NamedVectors",
+    "Nested",
+    "NestedCondition",
     "PayloadIndexInfo",
+    "PayloadIndexParams",
     "PayloadIndexRequest",
+    "PayloadSchema",
     "PayloadSchemaType",
     "Point",
     "PointId",
@@ -70,25 +93,30 @@ __all__ = [
     "ReduceConfig",
     "RerankConfig",
     "ScoredPoint",
+    "ScrollRequest",
+    "ScrollResult",
     "SearchParams",
     "SearchRequest",
     "SegmentInfo",
     "TrainingConfig",
     "UpdateResult",
     "UpsertRequest",
+    "ValuesCount",
     "VectorConfig",
     "VectorInfo",
     "VectorInput",
     "WithVector",
+    "is_tenant",
+    "parse_schema",
+    "plain_schema",
+    "schema_json",
+    "schema_type",
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(InputModel):
+    """Every input model of this module (unknown keys are an error)."""
 
-
-# Unsigned integers or strings, as in Qdrant. Strict so that "1" and 1 stay different ids.
-PointId = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | Annotated[StrictStr, Field(min_length=1, max_length=512)]
 
 # A list of floats, or base64 of little-endian float32 (JSON), or raw float32 bytes (msgpack).
 VectorInput = list[float] | str | bytes
@@ -350,6 +378,49 @@ class PayloadSchemaType(StrEnum):
     text = "text"
 
 
+class PayloadIndexParams(_Model):
+    """A payload index's schema as an object: its `type`, and for a keyword index `is_tenant` (queries nearly
+    always name one value of it, a customer or a user: each large tenant gets a graph of its own)."""
+
+    type: PayloadSchemaType
+    is_tenant: bool = False
+
+    @model_validator(mode="after")
+    def _tenant_keyword(self) -> PayloadIndexParams:
+        if self.is_tenant and self.type is not PayloadSchemaType.keyword:
+            raise ValueError("is_tenant is only for keyword payload indexes")
+        return self
+
+
+# A payload index's schema: a type name, or `{"type": ..., "is_tenant": ...}`.
+PayloadSchema = PayloadSchemaType | PayloadIndexParams
+
+
+def schema_type(schema: PayloadSchema) -> PayloadSchemaType:
+    """The index type of a schema in either form."""
+    return schema.type if isinstance(schema, PayloadIndexParams) else schema
+
+
+def is_tenant(schema: PayloadSchema) -> bool:
+    """True for a keyword index marked `is_tenant`."""
+    return isinstance(schema, PayloadIndexParams) and schema.is_tenant
+
+
+def plain_schema(schema: PayloadSchema) -> PayloadSchema:
+    """One spelling per schema: the object form only when it says more than the type (`is_tenant`)."""
+    return schema if is_tenant(schema) else schema_type(schema)
+
+
+def schema_json(schema: PayloadSchema) -> str | dict[str, Any]:
+    """A schema as JSON data (the type name, or the object form): what replicas are sent."""
+    return schema.model_dump(mode="json") if isinstance(schema, PayloadIndexParams) else schema.value
+
+
+def parse_schema(data: str | dict[str, Any]) -> PayloadSchema:
+    """The inverse of `schema_json`."""
+    return PayloadSchemaType(data) if isinstance(data, str) else PayloadIndexParams.model_validate(data)
+
+
 class CollectionConfig(_VectorSettings):
     """What `PUT /collections/{name}` takes.
 
@@ -367,9 +438,15 @@ class CollectionConfig(_VectorSettings):
     shards: int = Field(1, ge=1, le=1024)
     replicas: int = Field(1, ge=1, le=16)
     # Payload indexes by payload key (`a.b` for nested keys): `PUT /collections/{name}/index` adds one.
-    payload_schema: dict[Annotated[str, Field(min_length=1, max_length=256)], PayloadSchemaType] = Field(
+    # A schema is a type name or `{"type": "keyword", "is_tenant": true}`.
+    payload_schema: dict[Annotated[str, Field(min_length=1, max_length=256)], PayloadSchema] = Field(
         default_factory=dict
     )
+
+    @field_validator("payload_schema", mode="after")
+    @classmethod
+    def _plain_schemas(cls, v: dict[str, PayloadSchema]) -> dict[str, PayloadSchema]:
+        return {k: plain_schema(s) for k, s in v.items()}
 
     @model_validator(mode="after")
     def _check_form(self) -> CollectionConfig:
@@ -407,7 +484,12 @@ class PayloadIndexRequest(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     field_name: str = Field(min_length=1, max_length=256, validation_alias=AliasChoices("field_name", "field"))
-    field_schema: PayloadSchemaType = Field(validation_alias=AliasChoices("field_schema", "schema"))
+    field_schema: PayloadSchema = Field(validation_alias=AliasChoices("field_schema", "schema"))
+
+    @field_validator("field_schema", mode="after")
+    @classmethod
+    def _plain(cls, v: PayloadSchema) -> PayloadSchema:
+        return plain_schema(v)
 
 
 class CollectionSummary(BaseModel):
@@ -435,6 +517,7 @@ class PayloadIndexInfo(_Readable):
     """One payload index in the collection info: its type, state, the live points that have a value, its RAM."""
 
     data_type: PayloadSchemaType
+    is_tenant: bool = False
     state: str  # ready | indexing
     points: int = 0
     ram: int = 0
@@ -494,85 +577,6 @@ class CollectionInfo(_Readable):
     last_optimized: float | None = None
     cluster: dict[str, Any] | None = None  # sharded collections: shards, replicas, their nodes and health
     payload_schema: dict[str, PayloadIndexInfo] = Field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-# Filters (Qdrant's shape)
-
-
-class MatchValue(_Model):
-    value: StrictStr | StrictInt | StrictBool
-
-
-class MatchAny(_Model):
-    any: list[StrictStr | StrictInt] = Field(min_length=1)
-
-
-class MatchExcept(_Model):
-    except_: list[StrictStr | StrictInt] = Field(alias="except", min_length=1)
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class MatchText(_Model):
-    """Full-text match on a `text` payload index: every word of `text` occurs in the field (case-insensitive)."""
-
-    text: str = Field(min_length=1, max_length=4096)
-
-
-# A range bound: a number, or on a `datetime` index an RFC 3339 string (a numeric string still reads as a number).
-RangeBound = float | str
-
-
-class Range(_Model):
-    gt: RangeBound | None = None
-    gte: RangeBound | None = None
-    lt: RangeBound | None = None
-    lte: RangeBound | None = None
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> Range:
-        if self.gt is None and self.gte is None and self.lt is None and self.lte is None:
-            raise ValueError("range needs at least one of gt, gte, lt, lte")
-        return self
-
-
-class FieldCondition(_Model):
-    key: str = Field(min_length=1, max_length=256)
-    match: MatchValue | MatchAny | MatchExcept | MatchText | None = None
-    range: Range | None = None
-
-    @model_validator(mode="after")
-    def _one_clause(self) -> FieldCondition:
-        if (self.match is None) == (self.range is None):
-            raise ValueError("a field condition needs exactly one of match or range")
-        return self
-
-
-class KeyRef(_Model):
-    key: str = Field(min_length=1, max_length=256)
-
-
-class HasIdCondition(_Model):
-    has_id: list[PointId] = Field(min_length=1)
-
-
-class IsEmptyCondition(_Model):
-    is_empty: KeyRef
-
-
-class IsNullCondition(_Model):
-    is_null: KeyRef
-
-
-class Filter(_Model):
-    must: list[Condition] | None = None
-    should: list[Condition] | None = None
-    must_not: list[Condition] | None = None
-
-
-Condition = FieldCondition | HasIdCondition | IsEmptyCondition | IsNullCondition | Filter
-Filter.model_rebuild()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,6 +652,17 @@ class CountRequest(_Model):
     filter: Filter | None = None
 
 
+class ScrollRequest(_Model):
+    """`POST /collections/{name}/points/scroll`: the points matching `filter`, in id order (integer ids
+    ascending, then string ids in code-point order), from the id `offset` (inclusive), `limit` at a time."""
+
+    filter: Filter | None = None
+    limit: int = Field(10, ge=1, le=100_000)
+    offset: PointId | None = None
+    with_payload: bool = True
+    with_vector: WithVector = False
+
+
 class UpdateResult(BaseModel):
     """What upsert (`upserted`) and delete (`deleted`) return; `seq` is the write's sequence number."""
 
@@ -664,6 +679,13 @@ class Record(BaseModel):
     payload: dict[str, Any] | None = None
     vector: list[float] | dict[str, list[float] | list[list[float]]] | None = None
     multivector: list[list[float]] | None = None
+
+
+class ScrollResult(BaseModel):
+    """One page of a scroll; `next_page_offset` is the id to pass as `offset` for the next page (None: done)."""
+
+    points: list[Record]
+    next_page_offset: PointId | None = None
 
 
 # ---------------------------------------------------------------------------------------------
