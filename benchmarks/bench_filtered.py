@@ -59,7 +59,16 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root
 
-from common import DEFAULT_DATASET, Dataset, data_dir, environment, load_dataset, markdown_table, write_results  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_DATASET,
+    Dataset,
+    _version,
+    data_dir,
+    environment,
+    load_dataset,
+    markdown_table,
+    write_results,
+)
 
 from index.collection import Collection  # noqa: E402
 from index.contract import CollectionOptions, Query  # noqa: E402
@@ -649,6 +658,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "m": 16,
         "ef_construction": args.ef_construction,
         "threads": threads,
+        "qdrant_edge_version": _version("qdrant-edge-py"),
+        "noise": NOISE if COPIES[args.scale] > 1 else None,
+        "efs": EFS,
         "environment": env,
         "ground_truth_s": truth_s,
         "build_s": build,
@@ -708,10 +720,12 @@ def report(r: dict[str, Any], names: list[str]) -> str:
     out = [
         f"## Filtered search, {r['n']:,} points (scale {r['scale']}), {r['queries']} queries, commit {r['commit']}",
         "",
-        f"HNSW m 16, ef_construction {r['ef_construction']}, both engines; N = Nestor, Q = qdrant-edge; "
-        f"the smallest ef with recall@10 >= {TARGET}; latencies in ms, one query at a time; top-10 score: the "
+        f"HNSW m 16, ef_construction {r['ef_construction']}; N = Nestor, "
+        + ("Q = qdrant-edge (the same build parameters); " if "qdrant-edge" in names else "qdrant-edge not run; ")
+        + f"the smallest ef with recall@10 >= {TARGET}; latencies in ms, one query at a time; top-10 score: the "
         "mean inner product of the exact filtered top 10 (lower: the matches lie farther from the queries).",
-        f"Threads: {r['threads']}. Load average at start: {[round(x, 2) for x in r['environment']['loadavg_start']]}.",
+        f"qdrant-edge-py {r['qdrant_edge_version']}. Threads: {r['threads']}. "
+        f"Load average at start: {[round(x, 2) for x in r['environment']['loadavg_start']]}.",
         f"Build: {build} ({r['threads']['build_threads']} build threads each); "
         f"ground truth {r['ground_truth_s']:.0f} s.",
         "",
