@@ -17,7 +17,7 @@ from index.contract import Query, QueryResult
 from index.dense import DenseField
 from index.multivector import MultiVectorField
 from index.selection import Selection
-from index.tenants import TenantGraph, tenant_condition
+from index.tenants import TenantGraph
 
 if TYPE_CHECKING:
     from index.collection import Collection
@@ -99,8 +99,7 @@ def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: Selection |
         return None
     if q.params is not None and q.params.exact:
         return None
-    keys: set[str] = getattr(coll.payload, "tenant_fields", set)()
-    tenant = tenant_condition(q.filter, keys)
+    tenant = coll.payload.tenant_of(q.filter)
     return None if tenant is None else coll.tenants.get(f.name, *tenant)
 
 

@@ -28,15 +28,14 @@ from index.backends import graph as native
 from index.backends.base import F32, I64, Hits, IndexParams
 from index.backends.graph import GraphIndex
 from index.dense import DenseField
-from index.filters import stored_text
 from index.payload_index import PostingIndex, bitmap, labels_of
 from index.planner import exact_rows, merge
-from nestor_client.models import FieldCondition, Filter, HnswIndexConfig, MatchValue
+from nestor_client.models import HnswIndexConfig
 
 if TYPE_CHECKING:
     from index.collection import Collection
 
-__all__ = ["TenantGraph", "TenantGraphs", "tenant_condition"]
+__all__ = ["TenantGraph", "TenantGraphs"]
 
 _STEP_ROWS = 4096  # rows added per indexer step, so searches and other work interleave with a build
 
@@ -76,7 +75,7 @@ class TenantGraphs:
     def _step(self) -> bool:
         coll = self._coll
         payload = coll.payload
-        keys: set[str] = getattr(payload, "tenant_fields", set)()  # is_tenant keys (the model is landing)
+        keys = payload.tenant_fields()
         fields = [f for f in coll.fields.values() if _served(f)]
         wanted: set[tuple[str, str, Any]] = set()
         busy = False
@@ -142,15 +141,6 @@ class TenantGraphs:
         if len(tail):
             hits = merge(hits, exact_rows(f, queries, k, tail, f.alive), k)
         return hits
-
-
-def tenant_condition(flt: Filter, keys: set[str]) -> tuple[str, Any] | None:
-    """(key, value) of a tenant the filter requires: a `must` condition matching one value of a tenant key."""
-    for c in flt.must or ():
-        if isinstance(c, FieldCondition) and c.key in keys and isinstance(c.match, MatchValue):
-            if isinstance(c.match.value, str):
-                return c.key, stored_text(c.match.value)  # as the postings store it
-    return None
 
 
 def _served(f: object) -> bool:

@@ -15,8 +15,7 @@ import pytest
 
 from index.collection import Collection
 from index.contract import CollectionOptions, Query
-from index.payload import PayloadIndexes
-from nestor_client.models import Filter, PayloadSchemaType
+from nestor_client.models import Filter, PayloadIndexParams, PayloadSchemaType
 from tests.unit.index.conftest import QUIET, Engine, unit, until, wait_indexed
 
 DIM = 16
@@ -36,10 +35,9 @@ def _tenant(t: str, **more: Any) -> Filter:
     return Filter.model_validate({"must": must})
 
 
-def _make(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[Collection, Any, list[dict[str, Any]]]:
-    monkeypatch.setattr(PayloadIndexes, "tenant_fields", lambda self: {"tenant"}, raising=False)
+def _make(engine: Engine) -> tuple[Collection, Any, list[dict[str, Any]]]:
     coll = engine.create("t", {"dim": DIM, "index": {"type": "hnsw", "m": 12, "ef_construction": 80}})
-    assert coll.create_payload_index("tenant", PayloadSchemaType.keyword)
+    assert coll.create_payload_index("tenant", PayloadIndexParams(type=PayloadSchemaType.keyword, is_tenant=True))
     assert coll.create_payload_index("cat", PayloadSchemaType.integer)
     rng = np.random.default_rng(7)
     n = BIG + SMALL + 2000
@@ -76,8 +74,8 @@ def _check(
     return float(np.mean(recalls)), strategies
 
 
-def test_a_large_tenant_is_searched_in_its_own_graph(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    coll, vecs, pay = _make(engine, monkeypatch)
+def test_a_large_tenant_is_searched_in_its_own_graph(engine: Engine) -> None:
+    coll, vecs, pay = _make(engine)
     tg = coll.tenants.get("", "tenant", "big")
     assert tg is not None and len(tg.members) == BIG and tg.graph.count == BIG
     assert coll.tenants.get("", "tenant", "small") is None  # below min_points: scanned exactly
@@ -89,8 +87,8 @@ def test_a_large_tenant_is_searched_in_its_own_graph(engine: Engine, monkeypatch
     assert plans == {"exact_filtered"}
 
 
-def test_the_tenant_graph_follows_writes_and_a_restart(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    coll, vecs, pay = _make(engine, monkeypatch)
+def test_the_tenant_graph_follows_writes_and_a_restart(engine: Engine) -> None:
+    coll, vecs, pay = _make(engine)
     rng = np.random.default_rng(11)
     n = len(pay)
     # 300 points join the big tenant, 200 of its points move to another tenant, 200 are deleted
