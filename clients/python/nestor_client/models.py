@@ -12,7 +12,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from nestor_client._common import InputModel, PointId
 from nestor_client.filters import (
@@ -657,10 +666,10 @@ class ScrollRequest(_Model):
     ascending, then string ids in code-point order), from the id `offset` (inclusive), `limit` at a time."""
 
     filter: Filter | None = None
-    limit: int = Field(10, ge=1, le=100_000)
+    limit: StrictInt = Field(10, ge=1, le=100_000)
     offset: PointId | None = None
-    with_payload: bool = True
-    with_vector: WithVector = False
+    with_payload: StrictBool = True
+    with_vector: StrictBool | list[str] = False
 
 
 class UpdateResult(BaseModel):
