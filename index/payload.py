@@ -21,9 +21,10 @@ key on every batch.
 Answers are sets of labels, dead ones excluded: postings keep dead labels until `compact` (labels are
 never reused), and every answer is intersected with the live set.
 
-Not indexed, whatever the schema: `values_count` and `nested` conditions (a filter with one runs in SQL,
-a payload scan). A `nested` on an indexed key is InvalidFilter: every index type holds scalars (or arrays
-of them), never the array of objects a nested filter walks.
+A `values_count` on an indexed key, whatever its type, is answered from the index's value counts
+(`FieldIndex.count_labels`). A `nested` condition never is (a filter with one runs in SQL, a payload scan),
+and a `nested` on an indexed key is InvalidFilter: every index type holds scalars (or arrays of them),
+never the array of objects a nested filter walks.
 
 Tenants. A keyword index may be marked `is_tenant` (its schema's object form): `tenant_fields` names the
 ready ones, and `tenant_of` finds the tenant a filter requires (a top-level `must` matching one value),
@@ -32,7 +33,8 @@ for the planner and the tenant graphs (`index/tenants.py`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,7 +42,7 @@ from pyroaring import BitMap
 
 from index.contract import PointIdT
 from index.errors import InvalidFilter, NotReady
-from index.filter_check import stored_text
+from index.filter_check import count_bounds, stored_text
 from index.payload_index import FieldIndex, bitmap, labels_of, make_field_index
 from index.rwlock import RWLock
 from nestor_client.models import (
@@ -62,6 +64,12 @@ from nestor_client.models import (
 __all__ = ["PayloadIndexes", "build_indexes", "tenant_of"]
 
 Row = tuple[int, dict[str, Any] | None]
+_OPS: dict[str, Callable[[int, int], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 I64 = np.ndarray[Any, np.dtype[np.int64]]
 
 
@@ -183,7 +191,8 @@ class PayloadIndexes:
                 covered = False
                 continue
             if isinstance(c, FieldCondition) and c.values_count is not None:
-                covered = False  # counts are read from the payloads (SQL)
+                count_bounds(c.values_count)  # any index type counts values (`FieldIndex.counts`)
+                covered = covered and key in self.fields
                 continue
             if isinstance(c, FieldCondition):
                 make_field_index(key, schema_type(s)).evaluate(c)  # raises when the condition does not fit
@@ -227,6 +236,9 @@ class PayloadIndexes:
             return self.fields[c.is_null.key].null.copy()
         if isinstance(c, NestedCondition):
             raise KeyError(c.nested.key)  # never indexed (`check` says so): the caller falls back to SQL
+        if c.values_count is not None:
+            bounds = [(_OPS[op], b) for op, b in count_bounds(c.values_count)]
+            return self.fields[c.key].count_labels(lambda n: all(op(n, b) for op, b in bounds), self.live)
         return self.fields[c.key].evaluate(c)
 
     def info(self, schema: Mapping[str, PayloadSchema]) -> dict[str, PayloadIndexInfo]:

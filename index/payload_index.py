@@ -19,8 +19,9 @@ Structures, by schema (`PayloadSchemaType`):
 Every field index also keeps three bitmaps for the conditions on the key itself, shared by every schema:
 ``null`` (the value is ``null``: ``is_null``), ``nonempty`` (present, not null, not ``[]``: ``is_empty``
 is its complement) and ``other`` (an element that is not null and not of the index's type: needed for
-``except``, under which a string, boolean or object not in the list matches). So an indexed evaluation
-gives exactly the answer of the SQL path (`index/filters.py`) for every filter the index accepts.
+``except``, under which a string, boolean or object not in the list matches), plus a bitmap per array
+length of 2 or more (``values_count``). They live in `index/payload_field.py` (`FieldIndex`). So an indexed
+evaluation gives exactly the answer of the SQL path (`index/filters.py`) for every filter the index accepts.
 
 Deletes are lazy: labels are never reused, so a dead label may stay in a posting or an array, and every
 answer is intersected with the live labels (`PayloadIndexes`, `index/payload_eval.py`). `compact` drops
@@ -29,13 +30,8 @@ dead entries once they outnumber the live ones.
 
 from __future__ import annotations
 
-import array
 import math
-import re
-import sys
 import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -43,7 +39,8 @@ import numpy.typing as npt
 from pyroaring import BitMap
 
 from index.errors import InvalidFilter
-from index.filters import MISSING, lookup, number, number_bound, split_key, stored_text
+from index.filters import number, number_bound, stored_text
+from index.payload_field import FieldIndex, bitmap, bitmap_bytes, labels_of, parse_datetime, tokenize
 from nestor_client.models import (
     FieldCondition,
     MatchAny,
@@ -60,115 +57,6 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-_WORD = re.compile(r"\w+")
-
-
-def bitmap(labels: npt.NDArray[Any] | Iterable[int]) -> BitMap:
-    """A bitmap of labels; from a numpy array through a buffer (ten times faster than iterating)."""
-    if isinstance(labels, np.ndarray):
-        return BitMap(array.array("I", labels.astype(np.uint32, copy=False).tobytes()))
-    return BitMap(labels)
-
-
-def labels_of(bm: BitMap) -> I64:
-    """The labels of a bitmap as a sorted int64 array."""
-    return np.frombuffer(bm.to_array(), dtype=np.uint32).astype(np.int64)
-
-
-def tokenize(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def parse_datetime(s: str) -> float | None:
-    """RFC 3339 (or ISO 8601) to epoch seconds; a naive time is UTC. None when it does not parse."""
-    try:
-        dt = datetime.fromisoformat(s.strip())
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
-        return None
-
-
-def _bitmap_bytes(bm: BitMap) -> int:
-    return sys.getsizeof(bm) + 48  # roaring reports its containers; + the Python object and its header
-
-
-class FieldIndex:
-    """The common part: the key, the three key-level bitmaps, and the per-schema hooks."""
-
-    schema: PayloadSchemaType
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.segments = split_key(key)
-        self.null = BitMap()
-        self.nonempty = BitMap()
-        self.other = BitMap()
-        self._null: list[int] = []
-        self._nonempty: list[int] = []
-        self._other: list[int] = []
-        self._staged: list[BitMap] = []
-
-    # -- writes (the caller holds the write side of the lock) -------------------------------
-
-    def add(self, label: int, payload: dict[str, Any] | None) -> None:
-        """Index one point's value; searchable after `flush`."""
-        v = lookup(payload, self.segments)
-        if v is MISSING:
-            return
-        if v is None:
-            self._null.append(label)
-            return
-        elems = v if isinstance(v, list) else [v]
-        if not elems:
-            return
-        self._nonempty.append(label)
-        for e in elems:
-            if e is not None and not self._add_value(label, e):
-                self._other.append(label)
-
-    def _add_value(self, label: int, e: Any) -> bool:
-        """Index one element; False when it is not of this index's type."""
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        """After a batch of `add`s: make them searchable."""
-        self.stage()
-        self.publish()
-
-    def stage(self) -> None:
-        """Prepare the added values (new bitmaps, merged arrays) without touching what readers see."""
-        self._staged = [BitMap(new) for new in (self._null, self._nonempty, self._other)]
-        self._null, self._nonempty, self._other = [], [], []
-
-    def publish(self) -> None:
-        """Make the staged values searchable: cheap in-place unions and reference swaps (under the write side)."""
-        for bm, new in zip((self.null, self.nonempty, self.other), self._staged, strict=True):
-            bm |= new
-        self._staged = []
-
-    def compact(self, live: BitMap) -> None:
-        self.null &= live
-        self.nonempty &= live
-        self.other &= live
-
-    # -- reads (the caller holds the read side) ---------------------------------------------
-
-    def entries(self) -> int:
-        """Stored (value, label) pairs, dead ones included: what `compact` is measured against."""
-        raise NotImplementedError
-
-    def ram_bytes(self) -> int:
-        return sum(_bitmap_bytes(b) for b in (self.null, self.nonempty, self.other))
-
-    def evaluate(self, c: FieldCondition) -> BitMap:
-        """The labels (dead ones included) whose value satisfies the field condition; InvalidFilter when
-        the condition does not fit this index's type."""
-        raise NotImplementedError
-
-    def _wrong(self, what: str) -> InvalidFilter:
-        return InvalidFilter(f"{self.key!r} has a {self.schema.value} payload index: {what}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,7 +121,7 @@ class PostingIndex(FieldIndex):
 
     def ram_bytes(self) -> int:
         keys = sum(len(k) + 60 if isinstance(k, str) else 40 for k in self.postings)  # key objects, dict slots
-        return super().ram_bytes() + keys + sum(_bitmap_bytes(b) for b in self.postings.values())
+        return super().ram_bytes() + keys + sum(bitmap_bytes(b) for b in self.postings.values())
 
     def _values(self, values: list[Any]) -> list[Any]:
         s = self.schema

@@ -229,13 +229,40 @@ def test_values_count_and_nested_match_the_oracle(client: NestorClient) -> None:
 
 
 def test_the_same_answers_with_payload_indexes_on_the_keys(client: NestorClient) -> None:
-    """An index on a counted key does not change what values_count matches (it runs as a payload scan)."""
+    """values_count on an indexed key (keyword, integer, over arrays) is answered from the index's value
+    counts, with the oracle's answers, also after overwrites and deletes; nested stays a payload scan."""
     pays = _load(client, seed=3)
-    assert client.create_payload_index("f", "tags", "keyword")
-    assert client.create_payload_index("f", "cat", "integer")
+    for key, schema in (("tags", "keyword"), ("cat", "integer"), ("deep.list", "integer")):
+        assert client.create_payload_index("f", key, schema)
     _check_against_oracle(client, pays, seed=4, n=80)
-    f = {"must": [{"key": "tags", "values_count": {"gte": 2}}]}
-    assert client.search("f", np.ones(4, np.float32), filter=f).strategy.endswith("+payload_scan")
+    q = np.ones(4, np.float32)
+    for key in ("tags", "cat", "deep.list"):
+        for bounds in ({"gte": 2}, {"lt": 1}, {"gt": 0, "lte": 1}):
+            f = {"must": [{"key": key, "values_count": bounds}]}
+            assert "payload_scan" not in client.search("f", q, filter=f).strategy, f
+            assert client.count("f", f) == sum(1 for p in pays if _filter(p or {}, f)), f
+    assert client.search("f", q, filter={"must": [{"key": "reviews", "values_count": {"gte": 2}}]}).strategy.endswith(
+        "+payload_scan"
+    )
+    # writes move the counts: overwrite a third of the points with new random payloads, delete some more
+    rng = random.Random(5)
+    moved = rng.sample(range(N), N // 3)
+    for i in moved:
+        pays[i] = _payload(rng)
+    client.upsert("f", ids=moved, vectors=np.ones((len(moved), 4), np.float32), payloads=[pays[i] for i in moved])
+    gone = {"must": [{"key": "tags", "values_count": {"gte": 4}}]}
+    n_gone = sum(1 for p in pays if p is not None and _filter(p, gone))
+    assert n_gone and client.delete("f", filter=gone).deleted == n_gone
+    left = {i: p for i, p in enumerate(pays) if p is None or not _filter(p, gone)}
+    for f in (
+        {"must": [{"key": "tags", "values_count": {"gte": 2}}]},
+        {"must_not": [{"key": "deep.list", "values_count": {"lt": 2}}]},
+        {"should": [{"key": "tags", "values_count": {"lte": 1}}, {"key": "cat", "values_count": {"gt": 0}}]},
+    ):
+        want = [i for i, p in left.items() if _filter(p or {}, f)]
+        assert "payload_scan" not in client.search("f", q, filter=f).strategy
+        assert client.count("f", f) == len(want), f
+        assert _scroll_ids(client, f) == want, f
     # an indexed condition beside the nested one still gives the oracle's answer
     g = {
         "must": [
@@ -243,10 +270,11 @@ def test_the_same_answers_with_payload_indexes_on_the_keys(client: NestorClient)
             {"nested": {"key": "reviews", "filter": {"must": [{"key": "user", "match": {"value": "ann"}}]}}},
         ]
     }
-    want = [i for i, p in enumerate(pays) if _filter(p or {}, g)]
+    want = [i for i, p in left.items() if _filter(p or {}, g)]
     assert want and client.count("f", g) == len(want)
-    hits = client.search("f", np.ones(4, np.float32), filter=g, limit=N)
+    hits = client.search("f", q, filter=g, limit=N)
     assert sorted(h.id for h in hits) == want
+    assert hits.strategy.endswith("+payload_scan")
 
 
 def test_nested_needs_one_element_to_satisfy_the_whole_filter(client: NestorClient) -> None:
