@@ -68,11 +68,9 @@ class IdOrder:
         live = np.flatnonzero(lm.alive[:n]).astype(np.int64)
         ids = lm.ids
         if len(live) > 1:
-            try:  # every id an integer (the common case): no Python loop
-                int_ids = np.array(operator.itemgetter(*live.tolist())(ids), dtype=np.int64)
-            except (TypeError, ValueError, OverflowError):  # a string id, or a label that died meanwhile
-                pass
-            else:
+            got = operator.itemgetter(*live.tolist())(ids)
+            if set(map(type, got)) == {int}:  # every id an integer (the common case): numpy does the rest
+                int_ids = np.array(got, dtype=np.int64)
                 by_id = np.argsort(int_ids, kind="stable")
                 self.ints, self.strs, self.order = int_ids[by_id], [], live[by_id]
                 return

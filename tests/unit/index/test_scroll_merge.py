@@ -84,3 +84,14 @@ def test_tenant_fields_and_tenant_of(engine: Engine) -> None:
     assert coll.create_payload_index("org", PayloadSchemaType.keyword)  # is_tenant off, no rebuild
     assert coll.payload.tenant_fields() == set() and "org" in coll.payload.fields
     assert coll.delete_payload_index("org") and coll.payload.tenant_fields() == set()
+
+
+def test_numeric_looking_string_ids_stay_strings(engine: Engine) -> None:
+    coll = engine.create("n", {"dim": 2, "index": {"type": "flat"}})
+    coll.upsert(["10", "9", "100", "011"], np.ones((4, 2), np.float32))
+    hits, nxt = coll.scroll(limit=10, with_payload=False)
+    assert [h.id for h in hits] == ["011", "10", "100", "9"] and nxt is None  # code-point order, not numeric
+    hits, nxt = coll.scroll(limit=1, offset="2", with_payload=False)
+    assert [h.id for h in hits] == ["9"] and nxt is None
+    hits, nxt = coll.scroll(limit=1, offset=10**6, with_payload=False)  # after every integer: the strings
+    assert [h.id for h in hits] == ["011"] and nxt == "10"
