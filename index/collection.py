@@ -48,7 +48,7 @@ from index.multivector import MultiVectorField, save_encoder_state
 from index.payload import PayloadIndexes
 from index.payload_admin import create_index, delete_index, open_indexes
 from index.payload_index import labels_of
-from index.scroll import IdOrder, scroll
+from index.scroll import IdOrder, scroll_page
 from index.search import search_queries
 from index.selection import Selection
 from index.storage import PointStore, decode_pid, encode_pid
@@ -308,17 +308,7 @@ class Collection:
         self.hits.attach(hits, [lab for _, lab in found], with_payload, self.hits.vector_names(with_vector))
         return [h for h in hits if h.id is not None]  # a point deleted while we read is not found
 
-    def scroll(
-        self,
-        flt: Filter | None = None,
-        *,
-        limit: int = 10,
-        offset: PointIdT | None = None,
-        with_payload: bool = True,
-        with_vector: WithVector = False,
-    ) -> tuple[list[Hit], PointIdT | None]:
-        """Up to `limit` points matching `flt` in id order from the id `offset` on, and the next page's offset."""
-        return scroll(self, flt, limit=limit, offset=offset, with_payload=with_payload, with_vector=with_vector)
+    scroll = scroll_page  # a page of the points matching a filter, in id order (index/scroll.py)
 
     def is_cheap(self, q: Query) -> bool:
         name = self._default if q.using is None else q.using

@@ -36,7 +36,7 @@ from nestor_client.models import Filter
 if TYPE_CHECKING:
     from index.collection import Collection
 
-__all__ = ["IdOrder", "scroll"]
+__all__ = ["IdOrder", "scroll_page"]
 
 Bools = np.ndarray[tuple[int], np.dtype[np.bool_]]
 Keep = Callable[[I64], Bools]  # which of a chunk's labels are alive and match
@@ -149,16 +149,17 @@ def _payloads(coll: Collection, labels: list[int]) -> dict[int, str | None]:
     return coll.points.payloads(labels)
 
 
-def scroll(
+def scroll_page(
     coll: Collection,
-    flt: Filter | None,
+    flt: Filter | None = None,
     *,
-    limit: int,
-    offset: PointIdT | None,
-    with_payload: bool,
-    with_vector: WithVector,
+    limit: int = 10,
+    offset: PointIdT | None = None,
+    with_payload: bool = True,
+    with_vector: WithVector = False,
 ) -> tuple[list[Hit], PointIdT | None]:
-    """One page: up to `limit` points matching `flt` from the id `offset` on, and the next page's offset."""
+    """One page: up to `limit` points matching `flt` from the id `offset` on (inclusive), and the next page's
+    offset (None after the last page). `Collection.scroll` is this function."""
     names = coll.hits.vector_names(with_vector)  # InvalidRequest for an unknown name
     order = coll.id_order.current(coll.seq)
     keep = _keeper(coll, flt)  # InvalidFilter; after the order, so its masks cover every label in it
