@@ -30,6 +30,7 @@ dead entries once they outnumber the live ones.
 
 from __future__ import annotations
 
+import bisect
 import math
 import uuid
 from typing import Any
@@ -221,6 +222,65 @@ class _Sorted:
         return int(self.values.nbytes + self.labels.nbytes)
 
 
+class _ValueBitmaps:
+    """A bitmap per distinct integer value, while there are at most `CAP` of them.
+
+    Then a range is the union of the few bitmaps between its bounds, and equality one lookup, instead of a
+    bitmap built per query from the labels of a sorted-array slice (0.45 ms for half of 100k points, 11 ms
+    at 1M). Past `CAP` distinct values (ids, prices) the sorted arrays alone answer. Staged and
+    published with the rest of the index, so readers see a write whole."""
+
+    CAP = 1024
+
+    def __init__(self) -> None:
+        self.maps: dict[int, BitMap] | None = {}  # None: too many distinct values
+        self.keys: list[int] = []  # the values, sorted
+        self._pending: dict[int, list[int]] = {}
+        self._staged: dict[int, BitMap] | None = None
+
+    def add(self, value: int, label: int) -> None:
+        if self.maps is not None:
+            self._pending.setdefault(value, []).append(label)
+
+    def stage(self) -> None:
+        self._staged = {v: BitMap(labels) for v, labels in self._pending.items()} if self.maps is not None else None
+        self._pending = {}
+
+    def publish(self) -> None:
+        if self.maps is None or self._staged is None:
+            return
+        for v, new in self._staged.items():
+            bm = self.maps.get(v)
+            if bm is None:
+                self.maps[v] = new
+            else:
+                bm |= new
+        self._staged = None
+        if len(self.maps) > self.CAP:
+            self.maps, self.keys = None, []
+        else:
+            self.keys = sorted(self.maps)
+
+    def compact(self, live: BitMap) -> None:
+        if self.maps is None:
+            return
+        for v in list(self.maps):
+            self.maps[v] &= live
+            if not self.maps[v]:
+                del self.maps[v]
+        self.keys = sorted(self.maps)
+
+    def between(self, lo: int, hi: int) -> BitMap | None:
+        """Labels with a value in [lo, hi]; None when the values are too many to keep bitmaps."""
+        if self.maps is None:
+            return None
+        a, b = bisect.bisect_left(self.keys, lo), bisect.bisect_right(self.keys, hi)
+        return BitMap.union(*(self.maps[v] for v in self.keys[a:b])) if a < b else BitMap()
+
+    def nbytes(self) -> int:
+        return 0 if self.maps is None else sum(bitmap_bytes(b) + 40 for b in self.maps.values())
+
+
 def _int_bounds(bounds: dict[str, float]) -> tuple[int, int] | None:
     """Float bounds as an inclusive int64 interval [lo, hi], or None when no integer fits."""
     lo, hi = _INT64_MIN, _INT64_MAX
@@ -246,6 +306,7 @@ class NumericIndex(FieldIndex):
         self.schema = schema
         self.ints = _Sorted(np.int64)
         self.floats = _Sorted(np.float64)
+        self.by_value = _ValueBitmaps()  # the integers again, a bitmap per value while they are few
 
     def _add_value(self, label: int, e: Any) -> bool:
         if self.schema is PayloadSchemaType.datetime:
@@ -257,30 +318,37 @@ class NumericIndex(FieldIndex):
         n = number(e)
         if n is None:
             return False
-        (self.ints if isinstance(n, int) else self.floats).add(n, label)
+        if isinstance(n, int):
+            self.ints.add(n, label)
+            self.by_value.add(n, label)
+        else:
+            self.floats.add(n, label)
         return True
 
     def stage(self) -> None:
         super().stage()
         self.ints.stage()
         self.floats.stage()
+        self.by_value.stage()
 
     def publish(self) -> None:
         super().publish()
         self.ints.publish()
         self.floats.publish()
+        self.by_value.publish()
 
     def compact(self, live: BitMap) -> None:
         super().compact(live)
         keep = labels_of(live)
         for s in (self.ints, self.floats):
             s.keep(np.isin(s.labels, keep))
+        self.by_value.compact(live)
 
     def entries(self) -> int:
         return len(self.ints.labels) + len(self.floats.labels)
 
     def ram_bytes(self) -> int:
-        return super().ram_bytes() + self.ints.nbytes() + self.floats.nbytes()
+        return super().ram_bytes() + self.ints.nbytes() + self.floats.nbytes() + self.by_value.nbytes()
 
     def _bound(self, b: float | str) -> float:
         if self.schema is PayloadSchemaType.datetime and isinstance(b, str):
@@ -298,17 +366,22 @@ class NumericIndex(FieldIndex):
         lo_op = ">" if ">" in bounds and (">=" not in bounds or bounds[">"] >= bounds[">="]) else ">="
         hi_op = "<" if "<" in bounds and ("<=" not in bounds or bounds["<"] <= bounds["<="]) else "<="
         lo, hi = bounds.get(lo_op), bounds.get(hi_op)
-        parts = [self.floats.between(lo, lo_op == ">=", hi, hi_op == "<=")]
+        floats = self.floats.between(lo, lo_op == ">=", hi, hi_op == "<=")
         iv = _int_bounds(bounds)
-        if iv is not None:
-            parts.append(self.ints.between(iv[0], True, iv[1], True))
-        return bitmap(np.concatenate(parts))
+        if iv is None:
+            return bitmap(floats)
+        ints = self.by_value.between(*iv)
+        if ints is None:
+            return bitmap(np.concatenate([floats, self.ints.between(iv[0], True, iv[1], True)]))
+        return ints | bitmap(floats) if len(floats) else ints
 
-    def _equal(self, v: int) -> I64:
-        parts = [self.ints.between(v, True, v, True)]
-        if float(v) == v:  # a float equals v only when v is exactly representable
-            parts.append(self.floats.between(float(v), True, float(v), True))
-        return np.concatenate(parts)
+    def _equal(self, v: int) -> BitMap:
+        ints = self.by_value.between(v, v)
+        if ints is None:
+            ints = bitmap(self.ints.between(v, True, v, True))
+        if float(v) == v and len(self.floats.values):  # a float equals v only when v is exactly representable
+            ints = ints | bitmap(self.floats.between(float(v), True, float(v), True))
+        return ints
 
     def _ints(self, values: list[Any]) -> list[int]:
         if self.schema is not PayloadSchemaType.integer:
@@ -322,9 +395,9 @@ class NumericIndex(FieldIndex):
         if c.range is not None:
             return self._range(c.range)
         if isinstance(m, MatchValue):
-            return bitmap(self._equal(self._ints([m.value])[0]))
+            return self._equal(self._ints([m.value])[0])
         if isinstance(m, MatchAny):
-            return bitmap(np.concatenate([self._equal(v) for v in self._ints(m.any)]))
+            return BitMap.union(BitMap(), *(self._equal(v) for v in self._ints(m.any)))
         if isinstance(m, MatchExcept):
             excluded = self._ints(m.except_)
             keep_i = ~np.isin(self.ints.values, np.asarray(excluded, np.int64))
