@@ -12,6 +12,7 @@ import math
 import sqlite3
 from collections.abc import Mapping
 from contextlib import closing
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +32,8 @@ from nestor_client.models import (
 )
 
 __all__ = [
+    "datetime_bounds",
+    "parse_datetime",
     "MISSING",
     "check_filter",
     "check_str",
@@ -126,6 +129,40 @@ def number_bound(b: float | str) -> float:
                 f"range bound {b!r} is not a number (datetime bounds need a datetime index on the key)"
             ) from None
     return b
+
+
+def parse_datetime(s: str) -> float | None:
+    """RFC 3339 (or ISO 8601) to epoch seconds; a naive time is UTC. None when it does not parse."""
+    try:
+        dt = datetime.fromisoformat(s.strip())
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
+        return None
+
+
+def datetime_bounds(r: Range) -> list[tuple[str, float]] | None:
+    """The bounds of a datetime range (its bounds are strings that are not numbers) as (SQL operator, epoch
+    seconds); None for a numeric range. A datetime range matches strings that parse as datetimes."""
+    raw = [(op, b) for op, b in ((">", r.gt), (">=", r.gte), ("<", r.lt), ("<=", r.lte)) if b is not None]
+    if not any(isinstance(b, str) and _not_number(b) for _, b in raw):
+        return None
+    out = []
+    for op, b in raw:
+        t = parse_datetime(b) if isinstance(b, str) else None
+        if t is None:
+            raise InvalidFilter(f"range bound {b!r} is not an RFC 3339 datetime (the range's other bounds are)")
+        out.append((op, t))
+    return out
+
+
+def _not_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return True
+    return False
 
 
 def range_bounds(r: Range) -> list[tuple[str, float]]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from index.errors import InvalidFilter
-from index.filter_check import check_value, count_bounds, json_path, list_values, range_bounds
+from index.filter_check import check_value, count_bounds, datetime_bounds, json_path, list_values, range_bounds
 from nestor_client.models import (
     Condition,
     FieldCondition,
@@ -119,6 +119,11 @@ def _field_sql(doc: _Doc, c: FieldCondition) -> SQL:
         return _case(doc, path, scalar, elem, [lst])
     if c.range is None:
         raise InvalidFilter("a field condition needs exactly one of match, range or values_count")
+    dt = datetime_bounds(c.range)
+    if dt is not None:  # strings compared as instants, through the same parser as a datetime index
+        expr = " AND ".join(f"nestor_datetime({x}) {op} ?" for op, _ in dt)
+        elem_dt = " AND ".join(["type = 'text'"] + [f"nestor_datetime(value) {op} ?" for op, _ in dt])
+        return _case(doc, path, [("text", expr, [v for _, b in dt for v in (path, b)])], elem_dt, [b for _, b in dt])
     bounds = range_bounds(c.range)
     scalar_expr = " AND ".join(f"{x} {op} ?" for op, _ in bounds)
     scalar_params: list[object] = [v for _, b in bounds for v in (path, b)]

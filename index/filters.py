@@ -36,7 +36,8 @@ inside the array are elements, never searched):
   To require that no element is in the list, use ``must_not`` with ``match.any``.
 - ``range``: a number (not a boolean) satisfying every given bound (gt, gte, lt, lte); strings
   and other values never match. Bounds may be infinite, never NaN. A bound may be a numeric string;
-  any other string is an RFC 3339 datetime, which only a ``datetime`` payload index reads.
+  any other string is an RFC 3339 datetime: the range then matches strings that parse as datetimes,
+  compared as instants, with or without a ``datetime`` payload index (SQL calls the same parser).
 - ``match.text``: full-text, only on a ``text`` payload index (``index/payload_index.py``); here it
   is ``InvalidFilter``.
 - ``values_count`` (Qdrant semantics): the number of values at the key satisfies every given bound
@@ -75,11 +76,13 @@ from index.filter_check import (
     check_filter,
     check_value,
     count_bounds,
+    datetime_bounds,
     json_path,
     list_values,
     lookup,
     number,
     number_bound,
+    parse_datetime,
     range_bounds,
     split_key,
     stored_text,
@@ -164,6 +167,15 @@ def _field_pred(c: FieldCondition) -> _Pred:
         return not_listed
     if c.range is None:
         raise InvalidFilter("a field condition needs exactly one of match, range or values_count")
+    dt = datetime_bounds(c.range)
+    if dt is not None:
+        instants = [(_OPS[op], b) for op, b in dt]
+
+        def in_period(e: Any) -> bool:
+            t = parse_datetime(e) if isinstance(e, str) else None
+            return t is not None and all(op(t, b) for op, b in instants)
+
+        return in_period
     bounds = [(_OPS[op], b) for op, b in range_bounds(c.range)]
 
     def in_range(e: Any) -> bool:

@@ -14,7 +14,6 @@ import array
 import re
 import sys
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy.typing as npt
 from pyroaring import BitMap
 
 from index.errors import InvalidFilter
+from index.filter_check import parse_datetime
 from index.filters import MISSING, lookup, split_key
 from nestor_client.models import FieldCondition, PayloadSchemaType
 
@@ -45,17 +45,6 @@ def labels_of(bm: BitMap) -> I64:
 
 def tokenize(text: str) -> list[str]:
     return _WORD.findall(text.lower())
-
-
-def parse_datetime(s: str) -> float | None:
-    """RFC 3339 (or ISO 8601) to epoch seconds; a naive time is UTC. None when it does not parse."""
-    try:
-        dt = datetime.fromisoformat(s.strip())
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
-        return None
 
 
 def bitmap_bytes(bm: BitMap) -> int:

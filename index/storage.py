@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from index.filter_check import parse_datetime
+
 __all__ = ["PointStore", "decode_pid", "encode_pid"]
 
 PointIdT = int | str
@@ -58,6 +60,7 @@ class PointStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.create_function("nestor_datetime", 1, _sql_datetime, deterministic=True)  # datetime ranges (filters)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -217,3 +220,8 @@ class PointStore:
                 conn.close()
             self._readers.clear()
         self._writer.close()
+
+
+def _sql_datetime(v: object) -> float | None:
+    """SQLite's view of a payload datetime: epoch seconds of a string that parses, else NULL."""
+    return parse_datetime(v) if isinstance(v, str) else None

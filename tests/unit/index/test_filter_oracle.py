@@ -617,12 +617,6 @@ def test_far_from_the_query_at_default_oversampling(setup: Setup, name: str) -> 
     assert recall >= setup.targets[name].bar
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: a filter with a datetime range on a datetime-indexed key and any condition on an unindexed key "
-    "goes to SQL, which cannot read RFC 3339 bounds: InvalidFilter ('datetime bounds need a datetime index on "
-    "the key', which it has) instead of an answer",
-)
 def test_a_datetime_range_beside_an_unindexed_key(setup: Setup) -> None:
     t = setup.targets["hnsw"]
     f = {

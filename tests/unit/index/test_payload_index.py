@@ -292,8 +292,10 @@ def test_datetime_ranges_take_rfc3339_bounds() -> None:
     for bad in ("yesterday", "2024-13-01"):
         with pytest.raises(InvalidFilter, match="RFC 3339"):
             idx.check(Filter(must=[_field("at", range=Range(gte=bad))]), schema)
-    with pytest.raises(InvalidFilter):  # a datetime bound on a key without a datetime index
-        compile_filter(Filter(must=[_field("at", range=Range(gte="2024-01-01"))]))
+    # without a datetime index, SQL compares the strings as instants through the same parser
+    compile_filter(Filter(must=[_field("at", range=Range(gte="2024-01-01"))]))
+    with pytest.raises(InvalidFilter, match="RFC 3339"):
+        compile_filter(Filter(must=[_field("at", range=Range(gte="2024-01-01", lt="soon"))]))
 
 
 def test_filter_values_must_fit_the_index_type() -> None:
