@@ -1,4 +1,8 @@
-"""Wire models shared by the Nestor server and its Python client.
+"""Wire models shared by the Nestor server and its Python client: one import for all of them.
+
+They live by concept in `config` (collection configuration, payload index schemas), `info` (collection
+info), `points` (points and searches), `filters` (payload filters) and `jobs` (ingest jobs); this module
+re-exports every one, so `from nestor_client.models import ...` keeps working.
 
 Input and output shapes are separate families (``CollectionConfig`` in, ``CollectionInfo`` out).
 The server imports these models, so the client and the server cannot drift apart.
@@ -9,21 +13,42 @@ Vectors travel as JSON lists of floats, or compactly as base64 of little-endian 
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated, Any, Literal
-
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    field_validator,
-    model_validator,
+from nestor_client._common import PointId
+from nestor_client.config import (
+    VECTOR_NAME,
+    BinaryQuantizeConfig,
+    CollectionConfig,
+    EncoderSpec,
+    FlatIndexConfig,
+    FunnelStage,
+    HnswIndexConfig,
+    IndexConfig,
+    Int8QuantizeConfig,
+    IvfPqIndexConfig,
+    LeanVecReduceConfig,
+    MatryoshkaReduceConfig,
+    MaxSimConfig,
+    Metric,
+    MultiVectorConfig,
+    MultiVectorInput,
+    MuveraConfig,
+    PayloadIndexParams,
+    PayloadIndexRequest,
+    PayloadSchema,
+    PayloadSchemaType,
+    QuantizeConfig,
+    ReduceConfig,
+    RerankConfig,
+    TokenDtype,
+    TrainingConfig,
+    VectorConfig,
+    VectorInput,
+    is_tenant,
+    parse_schema,
+    plain_schema,
+    schema_json,
+    schema_type,
 )
-
-from nestor_client._common import InputModel, PointId
 from nestor_client.filters import (
     Condition,
     FieldCondition,
@@ -39,7 +64,44 @@ from nestor_client.filters import (
     Nested,
     NestedCondition,
     Range,
+    RangeBound,
     ValuesCount,
+)
+from nestor_client.info import (
+    CollectionInfo,
+    CollectionSummary,
+    IndexInfo,
+    MemoryUse,
+    PayloadIndexInfo,
+    SegmentInfo,
+    VectorInfo,
+)
+from nestor_client.jobs import (
+    IngestFormat,
+    IngestJobRequest,
+    IngestSource,
+    JobError,
+    JobInfo,
+    JobState,
+)
+from nestor_client.points import (
+    Batch,
+    BatchSearchRequest,
+    CountRequest,
+    DeleteRequest,
+    GetRequest,
+    NamedVectors,
+    Point,
+    QuerySampleRequest,
+    Record,
+    ScoredPoint,
+    ScrollRequest,
+    ScrollResult,
+    SearchParams,
+    SearchRequest,
+    UpdateResult,
+    UpsertRequest,
+    WithVector,
 )
 
 __all__ = [
@@ -98,6 +160,7 @@ __all__ = [
     "QuantizeConfig",
     "QuerySampleRequest",
     "Range",
+    "RangeBound",
     "Record",
     "ReduceConfig",
     "RerankConfig",
@@ -107,9 +170,11 @@ __all__ = [
     "SearchParams",
     "SearchRequest",
     "SegmentInfo",
+    "TokenDtype",
     "TrainingConfig",
     "UpdateResult",
     "UpsertRequest",
+    "VECTOR_NAME",
     "ValuesCount",
     "VectorConfig",
     "VectorInfo",
@@ -121,728 +186,3 @@ __all__ = [
     "schema_json",
     "schema_type",
 ]
-
-
-class _Model(InputModel):
-    """Every input model of this module (unknown keys are an error)."""
-
-
-# A list of floats, or base64 of little-endian float32 (JSON), or raw float32 bytes (msgpack).
-VectorInput = list[float] | str | bytes
-
-# A document's or query's token vectors: a list of vectors, or one base64 string (JSON) or raw
-# bytes (msgpack) of its n * dim little-endian float32 values, row after row.
-MultiVectorInput = list[list[float]] | str | bytes
-
-
-class Metric(StrEnum):
-    cosine = "cosine"
-    dot = "dot"
-    l2 = "l2"
-
-
-# ---------------------------------------------------------------------------------------------
-# Collection configuration
-
-
-class FlatIndexConfig(_Model):
-    """Exact search over every vector: the oracle, and right for small collections."""
-
-    type: Literal["flat"] = "flat"
-
-
-class HnswIndexConfig(_Model):
-    """HNSW graph: hnswlib for plain float vectors, Nestor's own graph over compressed ones (int8 codes,
-    reduced vectors). `ef` is the default search beam, overridable per query; `m` up to 128."""
-
-    type: Literal["hnsw"] = "hnsw"
-    m: int = Field(16, ge=2, le=128)
-    ef_construction: int = Field(200, ge=4, le=4096)
-    ef: int = Field(64, ge=1, le=32768)
-
-
-class IvfPqIndexConfig(_Model):
-    """faiss IVF with product-quantized codes, reranked from the full-precision vectors.
-
-    `nlist` and `m` are chosen from the data when omitted (nlist about 2*sqrt(n), m = dim/4 at
-    4 bits). The index trains once `train_threshold` vectors exist (exact search until then) and
-    retrains in the background when the collection grows `retrain_growth` times past its
-    training size.
-    """
-
-    type: Literal["ivf_pq"] = "ivf_pq"
-    nlist: int | None = Field(None, ge=1, le=1 << 20)
-    m: int | None = Field(None, ge=1, le=4096)
-    nbits: Literal[4, 8] = 4
-    nprobe: int = Field(96, ge=1, le=1 << 20)
-    oversampling: float = Field(16.0, ge=1.0, le=1000.0)
-    rescore: bool = True
-    train_threshold: int = Field(5000, ge=64)
-    retrain_growth: float = Field(4.0, gt=1.0)
-
-
-IndexConfig = Annotated[FlatIndexConfig | HnswIndexConfig | IvfPqIndexConfig, Field(discriminator="type")]
-
-TokenDtype = Literal["float32", "float16", "int8"]
-
-
-class MuveraConfig(_Model):
-    """Multi-vector documents through MUVERA fixed dimensional encodings (FDE), with exact MaxSim rescoring.
-
-    Each document's token vectors become one FDE of `r_reps * 2**k_sim * d_proj` dimensions (or
-    `final_dim`), which the collection's `index` serves. A search takes `oversampling * limit` FDE
-    candidates and reranks them by exact MaxSim over the stored tokens (`token_dtype`). `seed` fixes
-    every random draw; the drawn matrices are stored with the collection. `dim` is the token dimension.
-    """
-
-    type: Literal["muvera"] = "muvera"
-    k_sim: int = Field(5, ge=0, le=10)
-    d_proj: int | None = Field(16, ge=1, le=4096)
-    r_reps: int = Field(20, ge=1, le=512)
-    final_dim: int | None = Field(None, ge=1, le=65536)
-    seed: int = Field(42, ge=0, le=2**32 - 1)
-    fill_empty: bool = True
-    token_dtype: TokenDtype = "float16"
-    max_tokens: int = Field(512, ge=1, le=16384)
-    oversampling: float = Field(20.0, ge=1.0, le=1000.0)
-
-
-class MaxSimConfig(_Model):
-    """Multi-vector documents searched by exact MaxSim over every document: the oracle, for small collections."""
-
-    type: Literal["maxsim"] = "maxsim"
-    token_dtype: TokenDtype = "float16"
-    max_tokens: int = Field(512, ge=1, le=16384)
-
-
-MultiVectorConfig = Annotated[MuveraConfig | MaxSimConfig, Field(discriminator="type")]
-
-
-class EncoderSpec(_Model):
-    """A collection's text encoder: a name in the `nestor.encoders` registry and that encoder's config.
-
-    The server stores it normalised (defaults filled in), so `{"name": "hash"}` and
-    `{"name": "hash", "config": {"dim": 256}}` name the same encoder."""
-
-    name: str = Field(min_length=1, max_length=128)
-    config: dict[str, Any] = Field(default_factory=dict)
-
-
-class FunnelStage(_Model):
-    """One Matryoshka funnel stage: rescore the survivors on their first `dim` coordinates, keep `limit`."""
-
-    dim: int = Field(ge=1, le=65536)
-    limit: int = Field(ge=1, le=100_000)
-
-
-class LeanVecReduceConfig(_Model):
-    """LeanVec linear reduction to `dim`; the ANN index is built on the reduced vectors.
-
-    `mode="id"` learns a PCA of the collection's data. `mode="ood"` learns a query map and a data map
-    from the data and a query sample, for queries that look unlike the documents; the sample comes
-    from `POST .../queries/sample` and, with `query_reservoir`, from the collection's recent queries
-    (a uniform reservoir of `reservoir_size`). The maps refit at the next optimization.
-    """
-
-    type: Literal["leanvec"] = "leanvec"
-    dim: int = Field(ge=1, le=65536)
-    mode: Literal["id", "ood"] = "id"
-    solver: Literal["closed_form", "frank_wolfe"] = "closed_form"
-    query_reservoir: bool = False
-    reservoir_size: int = Field(10_000, ge=16, le=1_000_000)
-
-
-class MatryoshkaReduceConfig(_Model):
-    """Truncate to the first `dim` coordinates and renormalise; `rotate="pca"` rotates first (PCA-Matryoshka).
-
-    `funnel` stages run after the index's shortlist, each on a longer prefix, before the final rerank."""
-
-    type: Literal["matryoshka"] = "matryoshka"
-    dim: int = Field(ge=1, le=65536)
-    rotate: Literal["pca"] | None = None
-    funnel: list[FunnelStage] = Field(default_factory=list, max_length=8)
-
-
-ReduceConfig = Annotated[LeanVecReduceConfig | MatryoshkaReduceConfig, Field(discriminator="type")]
-
-
-class BinaryQuantizeConfig(_Model):
-    """Sign codes of the centred vectors, searched by Hamming distance in a faiss binary index.
-
-    `bits=2` adds a residual plane. `query="asymmetric"` rescores the Hamming shortlist with the float
-    query against the codes before the full-precision rerank. The codes are the only per-vector data
-    the search itself keeps in RAM."""
-
-    type: Literal["binary"] = "binary"
-    bits: Literal[1, 2] = 1
-    query: Literal["hamming", "asymmetric"] = "hamming"
-
-
-class Int8QuantizeConfig(_Model):
-    """Per-dimension int8 scalar codes (4x smaller); with `index.type="hnsw"`, Nestor's own graph over them."""
-
-    type: Literal["int8"] = "int8"
-
-
-QuantizeConfig = Annotated[BinaryQuantizeConfig | Int8QuantizeConfig, Field(discriminator="type")]
-
-
-class RerankConfig(_Model):
-    """How compressed candidates are reranked.
-
-    `oversampling` candidates per result are taken from the compressed index (default: chosen per
-    codec) and rescored exactly. `store="float32"` rescores with the full vectors (in RAM, or memory-
-    mapped with `on_disk`); `store="int8"` keeps int8 codes of them in RAM for the rescore, so the
-    float32 vectors can stay on disk."""
-
-    enabled: bool = True
-    oversampling: float | None = Field(None, ge=1.0, le=1000.0)
-    store: Literal["float32", "int8"] = "float32"
-
-
-class TrainingConfig(_Model):
-    """When learned transforms (reduce, quantize) are fitted: after `threshold` points, and again in the
-    background whenever the collection has grown `refit_growth` times since the last fit."""
-
-    threshold: int = Field(2048, ge=64)
-    refit_growth: float = Field(2.0, gt=1.0)
-
-
-_VECTOR_NAME = r"^[A-Za-z0-9_.-]{0,64}$"  # "" is the default (unnamed) vector
-_PER_VECTOR = (
-    "dim",
-    "metric",
-    "index",
-    "encoder",
-    "multivector",
-    "reduce",
-    "quantize",
-    "rerank",
-    "training",
-    "on_disk",
-)
-
-
-def _check_vector(cfg: VectorConfig | CollectionConfig, dim: int) -> None:
-    """The checks one vector's settings must pass, in either the named or the top-level form."""
-    red, quant, index = cfg.reduce, cfg.quantize, cfg.index
-    if red is not None:
-        if red.dim >= dim:
-            raise ValueError(f"reduce.dim must be below dim={dim}, got {red.dim}")
-        if isinstance(red, MatryoshkaReduceConfig):
-            last = red.dim
-            for st in red.funnel:
-                if not last < st.dim <= dim:
-                    raise ValueError("funnel dims must increase, from above reduce.dim up to dim")
-                last = st.dim
-    if isinstance(quant, Int8QuantizeConfig) and isinstance(index, IvfPqIndexConfig):
-        raise ValueError("ivf_pq already quantizes its codes: use quantize with a flat or hnsw index")
-    if cfg.multivector is not None and (red is not None or quant is not None):
-        raise ValueError("reduce and quantize do not apply to multi-vector fields yet")
-
-
-class _VectorSettings(_Model):
-    """What one vector of a point is configured with, besides its dimension: shared by a named vector
-    (`VectorConfig`) and the top-level single-vector form of `CollectionConfig`."""
-
-    metric: Metric = Metric.cosine
-    index: IndexConfig = Field(default_factory=HnswIndexConfig)
-    encoder: EncoderSpec | None = None
-    multivector: MultiVectorConfig | None = None
-    reduce: ReduceConfig | None = None
-    quantize: QuantizeConfig | None = None
-    rerank: RerankConfig = Field(default_factory=RerankConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    on_disk: bool = False  # full-precision vectors memory-mapped from disk instead of copied into RAM
-
-    @property
-    def compressed(self) -> bool:
-        """True when the ANN index is built on transformed vectors that need training."""
-        return self.reduce is not None or self.quantize is not None
-
-
-class VectorConfig(_VectorSettings):
-    """One named vector of a point: its dimension, metric, index and compression.
-
-    `multivector` makes it a set of token vectors per point (MUVERA candidates, MaxSim ranking);
-    `encoder` lets points and searches carry text that fills this vector."""
-
-    dim: int = Field(ge=1, le=65536)
-
-    @model_validator(mode="after")
-    def _check(self) -> VectorConfig:
-        _check_vector(self, self.dim)
-        return self
-
-
-class PayloadSchemaType(StrEnum):
-    """What a payload index holds (Qdrant's names): the filters it answers are in `index/payload_index.py`."""
-
-    keyword = "keyword"
-    integer = "integer"
-    float = "float"
-    bool = "bool"
-    datetime = "datetime"
-    uuid = "uuid"
-    text = "text"
-
-
-class PayloadIndexParams(_Model):
-    """A payload index's schema as an object: its `type`, and for a keyword index `is_tenant` (queries nearly
-    always name one value of it, a customer or a user: each large tenant gets a graph of its own)."""
-
-    type: PayloadSchemaType
-    is_tenant: bool = False
-
-    @model_validator(mode="after")
-    def _tenant_keyword(self) -> PayloadIndexParams:
-        if self.is_tenant and self.type is not PayloadSchemaType.keyword:
-            raise ValueError("is_tenant is only for keyword payload indexes")
-        return self
-
-
-# A payload index's schema: a type name, or `{"type": ..., "is_tenant": ...}`.
-PayloadSchema = PayloadSchemaType | PayloadIndexParams
-
-
-def schema_type(schema: PayloadSchema) -> PayloadSchemaType:
-    """The index type of a schema in either form."""
-    return schema.type if isinstance(schema, PayloadIndexParams) else schema
-
-
-def is_tenant(schema: PayloadSchema) -> bool:
-    """True for a keyword index marked `is_tenant`."""
-    return isinstance(schema, PayloadIndexParams) and schema.is_tenant
-
-
-def plain_schema(schema: PayloadSchema) -> PayloadSchema:
-    """One spelling per schema: the object form only when it says more than the type (`is_tenant`)."""
-    return schema if is_tenant(schema) else schema_type(schema)
-
-
-def schema_json(schema: PayloadSchema) -> str | dict[str, Any]:
-    """A schema as JSON data (the type name, or the object form): what replicas are sent."""
-    return schema.model_dump(mode="json") if isinstance(schema, PayloadIndexParams) else schema.value
-
-
-def parse_schema(data: str | dict[str, Any]) -> PayloadSchema:
-    """The inverse of `schema_json`."""
-    return PayloadSchemaType(data) if isinstance(data, str) else PayloadIndexParams.model_validate(data)
-
-
-class CollectionConfig(_VectorSettings):
-    """What `PUT /collections/{name}` takes.
-
-    Either one unnamed vector per point, configured at the top level (`dim` is then required), or
-    named vectors: `vectors: {name: VectorConfig}`, each with its own dimension, metric and index.
-    The top-level form is the vector named "" (the default). With an `encoder`, points and searches
-    may carry `text` instead of a vector."""
-
-    dim: int | None = Field(None, ge=1, le=65536)
-    vectors: dict[Annotated[str, Field(pattern=_VECTOR_NAME)], VectorConfig] | None = Field(
-        None, min_length=1, max_length=16
-    )
-    # Scale-out (a server started with a Ray address): points hashed by id over `shards` shards,
-    # each held by `replicas` Ray actors. 1 and 1 is the ordinary single-node collection.
-    shards: int = Field(1, ge=1, le=1024)
-    replicas: int = Field(1, ge=1, le=16)
-    # Payload indexes by payload key (`a.b` for nested keys): `PUT /collections/{name}/index` adds one.
-    # A schema is a type name or `{"type": "keyword", "is_tenant": true}`.
-    payload_schema: dict[Annotated[str, Field(min_length=1, max_length=256)], PayloadSchema] = Field(
-        default_factory=dict
-    )
-
-    @field_validator("payload_schema", mode="after")
-    @classmethod
-    def _plain_schemas(cls, v: dict[str, PayloadSchema]) -> dict[str, PayloadSchema]:
-        return {k: plain_schema(s) for k, s in v.items()}
-
-    @model_validator(mode="after")
-    def _check_form(self) -> CollectionConfig:
-        if self.vectors is not None:
-            fields = type(self).model_fields
-            mixed = [  # a full dump of a named config repeats the top-level defaults: those are fine
-                k for k in _PER_VECTOR if getattr(self, k) != fields[k].get_default(call_default_factory=True)
-            ]
-            if mixed:
-                raise ValueError(
-                    f"with named vectors, set {', '.join(mixed)} inside each entry of vectors, not at the top level"
-                )
-            return self
-        if self.dim is None:
-            raise ValueError('dim is required (or give named vectors: {"vectors": {name: {"dim": ...}}})')
-        _check_vector(self, self.dim)
-        return self
-
-    @property
-    def named(self) -> bool:
-        """True for the `vectors: {...}` form; False for one unnamed vector configured at the top level."""
-        return self.vectors is not None
-
-    def vector_fields(self) -> dict[str, VectorConfig]:
-        """Every vector of a point by name; the top-level form is the one vector named ""."""
-        if self.vectors is not None:
-            return dict(self.vectors)
-        assert self.dim is not None
-        return {"": VectorConfig.model_validate({k: getattr(self, k) for k in _PER_VECTOR})}
-
-
-class PayloadIndexRequest(_Model):
-    """`PUT /collections/{name}/index`: Qdrant's `field_name` / `field_schema`, or `field` / `schema`."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    field_name: str = Field(min_length=1, max_length=256, validation_alias=AliasChoices("field_name", "field"))
-    field_schema: PayloadSchema = Field(validation_alias=AliasChoices("field_schema", "schema"))
-
-    @field_validator("field_schema", mode="after")
-    @classmethod
-    def _plain(cls, v: PayloadSchema) -> PayloadSchema:
-        return plain_schema(v)
-
-
-class CollectionSummary(BaseModel):
-    name: str
-    count: int
-
-
-class _Readable(BaseModel):
-    """Info blocks were plain dicts before they were typed: `block["key"]` and `block.get("key")` still work."""
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-    def __contains__(self, key: str) -> bool:
-        return hasattr(self, key)
-
-
-class PayloadIndexInfo(_Readable):
-    """One payload index in the collection info: its type, state, the live points that have a value, its RAM."""
-
-    data_type: PayloadSchemaType
-    is_tenant: bool = False
-    state: str  # ready | indexing
-    points: int = 0
-    ram: int = 0
-
-
-class IndexInfo(_Readable):
-    """One vector's index: its type and state, points indexed and pending, and (when the background
-    indexer keeps failing) the error. Index-specific details (spec, training, multivector) ride along."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    state: str  # ready | indexing | training | untrained | paused | failing
-    indexed: int = 0
-    pending: int = 0
-    error: str | None = None  # the last indexer failure, while it keeps failing
-    backend: str | None = None  # which implementation serves it (e.g. "nestor-graph", "hnswlib")
-
-
-class SegmentInfo(_Readable):
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    points: int
-
-
-class MemoryUse(_Readable):
-    ram: int = 0
-    disk: int = 0
-
-
-class VectorInfo(_Readable):
-    """One named vector of a collection: its index and the memory it takes."""
-
-    index: IndexInfo
-    segments: list[SegmentInfo] = Field(default_factory=list)
-    memory: dict[str, MemoryUse] = Field(default_factory=dict)
-    placement: dict[str, str] = Field(default_factory=dict)
-
-
-class CollectionInfo(_Readable):
-    """What `GET /collections/{name}` returns. `index`, `segments` and `memory` describe the default
-    vector (the first named one when there is no default); `vectors` describes each by name."""
-
-    name: str
-    config: CollectionConfig
-    count: int
-    status: str  # green | yellow (indexing) | red (an indexer keeps failing, or a shard is down)
-    seq: int
-    index: IndexInfo
-    segments: list[SegmentInfo]
-    memory: dict[str, MemoryUse]
-    vectors: dict[str, VectorInfo] = Field(default_factory=dict)
-    placement: dict[str, str] = Field(default_factory=dict)  # where each part lives (RAM, disk, mmap)
-    stats: dict[str, Any] | None = None  # rates, latency percentiles and live recall (the dashboard's source)
-    last_write: float | None = None
-    last_optimized: float | None = None
-    cluster: dict[str, Any] | None = None  # sharded collections: shards, replicas, their nodes and health
-    payload_schema: dict[str, PayloadIndexInfo] = Field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-# Points
-
-
-# Named vectors of one point: a dense vector, or a multivector's token vectors, by vector name.
-NamedVectors = dict[str, VectorInput | MultiVectorInput]
-
-
-class Point(_Model):
-    """A vector, or named vectors (`{name: vector}`; a point may omit some), or a `text` that fills every
-    vector with an encoder, or (a multi-vector default vector) a `multivector`."""
-
-    id: PointId
-    vector: VectorInput | NamedVectors | None = None
-    text: str | None = None
-    multivector: MultiVectorInput | None = None
-    payload: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _one_input(self) -> Point:
-        given = [self.vector, self.text, self.multivector].count(None)
-        if given == 3:
-            raise ValueError("give exactly one of vector, text or multivector (or named vectors)")
-        # named vectors may come with a text, which fills the vectors that have an encoder
-        if given < 2 and not (isinstance(self.vector, dict) and self.multivector is None):
-            raise ValueError("give exactly one of vector, text or multivector (or named vectors, with a text)")
-        return self
-
-
-class Batch(_Model):
-    """Columnar upsert: `vectors` is a list of lists, or one base64 string of n*dim float32."""
-
-    ids: list[PointId]
-    vectors: list[list[float]] | str | bytes | dict[str, list[list[float]] | str | bytes]
-    payloads: list[dict[str, Any] | None] | None = None
-
-
-class UpsertRequest(_Model):
-    points: list[Point] | None = None
-    batch: Batch | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> UpsertRequest:
-        if (self.points is None) == (self.batch is None):
-            raise ValueError("give exactly one of points or batch")
-        return self
-
-
-class DeleteRequest(_Model):
-    ids: list[PointId] | None = None
-    filter: Filter | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> DeleteRequest:
-        if (self.ids is None) == (self.filter is None):
-            raise ValueError("give exactly one of ids or filter")
-        return self
-
-
-# True: every vector of the point; a list: those named vectors only.
-WithVector = bool | list[str]
-
-
-class GetRequest(_Model):
-    ids: list[PointId]
-    with_payload: bool = True
-    with_vector: WithVector = False
-
-
-class CountRequest(_Model):
-    filter: Filter | None = None
-
-
-class ScrollRequest(_Model):
-    """`POST /collections/{name}/points/scroll`: the points matching `filter`, in id order (integer ids
-    ascending, then string ids in code-point order), from the id `offset` (inclusive), `limit` at a time."""
-
-    filter: Filter | None = None
-    limit: StrictInt = Field(10, ge=1, le=100_000)
-    offset: PointId | None = None
-    with_payload: StrictBool = True
-    with_vector: StrictBool | list[str] = False
-
-
-class UpdateResult(BaseModel):
-    """What upsert (`upserted`) and delete (`deleted`) return; `seq` is the write's sequence number."""
-
-    upserted: int = 0
-    deleted: int = 0
-    seq: int
-
-
-class Record(BaseModel):
-    """A point as stored. `vector` is the vector itself in a collection with one unnamed vector, and
-    `{name: vector}` in one with named vectors (a multivector there is a list of token vectors)."""
-
-    id: PointId
-    payload: dict[str, Any] | None = None
-    vector: list[float] | dict[str, list[float] | list[list[float]]] | None = None
-    multivector: list[list[float]] | None = None
-
-
-class ScrollResult(BaseModel):
-    """One page of a scroll; `next_page_offset` is the id to pass as `offset` for the next page (None: done)."""
-
-    points: list[Record]
-    next_page_offset: PointId | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Search
-
-
-class SearchParams(_Model):
-    """Per-query knobs. Unset fields fall back to the collection's index config."""
-
-    ef: int | None = Field(None, ge=1, le=32768)
-    nprobe: int | None = Field(None, ge=1, le=1 << 20)
-    oversampling: float | None = Field(None, ge=1.0, le=1000.0)
-    rescore: bool | None = None
-    exact: bool = False
-    funnel: list[FunnelStage] | None = Field(None, max_length=8)
-
-
-class SearchRequest(_Model):
-    """A `vector`, or a `text` the collection's encoder embeds as a query, or a `multivector` query."""
-
-    vector: VectorInput | None = None
-    text: str | None = None
-    multivector: MultiVectorInput | None = None
-    using: str | None = Field(None, pattern=_VECTOR_NAME)  # which named vector to search; default: ""
-    limit: int = Field(10, ge=1)
-    offset: int = Field(0, ge=0)
-    filter: Filter | None = None
-    params: SearchParams | None = None
-    with_payload: bool = True
-    with_vector: WithVector = False
-    score_threshold: float | None = None
-
-    @model_validator(mode="after")
-    def _one_query(self) -> SearchRequest:
-        if [self.vector, self.text, self.multivector].count(None) != 2:
-            raise ValueError("give exactly one of vector, text or multivector")
-        return self
-
-
-class QuerySampleRequest(_Model):
-    """Example queries for LeanVec-OOD fitting: `vectors`, or `texts` the collection's encoder embeds."""
-
-    vectors: list[VectorInput] | None = None
-    texts: list[str] | None = None
-    replace: bool = False  # drop the sample kept so far instead of adding to it
-    using: str | None = Field(None, pattern=_VECTOR_NAME)  # the named vector it is for; default: ""
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> QuerySampleRequest:
-        if (self.vectors is None) == (self.texts is None):
-            raise ValueError("give exactly one of vectors or texts")
-        if not (self.vectors or self.texts):
-            raise ValueError("the sample is empty")
-        return self
-
-
-class BatchSearchRequest(_Model):
-    searches: list[SearchRequest] = Field(min_length=1)
-
-
-class ScoredPoint(BaseModel):
-    id: PointId
-    score: float
-    payload: dict[str, Any] | None = None
-    vector: list[float] | dict[str, list[float] | list[list[float]]] | None = None
-    multivector: list[list[float]] | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Ingest jobs
-
-
-class JobState(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class IngestFormat(StrEnum):
-    jsonl = "jsonl"
-    parquet = "parquet"
-    npy = "npy"
-
-
-class IngestSource(_Model):
-    """A file on the server. `format` defaults from the extension (.jsonl/.ndjson, .parquet, .npy).
-
-    JSON Lines and Parquet rows carry an id (`id_field`, default "id"; null numbers the rows from 0),
-    and either a text (`text_field`) or a vector (`vector_field`): the default is "text" when the
-    collection has an encoder and "vector" otherwise. The payload is `payload_fields`, or every other
-    field (the text is kept). A `.npy` matrix gets its ids from `ids_path` (a .npy of ints, or a
-    text file of one id per line) or the row numbers, and payloads from `payload_path` (JSON Lines).
-    """
-
-    path: str = Field(min_length=1)
-    format: IngestFormat | None = None
-    ids_path: str | None = None
-    payload_path: str | None = None
-    id_field: str | None = "id"
-    text_field: str | None = None
-    vector_field: str | None = None
-    payload_fields: list[str] | None = None
-
-
-class IngestJobRequest(_Model):
-    """What `POST /jobs/ingest` takes.
-
-    `strict` stops the job at the first bad row (batches before it stay committed); otherwise bad
-    rows are reported and skipped. `defer_indexing` pauses the collection's background indexer
-    until the job ends, then indexes everything at once (the bulk-load mode)."""
-
-    collection: str = Field(min_length=1)
-    source: IngestSource
-    batch_size: int = Field(1000, ge=1, le=100_000)
-    strict: bool = False
-    defer_indexing: bool = False
-
-
-class JobError(BaseModel):
-    """A bad row: its 1-based line (JSON Lines) or row (Parquet, .npy) number, and why."""
-
-    line: int
-    reason: str
-
-
-class JobInfo(BaseModel):
-    """What `GET /jobs/{id}` returns. `done` and `total` count source rows; `done` only moves once a
-    batch is durably committed. `rate` is rows per second, `eta` seconds. `errors` lists the first
-    bad rows (`failed` counts them all); `error` says why a failed job stopped."""
-
-    id: str
-    kind: str = "ingest"
-    state: JobState
-    collection: str
-    source: IngestSource
-    batch_size: int
-    strict: bool = False
-    defer_indexing: bool = False
-    done: int = 0
-    total: int | None = None
-    upserted: int = 0
-    failed: int = 0
-    rate: float | None = None
-    eta: float | None = None
-    errors: list[JobError] = Field(default_factory=list)
-    error: str | None = None
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None

@@ -1,0 +1,96 @@
+"""What the server reports about a collection: `CollectionInfo` and its blocks (`GET /collections/{name}`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nestor_client.config import CollectionConfig, PayloadSchemaType
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    count: int
+
+
+class _Readable(BaseModel):
+    """Info blocks were plain dicts before they were typed: `block["key"]` and `block.get("key")` still work."""
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return hasattr(self, key)
+
+
+class PayloadIndexInfo(_Readable):
+    """One payload index in the collection info: its type, state, the live points that have a value, its RAM."""
+
+    data_type: PayloadSchemaType
+    is_tenant: bool = False
+    state: str  # ready | indexing
+    points: int = 0
+    ram: int = 0
+
+
+class IndexInfo(_Readable):
+    """One vector's index: its type and state, points indexed and pending, and (when the background
+    indexer keeps failing) the error. Index-specific details (spec, training, multivector) ride along."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    state: str  # ready | indexing | training | untrained | paused | failing
+    indexed: int = 0
+    pending: int = 0
+    error: str | None = None  # the last indexer failure, while it keeps failing
+    backend: str | None = None  # which implementation serves it (e.g. "nestor-graph", "hnswlib")
+
+
+class SegmentInfo(_Readable):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    points: int
+
+
+class MemoryUse(_Readable):
+    ram: int = 0
+    disk: int = 0
+
+
+class VectorInfo(_Readable):
+    """One named vector of a collection: its index and the memory it takes."""
+
+    index: IndexInfo
+    segments: list[SegmentInfo] = Field(default_factory=list)
+    memory: dict[str, MemoryUse] = Field(default_factory=dict)
+    placement: dict[str, str] = Field(default_factory=dict)
+
+
+class CollectionInfo(_Readable):
+    """What `GET /collections/{name}` returns. `index`, `segments` and `memory` describe the default
+    vector (the first named one when there is no default); `vectors` describes each by name."""
+
+    name: str
+    config: CollectionConfig
+    count: int
+    status: str  # green | yellow (indexing) | red (an indexer keeps failing, or a shard is down)
+    seq: int
+    index: IndexInfo
+    segments: list[SegmentInfo]
+    memory: dict[str, MemoryUse]
+    vectors: dict[str, VectorInfo] = Field(default_factory=dict)
+    placement: dict[str, str] = Field(default_factory=dict)  # where each part lives (RAM, disk, mmap)
+    stats: dict[str, Any] | None = None  # rates, latency percentiles and live recall (the dashboard's source)
+    last_write: float | None = None
+    last_optimized: float | None = None
+    cluster: dict[str, Any] | None = None  # sharded collections: shards, replicas, their nodes and health
+    payload_schema: dict[str, PayloadIndexInfo] = Field(default_factory=dict)
