@@ -47,7 +47,9 @@ class HitReader:
         hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
         names = self.vector_names(q.with_vector)
         if q.with_payload or names:
-            self.attach(hits, labels, q.with_payload, names)
+            # a filtered hit whose point was overwritten since the search is dropped: the new payload
+            # need not match the filter (an unfiltered one gets the point's current payload)
+            self.attach(hits, labels, q.with_payload, names, follow=q.filter is None)
         return QueryResult([h for h in hits if h.id is not None], strategy)
 
     def vector_names(self, with_vector: WithVector) -> list[str]:
@@ -71,13 +73,15 @@ class HitReader:
         names: list[str],
         *,
         pays: dict[int, str | None] | None = None,
+        follow: bool = True,
     ) -> None:
-        """Fill in payloads and the vectors `names`; `pays`: the payload JSON by label, when already read."""
+        """Fill in payloads and the vectors `names`; `pays`: the payload JSON by label, when already read.
+        `follow`: a point overwritten meanwhile gets its current payload; else its hit is dropped."""
         if not labels:
             return
         if with_payload:
             pays = self.points.payloads(labels) if pays is None else pays
-            if len(pays) < len(hits):
+            if len(pays) < len(hits) and follow:
                 pays = self._payloads_after_overwrite(hits, labels, pays)
             for h, lab in zip(hits, labels, strict=True):
                 if lab not in pays:  # overwritten again, or deleted, while we read: a stale hit, dropped

@@ -49,6 +49,7 @@ __all__ = [
     "is_cheap",
     "merge",
     "plan",
+    "walk_floor",
     "search_fast",
     "to_user",
 ]
@@ -156,7 +157,7 @@ def plan(
     exact = params is not None and params.exact
     if exact or index is None or not index.is_trained:
         return _exact(field, queries, k, sel, n, alive), "exact" if sel is None else "exact_filtered"
-    if sel is not None and len(sel) <= field.options.exact_filter_threshold:
+    if sel is not None and len(sel) <= max(field.options.exact_filter_threshold, walk_floor(index, params, k)):
         return _exact(field, queries, k, sel, n, alive), "exact_filtered"
     name = kind(field)
     if sel is None:
@@ -233,6 +234,14 @@ def _postfilter(
         out.labels[row, : len(labels)] = labels
         out.scores[row, : len(labels)] = scores
     return out
+
+
+def walk_floor(index: VectorIndex, params: SearchParams | None, k: int) -> int:
+    """Matches below which no walk pays: a graph scores at least its beam (ef) of nodes, so fewer matches
+    are scored exactly, whatever `exact_filter_threshold` says (a walk could not even fill its beam)."""
+    inner = index.inner if isinstance(index, EncodedIndex) else index
+    ef = params.ef if params is not None and params.ef else getattr(inner, "ef", 0)
+    return max(k, int(ef or 0))
 
 
 def walks_natively(index: VectorIndex) -> bool:

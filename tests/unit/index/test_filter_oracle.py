@@ -20,8 +20,9 @@ cosine. For every example:
 - under a graph plan, recall@limit averaged over the examples is at least 0.95 (float HNSW), 0.9
   (int8-compressed HNSW, IVF-PQ).
 
-A second collection of the float graph runs with `exact_filter_threshold=0`, so even a filter that
-matches three points walks the graph (and falls back to exact when the walk finds too few).
+A second collection of the float graph runs with `exact_filter_threshold=0`, so every filter that
+matches more points than the walk's beam (ef) walks the graph, and falls back to exact when the walk
+finds too few; fewer matches than that are scored exactly whatever the threshold.
 
 Vectors: random unit vectors for the graphs. IVF-PQ gets structured data (`tests/synth.manifold`): on
 isotropic noise its 4-bit codes reach about 0.85 recall with no filter at all, so the bar would measure
@@ -46,6 +47,7 @@ from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import CollectionOptions, PointIdT, Query
 from index.dense import DenseField
+from index.planner import walk_floor
 from nestor_client.models import CollectionConfig, Filter, PayloadSchemaType, SearchParams
 from tests.synth import manifold
 from tests.unit.index.conftest import F32, unit, wait_indexed
@@ -487,7 +489,10 @@ def _check_search(
     live, labels = len(t.coll.labels.label_of), t.coll.labels.n
     dense = t.coll.fields[""]
     assert isinstance(dense, DenseField)
-    if exact or m == 0 or m <= dense.options.exact_filter_threshold:
+    state = dense.state
+    assert state.index is not None
+    floor = walk_floor(state.index, None, limit)  # below a walk's beam width, no walk pays
+    if exact or m == 0 or m <= max(dense.options.exact_filter_threshold, floor):
         assert base == "exact_filtered", (res.strategy, m)
     elif m < FRACTION * live:
         narrow = "_filtered" if t.graph == "ivf_pq" else "_acorn"  # ACORN is a walk of the graph only
@@ -631,11 +636,11 @@ def test_a_datetime_range_beside_an_unindexed_key(setup: Setup) -> None:
     _check_search(t, f, allowed, 0, 10)
 
 
-def test_a_walk_over_a_few_matches_falls_back_to_exact(setup: Setup) -> None:
-    """With no exact threshold, three matching points go to the graph; a walk that misses one is
-    replaced by the exact plan, so all three come back, best first."""
+def test_a_few_matches_are_scored_exactly_even_with_no_threshold(setup: Setup) -> None:
+    """With no exact threshold, three matching points are still scored exactly: a walk scores at least
+    its beam (ef) of nodes, so a filter matching fewer takes the exact plan, and all three come back."""
     t = setup.targets["walk"]
     few = [int(i) for i in setup.world.ids[[10, 500, 3000]]]
     flt = {"must": [{"has_id": few}]}
     seen = [_check_search(t, flt, setup.world.matching(flt), qi, 10) for qi in range(NQ)]
-    assert "exact_fallback" in seen and set(seen) <= {"hnsw_acorn", "exact_fallback"}, seen
+    assert set(seen) == {"exact_filtered"}, seen

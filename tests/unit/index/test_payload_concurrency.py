@@ -244,12 +244,6 @@ def test_readers_see_consistent_indexes_while_writers_change_them(engine: Engine
             assert len({h.id for h in res.hits} & {i for i, _ in top}) >= 8, (raw, res.strategy)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: a hit whose point is overwritten between the filter and the payload read is returned with the "
-    "point's new payload (HitReader._payloads_after_overwrite), which need not match the filter (nor the "
-    "score, which is the old vector's); dropping the stale hit instead makes this pass",
-)
 def test_every_hit_comes_with_a_payload_that_matches_the_filter(engine: Engine) -> None:
     _, sh = _race(engine)
     assert sh.stale == [], sh.stale[:5]
