@@ -163,7 +163,7 @@ def plan(
     if sel is None:
         return _ann(field, index, queries, k, params, None, acorn=False, upto=upto, n=n), name
     share = len(sel) / max(index.count + n - upto, 1)
-    if share >= field.options.filter_walk_fraction:
+    if share >= field.options.filter_walk_fraction and walks_natively(index):
         # broad: an unfiltered walk for enough candidates that k of them match, then test just those
         hits = _postfilter(field, index, queries, k, params, sel, share, upto, n)
         if hits is not None:

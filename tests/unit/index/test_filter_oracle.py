@@ -536,7 +536,7 @@ def test_filtered_search_and_count_match_the_oracle(setup: Setup) -> None:
 
     check()
     for name, t in setup.targets.items():
-        assert len(t.recalls) >= 15, (name, t.strategies)  # the ANN plans really ran, often enough to average
+        assert len(t.recalls) >= 10, (name, t.strategies)  # the ANN plans really ran, often enough to average
         assert float(np.mean(t.recalls)) >= t.bar, (name, np.mean(t.recalls), t.strategies)
 
 
