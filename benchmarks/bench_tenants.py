@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--out", default="tenants")
     args = ap.parse_args()
-    configure_threads(1)
+    configure_threads()
     ds = load_dataset(args.n, args.queries, args.data)
     base, queries = ds.base, ds.queries
     n = len(base)
