@@ -266,7 +266,10 @@ def exact_rows(field: DenseField, queries: F32, k: int, allowed: I64, alive: npt
         return out
     # scored in place by faiss's by-index kernel: 3-4x cheaper than gathering the rows first
     scores = gather_scores(
-        field.vectors.buffer(), queries, np.broadcast_to(allowed, (len(queries), len(allowed))), field.space
+        field.vectors.buffer(),
+        queries,
+        allowed[None, :] if len(queries) == 1 else np.broadcast_to(allowed, (len(queries), len(allowed))),
+        field.space,
     )
     pos, best = top_k(scores, k)
     out.labels[:, : pos.shape[1]] = allowed[pos]
