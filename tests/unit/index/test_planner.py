@@ -63,7 +63,7 @@ class Where:
 
 FIRST_30 = Where({"key": "i", "range": {"lt": 30}}, lambda i: i < 30)  # at most THRESHOLD: exact
 GROUPS_012 = Where({"key": "g", "match": {"any": [0, 1, 2]}}, lambda i: i % 10 in (0, 1, 2))  # 90: ANN
-GROUPS_01 = Where({"key": "g", "match": {"any": [0, 1]}}, lambda i: i % 10 in (0, 1))  # 60
+QUARTER = Where({"key": "i", "range": {"lt": 75}}, lambda i: i < 75)  # 75: above the walk's beam (ef 64)
 GROUPS_345 = Where({"key": "g", "match": {"any": [3, 4, 5]}}, lambda i: i % 10 in (3, 4, 5))
 GROUP_1 = Where({"key": "g", "match": {"any": [1]}}, lambda i: i % 10 == 1)
 
@@ -79,7 +79,7 @@ def test_strategies_by_index_filter_and_knobs(engine: Engine, metric: str) -> No
         (hnsw, None, None, "hnsw"),
         (hnsw, None, SearchParams(exact=True), "exact"),
         (hnsw, FIRST_30, None, "exact_filtered"),
-        (hnsw, GROUPS_01, None, "hnsw_acorn"),  # 20 %: below filter_walk_fraction
+        (hnsw, QUARTER, None, "hnsw_acorn"),  # 25 %: below filter_walk_fraction
         (hnsw, GROUPS_012, None, "hnsw_postfilter"),  # 30 %: broad
     ]
     for coll, where, params, strategy in cases:
