@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             workers=settings.job_workers,
             ingest_workers=settings.ingest_workers,
             queue_batches=settings.ingest_queue_batches,
+            ingest_roots=settings.ingest_roots,
         )
         await run_in_threadpool(jobs.start)  # re-queues the jobs a restart interrupted
         app.state.jobs = jobs

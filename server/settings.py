@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
     ingest_queue_batches: int = Field(
         4, ge=1, description="batches a job holds in flight: bounds its memory and pushes back on reading"
     )
+    ingest_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="directories a server-side ingest source may lie under, comma-separated or a JSON list "
+        "(symlinks and .. resolved first; the upload directory is always allowed; anything else is 403)",
+    )
     max_upload_bytes: int = Field(
         64 * 1024**3, ge=1024, description="largest file accepted by POST /jobs/ingest/upload (413)"
     )
@@ -79,3 +85,12 @@ class Settings(BaseSettings):
         description="a Ray cluster to hold collections with shards or replicas: auto, HOST:PORT, or local "
         "(start Ray inside the server); unset: single node, and ray is never imported",
     )
+
+    @field_validator("ingest_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """`NESTOR_INGEST_ROOTS=/srv/a,/srv/b`, or a JSON list for paths with commas."""
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return value

@@ -3,6 +3,7 @@
     NestorError (index.errors)
     ├── JobNotFound      404 job_not_found
     ├── JobConflict      409 job_conflict     (cancelling a job that has already ended)
+    ├── SourceForbidden  403 forbidden        (a source path outside NESTOR_INGEST_ROOTS)
     └── Unprocessable
         └── InvalidSource   422 invalid_source   (missing file, unknown format, fields that do not fit)
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from index.errors import NestorError, Unprocessable
 
-__all__ = ["InvalidSource", "JobConflict", "JobNotFound"]
+__all__ = ["InvalidSource", "JobConflict", "JobNotFound", "SourceForbidden"]
 
 
 class JobNotFound(NestorError):
@@ -27,6 +28,13 @@ class JobNotFound(NestorError):
 class JobConflict(NestorError):
     status = 409
     type = "job_conflict"
+
+
+class SourceForbidden(NestorError):
+    """A source path that resolves outside every allowed ingest root (server/ingest/roots.py)."""
+
+    status = 403
+    type = "forbidden"
 
 
 class InvalidSource(Unprocessable):

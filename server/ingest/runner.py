@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -36,6 +37,7 @@ from server.ingest.batch import Prepared, Target, prepare
 from server.ingest.errors import InvalidSource, JobConflict, JobNotFound
 from server.ingest.jobs import ACTIVE, JobRecord, JobStore
 from server.ingest.pipeline import run_ordered
+from server.ingest.roots import IngestRoots
 from server.ingest.sources import Cursor, Fields, NpySource, Source, infer_format, open_source
 
 __all__ = ["JobRunner"]
@@ -71,10 +73,12 @@ class JobRunner:
         workers: int = 1,
         ingest_workers: int = 2,
         queue_batches: int = 4,
+        ingest_roots: Sequence[Path] = (),
     ) -> None:
         self.catalog = catalog
         self.store = JobStore(data_dir / "jobs")
         self.uploads = data_dir / "uploads"
+        self.roots = IngestRoots([self.uploads, *ingest_roots])  # the upload directory is always one
         self.ingest_workers = ingest_workers
         self.queue_batches = queue_batches
         self._n_workers = workers
@@ -117,8 +121,8 @@ class JobRunner:
     def submit(self, request: IngestJobRequest, *, upload: bool = False) -> JobInfo:
         """Check the request against its collection and source, persist it as queued, and queue it."""
         coll = _single(self.catalog.get(request.collection))
-        spec = _resolve(request.source, coll)
-        source = open_source(spec, _fields(spec))
+        spec = _resolve(request.source, coll, self.roots)
+        source = open_source(spec, _fields(spec), self.roots)
         source.check()
         dim = coll.vector_config(None)[1].dim
         if isinstance(source, NpySource) and source.dim != dim:
@@ -259,7 +263,7 @@ class JobRunner:
         if coll.distributed:  # a sharded collection: a Ray Data pipeline (cluster/ingest.py)
             return self._ingest_ray(job, coll)
         fields = _fields(rec.source)
-        source: Source = open_source(rec.source, fields)
+        source: Source = open_source(rec.source, fields, self.roots)
         if rec.total is None:
             source.check()
             total = source.count()
@@ -292,8 +296,9 @@ class JobRunner:
         rec = job.record
         if rec.source.format is not IngestFormat.jsonl:
             raise InvalidSource("a sharded collection ingests JSON Lines sources (through Ray Data)")
+        path = self.roots.confine(rec.source.path)  # again at each start: the roots may have changed
         if rec.total is None:
-            source = open_source(rec.source, _fields(rec.source))
+            source = open_source(rec.source, _fields(rec.source), self.roots)
             source.check()
             with job.lock:
                 rec.total = source.count()
@@ -324,7 +329,7 @@ class JobRunner:
         try:
             done, _ = ingest_jsonl(
                 coll,
-                spec.path,
+                str(path),
                 id_field=spec.id_field,
                 text_field=spec.text_field,
                 vector_field=spec.vector_field,
@@ -382,8 +387,9 @@ def _single(coll: AnyCollection) -> AnyCollection:
     return coll
 
 
-def _resolve(spec: IngestSource, coll: AnyCollection) -> IngestSource:
+def _resolve(spec: IngestSource, coll: AnyCollection, roots: IngestRoots) -> IngestSource:
     """The source with its defaults made explicit, so a resumed job reads it exactly as the first run did."""
+    path = str(roots.confine(spec.path))  # first: a path outside the roots is 403, whatever else is wrong
     fmt = infer_format(spec)
     text, vector = spec.text_field, spec.vector_field
     if text is not None and vector is not None:
@@ -395,7 +401,6 @@ def _resolve(spec: IngestSource, coll: AnyCollection) -> IngestSource:
         text, vector = ("text", None) if coll.vector_config(None)[1].encoder is not None else (None, "vector")
     if text is not None and coll.vector_config(None)[1].encoder is None:
         raise NoEncoder(coll.name)
-    path = str(Path(spec.path).expanduser().resolve())
     return spec.model_copy(update={"format": fmt, "path": path, "text_field": text, "vector_field": vector})
 
 

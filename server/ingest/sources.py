@@ -12,7 +12,6 @@ the numbers match an editor's), a Parquet or `.npy` row is a row.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -25,6 +24,7 @@ import orjson
 
 from nestor_client.models import IngestFormat, IngestSource
 from server.ingest.errors import InvalidSource
+from server.ingest.roots import IngestRoots
 
 __all__ = ["Chunk", "Cursor", "Fields", "Rows", "Source", "infer_format", "open_source"]
 
@@ -102,18 +102,10 @@ def infer_format(spec: IngestSource) -> IngestFormat:
     return fmt
 
 
-def _readable(path: str, what: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InvalidSource(f"{what} {path!r} is not a file on the server")
-    if not os.access(p, os.R_OK):
-        raise InvalidSource(f"{what} {path!r} is not readable by the server")
-    return p
-
-
-def open_source(spec: IngestSource, fields: Fields) -> Source:
+def open_source(spec: IngestSource, fields: Fields, roots: IngestRoots) -> Source:
+    """The source `spec` names, every path confined to `roots` (else 403) and resolved."""
     fmt = infer_format(spec)
-    path = _readable(spec.path, "source")
+    path = roots.confine(spec.path, "source")
     if fmt is not IngestFormat.npy and (spec.ids_path or spec.payload_path):
         raise InvalidSource("ids_path and payload_path go with a .npy source; JSON Lines and Parquet rows carry both")
     if fmt is IngestFormat.jsonl:
@@ -122,8 +114,8 @@ def open_source(spec: IngestSource, fields: Fields) -> Source:
         return ParquetSource(path, fields)
     if fields.text is not None:
         raise InvalidSource("a .npy source holds vectors, not text")
-    ids = _readable(spec.ids_path, "ids_path") if spec.ids_path else None
-    payloads = _readable(spec.payload_path, "payload_path") if spec.payload_path else None
+    ids = roots.confine(spec.ids_path, "ids_path") if spec.ids_path else None
+    payloads = roots.confine(spec.payload_path, "payload_path") if spec.payload_path else None
     return NpySource(path, ids, payloads)
 
 

@@ -17,6 +17,7 @@ from server.settings import Settings
 
 @contextmanager
 def running(data_dir: Path, wire: str = "json", **overrides: object) -> Iterator[NestorClient]:
+    overrides.setdefault("ingest_roots", [data_dir.parent])  # ingest tests write their sources beside the data
     settings = Settings(data_dir=data_dir, index_save_idle_seconds=0.2, **overrides)  # type: ignore[arg-type]
     with TestClient(create_app(settings)) as http:
         yield NestorClient(http_client=http, wire=wire)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ def http(tmp_path: Path) -> Iterator[TestClient]:
         probe_interval_seconds=0.05,
         stats_bucket_seconds=1.0,
         stats_window_seconds=30.0,
+        ingest_roots=[tmp_path],
     )
     with TestClient(create_app(settings)) as client:
         yield client

@@ -94,7 +94,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     def start(env: dict[str, str] | None = None) -> ServerProcess:
         data = tmp_path / f"data{len(servers)}"
         data.mkdir()
-        srv = ServerProcess(data, env={**FAST_ENV, **(env or {})}).start()
+        roots = {"NESTOR_INGEST_ROOTS": str(tmp_path)}  # tests write ingest sources beside the data
+        srv = ServerProcess(data, env={**FAST_ENV, **roots, **(env or {})}).start()
         servers.append(srv)
         return srv
 

@@ -68,6 +68,7 @@ def main() -> None:
         "NESTOR_PROBE_INTERVAL_SECONDS": "5",
         "NESTOR_STATS_BUCKET_SECONDS": "5",
         "NESTOR_STATS_WINDOW_SECONDS": "300",
+        "NESTOR_INGEST_ROOTS": str(work),
     }
     srv = ServerProcess(work / "data", env=env).start()
     stop = threading.Event()

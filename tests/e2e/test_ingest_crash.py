@@ -28,7 +28,7 @@ def _source(path: Path) -> list[str]:
 def test_kill9_mid_job_resumes_with_exactly_the_source_ids(tmp_path: Path) -> None:
     ids = _source(tmp_path / "src.jsonl")
     data = tmp_path / "data"
-    server = ServerProcess(data).start()
+    server = ServerProcess(data, env={"NESTOR_INGEST_ROOTS": str(tmp_path)}).start()
     with NestorClient(server.url) as c:
         c.create_collection("docs", dim=32, encoder=HASH, index={"type": "flat"})
         job = c.ingest("docs", tmp_path / "src.jsonl", batch_size=500)
@@ -39,7 +39,7 @@ def test_kill9_mid_job_resumes_with_exactly_the_source_ids(tmp_path: Path) -> No
     server.kill9()
     assert done < N, "the job finished before the kill; the test proves nothing"
 
-    server = ServerProcess(data).start()
+    server = ServerProcess(data, env={"NESTOR_INGEST_ROOTS": str(tmp_path)}).start()
     try:
         with NestorClient(server.url) as c:
             final = c.wait_job(job.id, poll=0.05, timeout=120)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::Futu
 
 @pytest.fixture
 def client(tmp_path: Path, ray_local: Any) -> Iterator[NestorClient]:
-    settings = Settings(data_dir=tmp_path / "data", ray_address="local", probe_sample_size=0)
+    settings = Settings(data_dir=tmp_path / "data", ray_address="local", probe_sample_size=0, ingest_roots=[tmp_path])
     with TestClient(create_app(settings)) as http:
         yield NestorClient(http_client=http)  # type: ignore[arg-type]
 

@@ -17,10 +17,15 @@ from nestor_client.models import IngestSource
 from server.ingest.batch import Target, prepare
 from server.ingest.errors import InvalidSource
 from server.ingest.pipeline import run_ordered
-from server.ingest.sources import Cursor, Fields, count_lines, open_source
+from server.ingest.roots import IngestRoots
+from server.ingest.sources import Cursor, Fields, Source, count_lines, open_source
 
 TEXT = Fields(id="id", text="text", vector=None, payload=None)
 VEC = Fields(id="id", text=None, vector="vector", payload=None)
+
+
+def _open(spec: IngestSource, fields: Fields) -> Source:
+    return open_source(spec, fields, IngestRoots(["/"]))  # confinement has its own tests (test_ingest_roots.py)
 
 
 def _jsonl(path: Path, rows: list[object]) -> Path:
@@ -40,7 +45,7 @@ def test_count_lines_counts_a_last_line_without_newline(tmp_path: Path) -> None:
 
 def test_jsonl_chunks_resume_from_their_cursor(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "a.jsonl", [{"id": i, "text": f"t{i}"} for i in range(10)])
-    src = open_source(IngestSource(path=str(path)), TEXT)
+    src = _open(IngestSource(path=str(path)), TEXT)
     chunks = list(src.chunks(Cursor(), 4))
     assert [(c.start, c.n) for c in chunks] == [(0, 4), (4, 4), (8, 2)]
     resumed = list(src.chunks(chunks[0].end, 4))  # a restart after the first commit
@@ -52,7 +57,7 @@ def test_parquet_chunks_resume_inside_a_row_group(tmp_path: Path) -> None:
     path = tmp_path / "a.parquet"
     table = pa.table({"id": list(range(1000)), "text": [f"t{i}" for i in range(1000)], "lang": ["en"] * 1000})
     pq.write_table(table, path, row_group_size=300)
-    src = open_source(IngestSource(path=str(path)), TEXT)
+    src = _open(IngestSource(path=str(path)), TEXT)
     assert src.count() == 1000
     ids = [i for c in src.chunks(Cursor(row=450), 128) for i in c.decode().ids]
     assert ids == list(range(450, 1000))
@@ -64,7 +69,7 @@ def test_parquet_vectors_become_one_matrix(tmp_path: Path) -> None:
     path = tmp_path / "v.parquet"
     vecs = np.arange(20, dtype=np.float32).reshape(5, 4)
     pq.write_table(pa.table({"id": list(range(5)), "vector": vecs.tolist()}), path)
-    rows = next(iter(open_source(IngestSource(path=str(path)), VEC).chunks(Cursor(), 10))).decode()
+    rows = next(iter(_open(IngestSource(path=str(path)), VEC).chunks(Cursor(), 10))).decode()
     assert isinstance(rows.vectors, np.ndarray)
     np.testing.assert_array_equal(rows.vectors, vecs)
 
@@ -77,7 +82,7 @@ def test_npy_with_ids_and_payloads_reads_by_row(tmp_path: Path) -> None:
     spec = IngestSource(
         path=str(tmp_path / "v.npy"), ids_path=str(tmp_path / "ids.npy"), payload_path=str(tmp_path / "p.jsonl")
     )
-    src = open_source(spec, Fields(id="id", text=None, vector=None, payload=None))
+    src = _open(spec, Fields(id="id", text=None, vector=None, payload=None))
     src.check()
     chunks = list(src.chunks(Cursor(), 3))
     again = list(src.chunks(chunks[1].end, 3))
@@ -92,18 +97,18 @@ def test_npy_sidecars_must_match_the_matrix(tmp_path: Path) -> None:
     np.save(tmp_path / "ids.npy", np.arange(3))
     spec = IngestSource(path=str(tmp_path / "v.npy"), ids_path=str(tmp_path / "ids.npy"))
     with pytest.raises(InvalidSource, match="3 ids for 4 vectors"):
-        open_source(spec, Fields(id="id", text=None, vector=None, payload=None)).check()
+        _open(spec, Fields(id="id", text=None, vector=None, payload=None)).check()
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InvalidSource, match="pickle"):
-        open_source(IngestSource(path=str(tmp_path / "o.npy")), Fields(None, None, None, None))
+        _open(IngestSource(path=str(tmp_path / "o.npy")), Fields(None, None, None, None))
 
 
 def test_unknown_extension_needs_a_format(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("{}\n")
     with pytest.raises(InvalidSource, match="format"):
-        open_source(IngestSource(path=str(tmp_path / "a.txt")), TEXT)
+        _open(IngestSource(path=str(tmp_path / "a.txt")), TEXT)
     with pytest.raises(InvalidSource, match="not a file"):
-        open_source(IngestSource(path=str(tmp_path / "missing.jsonl")), TEXT)
+        _open(IngestSource(path=str(tmp_path / "missing.jsonl")), TEXT)
 
 
 def test_prepare_reports_bad_rows_by_line_and_keeps_the_good(tmp_path: Path) -> None:
@@ -121,7 +126,7 @@ def test_prepare_reports_bad_rows_by_line_and_keeps_the_good(tmp_path: Path) -> 
         {"id": 1, "text": "good one again"},  # same id later in the batch: the later row wins
     ]
     path = _jsonl(tmp_path / "a.jsonl", rows)
-    chunk = next(iter(open_source(IngestSource(path=str(path)), TEXT).chunks(Cursor(), 100)))
+    chunk = next(iter(_open(IngestSource(path=str(path)), TEXT).chunks(Cursor(), 100)))
     encoder = encoders.get_encoder("hash", {"dim": 16})
     out = prepare(chunk, Target(16, True, encoder))
     assert [line for line, _ in out.errors] == [2, 3, 5, 6, 7, 9, 10]
@@ -144,7 +149,7 @@ def test_prepare_refuses_what_upsert_would_refuse(tmp_path: Path) -> None:
         {"id": 6, "vector": [0, 1, 0], "payload_is": "kept"},
     ]
     path = _jsonl(tmp_path / "v.jsonl", rows)
-    chunk = next(iter(open_source(IngestSource(path=str(path)), VEC).chunks(Cursor(), 100)))
+    chunk = next(iter(_open(IngestSource(path=str(path)), VEC).chunks(Cursor(), 100)))
     out = prepare(chunk, Target(3, True))
     assert [line for line, _ in out.errors] == [2, 3, 4, 5, 6]
     assert "dimension 3" in dict(out.errors)[2] and "zeros" in dict(out.errors)[3]
