@@ -22,13 +22,14 @@ from server.telemetry import MAX_STRATEGIES, OTHER, PlanCounts, plan_label
 DIM = 8
 N = 300
 CAT = {"must": [{"key": "cat", "match": {"value": 1}}]}  # indexed, 100 points
-TAG = {"must": [{"key": "tag", "match": {"value": "t1"}}]}  # not indexed, 30 points
+TAG = {"must": [{"key": "tag", "match": {"any": ["t1", "t2", "t3"]}}]}  # not indexed, 90 points
+# 100 points: cat 1, and (tag t2, or no `gone` key, which no point has)
 BOTH = {"must": [CAT, {"should": [{"key": "tag", "match": {"value": "t2"}}, {"is_empty": {"key": "gone"}}]}]}
 
 
 @pytest.fixture
 def http(tmp_path: Path) -> Iterator[TestClient]:
-    # A filter matching more than 10 points walks the graph (filtered, never ACORN), fewer run exactly.
+    # A filter matching more points than the walk's beam (ef 64) walks the graph (never ACORN), fewer run exactly.
     settings = Settings(
         data_dir=tmp_path / "data", index_save_idle_seconds=0.2, exact_filter_threshold=10, filter_walk_fraction=0.0
     )
