@@ -1,4 +1,7 @@
-"""kill -9 during a stream of upserts and deletes: acknowledged writes survive, batches are atomic."""
+"""kill -9 during a stream of upserts and deletes: acknowledged writes survive, batches are atomic.
+
+After the restart every live point must come back with its payload and its vector bit for bit, and an
+exact search must rank the live points exactly as numpy does (tests/e2e/oracle.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 
 from nestor_client import NestorClient, NestorError
+from tests.e2e.oracle import F32, check_exact_search, check_vectors
 from tests.e2e.serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +24,12 @@ DIM = 16
 
 
 def _writer(
-    url: str, stop: threading.Event, acked: list[int], acked_deletes: list[int], inflight: list[list[int]]
+    url: str,
+    stop: threading.Event,
+    acked: list[int],
+    acked_deletes: list[int],
+    inflight: list[list[int]],
+    sent: dict[int, F32],
 ) -> None:
     rng = np.random.default_rng(1)
     with NestorClient(url, timeout=5.0) as c:
@@ -28,11 +37,13 @@ def _writer(
         while not stop.is_set():
             ids = list(range(b * BATCH, (b + 1) * BATCH))
             inflight.append(ids)
+            vectors = rng.standard_normal((BATCH, DIM)).astype(np.float32)
+            sent.update(zip(ids, vectors, strict=True))  # every id is written once: its one vector
             try:
                 c.upsert(
                     "c",
                     ids=ids,
-                    vectors=rng.standard_normal((BATCH, DIM)).astype(np.float32),
+                    vectors=vectors,
                     payloads=[{"batch": b, "id": i} for i in ids],
                 )
             except NestorError:
@@ -55,12 +66,13 @@ def test_kill9_keeps_every_acknowledged_write(tmp_path: Path, round_: int) -> No
     data = tmp_path / "data"
     server = ServerProcess(data).start()
     with NestorClient(server.url) as c:
-        c.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 8, "ef_construction": 32})
+        c.create_collection("c", dim=DIM, metric="dot", index={"type": "hnsw", "m": 8, "ef_construction": 32})
     stop = threading.Event()
     acked: list[int] = []
     deleted: list[int] = []
     inflight: list[list[int]] = []
-    t = threading.Thread(target=_writer, args=(server.url, stop, acked, deleted, inflight))
+    sent: dict[int, F32] = {}
+    t = threading.Thread(target=_writer, args=(server.url, stop, acked, deleted, inflight, sent))
     t.start()
     time.sleep(random.Random(round_).uniform(0.8, 2.0))
     server.kill9()
@@ -78,15 +90,18 @@ def test_kill9_keeps_every_acknowledged_write(tmp_path: Path, round_: int) -> No
             assert len(got) == len(want), f"lost {len(want) - len(got)} acknowledged points"
             assert all(p == {"batch": i // BATCH, "id": i} for i, p in got.items())
             assert c.get("c", sorted(dead)) == []
-            extra = 0
+            live = set(want)
             for ids in inflight:  # the write in flight at the kill is all applied or not at all
-                present = len(c.get("c", ids))
-                assert present in (0, len(ids))
-                extra += present
-            total = c.count("c")
-            assert total == len(want) + extra
-            # the recovered collection still answers searches over everything
-            hits = c.search("c", np.ones(DIM, np.float32), limit=min(total, 10_000), params={"exact": True})
-            assert len(hits) == min(total, 10_000)
+                present = [int(r.id) for r in c.get("c", ids)]  # type: ignore[arg-type]
+                assert len(present) in (0, len(ids))
+                live.update(present)
+            assert c.count("c") == len(live)
+            truth = {i: sent[i] for i in live}
+            problems = check_vectors(c, "c", truth)  # bit for bit, the in-flight batch's too if it landed
+            assert problems == [], problems[:10]
+            # an exact search over everything ranks the live points as numpy does over what was acknowledged
+            query = np.random.default_rng(round_).standard_normal(DIM).astype(np.float32)
+            problems = check_exact_search(c, "c", truth, query, limit=min(len(truth), 10_000))
+            assert problems == [], problems[:10]
     finally:
         server.stop()

@@ -6,7 +6,9 @@ with a new version. Once a batch is acknowledged it may hand some ids to its del
 never touches them again. So every id has one writer at a time, and the order of its acknowledged
 operations is known, while the server sees upserts and deletes from several clients at once.
 An operation that got no answer (the kill) is ambiguous: after the restart its ids must show the
-state before it or after it, and a batch all of one or the other.
+state before it or after it, and a batch all of one or the other. Every live point must come back
+with the vector of its acknowledged version, bit for bit, and an exact search must rank the live
+points as numpy does over that state (tests/e2e/oracle.py).
 
 `benchmarks/crash_rounds.py` runs `run_round` 50 times on one data directory and reports the counts;
 CI runs a few rounds here.
@@ -26,6 +28,7 @@ import pytest
 
 from nestor_client import NestorClient, NestorError
 from nestor_client.errors import NestorTransportError
+from tests.e2e.oracle import F32, check_exact_search, check_vectors
 from tests.e2e.serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +47,7 @@ class Truth:
     # operations that got no answer: (ids, state before, state after, whether it is one atomic batch)
     ambiguous: list[tuple[list[int], dict[int, int], dict[int, int]]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # answers that were neither success nor a dead server
+    vectors: dict[tuple[int, int], F32] = field(default_factory=dict)  # (id, version) -> the vector sent
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -54,6 +58,8 @@ class RoundResult:
     checked_present: int  # ids checked present after the restart (all rounds so far)
     checked_absent: int
     lost: int  # acknowledged writes missing or stale after the restart
+    bad_vectors: int  # live points whose vector is not the one of their version, bit for bit
+    search_errors: int  # ways the exact search differed from the numpy oracle
     resurrected: int  # acknowledged deletes present after the restart
     torn: int  # unanswered batches found half applied
     unanswered: int  # operations the kill left without an answer (checked all-or-nothing)
@@ -77,11 +83,14 @@ def _upserter(url: str, base: int, truth: Truth, handoff: queue.Queue[int], stop
             with truth.lock:
                 before = {i: truth.state.get(i, ABSENT) for i in ids}
             after = {i: before[i] + 1 if before[i] != ABSENT else 1 for i in ids}
+            vectors = rng.standard_normal((len(ids), DIM)).astype(np.float32)
+            with truth.lock:  # known before the answer: an unanswered upsert may have landed too
+                truth.vectors.update(((i, after[i]), v) for i, v in zip(ids, vectors, strict=True))
             try:
                 c.upsert(
                     "c",
                     ids=ids,
-                    vectors=rng.standard_normal((len(ids), DIM)).astype(np.float32),
+                    vectors=vectors,
                     payloads=[{"v": after[i]} for i in ids],
                 )
             except NestorTransportError:
@@ -150,7 +159,7 @@ def run_round(data: Path, round_: int, truth: Truth, *, min_kill: float = 0.5, m
     server = ServerProcess(data).start()
     try:
         with NestorClient(server.url) as c:
-            c.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 8, "ef_construction": 32})
+            c.create_collection("c", dim=DIM, metric="dot", index={"type": "hnsw", "m": 8, "ef_construction": 32})
         stop = threading.Event()
         results: list[int] = [0] * (2 * PAIRS)
         threads = []
@@ -199,9 +208,11 @@ def run_round(data: Path, round_: int, truth: Truth, *, min_kill: float = 0.5, m
             count = c.count("c")
             if count != expected:
                 truth.errors.append(f"round {round_}: count {count}, expected {expected}")
-            hits = c.search("c", np.ones(DIM, np.float32), limit=10)
-            if len(hits) != min(10, count):
-                truth.errors.append(f"round {round_}: search returned {len(hits)} hits")
+            live = {i: truth.vectors[(i, v)] for i, v in truth.state.items() if v != ABSENT}
+            bad_vectors = check_vectors(c, "c", live)
+            query = np.random.default_rng(round_).standard_normal(DIM).astype(np.float32)
+            search_errors = check_exact_search(c, "c", live, query, limit=min(len(live), 10_000))
+            truth.errors += [f"round {round_}: {p}" for p in (bad_vectors + search_errors)[:10]]
     finally:
         server.stop()
     return RoundResult(
@@ -210,6 +221,8 @@ def run_round(data: Path, round_: int, truth: Truth, *, min_kill: float = 0.5, m
         checked_present=len(present),
         checked_absent=len(absent),
         lost=lost,
+        bad_vectors=len(bad_vectors),
+        search_errors=len(search_errors),
         resurrected=resurrected,
         torn=torn,
         unanswered=len(ambiguous),
@@ -228,6 +241,7 @@ def test_kill9_under_concurrent_upserts_and_deletes(tmp_path: Path) -> None:
         assert res.lost == 0, res
         assert res.resurrected == 0, res
         assert res.torn == 0, res
+        assert res.bad_vectors == 0 and res.search_errors == 0, truth.errors
         assert truth.errors == [], truth.errors
     assert sum(r.acked_upserts for r in totals) > 100, totals
     assert sum(r.acked_deletes for r in totals) > 0, totals
