@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "JSON_MIME",
+    "MSGPACK_MIME",
     "MatrixLike",
     "MultiVectorLike",
     "VectorLike",
@@ -29,6 +31,9 @@ __all__ = [
 ]
 
 Wire = Literal["json", "msgpack"]
+# The media type of each wire format, for Accept, Content-Type and reading a response.
+JSON_MIME = "application/json"
+MSGPACK_MIME = "application/msgpack"
 VectorLike = Sequence[float] | NDArray[Any] | bytes | str
 MatrixLike = Sequence[Sequence[float]] | NDArray[Any]
 # One document's or query's token vectors: a (tokens, dim) matrix, or its float32 bytes or base64.
