@@ -1,12 +1,19 @@
 """Schemathesis over every operation of `/openapi.json`, in-process, against a real app with data.
 
 Each operation gets positive cases (valid by the schema) and negative ones (invalid on purpose).
-Half of the cases aim at an existing collection (`fuzz`, recreated whenever a case deletes it),
-so they reach the engine instead of stopping at a 404. Most carry the admin key; some the read key
-or none, so the auth answers are fuzzed too. A case fails on a 5xx, on a response that does not
-match the documented schema (the envelope, see `server/openapi.py`), or on a wrong content type.
+Half of the cases aim at a realistic collection (`fuzz384`: dimension 384, named vectors, payload
+indexes, seeded points; tests/fuzz/targets.py), with their vectors resized to fit most of the time; a
+quarter at a tiny one (`fuzz`, dimension 4); the rest keep their generated name. Targets are recreated
+whenever a case deletes them, so cases reach the engine instead of stopping at a 404. Most carry the
+admin key; some the read key or none, so the auth answers are fuzzed too. A case fails on a 5xx, on a
+response that does not match the documented schema (the envelope, see `server/openapi.py`), or on a
+wrong content type.
 
-`run_fuzz` collects failures instead of stopping at the first, so one run reports every operation.
+Every request's status is counted, whether or not its checks pass, so a 5xx shows in `statuses`
+as well as in `failures`. An exception out of the app counts as a 500. `run_fuzz` collects failures
+instead of stopping at the first, so one run reports every operation. CI runs it in a subprocess
+(tests/fuzz/test_fuzz.py): schemathesis can recurse without end on the recursive Filter schema, and a
+RecursionError caught in-process leaves the interpreter unfit for later tests.
 """
 
 from __future__ import annotations
@@ -29,13 +36,13 @@ from schemathesis.checks import (
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
-from nestor_client.models import CollectionConfig
 from server.app import create_app
 from server.auth import hash_key
 from server.settings import Settings
+from tests.fuzz.targets import REAL, SMALL, ensure_targets, fit_vectors
 
 KEYS = {"admin": "fuzz-admin-key", "read": "fuzz-read-key"}
-TARGET = "fuzz"
+AIMS = [REAL, REAL, SMALL, ""]  # "": the generated name
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 
@@ -43,7 +50,8 @@ CHECKS = [not_a_server_error, response_schema_conformance, content_type_conforma
 class FuzzReport:
     requests: int = 0
     by_operation: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[int] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)  # every request's, failed checks included
+    by_target: dict[str, Counter[int]] = field(default_factory=dict)  # the same, per aimed collection
     failures: list[str] = field(default_factory=list)
     generator_errors: list[str] = field(default_factory=list)  # schemathesis failed to generate, not the app
 
@@ -69,12 +77,6 @@ def run_fuzz(examples: int, data_dir: Path | None = None, seed: int | None = 0) 
     return report
 
 
-def _ensure_target(app: Any) -> None:
-    catalog = getattr(app.state, "catalog", None)
-    if catalog is not None and TARGET not in catalog.names():
-        catalog.create(TARGET, CollectionConfig(dim=4))
-
-
 def _fuzz_operation(
     app: Any, op: Any, mode: GenerationMode, examples: int, seed: int | None, report: FuzzReport
 ) -> None:
@@ -86,20 +88,35 @@ def _fuzz_operation(
         suppress_health_check=list(HealthCheck),
     )
     @given(
-        case=op.as_strategy(generation_mode=mode), aim=st.booleans(), who=st.sampled_from(["admin"] * 6 + ["read", ""])
+        case=op.as_strategy(generation_mode=mode),
+        aim=st.sampled_from(AIMS),
+        fit=st.integers(0, 3),
+        who=st.sampled_from(["admin"] * 6 + ["read", ""]),
     )
-    def one(case: Any, aim: bool, who: str) -> None:
-        _ensure_target(app)
-        if aim and "name" in (case.path_parameters or {}):
-            case.path_parameters["name"] = TARGET
+    def one(case: Any, aim: str, fit: int, who: str) -> None:
+        ensure_targets(app)
+        target = aim if aim and "name" in (case.path_parameters or {}) else ""
+        if target:
+            case.path_parameters["name"] = target
+        if target == REAL and fit and mode is GenerationMode.POSITIVE:  # 3 in 4: vectors of the right size
+            case.body = fit_vectors(case.body)
         # Both headers: schemathesis generates its own bearer token for the documented security schemes.
         headers = {"api-key": KEYS[who], "authorization": f"Bearer {KEYS[who]}"} if who else {}
         report.requests += 1
         report.by_operation[op.label] += 1
+        statuses = report.by_target.setdefault(target or "other", Counter())
         try:
-            response = case.call_and_validate(headers=headers, checks=CHECKS)
-            report.statuses[response.status_code] += 1
-        except BaseException as exc:  # noqa: BLE001 - a failed check: record it and keep fuzzing
+            response = case.call(headers=headers)
+        except Exception as exc:  # an exception out of the app: what a client sees is a 500
+            report.statuses[500] += 1
+            statuses[500] += 1
+            report.failures.append(f"{op.label} [{mode.value}]: the app raised {exc!r}"[:300])
+            return
+        report.statuses[response.status_code] += 1  # counted before the checks, so failures show here too
+        statuses[response.status_code] += 1
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except BaseException as exc:  # noqa: BLE001 - a failed check (a BaseExceptionGroup): record it, go on
             if isinstance(exc, KeyboardInterrupt):
                 raise
             first = str(exc).strip().splitlines()
