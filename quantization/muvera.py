@@ -8,26 +8,27 @@ significant bit). A bucket holds the sum (query) or the average (document) of it
 Hamming-nearest to the bucket's. Repetition blocks are concatenated, optionally followed by a CountSketch to
 `final_dim`. `<encode_query(Q), encode_document(P)>` approximates `r_reps * Chamfer(Q, P)`.
 
-Random matrices are regenerated from the seed as the reference draws them with libstdc++ (GCC >= 11): a fresh
-`std::mt19937(seed + r)` per repetition for the SimHash (`normal_distribution<float>`, Marsaglia polar,
-column-major fill), another fresh one for the AMS matrix (`uniform_int_distribution` via Lemire, then
-`bernoulli_distribution(0.5)`), and `std::mt19937(seed)` for the final CountSketch. NumPy's legacy
-`RandomState` seeds MT19937 with the same `init_genrand`, so the raw stream is identical and the AMS and
-CountSketch draws match bit for bit. The Gaussians use the correctly rounded `log` where glibc's `logf` is
-not correctly rounded: about 0.5% of SimHash entries differ by one ulp, which moves a token to another bucket
-only if its sketch is within ~1e-7 of zero. Builds with libc++ or GCC <= 10 draw other numbers altogether;
-to reproduce those, inject the matrices (`MuveraMatrices`).
+The encoder draws its random matrices from its seed exactly as the reference does (`muvera_matrices`, over
+the libstdc++ emulation in `mt19937`), or takes them injected (`MuveraMatrices`). Those names are
+re-exported here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from quantization.base import FloatArray
+from quantization.mt19937 import mt19937_uint32
+from quantization.muvera_matrices import (
+    MuveraMatrices,
+    ams_projection_from_seed,
+    count_sketch_from_seed,
+    matrices_from_seed,
+    simhash_matrix_from_seed,
+)
 
 __all__ = [
     "MuveraEncoder",
@@ -40,160 +41,11 @@ __all__ = [
 ]
 
 IntArray = npt.NDArray[np.int64]
-_U64 = npt.NDArray[np.uint64]
 _TWO32 = 1 << 32
 _STATE_VERSION = 1
 
 
-# --- std::mt19937 + libstdc++ distributions ------------------------------------------------------------
-
-
-class _RawStream:
-    """The raw 32-bit outputs of `std::mt19937(seed)`, buffered so callers can look ahead and then consume."""
-
-    def __init__(self, seed: int) -> None:
-        # RandomState seeds MT19937 with init_genrand(seed), exactly like std::mt19937(seed).
-        self._rs = np.random.RandomState(seed & 0xFFFFFFFF)
-        self._buf: _U64 = np.empty(0, dtype=np.uint64)
-        self.pos = 0
-
-    def window(self, n: int) -> _U64:
-        short = self.pos + n - self._buf.size
-        if short > 0:
-            # randint over the full uint32 range returns the generator's outputs untouched.
-            more = self._rs.randint(0, _TWO32, size=max(short, 4096), dtype=np.uint32)
-            self._buf = np.concatenate([self._buf[self.pos :], more.astype(np.uint64)])
-            self.pos = 0
-        return self._buf[self.pos : self.pos + n]
-
-    def take(self, n: int) -> _U64:
-        out = self.window(n)
-        self.pos += n
-        return out
-
-
-def mt19937_uint32(seed: int, n: int) -> npt.NDArray[np.uint32]:
-    """The first `n` outputs of `std::mt19937(seed)`."""
-    return _RawStream(seed).take(n).astype(np.uint32)
-
-
-def _canonical_f32(u: _U64) -> FloatArray:
-    # generate_canonical<float>: one draw, float(u) / 2^32, clamped below 1.
-    r: FloatArray = u.astype(np.float32) / np.float32(_TWO32)
-    return np.minimum(r, np.float32(np.nextafter(np.float32(1), np.float32(0))))
-
-
-def _normal_f32(stream: _RawStream, n: int) -> FloatArray:
-    """`n` draws of `std::normal_distribution<float>(0, 1)` (libstdc++ Marsaglia polar method)."""
-    chunks: list[FloatArray] = [np.empty(0, dtype=np.float32)]
-    have = 0
-    while have < n:
-        # Each accepted pair yields two values (y*m now, x*m cached); pi/4 of the pairs are accepted.
-        pairs = max(16, int((n - have) / 2 / 0.78) + 16)
-        u = stream.take(2 * pairs).reshape(pairs, 2)
-        x = np.float32(2) * _canonical_f32(u[:, 0]) - np.float32(1)
-        y = np.float32(2) * _canonical_f32(u[:, 1]) - np.float32(1)
-        r2 = x * x + y * y
-        ok = (r2 > 0) & (r2 <= 1)
-        x, y, r2 = x[ok], y[ok], r2[ok]
-        log_r2 = np.log(r2.astype(np.float64)).astype(np.float32)
-        mult = np.sqrt(np.float32(-2) * log_r2 / r2)
-        vals = np.stack([y * mult, x * mult], axis=1).reshape(-1)
-        chunks.append(vals.astype(np.float32))
-        have += vals.size
-    return np.concatenate(chunks)[:n]
-
-
-def _bernoulli_half(lo: _U64, hi: _U64) -> npt.NDArray[np.bool_]:
-    # bernoulli_distribution(0.5) uses generate_canonical<double>: two draws, low word first.
-    r = (lo.astype(np.float64) + hi.astype(np.float64) * 4294967296.0) / 18446744073709551616.0
-    return r < 0.5
-
-
-def _index_sign_draws(seed: int, count: int, n: int) -> tuple[IntArray, FloatArray]:
-    """`count` x (`uniform_int_distribution(0, n-1)`, `bernoulli(0.5)`) from a fresh `std::mt19937(seed)`.
-
-    Lemire's method draws once unless the low word falls under `2^32 mod n`, then redraws; the common path is
-    vectorised and a rejection (probability < n / 2^32 per item) is replayed item by item.
-    """
-    stream = _RawStream(seed)
-    threshold = (_TWO32 - n) % n
-    index = np.empty(count, dtype=np.int64)
-    sign = np.empty(count, dtype=np.float32)
-    done = 0
-    while done < count:
-        m = count - done
-        u = stream.window(3 * m).reshape(m, 3)
-        low = (u[:, 0] * np.uint64(n)) & np.uint64(0xFFFFFFFF)
-        bad = np.flatnonzero(low < threshold)
-        ok = int(bad[0]) if bad.size else m
-        index[done : done + ok] = ((u[:ok, 0] * np.uint64(n)) >> np.uint64(32)).astype(np.int64)
-        sign[done : done + ok] = np.where(_bernoulli_half(u[:ok, 1], u[:ok, 2]), 1.0, -1.0)
-        stream.pos += 3 * ok
-        done += ok
-        if done < count:
-            product = int(stream.take(1)[0]) * n
-            while (product & 0xFFFFFFFF) < threshold:
-                product = int(stream.take(1)[0]) * n
-            index[done] = product >> 32
-            lo_hi = stream.take(2)
-            sign[done] = 1.0 if _bernoulli_half(lo_hi[:1], lo_hi[1:])[0] else -1.0
-            done += 1
-    return index, sign
-
-
-def simhash_matrix_from_seed(seed: int, dim: int, k_sim: int) -> FloatArray:
-    """The reference `SimHashMatrixFromSeed`: a [dim, k_sim] Gaussian matrix filled column by column."""
-    vals = _normal_f32(_RawStream(seed), dim * k_sim)
-    return np.ascontiguousarray(vals.reshape(k_sim, dim).T)
-
-
-def ams_projection_from_seed(seed: int, dim: int, d_proj: int) -> FloatArray:
-    """The reference `AMSProjectionMatrixFromSeed`: [dim, d_proj], one +-1 per row, no 1/sqrt scaling."""
-    index, sign = _index_sign_draws(seed, dim, d_proj)
-    out = np.zeros((dim, d_proj), dtype=np.float32)
-    out[np.arange(dim), index] = sign
-    return out
-
-
-def count_sketch_from_seed(seed: int, n_in: int, n_out: int) -> tuple[IntArray, FloatArray]:
-    """The reference `ApplyCountSketchToVector` draws: coordinate i adds sign[i] * v[i] to out[index[i]]."""
-    return _index_sign_draws(seed, n_in, n_out)
-
-
-# --- matrices and encoder ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MuveraMatrices:
-    """Every random draw of an encoder; inject these to reproduce another implementation's numbers.
-
-    `simhash` [r_reps, dim, k_sim]; `projection` [r_reps, dim, d_proj] (any dense matrix; None = identity);
-    `final_index`/`final_sign` [r_reps * 2**k_sim * d_proj] (None = no final projection).
-    """
-
-    simhash: FloatArray
-    projection: FloatArray | None
-    final_index: IntArray | None
-    final_sign: FloatArray | None
-
-
-def _seed_r(seed: int, r: int) -> int:
-    return (seed + r) & 0xFFFFFFFF  # the reference casts seed + repetition to uint32
-
-
-def matrices_from_seed(
-    dim: int, k_sim: int, d_proj: int | None, r_reps: int, final_dim: int | None, seed: int
-) -> MuveraMatrices:
-    simhash = np.stack([simhash_matrix_from_seed(_seed_r(seed, r), dim, k_sim) for r in range(r_reps)])
-    projection = None
-    if d_proj is not None:
-        projection = np.stack([ams_projection_from_seed(_seed_r(seed, r), dim, d_proj) for r in range(r_reps)])
-    final_index = final_sign = None
-    if final_dim is not None:
-        p = dim if d_proj is None else d_proj
-        final_index, final_sign = count_sketch_from_seed(seed & 0xFFFFFFFF, r_reps * (1 << k_sim) * p, final_dim)
-    return MuveraMatrices(simhash.astype(np.float32), projection, final_index, final_sign)
+# --- CSR batches ---------------------------------------------------------------------------------------
 
 
 def _check_offsets(offsets: npt.ArrayLike, n_tokens: int) -> IntArray:
@@ -220,6 +72,9 @@ def _segment_sum(keys: IntArray, vals: FloatArray, size: int) -> FloatArray:
     starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
     out[sk[starts]] = np.add.reduceat(vals[order], starts, axis=0)
     return out
+
+
+# --- encoder -------------------------------------------------------------------------------------------
 
 
 class MuveraEncoder:
