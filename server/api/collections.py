@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from index.errors import LimitExceeded
+from index.catalog import Catalog
+from index.errors import CollectionNotFound, LimitExceeded
 from nestor_client.models import CollectionConfig, CollectionInfo, PayloadIndexRequest
 from server.auth import Role, require
-from server.deps import CatalogDep, SettingsDep
+from server.deps import CatalogDep, GrantDep, SettingsDep
 from server.embedding import check_encoder, has_encoder
 from server.monitor import monitor
 from server.openapi import CollectionList
+from server.scopes import CollectionScope
 from server.wire import NestorRoute, envelope
 
 router = APIRouter(prefix="/collections", tags=["collections"], route_class=NestorRoute)
@@ -24,12 +27,34 @@ router = APIRouter(prefix="/collections", tags=["collections"], route_class=Nest
     "",
     summary="List collections",
     responses={200: {"model": CollectionList}},
-    dependencies=[require(Role.read)],
+    dependencies=[require(Role.read, listing=True)],
 )
-async def list_collections(request: Request, catalog: CatalogDep) -> Response:
+async def list_collections(request: Request, catalog: CatalogDep, grant: GrantDep) -> Response:
+    """A scoped key sees only the collections in its scope, and under a filter only the points it matches."""
     started = time.perf_counter()
-    items = [{"name": n, "count": c} for n, c in catalog.list()]
+    listed = catalog.list()
+    if grant.collections is not None:
+        scopes = grant.collections
+        listed = [(n, c) for n, c in listed if n in scopes]
+        if any(scopes[n].filter is not None for n, _ in listed):
+            listed = await run_in_threadpool(_scoped_counts, catalog, listed, scopes)
+    items = [{"name": n, "count": c} for n, c in listed]
     return envelope(request, {"collections": items}, started)
+
+
+def _scoped_counts(
+    catalog: Catalog, listed: list[tuple[str, int]], scopes: Mapping[str, CollectionScope]
+) -> list[tuple[str, int]]:
+    out = []
+    for n, c in listed:
+        flt = scopes[n].filter
+        if flt is not None:
+            try:
+                c = catalog.get(n).count_where(flt)
+            except CollectionNotFound:  # deleted since it was listed
+                continue
+        out.append((n, c))
+    return out
 
 
 @router.put(
@@ -58,7 +83,7 @@ async def create_collection(
     "/{name}",
     summary="Collection config, counts, index state and memory",
     responses={200: {"model": CollectionInfo}},
-    dependencies=[require(Role.read)],
+    dependencies=[require(Role.read)],  # not for a filtered scope: its counts cover every point
 )
 async def get_collection(name: str, request: Request, catalog: CatalogDep) -> Response:
     started = time.perf_counter()

@@ -16,7 +16,9 @@ from index.filters import check_filter
 from nestor_client.models import (
     CountRequest,
     DeleteRequest,
+    Filter,
     GetRequest,
+    HasIdCondition,
     Record,
     ScrollRequest,
     ScrollResult,
@@ -24,9 +26,10 @@ from nestor_client.models import (
 )
 from server.auth import Role, require
 from server.convert import batch_vectors, hit_dict, point_vectors, points_matrix
-from server.deps import CatalogDep, SettingsDep
+from server.deps import CatalogDep, ScopeFilterDep, SettingsDep
 from server.embedding import embed_point_texts
 from server.monitor import monitor
+from server.scopes import and_filter
 from server.settings import Settings
 from server.wire import NestorRoute, envelope
 
@@ -83,19 +86,33 @@ async def upsert_points(
     return envelope(request, {"upserted": res.count, "seq": res.seq}, started)
 
 
-@router.post("/delete", summary="Delete points by ids or by filter", dependencies=[require(Role.write)])
+@router.post("/delete", summary="Delete points by ids or by filter", dependencies=[require(Role.write, filtered=True)])
 async def delete_points(
-    name: str, body: DeleteRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
+    name: str,
+    body: DeleteRequest,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    scope: ScopeFilterDep,
 ) -> Response:
+    """Under a key whose scope has a filter, only points matching it are deleted (one engine call)."""
     started = time.perf_counter()
     coll = catalog.get(name)
     if body.ids is not None:
         _check_batch(len(body.ids), settings)
-        res = await run_in_threadpool(coll.delete, list(body.ids))
+        if scope is None:
+            res = await run_in_threadpool(coll.delete, list(body.ids))
+        elif not body.ids:
+            return envelope(request, {"deleted": 0, "seq": coll.seq}, started)
+        else:
+            scoped = Filter(must=[HasIdCondition(has_id=list(body.ids)), scope])
+            res = await run_in_threadpool(coll.delete_where, scoped)
     else:
         assert body.filter is not None
         check_filter(body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
-        res = await run_in_threadpool(coll.delete_where, body.filter)
+        flt = and_filter(scope, body.filter)
+        assert flt is not None
+        res = await run_in_threadpool(coll.delete_where, flt)
     return envelope(request, {"deleted": res.count, "seq": res.seq}, started)
 
 
@@ -103,17 +120,37 @@ async def delete_points(
     "/get",
     summary="Get points by id",
     responses={200: {"model": list[Record]}},
-    dependencies=[require(Role.read)],
+    dependencies=[require(Role.read, filtered=True)],
 )
 async def get_points(
-    name: str, body: GetRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
+    name: str,
+    body: GetRequest,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    scope: ScopeFilterDep,
 ) -> Response:
     started = time.perf_counter()
     coll = catalog.get(name)
     _check_batch(len(body.ids), settings)
-    hits = await run_in_threadpool(
-        coll.get, list(body.ids), with_payload=body.with_payload, with_vector=body.with_vector
-    )
+    ids = list(body.ids)
+    if scope is None:
+        hits = await run_in_threadpool(coll.get, ids, with_payload=body.with_payload, with_vector=body.with_vector)
+    elif not ids:
+        hits = []
+    else:
+        # The ids that match the scope's filter, read in one engine call (a scroll over them), in request order.
+        page, _ = await run_in_threadpool(
+            functools.partial(
+                coll.scroll,
+                Filter(must=[HasIdCondition(has_id=ids), scope]),
+                limit=len(ids),
+                with_payload=body.with_payload,
+                with_vector=body.with_vector,
+            )
+        )
+        by_id = {(type(h.id), h.id): h for h in page}
+        hits = [h for i in ids if (h := by_id.get((type(i), i))) is not None]
     out = []
     for h in hits:
         d = hit_dict(h, body.with_payload, body.with_vector, coll.config)
@@ -122,15 +159,22 @@ async def get_points(
     return envelope(request, out, started)
 
 
-@router.post("/count", summary="Count points, optionally under a filter", dependencies=[require(Role.read)])
+@router.post(
+    "/count", summary="Count points, optionally under a filter", dependencies=[require(Role.read, filtered=True)]
+)
 async def count_points(
-    name: str, body: CountRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
+    name: str,
+    body: CountRequest,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    scope: ScopeFilterDep,
 ) -> Response:
     started = time.perf_counter()
     coll = catalog.get(name)
     if body.filter is not None:
         check_filter(body.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
-    n = await run_in_threadpool(coll.count_where, body.filter)
+    n = await run_in_threadpool(coll.count_where, and_filter(scope, body.filter))
     return envelope(request, {"count": n}, started)
 
 
@@ -138,10 +182,15 @@ async def count_points(
     "/scroll",
     summary="Page through the points matching a filter, in id order",
     responses={200: {"model": ScrollResult}},
-    dependencies=[require(Role.read)],
+    dependencies=[require(Role.read, filtered=True)],
 )
 async def scroll_points(
-    name: str, body: ScrollRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
+    name: str,
+    body: ScrollRequest,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    scope: ScopeFilterDep,
 ) -> Response:
     """Integer ids ascending, then string ids; `offset` is the first id of the page (inclusive), and
     `next_page_offset` the one to pass next (null after the last page). Filters use the payload indexes."""
@@ -153,7 +202,7 @@ async def scroll_points(
     hits, nxt = await run_in_threadpool(
         functools.partial(
             coll.scroll,
-            body.filter,
+            and_filter(scope, body.filter),
             limit=body.limit,
             offset=body.offset,
             with_payload=body.with_payload,

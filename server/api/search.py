@@ -11,31 +11,36 @@ from index.catalog import Catalog
 from index.contract import AnyCollection, Query
 from index.errors import NotReady, PayloadTooLarge
 from index.filters import check_filter
-from nestor_client.models import BatchSearchRequest, ScoredPoint, SearchRequest
-from server.auth import Role, gate_only, require
+from nestor_client.models import BatchSearchRequest, Filter, ScoredPoint, SearchRequest
+from server.auth import Role, authorize, gate_only, require
 from server.convert import hit_dict, to_query
-from server.deps import CatalogDep, SettingsDep
+from server.deps import CatalogDep, ScopeFilterDep, SettingsDep
 from server.embedding import embed_queries
 from server.monitor import monitor
+from server.scopes import and_filter
 from server.settings import Settings
 from server.wire import NestorRoute, body_schema, envelope, read_model
 
 router = APIRouter(prefix="/collections/{name}/points", tags=["search"], route_class=NestorRoute)
 
 
-def _query(coll: AnyCollection, req: SearchRequest, settings: Settings) -> Query:
+def _query(coll: AnyCollection, req: SearchRequest, settings: Settings, scope: Filter | None) -> Query:
+    """The request's query; its filter (checked against the limits) ANDed with the key's scope filter."""
     if req.filter is not None:
         check_filter(req.filter, max_depth=settings.max_filter_depth, max_conditions=settings.max_filter_conditions)
+    if scope is not None:
+        req = req.model_copy(update={"filter": and_filter(scope, req.filter)})
     return to_query(req, coll, settings.max_search_limit)
 
 
 async def _search(request: Request, name: str, catalog: Catalog, settings: Settings) -> Response:
     started = time.perf_counter()
+    scope = authorize(request, Role.read, filtered=True)  # the fast path has no dependencies: checked here
     body = await read_model(request, SearchRequest)
     coll = catalog.get(name)
     if body.text is not None:  # the encoder runs off the event loop
         body = (await run_in_threadpool(embed_queries, coll, [body]))[0]
-    q = _query(coll, body, settings)
+    q = _query(coll, body, settings, scope)
     monitor(request).searched(name, (q,))  # counted, and kept for the recall probe
     # A cheap ANN lookup runs inline: a thread hop would cost more than the search itself.
     # With ?partial=true, a sharded collection with a shard down answers from the others (flagged).
@@ -54,7 +59,7 @@ async def _search(request: Request, name: str, catalog: Catalog, settings: Setti
     summary="k-NN search with optional filter",
     responses={200: {"model": list[ScoredPoint]}},
     openapi_extra=body_schema(SearchRequest),
-    dependencies=[require(Role.read)],
+    dependencies=[require(Role.read, filtered=True)],
 )
 async def search(name: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
     """Documents the endpoint; requests are served by `search_fast`, which shares `_search`."""
@@ -78,10 +83,15 @@ async def search_fast(request: Request) -> Response:
     "/search/batch",
     summary="Several searches in one request",
     responses={200: {"model": list[list[ScoredPoint]]}},
-    dependencies=[require(Role.read)],
+    dependencies=[require(Role.read, filtered=True)],
 )
 async def search_batch(
-    name: str, body: BatchSearchRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
+    name: str,
+    body: BatchSearchRequest,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    scope: ScopeFilterDep,
 ) -> Response:
     started = time.perf_counter()
     if len(body.searches) > settings.max_search_batch:
@@ -92,7 +102,7 @@ async def search_batch(
     searches = body.searches
     if any(s.text is not None for s in searches):
         searches = await run_in_threadpool(embed_queries, coll, searches)
-    queries = [_query(coll, s, settings) for s in searches]
+    queries = [_query(coll, s, settings, scope) for s in searches]
     monitor(request).searched(name, queries)
     results = await run_in_threadpool(coll.search, queries)
     monitor(request).planned(coll, queries, results)

@@ -1,11 +1,15 @@
-"""API keys and roles: the 401/403 matrix over every route of the app, enumerated from `app.routes`."""
+"""API keys and roles: the 401/403 matrix over every route of the app, enumerated from `app.routes`,
+for unscoped keys (one per role) and scoped keys (in scope with read or write access, with and without a
+payload filter, and out of scope)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -20,6 +24,47 @@ from server.settings import Settings
 
 KEYS = {Role.read: "key-read-0123456789", Role.write: "key-write-0123456789", Role.admin: "key-admin-0123456789"}
 ENTRIES = ",".join(f"{role.name}:{hash_key(key)}" for role, key in KEYS.items())
+TENANT_A = {"must": [{"key": "tenant", "match": {"value": "a"}}]}
+# Scoped keys, by kind: r/w in-scope read/write, rf/wf the same under a payload filter, out: another collection.
+SCOPED: dict[str, tuple[str, dict[str, Any]]] = {
+    "r": ("key-scoped-r-0123456789", {"collections": {"auth-matrix": "read"}}),
+    "w": ("key-scoped-w-0123456789", {"collections": {"auth-matrix": "write", "other": "read"}}),
+    "rf": ("key-scoped-rf-0123456789", {"collections": {"auth-matrix": "read"}, "filter": {"auth-matrix": TENANT_A}}),
+    "wf": ("key-scoped-wf-0123456789", {"collections": {"auth-matrix": "write"}, "filter": {"auth-matrix": TENANT_A}}),
+    "out": ("key-scoped-out-0123456789", {"collections": {"other": "write"}}),
+}
+C = "/collections/{name}"
+# Which scoped kinds each route lets through (an explicit table, not derived from the routes' own metadata;
+# a route missing here fails the test). Out-of-scope keys only list collections (and see none of them).
+SCOPED_ALLOWED: dict[tuple[str, str], set[str]] = {
+    ("GET", "/collections"): {"r", "w", "rf", "wf", "out"},
+    ("PUT", C): set(),
+    ("GET", C): {"r", "w"},  # collection info counts every point: not under a filter
+    ("DELETE", C): set(),
+    ("PUT", f"{C}/index"): set(),
+    ("DELETE", f"{C}/index/{{field_name}}"): set(),
+    ("PUT", f"{C}/points"): {"w"},  # an upsert cannot be held to a filter
+    ("POST", f"{C}/points/delete"): {"w", "wf"},
+    ("POST", f"{C}/points/get"): {"r", "w", "rf", "wf"},
+    ("POST", f"{C}/points/count"): {"r", "w", "rf", "wf"},
+    ("POST", f"{C}/points/scroll"): {"r", "w", "rf", "wf"},
+    ("POST", f"{C}/points/search"): {"r", "w", "rf", "wf"},
+    ("POST", f"{C}/points/search/batch"): {"r", "w", "rf", "wf"},
+    ("POST", f"{C}/queries/sample"): {"w"},
+    ("POST", "/jobs/ingest"): set(),
+    ("POST", "/jobs/ingest/upload"): set(),
+    ("GET", "/jobs"): set(),
+    ("GET", "/jobs/{job_id}"): set(),
+    ("POST", "/jobs/{job_id}/cancel"): set(),
+    ("DELETE", "/jobs/{job_id}"): set(),
+    ("POST", f"{C}/snapshots"): set(),
+    ("GET", f"{C}/snapshots"): set(),
+    ("GET", f"{C}/snapshots/{{snapshot}}"): set(),
+    ("DELETE", f"{C}/snapshots/{{snapshot}}"): set(),
+    ("POST", f"{C}/snapshots/restore"): set(),
+    ("POST", f"{C}/snapshots/upload"): set(),
+    ("GET", "/metrics"): set(),  # every collection's series
+}
 PARAMS = {
     "name": "auth-matrix",
     "snapshot": "no-such-snapshot",
@@ -34,7 +79,12 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, TestClient]]:
-    app = create_app(_settings(tmp_path_factory.mktemp("auth"), api_keys=ENTRIES))
+    tmp = tmp_path_factory.mktemp("auth")
+    keys_file = tmp / "keys"  # scoped keys are JSON lines; a role:sha256 line may sit beside them
+    keys_file.write_text(
+        "# scoped keys\n" + "".join(json.dumps({"sha256": hash_key(k), **e}) + "\n" for k, e in SCOPED.values())
+    )
+    app = create_app(_settings(tmp, api_keys=ENTRIES, api_keys_file=keys_file))
     # Server errors come back as responses: the matrix only asserts that auth answered as it should.
     with TestClient(app, raise_server_exceptions=False) as http:
         yield app, http
@@ -42,13 +92,18 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI,
 
 def _operations(app: FastAPI) -> list[tuple[str, str, RouteContext]]:
     """Every (method, concrete path, route) the app serves, included routers flattened."""
+    return [(m, p, r) for m, p, _, r in _templated(app)]
+
+
+def _templated(app: FastAPI) -> list[tuple[str, str, str, RouteContext]]:
+    """Every (method, concrete path, path template, route) the app serves."""
     ops = []
     for route in iter_route_contexts(app.routes):
         if route.path is None or route.methods is None:  # a Mount or websocket would need its own entry here
             raise AssertionError(f"unexpected route {route!r}")
         path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: PARAMS[m.group(1)], route.path)
         for method in sorted(route.methods - {"HEAD"}):
-            ops.append((method, path, route))
+            ops.append((method, path, route.path, route))
     return ops
 
 
@@ -88,6 +143,30 @@ def test_401_403_matrix_over_every_route(secured: tuple[FastAPI, TestClient]) ->
                 assert status not in (401, 403), f"{what} with a {role.name} key: {status}"
         checked += 1
     assert checked >= 15
+
+
+def test_scoped_key_matrix_over_every_route(secured: tuple[FastAPI, TestClient]) -> None:
+    """In-scope read, in-scope write, filtered read and write, out of scope: 403 exactly where the table says."""
+    app, http = secured
+    ops = [op for op in _templated(app) if op[1] not in PUBLIC_PATHS]
+    served = {(m, t) for m, _, t, _ in ops}
+    assert served == set(SCOPED_ALLOWED), "a route is missing from SCOPED_ALLOWED (or the table names a gone one)"
+    for method, path, template, _ in ops:
+        allowed = SCOPED_ALLOWED[(method, template)]
+        for kind, (key, _) in SCOPED.items():
+            status = _call(http, method, path, {"authorization": f"Bearer {key}"})
+            what = f"{method} {path} with a scoped {kind} key: {status}"
+            if kind in allowed:
+                assert status not in (401, 403), what
+            else:
+                assert status == 403, what
+    # The same key on a collection outside its scope is 403 on every collection route (named or not).
+    key = SCOPED["w"][0]
+    for method, path, template, _ in ops:
+        if "{name}" in template:
+            outside = path.replace("/collections/auth-matrix", "/collections/elsewhere")
+            status = _call(http, method, outside, {"api-key": key})
+            assert status == 403, f"{method} {outside} out of scope: {status}"
 
 
 def test_roles_match_the_issue(secured: tuple[FastAPI, TestClient]) -> None:
