@@ -79,7 +79,9 @@ def build(path: Path, name: str, base: F32, tenants: list[str], *, is_tenant: bo
     return coll
 
 
-def run(coll: Collection, queries: F32, flts: list[Filter], ef: int) -> tuple[list[list[int]], list[float], Counter[str]]:
+def run(
+    coll: Collection, queries: F32, flts: list[Filter], ef: int
+) -> tuple[list[list[int]], list[float], Counter[str]]:
     hits, lat, plans = [], [], Counter[str]()
     p = SearchParams(ef=ef)
     for q, f in zip(queries, flts, strict=True):
