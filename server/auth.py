@@ -218,7 +218,6 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _api_key = APIKeyHeader(name="api-key", auto_error=False, description="the API key in an api-key header")
 
 _ROLE_ATTR = "nestor_role"
-_SCOPE_ATTR = "nestor_scope"  # (filtered, listing), for the docs and tests
 
 
 def authorize(request: Request, role: Role, *, filtered: bool = False, listing: bool = False) -> Filter | None:
@@ -271,7 +270,6 @@ def require(role: Role, *, filtered: bool = False, listing: bool = False) -> Dep
         authorize(request, role, filtered=filtered, listing=listing)
 
     setattr(check, _ROLE_ATTR, role)
-    setattr(check, _SCOPE_ATTR, (filtered, listing))
     dep: DependsParam = Depends(check)
     return dep
 
