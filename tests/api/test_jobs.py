@@ -201,11 +201,12 @@ def test_a_job_resumes_after_a_restart(server: Callable[..., Any], tmp_path: Pat
 def test_defer_indexing_pauses_the_indexer_until_the_job_ends(client: NestorClient, tmp_path: Path) -> None:
     client.create_collection("v", dim=4, index={"type": "hnsw", "m": 8, "ef_construction": 32})
     big = _big_npy(tmp_path, 20_000)
-    job = client.ingest("v", big, batch_size=500, defer_indexing=True)
+    job = client.ingest("v", big, batch_size=200, defer_indexing=True)  # 100 commits: seen mid-way
     _until(lambda: client.get_job(job.id).done >= 2_000 or client.get_job(job.id).state is JobState.succeeded)
     info = client.get_collection("v").index
-    if client.get_job(job.id).state is JobState.running:
-        assert info["state"] == "paused" and info["indexed"] == 0
+    # read while the job still ran (not an `if` that a fast job would skip, leaving nothing checked)
+    assert client.get_job(job.id).state is JobState.running
+    assert info["state"] == "paused" and info["indexed"] == 0
     assert _wait(client, job).state is JobState.succeeded
     idx = wait_indexed(client, "v")
     assert idx["indexed"] == 20_000
