@@ -354,3 +354,23 @@ def test_json_entries_and_their_errors(tmp_path: Path) -> None:
     assert ring.role_of("a") is not None and ring.role_of("r") is not None
     scoped = ring.grant_of("k")
     assert scoped is not None and scoped.scoped and not ring.hashes[hash_key("a")].scoped
+
+
+def test_the_scope_filter_does_not_count_against_the_request_limits(http: TestClient) -> None:
+    """A request filter at max_filter_depth still runs under a filtered scope (the scope adds a level)."""
+    combo = COMBOS.index((("read", ("x",)), (None, None)))
+    World(http, combo)
+    flt: dict[str, Any] = {"must": [{"key": "tenant", "match": {"any": ["x", "y"]}}]}
+    for _ in range(Settings().max_filter_depth - 1):
+        flt = {"must": [flt]}
+    key = {"api-key": f"scoped-{combo}"}
+    r = http.post("/collections/a/points/count", json={"filter": flt}, headers=key)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["count"] == N // 4  # tenant x only: the scope still applies
+    r = http.post("/collections/a/points/count", json={"filter": {"must": [flt]}}, headers=key)
+    assert r.status_code == 422  # one level more is the request's own excess
+    r = http.post(
+        "/collections/a/points/search", json={"vector": [0, 0, 0, 0], "limit": 30, "filter": flt}, headers=key
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(h["payload"]["tenant"] for h in r.json()["result"]) == ["x"] * (N // 4)
