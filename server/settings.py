@@ -37,8 +37,14 @@ class Settings(BaseSettings):
     auth: Literal["auto", "on", "off"] = Field(
         "auto", description="API key auth: auto (on when keys are configured), on, or off (everyone is admin)"
     )
-    api_keys: str = Field("", description="API keys as comma-separated role:sha256 entries (role read, write or admin)")
-    api_keys_file: Path | None = Field(None, description="a file of role:sha256 entries, one a line (# comments)")
+    api_keys: str = Field(
+        "",
+        description="API keys as comma-separated role:sha256 entries (role read, write or admin), or a JSON array "
+        "of key entries (scoped keys, docs/security.md)",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="a file of role:sha256 entries or JSON scoped-key entries, one a line (# comments)"
+    )
     max_snapshot_upload_bytes: int = Field(
         64 * 1024**3, ge=1024, description="largest snapshot accepted by POST .../snapshots/upload (413)"
     )
