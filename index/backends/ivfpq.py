@@ -126,6 +126,11 @@ class IvfPqIndex:
             if sp is None:
                 sp = self._params[nprobe] = _faiss.SearchParametersIVF(nprobe=nprobe)
         else:
+            # a list holds about `share` as many allowed codes as codes: probe 1/share as many lists, so a
+            # filtered search scores about as many candidates as an unfiltered one (else the best allowed
+            # point is often in a list it never opened)
+            share = len(allowed) / max(self._index.ntotal, 1)
+            nprobe = min(math.ceil(nprobe / max(share, 1e-9)), self.nlist or 1)
             sp = _faiss.SearchParametersIVF(nprobe=nprobe, sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
         # OpenMP's thread count is per calling thread: one query gains nothing from a team of threads
         # (faiss parallelises over queries) and measured ~25% slower with one under load.

@@ -47,7 +47,7 @@ from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import CollectionOptions, PointIdT, Query
 from index.dense import DenseField
-from index.planner import walk_floor
+from index.planner import ACORN_MIN_SHARE, walk_floor
 from nestor_client.models import CollectionConfig, Filter, PayloadSchemaType, SearchParams
 from tests.synth import manifold
 from tests.unit.index.conftest import F32, unit, wait_indexed
@@ -492,7 +492,8 @@ def _check_search(
     state = dense.state
     assert state.index is not None
     floor = walk_floor(state.index, None, limit)  # below a walk's beam width, no walk pays
-    if exact or m == 0 or m <= max(dense.options.exact_filter_threshold, floor):
+    sparse = t.graph != "ivf_pq" and m < ACORN_MIN_SHARE * live  # too sparse for an ACORN walk
+    if exact or m == 0 or m <= max(dense.options.exact_filter_threshold, floor) or sparse:
         assert base == "exact_filtered", (res.strategy, m)
     elif m < FRACTION * live:
         narrow = "_filtered" if t.graph == "ivf_pq" else "_acorn"  # ACORN is a walk of the graph only
