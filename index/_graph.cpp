@@ -1031,6 +1031,29 @@ class Graph {
         return static_cast<int>(kk);
     }
 
+    // Scores the `fresh` nodes and merges them into the sorted beam (distances `pd`, nodes `pi`, expanded
+    // flags `pf`; `size` of at most `cap`), dropping what falls off its end. Returns the first position
+    // that changed (`size` when none did), where the caller resumes expanding.
+    int merge_into_beam(const Prepared& p, const int32_t* fresh, int nf, float* pd, int32_t* pi, uint8_t* pf,
+                        int& size, int cap) {
+        int lowest = size;
+        for (int j = 0; j < nf; ++j) {
+            const float d = dist(p, fresh[j]);
+            if (size == cap && d >= pd[size - 1]) continue;
+            int pos = static_cast<int>(std::upper_bound(pd, pd + size, d) - pd);
+            const int move = (size == cap ? size - 1 : size) - pos;
+            if (move > 0) {
+                std::memmove(pd + pos + 1, pd + pos, sizeof(float) * move);
+                std::memmove(pi + pos + 1, pi + pos, sizeof(int32_t) * move);
+                std::memmove(pf + pos + 1, pf + pos, move);
+            }
+            pd[pos] = d, pi[pos] = fresh[j], pf[pos] = 0;
+            if (size < cap) ++size;
+            lowest = std::min(lowest, pos);
+        }
+        return lowest;
+    }
+
     // Level-0 search without filters or tombstones: one sorted array of the ef best nodes so far, each
     // flagged once expanded, instead of a candidate heap plus a result heap. It expands the same nodes
     // as `search_layer` (the closest unexpanded one, until every node in the beam is expanded) with
@@ -1058,21 +1081,7 @@ class Graph {
                 int32_t nb = ll[j];
                 if (!vis.test_and_set(nb)) fresh[nf++] = nb, prefetch_codes(nb);
             }
-            int lowest = size;  // the first position that changed
-            for (int j = 0; j < nf; ++j) {
-                const float d = dist(p, fresh[j]);
-                if (size == cap && d >= pd[size - 1]) continue;
-                int pos = static_cast<int>(std::upper_bound(pd, pd + size, d) - pd);
-                const int move = (size == cap ? size - 1 : size) - pos;
-                if (move > 0) {
-                    std::memmove(pd + pos + 1, pd + pos, sizeof(float) * move);
-                    std::memmove(pi + pos + 1, pi + pos, sizeof(int32_t) * move);
-                    std::memmove(pf + pos + 1, pf + pos, move);
-                }
-                pd[pos] = d, pi[pos] = fresh[j], pf[pos] = 0;
-                if (size < cap) ++size;
-                lowest = std::min(lowest, pos);
-            }
+            const int lowest = merge_into_beam(p, fresh, nf, pd, pi, pf, size, cap);
             cursor = std::min(cursor + 1, lowest);
             while (cursor < size && pf[cursor]) ++cursor;
         }
@@ -1136,21 +1145,7 @@ class Graph {
                     }
                 }
             }
-            int lowest = size;  // the first position that changed
-            for (int j = 0; j < nf; ++j) {
-                const float d = dist(p, fresh[j]);
-                if (size == cap && d >= pd[size - 1]) continue;
-                int pos = static_cast<int>(std::upper_bound(pd, pd + size, d) - pd);
-                const int move = (size == cap ? size - 1 : size) - pos;
-                if (move > 0) {
-                    std::memmove(pd + pos + 1, pd + pos, sizeof(float) * move);
-                    std::memmove(pi + pos + 1, pi + pos, sizeof(int32_t) * move);
-                    std::memmove(pf + pos + 1, pf + pos, move);
-                }
-                pd[pos] = d, pi[pos] = fresh[j], pf[pos] = 0;
-                if (size < cap) ++size;
-                lowest = std::min(lowest, pos);
-            }
+            const int lowest = merge_into_beam(p, fresh, nf, pd, pi, pf, size, cap);
             cursor = std::min(cursor + 1, lowest);
             while (cursor < size && pf[cursor]) ++cursor;
         }
