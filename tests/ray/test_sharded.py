@@ -148,7 +148,9 @@ def test_hnsw_recall_no_worse_than_single_node(tmp_path: Path, cluster: Any) -> 
 # Killing a replica that a compiled graph reads from can crash Ray's own CompiledGraphMonitorThread in its
 # teardown (`'NoneType' object has no attribute 'close'` inside ray/dag/compiled_dag_node.py): Ray's thread,
 # not Nestor's, and after the kill the test means to make. Only that warning is let through.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.filterwarnings(
+    "ignore:Exception in thread CompiledGraphMonitorThread:pytest.PytestUnhandledThreadExceptionWarning"
+)
 def test_replica_killed_during_writes(tmp_path: Path, cluster: Any, ray_local: Any) -> None:
     dim = 16
     config = CollectionConfig.model_validate({"dim": dim, "metric": "cosine", "index": {"type": "flat"}})
