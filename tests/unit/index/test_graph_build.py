@@ -33,4 +33,7 @@ def test_every_node_is_reachable_after_a_parallel_build(codec: str, threads: int
         g.add(data, labels)
         found = g.search(data, 1, IndexParams(ef=n))  # ef = n: the walk visits every node it can reach
         unreachable += [(build, int(i)) for i in np.flatnonzero(found.labels[:, 0] != labels)]
-    assert unreachable == []
+    # HNSW's neighbour heuristic can, rarely, prune a node out of every list that pointed to it (seen with
+    # int8 codes on 100-node graphs, about one node in 15,000, single-threaded too), so a node or two of the
+    # 2,500 may be unreachable; the race this test was written for lost a few in almost every small build.
+    assert len(unreachable) <= 2, unreachable
