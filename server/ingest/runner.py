@@ -26,19 +26,19 @@ from index.errors import CollectionNotFound, DimensionMismatch, NestorError
 from nestor_client.models import (
     IngestFormat,
     IngestJobRequest,
-    IngestSource,
     JobError,
     JobInfo,
     JobState,
     Metric,
 )
-from server.embedding import NoEncoder, collection_encoder
+from server.embedding import collection_encoder
 from server.ingest.batch import Prepared, Target, prepare
 from server.ingest.errors import InvalidSource, JobConflict, JobNotFound
 from server.ingest.jobs import ACTIVE, JobRecord, JobStore
 from server.ingest.pipeline import run_ordered
 from server.ingest.roots import IngestRoots
-from server.ingest.sources import Cursor, Fields, NpySource, Source, infer_format, open_source
+from server.ingest.sources import Cursor, NpySource, Source, open_source
+from server.ingest.spec import default_target, resolve_source, source_fields
 
 __all__ = ["JobRunner"]
 
@@ -120,9 +120,9 @@ class JobRunner:
 
     def submit(self, request: IngestJobRequest, *, upload: bool = False) -> JobInfo:
         """Check the request against its collection and source, persist it as queued, and queue it."""
-        coll = _single(self.catalog.get(request.collection))
-        spec = _resolve(request.source, coll, self.roots)
-        source = open_source(spec, _fields(spec), self.roots)
+        coll = default_target(self.catalog.get(request.collection))
+        spec = resolve_source(request.source, coll, self.roots)
+        source = open_source(spec, source_fields(spec), self.roots)
         source.check()
         dim = coll.vector_config(None)[1].dim
         if isinstance(source, NpySource) and source.dim != dim:
@@ -257,12 +257,12 @@ class JobRunner:
     def _ingest(self, job: _Job) -> bool:
         rec = job.record
         try:
-            coll = _single(self.catalog.get(rec.collection))
+            coll = default_target(self.catalog.get(rec.collection))
         except CollectionNotFound:
             raise InvalidSource(f"collection {rec.collection!r} no longer exists") from None
         if coll.distributed:  # a sharded collection: a Ray Data pipeline (cluster/ingest.py)
             return self._ingest_ray(job, coll)
-        fields = _fields(rec.source)
+        fields = source_fields(rec.source)
         source: Source = open_source(rec.source, fields, self.roots)
         if rec.total is None:
             source.check()
@@ -298,7 +298,7 @@ class JobRunner:
             raise InvalidSource("a sharded collection ingests JSON Lines sources (through Ray Data)")
         path = self.roots.confine(rec.source.path)  # again at each start: the roots may have changed
         if rec.total is None:
-            source = open_source(rec.source, _fields(rec.source), self.roots)
+            source = open_source(rec.source, source_fields(rec.source), self.roots)
             source.check()
             with job.lock:
                 rec.total = source.count()
@@ -372,38 +372,3 @@ class JobRunner:
 
 def _error(line: int, reason: str) -> JobError:
     return JobError(line=line, reason=reason)
-
-
-def _single(coll: AnyCollection) -> AnyCollection:
-    """Ingest jobs fill the collection's default vector, which must be dense."""
-    try:
-        _, vcfg = coll.vector_config(None)
-    except NestorError:
-        raise InvalidSource(
-            f"collection {coll.name!r} has several named vectors: ingest jobs fill a default one"
-        ) from None
-    if vcfg.multivector is not None:
-        raise InvalidSource(f"collection {coll.name!r} is multi-vector; ingest jobs load dense vectors")
-    return coll
-
-
-def _resolve(spec: IngestSource, coll: AnyCollection, roots: IngestRoots) -> IngestSource:
-    """The source with its defaults made explicit, so a resumed job reads it exactly as the first run did."""
-    path = str(roots.confine(spec.path))  # first: a path outside the roots is 403, whatever else is wrong
-    fmt = infer_format(spec)
-    text, vector = spec.text_field, spec.vector_field
-    if text is not None and vector is not None:
-        raise InvalidSource("give text_field or vector_field, not both")
-    if fmt is IngestFormat.npy:
-        if text is not None or vector is not None:
-            raise InvalidSource("a .npy source is the vectors itself: it takes no text_field or vector_field")
-    elif text is None and vector is None:
-        text, vector = ("text", None) if coll.vector_config(None)[1].encoder is not None else (None, "vector")
-    if text is not None and coll.vector_config(None)[1].encoder is None:
-        raise NoEncoder(coll.name)
-    return spec.model_copy(update={"format": fmt, "path": path, "text_field": text, "vector_field": vector})
-
-
-def _fields(spec: IngestSource) -> Fields:
-    payload = tuple(spec.payload_fields) if spec.payload_fields is not None else None
-    return Fields(id=spec.id_field, text=spec.text_field, vector=spec.vector_field, payload=payload)

@@ -13,10 +13,10 @@ the numbers match an editor's), a Parquet or `.npy` row is a row.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,9 +24,11 @@ import orjson
 
 from nestor_client.models import IngestFormat, IngestSource
 from server.ingest.errors import InvalidSource
+from server.ingest.npy_source import NpySource
 from server.ingest.roots import IngestRoots
+from server.ingest.rows import Chunk, Cursor, Fields, Rows, Source, count_lines
 
-__all__ = ["Chunk", "Cursor", "Fields", "Rows", "Source", "infer_format", "open_source"]
+__all__ = ["Chunk", "Cursor", "Fields", "NpySource", "Rows", "Source", "count_lines", "infer_format", "open_source"]
 
 _SUFFIXES = {
     ".jsonl": IngestFormat.jsonl,
@@ -36,59 +38,6 @@ _SUFFIXES = {
     ".pq": IngestFormat.parquet,
     ".npy": IngestFormat.npy,
 }
-_COUNT_BLOCK = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Where a source resumes: rows consumed, and byte offsets for the line-oriented files."""
-
-    row: int = 0
-    byte: int = 0  # in a JSON Lines source
-    payload_byte: int = 0  # in the payload file of a .npy source
-
-
-@dataclass(frozen=True, slots=True)
-class Fields:
-    """Which field holds what. `id` None numbers rows from 0; exactly one of `text` and `vector` is set."""
-
-    id: str | None
-    text: str | None
-    vector: str | None
-    payload: tuple[str, ...] | None  # None: every other field
-
-
-@dataclass(slots=True)
-class Rows:
-    """One chunk after decoding: raw per-row values, still to be validated. `errors` and `skip` hold row
-    offsets within the chunk: rows that could not be read, and blank lines."""
-
-    ids: list[Any]
-    texts: list[Any] | None = None
-    vectors: npt.NDArray[Any] | list[Any] | None = None
-    payloads: list[Any] | None = None
-    errors: dict[int, str] = field(default_factory=dict)
-    skip: set[int] = field(default_factory=set)
-
-
-class Chunk(Protocol):
-    start: int  # 0-based index of the first row
-    n: int  # rows in the chunk
-    end: Cursor  # the cursor after the chunk
-
-    def decode(self) -> Rows: ...
-
-
-class Source(Protocol):
-    def count(self) -> int:
-        """Total rows (lines, for JSON Lines)."""
-        ...
-
-    def check(self) -> None:
-        """Fail early, with a clear message, on what would fail every row (before a job is accepted)."""
-        ...
-
-    def chunks(self, cursor: Cursor, size: int) -> Iterator[Chunk]: ...
 
 
 def infer_format(spec: IngestSource) -> IngestFormat:
@@ -117,17 +66,6 @@ def open_source(spec: IngestSource, fields: Fields, roots: IngestRoots) -> Sourc
     ids = roots.confine(spec.ids_path, "ids_path") if spec.ids_path else None
     payloads = roots.confine(spec.payload_path, "payload_path") if spec.payload_path else None
     return NpySource(path, ids, payloads)
-
-
-def count_lines(path: Path) -> int:
-    """Lines in a file, counting a last line without a newline."""
-    n = 0
-    last = b"\n"
-    with open(path, "rb") as fh:
-        while block := fh.read(_COUNT_BLOCK):
-            n += block.count(b"\n")
-            last = block[-1:]
-    return n + (last != b"\n")
 
 
 def _split(obj: dict[str, Any], fields: Fields, row: int) -> tuple[Any, Any, Any]:
@@ -298,118 +236,3 @@ class ParquetSource:
             if batch.num_rows:
                 yield ParquetChunk(row, batch.num_rows, Cursor(row + batch.num_rows), batch, self.fields)
                 row += batch.num_rows
-
-
-# -- .npy ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _NpyHeader:
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
-    offset: int
-
-
-def _npy_header(path: Path, what: str) -> _NpyHeader:
-    try:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
-            offset = fh.tell()
-    except (ValueError, OSError) as exc:
-        raise InvalidSource(f"{what} {path}: not a .npy file ({exc})") from None
-    if fortran and len(shape) > 1:
-        raise InvalidSource(f"{what} {path}: Fortran-ordered arrays are not supported; save it C-ordered")
-    if dtype.hasobject:
-        raise InvalidSource(f"{what} {path}: object arrays need pickle, which Nestor never loads")
-    return _NpyHeader(tuple(shape), dtype, offset)
-
-
-def _read_rows(path: Path, header: _NpyHeader, start: int, n: int) -> npt.NDArray[Any]:
-    per_row = int(np.prod(header.shape[1:], dtype=np.int64)) if len(header.shape) > 1 else 1
-    with open(path, "rb") as fh:
-        fh.seek(header.offset + start * per_row * header.dtype.itemsize)
-        flat = np.fromfile(fh, dtype=header.dtype, count=n * per_row)
-    return flat.reshape((n, *header.shape[1:]))
-
-
-@dataclass(slots=True)
-class NpyChunk:
-    start: int
-    n: int
-    end: Cursor
-    vectors: npt.NDArray[Any]
-    ids: list[Any]
-    payload_lines: list[bytes] | None
-
-    def decode(self) -> Rows:
-        rows = Rows(ids=self.ids, vectors=self.vectors)
-        if self.payload_lines is not None:
-            rows.payloads = [None] * self.n
-            for i, line in enumerate(self.payload_lines):
-                if not line.strip() or line.strip() == b"null":
-                    continue
-                try:
-                    rows.payloads[i] = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    rows.errors[i] = f"payload_path line {self.start + i + 1}: invalid JSON: {exc}"
-        return rows
-
-
-class NpySource:
-    def __init__(self, path: Path, ids: Path | None, payloads: Path | None) -> None:
-        self.path = path
-        self.header = _npy_header(path, "source")
-        if len(self.header.shape) != 2 or self.header.dtype.kind not in "fiu":
-            raise InvalidSource(
-                f"source {path}: expected a 2-D numeric matrix (rows x dim), got shape {self.header.shape} "
-                f"of {self.header.dtype}"
-            )
-        self.ids_path = ids
-        self.ids_header = _npy_header(ids, "ids_path") if ids is not None else None
-        self.payload_path = payloads
-
-    @property
-    def dim(self) -> int:
-        return self.header.shape[1]
-
-    def count(self) -> int:
-        return self.header.shape[0]
-
-    def check(self) -> None:
-        n = self.count()
-        h = self.ids_header
-        if h is not None:
-            if len(h.shape) != 1 or h.dtype.kind not in "iuU":
-                raise InvalidSource(f"ids_path: expected a 1-D array of integers or strings, got {h.shape} {h.dtype}")
-            if h.shape[0] != n:
-                raise InvalidSource(f"ids_path holds {h.shape[0]} ids for {n} vectors")
-        if self.payload_path is not None:
-            lines = count_lines(self.payload_path)
-            if lines != n:
-                raise InvalidSource(f"payload_path has {lines} lines for {n} vectors (one JSON object per row)")
-
-    def chunks(self, cursor: Cursor, size: int) -> Iterator[Chunk]:
-        n = self.count()
-        row, pos = cursor.row, cursor.payload_byte
-        fh = open(self.payload_path, "rb") if self.payload_path is not None else None  # noqa: SIM115
-        try:
-            if fh is not None:
-                fh.seek(pos)
-            while row < n:
-                m = min(size, n - row)
-                vectors = _read_rows(self.path, self.header, row, m)
-                if self.ids_path is not None and self.ids_header is not None:
-                    ids = _read_rows(self.ids_path, self.ids_header, row, m).tolist()
-                else:
-                    ids = list(range(row, row + m))
-                lines = list(islice(fh, m)) if fh is not None else None
-                if lines is not None:
-                    pos += sum(map(len, lines))
-                    lines += [b""] * (m - len(lines))
-                yield NpyChunk(row, m, Cursor(row + m, 0, pos), vectors, ids, lines)
-                row += m
-        finally:
-            if fh is not None:
-                fh.close()

@@ -1,0 +1,51 @@
+"""An ingest job's source made explicit before it runs: the collection's default vector checked, the format,
+path and fields resolved (so a resumed job reads the file exactly as its first run did), and the field map
+the readers take."""
+
+from __future__ import annotations
+
+from index.contract import AnyCollection
+from index.errors import NestorError
+from nestor_client.models import IngestFormat, IngestSource
+from server.embedding import NoEncoder
+from server.ingest.errors import InvalidSource
+from server.ingest.roots import IngestRoots
+from server.ingest.rows import Fields
+from server.ingest.sources import infer_format
+
+__all__ = ["default_target", "resolve_source", "source_fields"]
+
+
+def default_target(coll: AnyCollection) -> AnyCollection:
+    """Ingest jobs fill the collection's default vector, which must be dense."""
+    try:
+        _, vcfg = coll.vector_config(None)
+    except NestorError:
+        raise InvalidSource(
+            f"collection {coll.name!r} has several named vectors: ingest jobs fill a default one"
+        ) from None
+    if vcfg.multivector is not None:
+        raise InvalidSource(f"collection {coll.name!r} is multi-vector; ingest jobs load dense vectors")
+    return coll
+
+
+def resolve_source(spec: IngestSource, coll: AnyCollection, roots: IngestRoots) -> IngestSource:
+    """The source with its defaults made explicit, so a resumed job reads it exactly as the first run did."""
+    path = str(roots.confine(spec.path))  # first: a path outside the roots is 403, whatever else is wrong
+    fmt = infer_format(spec)
+    text, vector = spec.text_field, spec.vector_field
+    if text is not None and vector is not None:
+        raise InvalidSource("give text_field or vector_field, not both")
+    if fmt is IngestFormat.npy:
+        if text is not None or vector is not None:
+            raise InvalidSource("a .npy source is the vectors itself: it takes no text_field or vector_field")
+    elif text is None and vector is None:
+        text, vector = ("text", None) if coll.vector_config(None)[1].encoder is not None else (None, "vector")
+    if text is not None and coll.vector_config(None)[1].encoder is None:
+        raise NoEncoder(coll.name)
+    return spec.model_copy(update={"format": fmt, "path": path, "text_field": text, "vector_field": vector})
+
+
+def source_fields(spec: IngestSource) -> Fields:
+    payload = tuple(spec.payload_fields) if spec.payload_fields is not None else None
+    return Fields(id=spec.id_field, text=spec.text_field, vector=spec.vector_field, payload=payload)
