@@ -479,5 +479,6 @@ def _prepare(
 
 
 def _similarity_to_relevance(score: float) -> float:
-    """A similarity in [-1, 1] (cosine; dot on unit vectors) as LangChain's relevance in [0, 1]."""
-    return (1.0 + score) / 2.0
+    """A similarity in [-1, 1] (cosine; dot on unit vectors) as LangChain's relevance in [0, 1]; clipped,
+    since float32 rounding can put an exact match a hair above 1."""
+    return min(1.0, max(0.0, (1.0 + score) / 2.0))
