@@ -1,21 +1,24 @@
 """`NestorVectorStore` beyond LangChain's standard suite, against a real server: metadata filters (each
 form checked against a Python predicate over the same documents), delete by filter, integer ids, scores,
-MMR, named vectors, from_texts, the async client, and bad input that changes nothing."""
+MMR, named vectors, from_texts, the async client (its API key too), and bad input that changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from nestor_client import AsyncNestorClient, DimensionMismatch, NestorClient, Unprocessable
+from nestor_client import AsyncNestorClient, DimensionMismatch, NestorClient, Unauthorized, Unprocessable
 from nestor_client.integrations.langchain import NestorVectorStore
 from nestor_client.models import FieldCondition, Filter, MatchValue
+from tests.e2e.serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -208,3 +211,26 @@ def test_bad_input_changes_nothing(books: NestorVectorStore, client: NestorClien
         wrong_dim.add_texts(["c", "d"], ids=["c", "d"])
     assert client.count(books.collection_name) == before
     assert books.get_by_ids(["c", "d"]) == []
+
+
+def test_the_async_client_made_from_client_carries_its_api_key(tmp_path: Path) -> None:
+    key = "lc-secret-key"
+    keys = f"admin:{hashlib.sha256(key.encode()).hexdigest()}"
+    server = ServerProcess(tmp_path / "data", env={"NESTOR_API_KEYS": keys}).start()
+    try:
+
+        async def add_and_search(store: NestorVectorStore) -> list[str | None]:
+            try:
+                await store.aadd_texts(["tea"], ids=["tea"])
+                return [d.id for d in await store.asimilarity_search("tea", k=1)]
+            finally:
+                await store.aclose()
+
+        with NestorClient(server.url, api_key=key) as client, NestorClient(server.url) as anonymous:
+            store = NestorVectorStore(client=client, collection_name="keyed", embedding=EMBEDDING)
+            assert asyncio.run(add_and_search(store)) == ["tea"]
+            stranger = NestorVectorStore(client=anonymous, collection_name="keyed", embedding=EMBEDDING)
+            with pytest.raises(Unauthorized):
+                asyncio.run(add_and_search(stranger))
+    finally:
+        server.stop()
