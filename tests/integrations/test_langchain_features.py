@@ -234,3 +234,30 @@ def test_the_async_client_made_from_client_carries_its_api_key(tmp_path: Path) -
                 asyncio.run(add_and_search(stranger))
     finally:
         server.stop()
+
+
+def test_a_collection_dropped_elsewhere_is_created_again(client: NestorClient) -> None:
+    store = NestorVectorStore(client=client, collection_name=_name(), embedding=EMBEDDING)
+    try:
+        store.add_texts(["old"], ids=["old"])
+        assert client.delete_collection(store.collection_name)
+        assert store.similarity_search("old") == []  # reads of a missing collection are empty
+        store.add_texts(["new"], ids=["new"])
+        assert [d.id for d in store.similarity_search("new", k=5)] == ["new"]
+        assert client.get_collection(store.collection_name).config.dim == 8
+    finally:
+        store.delete_collection()
+
+
+async def test_msgpack_wire_sync_and_async(nestor_url: str) -> None:
+    with NestorClient(nestor_url, wire="msgpack") as client:
+        store = NestorVectorStore(client=client, collection_name=_name(), embedding=EMBEDDING)
+        try:
+            store.add_texts(["pear", "plum"], [{"n": 1.5}, {"n": [1, {"x": None}]}], ids=["p", "q"])
+            assert store.get_by_ids(["q"]) == [Document(id="q", page_content="plum", metadata={"n": [1, {"x": None}]})]
+            await store.aadd_texts(["fig"], [{"n": 3}], ids=["f"])
+            docs = await store.asimilarity_search("fig", k=3, filter={"n": {"$gte": 1.5}})
+            assert [d.id for d in docs] == ["f", "p"]  # q's array holds no number >= 1.5
+        finally:
+            await store.aclose()
+            store.delete_collection()

@@ -23,17 +23,16 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Self, cast
 
-import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
-from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from nestor_client.async_client import AsyncNestorClient
 from nestor_client.client import NestorClient
 from nestor_client.errors import CollectionExists, CollectionNotFound
 from nestor_client.integrations._filters import metadata_filter
-from nestor_client.models import Filter, PointId, Record, ScoredPoint, SearchParams
+from nestor_client.integrations._langchain_points import PointLayout, prepare, similarity_to_relevance
+from nestor_client.models import Filter, ScoredPoint, SearchParams
 
 __all__ = ["NestorVectorStore"]
 
@@ -71,13 +70,11 @@ class NestorVectorStore(VectorStore):
             raise ValueError("batch_size must be at least 1")
         self.client = client
         self.collection_name = collection_name
-        self.vector_name = vector_name
         self.metric: Metric = metric
         self.collection_config = dict(collection_config or {})
-        self.content_key = content_key
-        self.metadata_key = metadata_key
         self.batch_size = batch_size
         self._embedding = embedding
+        self._layout = PointLayout(content_key, metadata_key, vector_name)
         self._async_given = async_client
         self._async_made: dict[asyncio.AbstractEventLoop, AsyncNestorClient] = {}
         self._created = False  # the collection is known to exist
@@ -85,6 +82,18 @@ class NestorVectorStore(VectorStore):
     @property
     def embeddings(self) -> Embeddings:
         return self._embedding
+
+    @property
+    def vector_name(self) -> str | None:
+        return self._layout.vector_name
+
+    @property
+    def content_key(self) -> str:
+        return self._layout.content_key
+
+    @property
+    def metadata_key(self) -> str:
+        return self._layout.metadata_key
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -98,13 +107,18 @@ class NestorVectorStore(VectorStore):
     ) -> list[str]:
         """Embed and upsert `texts`; returns their ids (given, or new UUID strings). A text whose id exists
         replaces that document. Each batch of `batch_size` is one atomic write."""
-        texts, metadatas, point_ids = _prepare(texts, metadatas, ids)
+        texts, metadatas, point_ids = prepare(texts, metadatas, ids)
         client = self._sync()
         for start in range(0, len(texts), self.batch_size):
-            stop = start + self.batch_size
-            vectors = self._embedding.embed_documents(texts[start:stop])
-            self._ensure_collection(vectors)
-            client.upsert(self.collection_name, self._points(point_ids, texts, metadatas, vectors, start))
+            vectors = self._embedding.embed_documents(texts[start : start + self.batch_size])
+            points = self._layout.points(point_ids, texts, metadatas, vectors, start)
+            if not self._created:
+                self._create(client, vectors)
+            try:
+                client.upsert(self.collection_name, points)
+            except CollectionNotFound:  # dropped behind this store's back: create it again, once
+                self._create(client, vectors)
+                client.upsert(self.collection_name, points)
         return cast(list[str], point_ids)
 
     async def aadd_texts(
@@ -115,13 +129,18 @@ class NestorVectorStore(VectorStore):
         ids: Sequence[str | int | None] | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        texts, metadatas, point_ids = _prepare(texts, metadatas, ids)
+        texts, metadatas, point_ids = prepare(texts, metadatas, ids)
         client = self._async()
         for start in range(0, len(texts), self.batch_size):
-            stop = start + self.batch_size
-            vectors = await self._embedding.aembed_documents(texts[start:stop])
-            await self._aensure_collection(client, vectors)
-            await client.upsert(self.collection_name, self._points(point_ids, texts, metadatas, vectors, start))
+            vectors = await self._embedding.aembed_documents(texts[start : start + self.batch_size])
+            points = self._layout.points(point_ids, texts, metadatas, vectors, start)
+            if not self._created:
+                await self._acreate(client, vectors)
+            try:
+                await client.upsert(self.collection_name, points)
+            except CollectionNotFound:
+                await self._acreate(client, vectors)
+                await client.upsert(self.collection_name, points)
         return cast(list[str], point_ids)
 
     def delete(self, ids: Sequence[str | int] | None = None, **kwargs: Any) -> bool:
@@ -170,7 +189,7 @@ class NestorVectorStore(VectorStore):
             records = self._sync().get(self.collection_name, list(ids))
         except CollectionNotFound:
             return []
-        return [self._document(r) for r in records]
+        return [self._layout.document(r) for r in records]
 
     async def aget_by_ids(self, ids: Sequence[str | int], /) -> list[Document]:
         if not ids:
@@ -179,7 +198,7 @@ class NestorVectorStore(VectorStore):
             records = await self._async().get(self.collection_name, list(ids))
         except CollectionNotFound:
             return []
-        return [self._document(r) for r in records]
+        return [self._layout.document(r) for r in records]
 
     def similarity_search(self, query: str, k: int = 4, filter: FilterArg = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
@@ -196,13 +215,13 @@ class NestorVectorStore(VectorStore):
 
         Keywords: `score_threshold` (applied by the server) and `search_params` (`ef`, `exact`, ...)."""
         vector = self._embedding.embed_query(query)
-        return self._scored(self._search(vector, k, filter, kwargs))
+        return self._layout.scored(self._search(vector, k, filter, kwargs))
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: FilterArg = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         vector = await self._embedding.aembed_query(query)
-        return self._scored(await self._asearch(vector, k, filter, kwargs))
+        return self._layout.scored(await self._asearch(vector, k, filter, kwargs))
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: FilterArg = None, **kwargs: Any
@@ -212,12 +231,12 @@ class NestorVectorStore(VectorStore):
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: FilterArg = None, **kwargs: Any
     ) -> list[Document]:
-        return [doc for doc, _ in self._scored(await self._asearch(embedding, k, filter, kwargs))]
+        return [doc for doc, _ in self._layout.scored(await self._asearch(embedding, k, filter, kwargs))]
 
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: FilterArg = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        return self._scored(self._search(embedding, k, filter, kwargs))
+        return self._layout.scored(self._search(embedding, k, filter, kwargs))
 
     def max_marginal_relevance_search(
         self,
@@ -254,7 +273,7 @@ class NestorVectorStore(VectorStore):
     ) -> list[Document]:
         """`k` of the `fetch_k` nearest documents, picked for relevance and diversity (LangChain's MMR)."""
         hits = self._search(embedding, fetch_k, filter, kwargs, with_vector=True)
-        return self._mmr(embedding, hits, k, lambda_mult)
+        return self._layout.mmr(embedding, hits, k, lambda_mult)
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -266,13 +285,13 @@ class NestorVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         hits = await self._asearch(embedding, fetch_k, filter, kwargs, with_vector=True)
-        return self._mmr(embedding, hits, k, lambda_mult)
+        return self._layout.mmr(embedding, hits, k, lambda_mult)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         # Nestor scores cosine and dot as similarities (higher is better), l2 as a distance.
         if self.metric == "l2":
             return self._euclidean_relevance_score_fn
-        return _similarity_to_relevance
+        return similarity_to_relevance
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -358,43 +377,20 @@ class NestorVectorStore(VectorStore):
             return vector
         return {"vectors": {self.vector_name: vector}}
 
-    def _ensure_collection(self, vectors: list[list[float]]) -> None:
-        if self._created or not vectors:
-            return
+    def _create(self, client: NestorClient, vectors: list[list[float]]) -> None:
+        """Create the collection for vectors like `vectors`, unless it exists (then it is used as it is)."""
         try:
-            self._sync().create_collection(self.collection_name, self._collection_config(len(vectors[0])))
+            client.create_collection(self.collection_name, self._collection_config(len(vectors[0])))
         except CollectionExists:
-            pass  # made by someone else, perhaps with another config: it is used as it is
+            pass
         self._created = True
 
-    async def _aensure_collection(self, client: AsyncNestorClient, vectors: list[list[float]]) -> None:
-        if self._created or not vectors:
-            return
+    async def _acreate(self, client: AsyncNestorClient, vectors: list[list[float]]) -> None:
         try:
             await client.create_collection(self.collection_name, self._collection_config(len(vectors[0])))
         except CollectionExists:
             pass
         self._created = True
-
-    def _points(
-        self,
-        ids: list[PointId],
-        texts: list[str],
-        metadatas: list[dict[str, Any]],
-        vectors: list[list[float]],
-        start: int,
-    ) -> list[dict[str, Any]]:
-        points = []
-        for i, vector in enumerate(vectors, start):
-            vec = np.asarray(vector, dtype=np.float32)
-            points.append(
-                {
-                    "id": ids[i],
-                    "vector": vec if self.vector_name is None else {self.vector_name: vec},
-                    "payload": {self.content_key: texts[i], self.metadata_key: metadatas[i]},
-                }
-            )
-        return points
 
     def _delete_args(self, ids: Sequence[str | int] | None, kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
         flt = metadata_filter(kwargs.get("filter"), self.metadata_key)
@@ -431,54 +427,3 @@ class NestorVectorStore(VectorStore):
         except CollectionNotFound:
             return []
         return result.points
-
-    def _document(self, point: Record | ScoredPoint) -> Document:
-        payload = point.payload or {}
-        content = payload.get(self.content_key)
-        metadata = payload.get(self.metadata_key)
-        return Document(
-            id=str(point.id),
-            page_content=content if isinstance(content, str) else "",
-            metadata=metadata if isinstance(metadata, dict) else {},
-        )
-
-    def _scored(self, hits: list[ScoredPoint]) -> list[tuple[Document, float]]:
-        return [(self._document(hit), hit.score) for hit in hits]
-
-    def _mmr(self, query: list[float], hits: list[ScoredPoint], k: int, lambda_mult: float) -> list[Document]:
-        if not hits:
-            return []
-        vectors = [self._vector_of(hit) for hit in hits]
-        picked = maximal_marginal_relevance(np.asarray(query, dtype=np.float32), vectors, lambda_mult, k)
-        return [self._document(hits[i]) for i in picked]
-
-    def _vector_of(self, hit: ScoredPoint) -> list[float]:
-        vector = hit.vector.get(self.vector_name or "") if isinstance(hit.vector, dict) else hit.vector
-        if not isinstance(vector, list) or (vector and not isinstance(vector[0], float | int)):
-            raise ValueError(f"point {hit.id!r} has no dense vector {self.vector_name or ''!r} for MMR")
-        return cast(list[float], vector)
-
-
-def _prepare(
-    texts: Iterable[str], metadatas: list[dict[str, Any]] | None, ids: Sequence[str | int | None] | None
-) -> tuple[list[str], list[dict[str, Any]], list[PointId]]:
-    """The texts as a list, a metadata dict per text, and a point id per text (a UUID string where none)."""
-    texts = list(texts)
-    n = len(texts)
-    if metadatas is not None and len(metadatas) != n:
-        raise ValueError(f"{n} texts but {len(metadatas)} metadatas")
-    if ids is not None and len(ids) != n:
-        raise ValueError(f"{n} texts but {len(ids)} ids")
-    point_ids: list[PointId] = [
-        i if i is not None else str(uuid.uuid4()) for i in (ids if ids is not None else [None] * n)
-    ]
-    for i in point_ids:
-        if isinstance(i, bool) or not isinstance(i, str | int):
-            raise ValueError(f"an id must be a string or a non-negative integer, not {i!r}")
-    return texts, [dict(m) if m else {} for m in (metadatas or [{}] * n)], point_ids
-
-
-def _similarity_to_relevance(score: float) -> float:
-    """A similarity in [-1, 1] (cosine; dot on unit vectors) as LangChain's relevance in [0, 1]; clipped,
-    since float32 rounding can put an exact match a hair above 1."""
-    return min(1.0, max(0.0, (1.0 + score) / 2.0))
