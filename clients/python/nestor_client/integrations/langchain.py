@@ -28,7 +28,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from nestor_client.async_client import AsyncNestorClient
-from nestor_client.client import NestorClient
+from nestor_client.client import NestorClient, async_twin
 from nestor_client.errors import CollectionExists, CollectionNotFound
 from nestor_client.integrations._filters import metadata_filter
 from nestor_client.integrations._langchain_points import PointLayout, prepare, similarity_to_relevance
@@ -368,7 +368,7 @@ class NestorVectorStore(VectorStore):
         if client is None:
             for old in [lp for lp in self._async_made if lp.is_closed()]:
                 del self._async_made[old]
-            client = self._async_made[loop] = self._sync().to_async()
+            client = self._async_made[loop] = async_twin(self._sync())
         return client
 
     def _collection_config(self, dim: int) -> dict[str, Any]:
