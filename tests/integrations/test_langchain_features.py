@@ -101,6 +101,10 @@ def test_score_threshold_is_applied_by_the_server(books: NestorVectorStore) -> N
     cut = (scored[1][1] + scored[2][1]) / 2  # between the second and the third
     kept = books.similarity_search_with_score("Dune", k=6, score_threshold=cut)
     assert [d.id for d, _ in kept] == [d.id for d, _ in scored[:2]]
+    exact = books.similarity_search("Dune", k=6, search_params={"exact": True})
+    assert [d.id for d in exact] == [d.id for d, _ in scored]
+    with pytest.raises(TypeError, match="score_treshold"):
+        books.similarity_search("Dune", score_treshold=0.5)
 
 
 def test_delete_by_filter_and_bad_delete(books: NestorVectorStore) -> None:
@@ -162,8 +166,8 @@ def test_from_texts_creates_a_cosine_collection(nestor_url: str, client: NestorC
         assert (hit.page_content, hit.metadata) == ("y", {"k": 2}) and hit.id
     finally:
         store.delete_collection()
-        assert store.client is not None
-        store.client.close()
+        store.close()  # the client from_texts made
+    assert store.client is not None and store.client._http.is_closed
 
 
 async def test_afrom_texts_and_an_async_only_store(nestor_url: str) -> None:

@@ -38,6 +38,7 @@ __all__ = ["NestorVectorStore"]
 
 Metric = Literal["cosine", "dot", "l2"]
 FilterArg = Filter | Mapping[str, Any] | None
+_SEARCH_KEYWORDS = frozenset({"score_threshold", "search_params"})
 
 
 class NestorVectorStore(VectorStore):
@@ -78,6 +79,7 @@ class NestorVectorStore(VectorStore):
         self._async_given = async_client
         self._async_made: dict[asyncio.AbstractEventLoop, AsyncNestorClient] = {}
         self._created = False  # the collection is known to exist
+        self._owns_client = False  # from_texts made the client: close() closes it
 
     @property
     def embeddings(self) -> Embeddings:
@@ -309,11 +311,14 @@ class NestorVectorStore(VectorStore):
         collection_name: str | None = None,
         **kwargs: Any,
     ) -> Self:
-        """A store on `client` (or a new client for `url`), filled with `texts`. Without `collection_name`
-        a new collection `langchain-<uuid>` is used; other keywords go to the constructor."""
+        """A store on `client` (or a new client for `url`, which `close()` closes), filled with `texts`.
+        Without `collection_name` a new collection `langchain-<uuid>` is used; other keywords go to the
+        constructor."""
+        owned = client is None
         client = client if client is not None else NestorClient(url, api_key=api_key)
         name = collection_name or f"langchain-{uuid.uuid4().hex}"
         store = cls(client, collection_name=name, embedding=embedding, **kwargs)
+        store._owns_client = owned
         store.add_texts(texts, metadatas, ids=ids)
         return store
 
@@ -331,26 +336,33 @@ class NestorVectorStore(VectorStore):
         collection_name: str | None = None,
         **kwargs: Any,
     ) -> Self:
-        """`from_texts` through an `AsyncNestorClient` (given, or a new one for `url`)."""
+        """`from_texts` through an `AsyncNestorClient` (given, or a new one for `url`, which `aclose()` closes)."""
+        owned = async_client is None
         if async_client is None:
             async_client = AsyncNestorClient(url, api_key=api_key)
         name = collection_name or f"langchain-{uuid.uuid4().hex}"
         store = cls(collection_name=name, embedding=embedding, async_client=async_client, **kwargs)
+        store._owns_client = owned
         await store.aadd_texts(texts, metadatas, ids=ids)
         return store
 
     def close(self) -> None:
-        """Close the async clients this store made (the clients passed in stay the caller's)."""
+        """Close the clients this store made (`from_texts` without `client`, the async client of a loop
+        that is not running); the clients passed in stay the caller's."""
+        if self._owns_client and self.client is not None:
+            self.client.close()
         made, self._async_made = self._async_made, {}
         for loop, client in made.items():
             if not loop.is_closed() and not loop.is_running():
                 loop.run_until_complete(client.close())
 
     async def aclose(self) -> None:
-        """Close the async client this store made for the running loop."""
+        """Close the async client this store made for the running loop (or `afrom_texts` without one)."""
         client = self._async_made.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.close()
+        if self._owns_client and self._async_given is not None:
+            await self._async_given.close()
 
     # -- the parts sync and async share ----------------------------------------------------------
 
@@ -399,6 +411,9 @@ class NestorVectorStore(VectorStore):
         return (list(ids) if ids is not None else None), flt
 
     def _search_args(self, k: int, filter: FilterArg, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(kwargs) - _SEARCH_KEYWORDS
+        if unknown:  # a typo would otherwise pass silently, e.g. `score_treshold`
+            raise TypeError(f"unknown search keywords {sorted(unknown)}; known: {sorted(_SEARCH_KEYWORDS)}")
         params = kwargs.get("search_params")
         return {
             "limit": k,
@@ -408,12 +423,16 @@ class NestorVectorStore(VectorStore):
             "using": self.vector_name,
         }
 
+    def _with(self, with_vector: bool) -> bool | list[str]:
+        # MMR needs the vector it searched; of named vectors, only that one.
+        return [self.vector_name] if with_vector and self.vector_name is not None else with_vector
+
     def _search(
         self, vector: list[float], k: int, filter: FilterArg, kwargs: Mapping[str, Any], *, with_vector: bool = False
     ) -> list[ScoredPoint]:
         args = self._search_args(k, filter, kwargs)
         try:
-            result = self._sync().search(self.collection_name, vector, with_vector=with_vector, **args)
+            result = self._sync().search(self.collection_name, vector, with_vector=self._with(with_vector), **args)
         except CollectionNotFound:
             return []  # nothing written yet
         return result.points
@@ -423,7 +442,9 @@ class NestorVectorStore(VectorStore):
     ) -> list[ScoredPoint]:
         args = self._search_args(k, filter, kwargs)
         try:
-            result = await self._async().search(self.collection_name, vector, with_vector=with_vector, **args)
+            result = await self._async().search(
+                self.collection_name, vector, with_vector=self._with(with_vector), **args
+            )
         except CollectionNotFound:
             return []
         return result.points
