@@ -30,9 +30,10 @@ from ._base import (
 )
 from ._codec import MatrixLike, MultiVectorLike, VectorLike, Wire
 from ._upload import UploadLike, iter_file, upload_headers
+from .async_client import AsyncNestorClient
 from .models import CollectionInfo, CollectionSummary, JobInfo, PointId, Record, UpdateResult
 
-__all__ = ["NestorClient"]
+__all__ = ["NestorClient", "async_twin"]
 
 T = TypeVar("T")
 
@@ -56,6 +57,7 @@ class NestorClient:
         http_client: httpx.Client | None = None,
     ) -> None:
         self._base = BaseClient(api_key=api_key, wire=wire)
+        self._api_key, self._timeout = api_key, timeout  # for async_twin()
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.Client(base_url=url, timeout=timeout)
 
@@ -356,3 +358,11 @@ class NestorClient:
         except httpx.TransportError as exc:
             raise transport_error(exc) from exc
         return self._base.finish(call, response.status_code, response.headers.get("content-type", ""), response.content)
+
+
+def async_twin(client: NestorClient) -> AsyncNestorClient:
+    """A new `AsyncNestorClient` for the same server, API key, timeout and wire format as `client`; the
+    caller closes it. (For a client on your own `http_client`, only its base URL carries over.) A function,
+    not a method, so that the two clients keep the same methods."""
+    url = str(client._http.base_url)
+    return AsyncNestorClient(url, api_key=client._api_key, timeout=client._timeout, wire=client._base.wire)
