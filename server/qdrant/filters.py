@@ -97,7 +97,7 @@ def _condition(raw: Any, where: str) -> dict[str, Any]:
         return {"nested": {"key": nested["key"], "filter": _filter(nested.get("filter", {}), f"{where}.nested")}}
     if "has_vector" in raw:
         raise QdrantError("Bad request: the has_vector condition is not supported by Nestor")
-    if "is_empty" in raw or "is_null" in raw:
+    if "key" not in raw and ("is_empty" in raw or "is_null" in raw):  # `{"is_empty": {"key": k}}`
         return raw
     return _field(raw, where)
 

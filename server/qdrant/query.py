@@ -107,17 +107,17 @@ def plan(coll: AnyCollection, req: QueryRequest, settings: Settings, scope: Filt
     flt = and_filter(scope, to_filter(req.filter, settings))
     if req.query is None:
         return Plan(None, flt, limit, offset, req.with_payload, req.with_vector)
+    raw = req.query
+    if isinstance(raw, dict) and (kind := next((k for k in _REFUSED if k in raw), None)) is not None:
+        raise QdrantError(_PIPELINE.format(what=f"the {kind} query"))
     name, _ = coll.vector_config(req.using or None)
     used: list[Any] = []
-    raw = req.query
     if isinstance(raw, dict) and "nearest" in raw:
         if raw.get("mmr") is not None:
             raise QdrantError(_PIPELINE.format(what="mmr"))
         vector = _vector_or_id(coll, raw["nearest"], name, used)
     elif isinstance(raw, dict) and "recommend" in raw:
         vector = _recommend(coll, raw["recommend"], name, used)
-    elif isinstance(raw, dict) and (kind := next((k for k in _REFUSED if k in raw), None)) is not None:
-        raise QdrantError(_PIPELINE.format(what=f"the {kind} query"))
     else:
         vector = _vector_or_id(coll, raw, name, used)
     if used:  # the example points themselves are not results (Qdrant leaves them out too)
