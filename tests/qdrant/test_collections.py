@@ -135,7 +135,9 @@ def test_aliases_list_empty_and_changes_are_refused(client: QdrantClient) -> Non
 
 def test_payload_index_create_and_delete(client: QdrantClient) -> None:
     client.create_collection("pidx", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
-    client.upsert("pidx", [m.PointStruct(id=i, vector=[1.0, i], payload={"city": f"c{i % 3}", "n": i}) for i in range(9)])
+    client.upsert(
+        "pidx", [m.PointStruct(id=i, vector=[1.0, i], payload={"city": f"c{i % 3}", "n": i}) for i in range(9)]
+    )
     res = client.create_payload_index("pidx", "city", m.PayloadSchemaType.KEYWORD)
     assert res.status == m.UpdateStatus.COMPLETED
     client.create_payload_index("pidx", "n", m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, range=True))

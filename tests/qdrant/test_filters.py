@@ -47,7 +47,11 @@ def _day(p: dict[str, Any]) -> int:
 
 # (name, qdrant-client filter, oracle over a payload and its id)
 CASES: list[tuple[str, m.Filter, Callable[[int, dict[str, Any]], bool]]] = [
-    ("match value", m.Filter(must=[FC(key="city", match=m.MatchValue(value="paris"))]), lambda i, p: p["city"] == "paris"),
+    (
+        "match value",
+        m.Filter(must=[FC(key="city", match=m.MatchValue(value="paris"))]),
+        lambda i, p: p["city"] == "paris",
+    ),
     ("match bool", m.Filter(must=[FC(key="flag", match=m.MatchValue(value=True))]), lambda i, p: p["flag"]),
     ("match int", m.Filter(must=[FC(key="n", match=m.MatchValue(value=7))]), lambda i, p: p["n"] == 7),
     (
@@ -98,13 +102,21 @@ CASES: list[tuple[str, m.Filter, Callable[[int, dict[str, Any]], bool]]] = [
         ),
         lambda i, p: any(o["k"] == "a" and o["v"] >= 2 for o in p["items"]),
     ),
-    ("values_count", m.Filter(must=[FC(key="tags", values_count=m.ValuesCount(gte=2))]), lambda i, p: len(p["tags"]) >= 2),
+    (
+        "values_count",
+        m.Filter(must=[FC(key="tags", values_count=m.ValuesCount(gte=2))]),
+        lambda i, p: len(p["tags"]) >= 2,
+    ),
     (
         "should",
         m.Filter(should=[FC(key="city", match=m.MatchValue(value="rome")), FC(key="n", range=m.Range(lt=5))]),
         lambda i, p: p["city"] == "rome" or p["n"] < 5,
     ),
-    ("must_not", m.Filter(must_not=[FC(key="city", match=m.MatchValue(value="berlin"))]), lambda i, p: p["city"] != "berlin"),
+    (
+        "must_not",
+        m.Filter(must_not=[FC(key="city", match=m.MatchValue(value="berlin"))]),
+        lambda i, p: p["city"] != "berlin",
+    ),
     (
         "single condition, not a list",
         m.Filter(must=FC(key="city", match=m.MatchValue(value="rome"))),

@@ -114,7 +114,8 @@ def test_scroll_pages_with_next_page_offset(client: QdrantClient) -> None:
 def test_payload_set_overwrite_delete_clear(client: QdrantClient) -> None:
     _fresh(client, "pay")
     client.upsert(
-        "pay", [m.PointStruct(id=i, vector=[1, i, 0], payload={"i": i, "keep": True, "obj": {"x": 1}}) for i in range(4)]
+        "pay",
+        [m.PointStruct(id=i, vector=[1, i, 0], payload={"i": i, "keep": True, "obj": {"x": 1}}) for i in range(4)],
     )
     client.set_payload("pay", {"tag": "new"}, points=[0, 1])
     client.set_payload("pay", {"y": 2}, points=[0], key="obj")  # merged into the object at the key

@@ -152,13 +152,18 @@ def test_wrong_vector_name_and_dimension(client: QdrantClient, coll: str) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"prefetch": [m.Prefetch(query=[0.0] * DIM, using="dense")], "query": m.FusionQuery(fusion=m.Fusion.RRF)}, "prefetch"),
+        (
+            {"prefetch": [m.Prefetch(query=[0.0] * DIM, using="dense")], "query": m.FusionQuery(fusion=m.Fusion.RRF)},
+            "prefetch",
+        ),
         ({"query": m.FusionQuery(fusion=m.Fusion.RRF)}, "fusion"),
         ({"query": m.SparseVector(indices=[1], values=[1.0]), "using": "dense"}, "sparse"),
         ({"query": m.OrderByQuery(order_by="i")}, "order_by"),
     ],
 )
-def test_pipeline_and_sparse_queries_are_refused(client: QdrantClient, coll: str, kwargs: dict[str, object], needle: str) -> None:
+def test_pipeline_and_sparse_queries_are_refused(
+    client: QdrantClient, coll: str, kwargs: dict[str, object], needle: str
+) -> None:
     with pytest.raises(UnexpectedResponse) as exc:
         client.query_points(coll, **kwargs)  # type: ignore[arg-type]
     assert exc.value.status_code == 400
