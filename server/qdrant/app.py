@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from encoders import EncoderError
 from index.errors import CollectionExists, CollectionNotFound, NestorError, Unprocessable
-from server.qdrant import routes_collections, routes_points, routes_query
+from server.qdrant import routes_collections, routes_points, routes_query, routes_snapshots
 from server.qdrant.wire import QdrantError, error
 
 __all__ = ["PREFIX", "QDRANT_VERSION", "create_qdrant_app", "version_info"]
@@ -37,7 +37,8 @@ def _message(exc: NestorError) -> str:
         return f"Wrong input: {exc.message}"
     if isinstance(exc, Unprocessable):
         return f"Wrong input: {exc.message}"
-    return exc.message
+    prefix = {400: "Bad request", 403: "Forbidden", 404: "Not found", 503: "Service unavailable"}.get(exc.status)
+    return f"{prefix}: {exc.message}" if prefix else exc.message
 
 
 def _status(exc: NestorError) -> int:
@@ -79,7 +80,13 @@ def create_qdrant_app(nestor: FastAPI) -> FastAPI:
             return error(503, "Service unavailable: the server is still recovering its collections")
         return Response("all shards are ready", media_type="text/plain")
 
-    for router in (routes_collections.router, routes_collections.aliases, routes_points.router, routes_query.router):
+    for router in (
+        routes_collections.router,
+        routes_collections.aliases,
+        routes_points.router,
+        routes_query.router,
+        routes_snapshots.router,
+    ):
         app.include_router(router)
 
     async def on_domain(request: Request, exc: Exception) -> Response:

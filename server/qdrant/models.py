@@ -27,6 +27,7 @@ __all__ = [
     "QueryRequest",
     "RawId",
     "RecommendRequest",
+    "RecoverRequest",
     "ScrollRequest",
     "SearchBatch",
     "SearchRequest",
@@ -208,6 +209,14 @@ class RecommendRequest(_In):
     with_vector: WithVector = False
     score_threshold: float | None = None
     lookup_from: Any = None
+
+
+class RecoverRequest(_In):
+    """`PUT .../snapshots/recover`: `location` names a snapshot stored on this server."""
+
+    location: str = Field(min_length=1, max_length=2048)
+    checksum: str | None = None
+    priority: str | None = None
 
 
 class CreateFieldIndex(_In):

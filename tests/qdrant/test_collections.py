@@ -172,3 +172,33 @@ def test_async_client_collections(server: ServerProcess) -> None:
             await c.close()
 
     asyncio.run(run())
+
+
+def test_snapshots_create_list_recover_delete(client: QdrantClient, server: ServerProcess) -> None:
+    client.create_collection("snap", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+    client.upsert("snap", [m.PointStruct(id=i, vector=[1.0, i], payload={"i": i}) for i in range(6)])
+    snap = client.create_snapshot("snap")
+    assert snap is not None and snap.size > 0 and snap.checksum is not None and len(snap.checksum) == 64
+    assert [s.name for s in client.list_snapshots("snap")] == [snap.name]
+    r = httpx.get(f"{server.url}/qdrant/collections/snap/snapshots/{snap.name}", headers={"api-key": ADMIN})
+    assert r.status_code == 200 and len(r.content) == snap.size
+    client.delete("snap", m.PointIdsList(points=[0, 1, 2]))
+    assert client.count("snap").count == 3
+    # the location as Qdrant's docs give it: the snapshot's URL on the server
+    location = f"{server.url}/qdrant/collections/snap/snapshots/{snap.name}"
+    assert client.recover_snapshot("snap", location, checksum=snap.checksum) is True
+    assert client.count("snap").count == 6
+    # into another collection, by name of the source's snapshot URL path
+    assert client.recover_snapshot("snap-copy", f"collections/snap/snapshots/{snap.name}")
+    assert client.retrieve("snap-copy", [5])[0].payload == {"i": 5}
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.recover_snapshot("snap", "https://elsewhere.example/x.snapshot")
+    assert exc.value.status_code == 400
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.recover_snapshot("snap", snap.name, checksum="0" * 64)
+    assert exc.value.status_code == 400 and "checksum" in _error(exc)
+    assert client.delete_snapshot("snap", snap.name) is True
+    assert client.list_snapshots("snap") == []
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.delete_snapshot("snap", snap.name)
+    assert exc.value.status_code == 404 and _error(exc).startswith("Not found")
