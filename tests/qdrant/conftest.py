@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,19 @@ from tests.e2e.serverproc import ServerProcess
 ADMIN = "qdrant-admin-key-0123456789"
 READ = "qdrant-read-key-0123456789"
 WRITE = "qdrant-write-key-0123456789"
-KEYS = f"admin:{hash_key(ADMIN)},read:{hash_key(READ)},write:{hash_key(WRITE)}"
+SCOPED = "qdrant-scoped-key-0123456789"  # reads collection "tenanted", only its points of tenant "a"
+KEYS = json.dumps(
+    [
+        {"sha256": hash_key(ADMIN), "role": "admin"},
+        {"sha256": hash_key(READ), "role": "read"},
+        {"sha256": hash_key(WRITE), "role": "write"},
+        {
+            "sha256": hash_key(SCOPED),
+            "collections": {"tenanted": "read"},
+            "filter": {"tenanted": {"must": [{"key": "tenant", "match": {"value": "a"}}]}},
+        },
+    ]
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from qdrant_client import models as m
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from tests.e2e.serverproc import ServerProcess
-from tests.qdrant.conftest import ADMIN, READ, WRITE, connect
+from tests.qdrant.conftest import ADMIN, READ, SCOPED, WRITE, connect
 
 pytestmark = pytest.mark.e2e
 
@@ -41,3 +41,30 @@ def test_keys_and_roles(server: ServerProcess) -> None:
     assert root.status_code == 200 and root.json()["version"].startswith("1.")
     assert httpx.get(f"{server.url}/qdrant/healthz").status_code == 200
     assert httpx.get(f"{server.url}/qdrant/readyz").status_code == 200
+
+
+def test_a_scoped_key_reads_only_its_filter(server: ServerProcess) -> None:
+    admin = connect(server, ADMIN)
+    admin.create_collection("tenanted", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+    admin.create_collection("other", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+    admin.upsert(
+        "tenanted",
+        [m.PointStruct(id=i, vector=[1.0, float(i)], payload={"tenant": "a" if i < 3 else "b"}) for i in range(8)],
+    )
+    scoped = connect(server, SCOPED)
+    assert [c.name for c in scoped.get_collections().collections] == ["tenanted"]
+    assert scoped.count("tenanted").count == 3
+    assert sorted(int(p.id) for p in scoped.query_points("tenanted", query=[0.0, 1.0], limit=8).points) == [0, 1, 2]
+    records, _ = scoped.scroll("tenanted", limit=8)
+    assert [r.id for r in records] == [0, 1, 2]
+    assert [r.id for r in scoped.retrieve("tenanted", [1, 5])] == [1]
+    flt = m.Filter(must=[m.FieldCondition(key="tenant", match=m.MatchValue(value="b"))])
+    assert scoped.count("tenanted", count_filter=flt).count == 0
+    for call in (
+        lambda: scoped.count("other"),
+        lambda: scoped.upsert("tenanted", [m.PointStruct(id=1, vector=[1, 0])]),
+        lambda: scoped.get_collection("tenanted"),  # its counts cover every point
+    ):
+        with pytest.raises(UnexpectedResponse) as exc:
+            call()
+        assert exc.value.status_code == 403
