@@ -58,7 +58,8 @@ def _vector(v: VectorParams, body: CreateCollection, name: str) -> dict[str, Any
             raise QdrantError(f"Bad request: {what}only the max_sim multivector comparator is supported")
         if quant is not None:
             raise QdrantError(f"Bad request: {what}quantization of multivectors is not supported by Nestor")
-        out["multivector"] = {"type": "muvera"}
+        # MUVERA projects tokens to 16 dimensions; smaller tokens are kept whole
+        out["multivector"] = {"type": "muvera"} | ({"d_proj": None} if v.size <= 16 else {})
     return out
 
 

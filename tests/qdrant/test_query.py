@@ -201,3 +201,28 @@ def test_async_query(server: ServerProcess, coll: str) -> None:
             await c.close()
 
     asyncio.run(run())
+
+
+def test_multivector_collection(client: QdrantClient) -> None:
+    client.create_collection(
+        "mv",
+        vectors_config=m.VectorParams(
+            size=4,
+            distance=m.Distance.COSINE,
+            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+        ),
+    )
+    docs = {i: RNG.standard_normal((3, 4)).astype(np.float32) for i in range(6)}
+    client.upsert("mv", [m.PointStruct(id=i, vector=d.tolist()) for i, d in docs.items()])
+    q = docs[2][:2] + 0.01
+    res = client.query_points("mv", query=q.tolist(), limit=3).points
+
+    def maxsim(d: np.ndarray) -> float:
+        dn = d / np.linalg.norm(d, axis=1, keepdims=True)
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        return float((qn @ dn.T).max(axis=1).sum())
+
+    assert res[0].id == 2
+    assert res[0].score == pytest.approx(maxsim(docs[2]), rel=1e-3)
+    got = client.retrieve("mv", [2], with_vectors=True)[0].vector
+    assert isinstance(got, list) and len(got) == 3 and len(got[0]) == 4
