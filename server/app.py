@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
@@ -177,7 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.insert(0, Route("/collections/{name}/points/search", search.search_fast, methods=["POST"]))
     for module in (dashboard_api, metrics_api):
         app.include_router(module.router)
-    app.mount(QDRANT_PREFIX, create_qdrant_app(app))  # Qdrant's REST dialect, for qdrant-client (server/qdrant)
+    # Qdrant's REST dialect, for qdrant-client (server/qdrant); first, so its requests skip matching every route
+    app.router.routes.insert(0, Mount(QDRANT_PREFIX, create_qdrant_app(app)))
     app.add_route(QDRANT_PREFIX, version_info, methods=["GET"])  # its root without the slash, as the client asks
     install_error_handlers(app)
     install_openapi(app)  # documents the envelope the responses really have

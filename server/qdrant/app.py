@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from encoders import EncoderError
 from index.errors import CollectionExists, CollectionNotFound, NestorError, Unprocessable
@@ -88,6 +89,8 @@ def create_qdrant_app(nestor: FastAPI) -> FastAPI:
         routes_snapshots.router,
     ):
         app.include_router(router)
+    # query_points is served by a plain Starlette route ahead of its FastAPI twin (see query_fast)
+    app.router.routes.insert(0, Route("/collections/{name}/points/query", routes_query.query_fast, methods=["POST"]))
 
     async def on_domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NestorError)
