@@ -67,6 +67,7 @@ async def version_info(request: Request) -> Response:
 def create_qdrant_app(nestor: FastAPI) -> FastAPI:
     app = FastAPI(title="Nestor: Qdrant-compatible REST", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.nestor = nestor
+    app.state.route_prefix = PREFIX  # how Nestor's request metrics label these routes
 
     app.add_route("/", version_info, methods=["GET"])
 

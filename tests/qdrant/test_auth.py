@@ -68,3 +68,14 @@ def test_a_scoped_key_reads_only_its_filter(server: ServerProcess) -> None:
         with pytest.raises(UnexpectedResponse) as exc:
             call()
         assert exc.value.status_code == 403
+
+
+def test_request_metrics_label_the_qdrant_routes_apart(server: ServerProcess) -> None:
+    admin = connect(server, ADMIN)
+    admin.create_collection("metered", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+    admin.query_points("metered", query=[1.0, 0.0])
+    admin.count("metered")
+    text = httpx.get(f"{server.url}/metrics", headers={"api-key": ADMIN}).text
+    assert 'route="/qdrant/collections/{name}/points/query"' in text
+    assert 'route="/qdrant/collections/{name}/points/count"' in text
+    assert 'route="/collections/{name}/points/count"' not in text  # nothing native was called
