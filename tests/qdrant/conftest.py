@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +29,6 @@ KEYS = json.dumps(
         },
     ]
 )
-
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +65,3 @@ def client(server: ServerProcess) -> Iterator[QdrantClient]:
     c = connect(server)
     yield c
     c.close()
-
-
-def data_dir(server: ServerProcess) -> Path:
-    return server.data_dir
