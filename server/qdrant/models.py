@@ -26,6 +26,7 @@ __all__ = [
     "QueryBatch",
     "QueryRequest",
     "RawId",
+    "RecommendBatch",
     "RecommendRequest",
     "RecoverRequest",
     "ScrollRequest",
@@ -209,6 +210,10 @@ class RecommendRequest(_In):
     with_vector: WithVector = False
     score_threshold: float | None = None
     lookup_from: Any = None
+
+
+class RecommendBatch(_In):
+    searches: list[RecommendRequest]
 
 
 class RecoverRequest(_In):

@@ -18,6 +18,7 @@ from server.deps import ScopeFilterDep
 from server.qdrant.models import (
     QueryBatch,
     QueryRequest,
+    RecommendBatch,
     RecommendRequest,
     SearchBatch,
     SearchRequest,
@@ -155,3 +156,9 @@ async def search_batch(name: str, body: SearchBatch, request: Request, scope: Sc
 async def recommend(name: str, body: RecommendRequest, request: Request, scope: ScopeFilterDep) -> Response:
     started = time.perf_counter()
     return ok((await _older(request, name, [_from_recommend(body)], scope))[0], started)
+
+
+@router.post("/recommend/batch", dependencies=READ)
+async def recommend_batch(name: str, body: RecommendBatch, request: Request, scope: ScopeFilterDep) -> Response:
+    started = time.perf_counter()
+    return ok(await _older(request, name, [_from_recommend(r) for r in body.searches], scope), started)

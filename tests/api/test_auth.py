@@ -95,6 +95,7 @@ SCOPED_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", f"/qdrant{C}/points/search"): {"r", "w", "rf", "wf"},
     ("POST", f"/qdrant{C}/points/search/batch"): {"r", "w", "rf", "wf"},
     ("POST", f"/qdrant{C}/points/recommend"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/recommend/batch"): {"r", "w", "rf", "wf"},
     ("POST", f"/qdrant{C}/snapshots"): set(),
     ("GET", f"/qdrant{C}/snapshots"): set(),
     ("GET", f"/qdrant{C}/snapshots/{{snapshot}}"): set(),

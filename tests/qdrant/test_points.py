@@ -9,6 +9,8 @@ import uuid
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from qdrant_client import QdrantClient
 from qdrant_client import models as m
 from qdrant_client.http.exceptions import UnexpectedResponse
@@ -202,3 +204,44 @@ def test_async_client_points(server: ServerProcess) -> None:
             await c.close()
 
     asyncio.run(run())
+
+
+_KEYS = st.sampled_from(["a", "b", "c"])
+_OPS = st.one_of(
+    st.tuples(st.just("set"), st.dictionaries(_KEYS, st.integers(0, 9), min_size=1, max_size=2)),
+    st.tuples(st.just("overwrite"), st.dictionaries(_KEYS, st.integers(0, 9), max_size=2)),
+    st.tuples(st.just("delete"), st.lists(_KEYS, min_size=1, max_size=2, unique=True)),
+    st.tuples(st.just("clear"), st.none()),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(_OPS, st.lists(st.integers(0, 3), min_size=1, max_size=3, unique=True)), max_size=5))
+def test_payload_updates_match_a_dict_model(
+    client: QdrantClient, ops: list[tuple[tuple[str, object], list[int]]]
+) -> None:
+    """Random sequences of payload updates on random points leave exactly the payloads a dict model predicts."""
+    if not client.collection_exists("model"):
+        _fresh(client, "model")
+    client.upsert("model", [m.PointStruct(id=i, vector=[1, i, 0], payload={"a": i}) for i in range(4)])
+    model: dict[int, dict[str, object]] = {i: {"a": i} for i in range(4)}
+    for (kind, arg), ids in ops:
+        for i in ids:
+            if kind == "set":
+                model[i].update(arg)  # type: ignore[arg-type]
+            elif kind == "overwrite":
+                model[i] = dict(arg)  # type: ignore[call-overload]
+            elif kind == "delete":
+                for k in arg:  # type: ignore[attr-defined]
+                    model[i].pop(k, None)
+            else:
+                model[i] = {}
+        if kind == "set":
+            client.set_payload("model", arg, points=ids)  # type: ignore[arg-type]
+        elif kind == "overwrite":
+            client.overwrite_payload("model", arg, points=ids)  # type: ignore[arg-type]
+        elif kind == "delete":
+            client.delete_payload("model", arg, points=ids)  # type: ignore[arg-type]
+        else:
+            client.clear_payload("model", m.PointIdsList(points=ids))
+    assert _payloads(client, "model") == model

@@ -185,6 +185,20 @@ def test_older_search_and_recommend_routes(server: ServerProcess, coll: str) -> 
     assert r.json()["result"][0][0]["id"] == 5 and r.json()["result"][0][0]["payload"]["i"] == 5
     r = httpx.post(f"{url}/recommend", json={"positive": [8], "using": "dense", "limit": 2}, headers=h)
     assert [p["id"] for p in r.json()["result"]] == [i for i in _cosine_order(VECS[8]) if i != 8][:2]
+    r = httpx.post(
+        f"{url}/recommend/batch",
+        json={
+            "searches": [
+                {"positive": [8], "using": "dense", "limit": 2},
+                {"positive": [9], "using": "dense", "limit": 1},
+            ]
+        },
+        headers=h,
+    )
+    assert [[p["id"] for p in res] for res in r.json()["result"]] == [
+        [i for i in _cosine_order(VECS[8]) if i != 8][:2],
+        [i for i in _cosine_order(VECS[9]) if i != 9][:1],
+    ]
 
 
 def test_async_query(server: ServerProcess, coll: str) -> None:
