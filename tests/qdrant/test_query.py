@@ -240,3 +240,18 @@ def test_multivector_collection(client: QdrantClient) -> None:
     assert res[0].score == pytest.approx(maxsim(docs[2]), rel=1e-3)
     got = client.retrieve("mv", [2], with_vectors=True)[0].vector
     assert isinstance(got, list) and len(got) == 3 and len(got[0]) == 4
+
+
+def test_error_shapes_of_the_query_route(server: ServerProcess, coll: str) -> None:
+    url = f"{server.url}/qdrant/collections/{coll}"
+    h = {"api-key": ADMIN}
+    r = httpx.post(f"{url}/points/query", json={"query": [0.0] * DIM, "using": "dense", "limit": 0}, headers=h)
+    assert r.status_code == 422 and r.json()["status"]["error"].startswith("Validation error in JSON body")
+    r = httpx.post(f"{url}/points/query", content=b"{", headers={**h, "content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["status"]["error"].startswith("Format error in JSON body")
+    r = httpx.post(f"{url}/points/query", json={"query": "x" * 3, "using": "dense"}, headers=h)
+    assert r.status_code == 400 and "UUID" in r.json()["status"]["error"]
+    r = httpx.post(f"{url}/facet", json={"key": "group"}, headers=h)  # not served: Qdrant's shape all the same
+    assert r.status_code == 404 and set(r.json()) == {"status", "time"}
+    r = httpx.post(f"{server.url}/qdrant/collections/absent/points/query", json={"query": [1.0]}, headers=h)
+    assert r.status_code == 404 and r.json()["status"]["error"] == "Not found: Collection `absent` doesn't exist!"
