@@ -245,3 +245,17 @@ def test_payload_updates_match_a_dict_model(
         else:
             client.clear_payload("model", m.PointIdsList(points=ids))
     assert _payloads(client, "model") == model
+
+
+def test_upload_collection_and_points(client: QdrantClient) -> None:
+    """The client's bulk helpers: batches of the batch form, ids generated as UUIDs when not given."""
+    import numpy as np
+
+    _fresh(client, "bulk", size=4)
+    vectors = np.random.default_rng(1).standard_normal((130, 4)).astype(np.float32)
+    client.upload_collection("bulk", vectors=vectors, payload=({"n": i} for i in range(130)), batch_size=50)
+    assert client.count("bulk").count == 130
+    records, _ = client.scroll("bulk", limit=3)
+    assert all(str(uuid.UUID(str(r.id))) == r.id for r in records)
+    client.upload_points("bulk", [m.PointStruct(id=i, vector=[1.0, 0, 0, 0]) for i in range(10)], batch_size=4)
+    assert client.count("bulk").count == 140
