@@ -24,6 +24,7 @@ __all__ = [
     "PointVectors",
     "PointsSelector",
     "QueryBatch",
+    "QueryGroupsRequest",
     "QueryRequest",
     "RawId",
     "RecommendBatch",
@@ -172,6 +173,12 @@ class QueryRequest(_In):
     with_vector: WithVector = False
     with_payload: WithPayload = False
     lookup_from: Any = None
+
+
+class QueryGroupsRequest(QueryRequest):
+    group_by: str = Field(min_length=1, max_length=256)
+    group_size: int = Field(3, ge=1)
+    with_lookup: Any = None
 
 
 class QueryBatch(_In):

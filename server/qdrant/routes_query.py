@@ -1,4 +1,4 @@
-"""Qdrant's query routes: `query` and `query/batch`, and the older `search`, `search/batch`, `recommend`
+"""Qdrant's query routes: `query`, `query/batch` and `query/groups`, and the older `search`, `search/batch`, `recommend`
 and `recommend/batch` (rewritten as queries). Every one goes through `query.plan`."""
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from index.errors import PayloadTooLarge
 from nestor_client.models import Filter
 from server.auth import Role, authorize, gate_only, require
 from server.deps import ScopeFilterDep
+from server.qdrant.groups import groups
 from server.qdrant.models import (
     QueryBatch,
+    QueryGroupsRequest,
     QueryRequest,
     RecommendBatch,
     RecommendRequest,
@@ -89,6 +91,14 @@ async def query_fast(request: Request) -> Response:
     coll = collection(request, request.path_params["name"])
     res = await _answer(coll, [plan(coll, body, settings_of(request), scope)])
     return ok({"points": res[0]}, started)
+
+
+@router.post("/query/groups", dependencies=READ)
+async def query_groups(name: str, body: QueryGroupsRequest, request: Request, scope: ScopeFilterDep) -> Response:
+    started = time.perf_counter()
+    coll = collection(request, name)
+    found = await run_in_threadpool(groups, coll, body, settings_of(request), scope)
+    return ok({"groups": found}, started)
 
 
 @router.post("/query/batch", dependencies=READ)

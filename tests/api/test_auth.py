@@ -92,6 +92,7 @@ SCOPED_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", f"/qdrant{C}/points/batch"): {"w"},
     ("POST", f"/qdrant{C}/points/query"): {"r", "w", "rf", "wf"},
     ("POST", f"/qdrant{C}/points/query/batch"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/query/groups"): {"r", "w", "rf", "wf"},
     ("POST", f"/qdrant{C}/points/search"): {"r", "w", "rf", "wf"},
     ("POST", f"/qdrant{C}/points/search/batch"): {"r", "w", "rf", "wf"},
     ("POST", f"/qdrant{C}/points/recommend"): {"r", "w", "rf", "wf"},

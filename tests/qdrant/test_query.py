@@ -255,3 +255,21 @@ def test_error_shapes_of_the_query_route(server: ServerProcess, coll: str) -> No
     assert r.status_code == 404 and set(r.json()) == {"status", "time"}
     r = httpx.post(f"{server.url}/qdrant/collections/absent/points/query", json={"query": [1.0]}, headers=h)
     assert r.status_code == 404 and r.json()["status"]["error"] == "Not found: Collection `absent` doesn't exist!"
+
+
+def test_query_groups(client: QdrantClient, coll: str) -> None:
+    q = RNG.standard_normal(DIM).astype(np.float32)
+    order = _cosine_order(q)
+    res = client.query_points_groups(coll, group_by="group", query=q.tolist(), using="dense", limit=2, group_size=3)
+    by_id = {g.id: [int(h.id) for h in g.hits] for g in res.groups}
+    assert set(by_id) == {"even", "odd"}
+    assert by_id["even"] == [i for i in order if i % 2 == 0][:3]
+    assert by_id["odd"] == [i for i in order if i % 2 == 1][:3]
+    assert [g.id for g in res.groups][0] == ("even" if order[0] % 2 == 0 else "odd")  # best group first
+    # by an integer key, one point per group: the groups never fill, so it searches again for more (and
+    # stops when the collection is exhausted)
+    res = client.query_points_groups(coll, group_by="i", query=q.tolist(), using="dense", limit=10, group_size=3)
+    assert [g.id for g in res.groups] == order[:10] and all(len(g.hits) == 1 for g in res.groups)
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.query_points_groups(coll, group_by="i", using="dense")
+    assert exc.value.status_code == 400
