@@ -8,6 +8,7 @@ import asyncio
 import uuid
 
 import httpx
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -249,8 +250,6 @@ def test_payload_updates_match_a_dict_model(
 
 def test_upload_collection_and_points(client: QdrantClient) -> None:
     """The client's bulk helpers: batches of the batch form, ids generated as UUIDs when not given."""
-    import numpy as np
-
     _fresh(client, "bulk", size=4)
     vectors = np.random.default_rng(1).standard_normal((130, 4)).astype(np.float32)
     client.upload_collection("bulk", vectors=vectors, payload=({"n": i} for i in range(130)), batch_size=50)
