@@ -17,7 +17,7 @@ import numpy as np
 
 from index.contract import AnyCollection, Hit, PointIdT, WriteResult
 from index.errors import PayloadTooLarge
-from nestor_client.models import Filter
+from nestor_client.models import Filter, HasIdCondition
 from server.qdrant.ids import point_ids
 from server.qdrant.wire import QdrantError
 
@@ -36,9 +36,13 @@ def _lock(name: str) -> threading.Lock:
 
 
 def selected_ids(coll: AnyCollection, points: list[Any] | None, flt: Filter | None, limit: int) -> list[PointIdT]:
-    """The ids a Qdrant points selector names: the listed ones, or every point matching the filter."""
+    """The ids a Qdrant points selector names: the listed ones, or every point matching the filter (both
+    given: the listed ones that match it)."""
     if points is not None:
-        return list(point_ids(points))
+        ids = list(point_ids(points))
+        if flt is None or not ids:
+            return ids
+        flt = Filter(must=[HasIdCondition(has_id=ids), flt])
     if flt is None:
         raise QdrantError("Format error in JSON body: give points (a list of ids) or a filter")
     out: list[PointIdT] = []

@@ -114,7 +114,7 @@ def test_scroll_pages_with_next_page_offset(client: QdrantClient) -> None:
     assert records[0].payload is None and records[0].vector == [1.0, 0.0, 0.0]
 
 
-def test_payload_set_overwrite_delete_clear(client: QdrantClient) -> None:
+def test_payload_set_overwrite_delete_clear(client: QdrantClient, server: ServerProcess) -> None:
     _fresh(client, "pay")
     client.upsert(
         "pay",
@@ -125,12 +125,19 @@ def test_payload_set_overwrite_delete_clear(client: QdrantClient) -> None:
     client.set_payload(
         "pay", {"tag": "f"}, points=m.Filter(must=[m.FieldCondition(key="i", match=m.MatchValue(value=3))])
     )
+    # ids and a filter together: only the listed points that match it
+    r = httpx.post(
+        f"{server.url}/qdrant/collections/pay/points/payload",
+        json={"payload": {"both": 1}, "points": [0, 1], "filter": {"must": [{"key": "i", "match": {"value": 1}}]}},
+        headers={"api-key": ADMIN},
+    )
+    assert r.status_code == 200
     client.overwrite_payload("pay", {"only": 1}, points=[2])
     client.delete_payload("pay", ["keep", "obj.x"], points=[1])
     client.clear_payload("pay", m.PointIdsList(points=[3]))
     got = _payloads(client, "pay")
-    assert got[0] == {"i": 0, "keep": True, "obj": {"x": 1, "y": 2}, "tag": "new"}
-    assert got[1] == {"i": 1, "obj": {}, "tag": "new"}
+    assert got[0] == {"i": 0, "keep": True, "obj": {"x": 1, "y": 2}, "tag": "new"}  # no "both": i is not 1
+    assert got[1] == {"i": 1, "obj": {}, "tag": "new", "both": 1}
     assert got[2] == {"only": 1}
     assert got[3] == {}
     # the vectors are untouched by payload updates
