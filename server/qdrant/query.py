@@ -59,10 +59,16 @@ def search_params(raw: dict[str, Any] | None) -> SearchParams | None:
     )
 
 
-def _stored_vector(coll: AnyCollection, pid: Any, name: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The `name` vector of point `pid`, to search by it."""
+def _stored_vector(
+    coll: AnyCollection, pid: Any, name: str, scope: Filter | None
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The `name` vector of point `pid`, to search by it; under a key's scope filter, only a point it matches."""
     pid = point_id(pid)
-    hits = coll.get([pid], with_payload=False, with_vector=[name])
+    if scope is None:
+        hits = coll.get([pid], with_payload=False, with_vector=[name])
+    else:
+        flt = Filter(must=[HasIdCondition(has_id=[pid]), scope])
+        hits, _ = coll.scroll(flt, limit=1, with_payload=False, with_vector=[name])
     vec = (hits[0].vectors or {}).get(name) if hits else None
     if vec is None:
         raise QdrantError(
@@ -74,22 +80,26 @@ def _stored_vector(coll: AnyCollection, pid: Any, name: str) -> np.ndarray[Any, 
     return np.asarray(vec, dtype=np.float32)
 
 
-def _vector_or_id(coll: AnyCollection, raw: Any, name: str, used: list[Any]) -> np.ndarray[Any, np.dtype[np.float32]]:
+def _vector_or_id(
+    coll: AnyCollection, raw: Any, name: str, used: list[Any], scope: Filter | None
+) -> np.ndarray[Any, np.dtype[np.float32]]:
     """A query vector given inline, or as the id of a stored point (recorded in `used`, left out of the hits)."""
     if isinstance(raw, int | str) and not isinstance(raw, bool):
         used.append(point_id(raw))
-        return _stored_vector(coll, raw, name)
+        return _stored_vector(coll, raw, name, scope)
     return one_vector(raw, coll.vector_config(name)[1], "query")
 
 
-def _recommend(coll: AnyCollection, rec: Any, name: str, used: list[Any]) -> np.ndarray[Any, np.dtype[np.float32]]:
+def _recommend(
+    coll: AnyCollection, rec: Any, name: str, used: list[Any], scope: Filter | None
+) -> np.ndarray[Any, np.dtype[np.float32]]:
     if not isinstance(rec, dict):
         raise QdrantError("Format error in JSON body: recommend must be an object")
     strategy = rec.get("strategy") or "average_vector"
     if strategy != "average_vector":
         raise QdrantError(f"Bad request: recommend strategy {strategy} is not supported by Nestor (average_vector is)")
-    pos = [_vector_or_id(coll, r, name, used) for r in rec.get("positive") or []]
-    neg = [_vector_or_id(coll, r, name, used) for r in rec.get("negative") or []]
+    pos = [_vector_or_id(coll, r, name, used, scope) for r in rec.get("positive") or []]
+    neg = [_vector_or_id(coll, r, name, used, scope) for r in rec.get("negative") or []]
     if not pos:
         raise QdrantError("Bad request: recommend needs at least one positive example")
     mean = np.mean(pos, axis=0)
@@ -115,11 +125,11 @@ def plan(coll: AnyCollection, req: QueryRequest, settings: Settings, scope: Filt
     if isinstance(raw, dict) and "nearest" in raw:
         if raw.get("mmr") is not None:
             raise QdrantError(_PIPELINE.format(what="mmr"))
-        vector = _vector_or_id(coll, raw["nearest"], name, used)
+        vector = _vector_or_id(coll, raw["nearest"], name, used, scope)
     elif isinstance(raw, dict) and "recommend" in raw:
-        vector = _recommend(coll, raw["recommend"], name, used)
+        vector = _recommend(coll, raw["recommend"], name, used, scope)
     else:
-        vector = _vector_or_id(coll, raw, name, used)
+        vector = _vector_or_id(coll, raw, name, used, scope)
     if used:  # the example points themselves are not results (Qdrant leaves them out too)
         flt = Filter(must=[flt] if flt is not None else None, must_not=[HasIdCondition(has_id=used)])
     q = Query(

@@ -60,6 +60,10 @@ def test_a_scoped_key_reads_only_its_filter(server: ServerProcess) -> None:
     assert [r.id for r in scoped.retrieve("tenanted", [1, 5])] == [1]
     flt = m.Filter(must=[m.FieldCondition(key="tenant", match=m.MatchValue(value="b"))])
     assert scoped.count("tenanted", count_filter=flt).count == 0
+    assert sorted(int(p.id) for p in scoped.query_points("tenanted", query=2, limit=8).points) == [0, 1]
+    with pytest.raises(UnexpectedResponse) as exc:  # a point outside the scope cannot serve as the query either
+        scoped.query_points("tenanted", query=5)
+    assert exc.value.status_code == 404
     for call in (
         lambda: scoped.count("other"),
         lambda: scoped.upsert("tenanted", [m.PointStruct(id=1, vector=[1, 0])]),
