@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 
 from index.contract import AnyCollection, Hit, PointIdT, WriteResult
 from index.errors import PayloadTooLarge
@@ -21,7 +22,7 @@ from nestor_client.models import Filter, HasIdCondition
 from server.qdrant.ids import point_ids
 from server.qdrant.wire import QdrantError
 
-__all__ = ["Change", "rewrite", "selected_ids"]
+__all__ = ["Change", "check_payloads", "rewrite", "selected_ids"]
 
 # What a change does to one point: its payload and its vectors by name (None: absent), changed in place.
 Change = Callable[[PointIdT, dict[str, Any], dict[str, Any]], None]
@@ -61,7 +62,14 @@ def _arrays(h: Hit, names: list[str]) -> dict[str, Any]:
     return {n: (np.asarray(vecs[n], dtype=np.float32) if vecs.get(n) is not None else None) for n in names}
 
 
-def rewrite(coll: AnyCollection, ids: list[PointIdT], change: Change) -> WriteResult:
+def check_payloads(payloads: list[dict[str, Any] | None], limit: int) -> None:
+    """Each payload within `max_payload_bytes`, measured as the JSON the store keeps (as Nestor's upsert does)."""
+    for i, p in enumerate(payloads):
+        if p and len(size := orjson.dumps(p)) > limit:
+            raise PayloadTooLarge(f"payload of point #{i} is {len(size)} bytes of JSON, over max_payload_bytes {limit}")
+
+
+def rewrite(coll: AnyCollection, ids: list[PointIdT], change: Change, max_payload_bytes: int) -> WriteResult:
     """Apply `change` to each existing point of `ids` and write them back in one batch.
 
     Ids that name no point are skipped, as Qdrant skips them (an empty change writes nothing)."""
@@ -79,4 +87,5 @@ def rewrite(coll: AnyCollection, ids: list[PointIdT], change: Change) -> WriteRe
             payloads.append(payload)
             for n in names:
                 vectors[n].append(vecs[n])
+        check_payloads(payloads, max_payload_bytes)
         return coll.upsert([h.id for h in hits], vectors, payloads)

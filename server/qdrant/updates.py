@@ -25,7 +25,7 @@ from server.qdrant.models import (
     UpdateVectors,
     UpsertPoints,
 )
-from server.qdrant.mutate import rewrite, selected_ids
+from server.qdrant.mutate import check_payloads, rewrite, selected_ids
 from server.qdrant.points import batch_vectors, point_vectors
 from server.qdrant.wire import QdrantError
 from server.scopes import and_filter
@@ -56,6 +56,7 @@ def upsert(coll: AnyCollection, body: UpsertPoints, settings: Settings) -> Write
             raise QdrantError("Wrong input: batch.payloads must have one entry per id")
     else:
         raise QdrantError("Format error in JSON body: give points or batch")
+    check_payloads(payloads, settings.max_payload_bytes)
     return coll.upsert(ids, vectors, payloads)
 
 
@@ -82,21 +83,25 @@ def delete(coll: AnyCollection, body: PointsSelector, settings: Settings, scope:
 
 
 def set_payload(coll: AnyCollection, body: SetPayload, settings: Settings) -> WriteResult:
-    return rewrite(coll, _ids(coll, body, settings), payload_ops.set_payload(body.payload, body.key))
+    return rewrite(
+        coll, _ids(coll, body, settings), payload_ops.set_payload(body.payload, body.key), settings.max_payload_bytes
+    )
 
 
 def overwrite_payload(coll: AnyCollection, body: SetPayload, settings: Settings) -> WriteResult:
     if body.key is not None:
         return set_payload(coll, body, settings)  # Qdrant: with a key, overwrite merges under it
-    return rewrite(coll, _ids(coll, body, settings), payload_ops.overwrite_payload(body.payload))
+    return rewrite(
+        coll, _ids(coll, body, settings), payload_ops.overwrite_payload(body.payload), settings.max_payload_bytes
+    )
 
 
 def delete_payload(coll: AnyCollection, body: DeletePayload, settings: Settings) -> WriteResult:
-    return rewrite(coll, _ids(coll, body, settings), payload_ops.delete_payload(body.keys))
+    return rewrite(coll, _ids(coll, body, settings), payload_ops.delete_payload(body.keys), settings.max_payload_bytes)
 
 
 def clear_payload(coll: AnyCollection, body: PointsSelector, settings: Settings) -> WriteResult:
-    return rewrite(coll, _ids(coll, body, settings), payload_ops.clear_payload())
+    return rewrite(coll, _ids(coll, body, settings), payload_ops.clear_payload(), settings.max_payload_bytes)
 
 
 def update_vectors(coll: AnyCollection, body: UpdateVectors, settings: Settings) -> WriteResult:
@@ -104,12 +109,12 @@ def update_vectors(coll: AnyCollection, body: UpdateVectors, settings: Settings)
         raise QdrantError("Bad request: update_filter (conditional update) is not supported by Nestor")
     new = {pid: p.vector for pid, p in zip(point_ids([p.id for p in body.points]), body.points, strict=True)}
     _check_count(len(new), settings)
-    return rewrite(coll, list(new), payload_ops.update_vectors(new, coll.config))
+    return rewrite(coll, list(new), payload_ops.update_vectors(new, coll.config), settings.max_payload_bytes)
 
 
 def delete_vectors(coll: AnyCollection, body: DeleteVectors, settings: Settings) -> WriteResult:
     change = payload_ops.delete_vectors(body.vector, coll.config)
-    return rewrite(coll, _ids(coll, body, settings), change)
+    return rewrite(coll, _ids(coll, body, settings), change, settings.max_payload_bytes)
 
 
 Operation = tuple[type[BaseModel], Callable[[AnyCollection, Any, Settings], WriteResult]]

@@ -265,3 +265,18 @@ def test_upload_collection_and_points(client: QdrantClient) -> None:
     assert all(str(uuid.UUID(str(r.id))) == r.id for r in records)
     client.upload_points("bulk", [m.PointStruct(id=i, vector=[1.0, 0, 0, 0]) for i in range(10)], batch_size=4)
     assert client.count("bulk").count == 140
+
+
+def test_payload_size_limit_holds_for_upserts_and_updates(client: QdrantClient) -> None:
+    """max_payload_bytes (1 MiB by default) bounds a point's payload however it grows: 413, nothing written."""
+    _fresh(client, "big")
+    client.upsert("big", [m.PointStruct(id=1, vector=[1, 0, 0], payload={"a": 1})])
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.upsert("big", [m.PointStruct(id=2, vector=[1, 0, 0], payload={"x": "y" * 1_100_000})])
+    assert exc.value.status_code == 413
+    client.set_payload("big", {"b1": "y" * 600_000}, points=[1])
+    with pytest.raises(UnexpectedResponse) as exc:  # each half fits; together they do not
+        client.set_payload("big", {"b2": "y" * 600_000}, points=[1])
+    assert exc.value.status_code == 413
+    assert client.count("big").count == 1
+    assert set(client.retrieve("big", [1])[0].payload or {}) == {"a", "b1"}
