@@ -31,7 +31,7 @@ from server.qdrant.models import (
     WithVector,
 )
 from server.qdrant.points import engine_with_payload, record
-from server.qdrant.wire import QdrantError, collection, ok, settings_of, updated
+from server.qdrant.wire import QdrantError, collection, nestor_monitor, ok, settings_of, updated
 from server.scopes import and_filter
 
 router = APIRouter(prefix="/collections/{name}/points", tags=["qdrant-points"])
@@ -62,6 +62,7 @@ async def upsert(name: str, body: UpsertPoints, request: Request, wait: bool = T
     started = time.perf_counter()
     coll = collection(request, name)
     res = await run_in_threadpool(updates.upsert, coll, body, settings_of(request))
+    nestor_monitor(request).upserted(name, res.count)
     return updated(res.seq, started, wait=wait)
 
 

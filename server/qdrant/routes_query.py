@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from index.contract import AnyCollection
+from index.contract import AnyCollection, Query, QueryResult
 from index.errors import PayloadTooLarge
 from nestor_client.models import Filter
 from server.auth import Role, authorize, gate_only, require
@@ -27,17 +27,17 @@ from server.qdrant.models import (
 )
 from server.qdrant.points import engine_with_payload, scored
 from server.qdrant.query import Plan, plan
-from server.qdrant.wire import QdrantError, collection, ok, settings_of
+from server.qdrant.wire import QdrantError, collection, nestor_monitor, ok, settings_of
 from server.settings import Settings
 
 router = APIRouter(prefix="/collections/{name}/points", tags=["qdrant-query"])
 READ = [require(Role.read, filtered=True)]
 
 
-def _run(coll: AnyCollection, plans: list[Plan]) -> list[list[dict[str, Any]]]:
+def _run(coll: AnyCollection, plans: list[Plan], searches: list[Query]) -> tuple[list[Any], list[QueryResult]]:
     """Every plan's ScoredPoints: the searches in one engine call, the listings (no query) by scroll."""
-    searches = [p.query for p in plans if p.query is not None]
-    results = iter(coll.search(searches) if searches else [])
+    done = coll.search(searches) if searches else []
+    results = iter(done)
     out = []
     for p in plans:
         if p.query is not None:
@@ -51,14 +51,20 @@ def _run(coll: AnyCollection, plans: list[Plan]) -> list[list[dict[str, Any]]]:
             )
             hits = [(h, 0.0) for h in page[p.offset :]]
         out.append([scored(h, s, p.with_payload, p.with_vector, coll) for h, s in hits])
+    return out, done
+
+
+async def _answer(request: Request, coll: AnyCollection, plans: list[Plan]) -> list[list[dict[str, Any]]]:
+    """Run the plans; Nestor's monitor counts the searches and their plans, as for its own search route."""
+    searches = [p.query for p in plans if p.query is not None]
+    mon = nestor_monitor(request)
+    mon.searched(coll.name, searches)
+    if len(plans) == 1 and searches and coll.is_cheap(searches[0]):  # inline, as Nestor's own search does
+        out, done = _run(coll, plans, searches)
+    else:
+        out, done = await run_in_threadpool(_run, coll, plans, searches)
+    mon.planned(coll, searches, done)
     return out
-
-
-async def _answer(coll: AnyCollection, plans: list[Plan]) -> list[list[dict[str, Any]]]:
-    q = plans[0].query if len(plans) == 1 else None
-    if q is not None and coll.is_cheap(q):  # a cheap ANN lookup runs inline, as Nestor's own search does
-        return _run(coll, plans)
-    return await run_in_threadpool(_run, coll, plans)
 
 
 def _check_batch(n: int, settings: Settings) -> None:
@@ -71,7 +77,7 @@ async def query(name: str, body: QueryRequest, request: Request, scope: ScopeFil
     """Documents the route; requests are served by `query_fast`, which does the same."""
     started = time.perf_counter()
     coll = collection(request, name)
-    res = await _answer(coll, [plan(coll, body, settings_of(request), scope)])
+    res = await _answer(request, coll, [plan(coll, body, settings_of(request), scope)])
     return ok({"points": res[0]}, started)
 
 
@@ -89,7 +95,7 @@ async def query_fast(request: Request) -> Response:
         raise QdrantError(f"Format error in JSON body: {exc}") from None
     body = QueryRequest.model_validate(data)
     coll = collection(request, request.path_params["name"])
-    res = await _answer(coll, [plan(coll, body, settings_of(request), scope)])
+    res = await _answer(request, coll, [plan(coll, body, settings_of(request), scope)])
     return ok({"points": res[0]}, started)
 
 
@@ -106,7 +112,7 @@ async def query_batch(name: str, body: QueryBatch, request: Request, scope: Scop
     started = time.perf_counter()
     coll, settings = collection(request, name), settings_of(request)
     _check_batch(len(body.searches), settings)
-    res = await _answer(coll, [plan(coll, s, settings, scope) for s in body.searches]) if body.searches else []
+    res = await _answer(request, coll, [plan(coll, s, settings, scope) for s in body.searches]) if body.searches else []
     return ok([{"points": r} for r in res], started)
 
 
@@ -147,7 +153,7 @@ async def _older(
 ) -> list[list[dict[str, Any]]]:
     coll, settings = collection(request, name), settings_of(request)
     _check_batch(len(bodies), settings)
-    return await _answer(coll, [plan(coll, b, settings, scope) for b in bodies]) if bodies else []
+    return await _answer(request, coll, [plan(coll, b, settings, scope) for b in bodies]) if bodies else []
 
 
 @router.post("/search", dependencies=READ)

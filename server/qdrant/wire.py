@@ -15,9 +15,10 @@ from fastapi import Request, Response
 from index.catalog import Catalog
 from index.contract import AnyCollection
 from index.errors import NestorError, NotReady
+from server.monitor import Monitor
 from server.settings import Settings
 
-__all__ = ["QdrantError", "catalog_of", "collection", "error", "ok", "settings_of", "updated"]
+__all__ = ["QdrantError", "catalog_of", "collection", "error", "nestor_monitor", "ok", "settings_of", "updated"]
 
 
 class QdrantError(NestorError):
@@ -59,6 +60,12 @@ def catalog_of(request: Request) -> Catalog:
     if catalog is None or not parent.state.ready:
         raise NotReady("the server is still recovering its collections")
     return catalog
+
+
+def nestor_monitor(request: Request) -> Monitor:
+    """The Nestor app's monitor: the dashboard's stats, metrics and the recall probe see this surface too."""
+    monitor: Monitor = request.app.state.nestor.state.monitor
+    return monitor
 
 
 def settings_of(request: Request) -> Settings:

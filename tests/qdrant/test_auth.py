@@ -77,9 +77,14 @@ def test_a_scoped_key_reads_only_its_filter(server: ServerProcess) -> None:
 def test_request_metrics_label_the_qdrant_routes_apart(server: ServerProcess) -> None:
     admin = connect(server, ADMIN)
     admin.create_collection("metered", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+    admin.upsert("metered", [m.PointStruct(id=i, vector=[1.0, i]) for i in range(3)])
     admin.query_points("metered", query=[1.0, 0.0])
+    admin.query_batch_points("metered", [m.QueryRequest(query=[1.0, 0.0]), m.QueryRequest(query=[0.0, 1.0])])
     admin.count("metered")
     text = httpx.get(f"{server.url}/metrics", headers={"api-key": ADMIN}).text
     assert 'route="/qdrant/collections/{name}/points/query"' in text
     assert 'route="/qdrant/collections/{name}/points/count"' in text
     assert 'route="/collections/{name}/points/count"' not in text  # nothing native was called
+    # Nestor's monitor counts this surface's searches and upserts like its own (dashboard, metrics, probe)
+    assert 'nestor_search_queries_total{collection="metered"} 3.0' in text
+    assert 'nestor_upserted_points_total{collection="metered"} 3.0' in text
