@@ -202,3 +202,25 @@ def test_snapshots_create_list_recover_delete(client: QdrantClient, server: Serv
     with pytest.raises(UnexpectedResponse) as exc:
         client.delete_snapshot("snap", snap.name)
     assert exc.value.status_code == 404 and _error(exc).startswith("Not found")
+
+
+def test_collections_made_natively_read_through_the_qdrant_surface(client: QdrantClient, server: ServerProcess) -> None:
+    """Nestor-only settings (IVF-PQ, LeanVec, multivectors) still give a CollectionInfo qdrant-client parses."""
+    h = {"api-key": ADMIN}
+    configs = {
+        "native-ivf": {"dim": 16, "metric": "l2", "index": {"type": "ivf_pq"}},
+        "native-mixed": {
+            "vectors": {
+                "lean": {"dim": 32, "reduce": {"type": "leanvec", "dim": 8}},
+                "tokens": {"dim": 8, "multivector": {"type": "maxsim"}},
+            }
+        },
+    }
+    for name, cfg in configs.items():
+        assert httpx.put(f"{server.url}/collections/{name}", json=cfg, headers=h).status_code == 200
+    ivf = client.get_collection("native-ivf").config.params.vectors
+    assert isinstance(ivf, m.VectorParams) and (ivf.size, ivf.distance) == (16, m.Distance.EUCLID)
+    mixed = client.get_collection("native-mixed").config.params.vectors
+    assert isinstance(mixed, dict) and mixed["lean"].size == 32
+    assert mixed["tokens"].multivector_config is not None
+    assert {"native-ivf", "native-mixed"} <= {c.name for c in client.get_collections().collections}
