@@ -24,6 +24,7 @@ def test_keys_and_roles(server: ServerProcess) -> None:
     with pytest.raises(UnexpectedResponse) as exc:
         reader.upsert("sec", [m.PointStruct(id=2, vector=[1, 0])])
     assert exc.value.status_code == 403
+    assert exc.value.structured()["status"]["error"].startswith("Forbidden: this operation needs the write role")
     with pytest.raises(UnexpectedResponse) as exc:
         writer.create_collection("sec2", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
     assert exc.value.status_code == 403
