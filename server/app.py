@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
@@ -25,6 +25,8 @@ from server.ingest.runner import JobRunner
 from server.metrics import RequestMetrics
 from server.monitor import Monitor
 from server.openapi import install_openapi
+from server.qdrant.app import PREFIX as QDRANT_PREFIX
+from server.qdrant.app import create_qdrant_app, version_info
 from server.settings import Settings
 
 __all__ = ["create_app"]
@@ -175,6 +177,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.insert(0, Route("/collections/{name}/points/search", search.search_fast, methods=["POST"]))
     for module in (dashboard_api, metrics_api):
         app.include_router(module.router)
+    # Qdrant's REST dialect, for qdrant-client (server/qdrant); first, so its requests skip matching every route
+    app.router.routes.insert(0, Mount(QDRANT_PREFIX, create_qdrant_app(app)))
+    app.add_route(QDRANT_PREFIX, version_info, methods=["GET"])  # its root without the slash, as the client asks
     install_error_handlers(app)
     install_openapi(app)  # documents the envelope the responses really have
     app.add_middleware(RequestMetrics, metrics=monitor.metrics, monitor=monitor)  # inside the gate and body limit

@@ -63,6 +63,8 @@ GRANT_KEY = "nestor.grant"
 # Holds no data: probes, the API description, and the dashboard page (its data calls carry a key).
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/dashboard", "/dashboard/"}
+    # the Qdrant surface's root (its version, which qdrant-client checks) and probes, as Qdrant exempts them
+    | {"/qdrant", "/qdrant/", "/qdrant/healthz", "/qdrant/livez", "/qdrant/readyz"}
 )
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 

@@ -211,6 +211,11 @@ class RequestMetrics:
             self.monitor.telemetry.request(name, op, seconds, error=status >= 400)
 
     def _template(self, scope: Scope) -> str:
+        # a mounted app (the Qdrant surface) names its prefix, so its routes never share a native template
+        prefix = getattr(getattr(scope.get("app"), "state", None), "route_prefix", "")
+        return prefix + self._route_path(scope) if prefix else self._route_path(scope)
+
+    def _route_path(self, scope: Scope) -> str:
         route = scope.get("route")
         if route is not None:
             return str(route.path)

@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import RouteContext, iter_route_contexts
 from fastapi.testclient import TestClient
+from starlette.routing import Mount
 
 from nestor_client import NestorClient
 from nestor_client.errors import Forbidden, Unauthorized
@@ -64,12 +65,50 @@ SCOPED_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", f"{C}/snapshots/restore"): set(),
     ("POST", f"{C}/snapshots/upload"): set(),
     ("GET", "/metrics"): set(),  # every collection's series
+    # the Qdrant surface (server/qdrant), mounted at /qdrant: the same rules as the native routes
+    ("GET", "/qdrant/collections"): {"r", "w", "rf", "wf", "out"},
+    ("GET", "/qdrant/aliases"): {"r", "w", "rf", "wf", "out"},
+    ("POST", "/qdrant/collections/aliases"): set(),
+    ("GET", f"/qdrant{C}"): {"r", "w"},
+    ("GET", f"/qdrant{C}/exists"): {"r", "w"},
+    ("GET", f"/qdrant{C}/aliases"): {"r", "w"},
+    ("PUT", f"/qdrant{C}"): set(),
+    ("PATCH", f"/qdrant{C}"): set(),
+    ("DELETE", f"/qdrant{C}"): set(),
+    ("PUT", f"/qdrant{C}/index"): set(),
+    ("DELETE", f"/qdrant{C}/index/{{field_name}}"): set(),
+    ("PUT", f"/qdrant{C}/points"): {"w"},
+    ("POST", f"/qdrant{C}/points"): {"r", "w", "rf", "wf"},
+    ("GET", f"/qdrant{C}/points/{{point}}"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/delete"): {"w", "wf"},
+    ("POST", f"/qdrant{C}/points/scroll"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/count"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/payload"): {"w"},
+    ("PUT", f"/qdrant{C}/points/payload"): {"w"},
+    ("POST", f"/qdrant{C}/points/payload/delete"): {"w"},
+    ("POST", f"/qdrant{C}/points/payload/clear"): {"w"},
+    ("PUT", f"/qdrant{C}/points/vectors"): {"w"},
+    ("POST", f"/qdrant{C}/points/vectors/delete"): {"w"},
+    ("POST", f"/qdrant{C}/points/batch"): {"w"},
+    ("POST", f"/qdrant{C}/points/query"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/query/batch"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/query/groups"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/search"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/search/batch"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/recommend"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/points/recommend/batch"): {"r", "w", "rf", "wf"},
+    ("POST", f"/qdrant{C}/snapshots"): set(),
+    ("GET", f"/qdrant{C}/snapshots"): set(),
+    ("GET", f"/qdrant{C}/snapshots/{{snapshot}}"): set(),
+    ("DELETE", f"/qdrant{C}/snapshots/{{snapshot}}"): set(),
+    ("PUT", f"/qdrant{C}/snapshots/recover"): set(),
 }
 PARAMS = {
     "name": "auth-matrix",
     "snapshot": "no-such-snapshot",
     "job_id": "no-such-job",
     "field_name": "no-such-field",
+    "point": "1",
 }
 
 
@@ -98,13 +137,24 @@ def _operations(app: FastAPI) -> list[tuple[str, str, RouteContext]]:
 def _templated(app: FastAPI) -> list[tuple[str, str, str, RouteContext]]:
     """Every (method, concrete path, path template, route) the app serves."""
     ops = []
-    for route in iter_route_contexts(app.routes):
-        if route.path is None or route.methods is None:  # a Mount or websocket would need its own entry here
-            raise AssertionError(f"unexpected route {route!r}")
-        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: PARAMS[m.group(1)], route.path)
-        for method in sorted(route.methods - {"HEAD"}):
-            ops.append((method, path, route.path, route))
+    for route, template in _flattened(app.routes, ""):
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: PARAMS[m.group(1)], template)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            ops.append((method, path, template, route))
     return ops
+
+
+def _flattened(routes: list[Any], prefix: str) -> list[tuple[RouteContext, str]]:
+    """Every route with its full path template; a mounted app (the Qdrant surface) contributes its own."""
+    out = []
+    for route in iter_route_contexts(routes):
+        if isinstance(route.route, Mount) and isinstance(route.route.app, FastAPI):
+            out += _flattened(route.route.app.routes, prefix + route.route.path)
+            continue
+        if route.path is None or route.methods is None:  # another mount or a websocket would need an entry
+            raise AssertionError(f"unexpected route {route!r}")
+        out.append((route, prefix + route.path))
+    return out
 
 
 def _call(http: TestClient, method: str, path: str, headers: dict[str, str]) -> int:
