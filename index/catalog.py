@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+from index.aliases import AliasAction, Aliases
 from index.collection import Collection
 from index.contract import AnyCollection, CollectionOptions
 from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidFilter, InvalidRequest
@@ -78,6 +79,7 @@ class Catalog:
         self._root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self._trash, ignore_errors=True)
         self._trash.mkdir(exist_ok=True)
+        self.aliases = Aliases(data_dir / "aliases.json")
 
     def open_all(self) -> None:
         for d in sorted(self._root.iterdir()):
@@ -111,6 +113,8 @@ class Catalog:
         self.check_name(name)
         config = check_config(config)
         with self._lock:
+            if self.aliases.resolve(name) is not None:
+                raise CollectionExists(f"{name!r} is an alias; delete the alias first or choose another name")
             existing = self._collections.get(name)
             if existing is not None:
                 # Payload indexes come and go with PUT /index: a config that names none matches any.
@@ -139,10 +143,19 @@ class Catalog:
             return coll, True
 
     def get(self, name: str) -> AnyCollection:
+        """The collection `name`, or the one the alias `name` points to."""
         coll = self._collections.get(name)
         if coll is None:
-            raise CollectionNotFound(name)
+            target = self.aliases.resolve(name)
+            coll = self._collections.get(target) if target is not None else None
+            if coll is None:
+                raise CollectionNotFound(name)
         return coll
+
+    def update_aliases(self, actions: list[AliasAction]) -> None:
+        """Create, delete or rename aliases: all of `actions` or none (aliases.py)."""
+        with self._lock:
+            self.aliases.apply(actions, self._collections.__contains__, self.check_name)
 
     def names(self) -> list[str]:
         return sorted(self._collections)
@@ -155,6 +168,7 @@ class Catalog:
             coll = self._collections.pop(name, None)
             if coll is None:
                 raise CollectionNotFound(name)
+            self.aliases.drop_collection(name)
         coll.close()
         doomed = self._trash / f"{name}-{uuid.uuid4().hex}"
         (self._root / name).rename(doomed)
@@ -170,6 +184,8 @@ class Catalog:
         self.check_name(name)
         target = self._root / name
         with self._lock:
+            if self.aliases.resolve(name) is not None:
+                raise CollectionExists(f"{name!r} is an alias; delete the alias first or restore under another name")
             old = self._collections.pop(name, None)
             if old is not None:
                 old.close()

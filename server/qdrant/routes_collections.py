@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from index.aliases import AliasAction
 from index.errors import CollectionExists, CollectionNotFound, LimitExceeded
 from nestor_client.models import PayloadIndexParams, PayloadSchemaType
 from server.auth import Role, require
@@ -40,7 +41,8 @@ async def get_collection(name: str, request: Request) -> Response:
 @router.get("/{name}/exists", dependencies=[require(Role.read)])
 async def collection_exists(name: str, request: Request) -> Response:
     started = time.perf_counter()
-    return ok({"exists": name in catalog_of(request).names()}, started)
+    catalog = catalog_of(request)  # an alias exists too: every route resolves it
+    return ok({"exists": name in catalog.names() or catalog.aliases.resolve(name) is not None}, started)
 
 
 @router.put("/{name}", dependencies=[require(Role.admin)])
@@ -55,6 +57,8 @@ async def create_collection(name: str, body: CreateCollection, request: Request)
             )
     if name in catalog.names():  # Qdrant refuses a second create, whatever its config
         raise CollectionExists(f"Collection `{name}` already exists!")
+    if catalog.aliases.resolve(name) is not None:
+        raise CollectionExists(f"Alias with the same name `{name}` already exists!")
     await run_in_threadpool(catalog.create, name, config)
     return ok(True, started)
 
@@ -86,21 +90,60 @@ async def delete_collection(name: str, request: Request) -> Response:
     return ok(True, started)
 
 
+def _alias_action(raw: Any) -> AliasAction:
+    """One of Qdrant's alias operations: {"create_alias": {...}}, {"delete_alias": {...}}, {"rename_alias": {...}}."""
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise QdrantError("Format error in JSON body: each action is one of create_alias, delete_alias, rename_alias")
+    ((op, args),) = raw.items()
+    if not isinstance(args, dict):
+        raise QdrantError(f"Format error in JSON body: {op} takes an object")
+
+    def text(key: str) -> str:
+        value = args.get(key)
+        if not isinstance(value, str):
+            raise QdrantError(f"Format error in JSON body: {op}.{key} must be a string")
+        return value
+
+    if op == "create_alias":
+        return AliasAction("create", text("alias_name"), collection=text("collection_name"))
+    if op == "delete_alias":
+        return AliasAction("delete", text("alias_name"))
+    if op == "rename_alias":
+        return AliasAction("rename", text("old_alias_name"), new_name=text("new_alias_name"))
+    raise QdrantError(f"Format error in JSON body: unknown alias operation {op!r}")
+
+
+def _aliases(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"aliases": [{"alias_name": a, "collection_name": c} for a, c in pairs]}
+
+
 @router.post("/aliases", dependencies=[require(Role.admin)])
-async def update_aliases(request: Request) -> Response:
-    raise QdrantError("Bad request: collection aliases are not supported by Nestor; use the collection's name")
+async def update_aliases(body: dict[str, Any], request: Request) -> Response:
+    started = time.perf_counter()
+    raw = body.get("actions")
+    if not isinstance(raw, list):
+        raise QdrantError("Format error in JSON body: actions must be a list")
+    actions = [_alias_action(a) for a in raw]  # every action parsed before any applies
+    await run_in_threadpool(catalog_of(request).update_aliases, actions)
+    return ok(True, started)
 
 
 @router.get("/{name}/aliases", dependencies=[require(Role.read)])
 async def collection_aliases(name: str, request: Request) -> Response:
     started = time.perf_counter()
-    collection(request, name)
-    return ok({"aliases": []}, started)
+    catalog = catalog_of(request)
+    if name not in catalog.names():
+        raise CollectionNotFound(name)
+    return ok(_aliases(catalog.aliases.items(name)), started)
 
 
 @aliases.get("/aliases", dependencies=[require(Role.read, listing=True)])
-async def list_aliases(request: Request) -> Response:
-    return ok({"aliases": []}, time.perf_counter())
+async def list_aliases(request: Request, grant: GrantDep) -> Response:
+    started = time.perf_counter()
+    pairs = catalog_of(request).aliases.items()
+    if grant.collections is not None:  # a scoped key sees only aliases of the collections in its scope
+        pairs = [(a, c) for a, c in pairs if c in grant.collections]
+    return ok(_aliases(pairs), started)
 
 
 _SCHEMAS = {t.value for t in PayloadSchemaType}

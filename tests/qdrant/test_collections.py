@@ -122,15 +122,62 @@ def test_update_accepts_the_harmless_and_refuses_the_rest(client: QdrantClient) 
     assert _error(exc) == "Not found: Collection `absent` doesn't exist!"
 
 
-def test_aliases_list_empty_and_changes_are_refused(client: QdrantClient) -> None:
-    client.create_collection("aliased", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+def _ids(client: QdrantClient, name: str) -> set[int]:
+    return {int(p.id) for p in client.query_points(name, query=[1.0, 0.0], limit=10).points}
+
+
+def test_aliases_switch_blue_green_atomically(client: QdrantClient) -> None:
+    for name, ids in (("blue", range(3)), ("green", range(10, 14))):
+        client.create_collection(name, vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+        client.upsert(name, [m.PointStruct(id=i, vector=[1.0, float(i)]) for i in ids])
     assert client.get_aliases().aliases == []
-    assert client.get_collection_aliases("aliased").aliases == []
+    assert client.update_collection_aliases(
+        [m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name="blue", alias_name="prod"))]
+    )
+    assert _ids(client, "prod") == {0, 1, 2}  # reads and writes through the alias reach blue
+    client.upsert("prod", [m.PointStruct(id=5, vector=[1.0, 5.0])])
+    assert _ids(client, "blue") == {0, 1, 2, 5}
+    assert client.collection_exists("prod")
+    assert [(a.alias_name, a.collection_name) for a in client.get_collection_aliases("blue").aliases] == [
+        ("prod", "blue")
+    ]
+    # the switch: delete and create in one request
+    client.update_collection_aliases(
+        [
+            m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name="prod")),
+            m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name="green", alias_name="prod")),
+        ]
+    )
+    assert _ids(client, "prod") == {10, 11, 12, 13}
+    # a batch whose last action fails changes nothing
     with pytest.raises(UnexpectedResponse) as exc:
         client.update_collection_aliases(
-            [m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name="aliased", alias_name="a"))]
+            [
+                m.RenameAliasOperation(rename_alias=m.RenameAlias(old_alias_name="prod", new_alias_name="live")),
+                m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name="absent")),
+            ]
         )
-    assert exc.value.status_code == 400 and "aliases" in _error(exc)
+    assert exc.value.status_code == 404 and "absent" in _error(exc)
+    assert [(a.alias_name, a.collection_name) for a in client.get_aliases().aliases] == [("prod", "green")]
+    # an alias never shadows a collection, nor a collection an alias
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.update_collection_aliases(
+            [m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name="green", alias_name="blue"))]
+        )
+    assert exc.value.status_code == 400 and "collection has that name" in _error(exc)
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.create_collection("prod", vectors_config=m.VectorParams(size=2, distance=m.Distance.DOT))
+    assert exc.value.status_code == 409
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.update_collection_aliases(
+            [m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name="absent", alias_name="x"))]
+        )
+    assert exc.value.status_code == 404
+    # deleting a collection drops its aliases
+    client.delete_collection("green")
+    assert client.get_aliases().aliases == []
+    assert not client.collection_exists("prod")
+    client.delete_collection("blue")
 
 
 def test_payload_index_create_and_delete(client: QdrantClient) -> None:
