@@ -138,7 +138,7 @@ def run(
     ex = _Runner(coll, partial)
     if not root.prefetch and not isinstance(root.query, Fusion) and root.query is not None:
         # a plain search: payloads and vectors come with it, no second read
-        hits, report = ex.search(root, None, root.limit + offset, with_payload, with_vector)
+        hits, report = ex.search(root, root.filter, root.limit + offset, with_payload, with_vector)
         return hits[offset:], report
     scored, report, _ = ex.node(root, None, root.limit + offset)
     scored = scored[offset:]
