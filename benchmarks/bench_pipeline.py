@@ -167,7 +167,14 @@ def muvera_section(catalog: Catalog, args: argparse.Namespace) -> list[dict[str,
     gt = np.load(folder / "gt_chamfer.npy")[:nq, :K].astype(np.int64)
     if n < len(offsets) - 1:  # a slice of the documents: exact MaxSim again, over the slice
         gt = np.array([np.argsort([-(q @ d.T).max(axis=1).sum() for d in docs], kind="stable")[:K] for q in queries])
-    mv = {"type": "muvera", "k_sim": 2, "d_proj": 32, "r_reps": 20, "oversampling": 20, "token_dtype": "float16"}
+    mv = {
+        "type": "muvera",
+        "k_sim": 2,
+        "d_proj": min(32, tokens.shape[1]),
+        "r_reps": 20,
+        "oversampling": 20,
+        "token_dtype": "float16",
+    }
     cfg = {"dim": tokens.shape[1], "metric": "dot", "multivector": mv, "index": {"type": "hnsw"}}
     coll = load(catalog, "muvera", cfg, list(range(n)), docs, batch=500)
     ways = {
