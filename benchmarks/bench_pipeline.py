@@ -211,6 +211,7 @@ def main() -> None:
     skip = {s for s in args.skip.split(",") if s}
     env = environment()
     env["uptime_before"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="nestor-pipeline-") as tmp:
         catalog = Catalog(Path(tmp))
@@ -221,7 +222,6 @@ def main() -> None:
         finally:
             catalog.close()
     env["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     path = write_results(args.out, {"environment": env, "commit": commit, "args": vars(args), "rows": rows})
     print(report(rows))  # noqa: T201
     print(f"\n{env['uptime_before']}\n{env['uptime_after']}\nwritten to {path}")  # noqa: T201

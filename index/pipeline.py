@@ -65,15 +65,23 @@ class PipelineLimits:
     max_limit: int = 10_000  # one node's limit (the root's plus offset)
 
 
-def check(coll: CollectionReader, root: Stage, *, offset: int = 0, limits: PipelineLimits | None = None) -> None:
-    """Validate the whole tree (raises a 4xx domain error); resolves queries by point id to vectors."""
+def check(
+    coll: CollectionReader,
+    root: Stage,
+    *,
+    offset: int = 0,
+    limits: PipelineLimits | None = None,
+    visible: Filter | None = None,
+) -> None:
+    """Validate the whole tree (raises a 4xx domain error); resolves queries by point id to vectors.
+    `visible`: only points matching it may be queried by id (an API key's scope)."""
     lim = limits or PipelineLimits()
-    total = _check(coll, root, 0, lim, root.limit + offset)
+    total = _check(coll, root, 0, lim, root.limit + offset, visible)
     if total > lim.max_candidates:
         raise LimitExceeded(f"the pipeline asks for {total} candidates in all, over the maximum {lim.max_candidates}")
 
 
-def _check(coll: CollectionReader, st: Stage, depth: int, lim: PipelineLimits, k: int) -> int:
+def _check(coll: CollectionReader, st: Stage, depth: int, lim: PipelineLimits, k: int, visible: Filter | None) -> int:
     where = "the query" if depth == 0 else f"a prefetch at depth {depth}"
     if depth > lim.max_depth:
         raise LimitExceeded(f"{where}: prefetch nested deeper than the maximum depth {lim.max_depth}")
@@ -95,18 +103,22 @@ def _check(coll: CollectionReader, st: Stage, depth: int, lim: PipelineLimits, k
                 + ("; several prefetches need a fusion to combine them" if st.prefetch else "")
             )
     else:
-        _check_vector(coll, st, where)
+        _check_vector(coll, st, where, visible)
     if st.prefetch and st.params is not None:
         raise InvalidRequest(f"{where}: params tune searches; a rescore over prefetch results is always exact")
-    return k + sum(_check(coll, p, depth + 1, lim, p.limit) for p in st.prefetch)
+    return k + sum(_check(coll, p, depth + 1, lim, p.limit, visible) for p in st.prefetch)
 
 
-def _check_vector(coll: CollectionReader, st: Stage, where: str) -> None:
+def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter | None) -> None:
     name, vcfg = coll.vector_config(st.using)  # InvalidRequest naming the vectors there are
     st.using = name
     if isinstance(st.query, int | str):
         pid = st.query
-        found = coll.get([pid], with_payload=False, with_vector=[name])
+        if visible is None:
+            found = coll.get([pid], with_payload=False, with_vector=[name])
+        else:  # a point outside the scope is not there, as far as this key knows
+            only = Filter(must=[visible, HasIdCondition(has_id=[pid])])
+            found = coll.scroll(only, limit=1, with_payload=False, with_vector=[name])[0]
         stored = (found[0].vectors or {}).get(name) if found else None
         if not found:
             raise InvalidRequest(f"{where}: no point with id {pid!r} to query by")

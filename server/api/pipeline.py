@@ -40,7 +40,8 @@ async def query(
     partial = request.query_params.get("partial") == "true"
 
     def work() -> tuple[list[Hit], QueryStage]:
-        engine.check(coll, root, offset=body.offset, limits=limits(settings))  # nothing runs before this passes
+        # nothing runs before the whole tree passes; a scoped key may query by the ids it can see only
+        engine.check(coll, root, offset=body.offset, limits=limits(settings), visible=scope)
         return engine.run(
             coll,
             root,

@@ -4,6 +4,7 @@ funnel and MUVERA as prefetch + rescore plans returning the special paths' hits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,36 @@ def test_muvera_as_prefetch_and_maxsim_rescore(tmp_path: Path) -> None:
             assert [p.id for p in plan.points] == [h.id for h in special]
             assert [p.score for p in plan.points] == pytest.approx([h.score for h in special], abs=1e-5)
         assert [s.strategy for s in (plan.stages, plan.stages.stages[0])] == ["maxsim_filtered", "muvera_fde"]
+
+
+def test_a_scoped_key_queries_only_inside_its_scope(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.auth import hash_key
+    from server.settings import Settings
+
+    keys = tmp_path / "keys"
+    scoped = {"sha256": hash_key("scoped-key-0123456789"), "collections": {"s": "read"}, "name": "tenant x"}
+    scoped["filter"] = {"s": {"must": [{"key": "tenant", "match": {"value": "x"}}]}}
+    keys.write_text(f"admin:{hash_key('admin-key-0123456789')}\n{json.dumps(scoped)}\n")
+    settings = Settings(data_dir=tmp_path / "data", api_keys_file=keys)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as http:
+        admin, key = {"api-key": "admin-key-0123456789"}, {"api-key": "scoped-key-0123456789"}
+        assert http.put("/collections/s", json={"dim": 4}, headers=admin).status_code == 200
+        rng = np.random.default_rng(0)
+        pts = [{"id": i, "vector": rng.normal(size=4).tolist(), "payload": {"tenant": "xy"[i % 2]}} for i in range(40)]
+        assert http.put("/collections/s/points", json={"points": pts}, headers=admin).status_code == 200
+        q = [1.0, 0.0, 0.0, 0.0]
+        body = {"prefetch": [{"query": q, "limit": 40}, {"query": 2, "limit": 40}], "query": {"fusion": "rrf"}}
+        r = http.post("/collections/s/points/query", json={**body, "limit": 40}, headers=key)
+        assert r.status_code == 200, r.text
+        got = r.json()["result"]["points"]
+        assert len(got) == 20 and all(p["payload"]["tenant"] == "x" for p in got)  # the 20 points of tenant x
+        by_id = r.json()["result"]["stages"]["stages"][1]
+        assert by_id["candidates_out"] == 19  # the query by point 2 leaves point 2 out
+        # point 1 is tenant y: outside the scope, it cannot be queried by, not even to rank others
+        r = http.post("/collections/s/points/query", json={"query": 1, "limit": 5}, headers=key)
+        assert r.status_code == 400 and "no point with id 1" in r.text
+        r = http.post("/collections/s/points/query", json={"query": 1, "limit": 5}, headers=admin)
+        assert r.status_code == 200 and len(r.json()["result"]["points"]) == 5
