@@ -101,6 +101,7 @@ def _query(coll: CollectionReader, p: Prefetch, texts: Texts) -> F32 | int | str
             return multivector_array(raw, vcfg.dim, "query multivector")
         return vector_array(raw, "query vector")
     try:
-        return np.asarray(raw, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value past float32 becomes inf, which the engine refuses (422)
+            return np.asarray(raw, dtype=np.float32)
     except ValueError:
         raise InvalidVector("a multivector query's token vectors must all have the same dimension") from None

@@ -119,6 +119,7 @@ def test_text_queries_use_the_vectors_encoder(tmp_path: Path) -> None:
         ({"query": {"fusion": "rrf"}}, 400, "fusion needs prefetch"),
         ({"query": {"fusion": "rrf"}, "prefetch": [{"query": {"fusion": "dbsf"}}]}, 400, "fusion needs prefetch"),
         ({"query": [0.0] * 15, "using": "a"}, 422, "dimension 16"),
+        ({"query": [1e39] * 16, "using": "a"}, 422, "NaN or infinity"),
         ({"query": [[0.0] * 16], "using": "a"}, 422, "one vector"),
         (
             {
