@@ -14,7 +14,8 @@ Sections: `funnel` (pypi-minilm, PCA-Matryoshka 128 dims on the native graph, 40
 `muvera` (pypi-minilm-tokens, (k_sim, d_proj, r_reps) = (2, 32, 20), HNSW over FDEs, 200 candidates),
 `int8` (pypi-minilm, int8 codes on the native graph, its default oversampling).
 Reported: recall@10 against the exact ground truth, the share of queries whose ids are identical in
-both forms, median QPS over the rounds and p50 latency, single-query, one thread.
+both forms, median QPS over the rounds, p50 latency, and the process CPU time per query (steadier than
+wall time when other processes load the machine), single-query, one thread.
 """
 
 from __future__ import annotations
@@ -100,11 +101,14 @@ def compare(name: str, ways: dict[str, Searcher], nq: int, gt: Any, rounds: int)
     """Both forms, interleaved: per round one pass of each; QPS is the median over rounds."""
     qps: dict[str, list[float]] = {w: [] for w in ways}
     lat: dict[str, list[float]] = {w: [] for w in ways}
+    cpu: dict[str, list[float]] = {w: [] for w in ways}  # process CPU time per query: steadier under load
     found: dict[str, list[Any]] = {}
     loads: list[float] = []
     for _ in range(rounds):
         for way, fn in ways.items():
+            c0 = time.process_time()
             timing, out = time_single(fn, nq, repeats=1, warmup=min(20, nq))
+            cpu[way].append((time.process_time() - c0) * 1000 / (nq + min(20, nq)))
             qps[way].append(timing.qps)
             lat[way].append(timing.p50_ms or 0.0)
             found[way] = out
@@ -119,6 +123,7 @@ def compare(name: str, ways: dict[str, Searcher], nq: int, gt: Any, rounds: int)
             "qps": statistics.median(qps[way]),
             "qps_runs": qps[way],
             "p50_ms": statistics.median(lat[way]),
+            "cpu_ms": statistics.median(cpu[way]),
             "load_during": max(loads),
         }
         for way in ways
@@ -192,6 +197,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         ("same_ids", "same ids", ".3f"),
         ("qps", "QPS (median)", ".0f"),
         ("p50_ms", "p50 ms", ".2f"),
+        ("cpu_ms", "CPU ms/query", ".2f"),
         ("load_during", "max load", ".2f"),
     ]
     return markdown_table(rows, cols)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from index.fusion import dbsf
 from nestor_client import ApiError, NestorClient
 from tests.api.conftest import running, wait_indexed
 from tests.api.test_compression import wait_trained
@@ -237,3 +238,33 @@ def test_a_scoped_key_queries_only_inside_its_scope(tmp_path: Path) -> None:
         assert r.status_code == 400 and "no point with id 1" in r.text
         r = http.post("/collections/s/points/query", json={"query": 1, "limit": 5}, headers=admin)
         assert r.status_code == 200 and len(r.json()["result"]["points"]) == 5
+
+
+def test_async_client_queries_the_same(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from nestor_client import AsyncNestorClient
+    from server.app import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data"))  # type: ignore[call-arg]
+    vecs = np.random.default_rng(4).normal(size=(30, 4)).astype(np.float32)
+    pre = [{"query": vecs[0], "limit": 10}, {"query": vecs[1], "limit": 10}]
+
+    async def run() -> tuple[Any, Any]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://nestor") as http:
+                c = AsyncNestorClient(http_client=http)
+                await c.create_collection("a", dim=4)
+                await c.upsert("a", ids=list(range(30)), vectors=vecs)
+                fused = await c.query("a", {"fusion": "dbsf"}, prefetch=pre, limit=5)
+                firsts = [(await c.search("a", v, limit=10)) for v in vecs[:2]]
+                return fused, firsts
+
+    fused, firsts = asyncio.run(run())
+    assert fused.stages.kind == "fusion" and len(fused.points) == 5
+    want = dbsf([_pairs(r) for r in firsts])[:5]  # index/fusion.py's DBSF is checked by hand in its own tests
+    assert _pairs(fused.points) == [(pid, pytest.approx(s)) for pid, s in want]
