@@ -72,10 +72,16 @@ def check(
     offset: int = 0,
     limits: PipelineLimits | None = None,
     visible: Filter | None = None,
+    with_vector: WithVector = False,
 ) -> None:
     """Validate the whole tree (raises a 4xx domain error); resolves queries by point id to vectors.
     `visible`: only points matching it may be queried by id (an API key's scope)."""
     lim = limits or PipelineLimits()
+    if not isinstance(with_vector, bool):
+        have = coll.config.vector_fields()
+        unknown = [n for n in with_vector if n not in have]
+        if unknown:
+            raise InvalidRequest(f"with_vector names {unknown} are not vectors of this collection ({list(have)})")
     total = _check(coll, root, 0, lim, root.limit + offset, visible)
     if total > lim.max_candidates:
         raise LimitExceeded(f"the pipeline asks for {total} candidates in all, over the maximum {lim.max_candidates}")

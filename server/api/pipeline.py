@@ -41,7 +41,9 @@ async def query(
 
     def work() -> tuple[list[Hit], QueryStage]:
         # nothing runs before the whole tree passes; a scoped key may query by the ids it can see only
-        engine.check(coll, root, offset=body.offset, limits=limits(settings), visible=scope)
+        engine.check(
+            coll, root, offset=body.offset, limits=limits(settings), visible=scope, with_vector=body.with_vector
+        )
         return engine.run(
             coll,
             root,

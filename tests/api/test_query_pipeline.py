@@ -14,6 +14,7 @@ import pytest
 
 from index.fusion import dbsf
 from nestor_client import ApiError, NestorClient
+from nestor_client.query import QueryRequest
 from tests.api.conftest import running, wait_indexed
 from tests.api.test_compression import wait_trained
 from tests.synth import split
@@ -148,6 +149,7 @@ def test_text_queries_use_the_vectors_encoder(tmp_path: Path) -> None:
         ({"prefetch": [{"query": [1.0] * 16, "using": "a"}] * 2}, 400, "need a fusion"),
         ({"query": 100000, "using": "a"}, 400, "no point with id 100000"),
         ({"query": [1.0] * 16, "using": "a", "limit": 0}, 422, ""),
+        ({"query": {"fusion": "rrf"}, "prefetch": [{"query": 3, "using": "a"}], "with_vector": ["c"]}, 400, "['c']"),
     ],
 )
 def test_bad_pipelines_get_a_4xx(client: NestorClient, body: dict[str, Any], status: int, says: str) -> None:
@@ -268,3 +270,10 @@ def test_async_client_queries_the_same(tmp_path: Path) -> None:
     assert fused.stages.kind == "fusion" and len(fused.points) == 5
     want = dbsf([_pairs(r) for r in firsts])[:5]  # index/fusion.py's DBSF is checked by hand in its own tests
     assert _pairs(fused.points) == [(pid, pytest.approx(s)) for pid, s in want]
+
+
+def test_with_vectors_is_accepted_as_qdrant_spells_it(client: NestorClient) -> None:
+    assert QueryRequest.model_validate({"query": 1, "with_vectors": ["a"]}).with_vector == ["a"]
+    assert QueryRequest.model_validate({"query": 1, "with_vector": True}).with_vector is True
+    got = client.query("nv", 5, using="b", limit=2, with_vector=["a"], with_payload=False)
+    assert all(isinstance(p.vector, dict) and set(p.vector) == {"a"} and p.payload is None for p in got.points)
