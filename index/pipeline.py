@@ -137,7 +137,9 @@ def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter
     if vec.ndim != want:
         kind = "a multivector (a list of token vectors)" if want == 2 else "one vector"
         raise InvalidVector(f"{where}: vector {name!r} is queried with {kind}")
-    if vec.shape[-1] != vcfg.dim or vec.size == 0:
+    if vec.size == 0:
+        raise InvalidVector(f"{where}: the query is empty")
+    if vec.shape[-1] != vcfg.dim:
         raise DimensionMismatch(f"{where}: vector {name!r} has dimension {vcfg.dim}, the query {vec.shape[-1]}")
     if not np.isfinite(vec).all():
         raise InvalidVector(f"{where}: the query vector holds NaN or infinity")

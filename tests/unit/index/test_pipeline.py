@@ -141,6 +141,7 @@ def _bad_trees() -> list[tuple[str, Stage, type[NestorError]]]:
         ),
         ("multivector query on a dense vector", Stage(np.ones((2, 8), np.float32), using="a"), InvalidVector),
         ("NaN", Stage(np.full(8, np.nan, np.float32), using="a"), InvalidVector),
+        ("empty", Stage(np.zeros(0, np.float32), using="a"), InvalidVector),
         ("too deep", deep(3), LimitExceeded),
         ("too many candidates", Stage(Fusion("rrf"), prefetch=[Stage(v8, using="a", limit=900)] * 2), LimitExceeded),
         ("one limit too large", Stage(v8, using="a", limit=2000), LimitExceeded),
