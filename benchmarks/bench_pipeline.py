@@ -12,7 +12,9 @@ two ways, interleaved round by round so that load from other processes hits both
 
 Sections: `funnel` (pypi-minilm, PCA-Matryoshka 128 dims on the native graph, 40 candidates),
 `muvera` (pypi-minilm-tokens, (k_sim, d_proj, r_reps) = (2, 32, 20), HNSW over FDEs, 200 candidates),
-`int8` (pypi-minilm, int8 codes on the native graph, its default oversampling).
+`int8` (pypi-minilm, int8 codes on the native graph, its default oversampling), and `fusion`: RRF of two
+dense searches (HNSW and int8 HNSW over the same vectors) against each search alone, the pipeline's
+own cost on top of its leaves.
 Reported: recall@10 against the exact ground truth, the share of queries whose ids are identical in
 both forms, median QPS over the rounds, p50 latency, and the process CPU time per query (steadier than
 wall time when other processes load the machine), single-query, one thread.
@@ -54,12 +56,12 @@ from common import (  # noqa: E402
 from index.catalog import Catalog  # noqa: E402
 from index.collection import Collection  # noqa: E402
 from index.contract import Query  # noqa: E402
-from index.pipeline import Stage, check, run  # noqa: E402
+from index.pipeline import Fusion, Stage, check, run  # noqa: E402
 from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig, FunnelStage, SearchParams  # noqa: E402
 
 K = 10
-SECTIONS = ("funnel", "muvera", "int8")
+SECTIONS = ("funnel", "muvera", "int8", "fusion")
 Searcher = Callable[[int], list[Any]]
 
 
@@ -113,7 +115,8 @@ def compare(name: str, ways: dict[str, Searcher], nq: int, gt: Any, rounds: int)
             lat[way].append(timing.p50_ms or 0.0)
             found[way] = out
             loads.append(os.getloadavg()[0])
-    same = float(np.mean([a == b for a, b in zip(*found.values(), strict=True)]))
+    first, *rest = found.values()
+    same = float(np.mean([all(a == b for b in others) for a, *others in zip(first, *rest, strict=True)]))
     return [
         {
             "section": name,
@@ -189,6 +192,50 @@ def muvera_section(catalog: Catalog, args: argparse.Namespace) -> list[dict[str,
     return compare("muvera", ways, nq, gt, args.rounds)
 
 
+def fusion_section(catalog: Catalog, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """RRF of two dense searches (the same vectors under two names, HNSW and int8 HNSW) against the sum of
+    the two searches alone: the pipeline's own cost on top of its leaves."""
+    ds = load_dataset(args.n, args.queries, args.data)
+    n, dim = ds.base.shape
+    int8 = {"dim": dim, "quantize": {"type": "int8"}, "training": {"threshold": n}}
+    cfg = {"vectors": {"a": {"dim": dim}, "b": int8}}
+    coll = catalog.create("fusion", CollectionConfig.model_validate(cfg))[0]
+    assert isinstance(coll, Collection)
+    for s in range(0, n, 2000):
+        coll.upsert(list(range(s, min(s + 2000, n))), {"a": ds.base[s : s + 2000], "b": ds.base[s : s + 2000]})
+    deadline = time.monotonic() + 1800
+    while not all(
+        v.index.state == "ready" and not v.index.pending and getattr(v.index, "trained", True) is not False
+        for v in coll.info().vectors.values()
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the fusion collection never finished indexing")
+        time.sleep(0.2)
+    qs = ds.queries
+
+    def leaf(using: str) -> Searcher:
+        def one(i: int) -> list[Any]:
+            q = Query(qs[i], limit=K, using=using, with_payload=False)
+            return [h.id for h in coll.search([q])[0].hits]
+
+        return one
+
+    def fused(i: int) -> list[Any]:
+        root = Stage(
+            Fusion("rrf"), limit=K, prefetch=[Stage(qs[i], using="a", limit=K), Stage(qs[i], using="b", limit=K)]
+        )
+        check(coll, root)
+        return [h.id for h in run(coll, root, with_payload=False)[0]]
+
+    rows = compare(
+        "fusion", {"search a": leaf("a"), "search b": leaf("b"), "rrf(a, b)": fused}, len(qs), ds.gt, args.rounds
+    )
+    parts = sum(r["p50_ms"] for r in rows[:2])
+    rows[2]["p50_over_sum"] = rows[2]["p50_ms"] / parts
+    rows[2]["cpu_over_sum"] = rows[2]["cpu_ms"] / sum(r["cpu_ms"] for r in rows[:2])
+    return rows
+
+
 def report(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("section", "path", ""),
@@ -198,6 +245,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         ("qps", "QPS (median)", ".0f"),
         ("p50_ms", "p50 ms", ".2f"),
         ("cpu_ms", "CPU ms/query", ".2f"),
+        ("p50_over_sum", "p50 / sum of leaves", ".2f"),
+        ("cpu_over_sum", "CPU / sum of leaves", ".2f"),
         ("load_during", "max load", ".2f"),
     ]
     return markdown_table(rows, cols)
@@ -222,7 +271,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nestor-pipeline-") as tmp:
         catalog = Catalog(Path(tmp))
         try:
-            for name, fn in (("funnel", funnel_section), ("muvera", muvera_section), ("int8", int8_section)):
+            sections = (("funnel", funnel_section), ("muvera", muvera_section), ("int8", int8_section))
+            for name, fn in (*sections, ("fusion", fusion_section)):
                 if name not in skip:
                     rows += fn(catalog, args)
         finally:

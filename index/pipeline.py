@@ -18,9 +18,8 @@ prefetch, depth and candidate limits, point ids), so a bad pipeline is a 4xx and
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -56,6 +55,7 @@ class Stage:
     score_threshold: float | None = None
     prefetch: list[Stage] = field(default_factory=list)
     exclude: PointIdT | None = None  # set by `check` for a query by point id
+    lower: bool = False  # set by `check`: the vector's scores are L2 distances (lower is better)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ def _check(coll: CollectionReader, st: Stage, depth: int, lim: PipelineLimits, k
 
 def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter | None) -> None:
     name, vcfg = coll.vector_config(st.using)  # InvalidRequest naming the vectors there are
-    st.using = name
+    st.using, st.lower = name, vcfg.metric is Metric.l2
     if isinstance(st.query, int | str):
         pid = st.query
         if visible is None:
@@ -183,7 +183,7 @@ class _Runner:
         flt = _and(above, st.filter)
         if not st.prefetch:
             hits, report = self.search(st, flt, k, False, False)
-            return [(h.id, h.score) for h in hits], report, self._lower(st.using)
+            return [(h.id, h.score) for h in hits], report, st.lower
         started = time.perf_counter()
         subs = [self.node(p, flt, p.limit) for p in st.prefetch]
         cand = sum(len(s[0]) for s in subs)
@@ -198,7 +198,7 @@ class _Runner:
             return out, _report("prefetch", None, None, k, cand, out, started, children), lower
         ids = list(dict.fromkeys(pid for s in subs for pid, _ in s[0] if pid != st.exclude))
         out, strategy = self.rescore(st, ids, k)
-        return out, _report("rescore", st.using, strategy, k, cand, out, started, children), self._lower(st.using)
+        return out, _report("rescore", st.using, strategy, k, cand, out, started, children), st.lower
 
     def search(
         self, st: Stage, flt: Filter | None, k: int, with_payload: bool, with_vector: WithVector
@@ -240,9 +240,6 @@ class _Runner:
         res = self.coll.search([q], partial=self.partial)[0]
         return [(h.id, h.score) for h in res.hits], res.strategy
 
-    def _lower(self, using: str | None) -> bool:
-        return self.coll.vector_config(using)[1].metric is Metric.l2
-
 
 def _and(a: Filter | None, b: Filter | None) -> Filter | None:
     if a is None:
@@ -257,12 +254,7 @@ def _fuse(how: Fusion, lists: list[tuple[Scored, bool]]) -> Scored:
         fused = rrf([s for s, _ in lists], k=how.k, weights=how.weights)
     else:  # distances are negated so that higher is better in every list DBSF normalises
         fused = dbsf([[(pid, -sc) for pid, sc in s] if lower else s for s, lower in lists])
-    return [(_pid(pid), score) for pid, score in fused]
-
-
-def _pid(pid: Hashable) -> PointIdT:
-    assert isinstance(pid, int | str)
-    return pid
+    return cast(Scored, fused)  # the ids are the lists' own
 
 
 def _threshold(scored: Scored, t: float | None, *, lower: bool) -> Scored:
