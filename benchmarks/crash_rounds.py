@@ -21,14 +21,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
+from benchmarks import harness  # noqa: E402
+from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
 from tests.e2e.test_crash_concurrent import Truth, run_round  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=50)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "crash_rounds.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "crash_rounds.json")
+    ap.add_argument("--tiny", action="store_true", help="one round: a smoke run")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if args.tiny:
+        args.rounds = 1
     truth = Truth()
     rows = []
     started = time.time()
@@ -58,8 +64,7 @@ def main() -> int:
         "errors": truth.errors,
     }
     print(json.dumps(summary, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "rounds": rows}, indent=1) + "\n")
+    write_results(args.out, {"summary": summary, "rounds": rows, "meta": {"wire_format": "json (NestorClient)"}})
     ok = summary["lost"] == 0 and summary["resurrected"] == 0 and summary["torn"] == 0 and not truth.errors
     return 0 if ok else 1
 
