@@ -56,8 +56,8 @@ for _p in (BENCH, REPO, REPO / "clients" / "python"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import numpy as np  # noqa: E402
 import harness  # noqa: E402
+import numpy as np  # noqa: E402
 from common import (  # noqa: E402
     F32,
     I64,

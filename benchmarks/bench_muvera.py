@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(2, str(Path(__file__).resolve().parents[1] / "clients" / "python"))
 
-from baselines import free_port, wait_http  # noqa: E402
 import harness  # noqa: E402
+from baselines import free_port, wait_http  # noqa: E402
 from common import (  # noqa: E402
     Stopwatch,
     Timing,
@@ -692,8 +692,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     results["contention"] = watch.sections
     results["meta"] = {
-        "skipped": {s: "--skip" for s in sorted(skip)},
+        "skipped": dict.fromkeys(sorted(skip), "--skip"),
         "threads_pinned": "engine defaults (configure_threads); every search single-threaded",
+        "wire_format": "msgpack (the rest section, NestorClient wire=msgpack)",
     }
     path = write_results(args.out, results)
     print(report(results))

@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out,
         {"n": n, "queries": len(ds.queries), "commit": commit, "load_s": load_s, "open_s": open_s}
         | {"unfiltered_search_p50_ms": unfiltered_ms, "open_without_payload_indexes_s": open_bare_s}
-        | {"scan": scan, "indexed": idx, "memory": mem},
+        | {"scan": scan, "indexed": idx, "memory": mem}
+        | {"meta": {"threads_pinned": "engine defaults (configure_threads); one query at a time"}},
     )
 
 

@@ -35,7 +35,6 @@ from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402
 
 
-
 def _wait_indexed(coll: Any, timeout: float = 3600) -> float:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:

@@ -44,10 +44,10 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common`, `baselines` when run as a script
 
+import harness  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 from baselines import build_hnswlib, omp_threads  # noqa: E402
-import harness  # noqa: E402
 from common import (  # noqa: E402
     F32,
     I64,

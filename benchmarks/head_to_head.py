@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
+import harness  # noqa: E402
 import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 from baselines import bare_server, build_hnswlib  # noqa: E402
-import harness  # noqa: E402
 from common import RESULTS_DIR, load_dataset, recall_at_k, write_results  # noqa: E402
 from nestor_sections import COLL, HNSW, _Server, _wait_indexed  # noqa: E402
 
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                     faiss.omp_set_num_threads(threads)
                     return fidx.search(qs[i : i + 1], 10, params=fparams)[1][0].tolist()  # type: ignore[no-any-return]
 
-                name = f"IVF-PQ nprobe={nprobe} over=12 vs faiss IVF{nlist},PQ96x4fs+RFlat np={f_nprobe} kf=16, omp={threads}"
+                faiss_name = f"faiss IVF{nlist},PQ96x4fs+RFlat np={f_nprobe} kf=16"
+                name = f"IVF-PQ nprobe={nprobe} over=12 vs {faiss_name}, omp={threads}"
                 rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
         catalog.close()
 

@@ -43,11 +43,11 @@ EXTRA = {
 }
 
 
-def discover() -> dict[str, Path]:
+def discover(folder: Path = BENCH_DIR) -> dict[str, Path]:
     """Short name (``bench_`` stripped) -> script, in a stable order: bench_*.py sorted, then EXTRA."""
-    found = {p.stem.removeprefix("bench_"): p for p in sorted(BENCH_DIR.glob("bench_*.py"))}
+    found = {p.stem.removeprefix("bench_"): p for p in sorted(folder.glob("bench_*.py"))}
     for name, stem in EXTRA.items():
-        path = BENCH_DIR / f"{stem}.py"
+        path = folder / f"{stem}.py"
         if path.is_file():
             found[name] = path
     return found
@@ -78,17 +78,24 @@ def run_section(
     sampler.start()
     try:
         proc = subprocess.run(cmd, cwd=REPO_DIR, env=env, timeout=timeout, capture_output=True, text=True)
-        rc, tail = proc.returncode, (proc.stdout[-2000:], proc.stderr[-4000:])
+        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
-        rc, tail = -1, (str(exc.stdout or "")[-2000:], f"timed out after {timeout} s")
+        rc, stdout, stderr = -1, _text(exc.stdout), f"timed out after {timeout} s\n{_text(exc.stderr)}"
     finally:
         stop.set()
         sampler.join()
     during.append(os.getloadavg()[0])
+    logs = results / "logs"
+    logs.mkdir(exist_ok=True)
+    (logs / f"{name}.out").write_text(stdout)
+    (logs / f"{name}.err").write_text(stderr)
     written = sorted(
         str(p.relative_to(results))
         for p in results.rglob("*")
-        if p.is_file() and p.stat().st_mtime >= started - 1 and p.name != "run_all.json"
+        if p.is_file()
+        and p.stat().st_mtime >= started - 1
+        and p.name not in ("run_all.json", "run_all.md")
+        and p.parent != logs
     )
     return {
         "section": name,
@@ -99,9 +106,50 @@ def run_section(
         "load_during_1min": during,
         "load_during_max": max(during),
         "written": written,
-        "stdout_tail": tail[0],
-        "stderr_tail": tail[1] if rc else "",
+        "tables": tables(stdout),
+        "stderr_tail": stderr[-4000:] if rc else "",
     }
+
+
+def _text(out: str | bytes | None) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+
+
+def tables(stdout: str) -> str:
+    """The markdown a script printed: headings, tables and bar lines, without its progress messages."""
+    keep: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith(("|", "#", "- ", "**")):
+            keep.append(line)
+        elif keep and keep[-1] != "":
+            keep.append("")
+    return "\n".join(keep).strip() + "\n"
+
+
+def report(summary: dict[str, Any]) -> str:
+    """run_all.md: per section, the command, commit, load before and during, and the tables it printed."""
+    meta = summary["meta"]
+    dirty = " (dirty tree)" if meta["dirty"] else ""
+    parts = [
+        "# Benchmark run",
+        "",
+        f"Commit `{meta['commit']}`{dirty}, {meta['load']['cpu_count']} cores, tiny: {meta['tiny']}. "
+        f"Load average (1 min) is sampled before each section and every 2 s while it runs.",
+    ]
+    for name, sec in summary["sections"].items():
+        a = sec["attempts"][-1]
+        parts += [
+            "",
+            f"## {name}",
+            "",
+            f"`python {a['command']}`: exit {a['returncode']}, {a['seconds']:.0f} s, load before "
+            f"{a['load_before'][0]:.2f}, max during {a['load_during_max']:.2f}"
+            + (f", {len(sec['attempts'])} attempts (busy machine)" if len(sec["attempts"]) > 1 else "")
+            + f"; wrote {', '.join(a['written']) or 'nothing'}",
+            "",
+            a["tables"],
+        ]
+    return "\n".join(parts)
 
 
 def stamp(results: Path, written: list[str], attempts: list[dict[str, Any]]) -> None:
@@ -132,6 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--wait", type=float, default=60.0, help="seconds to wait before a rerun")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per section attempt (default none)")
     ap.add_argument("--keep-going", action="store_true", help="run the rest after a section fails")
+    ap.add_argument("--dir", default=str(BENCH_DIR), help=argparse.SUPPRESS)  # where scripts are found (tests)
     ap.add_argument(
         "--args",
         action="append",
@@ -144,7 +193,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    scripts = discover()
+    scripts = discover(Path(args.dir))
     if args.list:
         for name, path in scripts.items():
             print(f"{name:<24} {path.relative_to(REPO_DIR)}")
@@ -194,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
     summary["failed"] = failed
     (results / "run_all.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"wrote {results / 'run_all.json'}; failed: {', '.join(failed) or 'none'}")
+    (results / "run_all.md").write_text(report(summary))
+    print(f"wrote {results / 'run_all.json'} and run_all.md; failed: {', '.join(failed) or 'none'}")
     return 1 if failed else 0
 
 
