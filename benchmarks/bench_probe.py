@@ -25,8 +25,11 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "clients/python")]
 
-from benchmarks import harness  # noqa: E402
-from benchmarks.common import load_dataset, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    harness,  # noqa: E402
+    load_dataset,
+    write_results,
+)
 from index.catalog import Catalog  # noqa: E402
 from index.collection import Collection, CollectionOptions, Query  # noqa: E402
 from index.runtime import configure_threads  # noqa: E402

@@ -28,8 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
-from benchmarks import harness  # noqa: E402
-from benchmarks.common import RESULTS_DIR, load_dataset, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    harness,  # noqa: E402
+    load_dataset,
+    write_results,
+)
 from index.collection import Collection, CollectionOptions, Query  # noqa: E402
 from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402

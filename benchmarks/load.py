@@ -28,8 +28,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
-from benchmarks import harness  # noqa: E402
-from benchmarks.common import RESULTS_DIR, data_dir, environment, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    data_dir,
+    environment,
+    harness,  # noqa: E402
+    write_results,
+)
 from nestor_client import AsyncNestorClient, NestorClient  # noqa: E402
 from tests.e2e.serverproc import ServerProcess  # noqa: E402
 

@@ -73,22 +73,26 @@ def run_section(
     if tiny:
         env["NESTOR_BENCH_TINY"] = "1"
     cmd = [sys.executable, str(script), *(["--tiny"] if tiny else []), *extra]
+    logs = results / "logs"  # the script's output goes straight to files: `tail -f` them to follow a long run
+    logs.mkdir(exist_ok=True)
+    out_path, err_path = logs / f"{name}.out", logs / f"{name}.err"
     started = time.time()
     t0 = time.perf_counter()
     sampler.start()
-    try:
-        proc = subprocess.run(cmd, cwd=REPO_DIR, env=env, timeout=timeout, capture_output=True, text=True)
-        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        rc, stdout, stderr = -1, _text(exc.stdout), f"timed out after {timeout} s\n{_text(exc.stderr)}"
-    finally:
-        stop.set()
-        sampler.join()
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=out, stderr=err)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = -1
+            err.write(f"\nrun_all: timed out after {timeout} s\n")
+        finally:
+            stop.set()
+            sampler.join()
     during.append(os.getloadavg()[0])
-    logs = results / "logs"
-    logs.mkdir(exist_ok=True)
-    (logs / f"{name}.out").write_text(stdout)
-    (logs / f"{name}.err").write_text(stderr)
+    stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
     written = sorted(
         str(p.relative_to(results))
         for p in results.rglob("*")
@@ -109,10 +113,6 @@ def run_section(
         "tables": tables(stdout),
         "stderr_tail": stderr[-4000:] if rc else "",
     }
-
-
-def _text(out: str | bytes | None) -> str:
-    return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
 
 
 def tables(stdout: str) -> str:
