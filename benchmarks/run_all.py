@@ -76,7 +76,7 @@ def run_section(
     logs = results / "logs"  # the script's output goes straight to files: `tail -f` them to follow a long run
     logs.mkdir(exist_ok=True)
     out_path, err_path = logs / f"{name}.out", logs / f"{name}.err"
-    started = time.time()
+    before_files = _mtimes(results)
     t0 = time.perf_counter()
     sampler.start()
     with out_path.open("w") as out, err_path.open("w") as err:
@@ -93,17 +93,14 @@ def run_section(
             sampler.join()
     during.append(os.getloadavg()[0])
     stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
-    written = sorted(
-        str(p.relative_to(results))
-        for p in results.rglob("*")
-        if p.is_file()
-        and p.stat().st_mtime >= started - 1
-        and p.name not in ("run_all.json", "run_all.md")
-        and p.parent != logs
-    )
+    # What this section wrote: files that are new or changed since it started (not the runner's own).
+    after = _mtimes(results)
+    written = sorted(str(p.relative_to(results)) for p, m in after.items() if before_files.get(p) != m)
     return {
         "section": name,
-        "command": " ".join(cmd[1:]),
+        "command": " ".join(
+            [str(script.relative_to(REPO_DIR)) if script.is_relative_to(REPO_DIR) else str(script), *cmd[2:]]
+        ),
         "returncode": rc,
         "seconds": round(time.perf_counter() - t0, 1),
         "load_before": before,
@@ -112,6 +109,15 @@ def run_section(
         "written": written,
         "tables": tables(stdout),
         "stderr_tail": stderr[-4000:] if rc else "",
+    }
+
+
+def _mtimes(results: Path) -> dict[Path, int]:
+    skip = {results / "run_all.json", results / "run_all.md"}
+    return {
+        p: p.stat().st_mtime_ns
+        for p in results.rglob("*")
+        if p.is_file() and p not in skip and (results / "logs") not in p.parents
     }
 
 

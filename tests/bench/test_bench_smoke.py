@@ -160,7 +160,7 @@ sys.path.insert(0, {bench!r})
 from common import write_results
 
 def main(argv=None):
-    write_results("fake", {{"rows": [1]}})
+    write_results({name!r}, {{"rows": [1]}})
     return 0
 
 if __name__ == "__main__":
@@ -173,19 +173,23 @@ def test_runner_reruns_a_busy_section_and_stamps_every_result(tmp_path: Path) ->
     each attempt reports its load, and the result file carries all the attempts."""
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    (scripts / "bench_fake.py").write_text(FAKE.format(bench=str(REPO / "benchmarks")))
+    for name in ("fake", "fake2"):
+        (scripts / f"bench_{name}.py").write_text(FAKE.format(bench=str(REPO / "benchmarks"), name=name))
     results = tmp_path / "results"
     args = ["--dir", str(scripts), "--tiny", "--max-load", "-1", "--reruns", "2", "--wait", "0"]
     summary = run_runner(args, results, None, timeout=120)
+    assert list(summary["sections"]) == ["fake", "fake2"]
     attempts = summary["sections"]["fake"]["attempts"]
     assert len(attempts) == 3 and all(a["returncode"] == 0 for a in attempts)
     assert all(len(a["load_before"]) == 3 and a["load_during_1min"] for a in attempts)
     assert attempts[-1]["written"] == ["fake.json"]
+    assert summary["sections"]["fake2"]["attempts"][-1]["written"] == ["fake2.json"]  # not fake's stamped file
+    assert "## fake2" in (results / "run_all.md").read_text()
     result = json.loads((results / "fake.json").read_text())
     assert result["rows"] == [1]
     check_meta(result["meta"], attempts=3)
 
-    quiet = run_runner(["--dir", str(scripts), "--max-load", "1000", "--reruns", "2"], tmp_path / "q", None)
+    quiet = run_runner(["--dir", str(scripts), "--only", "fake", "--max-load", "1000"], tmp_path / "q", None)
     assert len(quiet["sections"]["fake"]["attempts"]) == 1  # under the threshold: no rerun
 
 
