@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             "cpu_percent_live": pct_live,
             "throttle_rounds": tight.rounds,
             "cpu_percent_throttled": pct_tight,
+            "meta": {"threads_pinned": "engine defaults (configure_threads); the probe's one thread"},
         },
     )
     print(f"wrote {out}")

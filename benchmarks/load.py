@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
     }
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=1))
-    result["meta"] = {"wire_format": "msgpack (AsyncNestorClient wire=msgpack)", "clients": args.clients}
+    result["meta"] = {
+        "wire_format": "msgpack (AsyncNestorClient wire=msgpack)",
+        "threads_pinned": {"server": "nestor serve defaults", "clients": f"{args.clients} async clients, one loop"},
+    }
     write_results(args.out, result)
     return 0 if out["errors"] == 0 else 1
 

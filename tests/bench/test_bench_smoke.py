@@ -50,7 +50,7 @@ MEASURED = {
     "crash_rounds": lambda r: r["summary"]["rounds"] == 1 and r["summary"]["lost"] == 0,
     "load": lambda r: r["search"]["n"] > 0 and r["errors"] == 0,
 }
-SCRIPTS = [
+KNOWN = [
     "compression",
     "core",
     "filtered",
@@ -65,6 +65,20 @@ SCRIPTS = [
     "crash_rounds",
     "load",
 ]
+
+
+def _discover() -> dict[str, Path]:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import run_all
+    finally:
+        sys.path.pop(0)
+    found: dict[str, Path] = run_all.discover()
+    return found
+
+
+# Every script the runner finds is smoke-tested: one added on another branch joins without editing this file.
+SCRIPTS = list(_discover())
 
 
 def _f16(x: np.ndarray) -> np.ndarray:
@@ -112,6 +126,10 @@ def head() -> str:
     return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
 
 
+# The scripts that talk HTTP must say which wire format each side used.
+REST = {"core", "head_to_head", "load", "crash_rounds", "muvera", "ingest"}
+
+
 def check_meta(meta: dict[str, Any], attempts: int = 1) -> None:
     assert meta["commit"] == head() and isinstance(meta["dirty"], bool)
     assert meta["tiny"] is True
@@ -122,8 +140,12 @@ def check_meta(meta: dict[str, Any], attempts: int = 1) -> None:
     assert all(len(a["load_before"]) == 3 for a in meta["runner_attempts"])
 
 
+# Scripts another test here already runs in full; their result's meta is checked there.
+COVERED = {"filtered": "test_bench_filtered.py"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", [s for s in SCRIPTS if s not in COVERED])
 def test_script_runs_tiny(name: str, data_root: Path, tmp_path: Path) -> None:
     extra = [f"--args={name}={CI_ARGS[name]}"] if name in CI_ARGS else []
     summary = run_runner(["--tiny", "--only", name, *extra], tmp_path, data_root)
@@ -134,6 +156,9 @@ def test_script_runs_tiny(name: str, data_root: Path, tmp_path: Path) -> None:
     for path in written:
         result = json.loads(path.read_text())
         check_meta(result["meta"])
+        assert result["meta"]["threads_pinned"], path  # what the script pinned, per side
+        if name in REST:
+            assert result["meta"]["wire_format"], path
         assert not result.get("errors"), result["errors"]
     main = json.loads(written[0].read_text()) if len(written) == 1 else None
     if main is not None and name in MEASURED:
@@ -141,14 +166,9 @@ def test_script_runs_tiny(name: str, data_root: Path, tmp_path: Path) -> None:
 
 
 def test_every_script_follows_the_convention() -> None:
-    """run_all.py finds every script this test runs, and each takes ``main(argv)`` and ``--tiny``."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import run_all
-    finally:
-        sys.path.pop(0)
-    found = run_all.discover()
-    assert set(SCRIPTS) <= set(found), set(SCRIPTS) - set(found)
+    """run_all.py finds every script there is, and each takes ``main(argv)`` and ``--tiny``."""
+    found = _discover()
+    assert set(KNOWN) <= set(found), set(KNOWN) - set(found)
     for name, path in found.items():
         src = path.read_text()
         assert "def main(argv" in src and '"--tiny"' in src, name
