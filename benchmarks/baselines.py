@@ -190,6 +190,7 @@ def raw_faiss_ivfpq(
     pq8_nprobes = pq8_nprobes or ctx.opt("pq8_nprobes", [16, 64, 256])
     pq8_refine = pq8_refine or ctx.opt("pq8_refine", [(32, 16), (64, 8), (64, 16), (128, 16)])
     fs_refine = fs_refine or ctx.opt("fs_refine", [(64, 16), (128, 8), (128, 16), (128, 32), (256, 16)])
+    nlist = int(ctx.opt("nlist", nlist))
     data, d, metric = ctx.data, ctx.data.dim, faiss.METRIC_INNER_PRODUCT
     refine_bytes = d * 4
     builds: list[dict[str, Any]] = []

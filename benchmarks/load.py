@@ -28,12 +28,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
-from benchmarks.common import data_dir, environment  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    data_dir,
+    environment,
+    harness,  # noqa: E402
+    write_results,
+)
 from nestor_client import AsyncNestorClient, NestorClient  # noqa: E402
 from tests.e2e.serverproc import ServerProcess  # noqa: E402
 
 NAME = "load"
-WARMUP = 5.0
+WARMUP = 5.0  # seconds of requests before latencies count (0.5 in tiny mode)
 
 
 def _load(url: str, api_key: str | None, base: np.ndarray) -> float:
@@ -68,7 +74,7 @@ async def _client(
                 ok = False
                 if len(out["error_samples"]) < 5:
                     out["error_samples"].append(f"{kind}: {type(exc).__name__}: {exc}")
-            if now - out["start"] < WARMUP:
+            if now - out["start"] < out["warmup"]:
                 continue
             out["lat"][kind].append(time.perf_counter() - t0)
             if not ok:
@@ -90,24 +96,30 @@ def _stats(lat: list[float]) -> dict[str, float]:
 
 async def _drive(url: str, api_key: str | None, clients: int, seconds: float, base: np.ndarray, q: np.ndarray) -> Any:
     start = time.perf_counter()
+    warmup = 0.5 if harness.is_tiny() else WARMUP
     out: dict[str, Any] = {"start": start, "lat": {"search": [], "upsert": []}, "errors": 0, "error_samples": []}
-    until = start + WARMUP + seconds
+    out["warmup"] = warmup
+    until = start + warmup + seconds
     await asyncio.gather(*(_client(url, api_key, i, base, q, until, out) for i in range(clients)))
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--url", help="an existing server that already holds the collection (skips the load)")
     ap.add_argument("--api-key")
     ap.add_argument("--n", type=int, default=100_000, help="base vectors to load")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "load.json")
+    ap.add_argument("--tiny", action="store_true", help="a few hundred points, 2 clients for 2 s: a smoke run")
+    args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if args.tiny:
+        args.n, args.clients, args.seconds = harness.TINY_N, 2, 2.0
     ds = data_dir() / "pypi-minilm"
     base = np.load(ds / "base.npy")[: args.n].astype(np.float32)
-    queries = np.load(ds / "queries.npy").astype(np.float32)
+    queries = np.load(ds / "queries.npy")[: harness.TINY_QUERIES if args.tiny else None].astype(np.float32)
 
     server = None
     tmp = tempfile.TemporaryDirectory(prefix="nestor-load-")
@@ -146,8 +158,11 @@ def main() -> int:
         "environment": environment(),
     }
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    result["meta"] = {
+        "wire_format": "msgpack (AsyncNestorClient wire=msgpack)",
+        "threads_pinned": {"server": "nestor serve defaults", "clients": f"{args.clients} async clients, one loop"},
+    }
+    write_results(args.out, result)
     return 0 if out["errors"] == 0 else 1
 
 

@@ -68,3 +68,7 @@ def test_bench_filtered_runs(data_root: Path, tmp_path: Path, scale: str, n: int
     assert "scroll_s" in r["scroll"] or "skipped" in r["scroll"]
     assert set(r["payload_index_memory"]) == {"tenant", "cat", "year", "tags", "zone"}
     assert r["threads"]["env"] == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    meta = r["meta"]  # what common.write_results records for every benchmark (see test_bench_smoke.py)
+    assert meta["commit"] == head and isinstance(meta["dirty"], bool) and meta["threads_pinned"]
+    assert len(meta["load"]["before"]) == 3 and meta["load"]["during_1min"]
