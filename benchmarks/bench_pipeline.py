@@ -265,7 +265,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     return markdown_table(rows, cols)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=50_000, help="pypi-minilm base vectors (funnel, int8)")
     ap.add_argument("--mv-docs", type=int, default=5000, help="pypi-minilm-tokens documents (muvera)")
@@ -274,7 +274,10 @@ def main() -> None:
     ap.add_argument("--skip", default="", help=f"comma-separated sections to skip, of {','.join(SECTIONS)}")
     ap.add_argument("--data", default=None, help="benchmark data root (default: ../shared/data or $NESTOR_DATA)")
     ap.add_argument("--out", default="pipeline", help="result name under benchmarks/results, or a .json path")
-    args = ap.parse_args()
+    ap.add_argument("--tiny", action="store_true", help="a smoke run: 1,000 points, 250 documents, 8 queries, 1 round")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.n, args.mv_docs, args.queries, args.rounds = min(args.n, 1000), min(args.mv_docs, 250), 8, 1
     configure_threads()
     skip = {s for s in args.skip.split(",") if s}
     env = environment()

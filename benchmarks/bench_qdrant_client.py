@@ -149,13 +149,16 @@ def run(n: int, n_queries: int, data: str | None) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000, help="base vectors to load")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--data", help="the benchmark data root (default: ../shared/data or $NESTOR_DATA)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "qdrant_client.json")
-    args = ap.parse_args()
+    ap.add_argument("--tiny", action="store_true", help="a smoke run: 500 points, 50 queries")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.n, args.queries = min(args.n, 500), min(args.queries, 50)
     before = _uptime()
     res = run(args.n, args.queries, args.data)
     res["uptime_before"] = before

@@ -141,7 +141,11 @@ def check_meta(meta: dict[str, Any], attempts: int = 1) -> None:
 
 
 # Scripts another test here already runs in full; their result's meta is checked there.
-COVERED = {"filtered": "test_bench_filtered.py"}
+COVERED = {
+    "filtered": "test_bench_filtered.py",
+    "pipeline": "test_bench_pipeline.py",
+    "qdrant_client": "test_bench_qdrant_client.py",
+}
 
 
 @pytest.mark.slow
