@@ -56,6 +56,11 @@ class CollectionOptions:
     save_idle_seconds: float = 2.0  # persist the index once idle this long after a change
     save_max_seconds: float = 60.0  # and at least this often while busy
     index_threads: int | None = None
+    # the background optimizer (index/optimizer.py): compact once dead labels exceed this share of all
+    # labels and the collection has at least this many; per collection, `config.optimizer` overrides both
+    vacuum_threshold: float = 0.2
+    vacuum_min_points: int = 1000
+    optimizer_interval: float = 5.0  # seconds between checks; 0: compact only when asked (/optimize)
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from index.dense import DenseField
 from index.encoded import EncodedIndex
 from index.factory import backend_name
 from index.multivector import MultiVectorField
+from index.usage import storage_usage
 from nestor_client.models import CollectionInfo, IndexInfo, IvfPqIndexConfig, MemoryUse, SegmentInfo, VectorInfo
 
 if TYPE_CHECKING:
@@ -175,5 +176,7 @@ def collection_info(coll: Collection) -> CollectionInfo:
             "last_write": coll.last_write,
             "last_optimized": last_optimized,
             "payload_schema": payload_schema,
+            "usage": storage_usage(coll),
+            "optimizer": coll.optimizer.status(),
         }
     )

@@ -32,6 +32,7 @@ from nestor_client.config import (
     MultiVectorConfig,
     MultiVectorInput,
     MuveraConfig,
+    OptimizerConfig,
     PayloadIndexParams,
     PayloadIndexRequest,
     PayloadSchema,
@@ -68,12 +69,15 @@ from nestor_client.filters import (
     ValuesCount,
 )
 from nestor_client.info import (
+    ByteUsage,
     CollectionInfo,
     CollectionSummary,
     IndexInfo,
     MemoryUse,
+    OptimizerStatus,
     PayloadIndexInfo,
     SegmentInfo,
+    StorageUsage,
     VectorInfo,
 )
 from nestor_client.jobs import (
@@ -108,6 +112,7 @@ __all__ = [
     "Batch",
     "BatchSearchRequest",
     "BinaryQuantizeConfig",
+    "ByteUsage",
     "CollectionConfig",
     "CollectionInfo",
     "CollectionSummary",
@@ -147,6 +152,8 @@ __all__ = [
     "MultiVectorConfig",
     "MultiVectorInput",
     "MuveraConfig",
+    "OptimizerConfig",
+    "OptimizerStatus",
     "NamedVectors",
     "Nested",
     "NestedCondition",
@@ -170,6 +177,7 @@ __all__ = [
     "SearchParams",
     "SearchRequest",
     "SegmentInfo",
+    "StorageUsage",
     "TokenDtype",
     "TrainingConfig",
     "UpdateResult",
