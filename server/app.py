@@ -123,6 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 save_idle_seconds=settings.index_save_idle_seconds,
                 save_max_seconds=settings.index_save_max_seconds,
                 index_threads=settings.index_threads,
+                vacuum_threshold=settings.vacuum_threshold,
+                vacuum_min_points=settings.vacuum_min_points,
+                optimizer_interval=settings.optimizer_interval,
             ),
             cluster=cluster,
         )
