@@ -41,7 +41,7 @@ from index.dense import DenseField, field_dir
 from index.errors import InvalidRequest
 from index.filters import compile_filter
 from index.fsutil import atomic_write_bytes, fsync_dir
-from index.gate import SwapGate, reads
+from index.gate import SwapGate, WriterWait, reads
 from index.hits import HitReader
 from index.indexer import Indexer, save_index
 from index.info import collection_info
@@ -77,11 +77,14 @@ class Collection:
         self._paused = 0  # pause_indexing() calls not yet resumed
         self.closed = False
         self._open_state()
+        self.tenants = TenantGraphs(self, options.exact_filter_threshold)
+        self._start_indexer()
         self.optimizer = Optimizer(self)  # compaction in the background, and on request (index/optimizer.py)
         self.optimizer.start()
 
     def _open_state(self) -> None:
-        """Open everything keyed by label from the directory: at open, and after a compaction's swap."""
+        """Open the stores and everything keyed by label from the directory (a compaction opens a new
+        generation's this way, then moves the attributes over: index/compaction.py)."""
         directory, config, options = self.dir, self.config, self.options
         self.points = PointStore(directory / "points.sqlite")
         meta = self.points.meta()
@@ -113,12 +116,10 @@ class Collection:
         except BaseException:
             self._close_stores()
             raise
-        self.hits = HitReader(self.labels, self.points, self.fields, self._write_lock)
+        self.hits = HitReader(self.labels, self.points, self.fields, WriterWait(self._write_lock, self.gate))
         self.id_order = IdOrder(self.labels)  # for scroll (index/scroll.py)
         for f in self.fields.values():
             f.open_index()
-        self.tenants = TenantGraphs(self, options.exact_filter_threshold)
-        self._start_indexer()
 
     def _start_indexer(self) -> None:
         self._indexer = Indexer(

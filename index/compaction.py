@@ -32,7 +32,8 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from index.backends.base import I64
 from index.contract import PointIdT
 from index.dense import DenseField
 from index.fsutil import atomic_write_bytes, fsync_dir
+from index.tenants import TenantGraphs
 from nestor_client.models import IvfPqIndexConfig
 
 if TYPE_CHECKING:
@@ -258,9 +260,8 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
                 break
         coll._indexer.stop()  # its saves must not run while the directory is swapped
         report("swapping", 0, 1)
-        pause = time.perf_counter()
         try:
-            with coll.gate.swapping(), coll._write_lock:
+            with coll._write_lock, _pending(coll):  # no writer runs from here to the swap
                 replay.catch_up()
                 seq = coll.seq
                 atomic_write_bytes(new_dir / "collection.json", coll.config.model_dump_json().encode())
@@ -274,9 +275,29 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
                 fsync_dir(coll.dir.parent)
                 swapped = True
                 (coll.dir / MARKER).unlink()
-                coll._close_stores()
-                coll._open_state()
-                paused = time.perf_counter() - pause
+                # Readers go on with the old generation meanwhile; a reader thread that opens its first
+                # SQLite connection now must find the old store, which has moved.
+                coll.points.path = old_dir / "points.sqlite"
+                try:
+                    fresh = _open_generation(coll)
+                except BaseException:  # undo the renames: the old generation stays the collection
+                    coll.dir.rename(new_dir)
+                    old_dir.rename(coll.dir)
+                    fsync_dir(coll.dir.parent)
+                    coll.points.path = coll.dir / "points.sqlite"
+                    swapped = False
+                    raise
+                with coll.gate.swapping():  # no reader runs: the attributes move together
+                    pause = time.perf_counter()
+                    old_fields, old_points = coll.fields, coll.points
+                    for key, value in fresh.items():
+                        setattr(coll, key, value)
+                    coll.tenants = TenantGraphs(coll, coll.options.exact_filter_threshold)
+                    paused = time.perf_counter() - pause
+                for f in old_fields.values():
+                    f.close()
+                old_points.close()
+                coll._start_indexer()
         finally:
             if not swapped:
                 coll._start_indexer()
@@ -298,6 +319,26 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
     }
     log.info("collection %s compacted: %s", coll.name, result)
     return result
+
+
+@contextmanager
+def _pending(coll: Collection) -> Iterator[None]:
+    """While the write lock is ours on the way to the swap: readers must not wait for it (WriterWait)."""
+    coll.gate.pending.set()
+    try:
+        yield
+    finally:
+        coll.gate.pending.clear()
+
+
+def _open_generation(coll: Collection) -> dict[str, Any]:
+    """Open the new generation in `coll.dir` on a shell object sharing `coll`'s locks and settings, and
+    return the attributes it opened (the stores, label map, fields, payload indexes, readers)."""
+    shell = object.__new__(type(coll))
+    shell.__dict__.update(vars(coll))  # name, dir, config, options, the locks, pauses, ...
+    before = dict(vars(shell))
+    shell._open_state()
+    return {k: v for k, v in vars(shell).items() if k not in before or before[k] is not v}
 
 
 def _disk_bytes(directory: Path) -> int:

@@ -19,7 +19,7 @@ from typing import Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from index.rwlock import RWLock
 
-__all__ = ["SwapGate", "reads"]
+__all__ = ["SwapGate", "WriterWait", "reads"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,6 +29,8 @@ class SwapGate:
     def __init__(self) -> None:
         self._lock = RWLock()
         self._local = threading.local()
+        # set while a compaction holds the collection's write lock on its way to the swap (WriterWait)
+        self.pending = threading.Event()
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -53,6 +55,27 @@ class SwapGate:
         """Exclusive: no read runs while the generation is replaced."""
         with self._lock.write():
             yield
+
+
+class WriterWait:
+    """What a reader waits on for a write in flight (`hits.py`, after an overwrite moved a row): the
+    collection's write lock, unless a compaction holds it on its way to the swap. Then no write is in
+    flight, and waiting would deadlock: the reader holds the gate's read side, which the swap waits for."""
+
+    def __init__(self, lock: threading.Lock, gate: SwapGate) -> None:
+        self._lock, self._gate = lock, gate
+        self._held = threading.local()
+
+    def __enter__(self) -> None:
+        while not self._lock.acquire(timeout=0.01):
+            if self._gate.pending.is_set():
+                self._held.on = False
+                return
+        self._held.on = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._held.on:
+            self._lock.release()
 
 
 class _Gated(Protocol):

@@ -49,6 +49,8 @@ class Optimizer(threading.Thread):
         self._last: dict[str, Any] | None = None
         self._last_error: str | None = None
         self._retry_after = 0.0
+        self._idle = threading.Event()  # set while no compaction is running or asked for
+        self._idle.set()
 
     def limits(self) -> tuple[float, int, bool]:
         """(threshold, minimum labels, background trigger on) for this collection."""
@@ -63,8 +65,14 @@ class Optimizer(threading.Thread):
             if self._running or self._requested:
                 return False
             self._requested = True
+            self._idle.clear()
         self._wake.set()
         return True
+
+    def wait(self, timeout: float | None = None) -> OptimizerStatus:
+        """Until no compaction runs or is asked for; then the status (with the last result)."""
+        self._idle.wait(timeout)
+        return self.status()
 
     def status(self) -> OptimizerStatus:
         threshold, minimum, enabled = self.limits()
@@ -84,6 +92,7 @@ class Optimizer(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+        self._idle.set()  # a waiter returns: this collection is closing
         self._wake.set()
         if self.is_alive():
             self.join(timeout=300)
@@ -117,6 +126,7 @@ class Optimizer(threading.Thread):
     def _run_one(self, reason: str) -> None:
         with self._lock:
             self._running, self._requested = True, False
+            self._idle.clear()
             self._reason, self._began, self._phase, self._progress = reason, time.time(), "starting", 0.0
         try:
             result = compact(self.coll, self._halt, self._report)
@@ -133,3 +143,5 @@ class Optimizer(threading.Thread):
         finally:
             with self._lock:
                 self._running, self._phase, self._progress, self._reason, self._began = False, None, None, None, None
+                if not self._requested:
+                    self._idle.set()

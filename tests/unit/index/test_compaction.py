@@ -176,6 +176,12 @@ def test_searches_and_writes_during_compaction(engine: Engine) -> None:
             coll.upsert(ids, v, None)
             with lock:
                 acked.update(zip(ids, v, strict=True))
+            with lock:
+                again = int(rng.choice(list(acked)))  # an overwrite: readers may race the row's move
+            v2 = rows(rng, 1, DIM)
+            coll.upsert([again], v2, [{"o": 1}])
+            with lock:
+                acked[again] = v2[0]
             victim = ids[0] - 40
             if victim in acked:
                 coll.delete([victim])
@@ -194,7 +200,7 @@ def test_searches_and_writes_during_compaction(engine: Engine) -> None:
             res = coll.search([Query(v, limit=1, params=SearchParams(exact=True))])[0]
             if not res.hits or res.hits[0].id != pid:
                 with lock:
-                    if pid in acked:  # not deleted meanwhile
+                    if acked.get(pid) is v:  # not deleted nor overwritten meanwhile
                         errors.append(f"missed {pid}: {res.hits[:1]}")
             got = coll.get([pid])
             with lock:
