@@ -98,9 +98,10 @@ def _settle(c: NestorClient, name: str, timeout: float = 900.0) -> dict[str, Any
             and info.usage.labels >= opt.min_points
             and info.usage.dead_labels / max(info.usage.labels, 1) > opt.threshold
         )
-        if info.index["state"] == "ready" and not info.index["pending"] and opt is not None and opt.state == "idle":
-            if not due:
-                return info.model_dump(mode="json")
+        saved = info.last_optimized is not None and info.last_optimized >= (info.last_write or 0)
+        idle = opt is not None and opt.state == "idle"
+        if info.index["state"] == "ready" and not info.index["pending"] and idle and saved and not due:
+            return info.model_dump(mode="json")  # indexed, saved to disk, and nothing to compact
         time.sleep(0.2)
     raise TimeoutError("the collection did not settle")
 
@@ -177,8 +178,8 @@ def _pcts(ms: list[float]) -> dict[str, float | int]:
     return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def churn(n: int, rounds: int, n_queries: int, root: Path) -> dict[str, Any]:
-    ds = load_dataset(n=n, n_queries=n_queries)
+def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> dict[str, Any]:
+    ds = load_dataset(n=n, n_queries=n_queries, data=data)
     rng = np.random.default_rng(15)
     name = "churn"
     load_before = _uptime()
@@ -274,10 +275,10 @@ def churn(n: int, rounds: int, n_queries: int, root: Path) -> dict[str, Any]:
     return out
 
 
-def rebuild(n: int, n_queries: int) -> dict[str, Any]:
+def rebuild(n: int, n_queries: int, data: str | None) -> dict[str, Any]:
     import hnswlib
 
-    ds = load_dataset(n=n, n_queries=n_queries)
+    ds = load_dataset(n=n, n_queries=n_queries, data=data)
     rng = np.random.default_rng(7)
     over = rng.choice(n, n // 4, replace=False)
     newv = ds.base[over] + rng.normal(scale=0.02, size=(len(over), ds.dim)).astype(np.float32)
@@ -342,16 +343,17 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--sections", default="churn,rebuild")
     ap.add_argument("--out", default="churn")
+    ap.add_argument("--data", default=None, help="the data root holding pypi-minilm/ (default: $NESTOR_DATA)")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     results: dict[str, Any] = {"environment": environment(), "args": vars(args)}
     root = Path(tempfile.mkdtemp(prefix="nestor-churn-"))
     try:
         if "rebuild" in sections:
-            results["rebuild"] = rebuild(args.n, args.queries)
+            results["rebuild"] = rebuild(args.n, args.queries, args.data)
             print(markdown_table([results["rebuild"]], list(results["rebuild"])))
         if "churn" in sections:
-            ch = churn(args.n, args.rounds, args.queries, root)
+            ch = churn(args.n, args.rounds, args.queries, root, args.data)
             results["churn"] = ch
             cols = [
                 ("round", "round", ""),
