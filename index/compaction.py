@@ -253,15 +253,16 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
                 replay.catch_up()
                 last = time.monotonic()
         report("catching up", 0, 1)
-        staging.pause_indexing()  # later rows wait in the tail: the indexes are saved off the lock
-        staging.save_indexes()
+        staging._indexer.stop()  # later rows wait in the tail; its own saves must not race this one
+        staging.save_indexes()  # off the lock
         for _ in range(3):  # bring it close off the lock, so the last round under it is short
             if replay.catch_up() == 0:
                 break
         coll._indexer.stop()  # its saves must not run while the directory is swapped
+        coll._indexer.join()  # stop() waits two minutes at most: a second indexer must never start
         report("swapping", 0, 1)
         try:
-            with coll._write_lock, _pending(coll):  # no writer runs from here to the swap
+            with coll.snapshot_hold, coll._write_lock, _pending(coll):  # no writer (nor snapshot) from here on
                 replay.catch_up()
                 seq = coll.seq
                 atomic_write_bytes(new_dir / "collection.json", coll.config.model_dump_json().encode())

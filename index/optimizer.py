@@ -10,6 +10,8 @@ and keeps the progress that `GET /collections/{name}` reports.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import threading
 import time
@@ -25,6 +27,19 @@ __all__ = ["Optimizer", "dead_share"]
 
 log = logging.getLogger("nestor.optimizer")
 _RETRY_SECONDS = 60.0  # after a failed compaction, the background trigger waits this long
+
+
+def trim_heap() -> None:
+    """Hand the old generation's freed heap back to the OS (glibc's `malloc_trim`; elsewhere a no-op).
+
+    A compaction frees a whole generation (label map, graph, id maps) at once, but glibc keeps freed
+    heap pages: measured in-process on 8k x 384, RSS after a compaction was 240 MB untrimmed and
+    176 MB trimmed, against 144 MB for a fresh load."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def dead_share(coll: Collection) -> tuple[float, int]:
@@ -130,6 +145,8 @@ class Optimizer(threading.Thread):
             self._reason, self._began, self._phase, self._progress = reason, time.time(), "starting", 0.0
         try:
             result = compact(self.coll, self._halt, self._report)
+            gc.collect()  # the old generation's cycles (fields, readers) before the trim
+            trim_heap()
             with self._lock:
                 self._last = {**result, "reason": reason, "finished_at": time.time()}
                 self._last_error = None
