@@ -73,6 +73,7 @@ class Collection:
         # readers vs the swap of a compaction's new generation (index/compaction.py): reads take the read
         # side, the swap the write side, so no reader pairs the old labels with the new stores
         self.gate = SwapGate()
+        self.generation = 0  # compactions so far (index/compaction.py): labels change with it
         self.snapshot_hold = threading.Lock()  # a snapshot copying the files holds off a compaction's swap
         self.last_write: float | None = None
         self._paused = 0  # pause_indexing() calls not yet resumed

@@ -294,6 +294,7 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
                     for key, value in fresh.items():
                         setattr(coll, key, value)
                     coll.tenants = TenantGraphs(coll, coll.options.exact_filter_threshold)
+                    coll.generation += 1
                     paused = time.perf_counter() - pause
                 for f in old_fields.values():
                     f.close()

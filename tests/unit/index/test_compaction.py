@@ -20,7 +20,7 @@ import pytest
 from index.compaction import MARKER, staging_dirs
 from index.contract import CollectionOptions, Query
 from index.optimizer import dead_share
-from nestor_client.models import SearchParams
+from nestor_client.models import Filter, SearchParams
 from tests.unit.index.conftest import QUIET, Engine, rows, until, wait_indexed
 
 DIM = 16
@@ -271,3 +271,32 @@ def test_background_trigger(tmp_path: Path) -> None:
         assert coll2.labels.n == 200  # its config turned the trigger off
     finally:
         eng.close()
+
+
+def test_payload_indexes_filters_and_scroll_after_compaction(engine: Engine) -> None:
+    rng = np.random.default_rng(9)
+    cfg = {**HNSW, "payload_schema": {"k": "integer", "s": "keyword"}}
+    coll = engine.create("f", cfg)
+    live = _churn(coll, rng, 2000)
+    flt = Filter.model_validate({"must": [{"key": "k", "range": {"gte": 2, "lte": 4}}]})
+    kw = Filter.model_validate({"must": [{"key": "s", "match": {"any": ["p1", "p2", "p3", "p10"]}}]})
+    q = rows(rng, 1, DIM)[0]
+
+    def snapshot() -> tuple[Any, ...]:
+        page, nxt = coll.scroll(flt, limit=50, offset=100)
+        exact = coll.search([Query(q, limit=20, filter=flt, params=SearchParams(exact=True))])[0]
+        return (
+            coll.count_where(flt),
+            coll.count_where(kw),
+            [h.id for h in page],
+            nxt,
+            [h.id for h in exact.hits],
+            len(coll.labels_where(kw)),
+        )
+
+    before = snapshot()
+    assert before[0] == sum(1 for _, p in live.values() if 2 <= p["k"] <= 4)
+    _compact(coll)
+    assert coll.generation == 1
+    assert snapshot() == before
+    assert coll.payload.info(coll.config.payload_schema)["k"].state == "ready"
