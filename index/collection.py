@@ -38,6 +38,7 @@ from index.contract import (
     WriteResult,
 )
 from index.dense import DenseField, field_dir
+from index.disk import batch_bytes, check_free
 from index.errors import InvalidRequest
 from index.filters import compile_filter
 from index.fsutil import atomic_write_bytes, fsync_dir
@@ -211,6 +212,7 @@ class Collection:
         pay = [None if p is None else orjson.dumps(p).decode() for p in (payloads or [None] * len(ids))]
         if not ids:
             return WriteResult(0, self._seq)
+        check_free(self.dir, batch_bytes(batches, len(ids), pay), self.options.disk_min_free)  # 507, nothing written
         with self._write_lock:
             start = self.labels.n
             done: list[Field] = []

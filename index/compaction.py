@@ -44,8 +44,10 @@ import orjson
 from index.backends.base import I64
 from index.contract import PointIdT
 from index.dense import DenseField
+from index.disk import check_free
 from index.fsutil import atomic_write_bytes, fsync_dir
 from index.tenants import TenantGraphs
+from index.usage import storage_usage
 from nestor_client.models import IvfPqIndexConfig
 
 if TYPE_CHECKING:
@@ -234,6 +236,9 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
         live0 = coll.labels.live_labels(n0)
         seq0 = coll.seq
     before = _disk_bytes(coll.dir)
+    live = storage_usage(coll)
+    needed = sum(u.disk_live for per in live.vectors.values() for u in per.values()) + live.store.disk_live
+    check_free(coll.dir.parent, needed, coll.options.disk_min_free, "a compaction")  # room for the second copy
     options = replace(coll.options, optimizer_interval=0.0)  # the staging copy runs no optimizer of its own
     staging = type(coll).create(coll.name, new_dir, coll.config, options)
     swapped = False

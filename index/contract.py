@@ -60,6 +60,7 @@ class CollectionOptions:
     # labels and the collection has at least this many; per collection, `config.optimizer` overrides both
     vacuum_threshold: float = 0.2
     vacuum_min_points: int = 1000
+    disk_min_free: int = 0  # bytes a write must leave free on the data disk, else 507 (index/disk.py)
     optimizer_interval: float = 5.0  # seconds between checks; 0: compact only when asked (/optimize)
 
 

@@ -63,3 +63,20 @@ def test_optimize_bad_input(client: NestorClient) -> None:
     assert client.get_collection("c").count == 20  # nothing changed
     started = client.optimize("c")
     assert started["status"] == "acknowledged"
+
+
+def test_disk_watermark_refuses_writes_before_anything_is_written(tmp_path: Path) -> None:
+    with running(tmp_path / "data", optimizer_interval=0) as client:
+        _load(client, n=50)
+        client.delete("c", [0, 1])
+    with running(tmp_path / "data", optimizer_interval=0, disk_min_free_bytes=1 << 60) as client:
+        http: httpx.Client = client._http  # type: ignore[attr-defined]
+        r = http.put("/collections/c/points", json={"points": [{"id": 99, "vector": [0.5] * 8}]})
+        assert r.status_code == 507 and r.json()["error"]["type"] == "insufficient_storage"
+        assert "NESTOR_DISK_MIN_FREE_BYTES" in r.json()["error"]["message"]
+        info = client.get_collection("c")
+        assert info.count == 48 and info.seq == 2 and info.usage is not None and info.usage.labels == 50
+        assert client.delete("c", [2]).deleted == 1  # deletes make room: always allowed
+        out = client.optimize("c", wait=True)  # no room for a second copy: the compaction does not start
+        assert out["last"] is None and "NESTOR_DISK_MIN_FREE_BYTES" in (out["last_error"] or "")
+        assert client.get_collection("c").usage.labels == 50  # type: ignore[union-attr]
