@@ -61,7 +61,9 @@ class CollectionOptions:
     vacuum_threshold: float = 0.2
     vacuum_min_points: int = 1000
     disk_min_free: int = 0  # bytes a write must leave free on the data disk, else 507 (index/disk.py)
-    optimizer_interval: float = 5.0  # seconds between checks; 0: compact only when asked (/optimize)
+    # seconds between the optimizer's checks; 0: compact only when asked (/optimize). The server's
+    # NESTOR_OPTIMIZER_INTERVAL (5 s) turns it on; an embedded engine opts in
+    optimizer_interval: float = 0.0
 
 
 @dataclass(slots=True)
