@@ -200,6 +200,13 @@ def _settled(staging: Collection) -> bool:
     return True
 
 
+def _indexed(staging: Collection) -> tuple[int, int]:
+    """(rows the staging indexes cover, rows to cover), over its dense vectors with an index to build."""
+    fields = [f for f in staging.dense_fields() if not f.plain_flat]
+    n = staging.labels.n
+    return sum(min(f.state.upto, n) for f in fields), n * len(fields)
+
+
 def _copy_side_files(coll: Collection, new_dir: Path) -> None:
     """The query samples (LeanVec-OOD) are not keyed by label: they move over as they are."""
     for f in coll.dense_fields():
@@ -252,6 +259,7 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
         report("indexing", 0, 1)
         last = time.monotonic()
         while not _settled(staging):
+            report("indexing", *_indexed(staging))
             if cancel.wait(0.05):
                 raise Cancelled
             if time.monotonic() - last >= _ROUND_SECONDS:

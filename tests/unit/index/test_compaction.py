@@ -64,10 +64,9 @@ def _churn(coll: Any, rng: np.random.Generator, n: int) -> dict[int, tuple[np.nd
 def _compact(coll: Any, timeout: float = 60.0) -> dict[str, Any]:
     before = coll.optimizer.status().last
     assert coll.optimize()
-    until(lambda: coll.optimizer.status().last is not before and coll.optimizer.status().state == "idle", timeout)
-    st = coll.optimizer.status()
-    assert st.last_error is None, st.last_error
-    assert st.last is not None
+    st = coll.optimizer.wait(timeout)
+    assert st.state == "idle" and st.last_error is None, st.last_error
+    assert st.last is not None and st.last != before
     return st.last
 
 
@@ -349,3 +348,26 @@ def test_other_indexes_and_token_types(engine: Engine, config: dict[str, Any]) -
     q = toks[1] if "vectors" in config else vecs[1]
     res = coll.search([Query(q, limit=1, using=using)])[0]
     assert res.hits[0].id == 1
+
+
+def test_empty_and_emptied_collections(engine: Engine) -> None:
+    coll = engine.create("e", HNSW)
+    _compact(coll)
+    assert coll.count == 0 and coll.labels.n == 0
+    coll.upsert([1, 2, 3], rows(np.random.default_rng(11), 3, DIM), None)
+    coll.delete([1, 2, 3])
+    _compact(coll)
+    assert coll.count == 0 and coll.labels.n == 0
+    coll.upsert([4], rows(np.random.default_rng(12), 1, DIM), [{"a": 1}])  # and it takes writes again
+    assert [h.payload for h in coll.get([4])] == [{"a": 1}]
+    engine.restart()
+    assert engine.get("e").count == 1
+
+
+def test_progress_is_reported(engine: Engine) -> None:
+    coll = engine.create("p", HNSW)
+    coll.upsert(list(range(3000)), rows(np.random.default_rng(13), 3000, DIM), None)
+    seen: set[str] = set()
+    assert coll.optimize()
+    until(lambda: seen.add(str(coll.optimizer.status().phase)) or coll.optimizer.status().last is not None, 60)
+    assert {"copying", "indexing"} <= seen, seen
