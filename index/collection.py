@@ -52,6 +52,7 @@ from index.optimizer import Optimizer
 from index.payload import PayloadIndexes
 from index.payload_admin import create_index, delete_index, open_indexes
 from index.payload_index import labels_of
+from index.ramcap import apply_ram_cap
 from index.scroll import IdOrder, scroll_page
 from index.search import search_queries
 from index.selection import Selection
@@ -80,6 +81,7 @@ class Collection:
         self._paused = 0  # pause_indexing() calls not yet resumed
         self.closed = False
         self._open_state()
+        apply_ram_cap(self)  # vectors past the RAM cap are memory-mapped (index/ramcap.py)
         self.tenants = TenantGraphs(self, options.exact_filter_threshold)
         self._start_indexer()
         self.optimizer = Optimizer(self)  # compaction in the background, and on request (index/optimizer.py)

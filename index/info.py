@@ -102,7 +102,11 @@ def dense_info(f: DenseField, paused: bool) -> VectorInfo:
     if cfg.compressed or isinstance(cfg.index, IvfPqIndexConfig):
         rerank = "int8 codes in RAM" if parts["rerank"] else "float32 vectors"
     placement = {
-        "vectors": "disk (memory-mapped)" if cfg.on_disk else "RAM, and disk",
+        "vectors": "disk (memory-mapped)"
+        if cfg.on_disk
+        else "disk (memory-mapped: over the RAM cap)"
+        if f.vectors.on_disk
+        else "RAM, and disk",
         "index": "RAM, saved to disk",
         "rerank": rerank,
     }

@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from index.compaction import Cancelled, compact
+from index.ramcap import apply_ram_cap
 from nestor_client.models import OptimizerStatus
 
 if TYPE_CHECKING:
@@ -122,12 +123,19 @@ class Optimizer(threading.Thread):
         return None
 
     def run(self) -> None:
-        interval = self.coll.options.optimizer_interval
+        opts = self.coll.options
+        interval = opts.optimizer_interval if opts.optimizer_interval > 0 else 5.0 if opts.ram_cap > 0 else None
         while not self._halt.is_set():
-            self._wake.wait(timeout=interval if interval > 0 else None)
+            self._wake.wait(timeout=interval)
             self._wake.clear()
             if self._halt.is_set():
                 return
+            try:
+                apply_ram_cap(self.coll)
+            except Exception:  # the cap is retried on the next tick
+                log.exception("collection %s: applying the RAM cap failed", self.coll.name)
+            if opts.optimizer_interval <= 0 and not self._requested:
+                continue
             with self._lock:
                 reason = "requested" if self._requested else None
             reason = reason or self._due()
@@ -145,6 +153,7 @@ class Optimizer(threading.Thread):
             self._reason, self._began, self._phase, self._progress = reason, time.time(), "starting", 0.0
         try:
             result = compact(self.coll, self._halt, self._report)
+            apply_ram_cap(self.coll)  # the new generation opened its vectors in RAM
             gc.collect()  # the old generation's cycles (fields, readers) before the trim
             trim_heap()
             with self._lock:

@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 index_threads=settings.index_threads,
                 vacuum_threshold=settings.vacuum_threshold,
                 disk_min_free=settings.disk_min_free_bytes,
+                ram_cap=settings.ram_cap_bytes,
                 vacuum_min_points=settings.vacuum_min_points,
                 optimizer_interval=settings.optimizer_interval,
             ),

@@ -371,3 +371,41 @@ def test_progress_is_reported(engine: Engine) -> None:
     assert coll.optimize()
     until(lambda: seen.add(str(coll.optimizer.status().phase)) or coll.optimizer.status().last is not None, 60)
     assert {"copying", "indexing"} <= seen, seen
+
+
+def test_ram_cap_moves_vectors_to_memory_maps(tmp_path: Path) -> None:
+    """Past `ram_cap`, the in-RAM vector copies are memory-mapped; the info says so, and every read and
+    write goes on the same, also after a restart and a compaction."""
+    opts = replace(QUIET, ram_cap=20_000, optimizer_interval=0.05, vacuum_min_points=10**9)
+    eng = Engine(tmp_path / "cap", opts)
+    try:
+        rng = np.random.default_rng(14)
+        coll = eng.create("m", {"dim": DIM, "metric": "l2", "index": {"type": "hnsw", "m": 8}})
+        data = rows(rng, 600, DIM)  # 38 KB of float32 rows: past the cap
+        coll.upsert(list(range(600)), data, None)
+        until(lambda: coll.info().vectors[""].placement["vectors"].endswith("over the RAM cap)"), 10, "the cap")
+        info = coll.info()
+        assert info.vectors[""].memory["vectors"].ram == 0 and coll.fields[""].vectors.on_disk
+        q = data[17]
+        assert coll.search([Query(q, limit=1, params=SearchParams(exact=True))])[0].hits[0].id == 17
+        more = rows(rng, 5, DIM)
+        coll.upsert([1000, 1001, 1002, 1003, 1004], more, None)  # appends go on through the map
+        got = coll.get([1003], with_vector=True)[0].vectors[""]
+        assert np.asarray(got, np.float32).tobytes() == more[3].tobytes()
+        eng.restart()
+        coll = eng.get("m")
+        assert coll.fields[""].vectors.on_disk  # applied at open
+        coll.delete(list(range(300)))
+        _compact(coll)
+        assert coll.fields[""].vectors.on_disk and coll.count == 305
+        got = coll.get([599], with_vector=True)[0].vectors[""]
+        assert np.asarray(got, np.float32).tobytes() == data[599].tobytes()
+    finally:
+        eng.close()
+    small = Engine(tmp_path / "small", replace(QUIET, ram_cap=10**9))
+    try:
+        c2 = small.create("s", HNSW)
+        c2.upsert([1], rows(np.random.default_rng(15), 1, DIM), None)
+        assert not c2.fields[""].vectors.on_disk and c2.info().placement["vectors"] == "RAM, and disk"
+    finally:
+        small.close()
