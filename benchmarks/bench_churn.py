@@ -13,6 +13,9 @@ Sections:
   every 0.1 s). After each round, once the indexer and the optimizer are idle: disk (every file of the
   data directory), RSS (`VmRSS`), recall@10 at ef 64 against the exact top-10 of the live points, and
   search p50/p99. At the end, a fresh server loads the same live points once, for the 1.3x bar.
+* ``soak``: ``--soak-seconds`` of mixed writes (every 0.5 s: overwrite 200 points, re-insert the last 50
+  deleted, delete 50 more) under a searching client, with disk and RSS sampled every 10 s; the growth over
+  the second half is the trend.
 * ``rebuild``: repair against rebuild, in-process on hnswlib with the same m and ef_construction, after
   overwriting 25 % of the points: (a) rebuild a graph of the live points from scratch, (b) repair in
   place: mark the old nodes deleted and insert the new vectors into their slots
@@ -275,6 +278,67 @@ def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> 
     return out
 
 
+def soak(n: int, seconds: float, n_queries: int, root: Path, data: str | None) -> dict[str, Any]:
+    """Mixed writes (overwrites, deletes, re-inserts) and searches for `seconds`; disk and RSS every 10 s."""
+    ds = load_dataset(n=n, n_queries=n_queries, data=data)
+    rng = np.random.default_rng(16)
+    name = "soak"
+    out: dict[str, Any] = {"n": n, "seconds": seconds, "uptime_before": _uptime()}
+    server = Server(root / "soak")
+    try:
+        with NestorClient(server.url, timeout=120.0) as c:
+            hnsw = {"type": "hnsw", "m": M, "ef_construction": EF_CONSTRUCTION}
+            c.create_collection(name, dim=ds.dim, metric="dot", index=hnsw)
+            _upload(c, name, list(range(n)), ds.base, {"r": 0})
+            _settle(c, name)
+            searcher = Searcher(server.url, name, ds.queries)
+            watcher = Watcher(server.url, name, searcher)
+            searcher.start()
+            watcher.start()
+            samples: list[dict[str, float]] = []
+            t0 = time.monotonic()
+            next_sample = t0
+            deleted: list[int] = []
+            while time.monotonic() - t0 < seconds:
+                over = rng.choice(n, 200, replace=False)
+                over = over[~np.isin(over, deleted)]
+                pert = ds.base[over] + rng.normal(scale=0.02, size=(len(over), ds.dim)).astype(np.float32)
+                pert /= np.linalg.norm(pert, axis=1, keepdims=True)
+                c.upsert(name, ids=over.tolist(), vectors=pert, payloads=[{"r": 1}] * len(over))
+                if deleted:
+                    c.upsert(name, ids=deleted, vectors=ds.base[deleted], payloads=[{"r": 1}] * len(deleted))
+                deleted = rng.choice(n, 50, replace=False).tolist()
+                c.delete(name, ids=deleted)
+                time.sleep(0.5)
+                if time.monotonic() >= next_sample:
+                    samples.append(
+                        {"t": time.monotonic() - t0, "disk_mb": server.disk() / 1e6, "rss_mb": server.rss() / 1e6}
+                    )
+                    next_sample += 10.0
+            out["uptime_during"] = _uptime()
+            searcher.stop.set()
+            watcher.stop.set()
+            searcher.join()
+            watcher.join()
+    finally:
+        server.stop()
+    out["samples"] = samples
+    out["compactions"] = len(watcher.compactions)
+    half = [x for x in samples if x["t"] >= seconds / 2]
+    for key in ("disk_mb", "rss_mb"):  # the trend over the second half: a least-squares line's rise / mean
+        if len(half) > 2:
+            t = np.asarray([x["t"] for x in half])
+            y = np.asarray([x[key] for x in half])
+            slope = float(np.polyfit(t, y, 1)[0])
+            out[f"{key}_trend_second_half"] = slope * (t[-1] - t[0]) / float(y.mean())
+            out[f"{key}_mean_second_half"] = float(y.mean())
+        out[f"{key}_max"] = max(x[key] for x in samples)
+        out[f"{key}_min"] = min(x[key] for x in samples)
+    out["latency_in_compaction"] = _pcts([ms for ms, d in searcher.samples if d])
+    out["latency_outside"] = _pcts([ms for ms, d in searcher.samples if not d])
+    return out
+
+
 def rebuild(n: int, n_queries: int, data: str | None) -> dict[str, Any]:
     import hnswlib
 
@@ -341,7 +405,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--sections", default="churn,rebuild")
+    ap.add_argument("--sections", default="churn,rebuild", help="any of churn, rebuild, soak")
+    ap.add_argument("--soak-seconds", type=float, default=1800.0)
     ap.add_argument("--out", default="churn")
     ap.add_argument("--data", default=None, help="the data root holding pypi-minilm/ (default: $NESTOR_DATA)")
     args = ap.parse_args()
@@ -381,6 +446,14 @@ def main() -> int:
                 )
             }
             print(summary)
+        if "soak" in sections:
+            results["soak"] = sk = soak(args.n, args.soak_seconds, args.queries, root, args.data)
+            print(
+                markdown_table(
+                    sk["samples"], [("t", "s", ".0f"), ("disk_mb", "disk MB", ".1f"), ("rss_mb", "RSS MB", ".1f")]
+                )
+            )
+            print({k: v for k, v in sk.items() if k != "samples"})
     finally:
         shutil.rmtree(root, ignore_errors=True)
     path = write_results(args.out if args.out.endswith(".json") else args.out, results)
