@@ -312,13 +312,12 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
                 for f in old_fields.values():
                     f.close()
                 old_points.close()
-                coll._start_indexer()
         finally:
-            if not swapped:
-                coll._start_indexer()
+            coll._start_indexer()  # on the new generation, or again on the old one
     except BaseException:
         if not swapped:
-            staging.close()
+            if not staging.closed:
+                staging.close()
             shutil.rmtree(new_dir, ignore_errors=True)
         raise
     shutil.rmtree(old_dir, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""Smoke test of benchmarks/bench_churn.py: one churn round on 1,500 synthetic points, and the repair
-against rebuild section, written in pypi-minilm's layout under a temporary `--data` root."""
+"""Smoke test of benchmarks/bench_churn.py: one churn round on 1,500 synthetic points, the repair against
+rebuild section and an 8-second soak, on data written in pypi-minilm's layout under a temporary `--data`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_bench_churn_runs(tmp_path: Path) -> None:
     np.save(folder / "gt_ip.npy", exact_topk(base, queries, 100))
     out = tmp_path / "churn.json"
     cmd = [sys.executable, str(SCRIPT), "--data", str(tmp_path / "data"), "--n", "1500", "--rounds", "1"]
-    cmd += ["--queries", "8", "--out", str(out)]
+    cmd += ["--queries", "8", "--out", str(out), "--sections", "churn,rebuild,soak", "--soak-seconds", "8"]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| round" in run.stdout
@@ -41,3 +41,6 @@ def test_bench_churn_runs(tmp_path: Path) -> None:
     assert ch["uptime_before"] and ch["uptime_during"]
     rb = r["rebuild"]
     assert rb["rebuild_recall"] >= 0.9 and rb["repair_s"] > 0 and rb["rebuild_s"] > 0
+    sk = r["soak"]
+    assert len(sk["samples"]) >= 1 and sk["samples"][0]["disk_mb"] > 0 and sk["samples"][0]["rss_mb"] > 0
+    assert sk["latency_outside"]["n"] + sk["latency_in_compaction"]["n"] > 0

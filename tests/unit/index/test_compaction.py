@@ -367,10 +367,24 @@ def test_empty_and_emptied_collections(engine: Engine) -> None:
 def test_progress_is_reported(engine: Engine) -> None:
     coll = engine.create("p", HNSW)
     coll.upsert(list(range(3000)), rows(np.random.default_rng(13), 3000, DIM), None)
-    seen: set[str] = set()
-    assert coll.optimize()
-    until(lambda: seen.add(str(coll.optimizer.status().phase)) or coll.optimizer.status().last is not None, 60)
-    assert {"copying", "indexing"} <= seen, seen
+    opt = coll.optimizer
+    seen: list[tuple[str, float | None]] = []
+    report = opt._report
+
+    def spy(phase: str, done: int, total: int) -> None:
+        report(phase, done, total)
+        st = opt.status()  # what GET /collections/{name} shows at this moment
+        assert st.state == "running" and st.phase == phase
+        seen.append((phase, st.progress))
+
+    opt._report = spy  # type: ignore[method-assign]
+    _compact(coll)
+    phases = [p for p, _ in seen]
+    assert phases[0] == "copying" and phases[-1] == "swapping"
+    assert {"copying", "indexing", "catching up", "swapping"} <= set(phases)
+    copying = [x for p, x in seen if p == "copying"]
+    assert copying == sorted(copying) and copying[-1] == 1.0  # it moves forward, to the end
+    assert opt.status().phase is None and opt.status().state == "idle"
 
 
 def test_ram_cap_moves_vectors_to_memory_maps(tmp_path: Path) -> None:
