@@ -276,6 +276,7 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
         report("swapping", 0, 1)
         try:
             with coll.snapshot_hold, coll._write_lock, _pending(coll):  # no writer (nor snapshot) from here on
+                held = time.perf_counter()
                 replay.catch_up()
                 seq = coll.seq
                 atomic_write_bytes(new_dir / "collection.json", coll.config.model_dump_json().encode())
@@ -312,6 +313,7 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
                 for f in old_fields.values():
                     f.close()
                 old_points.close()
+                writers_waited = time.perf_counter() - held
         finally:
             coll._start_indexer()  # on the new generation, or again on the old one
     except BaseException:
@@ -329,7 +331,8 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
         "disk_before": before,
         "disk_after": after,
         "seconds": round(time.perf_counter() - t0, 3),
-        "swap_seconds": round(paused, 4),
+        "swap_seconds": round(paused, 4),  # readers waited this long
+        "write_pause_seconds": round(writers_waited, 3),  # writers: the last replay and opening the new generation
     }
     log.info("collection %s compacted: %s", coll.name, result)
     return result
