@@ -16,7 +16,7 @@ from server.auth import Role, require
 from server.deps import CatalogDep, GrantDep, SettingsDep
 from server.embedding import check_encoder, has_encoder
 from server.monitor import monitor
-from server.openapi import CollectionList
+from server.openapi import CollectionList, OptimizeDone, OptimizeStarted
 from server.scopes import CollectionScope
 from server.wire import NestorRoute, envelope
 
@@ -103,6 +103,7 @@ async def delete_collection(name: str, request: Request, catalog: CatalogDep) ->
     "/{name}/optimize",
     summary="Compact the collection now, in the background (progress in GET /collections/{name})",
     status_code=202,
+    responses={202: {"model": OptimizeStarted}, 200: {"model": OptimizeDone}},
     dependencies=[require(Role.admin)],
 )
 async def optimize_collection(
