@@ -22,6 +22,7 @@ from typing import Protocol
 
 from index.aliases import AliasAction, Aliases
 from index.collection import Collection
+from index.compaction import recover_all
 from index.contract import AnyCollection, CollectionOptions
 from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidFilter, InvalidRequest
 from index.filters import split_key
@@ -82,8 +83,9 @@ class Catalog:
         self.aliases = Aliases(data_dir / "aliases.json")
 
     def open_all(self) -> None:
+        recover_all(self._root)  # a compaction's swap that a crash interrupted (index/compaction.py)
         for d in sorted(self._root.iterdir()):
-            if not d.is_dir():
+            if not d.is_dir() or d.name.startswith("."):  # not a collection name: nothing of ours to open
                 continue
             if not (d / "collection.json").exists():  # a create that crashed before its config landed
                 shutil.rmtree(d, ignore_errors=True)

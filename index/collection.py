@@ -26,6 +26,7 @@ import orjson
 from index import planner
 from index.backends.base import F32, I64
 from index.batch import Field, check_batch, default_vector, field_batches, vmasks
+from index.compaction import recover
 from index.contract import (
     CollectionOptions,
     Hit,
@@ -37,17 +38,21 @@ from index.contract import (
     WriteResult,
 )
 from index.dense import DenseField, field_dir
+from index.disk import batch_bytes, check_free
 from index.errors import InvalidRequest
 from index.filters import compile_filter
 from index.fsutil import atomic_write_bytes, fsync_dir
+from index.gate import SwapGate, WriterWait, reads
 from index.hits import HitReader
 from index.indexer import Indexer, save_index
 from index.info import collection_info
 from index.labels import LabelMap
 from index.multivector import MultiVectorField, save_encoder_state
+from index.optimizer import Optimizer
 from index.payload import PayloadIndexes
 from index.payload_admin import create_index, delete_index, open_indexes
 from index.payload_index import labels_of
+from index.ramcap import apply_ram_cap
 from index.scroll import IdOrder, scroll_page
 from index.search import search_queries
 from index.selection import Selection
@@ -67,12 +72,30 @@ class Collection:
         self.config = config
         self.options = options
         self._write_lock = threading.Lock()
+        # readers vs the swap of a compaction's new generation (index/compaction.py): reads take the read
+        # side, the swap the write side, so no reader pairs the old labels with the new stores
+        self.gate = SwapGate()
+        self.generation = 0  # compactions so far (index/compaction.py): labels change with it
+        self.snapshot_hold = threading.Lock()  # a snapshot copying the files holds off a compaction's swap
+        self.last_write: float | None = None
+        self._paused = 0  # pause_indexing() calls not yet resumed
+        self.closed = False
+        self._open_state()
+        apply_ram_cap(self)  # vectors past the RAM cap are memory-mapped (index/ramcap.py)
+        self.tenants = TenantGraphs(self, options.exact_filter_threshold)
+        self._start_indexer()
+        self.optimizer = Optimizer(self)  # compaction in the background, and on request (index/optimizer.py)
+        self.optimizer.start()
+
+    def _open_state(self) -> None:
+        """Open the stores and everything keyed by label from the directory (a compaction opens a new
+        generation's this way, then moves the attributes over: index/compaction.py)."""
+        directory, config, options = self.dir, self.config, self.options
         self.points = PointStore(directory / "points.sqlite")
         meta = self.points.meta()
         self._seq = meta.get("seq", 0)
         rows = self.points.all_labels()
         self.labels = LabelMap(meta.get("next_label", 0), ((decode_pid(p), lab) for p, lab, _ in rows))
-        self.closed = False
         self.payload = PayloadIndexes(self.labels.live_labels(self.labels.n))
         self.fields: dict[str, Field] = {}
         try:
@@ -98,22 +121,21 @@ class Collection:
         except BaseException:
             self._close_stores()
             raise
-        self.hits = HitReader(self.labels, self.points, self.fields, self._write_lock)
+        self.hits = HitReader(self.labels, self.points, self.fields, WriterWait(self._write_lock, self.gate))
         self.id_order = IdOrder(self.labels)  # for scroll (index/scroll.py)
-        self.last_write: float | None = None
-        self._paused = 0  # pause_indexing() calls not yet resumed
         for f in self.fields.values():
             f.open_index()
-        self.tenants = TenantGraphs(self, options.exact_filter_threshold)
+
+    def _start_indexer(self) -> None:
         self._indexer = Indexer(
-            name,
+            self.name,
             self.dense_fields,
             extra=self.tenants.step,
             paused=lambda: self._paused > 0,
             last_write=lambda: self.last_write,
             seq=lambda: self._seq,
-            idle_seconds=options.save_idle_seconds,
-            max_seconds=options.save_max_seconds,
+            idle_seconds=self.options.save_idle_seconds,
+            max_seconds=self.options.save_max_seconds,
         )
         self._indexer.start()
 
@@ -132,10 +154,12 @@ class Collection:
 
     @classmethod
     def open(cls, name: str, directory: Path, options: CollectionOptions) -> Collection:
+        recover(directory)  # finish or undo a compaction's swap that a crash interrupted
         config = CollectionConfig.model_validate_json((directory / "collection.json").read_bytes())
         return cls(name, directory, config, options)
 
     def close(self) -> None:
+        self.optimizer.stop()  # cancels a running compaction (its staging directory is removed)
         self._indexer.stop()
         with self._write_lock:
             self.closed = True
@@ -190,6 +214,7 @@ class Collection:
         pay = [None if p is None else orjson.dumps(p).decode() for p in (payloads or [None] * len(ids))]
         if not ids:
             return WriteResult(0, self._seq)
+        check_free(self.dir, batch_bytes(batches, len(ids), pay), self.options.disk_min_free)  # 507, nothing written
         with self._write_lock:
             start = self.labels.n
             done: list[Field] = []
@@ -258,6 +283,7 @@ class Collection:
     def seq(self) -> int:
         return self._seq
 
+    @reads
     def count_where(self, flt: Filter | None) -> int:
         if flt is None:
             return self.count
@@ -267,6 +293,7 @@ class Collection:
         where, params = compile_filter(flt)
         return self.points.count_where(where, params)
 
+    @reads
     def labels_where(self, flt: Filter) -> I64:
         """The live labels whose payload matches `flt`, sorted."""
         return self._match(flt)[0]
@@ -280,6 +307,7 @@ class Collection:
         sel, indexed = self.selection(flt)
         return sel.labels, indexed
 
+    @reads
     def selection(self, flt: Filter) -> tuple[Selection, bool]:
         """The live labels matching `flt` (from the payload indexes when they answer all of it, else SQL),
         and whether the indexes answered."""
@@ -298,9 +326,11 @@ class Collection:
     def delete_payload_index(self, key: str) -> bool:
         return delete_index(self, key)
 
+    @reads
     def label_of(self, pid: PointIdT) -> int | None:
         return self.labels.label_of.get(pid)
 
+    @reads
     def get(self, ids: list[PointIdT], *, with_payload: bool = True, with_vector: WithVector = False) -> list[Hit]:
         label_of = self.labels.label_of
         found = [(pid, lab) for pid in ids if (lab := label_of.get(pid)) is not None]
@@ -308,27 +338,32 @@ class Collection:
         self.hits.attach(hits, [lab for _, lab in found], with_payload, self.hits.vector_names(with_vector))
         return [h for h in hits if h.id is not None]  # a point deleted while we read is not found
 
-    scroll = scroll_page  # a page of the points matching a filter, in id order (index/scroll.py)
+    scroll = reads(scroll_page)  # a page of the points matching a filter, in id order (index/scroll.py)
 
+    @reads
     def is_cheap(self, q: Query) -> bool:
         name = self._default if q.using is None else q.using
         f = self.fields.get(name) if name is not None else None
         return isinstance(f, DenseField) and planner.is_cheap(f, q)
 
+    @reads
     def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
         """Answer several queries; unfiltered ones on a dense vector with equal knobs share one ANN call."""
         return search_queries(self, queries)
 
+    @reads
     def match(self, flt: Filter) -> tuple[I64, bool]:
         """The live labels matching `flt`, sorted, and whether the payload indexes answered (no SQL scan)."""
         return self._match(flt)
 
+    @reads
     def read_points(self, labels: I64) -> tuple[list[PointIdT], dict[str, list[Any]], list[dict[str, Any] | None]]:
         """Ids, vectors by name (None where a point omits one) and payloads of live labels (replica catch-up)."""
         return self.hits.read_points(labels)
 
     # -- the query sample, bulk loads ----------------------------------------------------------
 
+    @reads
     def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int:
         """Keep example queries for fitting the query map; the next optimization refits with them."""
         f = self.field(using)
@@ -392,7 +427,16 @@ class Collection:
             out += [(p.relative_to(self.dir).as_posix(), p, size) for p, size in f.store_files(labels)]
         return out
 
+    # -- compaction (index/compaction.py, index/optimizer.py) ---------------------------------
+
+    def optimize(self) -> bool:
+        """Start a compaction now, in the background; False when one is already running."""
+        if self.closed:
+            raise InvalidRequest(f"collection {self.name!r} is closed")
+        return self.optimizer.request()
+
     # -- introspection ---------------------------------------------------------------------
 
+    @reads
     def info(self) -> CollectionInfo:
         return collection_info(self)

@@ -56,6 +56,15 @@ class CollectionOptions:
     save_idle_seconds: float = 2.0  # persist the index once idle this long after a change
     save_max_seconds: float = 60.0  # and at least this often while busy
     index_threads: int | None = None
+    # the background optimizer (index/optimizer.py): compact once dead labels exceed this share of all
+    # labels and the collection has at least this many; per collection, `config.optimizer` overrides both
+    vacuum_threshold: float = 0.2
+    vacuum_min_points: int = 1000
+    ram_cap: int = 0  # bytes of in-RAM vector copies per collection; past it they are memory-mapped (index/ramcap.py)
+    disk_min_free: int = 0  # bytes a write must leave free on the data disk, else 507 (index/disk.py)
+    # seconds between the optimizer's checks; 0: compact only when asked (/optimize). The server's
+    # NESTOR_OPTIMIZER_INTERVAL (5 s) turns it on; an embedded engine opts in
+    optimizer_interval: float = 0.0
 
 
 @dataclass(slots=True)

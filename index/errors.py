@@ -14,7 +14,8 @@
     │   ├── LimitExceeded            422 limit_exceeded
     │   └── InvalidSnapshot          422 invalid_snapshot    (corrupt, truncated, or not a snapshot)
     ├── PayloadTooLarge              413 payload_too_large   (batch or body over a configured maximum)
-    └── NotReady                     503 not_ready
+    ├── NotReady                     503 not_ready
+    └── InsufficientStorage          507 insufficient_storage (a write would pass the disk watermark)
 
 The server maps them to `{"error": {"type", "message"}}` with `status`; the client re-raises them
 under classes of the same name.
@@ -27,6 +28,7 @@ __all__ = [
     "CollectionNotFound",
     "DimensionMismatch",
     "DuplicateId",
+    "InsufficientStorage",
     "InvalidConfig",
     "InvalidFilter",
     "InvalidRequest",
@@ -115,3 +117,8 @@ class PayloadTooLarge(NestorError):
 class NotReady(NestorError):
     status = 503
     type = "not_ready"
+
+
+class InsufficientStorage(NestorError):
+    status = 507
+    type = "insufficient_storage"

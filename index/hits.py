@@ -8,6 +8,7 @@ moved: `attach` then waits for that write and reads the point's row through its 
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,11 @@ __all__ = ["HitReader"]
 
 class HitReader:
     def __init__(
-        self, labels: LabelMap, points: PointStore, fields: dict[str, Field], write_lock: threading.Lock
+        self,
+        labels: LabelMap,
+        points: PointStore,
+        fields: dict[str, Field],
+        write_lock: threading.Lock | AbstractContextManager[None],
     ) -> None:
         self.labels = labels
         self.points = points

@@ -17,6 +17,7 @@ from index.dense import DenseField
 from index.encoded import EncodedIndex
 from index.factory import backend_name
 from index.multivector import MultiVectorField
+from index.usage import storage_usage
 from nestor_client.models import CollectionInfo, IndexInfo, IvfPqIndexConfig, MemoryUse, SegmentInfo, VectorInfo
 
 if TYPE_CHECKING:
@@ -101,7 +102,11 @@ def dense_info(f: DenseField, paused: bool) -> VectorInfo:
     if cfg.compressed or isinstance(cfg.index, IvfPqIndexConfig):
         rerank = "int8 codes in RAM" if parts["rerank"] else "float32 vectors"
     placement = {
-        "vectors": "disk (memory-mapped)" if cfg.on_disk else "RAM, and disk",
+        "vectors": "disk (memory-mapped)"
+        if cfg.on_disk
+        else "disk (memory-mapped: over the RAM cap)"
+        if f.vectors.on_disk
+        else "RAM, and disk",
         "index": "RAM, saved to disk",
         "rerank": rerank,
     }
@@ -175,5 +180,7 @@ def collection_info(coll: Collection) -> CollectionInfo:
             "last_write": coll.last_write,
             "last_optimized": last_optimized,
             "payload_schema": payload_schema,
+            "usage": storage_usage(coll),
+            "optimizer": coll.optimizer.status(),
         }
     )

@@ -78,12 +78,13 @@ def create_index(coll: Collection, key: str, schema: PayloadSchema, *, wait: boo
 
 def _build(coll: Collection, key: str, schema: PayloadSchema) -> None:
     try:
+        generation = coll.generation  # a compaction relabels: its new generation built this index at open
         seq, rows = coll.points.payload_rows()
         fi = build_indexes({key: schema}, _parsed(rows))[key]
         del rows
         with coll._write_lock:
-            if coll.config.payload_schema.get(key) != schema or coll.closed:
-                return  # dropped or replaced meanwhile
+            if coll.config.payload_schema.get(key) != schema or coll.closed or coll.generation != generation:
+                return  # dropped or replaced meanwhile, or compacted (index/compaction.py)
             _, since = coll.points.payload_rows(seq)
             coll.payload.install(key, fi, _parsed(since), tenant=is_tenant(schema))
     except Exception:

@@ -119,6 +119,13 @@ class SnapshotStore:
     # -- create ----------------------------------------------------------------------------
 
     def create(self, coll: AnyCollection) -> SnapshotInfo:
+        hold = getattr(coll, "snapshot_hold", None)  # a compaction's swap waits (index/compaction.py)
+        if hold is None:
+            return self._create(coll)
+        with hold:
+            return self._create(coll)
+
+    def _create(self, coll: AnyCollection) -> SnapshotInfo:
         folder = self.root / coll.name
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

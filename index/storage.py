@@ -211,6 +211,14 @@ class PointStore:
                 total += os.stat(p).st_size
         return total
 
+    def page_usage(self) -> tuple[int, int]:
+        """(bytes in used pages, bytes in free pages) of the database file, WAL not included."""
+        conn = self._reader()
+        size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * size, free * size
+
     def checkpoint(self) -> None:
         self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 

@@ -116,6 +116,17 @@ class VectorStore:
         if self.on_disk:
             self._data = self._map(self._n)
 
+    def to_disk(self) -> int:
+        """Serve the rows from the memory-mapped file from now on (a RAM cap, index/ramcap.py); returns
+        the bytes of RAM let go. Every committed row is in the file already: appends are fsynced first.
+        The caller holds the collection's write lock; readers holding the RAM array finish with it."""
+        if self.on_disk:
+            return 0
+        freed = int(self._data.nbytes)
+        self._data = self._map(self._n)
+        self.on_disk = True
+        return freed
+
     def ram_bytes(self) -> int:
         return 0 if self.on_disk else int(self._data.nbytes)
 

@@ -16,9 +16,9 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from nestor_client.models import CollectionSummary, JobInfo
+from nestor_client.models import CollectionSummary, JobInfo, OptimizerStatus
 
-__all__ = ["CollectionList", "JobList", "install_openapi"]
+__all__ = ["CollectionList", "JobList", "OptimizeDone", "OptimizeStarted", "install_openapi"]
 
 _ERROR = {
     "type": "object",
@@ -41,6 +41,16 @@ class CollectionList(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobInfo]
+
+
+class OptimizeStarted(BaseModel):
+    status: str  # acknowledged
+    started: bool  # false: a compaction was already running
+
+
+class OptimizeDone(OptimizerStatus):
+    status: str  # completed (with ?wait=true), then the optimizer's status
+    started: bool
 
 
 def _envelope(result: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,19 @@ class Settings(BaseSettings):
     index_save_idle_seconds: float = Field(2.0, gt=0, description="persist an index this long after it settles")
     index_save_max_seconds: float = Field(60.0, gt=0, description="and at least this often while indexing")
     index_threads: int | None = Field(None, ge=1, description="threads for index building (default: all cores)")
+    ram_cap_bytes: int = Field(
+        0, ge=0, description="RAM a collection's in-RAM vector copies may take; past it they are memory-mapped"
+    )
+    disk_min_free_bytes: int = Field(
+        0, ge=0, description="free bytes a write must leave on the data disk, else 507 before anything is written"
+    )
+    vacuum_threshold: float = Field(
+        0.2, gt=0, le=1, description="compact a collection once dead labels exceed this share of all its labels"
+    )
+    vacuum_min_points: int = Field(1000, ge=0, description="and it has at least this many labels (live and dead)")
+    optimizer_interval: float = Field(
+        5.0, ge=0, description="seconds between the optimizer's checks; 0: compact only on POST .../optimize"
+    )
 
     job_workers: int = Field(1, ge=1, description="ingest jobs that run at once; the others wait in the queue")
     ingest_workers: int = Field(2, ge=1, description="threads per job that validate and encode batches")

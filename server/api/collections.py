@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from index.catalog import Catalog
-from index.errors import CollectionNotFound, LimitExceeded
+from index.errors import CollectionNotFound, InvalidRequest, LimitExceeded
 from nestor_client.models import CollectionConfig, CollectionInfo, PayloadIndexRequest
 from server.auth import Role, require
 from server.deps import CatalogDep, GrantDep, SettingsDep
 from server.embedding import check_encoder, has_encoder
 from server.monitor import monitor
-from server.openapi import CollectionList
+from server.openapi import CollectionList, OptimizeDone, OptimizeStarted
 from server.scopes import CollectionScope
 from server.wire import NestorRoute, envelope
 
@@ -97,6 +97,32 @@ async def delete_collection(name: str, request: Request, catalog: CatalogDep) ->
     started = time.perf_counter()
     await run_in_threadpool(catalog.delete, name)
     return envelope(request, True, started)
+
+
+@router.post(
+    "/{name}/optimize",
+    summary="Compact the collection now, in the background (progress in GET /collections/{name})",
+    status_code=202,
+    responses={202: {"model": OptimizeStarted}, 200: {"model": OptimizeDone}},
+    dependencies=[require(Role.admin)],
+)
+async def optimize_collection(
+    name: str,
+    request: Request,
+    catalog: CatalogDep,
+    wait: bool = Query(False, description="return once the compaction has finished (200), with its result"),
+) -> Response:
+    """202 (`started: false` when one is already running); 400 for a sharded collection."""
+    started = time.perf_counter()
+    coll = catalog.get(name)
+    optimizer = getattr(coll, "optimizer", None)  # local collections (index/optimizer.py)
+    if coll.distributed or optimizer is None:
+        raise InvalidRequest(f"collection {name!r} is sharded: compaction runs on single-node collections only")
+    began = await run_in_threadpool(coll.optimize)  # type: ignore[attr-defined]
+    if not wait:
+        return envelope(request, {"status": "acknowledged", "started": began}, started, status=202)
+    status = await run_in_threadpool(optimizer.wait)
+    return envelope(request, {"status": "completed", "started": began, **status.model_dump(mode="json")}, started)
 
 
 @router.put(

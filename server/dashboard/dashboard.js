@@ -409,6 +409,13 @@ function renderFacts(info) {
     ["points", fmtInt(info.count)], ["seq", fmtInt(info.seq)], ["status", info.status], ...indexFacts,
     ["last write", fmtTime(info.last_write) || "never"], ["last optimized", fmtTime(info.last_optimized) || "never"],
   ];
+  const use = info.usage, opt = info.optimizer; // live and dead bytes, compaction (docs/compaction.md)
+  if (use) facts.push(["dead", `${fmtBytes(use.dead)} (${(100 * use.dead_fraction).toFixed(1)} %), ${fmtInt(use.dead_labels)} dead labels`]);
+  if (opt) {
+    const pct = opt.progress == null ? "" : ` ${Math.round(100 * opt.progress)} %`;
+    facts.push(["compaction", opt.state === "running" ? `${opt.phase}${pct} (${opt.reason})`
+      : opt.last ? `idle; last ${fmtTime(opt.last.finished_at)}` : "idle; never"]);
+  }
   if (info.config.encoder) facts.push(["encoder", encoderText(info.config.encoder)]);
   for (const [n, vc] of Object.entries(named || {})) if (vc.encoder) facts.push([`encoder (${vectorLabel(n)})`, encoderText(vc.encoder)]);
   const st = info.stats;

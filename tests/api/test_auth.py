@@ -44,6 +44,7 @@ SCOPED_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("DELETE", C): set(),
     ("PUT", f"{C}/index"): set(),
     ("DELETE", f"{C}/index/{{field_name}}"): set(),
+    ("POST", f"{C}/optimize"): set(),  # compaction: admin only
     ("PUT", f"{C}/points"): {"w"},  # an upsert cannot be held to a filter
     ("POST", f"{C}/points/delete"): {"w", "wf"},
     ("POST", f"{C}/points/get"): {"r", "w", "rf", "wf"},
@@ -236,6 +237,7 @@ def test_roles_match_the_issue(secured: tuple[FastAPI, TestClient]) -> None:
     assert roles[("POST", f"{c}/snapshots")] is Role.admin
     assert roles[("PUT", f"{c}/index")] is Role.admin
     assert roles[("DELETE", f"{c}/index/no-such-field")] is Role.admin
+    assert roles[("POST", f"{c}/optimize")] is Role.admin
 
 
 def test_unauthenticated_body_is_not_read(secured: tuple[FastAPI, TestClient]) -> None:

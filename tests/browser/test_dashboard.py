@@ -54,6 +54,13 @@ def _screenshot(page: Page, name: str) -> Path:
     return path
 
 
+def _fact(page: Page, key: str) -> str | None:
+    """The value shown for `key` in the detail panel's facts."""
+    js = "k => { const dt = [...document.querySelectorAll('dl.kv dt')].find(e => e.textContent === k); "
+    js += "return dt ? dt.nextElementSibling.textContent : null; }"
+    return page.evaluate(js, key)  # type: ignore[no-any-return]
+
+
 def test_dashboard_matches_the_api_and_updates_itself(
     start_server: Callable[..., ServerProcess], new_page: Callable[..., Page], api: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -121,6 +128,13 @@ def test_dashboard_matches_the_api_and_updates_itself(
         return shown == {k: (str(v["ram"]), str(v["disk"])) for k, v in mem.items()}
 
     until(components_match, what="memory components to match the API")
+
+    # dead bytes and compactions, in the facts (docs/compaction.md)
+    http.post("/collections/articles/points/delete", json={"ids": list(range(300))}).raise_for_status()
+    until(lambda: (_fact(page, "dead") or "").endswith(" 300 dead labels"), what="the dead labels")
+    http.post("/collections/articles/optimize", params={"wait": "true"}).raise_for_status()
+    until(lambda: (_fact(page, "compaction") or "").startswith("idle; last "), what="the last compaction")
+    until(lambda: (_fact(page, "dead") or "").endswith(" 0 dead labels"), what="no dead labels")
     assert page.query_selector('[data-chart="search-latency"] polyline, [data-chart="search-latency"] circle')
 
     # live recall: about 1 on the flat index, clearly lower and flagged on the starved HNSW

@@ -59,6 +59,7 @@ from ._response import (
     parse_info,
     parse_job,
     parse_jobs,
+    parse_optimize,
     parse_queries,
     parse_query,
     parse_records,
@@ -167,6 +168,10 @@ class BaseClient:
         body = {"field_name": field_name, "field_schema": schema}
         params = {"wait": "true" if wait else "false"}
         return Call("PUT", f"{_collection(name)}/index", parse_created, self._encode(body), params)
+
+    def optimize(self, name: str, wait: bool) -> Call[dict[str, Any]]:
+        params = {"wait": "true" if wait else "false"}
+        return Call("POST", f"{_collection(name)}/optimize", parse_optimize, None, params)
 
     def delete_payload_index(self, name: str, field_name: str) -> Call[bool]:
         return Call("DELETE", f"{_collection(name)}/index/{quote(field_name, safe='')}", parse_deleted)

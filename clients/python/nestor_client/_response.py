@@ -144,6 +144,11 @@ def parse_deleted(env: Envelope) -> bool:
     return bool(env.result["deleted"])
 
 
+def parse_optimize(env: Envelope) -> dict[str, Any]:
+    """`{"status", "started"}`, and with `wait` the optimizer's status after the compaction."""
+    return dict(env.result)
+
+
 def parse_sample(env: Envelope) -> int:
     return int(env.result["size"])
 

@@ -111,6 +111,10 @@ class AsyncNestorClient:
     async def delete_collection(self, name: str) -> bool:
         return await self._send(self._base.delete_collection(name))
 
+    async def optimize(self, name: str, *, wait: bool = False) -> dict[str, Any]:
+        """Compact the collection now (drop the rows of overwritten and deleted points); `wait`: until done."""
+        return await self._send(self._base.optimize(name, wait))
+
     async def create_payload_index(
         self, name: str, field_name: str, field_schema: SchemaLike, *, wait: bool = True, is_tenant: bool = False
     ) -> bool:

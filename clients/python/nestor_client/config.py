@@ -324,6 +324,17 @@ def parse_schema(data: str | dict[str, Any]) -> PayloadSchema:
     return PayloadSchemaType(data) if isinstance(data, str) else PayloadIndexParams.model_validate(data)
 
 
+class OptimizerConfig(_Model):
+    """When the background optimizer compacts this collection (unset: the server's defaults,
+    `NESTOR_VACUUM_THRESHOLD` and `NESTOR_VACUUM_MIN_POINTS`). Like Qdrant's vacuum optimizer: once
+    dead labels (overwritten or deleted points) exceed `deleted_threshold` of all labels and there are at
+    least `vacuum_min_points` labels, the collection is rewritten with its live points only."""
+
+    deleted_threshold: float | None = Field(None, gt=0, le=1)
+    vacuum_min_points: int | None = Field(None, ge=0)
+    enabled: bool = True  # false: compact only on POST /collections/{name}/optimize
+
+
 class CollectionConfig(_VectorSettings):
     """What `PUT /collections/{name}` takes.
 
@@ -345,6 +356,7 @@ class CollectionConfig(_VectorSettings):
     payload_schema: dict[Annotated[str, Field(min_length=1, max_length=256)], PayloadSchema] = Field(
         default_factory=dict
     )
+    optimizer: OptimizerConfig | None = None  # compaction thresholds (docs/compaction.md)
 
     @field_validator("payload_schema", mode="after")
     @classmethod

@@ -75,6 +75,45 @@ class VectorInfo(_Readable):
     placement: dict[str, str] = Field(default_factory=dict)
 
 
+class ByteUsage(_Readable):
+    """Bytes that live points use, and bytes that dead ones (overwritten or deleted) still hold until a
+    compaction: on disk, and in RAM where the part is held there."""
+
+    disk_live: int = 0
+    disk_dead: int = 0
+    ram_live: int = 0
+    ram_dead: int = 0
+
+
+class StorageUsage(_Readable):
+    """Live and dead bytes of a collection: in total, per vector and part (`rows`: vectors.f32, `index`:
+    the graph or codes, `tokens`: a multivector's token files), and the SQLite store."""
+
+    live: int = 0  # disk and RAM bytes of live points
+    dead: int = 0
+    dead_fraction: float = 0.0  # dead / (live + dead)
+    labels: int = 0  # rows each vector store holds (live and dead)
+    dead_labels: int = 0  # rows of overwritten or deleted points
+    vectors: dict[str, dict[str, ByteUsage]] = Field(default_factory=dict)
+    store: ByteUsage = Field(default_factory=ByteUsage)
+
+
+class OptimizerStatus(_Readable):
+    """The compaction now running, if any (`phase`: copying, indexing, catching up, swapping; `progress`
+    0..1 within it), and the last one that finished or failed."""
+
+    state: str = "idle"  # idle | running
+    phase: str | None = None
+    progress: float | None = None
+    reason: str | None = None  # what started it: "requested", or the dead fraction that passed the threshold
+    started_at: float | None = None
+    threshold: float = 0.2  # the dead-label share that triggers one
+    min_points: int = 1000
+    enabled: bool = True
+    last: dict[str, Any] | None = None  # points, disk before and after, seconds, the swap's pause
+    last_error: str | None = None
+
+
 class CollectionInfo(_Readable):
     """What `GET /collections/{name}` returns. `index`, `segments` and `memory` describe the default
     vector (the first named one when there is no default); `vectors` describes each by name."""
@@ -94,3 +133,5 @@ class CollectionInfo(_Readable):
     last_optimized: float | None = None
     cluster: dict[str, Any] | None = None  # sharded collections: shards, replicas, their nodes and health
     payload_schema: dict[str, PayloadIndexInfo] = Field(default_factory=dict)
+    usage: StorageUsage | None = None  # live and dead bytes (local collections)
+    optimizer: OptimizerStatus | None = None  # compaction progress (local collections)

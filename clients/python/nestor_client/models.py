@@ -32,6 +32,7 @@ from nestor_client.config import (
     MultiVectorConfig,
     MultiVectorInput,
     MuveraConfig,
+    OptimizerConfig,
     PayloadIndexParams,
     PayloadIndexRequest,
     PayloadSchema,
@@ -68,12 +69,15 @@ from nestor_client.filters import (
     ValuesCount,
 )
 from nestor_client.info import (
+    ByteUsage,
     CollectionInfo,
     CollectionSummary,
     IndexInfo,
     MemoryUse,
+    OptimizerStatus,
     PayloadIndexInfo,
     SegmentInfo,
+    StorageUsage,
     VectorInfo,
 )
 from nestor_client.jobs import (
@@ -120,6 +124,7 @@ __all__ = [
     "Batch",
     "BatchSearchRequest",
     "BinaryQuantizeConfig",
+    "ByteUsage",
     "CollectionConfig",
     "CollectionInfo",
     "CollectionSummary",
@@ -161,6 +166,8 @@ __all__ = [
     "MultiVectorConfig",
     "MultiVectorInput",
     "MuveraConfig",
+    "OptimizerConfig",
+    "OptimizerStatus",
     "NamedVectors",
     "NearestQuery",
     "Nested",
@@ -192,6 +199,7 @@ __all__ = [
     "SearchParams",
     "SearchRequest",
     "SegmentInfo",
+    "StorageUsage",
     "TokenDtype",
     "TrainingConfig",
     "UpdateResult",
