@@ -161,6 +161,7 @@ class Watcher(threading.Thread):
         self.url, self.name, self.searcher = url, name, searcher
         self.stop = threading.Event()
         self.compactions: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
 
     def run(self) -> None:
         with NestorClient(self.url, timeout=60.0) as c:
@@ -171,8 +172,14 @@ class Watcher(threading.Thread):
                     self.searcher.compacting = opt.state == "running"
                     if opt.last is not None and opt.last != last:
                         last = opt.last
-                        self.compactions.append(opt.last)
+                        self.saw(last.model_dump(mode="json") if hasattr(last, "model_dump") else last)
                 time.sleep(0.1)
+
+    def saw(self, last: dict[str, Any]) -> None:
+        """A finished compaction's record, once: from the polls, or from a settled info the polls missed."""
+        with self.lock:
+            if last not in self.compactions:
+                self.compactions.append(last)
 
 
 def _pcts(ms: list[float]) -> dict[str, float | int]:
@@ -228,6 +235,8 @@ def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> 
                 writes_s = time.perf_counter() - t0
                 during = [ms for ms, _ in searcher.samples[start:]]
                 info = _settle(c, name)
+                if (info.get("optimizer") or {}).get("last"):  # a compaction that ended between the watcher's polls
+                    watcher.saw(info["optimizer"]["last"])
                 settled_s = time.perf_counter() - t0
                 after = _measure(c, name, live, ds.queries)
                 rows.append(
@@ -400,7 +409,7 @@ def rebuild(n: int, n_queries: int, data: str | None) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=10)
@@ -409,7 +418,10 @@ def main() -> int:
     ap.add_argument("--soak-seconds", type=float, default=1800.0)
     ap.add_argument("--out", default="churn")
     ap.add_argument("--data", default=None, help="the data root holding pypi-minilm/ (default: $NESTOR_DATA)")
-    args = ap.parse_args()
+    ap.add_argument("--tiny", action="store_true", help="a smoke run: 1,500 points, 1 round, 8 queries, 8 s of soak")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.n, args.rounds, args.queries, args.soak_seconds = min(args.n, 1500), 1, 8, min(args.soak_seconds, 8.0)
     sections = set(args.sections.split(","))
     results: dict[str, Any] = {"environment": environment(), "args": vars(args)}
     root = Path(tempfile.mkdtemp(prefix="nestor-churn-"))

@@ -145,6 +145,7 @@ COVERED = {
     "filtered": "test_bench_filtered.py",
     "pipeline": "test_bench_pipeline.py",
     "qdrant_client": "test_bench_qdrant_client.py",
+    "churn": "test_bench_churn.py",
 }
 
 
