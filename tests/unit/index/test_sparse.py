@@ -167,7 +167,7 @@ def test_sparse_matches_oracle(
     docs=st.lists(
         st.dictionaries(st.integers(0, 30), st.integers(0, 5).map(float), max_size=8), min_size=1, max_size=120
     ),
-    query=st.dictionaries(st.integers(0, 30), st.integers(1, 3).map(float), min_size=1, max_size=6),
+    query=st.dictionaries(terms, st.integers(1, 3).map(float), min_size=1, max_size=6),
     k=st.integers(1, 10),
     dead=st.sets(st.integers(0, 119)),
 )
