@@ -160,7 +160,7 @@ def _sparse_info(f: SparseField) -> VectorInfo:
         segments=[SegmentInfo(type="indexed", points=f.count - pending), SegmentInfo(type="pending", points=pending)],
         memory={
             "sparse": MemoryUse(ram=f.store.ram_bytes(), disk=f.store.disk_bytes()),
-            "postings": MemoryUse(ram=p.ram_bytes() + 100 * len(f.df)),
+            "postings": MemoryUse(ram=p.ram_bytes()),
         },
         placement={"sparse": "RAM (CSR files on disk)", "postings": "RAM (rebuilt at open)"},
     )

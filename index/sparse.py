@@ -18,7 +18,6 @@ are multiplied by ln((N - df + 0.5) / (df + 0.5) + 1) at search time, as Qdrant 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +79,6 @@ def check_sparse(v: SparseVec, what: str) -> SparseVec:
     return SparseVec(idx, val)
 
 
-def idf(n: int, df: int) -> float:
-    """Qdrant's (and Lucene's) inverse document frequency."""
-    return math.log((n - df + 0.5) / (df + 0.5) + 1.0)
-
-
 class SparseField:
     kind = "sparse"
     metric = Metric.dot
@@ -99,8 +93,7 @@ class SparseField:
         self.labels = labels
         self.store = SparseFiles(directory, labels.n)
         self.alive: Bools = labels.alive.copy()  # the collection clears the labels of points that omit it
-        self.postings = Postings.empty()
-        self.df: dict[int, int] = {}
+        self.postings = Postings.empty()  # with the document frequencies: one reference, swapped whole
         self.n_live = 0
 
     def dense_fields(self) -> list[object]:
@@ -112,8 +105,6 @@ class SparseField:
         n = self.labels.n
         self.postings = Postings.build(snap, n, self.alive)
         self.n_live = int(self.alive[:n].sum())
-        lengths = np.diff(self.postings.starts)
-        self.df = dict(zip(self.postings.terms.tolist(), lengths.tolist(), strict=True))
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -168,7 +159,7 @@ class SparseField:
         if not len(terms):
             return
         uniq, counts = np.unique(terms, return_counts=True)
-        df = self.df
+        df = self.postings.delta  # the next rebuild counts afresh from the live rows
         for t, c in zip(uniq.tolist(), counts.tolist(), strict=True):
             left = df.get(t, 0) + sign * c
             if left:
@@ -193,18 +184,23 @@ class SparseField:
     def close(self) -> None:
         self.store.close()
 
+    @property
+    def df(self) -> dict[int, int]:
+        """Every term's document frequency (O(vocabulary): for tests and info)."""
+        return self.postings.df_map()
+
     def ram_bytes(self) -> int:
-        return self.store.ram_bytes() + self.postings.ram_bytes() + 100 * len(self.df)
+        return self.store.ram_bytes() + self.postings.ram_bytes()
 
     # -- reads -----------------------------------------------------------------------------
 
-    def query_weights(self, q: SparseVec) -> tuple[U32, F64]:
+    def query_weights(self, q: SparseVec, p: Postings | None = None) -> tuple[U32, F64]:
         """The query's terms (sorted) and weights, times the IDF under `modifier: idf`."""
         qv = check_sparse(q, f"vector {self.name!r}: query")
         w = qv.values.astype(np.float64)
         if self.config.modifier == "idf":
-            n, df = self.n_live, self.df
-            w = w * np.array([idf(n, df.get(t, 0)) for t in qv.indices.tolist()], np.float64)
+            n, df = self.n_live, (p or self.postings).df(qv.indices)
+            w = w * np.log((n - df + 0.5) / (df + 0.5) + 1.0)  # Qdrant's (and Lucene's) IDF
         keep = w != 0
         return qv.indices[keep], w[keep]
 
@@ -218,9 +214,9 @@ class SparseField:
     def search(self, q: Query, allowed_of: Callable[[], Selection | None]) -> Ranked:
         if q.sparse is None:
             raise InvalidVector(f"vector {self.name!r} is sparse: search it with {{indices, values}}")
-        terms, weights = self.query_weights(q.sparse)
-        k = q.limit + q.offset
         p = self.postings  # read once, before the label count: p.upto <= n
+        terms, weights = self.query_weights(q.sparse, p)
+        k = q.limit + q.offset
         n = self.labels.n
         snap = self.store.snapshot()
         alive = self.alive

@@ -19,7 +19,7 @@ Ties rank the lower label (the earlier write) first, so every scorer returns the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,7 @@ I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
 Bools = npt.NDArray[np.bool_]
 Scored = tuple[I64, F32]  # labels, scores (best first)
+Labels = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,12 @@ class Postings:
     upto: int  # every live label below this is in the lists
     terms: U32  # sorted
     starts: I64  # [len(terms) + 1]: term i owns entries starts[i]:starts[i+1]
-    labels: I64  # ascending within each term
+    labels: Labels  # ascending within each term; int32 while the labels fit (8 bytes an entry with the weight)
     weights: F32
     max_w: F32  # per term
     min_w: F32
+    # document frequencies: a term's list length at the build, plus this change since (writes, deletes)
+    delta: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> Postings:
@@ -61,6 +64,8 @@ class Postings:
         labels, idx, val = labels[keep], idx[keep], val[keep]
         order = np.argsort(idx, kind="stable")  # stable: labels stay ascending within a term
         idx, labels, val = idx[order], labels[order], val[order]
+        if upto < 2**31:
+            labels = labels.astype(np.int32)
         if not len(idx):
             return cls.empty()._replace_upto(upto)
         first = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))
@@ -75,6 +80,22 @@ class Postings:
             np.minimum.reduceat(val, first),
         )
 
+    def df(self, terms: U32) -> I64:
+        """The live points that have each term."""
+        pos, found = self.find(terms)
+        out = np.zeros(len(terms), np.int64)
+        out[found] = self.starts[pos[found] + 1] - self.starts[pos[found]]
+        if self.delta:
+            out += np.array([self.delta.get(t, 0) for t in terms.tolist()], np.int64)
+        return out
+
+    def df_map(self) -> dict[int, int]:
+        """Every term's document frequency (for tests and info; O(vocabulary))."""
+        out = dict(zip(self.terms.tolist(), np.diff(self.starts).tolist(), strict=True))
+        for t, d in self.delta.items():
+            out[t] = out.get(t, 0) + d
+        return {t: c for t, c in out.items() if c}
+
     def _replace_upto(self, upto: int) -> Postings:
         return Postings(upto, self.terms, self.starts, self.labels, self.weights, self.max_w, self.min_w)
 
@@ -84,7 +105,7 @@ class Postings:
 
     def ram_bytes(self) -> int:
         arrays = (self.terms, self.starts, self.labels, self.weights, self.max_w, self.min_w)
-        return sum(int(a.nbytes) for a in arrays)
+        return sum(int(a.nbytes) for a in arrays) + 100 * len(self.delta)
 
     def find(self, terms: U32) -> tuple[I64, Bools]:
         """Each query term's slot in `self.terms`, and whether it has a posting list here."""
