@@ -189,9 +189,10 @@ def to_query(req: SearchRequest, coll: CollectionReader, max_limit: int) -> Quer
         raise LimitExceeded(f"limit + offset = {req.limit + req.offset} exceeds max_search_limit {max_limit}")
     if req.using is not None and req.using in coll.config.sparse_fields():
         return _sparse_query(req)
-    if isinstance(req.vector, SparseVector):
-        raise InvalidVector("a sparse query vector needs 'using': the name of a sparse vector of the collection")
     name, vcfg = coll.vector_config(req.using)
+    if isinstance(req.vector, SparseVector):
+        what = f"vector {name!r}" if name else "the default vector"
+        raise InvalidVector(f"{what} is dense: a sparse query needs 'using', the name of a sparse vector")
     dim = vcfg.dim
     if vcfg.multivector is not None:
         if req.multivector is None:
