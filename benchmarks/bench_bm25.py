@@ -104,8 +104,29 @@ class Bm25s:
         q = self.bm25s.tokenize([text], stopwords="en", stemmer=self.stemmer, return_ids=False, show_progress=False)
         if not q[0]:
             return []
-        ids, _ = self.retriever.retrieve(q, k=10, show_progress=False, n_threads=1)
+        ids, _ = self.retriever.retrieve(q, k=10, show_progress=False, n_threads=0)  # 0: on this thread
         return [int(x) for x in ids[0]]
+
+
+class Bm25sScores:
+    """bm25s's fastest single-query path we found: `get_scores` (its eager CSC sum) and a numpy top 10.
+    `retrieve` costs about ten times more per query (its batching and result handling around the same sum)."""
+
+    name = "bm25s (get_scores + top-k)"
+
+    def __init__(self, ref: Bm25s) -> None:
+        self.ref = ref
+        self.tokenize_s, self.index_s, self.bytes = ref.tokenize_s, ref.index_s, ref.bytes
+
+    def search(self, text: str) -> list[int]:
+        ref = self.ref
+        q = ref.bm25s.tokenize([text], stopwords="en", stemmer=ref.stemmer, return_ids=False, show_progress=False)
+        if not q[0]:
+            return []
+        s = ref.retriever.get_scores(q[0])
+        top = np.argpartition(-s, 10)[:10]
+        top = top[np.argsort(-s[top], kind="stable")]
+        return [int(x) for x in top if s[x] > 0]
 
 
 class Nestor:
@@ -125,9 +146,11 @@ class Nestor:
             part = vecs[s : s + BATCH]
             dense = np.ones((len(part), 1), np.float32)
             self.coll.upsert(list(range(s, s + len(part))), {"d": dense, "bm25": [SparseVec(i, v) for i, v in part]})
-        self.index_s = time.perf_counter() - t0
         f = self.coll.fields["bm25"]
         assert isinstance(f, SparseField)
+        while f.tail_entries() > f.postings.entries // 64:  # the indexer folds the tail in once writes pause
+            time.sleep(0.05)
+        self.index_s = time.perf_counter() - t0  # until searchable through the postings
         self.field = f
         self.strategies: dict[str, int] = {}
 
@@ -182,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{len(docs)} documents, {len(queries)} queries; load {load_before:.2f}", flush=True)
     ref = Bm25s(docs)
     workdir = Path(tempfile.mkdtemp(prefix="bench_bm25_"))
-    engines: list[Any] = [ref]
+    engines: list[Any] = [ref, Bm25sScores(ref)]
     try:
         engines.append(Nestor(docs, Bm25Config(k1=1.5, b=0.75, avg_len=ref.avg_len), "nestor", workdir))
         engines.append(Nestor(docs, Bm25Config(), "nestor (qdrant defaults)", workdir))
@@ -210,10 +233,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             r["disk_bytes_per_doc"] = getattr(e, "disk_bytes", 0) / n_docs or None
             if isinstance(e, Nestor):
                 r["strategies"] = dict(e.strategies)
-        for e in engines[1:]:
-            rows[e.name]["qps_vs_bm25s"] = rows[e.name]["qps"] / rows["bm25s"]["qps"]
+        best = max(rows[e.name]["qps"] for e in engines[:2])
+        for e in engines:
+            rows[e.name]["qps_vs_bm25s"] = rows[e.name]["qps"] / best  # against bm25s's faster path
     finally:
-        for e in engines[1:]:
+        for e in engines[2:]:
             e.close()
         shutil.rmtree(workdir, ignore_errors=True)
     cols: list[Any] = [
@@ -221,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("mrr@10", "MRR@10", ".3f"),
         ("recall@10", "recall@10", ".3f"),
         ("qps", "QPS", ".0f"),
-        ("qps_vs_bm25s", "QPS vs bm25s", ".2f"),
+        ("qps_vs_bm25s", "QPS vs best bm25s", ".2f"),
         ("p50_ms", "p50 ms", ".3f"),
         ("p99_ms", "p99 ms", ".3f"),
         ("tokenize_s", "tokenize s", ".2f"),

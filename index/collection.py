@@ -51,7 +51,7 @@ from index.payload_index import labels_of
 from index.scroll import IdOrder, scroll_page
 from index.search import search_queries
 from index.selection import Selection
-from index.sparse import SparseField
+from index.sparse import SparseField, TailFolder
 from index.storage import PointStore, decode_pid, encode_pid
 from index.tenants import TenantGraphs
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchema, VectorConfig
@@ -108,10 +108,13 @@ class Collection:
         for f in self.fields.values():
             f.open_index()
         self.tenants = TenantGraphs(self, options.exact_filter_threshold)
+        self._tails = TailFolder(
+            self.fields.values, self._write_lock, lambda: self.last_write, lambda: self._indexer.wake()
+        )
         self._indexer = Indexer(
             name,
             self.dense_fields,
-            extra=self.tenants.step,
+            extra=self._derived_step,
             paused=lambda: self._paused > 0,
             last_write=lambda: self.last_write,
             seq=lambda: self._seq,
@@ -119,6 +122,11 @@ class Collection:
             max_seconds=options.save_max_seconds,
         )
         self._indexer.start()
+
+    def _derived_step(self) -> bool:
+        """The indexer's work after the dense indexes: tenant graphs, and sparse tails once writes pause."""
+        busy = self.tenants.step()
+        return self._tails.step() or busy
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -140,6 +148,7 @@ class Collection:
 
     def close(self) -> None:
         self._indexer.stop()
+        self._tails.close()
         with self._write_lock:
             self.closed = True
             self._indexer.save([f for f in self.dense_fields() if f.dirty])

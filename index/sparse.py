@@ -18,7 +18,9 @@ are multiplied by ln((N - df + 0.5) / (df + 0.5) + 1) at search time, as Qdrant 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,7 @@ from index.sparse_index import (
 from index.sparse_store import SparseFiles, SparseSnapshot
 from nestor_client.models import Metric, SparseVectorConfig
 
-__all__ = ["SparseBatch", "SparseField", "check_sparse"]
+__all__ = ["SparseBatch", "SparseField", "check_sparse", "TailFolder"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -50,6 +52,7 @@ Bools = npt.NDArray[np.bool_]
 Ranked = tuple[list[int], list[float], str]
 _MIN_TAIL = 8192  # tail entries scored from the rows before a rebuild is worth it
 _PRUNE_MIN = 4096  # posting entries a query touches before MaxScore is tried
+IDLE_SECONDS = 0.5  # writes paused this long: the background indexer folds the tail into the postings
 _MAX_UINT32 = 2**32 - 1
 
 
@@ -137,10 +140,20 @@ class SparseField:
         self.alive = alive
         self.n_live += len(batch.counts) if batch.present is None else int(batch.present.sum())
         self._count_terms(batch.indices, +1)
-        p = self.postings
+        if self.tail_entries(end) > max(_MIN_TAIL, self.postings.entries // 8):
+            self.rebuild(end)
+
+    def tail_entries(self, n: int | None = None) -> int:
+        """Entries of the labels the postings do not cover yet (searches scan them from the rows)."""
         snap = self.store.snapshot()
-        if int(snap.offsets[end] - snap.offsets[p.upto]) > max(_MIN_TAIL, p.entries // 8):
-            self.postings = Postings.build(snap, end, self.alive)
+        n = self.labels.n if n is None else n
+        return int(snap.offsets[n] - snap.offsets[self.postings.upto])
+
+    def rebuild(self, n: int | None = None) -> None:
+        """New postings over every committed label, published with one reference store; the caller holds
+        the collection's write lock (a write in between would change the counts under the build)."""
+        n = self.labels.n if n is None else n
+        self.postings = Postings.build(self.store.snapshot(), n, self.alive)
 
     def forget(self, labels: I64) -> None:
         self._retire(labels)
@@ -260,3 +273,41 @@ def _shares_term(snap: SparseSnapshot, labels: I64, terms: U32) -> Bools:
     pos = np.minimum(np.searchsorted(terms, idx), len(terms) - 1)
     hit_owner = owners[terms[pos] == idx]
     return np.isin(labels, hit_owner)
+
+
+class TailFolder:
+    """The indexer's step for sparse fields: once writes pause, fold each tail into the postings, so that
+    searches stop scanning it. The rebuild runs under the write lock (the build must see no write half
+    done). A tail of a 64th of the indexed entries or less stays, so a trickle of writes does not rebuild
+    a large index at every pause (the commit rebuilds at an eighth)."""
+
+    def __init__(
+        self,
+        fields: Callable[[], Iterable[object]],
+        write_lock: threading.Lock,
+        last_write: Callable[[], float | None],
+        wake: Callable[[], None],
+    ) -> None:
+        self._fields, self._lock, self._last_write, self._wake = fields, write_lock, last_write, wake
+        self._timer: threading.Timer | None = None
+
+    def step(self) -> bool:
+        due = [f for f in self._fields() if isinstance(f, SparseField) and f.tail_entries() > f.postings.entries // 64]
+        if not due:
+            return False
+        last = self._last_write()
+        wait = 0.0 if last is None else IDLE_SECONDS - (time.time() - last)
+        if wait > 0:  # writes still coming: look again once they may have paused
+            if self._timer is None or not self._timer.is_alive():
+                self._timer = threading.Timer(wait, self._wake)
+                self._timer.daemon = True
+                self._timer.start()
+            return False
+        for f in due:
+            with self._lock:
+                f.rebuild()
+        return False
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

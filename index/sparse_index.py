@@ -153,10 +153,19 @@ def matching_rows(snap: SparseSnapshot, start: int, end: int, q_terms: U32, q_we
     off, idx, val = snap.span(start, end)
     if not len(idx) or not len(q_terms):
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    pos = np.minimum(np.searchsorted(q_terms, idx), len(q_terms) - 1)
-    hit = q_terms[pos] == idx
-    owner = np.repeat(np.arange(start, end, dtype=np.int64), np.diff(off))[hit]
-    contrib = val[hit].astype(np.float64) * q_weights[pos[hit]]
+    if len(q_terms) <= 16:  # a pass of compares per term beats a binary search per entry
+        qw = np.zeros(len(idx), np.float64)
+        for t, w in zip(q_terms.tolist(), q_weights.tolist(), strict=True):
+            qw[idx == t] = w
+        hit = np.flatnonzero(qw)
+        contrib = val[hit].astype(np.float64) * qw[hit]
+    else:
+        pos = np.minimum(np.searchsorted(q_terms, idx), len(q_terms) - 1)
+        hit = np.flatnonzero(q_terms[pos] == idx)
+        contrib = val[hit].astype(np.float64) * q_weights[pos[hit]]
+    if not len(hit):
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    owner = start + np.searchsorted(off, hit, side="right") - 1
     uniq, inv = np.unique(owner, return_inverse=True)
     return uniq, np.bincount(inv, contrib, minlength=len(uniq)).astype(np.float64, copy=False)
 

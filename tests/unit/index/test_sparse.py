@@ -10,6 +10,7 @@ filters, and the IDF of `modifier: idf` recomputed from the live points. The thr
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,5 +324,26 @@ def test_score_labels_and_with_vector(tmp_path: Path) -> None:
         assert got[0].vectors == {"s": {"indices": [1, 4], "values": [1.0, 2.0]}}  # stored sorted by index
         assert got[1].vectors == {}  # point 2 has no sparse vector
         assert coll.info().vectors["s"].index.type == "inverted"
+    finally:
+        coll.close()
+
+
+def test_the_indexer_folds_the_tail_in_once_writes_pause(tmp_path: Path) -> None:
+    coll = _coll(tmp_path, "idf")
+    try:
+        rng = np.random.default_rng(1)
+        vecs = [{int(t): float(rng.integers(1, 5)) for t in rng.choice(40, 4, replace=False)} for _ in range(200)]
+        coll.upsert(list(range(200)), {"d": np.ones((200, 2), np.float32), "s": [sv(v) for v in vecs]})
+        f = coll.fields["s"]
+        assert isinstance(f, SparseField)
+        assert f.postings.upto == 0 and f.tail_entries() == 800  # searchable at once, from the rows
+        before = coll.search([empty_query({1: 1.0, 2: 1.0}, 10)])[0]
+        deadline = time.monotonic() + 10
+        while f.postings.upto < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f.postings.upto == 200 and f.tail_entries() == 0
+        after = coll.search([empty_query({1: 1.0, 2: 1.0}, 10)])[0]
+        assert [h.id for h in after.hits] == [h.id for h in before.hits]
+        assert [h.score for h in after.hits] == pytest.approx([h.score for h in before.hits], rel=1e-6)
     finally:
         coll.close()
