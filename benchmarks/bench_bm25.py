@@ -56,8 +56,8 @@ BATCH = 1000
 
 def load(root: Path, n: int | None, n_queries: int | None) -> tuple[list[str], list[str], np.ndarray]:
     folder = root / "pypi-minilm"
-    docs = (folder / "base.txt").read_text(encoding="utf-8").split("\n")[:100_000]
-    names = (folder / "names.txt").read_text(encoding="utf-8").split("\n")[:1000]
+    docs = (folder / "base.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")[:100_000]
+    names = (folder / "names.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")[:1000]
     qrels = np.load(folder / "qrels_names.npy")
     keep = np.arange(len(names)) if n is None else np.flatnonzero(qrels < n)
     keep = keep[:n_queries] if n_queries else keep
