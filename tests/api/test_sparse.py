@@ -165,3 +165,19 @@ def test_text_fills_bm25_and_searches_it(client: NestorClient) -> None:
     bad = {"name": "bm25", "config": {"k1": -1}}
     with pytest.raises(ApiError):
         client.create_collection("bad", dim=2, sparse_vectors={"b": {"encoder": bad}})
+
+
+def test_snapshot_restores_sparse_vectors(client: NestorClient) -> None:
+    _load(client)
+    snap = client.create_snapshot("sp")
+    client.upsert("sp", points=[{"id": 4, "vector": {"d": [1, 0], "s": {"indices": [7], "values": [50.0]}}}])
+    client.delete("sp", ids=[2])
+    client.restore_snapshot("copy", snap.name, source="sp")
+    assert client.count("copy") == 3
+    got = _pairs(client.search("copy", {"indices": [7], "values": [1.0]}, using="s", with_vector=True))
+    assert got == [(2, 3.0), (1, 2.0)]  # as at the snapshot: no point 4, point 2 still there
+    idf5 = math.log(0.5 / 2.5 + 1)
+    assert _pairs(client.search("copy", {"indices": [5], "values": [1.0]}, using="w")) == [
+        (3, pytest.approx(2 * idf5, rel=1e-6)),
+        (2, pytest.approx(idf5, rel=1e-6)),
+    ]
