@@ -181,3 +181,26 @@ def test_snapshot_restores_sparse_vectors(client: NestorClient) -> None:
         (3, pytest.approx(2 * idf5, rel=1e-6)),
         (2, pytest.approx(idf5, rel=1e-6)),
     ]
+
+
+def test_msgpack_and_async_clients(tmp_path: Any) -> None:
+    import asyncio
+
+    from nestor_client import AsyncNestorClient
+    from tests.api.conftest import running
+
+    with running(tmp_path / "data", wire="msgpack") as c:
+        _load(c)
+        assert _pairs(c.search("sp", {"indices": [7], "values": [1.0]}, using="s")) == [(2, 3.0), (1, 2.0)]
+        transport = c._http  # the app, in process
+
+        async def go() -> list[tuple[Any, float]]:
+            import httpx
+
+            app_transport = httpx.ASGITransport(app=transport.app)  # type: ignore[attr-defined]
+            async with httpx.AsyncClient(transport=app_transport, base_url="http://t") as http:
+                ac = AsyncNestorClient(http_client=http)  # type: ignore[arg-type]
+                await ac.upsert("sp", points=[{"id": 5, "vector": {"d": [1, 0], "s": {"indices": [7], "values": [4]}}}])
+                return _pairs(await ac.search("sp", SparseVector(indices=[7], values=[1.0]), using="s", limit=1))
+
+        assert asyncio.run(go()) == [(5, 4.0)]
