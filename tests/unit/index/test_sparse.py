@@ -347,3 +347,40 @@ def test_the_indexer_folds_the_tail_in_once_writes_pause(tmp_path: Path) -> None
         assert [h.score for h in after.hits] == pytest.approx([h.score for h in before.hits], rel=1e-6)
     finally:
         coll.close()
+
+
+def test_searches_race_writes_and_rebuilds(tmp_path: Path) -> None:
+    """Readers never fail or see a point twice while writes overwrite, delete and rebuild the postings."""
+    import threading
+
+    coll = _coll(tmp_path, "idf")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                hits = coll.search([empty_query({1: 1.0, 2: 1.0, 3: 0.5}, 20)])[0].hits
+                ids = [h.id for h in hits]
+                assert len(ids) == len(set(ids))
+                assert all(h.score > 0 for h in hits)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=reader)
+    rng = np.random.default_rng(2)
+    with mock.patch.object(sparse_mod, "_MIN_TAIL", 8):
+        t.start()
+        try:
+            for b in range(100):
+                ids = [int(x) for x in rng.choice(60, 5, replace=False)]
+                vecs = [sv({int(rng.integers(1, 5)): 1.0, 10 + b % 7: 2.0}) for _ in ids]
+                coll.upsert(ids, {"d": np.ones((5, 2), np.float32), "s": vecs})
+                if b % 4 == 3:
+                    coll.delete(ids[:2])
+        finally:
+            stop.set()
+            t.join()
+            coll.close()
+    assert not errors, errors[0]
