@@ -370,10 +370,10 @@ def test_searches_race_writes_and_rebuilds(tmp_path: Path) -> None:
 
     t = threading.Thread(target=reader)
     rng = np.random.default_rng(2)
-    with mock.patch.object(sparse_mod, "_MIN_TAIL", 8):
+    with mock.patch.object(sparse_mod, "_MIN_TAIL", 4):
         t.start()
         try:
-            for b in range(100):
+            for b in range(40):
                 ids = [int(x) for x in rng.choice(60, 5, replace=False)]
                 vecs = [sv({int(rng.integers(1, 5)): 1.0, 10 + b % 7: 2.0}) for _ in ids]
                 coll.upsert(ids, {"d": np.ones((5, 2), np.float32), "s": vecs})
