@@ -384,3 +384,17 @@ def test_searches_race_writes_and_rebuilds(tmp_path: Path) -> None:
             t.join()
             coll.close()
     assert not errors, errors[0]
+
+
+def test_idf_never_negative_between_a_writes_two_counts(tmp_path: Path) -> None:
+    """A reader may see df raised before N (or N lowered before df): the IDF is clamped, never negative."""
+    coll = _coll(tmp_path, "idf")
+    try:
+        coll.upsert([1, 2, 3], {"d": np.ones((3, 2), np.float32), "s": [sv({5: 1.0})] * 3})
+        f = coll.fields["s"]
+        assert isinstance(f, SparseField)
+        f.n_live = 1  # as if a delete of two points had lowered N but not df yet
+        _, w = f.query_weights(sv({5: 1.0}))
+        assert w.tolist() == [pytest.approx(math.log(0.5 / 1.5 + 1))]
+    finally:
+        coll.close()
