@@ -242,7 +242,7 @@ class SparseField:
             scores = score_rows(snap, labels, terms, weights)
             matched = _shares_term(snap, labels, terms)
             found = topk(labels[matched], scores[matched], k)
-            return found[0].tolist(), found[1].tolist(), "sparse_exact_filtered"
+            return found[0].tolist(), found[1].tolist(), "sparse_rows_filtered"
         ok = alive
         if sel is not None:
             ok = np.zeros(len(alive), bool)

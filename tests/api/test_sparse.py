@@ -43,8 +43,13 @@ def test_upsert_search_get(client: NestorClient) -> None:
         filter={"must": [{"key": "g", "match": {"value": "a"}}]},
         with_vector=["s"],
     )
-    assert _pairs(res) == [(1, 2.0)]
+    assert _pairs(res) == [(1, 2.0)] and res.strategy == "sparse_rows_filtered+payload_scan"  # g has no payload index
     assert res.points[0].vector == {"s": SparseVector(indices=[1, 7], values=[1.0, 2.0])}
+    # rescoring a given set of points: a has_id filter (points sharing no index are left out)
+    res = client.search(
+        "sp", {"indices": [1, 7], "values": [1.0, 1.0]}, using="s", filter={"must": [{"has_id": [2, 3]}]}
+    )
+    assert _pairs(res) == [(2, 3.0)]
     # idf: N = 2 points have w; df(5) = 2, df(6) = 1
     idf5, idf6 = math.log(0.5 / 2.5 + 1), math.log(1.5 / 1.5 + 1)
     got = _pairs(client.search("sp", {"indices": [5, 6], "values": [1.0, 1.0]}, using="w"))
