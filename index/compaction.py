@@ -42,10 +42,11 @@ import numpy as np
 import orjson
 
 from index.backends.base import I64
-from index.contract import PointIdT
+from index.contract import PointIdT, SparseVec
 from index.dense import DenseField
 from index.disk import check_free
 from index.fsutil import atomic_write_bytes, fsync_dir
+from index.sparse import SparseField
 from index.tenants import TenantGraphs
 from index.usage import storage_usage
 from nestor_client.models import IvfPqIndexConfig
@@ -169,6 +170,12 @@ def _read(
             vectors[fname] = (
                 rows if present.all() else [r if p else None for r, p in zip(rows, present.tolist(), strict=True)]
             )
+        elif isinstance(f, SparseField):
+            snap_s = f.store.snapshot()
+            vectors[fname] = [
+                SparseVec(*snap_s.row(lab)) if p else None
+                for lab, p in zip(kept.tolist(), present.tolist(), strict=True)
+            ]
         else:
             snap = f.tokens.snapshot()
             vectors[fname] = [

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from index.batch import Field
 from index.dense import DenseField
 from index.multivector import MultiVectorField
+from index.sparse import SparseField
 from nestor_client.models import ByteUsage, StorageUsage
 
 if TYPE_CHECKING:
@@ -74,11 +76,29 @@ def _multi(f: MultiVectorField, n: int) -> dict[str, ByteUsage]:
     return out
 
 
+def _sparse(f: SparseField, n: int) -> dict[str, ByteUsage]:
+    """Stored rows by their live entries (the postings are rebuilt from them: counted with the rows)."""
+    snap = f.store.snapshot()
+    docs = min(n, snap.n_docs)
+    lengths = np.diff(snap.offsets[: docs + 1])
+    total = max(int(snap.offsets[docs]), 1) if docs else 1
+    share = 1.0 - float(lengths[f.alive[:docs]].sum()) / total if docs else 0.0
+    disk_live, disk_dead = _split(f.store.disk_bytes(), share)
+    ram_live, ram_dead = _split(f.ram_bytes(), share)
+    return {"rows": ByteUsage(disk_live=disk_live, disk_dead=disk_dead, ram_live=ram_live, ram_dead=ram_dead)}
+
+
+def _usage(f: Field, n: int) -> dict[str, ByteUsage]:
+    if isinstance(f, MultiVectorField):
+        return _multi(f, n)
+    if isinstance(f, SparseField):
+        return _sparse(f, n)
+    return _dense(f, n)
+
+
 def storage_usage(coll: Collection) -> StorageUsage:
     n = coll.labels.n
-    vectors = {
-        name: _multi(f, n) if isinstance(f, MultiVectorField) else _dense(f, n) for name, f in coll.fields.items()
-    }
+    vectors = {name: _usage(f, n) for name, f in coll.fields.items()}
     used, free = coll.points.page_usage()
     wal = coll.points.path.with_name(coll.points.path.name + "-wal")
     wal_bytes = os.stat(wal).st_size if wal.exists() else 0

@@ -14,7 +14,7 @@ from index.contract import CollectionReader
 from index.errors import InvalidVector
 from index.filters import check_filter
 from index.pipeline import Fusion, PipelineLimits, Stage
-from nestor_client.models import Filter, SearchRequest
+from nestor_client.models import Filter, SearchRequest, SparseVector
 from nestor_client.query import DocumentQuery, FusionQuery, NearestQuery, Prefetch, QueryRequest, RrfQuery
 from server.convert import multivector_array, vector_array
 from server.embedding import embed_queries
@@ -54,6 +54,8 @@ def embed_texts(coll: CollectionReader, req: QueryRequest) -> Texts:
         dim = coll.vector_config(n.using)[1].dim
         if done.multivector is not None:
             out[id(n.query)] = multivector_array(done.multivector, dim, "text embedding")
+        elif isinstance(done.vector, SparseVector):
+            raise InvalidVector(f"a text query on the sparse vector {n.using!r} is not in the pipeline yet")
         elif done.vector is not None:
             out[id(n.query)] = vector_array(done.vector)
     return out
