@@ -24,7 +24,7 @@ from index.collection import Collection
 from index.contract import AnyCollection, CollectionOptions
 from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidFilter, InvalidRequest
 from index.filters import split_key
-from index.fsutil import fsync_dir
+from index.fsutil import fsync_dir, makedirs
 from index.multivector import check_multivector
 from nestor_client.models import CollectionConfig
 
@@ -75,7 +75,7 @@ class Catalog:
         self._trash = data_dir / "trash"
         self._lock = threading.Lock()
         self._collections: dict[str, AnyCollection] = {}
-        self._root.mkdir(parents=True, exist_ok=True)
+        makedirs(self._root)  # durable: a collection created in it is acknowledged only once its path is
         shutil.rmtree(self._trash, ignore_errors=True)
         self._trash.mkdir(exist_ok=True)
 

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
 from index.contract import CollectionOptions
+from index.fsutil import makedirs
 from index.runtime import configure_threads
 from server.api import collections, health, points, queries, search, snapshots
 from server.api import dashboard as dashboard_api
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        makedirs(settings.data_dir)
         cluster = None
         if settings.ray_address:  # only then is ray imported (cluster/ needs the `ray` extra)
             from cluster.sharded import RayCluster

@@ -41,6 +41,9 @@ from tests.powerloss.durable import Durability
 T = TypeVar("T", bound=Callable[..., Any])
 
 
+TRACE = bool(os.environ.get("LOSSYFS_TRACE"))  # log every operation to stderr (the mount's log file)
+
+
 def _backing_flags(flags: int) -> int:
     """Open the backing file read-write (the kernel reads pages of write-only files too) and without
     O_APPEND (the kernel sends every write with its offset, which pwrite must honour)."""
@@ -55,6 +58,9 @@ def _op(fn: T) -> T:
         with self.mutex:
             if self.dead:
                 raise OSError(errno.EIO, "power is off")
+            if TRACE:
+                shown = [a if not isinstance(a, bytes) else f"<{len(a)} bytes>" for a in args]
+                sys.stderr.write(f"{fn.__name__} {shown}\n")
             return fn(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
