@@ -13,7 +13,11 @@ CI runs a few rounds; `NESTOR_POWERCUT_ROUNDS=100` runs a long series (benchmark
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +31,7 @@ from tests.powerloss.mount import LossyMount
 pytestmark = pytest.mark.e2e
 
 ROUNDS = int(os.environ.get("NESTOR_POWERCUT_ROUNDS", "6"))
+REPORT = os.environ.get("NESTOR_POWERCUT_REPORT")  # a JSON file for the long run's numbers
 # The indexer persists an index 0.2 s after writes settle and at least every 0.5 s while they go on.
 FAST_SAVES = {"NESTOR_INDEX_SAVE_IDLE_SECONDS": "0.2", "NESTOR_INDEX_SAVE_MAX_SECONDS": "0.5"}
 
@@ -37,7 +42,20 @@ def _cut_and_remount(m: LossyMount, cuts: list[dict[str, int]], saved_index: lis
     m.mount()
 
 
+def _report(
+    path: Path, results: list[RoundResult], cuts: list[dict[str, int]], saved_index: list[bool], seconds: float
+) -> None:
+    total = {k: sum(getattr(r, k) for r in results) for k in asdict(results[0]) if k != "kill_after"}
+    total |= {k: sum(c[k] for c in cuts) for k in ("unsynced_blocks", "unsynced_entries")}
+    total |= {"rounds": len(results), "cuts_after_an_index_save": sum(saved_index), "seconds": round(seconds)}
+    total |= {"checked_present": results[-1].checked_present, "checked_absent": results[-1].checked_absent}
+    path.write_text(
+        json.dumps({"total": total, "rounds": [asdict(r) | c for r, c in zip(results, cuts, strict=True)]}, indent=1)
+    )
+
+
 def test_power_cuts_keep_every_acknowledged_write(lossy: LossyMount) -> None:
+    started = time.monotonic()
     truth = Truth()
     cuts: list[dict[str, int]] = []
     saved_index: list[bool] = []
@@ -53,6 +71,8 @@ def test_power_cuts_keep_every_acknowledged_write(lossy: LossyMount) -> None:
             after_kill=lambda: _cut_and_remount(lossy, cuts, saved_index),
         )
         results.append(res)
+        if REPORT:
+            _report(Path(REPORT), results, cuts, saved_index, time.monotonic() - started)
         assert res.lost == 0, res  # acknowledged upserts present with their last acknowledged version
         assert res.resurrected == 0, res
         assert res.torn == 0, res  # an unanswered batch is all there or not at all
