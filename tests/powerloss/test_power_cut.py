@@ -96,6 +96,7 @@ def test_a_fresh_data_directory_survives_a_power_cut(lossy: LossyMount) -> None:
     plain = rng.standard_normal((5, 4)).astype(np.float32)
     a = rng.standard_normal((5, 4)).astype(np.float32)
     b = rng.standard_normal((5, 3)).astype(np.float32)
+    docs = [rng.standard_normal((i + 2, 4)).astype(np.float32) for i in range(5)]
     server = ServerProcess(lossy.mnt).start()
     try:
         with NestorClient(server.url) as c:
@@ -104,6 +105,11 @@ def test_a_fresh_data_directory_survives_a_power_cut(lossy: LossyMount) -> None:
             c.upsert("plain", ids=list(range(5)), vectors=plain, payloads=[{"i": i} for i in range(5)])
             vecs = [{"a": a[i].tolist(), "b": b[i].tolist()} for i in range(5)]
             c.upsert("named", points=[{"id": i, "vector": vecs[i], "payload": {"i": i}} for i in range(5)])
+            mv = {"type": "muvera", "k_sim": 2, "d_proj": 4, "r_reps": 2}  # token files and MUVERA state
+            c.create_collection("tokens", dim=4, metric="dot", multivector=mv)
+            c.upsert("tokens", ids=list(range(5)), multivectors=docs)
+            # as stored, at the token store's precision
+            stored = [r.multivector for r in c.get("tokens", list(range(5)), with_vector=True)]
         server.kill9()
     finally:
         server.stop()
@@ -123,6 +129,8 @@ def test_a_fresh_data_directory_survives_a_power_cut(lossy: LossyMount) -> None:
                 want_a, want_b = a[int(r.id)], b[int(r.id)]  # type: ignore[arg-type]
                 assert np.asarray(vec["a"], np.float32).tobytes() == want_a.tobytes()
                 assert np.asarray(vec["b"], np.float32).tobytes() == want_b.tobytes()
+            got = c.get("tokens", list(range(5)), with_vector=True)
+            assert [r.multivector for r in got] == stored and all(m is not None for m in stored)
     finally:
         server.stop()
 
