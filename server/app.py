@@ -16,6 +16,7 @@ from index.catalog import Catalog
 from index.contract import CollectionOptions
 from index.fsutil import makedirs
 from index.runtime import configure_threads
+from server.admission import WriteAdmission
 from server.api import collections, health, points, queries, search, snapshots
 from server.api import dashboard as dashboard_api
 from server.api import jobs as jobs_api
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     install_error_handlers(app)
     install_openapi(app)  # documents the envelope the responses really have
+    app.add_middleware(WriteAdmission, max_pending=settings.max_pending_writes)  # 503 past it (server/admission.py)
     app.add_middleware(RequestMetrics, metrics=monitor.metrics, monitor=monitor)  # inside the gate and body limit
     app.add_middleware(
         BodyLimit,
