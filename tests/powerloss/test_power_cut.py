@@ -173,3 +173,41 @@ def test_snapshots_payload_indexes_restores_and_collection_deletes_survive_a_cut
             assert c.count("again") == 60
     finally:
         server.stop()
+
+
+def test_an_ingest_job_cut_mid_way_resumes_with_exactly_the_source_ids(lossy: LossyMount, tmp_path: Path) -> None:
+    """The job record (acknowledged when the job was created) and its checkpoint survive the cut; the job
+    resumes from its last durable checkpoint and ends with every source id once."""
+    n = 12_000
+    ids = [f"doc-{i}" for i in range(n)]
+    src = tmp_path / "src.jsonl"  # the source is off the lossy mount: only the data directory loses power
+    src.write_text(
+        "".join(json.dumps({"id": pid, "text": f"row {i} word{i % 97}"}) + "\n" for i, pid in enumerate(ids))
+    )
+    env = {"NESTOR_INGEST_ROOTS": str(tmp_path)}
+    server = ServerProcess(lossy.mnt, env=env).start()
+    try:
+        with NestorClient(server.url) as c:
+            c.create_collection("docs", dim=16, encoder={"name": "hash", "config": {"dim": 16}}, index={"type": "flat"})
+            job = c.ingest("docs", src, batch_size=250)
+            deadline = time.monotonic() + 120
+            while (done := c.get_job(job.id).done) < 1_500:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        server.kill9()
+    finally:
+        server.stop()
+    assert done < n, "the job finished before the cut; the test proves nothing"
+    lossy.power_cut()
+    lossy.mount()
+    server = ServerProcess(lossy.mnt, env=env).start()
+    try:
+        with NestorClient(server.url) as c:
+            final = c.wait_job(job.id, poll=0.05, timeout=240)
+            assert final.state.value == "succeeded", final.error
+            assert (final.done, final.total, final.failed) == (n, n, 0)
+            assert c.count("docs") == n
+            found = [r.id for s in range(0, n, 5_000) for r in c.get("docs", ids[s : s + 5_000], with_payload=False)]
+            assert sorted(found) == sorted(ids)  # every source id, and (with the count) nothing else
+    finally:
+        server.stop()
