@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,9 +39,29 @@ REPORT = os.environ.get("NESTOR_POWERCUT_REPORT")  # a JSON file for the long ru
 FAST_SAVES = {"NESTOR_INDEX_SAVE_IDLE_SECONDS": "0.2", "NESTOR_INDEX_SAVE_MAX_SECONDS": "0.5"}
 
 
+def integrity_problems(data: Path) -> list[str]:
+    """`PRAGMA integrity_check` of every collection's store as the cut left it (on a copy: opening the
+    files in place would add a -shm file to the durable state)."""
+    problems = []
+    for db in sorted((data / "collections").glob("*/points.sqlite")):
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in db.parent.glob("points.sqlite*"):
+                shutil.copyfile(f, Path(tmp) / f.name)
+            conn = sqlite3.connect(Path(tmp) / "points.sqlite")
+            try:
+                result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                conn.close()
+            if result != "ok":
+                problems.append(f"{db}: {result}")
+    return problems
+
+
 def _cut_and_remount(m: LossyMount, cuts: list[dict[str, int]], saved_index: list[bool]) -> None:
     cuts.append(m.power_cut())
     saved_index.append(any((m.backing / "collections").rglob("manifest.json")))
+    cuts[-1]["integrity_problems"] = len(problems := integrity_problems(m.backing))
+    assert problems == [], problems
     m.mount()
 
 
@@ -46,7 +69,7 @@ def _report(
     path: Path, results: list[RoundResult], cuts: list[dict[str, int]], saved_index: list[bool], seconds: float
 ) -> None:
     total = {k: sum(getattr(r, k) for r in results) for k in asdict(results[0]) if k != "kill_after"}
-    total |= {k: sum(c[k] for c in cuts) for k in ("unsynced_blocks", "unsynced_entries")}
+    total |= {k: sum(c[k] for c in cuts) for k in ("unsynced_blocks", "unsynced_entries", "integrity_problems")}
     total |= {"rounds": len(results), "cuts_after_an_index_save": sum(saved_index), "seconds": round(seconds)}
     total |= {"checked_present": results[-1].checked_present, "checked_absent": results[-1].checked_absent}
     path.write_text(
