@@ -45,8 +45,9 @@ TRACE = bool(os.environ.get("LOSSYFS_TRACE"))  # log every operation to stderr (
 
 
 def _backing_flags(flags: int) -> int:
-    """Open the backing file read-write (the kernel reads pages of write-only files too) and without
-    O_APPEND (the kernel sends every write with its offset, which pwrite must honour)."""
+    """Open the backing file read-write (an fsync copies the new blocks to the shadow through the handle
+    it comes with, a write-only one too) and without O_APPEND (the kernel sends every write with its
+    offset, which pwrite must honour)."""
     return (flags & ~(os.O_ACCMODE | os.O_APPEND)) | os.O_RDWR
 
 
