@@ -41,6 +41,7 @@ from tests.powerloss.durable import Durability
 T = TypeVar("T", bound=Callable[..., Any])
 
 
+DIR_HANDLE = 1 << 40  # a directory's handle is this plus its node id: never a file's (a backing fd)
 TRACE = bool(os.environ.get("LOSSYFS_TRACE"))  # log every operation to stderr (the mount's log file)
 
 
@@ -116,7 +117,7 @@ class LossyFS:
 
     @_op
     def readdir(self, path: str | None, fh: int) -> list[str]:
-        return [".", "..", *self.model.nodes[fh].entries]  # fh: the directory's node (opendir); path may be None
+        return [".", "..", *self.model.nodes[fh - DIR_HANDLE].entries]  # by handle: path may be None
 
     @_op
     def readlink(self, path: str) -> str:
@@ -185,7 +186,7 @@ class LossyFS:
 
     @_op
     def opendir(self, path: str) -> int:
-        return self.model.lookup(path)
+        return DIR_HANDLE + self.model.lookup(path)
 
     @_op
     def releasedir(self, path: str | None, fh: int) -> int:
@@ -193,7 +194,7 @@ class LossyFS:
 
     @_op
     def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
-        self.model.fsync_dir(fh)
+        self.model.fsync_dir(fh - DIR_HANDLE)
         return 0
 
     # -- file contents ----------------------------------------------------------------------------
