@@ -16,7 +16,9 @@ more than that):
 Writing `cut` to stdin is the power cut: every later operation fails with EIO, BACKING is rebuilt to
 exactly the durable state (the durable names of each directory, each file with its durable contents and
 size), and one JSON line reports what was thrown away. Unmount afterwards; the next mount starts from the
-rebuilt directory. `stats` reports the counts without cutting.
+rebuilt directory. `arm N` kills whoever makes the N-th fsync, directory fsync or rename from then on,
+just before it (a crash point: the cut that follows finds the most unsynced state there can be).
+`stats` reports the counts without cutting.
 
 Inodes are tracked by our own node ids (the backing filesystem may reuse inode numbers), so a file
 renamed or unlinked without a directory fsync comes back under its durable name with its durable data.
@@ -29,6 +31,7 @@ import errno
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -77,6 +80,8 @@ class LossyFS:
         self.fds: dict[int, int] = {}  # our file handles (backing fds) -> node ids
         self.mutex = threading.Lock()
         self.dead = False
+        self.kill_at: int | None = None  # see arm()
+        self.killed = 0
 
     def _real(self, path: str) -> str:
         return str(self.root) + path
@@ -88,10 +93,33 @@ class LossyFS:
             raise OSError(errno.EBADF, "no file handle")
         return self.model.lookup(path), None
 
+    def arm(self, n: int) -> dict[str, int]:
+        """Kill the calling process just before the `n`-th fsync, directory fsync or rename from now: the
+        cut then finds the most it can, everything written since the last durability point (LazyFS's
+        `crash::timing=before`)."""
+        with self.mutex:
+            self.kill_at = n
+            return {"armed": n}
+
+    def _crash_point(self) -> None:
+        if self.kill_at is None:
+            return
+        self.kill_at -= 1
+        if self.kill_at > 0:
+            return
+        self.kill_at = None
+        from mfusepy import fuse_get_context  # only here: the module imports without libfuse
+
+        pid = fuse_get_context()[2]
+        if pid > 0:
+            os.kill(pid, signal.SIGKILL)  # a thread id names its whole process here
+        self.killed += 1
+        raise OSError(errno.EIO, "killed at a crash point")
+
     def cut(self) -> dict[str, int]:
         with self.mutex:
             self.dead = True
-            report = self.model.report()
+            report = self.model.report() | {"killed_at_crash_point": self.killed}
             self.model.rebuild()
             return report
 
@@ -172,6 +200,7 @@ class LossyFS:
 
     @_op
     def rename(self, old: str, new: str) -> int:
+        self._crash_point()
         os.rename(self._real(old), self._real(new))
         self.model.renamed(old, new)
         return 0
@@ -194,6 +223,7 @@ class LossyFS:
 
     @_op
     def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
+        self._crash_point()
         self.model.fsync_dir(fh - DIR_HANDLE)
         return 0
 
@@ -239,6 +269,7 @@ class LossyFS:
 
     @_op
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
+        self._crash_point()
         self.model.fsync_file(self.fds[fh], fh)
         return 0
 
@@ -263,8 +294,9 @@ class LossyFS:
 def _control(fs: LossyFS, mountpoint: Path) -> None:
     for line in sys.stdin:
         cmd = line.strip()
-        if cmd in ("cut", "stats"):
-            sys.stdout.write(json.dumps(fs.cut() if cmd == "cut" else fs.stats()) + "\n")
+        if cmd in ("cut", "stats") or cmd.startswith("arm "):
+            answer = fs.cut() if cmd == "cut" else fs.stats() if cmd == "stats" else fs.arm(int(cmd.split()[1]))
+            sys.stdout.write(json.dumps(answer) + "\n")
             sys.stdout.flush()
     # stdin closed: whoever mounted us is gone; do not outlive it
     subprocess.run(["fusermount3", "-uz", str(mountpoint)], check=False, capture_output=True)
