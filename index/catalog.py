@@ -26,7 +26,7 @@ from index.compaction import recover_all
 from index.contract import AnyCollection, CollectionOptions
 from index.errors import CollectionExists, CollectionNotFound, InvalidConfig, InvalidFilter, InvalidRequest
 from index.filters import split_key
-from index.fsutil import fsync_dir
+from index.fsutil import fsync_dir, makedirs
 from index.multivector import check_multivector
 from nestor_client.models import CollectionConfig
 
@@ -77,7 +77,7 @@ class Catalog:
         self._trash = data_dir / "trash"
         self._lock = threading.Lock()
         self._collections: dict[str, AnyCollection] = {}
-        self._root.mkdir(parents=True, exist_ok=True)
+        makedirs(self._root)  # durable: a collection created in it is acknowledged only once its path is
         shutil.rmtree(self._trash, ignore_errors=True)
         self._trash.mkdir(exist_ok=True)
         self.aliases = Aliases(data_dir / "aliases.json")

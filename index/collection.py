@@ -41,7 +41,7 @@ from index.dense import DenseField, field_dir
 from index.disk import batch_bytes, check_free
 from index.errors import InvalidRequest
 from index.filters import compile_filter
-from index.fsutil import atomic_write_bytes, fsync_dir
+from index.fsutil import atomic_write_bytes, fsync_dir, fsync_tree
 from index.gate import SwapGate, WriterWait, reads
 from index.hits import HitReader
 from index.indexer import Indexer, save_index
@@ -160,9 +160,12 @@ class Collection:
             fdir = field_dir(directory, fname)
             fdir.mkdir(parents=True, exist_ok=True)
             save_encoder_state(fdir, vcfg)
+        fsync_tree(directory)  # every name below is durable before collection.json, the mark of a whole create
         atomic_write_bytes(directory / "collection.json", config.model_dump_json().encode())
         fsync_dir(directory.parent)
-        return cls(name, directory, config, options)
+        coll = cls(name, directory, config, options)
+        fsync_tree(directory)  # and the store files the constructor created (vectors.f32, points.sqlite, tokens)
+        return coll
 
     @classmethod
     def open(cls, name: str, directory: Path, options: CollectionOptions) -> Collection:

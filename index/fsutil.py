@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "fsync_dir", "replace_dir"]
+__all__ = ["atomic_write_bytes", "fsync_dir", "fsync_tree", "makedirs", "replace_dir"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -15,6 +15,28 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def makedirs(path: Path) -> None:
+    """`mkdir -p` that survives a power cut: each directory it creates is fsynced into its parent.
+
+    fsync(2) of a file or a directory does not make its own name durable; only an fsync of the
+    directory that holds the name does (tests/powerloss found a fresh data directory lost whole)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        fsync_dir(d.parent)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every directory under `root` (itself included), deepest first: every name in the tree is durable."""
+    for d in sorted((p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()), key=lambda p: -len(p.parts)):
+        fsync_dir(d)
+    fsync_dir(root)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -35,7 +35,7 @@ from typing import IO, Any
 from index.contract import AnyCollection
 from index.dense import field_dir
 from index.errors import InvalidSnapshot, SnapshotNotFound
-from index.fsutil import atomic_write_bytes, fsync_dir
+from index.fsutil import atomic_write_bytes, fsync_dir, makedirs
 from nestor_client.models import CollectionConfig
 
 __all__ = ["SnapshotInfo", "SnapshotStore", "file_sha256"]
@@ -112,7 +112,7 @@ class SnapshotStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "snapshots"
         self.staging = data_dir / "restore"  # restores unpack here, next to (never inside) collections/
-        self.root.mkdir(parents=True, exist_ok=True)
+        makedirs(self.root)  # durable names: a snapshot is acknowledged once its files are
         shutil.rmtree(self.staging, ignore_errors=True)  # left by a restore that crashed: never installed
         self.staging.mkdir(exist_ok=True)
 
@@ -127,7 +127,7 @@ class SnapshotStore:
 
     def _create(self, coll: AnyCollection) -> SnapshotInfo:
         folder = self.root / coll.name
-        folder.mkdir(parents=True, exist_ok=True)
+        makedirs(folder)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         name = f"{coll.name}-{stamp}-{uuid.uuid4().hex[:6]}"
         work = self.staging / f"snap-{name}"

@@ -14,7 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
 from index.contract import CollectionOptions
+from index.fsutil import makedirs
 from index.runtime import configure_threads
+from server.admission import WriteAdmission
 from server.api import collections, health, pipeline, points, queries, search, snapshots
 from server.api import dashboard as dashboard_api
 from server.api import jobs as jobs_api
@@ -110,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        makedirs(settings.data_dir)
         cluster = None
         if settings.ray_address:  # only then is ray imported (cluster/ needs the `ray` extra)
             from cluster.sharded import RayCluster
@@ -187,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_route(QDRANT_PREFIX, version_info, methods=["GET"])  # its root without the slash, as the client asks
     install_error_handlers(app)
     install_openapi(app)  # documents the envelope the responses really have
+    app.add_middleware(WriteAdmission, max_pending=settings.max_pending_writes)  # 503 past it (server/admission.py)
     app.add_middleware(RequestMetrics, metrics=monitor.metrics, monitor=monitor)  # inside the gate and body limit
     app.add_middleware(
         BodyLimit,

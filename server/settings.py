@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     )
 
     max_body_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="largest request body accepted (413)")
+    max_pending_writes: int = Field(
+        64, ge=1, description="upserts and deletes in progress at once; more get 503 with Retry-After"
+    )
     max_batch_points: int = Field(10_000, ge=1, description="points per upsert/delete/get request (413)")
     max_search_limit: int = Field(10_000, ge=1, description="largest limit+offset of a search (422)")
     max_search_batch: int = Field(1_024, ge=1, description="searches per batch search request (413)")

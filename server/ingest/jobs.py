@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from index.fsutil import atomic_write_bytes
+from index.fsutil import atomic_write_bytes, makedirs
 from nestor_client.models import JobInfo, JobState
 
 __all__ = ["ACTIVE", "JobRecord", "JobStore"]
@@ -36,7 +36,7 @@ class JobRecord(JobInfo):
 class JobStore:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        makedirs(self.dir)  # durable: a job record is acknowledged once its file and name are
 
     def load(self) -> list[JobRecord]:
         records = []

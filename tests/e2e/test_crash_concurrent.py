@@ -20,6 +20,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,12 +155,28 @@ def _versions(c: NestorClient, ids: list[int]) -> dict[int, int]:
     return out
 
 
-def run_round(data: Path, round_: int, truth: Truth, *, min_kill: float = 0.5, max_kill: float = 2.5) -> RoundResult:
-    """Start the server on `data`, run the clients, kill -9 it at a random moment, restart, check."""
-    server = ServerProcess(data).start()
+def run_round(
+    data: Path,
+    round_: int,
+    truth: Truth,
+    *,
+    min_kill: float = 0.5,
+    max_kill: float = 2.5,
+    env: dict[str, str] | None = None,
+    after_kill: Callable[[], object] | None = None,
+    after_start: Callable[[], object] | None = None,
+) -> RoundResult:
+    """Start the server on `data`, run the clients, kill -9 it at a random moment, restart, check.
+
+    `env`: extra server environment; `after_kill`: runs between the kill and the restart (the power-loss
+    rounds, tests/powerloss, roll the data directory back to what was fsynced there); `after_start`: runs
+    once the server is up and the collection exists (they arm a crash point there)."""
+    server = ServerProcess(data, env=env).start()
     try:
         with NestorClient(server.url) as c:
             c.create_collection("c", dim=DIM, metric="dot", index={"type": "hnsw", "m": 8, "ef_construction": 32})
+        if after_start is not None:
+            after_start()
         stop = threading.Event()
         results: list[int] = [0] * (2 * PAIRS)
         threads = []
@@ -184,8 +201,10 @@ def run_round(data: Path, round_: int, truth: Truth, *, min_kill: float = 0.5, m
             t.join(timeout=60)
     finally:
         server.stop()
+    if after_kill is not None:
+        after_kill()
 
-    server = ServerProcess(data).start()
+    server = ServerProcess(data, env=env).start()
     try:
         with NestorClient(server.url) as c:
             with truth.lock:
