@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from index import planner
+from index import planner, quality
 from index.backends.base import F32, I64
 from index.batch import Field, check_batch, default_vector, field_batches, vmasks
 from index.contract import (
@@ -318,6 +318,12 @@ class Collection:
     def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
         """Answer several queries; unfiltered ones on a dense vector with equal knobs share one ANN call."""
         return search_queries(self, queries)
+
+    def observe_recall(self, using: str | None, hits: int, total: int, queries: int) -> None:
+        """The recall probe's measure of one vector: a recall target adjusts its knobs (index/quality.py)."""
+        f = self.field(using)
+        if isinstance(f, DenseField):
+            quality.observe(f, hits, total, queries)
 
     def match(self, flt: Filter) -> tuple[I64, bool]:
         """The live labels matching `flt`, sorted, and whether the payload indexes answered (no SQL scan)."""

@@ -23,7 +23,10 @@ CODECS: dict[str, dict[str, Any]] = {
     "int8-flat-int8-store": {"quantize": {"type": "int8"}, "index": {"type": "flat"}, "rerank": {"store": "int8"}},
     "int8-on-disk-int8-store": {"quantize": {"type": "int8"}, "rerank": {"store": "int8"}, "on_disk": True},
     "binary": {"quantize": {"type": "binary"}},
-    "binary-asymmetric-int8-store": {"quantize": {"type": "binary", "query": "asymmetric"}, "rerank": {"store": "int8"}},
+    "binary-asymmetric-int8-store": {
+        "quantize": {"type": "binary", "query": "asymmetric"},
+        "rerank": {"store": "int8"},
+    },
     "leanvec": {"reduce": {"type": "leanvec", "dim": 8}},
     "leanvec-int8-int8-store": {
         "reduce": {"type": "leanvec", "dim": 12},
