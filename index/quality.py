@@ -53,7 +53,7 @@ __all__ = ["EF_LADDER", "NPROBE_LADDER", "OVER_LADDER", "calibrate", "due", "obs
 EF_LADDER = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16384)
 NPROBE_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096)
 OVER_LADDER = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 128.0, 256.0, 512.0, 1000.0)
-MIN_POINTS = 100  # fewer live points: nothing to calibrate yet
+MIN_POINTS = 1000  # fewer indexed points: nothing to calibrate yet (and little to gain over exact)
 _MIN_SAMPLE = 50  # query-sample rows needed to calibrate on them
 _ROWS_MARGIN = 0.3  # share of the gap to 1 that calibration on data rows adds to the target
 _TIE = 1e-4  # an answer scoring as well as the exact k-th (within this) counts as found
@@ -204,6 +204,7 @@ def calibrate(field: DenseField) -> None:
         return
     qc = t.config
     k = qc.k
+    points = field.count  # before the first search: rows written meanwhile make the next calibration due
     t.state = "calibrating"
     rng = np.random.default_rng(len(field.alive))
     q, selfs, source = _queries(field, qc.queries, rng)
@@ -253,7 +254,7 @@ def calibrate(field: DenseField) -> None:
     with t.lock:
         t.params = t.calibrated = p
         t.live, t.window, t.comfortable, t.adjustments = None, [0, 0, 0], 0, 0
-        t.index_id, t.calibrated_count = id(index), field.count
+        t.index_id, t.calibrated_count = id(index), points
         t.calibration = estimate(hits(*chosen), total, len(q), source, time.time())
 
 

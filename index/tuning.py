@@ -78,5 +78,6 @@ class Tuning:
             calibration=self.calibration,
             live=self.live,
             adjustments=self.adjustments,
+            points=self.calibrated_count,
             message=self.message,
         )

@@ -66,6 +66,7 @@ class QualityInfo(_Readable):
     calibration: RecallEstimate | None = None
     live: RecallEstimate | None = None  # the probe's measure since the parameters last changed
     adjustments: int = 0  # live raises and lowerings since calibration
+    points: int = 0  # live points when calibration ran (it runs again once they double or halve)
     interval: str = "95% Wilson score interval on per-neighbour hits"
     message: str | None = None  # why the target is not met, and what to change
 
