@@ -336,11 +336,13 @@ class Collection:
     # -- the query sample, bulk loads ----------------------------------------------------------
 
     def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int:
-        """Keep example queries for fitting the query map; the next optimization refits with them."""
+        """Keep example queries for fitting the query map (the next optimization refits with them), and for
+        calibrating a recall target (index/quality.py)."""
         f = self.field(using)
         red = f.config.reduce
-        if not isinstance(f, DenseField) or red is None or red.type != "leanvec" or red.mode != "ood":
-            raise InvalidRequest("a query sample is only used by vectors with reduce leanvec, mode 'ood'")
+        ood = red is not None and red.type == "leanvec" and red.mode == "ood"
+        if not isinstance(f, DenseField) or not (ood or f.tuning is not None):
+            raise InvalidRequest("a query sample is only used by vectors with reduce leanvec, mode 'ood', or a quality")
         n = f.add_query_sample(vectors, replace=replace)
         self._indexer.wake()
         return n

@@ -64,7 +64,8 @@ _EXACT = SearchParams(exact=True)
 
 
 def due(field: DenseField) -> bool:
-    """A calibration is due: the index is new (built, refitted) or has doubled or halved, and caught up."""
+    """A calibration is due: the index is new (built, refitted) or has doubled or halved, or a new query sample
+    was posted, and the index has caught up."""
     t = field.tuning
     if t is None:
         return False
@@ -76,7 +77,8 @@ def due(field: DenseField) -> bool:
     if index is None or not index.is_trained or st.upto < field.labels.n or index.count < MIN_POINTS:
         return False
     n = field.count
-    return id(index) != t.index_id or n >= 2 * t.calibrated_count or 2 * n <= t.calibrated_count
+    new_sample = len(field.query_sample) >= _MIN_SAMPLE and field.query_sample.version != t.sample_version
+    return new_sample or id(index) != t.index_id or n >= 2 * t.calibrated_count or 2 * n <= t.calibrated_count
 
 
 def step(field: DenseField) -> bool:
@@ -205,6 +207,7 @@ def calibrate(field: DenseField) -> None:
     qc = t.config
     k = qc.k
     points = field.count  # before the first search: rows written meanwhile make the next calibration due
+    sample_version = field.query_sample.version
     t.state = "calibrating"
     rng = np.random.default_rng(len(field.alive))
     q, selfs, source = _queries(field, qc.queries, rng)
@@ -254,7 +257,7 @@ def calibrate(field: DenseField) -> None:
     with t.lock:
         t.params = t.calibrated = p
         t.live, t.window, t.comfortable, t.adjustments = None, [0, 0, 0], 0, 0
-        t.index_id, t.calibrated_count = id(index), points
+        t.index_id, t.calibrated_count, t.sample_version = id(index), points, sample_version
         t.calibration = estimate(hits(*chosen), total, len(q), source, time.time())
 
 

@@ -14,6 +14,7 @@ from index import quality
 from index.collection import Collection
 from index.contract import Query, QueryResult
 from index.dense import DenseField
+from index.tuning import wilson
 from nestor_client.models import SearchParams
 from tests.unit.index.conftest import F32, Engine, until, wait_indexed
 
@@ -169,3 +170,20 @@ def test_a_grown_index_recalibrates(engine: Engine) -> None:
         assert time.monotonic() < deadline, "no recalibration"
         time.sleep(0.05)
     assert t.calibration.at > first
+
+
+def test_a_posted_query_sample_recalibrates_on_real_queries(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0])
+    t = f.tuning
+    assert t is not None and t.calibration is not None and t.calibration.source == "perturbed rows"
+    sample = clustered(120, 5)  # queries like the users' own, not the held-out ones
+    assert coll.add_query_sample(sample) == 120
+    until(lambda: t.calibration is not None and t.calibration.source == "query sample", 60, "recalibration")
+    assert t.calibration.queries == 120 and t.state == "met"
+    assert recall(coll, None) >= 0.95  # calibrated on 120 real queries, it holds on 200 others
+
+
+def test_the_wilson_interval() -> None:
+    low, high = wilson(95, 100)  # the textbook case
+    assert low == pytest.approx(0.8882, abs=1e-4) and high == pytest.approx(0.9785, abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)
