@@ -208,8 +208,8 @@ def calibrate(field: DenseField) -> None:
     k = qc.k
     points = field.count  # before the first search: rows written meanwhile make the next calibration due
     sample_version = field.query_sample.version
+    rng = np.random.default_rng(points)  # the same data, the same queries: a reopened collection chooses the same
     t.state = "calibrating"
-    rng = np.random.default_rng(len(field.alive))
     q, selfs, source = _queries(field, qc.queries, rng)
     truth, truth_scores = _answers(field, q, k, _EXACT, selfs)
     kth = truth_scores[np.arange(len(q)), np.maximum((truth >= 0).sum(axis=1) - 1, 0)]

@@ -187,3 +187,14 @@ def test_the_wilson_interval() -> None:
     low, high = wilson(95, 100)  # the textbook case
     assert low == pytest.approx(0.8882, abs=1e-4) and high == pytest.approx(0.9785, abs=1e-4)
     assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_a_reopened_collection_calibrates_again(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0])
+    assert f.tuning is not None and f.tuning.params is not None
+    chosen = f.tuning.params.ef
+    engine.restart()
+    g = engine.get("c").fields[""]
+    assert isinstance(g, DenseField) and g.tuning is not None and g.config.quality is not None
+    until(lambda: g.tuning is not None and g.tuning.params is not None, 60, "calibration after the restart")
+    assert g.tuning.params.ef == chosen  # the same data, the same (seeded) queries: the same choice
