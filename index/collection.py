@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from index import planner
+from index import planner, quality
 from index.backends.base import F32, I64
 from index.batch import Field, check_batch, default_vector, field_batches, vmasks
 from index.compaction import recover
@@ -373,6 +373,13 @@ class Collection:
         return search_queries(self, queries)
 
     @reads
+    def observe_recall(self, using: str | None, hits: int, total: int, queries: int) -> None:
+        """The recall probe's measure of one vector: a recall target adjusts its knobs (index/quality.py)."""
+        f = self.field(using)
+        if isinstance(f, DenseField):
+            quality.observe(f, hits, total, queries)
+
+    @reads
     def match(self, flt: Filter) -> tuple[I64, bool]:
         """The live labels matching `flt`, sorted, and whether the payload indexes answered (no SQL scan)."""
         return self._match(flt)
@@ -386,11 +393,13 @@ class Collection:
 
     @reads
     def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int:
-        """Keep example queries for fitting the query map; the next optimization refits with them."""
+        """Keep example queries for fitting the query map (the next optimization refits with them), and for
+        calibrating a recall target (index/quality.py)."""
         f = self.field(using)
         red = f.config.reduce if isinstance(f, DenseField) else None
-        if not isinstance(f, DenseField) or red is None or red.type != "leanvec" or red.mode != "ood":
-            raise InvalidRequest("a query sample is only used by vectors with reduce leanvec, mode 'ood'")
+        ood = red is not None and red.type == "leanvec" and red.mode == "ood"
+        if not isinstance(f, DenseField) or not (ood or f.tuning is not None):
+            raise InvalidRequest("a query sample is only used by vectors with reduce leanvec, mode 'ood', or a quality")
         n = f.add_query_sample(vectors, replace=replace)
         self._indexer.wake()
         return n

@@ -29,6 +29,7 @@ from index.factory import load_index, new_index, space_of
 from index.labels import LabelMap, grow_bools
 from index.manifest import read_manifest
 from index.query_sample import QuerySample
+from index.tuning import Tuning
 from index.vectors import VectorStore
 from nestor_client.models import FlatIndexConfig, LeanVecReduceConfig, Metric, VectorConfig
 
@@ -113,6 +114,7 @@ class DenseField:
         self.last_error: str | None = None
         self.index_disk = 0
         self.last_optimized: float | None = None
+        self.tuning = Tuning(config.quality) if config.quality is not None else None  # index/quality.py
 
     @property
     def plain_flat(self) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from index import quality
 from index.backends.base import I64, VectorIndex
 from index.backends.ivfpq import IvfPqIndex, auto_nlist
 from index.dense import DenseField
@@ -40,7 +41,7 @@ _MAX_BACKOFF = 60.0
 def index_step(field: DenseField) -> bool:
     """Do one unit of background work on `field`; False when there is nothing to do."""
     if field.plain_flat:
-        return False
+        return quality.step(field)  # reports the exact scan's recall target as met
     cfg = field.config
     st = field.state
     if cfg.compressed:
@@ -66,7 +67,7 @@ def index_step(field: DenseField) -> bool:
     index = st.index
     n = field.labels.n
     if index is None or st.upto >= n:
-        return False
+        return quality.step(field)  # a recall target recalibrates once a new or grown index is caught up
     field.phase = "indexing"
     lo = st.upto
     hi = min(n, lo + INDEX_CHUNK)

@@ -88,6 +88,7 @@ def dense_info(f: DenseField, paused: bool) -> VectorInfo:
         pending=pending,
         error=f.last_error,
         backend=backend_name(index) if not f.plain_flat else "exact scan",
+        quality=f.tuning.info() if f.tuning is not None else None,
         **extra,
     )
     parts = _index_memory(index)

@@ -96,7 +96,7 @@ def to_user(field: DenseField, labels: I64, scores: F32) -> tuple[list[int], lis
 def search_fast(field: DenseField, q: Query, mat: F32) -> Ranked | None:
     """The common case: one unfiltered query, fully indexed. None: take the general planner."""
     st = field.state
-    index, p = st.index, q.params
+    index, p = st.index, q.params if field.tuning is None else field.tuning.apply(q.params)
     if q.filter is not None or index is None or st.upto != field.labels.n or (p is not None and p.exact):
         return None
     k = q.limit + q.offset
@@ -142,6 +142,8 @@ def _shortlist(
         if len(labels) > k:
             top = np.argpartition(-scores, k - 1)[:k]
             labels, scores = labels[top], scores[top]
+        if isinstance(index, EncodedIndex) and index.has_int8_store:
+            scores = gather_scores(field.vectors.buffer(), mat, labels[None, :], field.space)[0]
         order = np.argsort(-scores, kind="stable")
         labels, scores = labels[order], scores[order]
     return labels.tolist(), scores.tolist()
@@ -152,6 +154,8 @@ def plan(
 ) -> tuple[Hits, str]:
     """Pick the strategy and run it. Returns labels/scores, higher score is better."""
     sel = allowed if allowed is None or isinstance(allowed, Selection) else Selection(labels=allowed)
+    if field.tuning is not None:  # the recall target's knobs, where the query sets none (index/quality.py)
+        params = field.tuning.apply(params)
     st = field.state
     index, upto = st.index, st.upto
     n = field.labels.n
@@ -343,7 +347,13 @@ def _candidate_scores(field: DenseField, index: Any, queries: F32, labels: I64) 
 def _rescore(field: DenseField, index: VectorIndex, queries: F32, hits: Hits, k: int) -> Hits:
     """Rerank ANN candidates with the full-precision vectors (or the int8 rerank store)."""
     pos, sc = top_k(_candidate_scores(field, index, queries, hits.labels), k)
-    return Hits(np.take_along_axis(hits.labels, pos, axis=1), sc)
+    labels = np.take_along_axis(hits.labels, pos, axis=1)
+    if isinstance(index, EncodedIndex) and index.has_int8_store:
+        # the int8 store picked the k; they are ordered (and scored) by float32, which costs k rows, even on disk
+        sc = gather_scores(field.vectors.buffer(), queries, labels, field.space)
+        order = np.argsort(-sc, axis=1, kind="stable")
+        labels, sc = np.take_along_axis(labels, order, axis=1), np.take_along_axis(sc, order, axis=1)
+    return Hits(labels, sc)
 
 
 def merge(a: Hits, b: Hits, k: int) -> Hits:

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from index.contract import AnyCollection, Query
 from nestor_client.models import Metric, SearchParams
 
-__all__ = ["ProbeOptions", "RecallProbe", "recall_at_k", "recall_warning"]
+__all__ = ["ProbeOptions", "RecallProbe", "found_at_k", "recall_at_k", "recall_warning"]
 
 log = logging.getLogger("nestor.probe")
 
@@ -60,16 +60,24 @@ class _State:
 
 def recall_at_k(ann: list[tuple[Any, float]], exact: list[tuple[Any, float]], k: int, lower_is_better: bool) -> float:
     """The share of the exact top k that the ANN top k found, counting equal-score ties as found."""
+    found, total = found_at_k(ann, exact, k, lower_is_better)
+    return found / total if total else 1.0
+
+
+def found_at_k(
+    ann: list[tuple[Any, float]], exact: list[tuple[Any, float]], k: int, lower_is_better: bool
+) -> tuple[int, int]:
+    """(exact top-k neighbours the ANN top k found, counting equal-score ties as found; how many there are)."""
     truth = exact[:k]
     if not truth:
-        return 1.0
+        return 0, 0
     ids = {pid for pid, _ in truth}
     kth = truth[-1][1]
     found = 0
     for pid, score in ann[:k]:
         tied = score <= kth + _TIE if lower_is_better else score >= kth - _TIE
         found += pid in ids or tied
-    return min(found, len(truth)) / len(truth)
+    return min(found, len(truth)), len(truth)
 
 
 def recall_warning(history: list[float], k: int, warn_below: float) -> str | None:
@@ -164,12 +172,20 @@ class RecallProbe:
         picked = self._rng.sample(pool, min(o.sample, len(pool)))
         exact = coll.search([Query(v, limit=o.k, with_payload=False, params=_EXACT, using=u) for v, u in picked])
         total = 0.0
+        per_vector: dict[str | None, list[int]] = {}  # found, neighbours, queries: a recall target's feedback
         for (v, u), ex in zip(picked, exact, strict=True):
             # One at a time: the single-query path is the one users hit, and it stays on this thread.
             lower = coll.vector_config(u)[1].metric is Metric.l2
             ann = coll.search([Query(v, limit=o.k, with_payload=False, using=u)])[0]
-            total += recall_at_k([(h.id, h.score) for h in ann.hits], [(h.id, h.score) for h in ex.hits], o.k, lower)
+            got = found_at_k([(h.id, h.score) for h in ann.hits], [(h.id, h.score) for h in ex.hits], o.k, lower)
+            total += got[0] / got[1] if got[1] else 1.0
+            acc = per_vector.setdefault(u, [0, 0, 0])
+            acc[0], acc[1], acc[2] = acc[0] + got[0], acc[1] + got[1], acc[2] + 1
         recall = total / len(picked)
+        feedback = getattr(coll, "observe_recall", None)  # local collections; a sharded one has no targets yet
+        if feedback is not None:
+            for u, (found, neighbours, queries) in per_vector.items():
+                feedback(u, found, neighbours, queries)
         with self._lock:
             st.last_key = key
             st.history.append((time.time(), recall, len(picked)))

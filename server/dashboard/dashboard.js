@@ -396,6 +396,25 @@ function renderMemory(info) {
     `<tbody>${rows}<tr><td><b>total</b></td><td class="num"><b>${fmtBytes(tot.ram)}</b></td><td class="num"><b>${fmtBytes(tot.disk)}</b></td></tr></tbody></table></div>`;
 }
 
+// Each vector's recall target (`quality`): the recall measured (calibration, live probe) with its 95% interval,
+// the knobs in force, and why the target is out of reach when it is.
+function renderQuality(info) {
+  const est = (e) => e ? `${e.recall.toFixed(3)} [${e.low.toFixed(3)}, ${e.high.toFixed(3)}]` : "–";
+  const rows = Object.entries(vectorInfos(info)).filter(([, vi]) => vi.index && vi.index.quality).map(([n, vi]) => {
+    const q = vi.index.quality;
+    const knobs = Object.entries(q.params || {}).map(([k, v]) => `${k} ${v}`).join(", ") || "–";
+    const cls = q.state === "met" || q.state === "exact" ? "ok" : q.state === "unmet" || q.state === "below_target" ? "bad" : "info";
+    const msg = q.message ? `<div class="small" data-field="quality-message">${esc(q.message)}</div>` : "";
+    return `<tr data-quality="${esc(n)}"><td class="name">${esc(vectorLabel(n))}</td><td class="num">${q.recall_target}</td>` +
+      `<td><span class="pill ${cls}" data-field="quality-state">${esc(q.state)}</span>${msg}</td>` +
+      `<td class="num">${esc(est(q.calibration))}</td><td class="num">${esc(est(q.live))}</td><td>${esc(knobs)}</td></tr>`;
+  }).join("");
+  if (!rows) return "";
+  return `<div data-field="quality"><h3>Recall target</h3><table><thead><tr><th>vector</th><th class="num">target</th><th>state</th>` +
+    `<th class="num">calibration recall@k [95%]</th><th class="num">live recall [95%]</th><th>knobs in force</th></tr></thead>` +
+    `<tbody>${rows}</tbody></table></div>`;
+}
+
 const encoderText = (enc) => enc.name + (enc.config && enc.config.model ? " " + enc.config.model : "");
 
 function renderFacts(info) {
@@ -606,6 +625,7 @@ function renderDetail() {
     errors +
     (st && st.recall.warning ? `<div class="warning-list" style="margin-bottom:10px"><div>⚠ ${esc(st.recall.warning)}</div></div>` : "") +
     renderVectors(info) +
+    renderQuality(info) +
     `<div class="filters-grid">${renderPayloadIndexes(info)}${renderPlans(info)}</div>` +
     `<div class="detail-grid">${charts}${renderMemory(info)}${renderFacts(info)}${renderCluster(info)}${renderSnapshots(info.name)}</div>`;
   const btn = document.getElementById("create-snapshot");

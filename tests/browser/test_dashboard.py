@@ -264,7 +264,7 @@ def test_named_vectors_and_a_failing_indexer(
 
     vectors = {
         "text": {"dim": 32, "metric": "cosine", "index": {"type": "hnsw", "m": 8}},
-        "image": {"dim": 16, "metric": "l2", "index": {"type": "flat"}},
+        "image": {"dim": 16, "metric": "l2", "index": {"type": "flat"}, "quality": {"recall_target": 0.99}},
         "tokens": {"dim": 8, "metric": "dot", "multivector": {"type": "muvera", "k_sim": 2, "d_proj": 4, "r_reps": 4}},
     }
     http.put("/collections/multi", json={"vectors": vectors}).raise_for_status()
@@ -321,6 +321,10 @@ def test_named_vectors_and_a_failing_indexer(
 
     until(vectors_match, what="the vectors table to match the API")
     assert "nestor-graph (float32" in (page.text_content('#detail tr[data-vector="text"]') or "")
+    # the recall target's block: only the vector that has one, with the state the API reports
+    until(lambda: page.query_selector('[data-quality="image"]') is not None, what="the recall target block")
+    assert page.text_content('[data-quality="image"] [data-field="quality-state"]') == "exact"
+    assert [el.get_attribute("data-quality") for el in page.query_selector_all("[data-quality]")] == ["image"]
     _screenshot(p, "dashboard-named-vectors.png")
 
     # the failing collection: a red pill, the error under it, a red warning, the whole error in the panel

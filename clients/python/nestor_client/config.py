@@ -202,6 +202,18 @@ class TrainingConfig(_Model):
     refit_growth: float = Field(2.0, gt=1.0)
 
 
+class QualityConfig(_Model):
+    """A recall target Nestor meets by itself: at each index build or refit it measures recall@k against
+    exact search and picks the cheapest `ef`, `nprobe` and `oversampling` that meet `recall_target`; the
+    live recall probe then raises (or slowly lowers) them. A query's own `params` still win."""
+
+    recall_target: float = Field(gt=0.0, lt=1.0)
+    k: int = Field(10, ge=1, le=100)  # the recall@k that is measured and met
+    max_ef: int = Field(2048, ge=8, le=32768)  # the most a graph's beam may be raised to
+    max_oversampling: float = Field(64.0, ge=1.0, le=1000.0)
+    queries: int = Field(200, ge=20, le=5000)  # calibration queries
+
+
 VECTOR_NAME = r"^[A-Za-z0-9_.-]{0,64}$"  # "" is the default (unnamed) vector
 SPARSE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # sparse vectors are always named
 
@@ -227,6 +239,7 @@ _PER_VECTOR = (
     "rerank",
     "training",
     "on_disk",
+    "quality",
 )
 
 
@@ -244,6 +257,8 @@ def _check_vector(cfg: VectorConfig | CollectionConfig, dim: int) -> None:
                 last = st.dim
     if isinstance(quant, Int8QuantizeConfig) and isinstance(index, IvfPqIndexConfig):
         raise ValueError("ivf_pq already quantizes its codes: use quantize with a flat or hnsw index")
+    if cfg.multivector is not None and cfg.quality is not None:
+        raise ValueError("quality does not apply to multi-vector fields yet")
     if cfg.multivector is not None and (red is not None or quant is not None):
         raise ValueError("reduce and quantize do not apply to multi-vector fields yet")
 
@@ -261,6 +276,7 @@ class _VectorSettings(_Model):
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     on_disk: bool = False  # full-precision vectors memory-mapped from disk instead of copied into RAM
+    quality: QualityConfig | None = None  # a recall target instead of hand-set ef / nprobe / oversampling
 
     @property
     def compressed(self) -> bool:

@@ -40,6 +40,37 @@ class PayloadIndexInfo(_Readable):
     ram: int = 0
 
 
+class RecallEstimate(_Readable):
+    """A measured recall@k: hits over `total` exact neighbours of `queries` queries, with the 95 % Wilson
+    score interval on those per-neighbour hits (`low`, `high`)."""
+
+    recall: float
+    low: float
+    high: float
+    hits: int
+    total: int
+    queries: int
+    source: str  # calibration: "query sample" or "perturbed rows"; live: "recall probe"
+    at: float  # unix time
+
+
+class QualityInfo(_Readable):
+    """A vector's recall target and how it is met (`quality` in the config): the search parameters in force,
+    those calibration found necessary, and the recall measured at calibration and by the live probe."""
+
+    recall_target: float
+    k: int
+    state: str  # waiting | calibrating | met | below_target | unmet | exact
+    params: dict[str, float] = Field(default_factory=dict)  # in force for searches without their own
+    calibrated: dict[str, float] = Field(default_factory=dict)  # what calibration chose
+    calibration: RecallEstimate | None = None
+    live: RecallEstimate | None = None  # the probe's measure since the parameters last changed
+    adjustments: int = 0  # live raises and lowerings since calibration
+    points: int = 0  # live points when calibration ran (it runs again once they double or halve)
+    interval: str = "95% Wilson score interval on per-neighbour hits"
+    message: str | None = None  # why the target is not met, and what to change
+
+
 class IndexInfo(_Readable):
     """One vector's index: its type and state, points indexed and pending, and (when the background
     indexer keeps failing) the error. Index-specific details (spec, training, multivector) ride along."""
@@ -52,6 +83,7 @@ class IndexInfo(_Readable):
     pending: int = 0
     error: str | None = None  # the last indexer failure, while it keeps failing
     backend: str | None = None  # which implementation serves it (e.g. "nestor-graph", "hnswlib")
+    quality: QualityInfo | None = None  # the recall target, when the vector has one
 
 
 class SegmentInfo(_Readable):

@@ -1,0 +1,343 @@
+"""A recall target Nestor meets by itself: calibration at each index build, then the live probe's feedback.
+
+Calibration (`calibrate`, run by the indexer once an index is built, refitted, or has doubled or halved since the
+last one, and caught up with the data) measures recall@k against exact search and picks the cheapest knobs whose
+recall meets the target with a margin: the lower end of the 95 % Wilson interval on per-neighbour hits must reach
+it, and so must that of the normal interval on the mean per-query recall (a query's neighbours are found or missed
+together, which makes the first too narrow). The queries are the vector's query sample (posted, or its reservoir of
+recent queries) when it holds at least `_MIN_SAMPLE` rows; otherwise held-out rows of the data: random live rows,
+each moved by Gaussian noise 1.5 times as long as the distance to its nearest neighbour, the row itself left out of both
+answers (it is not a held-out point, so finding it proves nothing). Such queries are still easier than real ones,
+so on them calibration aims `_ROWS_MARGIN` of the way from the target to 1.
+
+The knobs: `ef` of a graph (hnswlib or Nestor's), `nprobe` of IVF-PQ, and `oversampling` when the index's
+candidates are reranked. For each oversampling (increasing), a binary search finds the smallest ef or nprobe on a
+ladder that meets the target (recall grows with both); the cheapest pair by a cost model wins (`_cost`: distance
+computations, a compressed code counted by its size against a float32 row, a rerank as two).
+
+Live adjustment (`observe`): each probe round adds its per-neighbour hits to a window kept since the knobs last
+changed. When the window's whole interval is below the target, the knobs go up one rung; when its lower end is
+`_COMFORT` above the target for `_SLOW` rounds in a row, down one rung (twice as many rounds to go below what
+calibration found necessary). The ladders bound both ways.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from index import planner
+from index.backends.base import F32, I64, VectorIndex
+from index.backends.graph import GraphIndex
+from index.backends.hnsw import HnswIndex
+from index.backends.ivfpq import IvfPqIndex
+from index.encoded import EncodedIndex
+from index.tuning import Tuning, estimate, wilson
+from nestor_client.models import (
+    BinaryQuantizeConfig,
+    HnswIndexConfig,
+    Int8QuantizeConfig,
+    IvfPqIndexConfig,
+    SearchParams,
+)
+
+if TYPE_CHECKING:
+    from index.dense import DenseField
+
+__all__ = ["EF_LADDER", "NPROBE_LADDER", "OVER_LADDER", "calibrate", "due", "observe", "step"]
+
+EF_LADDER = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16384)
+NPROBE_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096)
+OVER_LADDER = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 128.0, 256.0, 512.0, 1000.0)
+MIN_POINTS = 1000  # fewer indexed points: nothing to calibrate yet (and little to gain over exact)
+_MIN_SAMPLE = 50  # query-sample rows needed to calibrate on them
+_ROWS_MARGIN = 0.15  # share of the gap to 1 that calibration on data rows adds to the target
+_NOISE = 1.5  # a row's perturbation, in distances to its nearest neighbour
+_TIE = 1e-4  # an answer scoring as well as the exact k-th (within this) counts as found
+_COMFORT = 0.01
+_SLOW = 3
+_MIN_WINDOW = 100  # neighbours a live window needs before it moves anything
+_EXACT = SearchParams(exact=True)
+
+
+def due(field: DenseField) -> bool:
+    """A calibration is due: the index is new (built, refitted) or has doubled or halved, or a new query sample
+    was posted, and the index has caught up."""
+    t = field.tuning
+    if t is None:
+        return False
+    if field.plain_flat:
+        t.state = "exact"
+        return False
+    st = field.state
+    index = st.index
+    if index is None or not index.is_trained or st.upto < field.labels.n or index.count < MIN_POINTS:
+        return False
+    n = field.count
+    new_sample = len(field.query_sample) >= _MIN_SAMPLE and field.query_sample.version != t.sample_version
+    return new_sample or id(index) != t.index_id or n >= 2 * t.calibrated_count or 2 * n <= t.calibrated_count
+
+
+def step(field: DenseField) -> bool:
+    """The indexer's hook: calibrate when due; True when it did."""
+    if not due(field):
+        return False
+    calibrate(field)
+    return True
+
+
+# -- the knobs -------------------------------------------------------------------------------------
+
+
+def _axes(field: DenseField, index: VectorIndex) -> tuple[str | None, tuple[float, ...], tuple[float, ...]]:
+    """(the primary knob's name, its ladder, the oversampling ladder or (0,) when nothing is reranked)."""
+    qc = field.tuning.config if field.tuning is not None else None
+    assert qc is not None
+    inner = index.inner if isinstance(index, EncodedIndex) else index
+    name: str | None = None
+    ladder: tuple[float, ...] = (0.0,)
+    if isinstance(inner, (HnswIndex, GraphIndex)):
+        name, ladder = "ef", tuple(float(v) for v in EF_LADDER if v <= qc.max_ef)
+    elif isinstance(inner, IvfPqIndex):
+        nlist = inner.nlist or 1
+        name, ladder = "nprobe", tuple(float(v) for v in NPROBE_LADDER if v < nlist) + (float(nlist),)
+    cfg = field.config
+    reranks = cfg.rerank.enabled if cfg.compressed else isinstance(cfg.index, IvfPqIndexConfig) and cfg.index.rescore
+    over = tuple(v for v in OVER_LADDER if v <= qc.max_oversampling) if reranks else (0.0,)
+    return name, ladder, over
+
+
+def _params(name: str | None, value: float, over: float) -> SearchParams:
+    p: dict[str, float | int] = {}
+    if name is not None:
+        p[name] = int(value)
+    if over:
+        p["oversampling"] = over
+    return SearchParams.model_validate(p)
+
+
+def _code_cost(field: DenseField) -> float:
+    """One distance in the index against one over a float32 row."""
+    cfg = field.config
+    share = cfg.reduce.dim / field.dim if cfg.reduce is not None else 1.0
+    if isinstance(cfg.quantize, Int8QuantizeConfig):
+        share *= 0.5
+    elif isinstance(cfg.quantize, BinaryQuantizeConfig):
+        share *= 0.1
+    return share
+
+
+def _cost(field: DenseField, index: VectorIndex, name: str | None, value: float, over: float, k: int) -> float:
+    """Distance computations per query, in float32-row units (a model: good enough to rank the candidates)."""
+    k_ann = max(k, math.ceil(k * over)) if over else k
+    code = _code_cost(field)
+    inner = index.inner if isinstance(index, EncodedIndex) else index
+    if name == "ef":
+        m = field.config.index.m if isinstance(field.config.index, HnswIndexConfig) else 16
+        walk = max(value, k_ann) * m * code
+    elif name == "nprobe" and isinstance(inner, IvfPqIndex):
+        walk = value * index.count / max(inner.nlist or 1, 1) * inner.m / field.dim
+    else:
+        walk = index.count * code
+    return walk + (2.0 * k_ann if over else 0.0)
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+def _queries(field: DenseField, m: int, rng: np.random.Generator) -> tuple[F32, I64 | None, str]:
+    """Calibration queries: (vectors, the data row each was made from or None, where they came from)."""
+    sample = field.query_sample.rows() if len(field.query_sample) >= _MIN_SAMPLE else None
+    if sample is not None and len(sample) >= _MIN_SAMPLE:
+        pick = rng.choice(len(sample), min(m, len(sample)), replace=False)
+        return np.ascontiguousarray(sample[pick], np.float32), None, "query sample"
+    live = np.flatnonzero(field.alive[: field.labels.n]).astype(np.int64)
+    rows = np.sort(rng.choice(live, min(m, len(live)), replace=False))
+    x = field.vectors.take(rows)
+    near, _ = planner.plan(field, x, 2, _EXACT, None)
+    other = np.where(near.labels[:, 0] == rows, near.labels[:, 1], near.labels[:, 0])
+    gap = np.linalg.norm(x - field.vectors.take(np.maximum(other, 0)), axis=1)
+    noise = rng.standard_normal(x.shape).astype(np.float32) * (_NOISE * gap / math.sqrt(field.dim))[:, None]
+    return field.prepare(x + noise), rows, "perturbed rows"
+
+
+def _answers(field: DenseField, q: F32, k: int, params: SearchParams, selfs: I64 | None) -> tuple[I64, F32]:
+    """Top k labels and scores per query, the query's own data row left out."""
+    hits, _ = planner.plan(field, q, k + (selfs is not None), params, None)
+    if selfs is None:
+        return hits.labels[:, :k], hits.scores[:, :k]
+    keep = hits.labels != selfs[:, None]
+    labels = np.full((len(q), k), -1, np.int64)
+    scores = np.full((len(q), k), -np.inf, np.float32)
+    for row in range(len(q)):
+        got, sc = hits.labels[row][keep[row]][:k], hits.scores[row][keep[row]][:k]
+        labels[row, : len(got)], scores[row, : len(got)] = got, sc
+    return labels, scores
+
+
+def _hits(truth: I64, kth: F32, labels: I64, scores: F32) -> I64:
+    """Exact neighbours found per query, a tie with the exact k-th counting as found."""
+    out = np.zeros(len(truth), np.int64)
+    for row in range(len(truth)):
+        want = truth[row][truth[row] >= 0]
+        found = np.isin(labels[row], want) | ((labels[row] >= 0) & (scores[row] >= kth[row] - _TIE))
+        out[row] = min(int(found.sum()), len(want))
+    return out
+
+
+def _low(found: I64, want: I64) -> float:
+    """The lower end of the recall's 95 % interval: the Wilson one on per-neighbour hits, or, when lower, the
+    normal one on the mean per-query recall (a query's neighbours are found or missed together)."""
+    lo = wilson(int(found.sum()), int(want.sum()))[0]
+    per = found / np.maximum(want, 1)
+    if len(per) > 1:
+        lo = min(lo, float(per.mean() - 1.96 * per.std(ddof=1) / math.sqrt(len(per))))
+    return lo
+
+
+def calibrate(field: DenseField) -> None:
+    """Measure and choose the knobs of `field` (see the module doc); publishes them on `field.tuning`."""
+    t = field.tuning
+    index = field.state.index
+    if t is None or index is None:
+        return
+    qc = t.config
+    k = qc.k
+    points = field.count  # before the first search: rows written meanwhile make the next calibration due
+    sample_version = field.query_sample.version
+    rng = np.random.default_rng(points)  # the same data, the same queries: a reopened collection chooses the same
+    t.state = "calibrating"
+    q, selfs, source = _queries(field, qc.queries, rng)
+    truth, truth_scores = _answers(field, q, k, _EXACT, selfs)
+    kth = truth_scores[np.arange(len(q)), np.maximum((truth >= 0).sum(axis=1) - 1, 0)]
+    want = (truth >= 0).sum(axis=1)
+    total = int(want.sum())
+    name, ladder, overs = _axes(field, index)
+    seen: dict[tuple[float, float], I64] = {}
+
+    def found(value: float, over: float) -> I64:
+        if (value, over) not in seen:
+            seen[(value, over)] = _hits(truth, kth, *_answers(field, q, k, _params(name, value, over), selfs))
+        return seen[(value, over)]
+
+    def hits(value: float, over: float) -> int:
+        return int(found(value, over).sum())
+
+    # rows of the data make easier queries than real ones (the graph walks to the row, then to its neighbours):
+    # aim higher on them; the live probe, which sees the real queries, lowers the knobs when it can
+    aim = qc.recall_target + (_ROWS_MARGIN * (1 - qc.recall_target) if selfs is not None else 0.0)
+
+    def meets(value: float, over: float) -> bool:
+        return _low(found(value, over), want) >= aim
+
+    best: tuple[float, float, float] | None = None  # cost, value, oversampling
+    hi = len(ladder) - 1
+    for over in overs:
+        if best is not None and _cost(field, index, name, ladder[0], over, k) >= best[0]:
+            break  # every later oversampling costs more even at the smallest ef / nprobe
+        if not meets(ladder[hi], over):
+            continue
+        lo = 0
+        while lo < hi:  # the smallest rung that meets the target; it never grows with the oversampling
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if meets(ladder[mid], over) else (mid + 1, hi)
+        c = _cost(field, index, name, ladder[hi], over, k)
+        if best is None or c < best[0]:
+            best = (c, ladder[hi], over)
+    if best is None:
+        chosen = (ladder[-1], overs[-1])
+        t.state, t.message = "unmet", _advice(field, name, hits(*chosen) / max(total, 1))
+    else:
+        chosen = best[1:]
+        t.state, t.message = "met", None
+    p = _params(name, *chosen)
+    with t.lock:
+        t.params = t.calibrated = p
+        t.live, t.window, t.comfortable, t.adjustments = None, [0, 0, 0], 0, 0
+        t.index_id, t.calibrated_count, t.sample_version = id(index), points, sample_version
+        t.calibration = estimate(hits(*chosen), total, len(q), source, time.time())
+
+
+def _advice(field: DenseField, name: str | None, recall: float) -> str:
+    """Why the target cannot be met at the largest knobs, and what to change."""
+    cfg = field.config
+    qc = cfg.quality
+    assert qc is not None
+    got = f"recall@{qc.k} reaches only {recall:.3f} (target {qc.recall_target}) at the largest settings"
+    if cfg.compressed and not cfg.rerank.enabled:
+        return f"{got}: compressed candidates are not reranked; enable rerank"
+    if cfg.reduce is not None:
+        return f"{got}: reduce.dim={cfg.reduce.dim} loses too much; raise reduce.dim or quality.max_oversampling"
+    if isinstance(cfg.quantize, BinaryQuantizeConfig):
+        return f"{got}: binary codes lose too much; use int8 or raise quality.max_oversampling"
+    if name == "nprobe":
+        return f"{got}: the PQ codes lose too much; raise index.m or nbits, or quality.max_oversampling"
+    if name == "ef":
+        return f"{got}: raise quality.max_ef, or rebuild the graph with a larger m or ef_construction"
+    return f"{got}: raise quality.max_oversampling"
+
+
+# -- live feedback ----------------------------------------------------------------------------------
+
+
+def observe(field: DenseField, hits: int, total: int, queries: int) -> None:
+    """One probe round's recall on `field` (exact neighbours found, of `total`): adjust the knobs."""
+    t = field.tuning
+    index = field.state.index
+    if t is None or t.params is None or total <= 0 or index is None:
+        return
+    with t.lock:
+        w = t.window
+        w[0], w[1], w[2] = w[0] + hits, w[1] + total, w[2] + queries
+        t.live = estimate(w[0], w[1], w[2], "recall probe", time.time())
+        if w[1] < _MIN_WINDOW:
+            return
+        low, high = wilson(w[0], w[1])
+        target = t.config.recall_target
+        if high < target:
+            t.comfortable = 0
+            if _move(field, t, +1):
+                t.state = "below_target"
+            else:
+                t.state = "unmet"
+                t.message = _advice(field, _axes(field, index)[0], w[0] / w[1])
+            return
+        t.state, t.message = "met", None  # the interval reaches the target
+        t.comfortable = t.comfortable + 1 if low >= target + _COMFORT else 0
+        below_floor = _rank(field, t, t.params) <= _rank(field, t, t.calibrated)
+        if t.comfortable >= (2 * _SLOW if below_floor else _SLOW):
+            _move(field, t, -1)
+            t.comfortable = 0
+
+
+def _rank(field: DenseField, t: Tuning, p: SearchParams | None) -> tuple[int, int]:
+    """Where `p` stands on the ladders: (primary rung, oversampling rung)."""
+    index = field.state.index
+    if p is None or index is None:
+        return 0, 0
+    name, ladder, overs = _axes(field, index)
+    value = float(getattr(p, name) or 0) if name else 0.0
+    return bisect.bisect_left(ladder, value), bisect.bisect_left(overs, p.oversampling or 0.0)
+
+
+def _move(field: DenseField, t: Tuning, direction: int) -> bool:
+    """One rung up (+1) or down (-1): the primary knob first, oversampling when it is at its end."""
+    index = field.state.index
+    if index is None or t.params is None:
+        return False
+    name, ladder, overs = _axes(field, index)
+    at, over_at = _rank(field, t, t.params)
+    value, over = (ladder[min(at, len(ladder) - 1)] if name else 0.0), (t.params.oversampling or 0.0)
+    if name and 0 <= at + direction < len(ladder):
+        value = ladder[at + direction]
+    elif len(overs) > 1 and 0 <= over_at + direction < len(overs):
+        over = overs[over_at + direction]
+    else:
+        return False
+    t.params = _params(name, value, over)
+    t.window, t.adjustments = [0, 0, 0], t.adjustments + 1
+    return True

@@ -1,0 +1,39 @@
+"""Smoke test of benchmarks/bench_quality.py: a --tiny run of HNSW on 3,000 synthetic points in pypi-minilm's layout
+(float16 base and queries, exact top-100) under a temporary `--data` root, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.synth import exact_topk, split
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "bench_quality.py"
+
+
+@pytest.mark.slow
+def test_bench_quality_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "pypi-minilm"
+    folder.mkdir(parents=True)
+    base, queries = split(3000, 50, 32, seed=4)
+    np.save(folder / "base.npy", base.astype(np.float16))
+    np.save(folder / "queries.npy", queries.astype(np.float16))
+    gt = exact_topk(base.astype(np.float16).astype(np.float32), queries.astype(np.float16).astype(np.float32), 100)
+    np.save(folder / "gt_ip.npy", gt)
+    out = tmp_path / "quality.json"
+    cmd = [sys.executable, str(SCRIPT), "--tiny", "--data", str(tmp_path / "data"), "--index", "hnsw"]
+    cmd += ["--targets", "0.9", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| index" in run.stdout and "best hand-tuned" in run.stdout
+    r = json.loads(out.read_text())
+    assert r["n"] == 3000 and r["queries"] == 50 and r["uptime_before"]
+    (row,) = r["rows"]
+    assert row["index"] == "hnsw" and row["target"] == 0.9 and row["state"] == "met"
+    assert row["recall"] >= 0.9 and row["qps"] > 0 and row["chosen"].startswith("ef=")

@@ -1,0 +1,200 @@
+"""A recall target Nestor meets by itself (index/quality.py): calibration at each index build picks the cheapest
+knobs whose recall on held-out queries meets the target, per-query params still win, the live probe's feedback
+raises and (slowly) lowers them, and a target the index cannot reach says so."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from index import quality
+from index.collection import Collection
+from index.contract import Query, QueryResult
+from index.dense import DenseField
+from index.tuning import wilson
+from nestor_client.models import SearchParams
+from tests.unit.index.conftest import F32, Engine, until, wait_indexed
+
+DIM = 24
+K = 10
+_EXACT = SearchParams(exact=True)
+
+
+def clustered(n: int, seed: int) -> F32:
+    """Points around 40 fixed centres: a graph with a small beam gets stuck in the wrong cluster."""
+    centres = np.random.default_rng(99).standard_normal((40, DIM)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    return (centres[rng.integers(0, 40, n)] + rng.standard_normal((n, DIM))).astype(np.float32)
+
+
+BASE, HELD = clustered(3000, 1), clustered(200, 2)  # held-out queries: never inserted, never seen by calibration
+
+
+def recall(coll: Collection, params: SearchParams | None) -> float:
+    exact = coll.search([Query(q, limit=K, with_payload=False, params=_EXACT) for q in HELD])
+    ann = coll.search([Query(q, limit=K, with_payload=False, params=params) for q in HELD])
+    return float(np.mean([overlap(a, e) / K for a, e in zip(ann, exact, strict=True)]))
+
+
+def overlap(a: QueryResult, b: QueryResult) -> int:
+    return len({h.id for h in a.hits} & {h.id for h in b.hits})
+
+
+def calibrated(engine: Engine, config: dict[str, Any], target: float = 0.95) -> tuple[Collection, DenseField]:
+    coll = engine.create("c", {"dim": DIM, "metric": "l2", "quality": {"recall_target": target}, **config})
+    coll.upsert(list(range(len(BASE))), BASE)
+    f = coll.fields[""]
+    assert isinstance(f, DenseField) and f.tuning is not None
+    wait_indexed(coll, 30)
+    until(lambda: f.tuning is not None and f.tuning.calibration is not None, 60, "calibration")
+    return coll, f
+
+
+STARVED = {
+    "hnsw": ({"index": {"type": "hnsw", "m": 4, "ef_construction": 16, "ef": 10}}, SearchParams(ef=10)),
+    "int8-hnsw": (
+        {
+            "quantize": {"type": "int8"},
+            "index": {"type": "hnsw", "m": 4, "ef_construction": 16, "ef": 10},
+            "rerank": {"oversampling": 1.0},
+            "training": {"threshold": 500},
+        },
+        SearchParams(ef=10, oversampling=1.0),
+    ),
+    "ivf_pq": (
+        {"index": {"type": "ivf_pq", "nprobe": 1, "oversampling": 1.0, "train_threshold": 1000}},
+        SearchParams(nprobe=1, oversampling=1.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STARVED))
+def test_calibration_meets_the_target_on_held_out_queries(engine: Engine, kind: str) -> None:
+    config, starved = STARVED[kind]
+    coll, f = calibrated(engine, config)
+    t = f.tuning
+    assert t is not None and t.calibration is not None and t.params is not None
+    # the config's own knobs fall well short; the chosen ones (used when a search sets none) meet 0.95
+    assert recall(coll, starved) < 0.9
+    assert recall(coll, None) >= 0.95
+    info = coll.info().index.quality
+    assert info is not None and info.recall_target == 0.95 and info.state == "met" and info.message is None
+    assert info.calibration is not None and info.calibration.source == "perturbed rows"
+    assert info.calibration.queries == 200 and info.calibration.total == 200 * K
+    assert info.calibration.low <= info.calibration.recall <= info.calibration.high
+    assert info.calibration.low >= 0.95
+    assert info.params == info.calibrated and info.params  # ef / nprobe (and oversampling) in force
+    primary = "nprobe" if kind == "ivf_pq" else "ef"
+    assert info.params[primary] > getattr(starved, primary)
+
+
+def test_the_cheapest_setting_that_meets_the_target_is_chosen(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0], target=0.9)
+    t = f.tuning
+    assert t is not None and t.params is not None and t.params.ef is not None
+    ef = t.params.ef
+    assert ef > quality.EF_LADDER[0]
+    lower = max(v for v in quality.EF_LADDER if v < ef)
+    assert recall(coll, SearchParams(ef=lower)) < recall(coll, None)  # a cheaper rung does measurably worse
+    assert ef < 512  # and far from the ladder's top: 0.9 is not bought with an exhaustive walk
+
+
+def test_per_query_params_override_the_chosen_ones(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["ivf_pq"][0])
+    assert f.tuning is not None and f.tuning.params is not None and f.tuning.params.nprobe is not None
+    q = HELD[:20]
+    explicit = coll.search([Query(v, limit=K, with_payload=False, params=SearchParams(nprobe=1)) for v in q])
+    starved = coll.search([Query(v, limit=K, with_payload=False, params=STARVED["ivf_pq"][1]) for v in q])
+    default = coll.search([Query(v, limit=K, with_payload=False) for v in q])
+    # nprobe=1 overrides; its oversampling comes from calibration (wider than 1.0), so recall sits in between
+    r = [np.mean([overlap(a, d) for a, d in zip(x, default, strict=True)]) for x in (explicit, starved)]
+    assert r[1] < r[0] < K
+
+
+def test_the_live_probe_raises_and_slowly_lowers_the_knobs(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0])
+    t = f.tuning
+    assert t is not None and t.params is not None and t.params.ef is not None
+    ef0 = t.params.ef
+    coll.observe_recall(None, 50, 100, 10)  # 0.5: the whole interval is below the target
+    assert t.params.ef > ef0 and t.state == "below_target" and t.adjustments == 1
+    info = coll.info().index.quality
+    assert info is not None and info.live is not None and info.live.total == 100 and info.live.recall == 0.5
+    assert info.params["ef"] > info.calibrated["ef"]
+    raised = t.params.ef
+    for _ in range(quality._SLOW - 1):
+        coll.observe_recall(None, 1000, 1000, 100)
+    assert t.params.ef == raised  # not yet: lowering waits for several comfortable rounds
+    coll.observe_recall(None, 1000, 1000, 100)
+    assert t.params.ef == ef0 and t.state == "met"  # back to what calibration found necessary
+    for _ in range(quality._SLOW):
+        coll.observe_recall(None, 1000, 1000, 100)
+    assert t.params.ef == ef0  # below it takes twice the evidence
+    for _ in range(quality._SLOW):
+        coll.observe_recall(None, 1000, 1000, 100)
+    assert t.params.ef < ef0
+    assert t.live is not None and t.live.recall == 1.0 and t.live.low < 1.0
+
+
+def test_a_target_out_of_reach_says_so_and_suggests_a_fix(engine: Engine) -> None:
+    config = {"index": {"type": "hnsw", "m": 4, "ef_construction": 8, "ef": 8}}
+    coll = engine.create("c", {"dim": DIM, "metric": "l2", "quality": {"recall_target": 0.99, "max_ef": 12}, **config})
+    coll.upsert(list(range(len(BASE))), BASE)
+    f = coll.fields[""]
+    assert isinstance(f, DenseField) and f.tuning is not None
+    until(lambda: f.tuning is not None and f.tuning.calibration is not None, 60, "calibration")
+    info = coll.info().index.quality
+    assert info is not None and info.state == "unmet" and info.params == {"ef": 12}
+    assert info.message is not None and "quality.max_ef" in info.message and "0.99" in info.message
+    assert info.calibration is not None and info.calibration.recall < 0.99
+
+
+def test_an_exact_index_meets_any_target(engine: Engine) -> None:
+    coll = engine.create("c", {"dim": DIM, "index": {"type": "flat"}, "quality": {"recall_target": 0.99}})
+    coll.upsert(list(range(200)), BASE[:200])
+    until(lambda: coll.info().index.quality.state == "exact", 10, "exact")  # type: ignore[union-attr]
+
+
+def test_a_grown_index_recalibrates(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0])
+    t = f.tuning
+    assert t is not None and t.calibration is not None
+    first = t.calibration.at
+    more = clustered(3000, 3)
+    coll.upsert(list(range(len(BASE), len(BASE) + len(more))), more)
+    deadline = time.monotonic() + 60
+    while t.calibrated_count != 6000:
+        assert time.monotonic() < deadline, "no recalibration"
+        time.sleep(0.05)
+    assert t.calibration.at > first
+
+
+def test_a_posted_query_sample_recalibrates_on_real_queries(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0])
+    t = f.tuning
+    assert t is not None and t.calibration is not None and t.calibration.source == "perturbed rows"
+    sample = clustered(120, 5)  # queries like the users' own, not the held-out ones
+    assert coll.add_query_sample(sample) == 120
+    until(lambda: t.calibration is not None and t.calibration.source == "query sample", 60, "recalibration")
+    assert t.calibration.queries == 120 and t.state == "met"
+    assert recall(coll, None) >= 0.95  # calibrated on 120 real queries, it holds on 200 others
+
+
+def test_the_wilson_interval() -> None:
+    low, high = wilson(95, 100)  # the textbook case
+    assert low == pytest.approx(0.8882, abs=1e-4) and high == pytest.approx(0.9785, abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_a_reopened_collection_calibrates_again(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0])
+    assert f.tuning is not None and f.tuning.params is not None
+    chosen = f.tuning.params.ef
+    engine.restart()
+    g = engine.get("c").fields[""]
+    assert isinstance(g, DenseField) and g.tuning is not None and g.config.quality is not None
+    until(lambda: g.tuning is not None and g.tuning.params is not None, 60, "calibration after the restart")
+    assert g.tuning.params.ef == chosen  # the same data, the same (seeded) queries: the same choice
