@@ -17,6 +17,7 @@ prefetch, depth and candidate limits, point ids), so a bad pipeline is a 4xx and
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -27,7 +28,15 @@ from index.backends.base import F32
 from index.contract import CollectionReader, Hit, PointIdT, Query, WithVector
 from index.errors import DimensionMismatch, InvalidRequest, InvalidVector, LimitExceeded
 from index.fusion import DEFAULT_RRF_K, dbsf, rrf
-from nestor_client.models import Filter, HasIdCondition, Metric, SearchParams
+from nestor_client.models import (
+    Filter,
+    HasIdCondition,
+    IvfPqIndexConfig,
+    MatryoshkaReduceConfig,
+    Metric,
+    MuveraConfig,
+    SearchParams,
+)
 
 __all__ = ["Fusion", "PipelineLimits", "Stage", "StageReport", "check", "run"]
 
@@ -210,6 +219,9 @@ class _Runner:
         if not st.prefetch:
             hits, report = self.search(st, flt, k, False, False)
             return [(h.id, h.score) for h in hits], report, st.lower
+        fused = _fused_params(self.coll, st, k)
+        if fused is not None:
+            return self.fused(st, fused, flt, k)
         started = time.perf_counter()
         subs = [self.node(p, flt, p.limit) for p in st.prefetch]
         cand = sum(len(s[0]) for s in subs)
@@ -247,6 +259,17 @@ class _Runner:
         scored = [(h.id, h.score) for h in hits]
         return hits, _report("search", st.using, res.strategy, k, 0, scored, started, [])
 
+    def fused(self, st: Stage, params: SearchParams, flt: Filter | None, k: int) -> tuple[Scored, StageReport, bool]:
+        """A candidates-then-rescore pair the field's own search runs in one call (`_fused_params`)."""
+        started = time.perf_counter()
+        p = st.prefetch[0]
+        one = Stage(st.query, st.using, None, params, k, st.score_threshold, lower=st.lower)
+        hits, rep = self.search(one, _and(flt, p.filter), k, False, False)
+        out = [(h.id, h.score) for h in hits]
+        child = _report("search", p.using, "fused into the rescore", p.limit, 0, [], started, [])
+        strategy = f"{rep.strategy} (candidates and rescore in one search)"
+        return out, _report("rescore", st.using, strategy, k, p.limit, out, started, [child]), st.lower
+
     def rescore(self, st: Stage, ids: list[PointIdT], k: int) -> tuple[Scored, str]:
         """The exact scores of `ids` on `st.using`, best `k` (a search restricted to them by `has_id`)."""
         if not ids:
@@ -265,6 +288,38 @@ class _Runner:
         )
         res = self.coll.search([q], partial=self.partial)[0]
         return [(h.id, h.score) for h in res.hits], res.strategy
+
+
+def _fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:
+    """The search params that answer `st` in one search, or None.
+
+    A rescore over a single leaf that takes `rescore: false` candidates from the same vector with the same
+    query is what that vector's own search does when its index is compressed (codes, then float32 rows),
+    IVF-PQ, or MUVERA (FDEs, then MaxSim): the leaf's limit is the search's `oversampling * limit`. That
+    search runs both steps in one native call, where the tree would walk, look the candidates up by id
+    and score them again (2.6x the CPU for int8: benchmarks/PIPELINE.md)."""
+    if len(st.prefetch) != 1 or not isinstance(st.query, np.ndarray) or st.exclude is not None:
+        return None
+    p = st.prefetch[0]
+    pp = p.params
+    if p.prefetch or not isinstance(p.query, np.ndarray) or p.exclude is not None or p.using != st.using:
+        return None
+    if pp is None or pp.rescore is not False or pp.exact or p.score_threshold is not None or p.limit < k:
+        return None
+    if p.query.shape != st.query.shape or not np.array_equal(p.query, st.query):
+        return None
+    over = p.limit / k
+    if math.ceil(k * over) != p.limit or over > 1000:  # the search must take exactly the leaf's candidates
+        return None
+    cfg = coll.vector_config(st.using)[1]
+    if cfg.rerank.store != "float32":  # an int8 rerank store picks by int8 scores: not the tree's float rescore
+        return None
+    if isinstance(cfg.reduce, MatryoshkaReduceConfig) and pp.funnel != []:
+        return None  # the search would run the funnel's own stages
+    compressed = cfg.quantize is not None or cfg.reduce is not None or isinstance(cfg.index, IvfPqIndexConfig)
+    if not (compressed or isinstance(cfg.multivector, MuveraConfig)):
+        return None
+    return pp.model_copy(update={"rescore": True, "oversampling": over})
 
 
 def _and(a: Filter | None, b: Filter | None) -> Filter | None:

@@ -189,7 +189,9 @@ def test_matryoshka_funnel_as_prefetch_and_rescore(tmp_path: Path) -> None:
             )
             assert [p.id for p in plan.points] == [h.id for h in special]
             assert [p.score for p in plan.points] == pytest.approx([h.score for h in special], abs=1e-5)
-        assert plan.stages.stages[0].strategy == "matryoshka_flat" and plan.stages.stages[0].candidates_out == 40
+        # the pair runs as one search of the vector's own path, 40 candidates (index/pipeline.py, _fused_params)
+        assert plan.stages.strategy == "matryoshka_flat (candidates and rescore in one search)"
+        assert plan.stages.candidates_in == 40 and plan.stages.stages[0].strategy == "fused into the rescore"
 
 
 def test_muvera_as_prefetch_and_maxsim_rescore(tmp_path: Path) -> None:
@@ -206,7 +208,10 @@ def test_muvera_as_prefetch_and_maxsim_rescore(tmp_path: Path) -> None:
             plan = c.query("mv", q, prefetch=pre, limit=10, with_payload=False)
             assert [p.id for p in plan.points] == [h.id for h in special]
             assert [p.score for p in plan.points] == pytest.approx([h.score for h in special], abs=1e-5)
-        assert [s.strategy for s in (plan.stages, plan.stages.stages[0])] == ["maxsim_filtered", "muvera_fde"]
+        assert [s.strategy for s in (plan.stages, plan.stages.stages[0])] == [
+            "muvera (candidates and rescore in one search)",
+            "fused into the rescore",
+        ]
 
 
 def test_a_scoped_key_queries_only_inside_its_scope(tmp_path: Path) -> None:

@@ -169,3 +169,33 @@ def test_query_by_point_id_leaves_the_point_out(coll: Collection) -> None:
     hits, _ = run(coll, root, with_payload=False)
     want = top_cosine({i: a[i] for i in range(N) if i != 7}, a[7], 5)
     assert [h.id for h in hits] == [i for i, _ in want]
+
+
+def test_candidates_and_rescore_on_a_compressed_vector_run_as_one_search(engine: Engine) -> None:
+    """A rescore over `rescore: false` candidates of the same vector and query is the vector's own search
+    (oversampling = the leaf's limit / k): the same hits as the tree run step by step, in one call."""
+    from tests.unit.index.conftest import wait_indexed
+
+    c = engine.create("q8", {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
+    rng = np.random.default_rng(7)
+    c.upsert(list(range(1500)), rows(rng, 1500, 16), None)
+    wait_indexed(c)
+    cand = SearchParams(rescore=False, ef=200)
+    for q in rows(rng, 5, 16):
+        fused_root = Stage(q, limit=10, prefetch=[Stage(q, params=cand, limit=40)])
+        # a threshold no cosine score is below keeps the same candidates but is not fused: the step-by-step tree
+        plain_root = Stage(q, limit=10, prefetch=[Stage(q, params=cand, limit=40, score_threshold=-2.0)])
+        for root in (fused_root, plain_root):
+            check(c, root)
+        fused, rep = run(c, fused_root, with_payload=False)
+        plain, rep_plain = run(c, plain_root, with_payload=False)
+        assert rep.strategy is not None and rep.strategy.endswith("(candidates and rescore in one search)")
+        assert rep.candidates_in == 40 and rep.stages[0].strategy == "fused into the rescore"
+        assert rep_plain.stages[0].kind == "search" and rep_plain.stages[0].candidates_out == 40
+        assert [h.id for h in fused] == [h.id for h in plain]
+        assert [h.score for h in fused] == pytest.approx([h.score for h in plain], abs=1e-5)
+    # another query in the leaf is not the vector's own search: step by step
+    q, other = rows(rng, 2, 16)
+    root = Stage(q, limit=10, prefetch=[Stage(other, params=cand, limit=40)])
+    check(c, root)
+    assert run(c, root, with_payload=False)[1].stages[0].kind == "search"
