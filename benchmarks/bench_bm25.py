@@ -194,7 +194,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=None, help="the first N summaries (default: all 100k)")
     ap.add_argument("--queries", type=int, default=None, help="the first Q names (default: all 1,000)")
     ap.add_argument("--out", default="bm25", help="results name under benchmarks/results/, or a .json path")
-    return ap.parse_args(argv)
+    ap.add_argument("--tiny", action="store_true", help="a smoke run: the first 2,000 summaries and 50 names")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.n, args.queries = min(args.n or 2000, 2000), min(args.queries or 50, 50)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

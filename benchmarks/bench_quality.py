@@ -101,7 +101,7 @@ def _describe(p: SearchParams | None) -> str:
     return ", ".join(f"{k}={v:g}" for k in ("ef", "nprobe", "oversampling") if (v := getattr(p, k)) is not None)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
@@ -110,11 +110,11 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--tiny", action="store_true", help="a smoke run: 3,000 points, 100 queries")
     ap.add_argument("--out", default="quality", help="a name under benchmarks/results/, or a .json path")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.tiny:
         args.n, args.queries = min(args.n, 3000), min(args.queries, 100)
     before = _uptime()
-    data = load_dataset(n=args.n, n_queries=args.queries, data=args.data, gt_depth=10)
+    data = load_dataset(n=args.n, n_queries=args.queries, data=args.data, gt_depth=10, tiny_n=3000, tiny_queries=100)
     rows: list[dict[str, Any]] = []
     during = ""
     with tempfile.TemporaryDirectory() as tmp:

@@ -108,6 +108,7 @@ def load_dataset(
     name: str = DEFAULT_DATASET,
     gt_depth: int = 100,
     tiny_n: int = harness.TINY_N,
+    tiny_queries: int = harness.TINY_QUERIES,
 ) -> Dataset:
     """Load ``<data>/<name>`` as float32. With ``n`` below the full base, keep the first ``n`` base
     vectors and recompute the ground truth exactly; with ``n_queries``, keep the first queries.
@@ -115,7 +116,7 @@ def load_dataset(
     In tiny mode (``harness.is_tiny()``) ``n`` and ``n_queries`` are capped at ``tiny_n`` and a few."""
     if harness.is_tiny():
         n = min(n or tiny_n, tiny_n)
-        n_queries = min(n_queries or harness.TINY_QUERIES, harness.TINY_QUERIES)
+        n_queries = min(n_queries or tiny_queries, tiny_queries)
     folder = data_dir(data) / name
     if not folder.is_dir():
         raise FileNotFoundError(f"benchmark data not found at {folder} (set NESTOR_DATA or pass --data)")

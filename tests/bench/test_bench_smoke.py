@@ -146,6 +146,8 @@ COVERED = {
     "pipeline": "test_bench_pipeline.py",
     "qdrant_client": "test_bench_qdrant_client.py",
     "churn": "test_bench_churn.py",
+    "quality": "test_bench_quality.py",
+    "bm25": "test_bench_bm25.py",
 }
 
 
