@@ -305,7 +305,11 @@ class MultiVectorField:
         n_cand = self.candidates(k, q.params)
         live = self.count if allowed is None else len(allowed)
         exact = q.params is not None and q.params.exact
-        if self.fde is None or exact or live <= n_cand:
+        if self.fde is not None and not exact and q.params is not None and q.params.rescore is False:
+            # the FDE candidates alone, by FDE score: a pipeline's prefetch, which a MaxSim rescore follows
+            labels, scores = self._fde_candidates(self.fde, qt, k, q.params, allowed)
+            strategy = "muvera_fde" if allowed is None else "muvera_fde_filtered"
+        elif self.fde is None or exact or live <= n_cand:
             labels, scores = self._exact(qt, k, allowed)
             strategy = "maxsim" if allowed is None else "maxsim_filtered"
         else:
@@ -329,6 +333,16 @@ class MultiVectorField:
         # taken after the plan: every label it returned was committed, so the snapshot holds its tokens
         scores = self.tokens.snapshot().scores(qt, cand)
         return topk_scores(scores, k, cand)
+
+    def _fde_candidates(
+        self, fde_field: DenseField, qt: F32, k: int, params: SearchParams, allowed: I64 | None
+    ) -> tuple[I64, F32]:
+        assert self.encoder is not None
+        fde = self.encoder.encode_query(qt)
+        inner = SearchParams(ef=params.ef, nprobe=params.nprobe)  # the FDE index's own rerank, if any
+        hits, _ = planner.plan(fde_field, fde_field.prepare(fde[None, :]), k, inner, allowed)
+        keep = hits.labels[0] >= 0
+        return hits.labels[0][keep], hits.scores[0][keep]
 
     def _exact(self, qt: F32, k: int, allowed: I64 | None) -> tuple[I64, F32]:
         n = self.labels.n

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from index.catalog import Catalog
 from index.contract import CollectionOptions
 from index.runtime import configure_threads
-from server.api import collections, health, points, queries, search, snapshots
+from server.api import collections, health, pipeline, points, queries, search, snapshots
 from server.api import dashboard as dashboard_api
 from server.api import jobs as jobs_api
 from server.api import metrics as metrics_api
@@ -171,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     monitor = app.state.monitor = Monitor(settings)
     monitor.metrics.attach(app.state)  # points, memory, jobs and recall, read at each scrape
-    for module in (health, collections, points, search, queries, jobs_api, snapshots):
+    for module in (health, collections, points, search, pipeline, queries, jobs_api, snapshots):
         app.include_router(module.router)
     # Single search is served by a plain Starlette route ahead of its documented FastAPI twin.
     app.router.routes.insert(0, Route("/collections/{name}/points/search", search.search_fast, methods=["POST"]))

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     max_batch_points: int = Field(10_000, ge=1, description="points per upsert/delete/get request (413)")
     max_search_limit: int = Field(10_000, ge=1, description="largest limit+offset of a search (422)")
     max_search_batch: int = Field(1_024, ge=1, description="searches per batch search request (413)")
+    max_query_depth: int = Field(4, ge=0, le=32, description="prefetch levels under a query's root (422)")
+    max_query_candidates: int = Field(
+        100_000, ge=1, description="sum of the limits of every stage of one query pipeline (422)"
+    )
     max_filter_depth: int = Field(8, ge=1, description="nesting depth of a filter (422)")
     max_filter_conditions: int = Field(256, ge=1, description="conditions in a filter (422)")
     max_dim: int = Field(65_536, ge=1, le=65_536, description="largest vector dimension of a new collection (422)")

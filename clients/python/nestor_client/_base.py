@@ -45,6 +45,7 @@ from ._codec import (
     encode_vector,
     to_matrix,
 )
+from ._pipeline import QueryLike, parse_pipeline, query_body
 from ._response import (
     Envelope,
     QueryResult,
@@ -80,6 +81,7 @@ from .models import (
     Record,
     UpdateResult,
 )
+from .query import QueryResponse
 
 __all__ = [
     "JOB_ENDED",
@@ -244,6 +246,11 @@ class BaseClient:
         if multivector is not None:
             body["multivector"] = encode_multivector(multivector, self.wire)
         return Call("POST", f"{_collection(name)}/points/search", parse_query, self._encode(body))
+
+    def query(self, name: str, query: QueryLike | None, **fields: Any) -> Call[QueryResponse]:
+        """`POST .../points/query`: the pipeline tree (`nestor_client._pipeline.query_body`'s fields)."""
+        body = query_body(query, wire=self.wire, **fields)
+        return Call("POST", f"{_collection(name)}/points/query", parse_pipeline, self._encode(body))
 
     def search_batch(self, name: str, searches: Sequence[SearchLike]) -> Call[list[QueryResult]]:
         body = {"searches": [search_item(s, self.wire) for s in searches]}

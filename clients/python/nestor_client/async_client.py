@@ -30,8 +30,10 @@ from ._base import (
     transport_error,
 )
 from ._codec import MatrixLike, MultiVectorLike, VectorLike, Wire
+from ._pipeline import PrefetchLike, QueryLike
 from ._upload import UploadLike, aiter_file, upload_headers
 from .models import CollectionInfo, CollectionSummary, JobInfo, PointId, Record, UpdateResult
+from .query import QueryResponse
 
 __all__ = ["AsyncNestorClient"]
 
@@ -198,6 +200,43 @@ class AsyncNestorClient:
             with_vector=with_vector,
             score_threshold=score_threshold,
             using=using,
+        )
+        return await self._send(call)
+
+    async def query(
+        self,
+        name: str,
+        query: QueryLike | None = None,
+        *,
+        prefetch: Sequence[PrefetchLike] | PrefetchLike | None = None,
+        using: str | None = None,
+        filter: FilterLike | None = None,
+        params: ParamsLike | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        with_payload: bool = True,
+        with_vector: bool | list[str] = False,
+    ) -> QueryResponse:
+        """Run a query pipeline: `prefetch` sub-queries, then `query` over their results.
+
+        `query` is a vector (a list or numpy array; 2-D for a multivector), a point id, `{"text": ...}`,
+        or `{"fusion": "rrf" | "dbsf"}` / `{"rrf": {"k": ...}}` to fuse the prefetches. A vector query
+        over prefetches rescores the prefetched points exactly on `using`. The result holds the points
+        and `stages`, what ran at each node.
+        """
+        call = self._base.query(
+            name,
+            query,
+            prefetch=prefetch,
+            using=using,
+            filter=filter,
+            params=params,
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            with_payload=with_payload,
+            with_vector=with_vector,
         )
         return await self._send(call)
 

@@ -29,9 +29,11 @@ from ._base import (
     transport_error,
 )
 from ._codec import MatrixLike, MultiVectorLike, VectorLike, Wire
+from ._pipeline import PrefetchLike, QueryLike
 from ._upload import UploadLike, iter_file, upload_headers
 from .async_client import AsyncNestorClient
 from .models import CollectionInfo, CollectionSummary, JobInfo, PointId, Record, UpdateResult
+from .query import QueryResponse
 
 __all__ = ["NestorClient", "async_twin"]
 
@@ -196,6 +198,43 @@ class NestorClient:
             with_vector=with_vector,
             score_threshold=score_threshold,
             using=using,
+        )
+        return self._send(call)
+
+    def query(
+        self,
+        name: str,
+        query: QueryLike | None = None,
+        *,
+        prefetch: Sequence[PrefetchLike] | PrefetchLike | None = None,
+        using: str | None = None,
+        filter: FilterLike | None = None,
+        params: ParamsLike | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        with_payload: bool = True,
+        with_vector: bool | list[str] = False,
+    ) -> QueryResponse:
+        """Run a query pipeline: `prefetch` sub-queries, then `query` over their results.
+
+        `query` is a vector (a list or numpy array; 2-D for a multivector), a point id, `{"text": ...}`,
+        or `{"fusion": "rrf" | "dbsf"}` / `{"rrf": {"k": ...}}` to fuse the prefetches. A vector query
+        over prefetches rescores the prefetched points exactly on `using`. The result holds the points
+        and `stages`, what ran at each node.
+        """
+        call = self._base.query(
+            name,
+            query,
+            prefetch=prefetch,
+            using=using,
+            filter=filter,
+            params=params,
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            with_payload=with_payload,
+            with_vector=with_vector,
         )
         return self._send(call)
 

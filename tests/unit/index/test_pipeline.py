@@ -1,0 +1,171 @@
+"""The query pipeline in the engine: nested prefetch under filters at each level against numpy oracles,
+rescoring against an exact search restricted to the candidates, and bad trees refused before anything runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from index.collection import Collection
+from index.contract import Query, QueryResult
+from index.errors import DimensionMismatch, InvalidRequest, InvalidVector, LimitExceeded, NestorError
+from index.pipeline import Fusion, PipelineLimits, Stage, check, run
+from nestor_client.models import Filter, HasIdCondition, SearchParams
+from tests.unit.index.conftest import Engine, rows, top_cosine, top_l2
+
+N = 400
+
+
+@pytest.fixture
+def coll(engine: Engine) -> Collection:
+    c = engine.create("p", {"vectors": {"a": {"dim": 8}, "b": {"dim": 6, "metric": "l2"}}})
+    rng = np.random.default_rng(1)
+    a, b = rows(rng, N, 8), rows(rng, N, 6)
+    c.upsert(list(range(N)), {"a": a, "b": b}, [{"g": i % 3, "i": i} for i in range(N)])
+    c.test_data = {"a": a, "b": b}  # type: ignore[attr-defined]
+    return c
+
+
+def _flt(**match: Any) -> Filter:
+    conds: list[dict[str, Any]] = []
+    for key, v in match.items():
+        conds.append({"key": key, "range": v} if isinstance(v, dict) else {"key": key, "match": {"value": v}})
+    return Filter.model_validate({"must": conds})
+
+
+def test_nested_prefetch_applies_every_filter_above_and_each_limit(coll: Collection) -> None:
+    a, b = coll.test_data["a"], coll.test_data["b"]  # type: ignore[attr-defined]
+    rng = np.random.default_rng(2)
+    qa, qb = rows(rng, 1, 8)[0], rows(rng, 1, 6)[0]
+    leaf = Stage(qa, using="a", filter=_flt(i={"lt": 300}), params=SearchParams(exact=True), limit=50)
+    middle = Stage(qb, using="b", filter=_flt(g=1), limit=20, prefetch=[leaf])
+    root = Stage(qa, using="a", filter=_flt(i={"gte": 30}), limit=5, prefetch=[middle])
+    check(coll, root)
+    hits, report = run(coll, root, with_payload=True)
+
+    # the oracle: the leaf sees all three filters; each level keeps its own limit of the one below
+    allowed = [i for i in range(N) if 30 <= i < 300 and i % 3 == 1]
+    leaf_top = top_cosine({i: a[i] for i in allowed}, qa, 50)
+    middle_top = top_l2({i: b[i] for i, _ in leaf_top}, qb, 20)
+    want = top_cosine({i: a[i] for i, _ in middle_top}, qa, 5)
+    assert [h.id for h in hits] == [i for i, _ in want]
+    assert [h.score for h in hits] == pytest.approx([s for _, s in want], abs=1e-5)
+    assert all(h.payload is not None and h.payload["g"] == 1 for h in hits)
+
+    assert (report.kind, report.using, report.candidates_in, report.candidates_out) == ("rescore", "a", 20, 5)
+    mid = report.stages[0]
+    assert (mid.kind, mid.using, mid.limit, mid.candidates_in, mid.candidates_out) == ("rescore", "b", 20, 50, 20)
+    low = mid.stages[0]
+    assert (low.kind, low.strategy, low.candidates_out, low.stages) == ("search", "exact_filtered+payload_scan", 50, [])
+
+
+def test_rescore_equals_an_exact_search_restricted_to_the_candidates(coll: Collection) -> None:
+    rng = np.random.default_rng(3)
+    qa, qb = rows(rng, 1, 8)[0], rows(rng, 1, 6)[0]
+    pre = [Stage(qb, using="b", limit=40), Stage(qa, using="a", limit=40, filter=_flt(g=2))]
+    root = Stage(qb, using="b", limit=15, prefetch=pre)
+    check(coll, root)
+    hits, report = run(coll, root, offset=3, with_payload=False)
+    cand: list[Any] = []
+    for p in pre:
+        q = Query(p.query, limit=p.limit, filter=p.filter, using=p.using, with_payload=False)  # type: ignore[arg-type]
+        cand += [h.id for h in coll.search([q])[0].hits]
+    assert report.candidates_in == 80 and len(set(cand)) < 80  # the two lists overlap
+    restricted = Query(
+        qb,
+        limit=18,
+        filter=Filter(must=[HasIdCondition(has_id=sorted(set(cand)))]),
+        params=SearchParams(exact=True),
+        using="b",
+    )
+    exact = coll.search([restricted])[0].hits[3:]
+    assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in exact]
+    assert len(hits) == 15
+
+
+def test_fusion_of_a_cosine_and_an_l2_list(coll: Collection) -> None:
+    rng = np.random.default_rng(4)
+    qa, qb = rows(rng, 1, 8)[0], rows(rng, 1, 6)[0]
+    pre = [Stage(qa, using="a", limit=8), Stage(qb, using="b", limit=8)]
+    lists = [[(h.id, h.score) for h in coll.search([Query(p.query, limit=8, using=p.using)])[0].hits] for p in pre]  # type: ignore[arg-type]
+    root = Stage(Fusion("dbsf"), limit=6, prefetch=pre)
+    check(coll, root)
+    hits, report = run(coll, root, with_payload=False)
+    # by hand: each list normalised by mean +- 3 sample std, the L2 distances negated first
+    acc: dict[Any, float] = {}
+    for lst, sign in zip(lists, (1.0, -1.0), strict=True):
+        s = np.array([sc for _, sc in lst]) * sign
+        lo, hi = s.mean() - 3 * s.std(ddof=1), s.mean() + 3 * s.std(ddof=1)
+        for (pid, _), v in zip(lst, s, strict=True):
+            acc[pid] = acc.get(pid, 0.0) + (v - lo) / (hi - lo)
+    want = sorted(acc.items(), key=lambda kv: -kv[1])[:6]
+    assert [h.id for h in hits] == [pid for pid, _ in want]
+    assert [h.score for h in hits] == pytest.approx([s for _, s in want], abs=1e-5)
+    assert report.kind == "fusion" and report.strategy == "dbsf" and len(report.stages) == 2
+
+
+class Counting:
+    """A collection that counts the searches run through it."""
+
+    def __init__(self, inner: Collection) -> None:
+        self.inner = inner
+        self.searches = 0
+
+    def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
+        self.searches += 1
+        return self.inner.search(queries, partial=partial)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _bad_trees() -> list[tuple[str, Stage, type[NestorError]]]:
+    v8, v6 = np.ones(8, np.float32), np.ones(6, np.float32)
+    ok = Stage(v8, using="a", limit=5)
+
+    def deep(n: int) -> Stage:
+        st = Stage(v8, using="a", limit=5)
+        for _ in range(n):
+            st = Stage(v8, using="a", limit=5, prefetch=[st])
+        return st
+
+    return [
+        ("unknown vector", Stage(v8, using="a", prefetch=[Stage(v8, using="nope")]), InvalidRequest),
+        ("fusion without prefetch", Stage(Fusion("rrf"), prefetch=[ok, Stage(Fusion("dbsf"))]), InvalidRequest),
+        (
+            "wrong dimension, deep down",
+            Stage(Fusion("rrf"), prefetch=[ok, deep(1), Stage(v6, using="a")]),
+            DimensionMismatch,
+        ),
+        ("multivector query on a dense vector", Stage(np.ones((2, 8), np.float32), using="a"), InvalidVector),
+        ("NaN", Stage(np.full(8, np.nan, np.float32), using="a"), InvalidVector),
+        ("empty", Stage(np.zeros(0, np.float32), using="a"), InvalidVector),
+        ("too deep", deep(3), LimitExceeded),
+        ("too many candidates", Stage(Fusion("rrf"), prefetch=[Stage(v8, using="a", limit=900)] * 2), LimitExceeded),
+        ("one limit too large", Stage(v8, using="a", limit=2000), LimitExceeded),
+        ("two prefetches, no query", Stage(None, prefetch=[ok, ok]), InvalidRequest),
+        ("rrf weights", Stage(Fusion("rrf", 2, (1.0,)), prefetch=[ok, ok]), InvalidRequest),
+        ("params on a rescore", Stage(v8, using="a", params=SearchParams(ef=4), prefetch=[ok]), InvalidRequest),
+        ("no such point", Stage(12345, using="a"), InvalidRequest),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_trees())))
+def test_bad_trees_are_refused_before_anything_runs(coll: Collection, case: int) -> None:
+    what, tree, error = _bad_trees()[case]
+    counting = Counting(coll)
+    with pytest.raises(error) as err:
+        check(counting, tree, limits=PipelineLimits(max_depth=2, max_candidates=1000, max_limit=1000))  # type: ignore[arg-type]
+    assert 400 <= err.value.status < 500, what
+    assert counting.searches == 0, what
+
+
+def test_query_by_point_id_leaves_the_point_out(coll: Collection) -> None:
+    a = coll.test_data["a"]  # type: ignore[attr-defined]
+    root = Stage(7, using="a", limit=5, params=SearchParams(exact=True))
+    check(coll, root)
+    hits, _ = run(coll, root, with_payload=False)
+    want = top_cosine({i: a[i] for i in range(N) if i != 7}, a[7], 5)
+    assert [h.id for h in hits] == [i for i, _ in want]
