@@ -149,6 +149,8 @@ class ShardedCollection(CompiledSearch):
     ) -> ShardedCollection:
         if any(v.multivector is not None for v in config.vector_fields().values()):
             raise InvalidConfig("multi-vector collections cannot be sharded yet: leave shards and replicas at 1")
+        if config.sparse_vectors:
+            raise InvalidConfig("collections with sparse vectors cannot be sharded yet: leave shards and replicas at 1")
         directory.mkdir(parents=True)
         try:
             atomic_write_bytes(directory / "collection.json", config.model_dump_json().encode())

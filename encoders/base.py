@@ -44,6 +44,7 @@ __all__ = [
     "EncoderNotFound",
     "EncoderSpec",
     "EncoderUnavailable",
+    "SparseEmbedding",
     "check_texts",
 ]
 
@@ -98,6 +99,11 @@ class DuplicateEncoder(EncoderError):
 class EncoderKind(StrEnum):
     dense = "dense"
     multivector = "multivector"
+    sparse = "sparse"  # one {indices, values} vector per text (BM25, SPLADE)
+
+
+# A sparse embedding: uint32 indices (distinct, ascending) and their float32 values.
+SparseEmbedding = tuple[npt.NDArray[np.uint32], F32]
 
 
 class EncoderConfig(BaseModel):
@@ -121,12 +127,13 @@ class Embeddings:
     """The vectors of one batch, row i for text i.
 
     `dense`: one float32 array [n, dim]. `multivector`: a list of n float32 arrays [tokens_i, dim].
-    Rows listed in `errors` hold zeros (dense) or zero tokens (multivector) and must be skipped.
+    `sparse`: a list of n (indices, values) pairs. Rows listed in `errors` hold zeros (dense), zero
+    tokens (multivector) or no entries (sparse) and must be skipped.
     """
 
     kind: EncoderKind
     dim: int
-    vectors: F32 | list[F32]
+    vectors: F32 | list[F32] | list[SparseEmbedding]
     errors: Mapping[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -138,9 +145,14 @@ class Embeddings:
         return self.vectors
 
     def multivector(self) -> list[F32]:
-        if isinstance(self.vectors, np.ndarray):
-            raise TypeError("these embeddings are dense; use .dense()")
-        return self.vectors
+        if isinstance(self.vectors, np.ndarray) or self.kind is EncoderKind.sparse:
+            raise TypeError(f"these embeddings are {self.kind.value}; use .{self.kind.value}()")
+        return self.vectors  # type: ignore[return-value]
+
+    def sparse(self) -> list[SparseEmbedding]:
+        if self.kind is not EncoderKind.sparse:
+            raise TypeError(f"these embeddings are {self.kind.value}; use .{self.kind.value}()")
+        return self.vectors  # type: ignore[return-value]
 
     def ok_rows(self) -> npt.NDArray[np.intp]:
         """Indices of the rows that embedded fine, in order."""

@@ -16,12 +16,13 @@ from index.contract import PointIdT, VectorsIn
 from index.dense import DenseBatch, DenseField
 from index.errors import DuplicateId, InvalidVector
 from index.multivector import MultiBatch, MultiVectorField
+from index.sparse import SparseBatch, SparseField
 from nestor_client.models import CollectionConfig
 
 __all__ = ["Batch", "Field", "check_batch", "default_vector", "field_batches", "vmasks"]
 
-Field = DenseField | MultiVectorField
-Batch = DenseBatch | MultiBatch
+Field = DenseField | MultiVectorField | SparseField
+Batch = DenseBatch | MultiBatch | SparseBatch
 
 
 def check_batch(ids: list[PointIdT], n_vectors: int, payloads: list[dict[str, Any] | None] | None) -> None:

@@ -51,6 +51,7 @@ from index.payload_index import labels_of
 from index.scroll import IdOrder, scroll_page
 from index.search import search_queries
 from index.selection import Selection
+from index.sparse import SparseField, TailFolder
 from index.storage import PointStore, decode_pid, encode_pid
 from index.tenants import TenantGraphs
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchema, VectorConfig
@@ -83,6 +84,8 @@ class Collection:
                     if vcfg.multivector is not None
                     else DenseField(fname, fdir, vcfg, options, self.labels)
                 )
+            for fname, scfg in sorted(config.sparse_fields().items()):  # after the dense ones: their vmask bits
+                self.fields[fname] = SparseField(fname, field_dir(directory, fname), scfg, options, self.labels)
         except BaseException:
             self._close_stores()
             raise
@@ -105,10 +108,13 @@ class Collection:
         for f in self.fields.values():
             f.open_index()
         self.tenants = TenantGraphs(self, options.exact_filter_threshold)
+        self._tails = TailFolder(
+            self.fields.values, self._write_lock, lambda: self.last_write, lambda: self._indexer.wake()
+        )
         self._indexer = Indexer(
             name,
             self.dense_fields,
-            extra=self.tenants.step,
+            extra=self._derived_step,
             paused=lambda: self._paused > 0,
             last_write=lambda: self.last_write,
             seq=lambda: self._seq,
@@ -116,6 +122,11 @@ class Collection:
             max_seconds=options.save_max_seconds,
         )
         self._indexer.start()
+
+    def _derived_step(self) -> bool:
+        """The indexer's work after the dense indexes: tenant graphs, and sparse tails once writes pause."""
+        busy = self.tenants.step()
+        return self._tails.step() or busy
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -137,6 +148,7 @@ class Collection:
 
     def close(self) -> None:
         self._indexer.stop()
+        self._tails.close()
         with self._write_lock:
             self.closed = True
             self._indexer.save([f for f in self.dense_fields() if f.dirty])
@@ -152,11 +164,16 @@ class Collection:
         """Every dense vector the indexer keeps an index for (a multivector's FDEs included)."""
         out: list[DenseField] = []
         for f in self.fields.values():
-            out += f.dense_fields() if isinstance(f, MultiVectorField) else [f]
+            if isinstance(f, MultiVectorField):
+                out += f.dense_fields()
+            elif isinstance(f, DenseField):
+                out.append(f)
         return out
 
     def vector_config(self, using: str | None) -> tuple[str, VectorConfig]:
         f = self.field(using)
+        if isinstance(f, SparseField):
+            raise InvalidRequest(f"vector {f.name!r} is sparse: it has no dense vector config")
         return f.name, f.config
 
     def field(self, using: str | None) -> Field:
@@ -332,7 +349,7 @@ class Collection:
     def add_query_sample(self, vectors: F32, *, replace: bool = False, using: str | None = None) -> int:
         """Keep example queries for fitting the query map; the next optimization refits with them."""
         f = self.field(using)
-        red = f.config.reduce
+        red = f.config.reduce if isinstance(f, DenseField) else None
         if not isinstance(f, DenseField) or red is None or red.type != "leanvec" or red.mode != "ood":
             raise InvalidRequest("a query sample is only used by vectors with reduce leanvec, mode 'ood'")
         n = f.add_query_sample(vectors, replace=replace)

@@ -33,6 +33,7 @@ __all__ = [
     "PointIdT",
     "Query",
     "QueryResult",
+    "SparseVec",
     "VectorsIn",
     "WithVector",
     "WriteResult",
@@ -40,9 +41,19 @@ __all__ = [
 
 PointIdT = int | str
 F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class SparseVec:
+    """One sparse vector: `values[i]` at dimension `indices[i]` (uint32 and float32 arrays of equal length)."""
+
+    indices: npt.NDArray[np.uint32]
+    values: F32
+
+
 # An upsert's vectors: a matrix (or a list of token matrices) for the default vector, or by name a
-# matrix, or one array per point (None where the point omits that vector).
-VectorsIn = F32 | Sequence[F32] | Mapping[str, F32 | Sequence[F32 | None]]
+# matrix, or one array (a `SparseVec` for a sparse vector) per point (None where the point omits it).
+VectorsIn = F32 | Sequence[F32] | Mapping[str, F32 | Sequence[F32 | SparseVec | None]]
 WithVector = bool | Sequence[str]
 
 
@@ -69,6 +80,7 @@ class Query:
     with_vector: WithVector = False
     score_threshold: float | None = None
     using: str | None = None  # the named vector to search; None: the default ("", or the only one)
+    sparse: SparseVec | None = None  # the query of a sparse `using` (`vector` is then empty)
 
 
 @dataclass(slots=True)
@@ -76,8 +88,9 @@ class Hit:
     id: PointIdT
     score: float
     payload: dict[str, Any] | None = None
-    # asked-for vectors by name: a list of floats, or a list of token vectors for a multivector
-    vectors: dict[str, list[float] | list[list[float]]] | None = None
+    # asked-for vectors by name: a list of floats, a list of token vectors for a multivector, or a
+    # sparse vector's {"indices": [...], "values": [...]}
+    vectors: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -15,11 +15,12 @@ import orjson
 
 from index.backends.base import F32, I64
 from index.batch import Field
-from index.contract import Hit, PointIdT, Query, QueryResult, WithVector
+from index.contract import Hit, PointIdT, Query, QueryResult, SparseVec, WithVector
 from index.errors import InvalidRequest
 from index.labels import LabelMap
 from index.multivector import MultiVectorField
 from index.planner import Ranked
+from index.sparse import SparseField
 from index.storage import PointStore
 from nestor_client.models import Metric
 
@@ -95,10 +96,11 @@ class HitReader:
         for fname in names:
             f = self.fields[fname]
             alive = f.alive
-            if isinstance(f, MultiVectorField):
+            if isinstance(f, MultiVectorField | SparseField):
+                read = f.token_rows if isinstance(f, MultiVectorField) else f.vector_of
                 for d, lab in zip(out, labels, strict=True):
                     if alive[lab]:
-                        d[fname] = f.token_rows(lab)
+                        d[fname] = read(lab)
                 continue
             rows = f.vector_of(np.asarray(labels, dtype=np.int64))
             for d, lab, v in zip(out, labels, rows, strict=True):
@@ -137,5 +139,7 @@ class HitReader:
         return [h.id for h in hits], vectors, [h.payload for h in hits]
 
 
-def _as_array(v: Any) -> F32 | None:
+def _as_array(v: Any) -> F32 | SparseVec | None:
+    if isinstance(v, dict):  # a sparse vector
+        return SparseVec(np.asarray(v["indices"], np.uint32), np.asarray(v["values"], np.float32))
     return None if v is None else np.asarray(v, dtype=np.float32)

@@ -17,6 +17,7 @@ from index.dense import DenseField
 from index.encoded import EncodedIndex
 from index.factory import backend_name
 from index.multivector import MultiVectorField
+from index.sparse import SparseField
 from nestor_client.models import CollectionInfo, IndexInfo, IvfPqIndexConfig, MemoryUse, SegmentInfo, VectorInfo
 
 if TYPE_CHECKING:
@@ -137,10 +138,42 @@ def _multi_info(f: MultiVectorField, paused: bool) -> VectorInfo:
     return out
 
 
+def _sparse_info(f: SparseField) -> VectorInfo:
+    """The inverted index: points in the posting lists, and those in the tail (scored from their rows)."""
+    p = f.postings
+    n = f.labels.n
+    pending = int(f.alive[p.upto : n].sum())
+    index = IndexInfo.model_validate(
+        {
+            "type": "inverted",
+            "state": "ready",
+            "indexed": f.count - pending,
+            "pending": pending,
+            "backend": "nestor-sparse",
+            "modifier": f.config.modifier,
+            "terms": len(f.df),
+            "entries": f.store.n_entries,
+        }
+    )
+    return VectorInfo(
+        index=index,
+        segments=[SegmentInfo(type="indexed", points=f.count - pending), SegmentInfo(type="pending", points=pending)],
+        memory={
+            "sparse": MemoryUse(ram=f.store.ram_bytes(), disk=f.store.disk_bytes()),
+            "postings": MemoryUse(ram=p.ram_bytes()),
+        },
+        placement={"sparse": "RAM (CSR files on disk)", "postings": "RAM (rebuilt at open)"},
+    )
+
+
 def collection_info(coll: Collection) -> CollectionInfo:
     paused = coll.indexing_paused
     vectors = {
-        name: _multi_info(f, paused) if isinstance(f, MultiVectorField) else dense_info(f, paused)
+        name: _multi_info(f, paused)
+        if isinstance(f, MultiVectorField)
+        else _sparse_info(f)
+        if isinstance(f, SparseField)
+        else dense_info(f, paused)
         for name, f in coll.fields.items()
     }
     main = vectors[coll.field(None).name if coll._default is not None else next(iter(vectors))]

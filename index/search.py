@@ -17,6 +17,7 @@ from index.contract import Query, QueryResult
 from index.dense import DenseField
 from index.multivector import MultiVectorField
 from index.selection import Selection
+from index.sparse import SparseField
 from index.tenants import TenantGraph
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
         scanned.append(not indexed)
         return sel
 
+    if isinstance(f, SparseField):
+        return coll.hits.finish(q, f, f.search(q, allowed))
     if isinstance(f, MultiVectorField):
         return coll.hits.finish(q, f, f.search(q, lambda: None if (sel := allowed()) is None else sel.labels))
     planner.check_params(f, q.params)

@@ -385,4 +385,8 @@ def _check_unpacked(dest: Path, manifest: dict[str, Any]) -> None:
         )
         if not path.exists() or path.stat().st_size != size:
             raise InvalidSnapshot(f"snapshot is inconsistent: {path.relative_to(dest)} does not hold {labels} labels")
+    for name in config.sparse_fields():
+        path = dest / field_dir(Path(), name) / "sparse.ends"
+        if not path.exists() or path.stat().st_size != labels * 8:
+            raise InvalidSnapshot(f"snapshot is inconsistent: {path.relative_to(dest)} does not hold {labels} labels")
     fsync_dir(dest)

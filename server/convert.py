@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from index.backends.base import F32
-from index.contract import CollectionReader, Hit, Query
+from index.contract import CollectionReader, Hit, Query, SparseVec
 from index.errors import DimensionMismatch, InvalidVector, LimitExceeded
 from nestor_client.models import (
     Batch,
@@ -18,6 +18,7 @@ from nestor_client.models import (
     MultiVectorInput,
     Point,
     SearchRequest,
+    SparseVector,
     VectorConfig,
     VectorInput,
 )
@@ -29,9 +30,13 @@ __all__ = [
     "multivector_array",
     "point_vectors",
     "points_matrix",
+    "sparse_vec",
     "to_query",
     "vector_array",
 ]
+
+
+_MAX_UINT32 = 2**32 - 1
 
 
 def _from_bytes(raw: bytes, what: str) -> F32:
@@ -103,14 +108,22 @@ def multivector_array(mv: MultiVectorInput, dim: int, what: str) -> F32:
     return arr
 
 
+def sparse_vec(v: SparseVector, what: str = "sparse vector") -> SparseVec:
+    """A wire sparse vector as the engine's arrays (which checks the rest: lengths, duplicates, NaN)."""
+    if v.indices and (min(v.indices) < 0 or max(v.indices) > _MAX_UINT32):
+        raise InvalidVector(f"{what}: sparse indices are integers from 0 to {_MAX_UINT32} (uint32)")
+    return SparseVec(np.asarray(v.indices, np.uint32), np.asarray(v.values, np.float32))
+
+
 def point_vectors(points: Sequence[Point], config: CollectionConfig) -> dict[str, list[Any]]:
     """Each vector of an upsert by name: one array per point, None where the point omits it.
 
     `vector` is the default vector itself, or `{name: vector}`; `multivector` is a multivector default
     vector. Texts are left as None here: `server.embedding.embed_point_texts` fills them in."""
     fields = config.vector_fields()
+    sparse = config.sparse_fields()
     default = "" if "" in fields else next(iter(fields)) if len(fields) == 1 else None
-    out: dict[str, list[Any]] = {name: [None] * len(points) for name in fields}
+    out: dict[str, list[Any]] = {name: [None] * len(points) for name in [*fields, *sparse]}
     for i, p in enumerate(points):
         given: dict[str, Any]
         if isinstance(p.vector, dict):
@@ -124,17 +137,24 @@ def point_vectors(points: Sequence[Point], config: CollectionConfig) -> dict[str
         else:
             continue
         for name, raw in given.items():
+            what = f"point {p.id!r}" + (f", vector {name!r}" if name else "")
+            if name in sparse:
+                if not isinstance(raw, SparseVector):
+                    raise InvalidVector(f'{what}: a sparse vector is {{"indices": [...], "values": [...]}}')
+                out[name][i] = sparse_vec(raw, what)
+                continue
             vcfg = fields.get(name)
             if vcfg is None:
                 raise InvalidVector(
-                    f"point {p.id!r}: no vector named {name!r} in this collection; it has {sorted(fields)}"
+                    f"point {p.id!r}: no vector named {name!r} in this collection; it has {sorted(out)}"
                 )
-            what = f"point {p.id!r}" + (f", vector {name!r}" if name else "")
             out[name][i] = _one(raw, vcfg, what)
     return out
 
 
 def _one(raw: Any, vcfg: VectorConfig, what: str) -> F32:
+    if isinstance(raw, SparseVector):
+        raise InvalidVector(f"{what}: this vector is dense, not sparse")
     if vcfg.multivector is not None:
         if isinstance(raw, list) and raw and not isinstance(raw[0], list):
             raise InvalidVector(f"{what}: a multivector is a list of token vectors")
@@ -167,7 +187,12 @@ def batch_vectors(batch: Batch, config: CollectionConfig) -> F32 | dict[str, F32
 def to_query(req: SearchRequest, coll: CollectionReader, max_limit: int) -> Query:
     if req.limit + req.offset > max_limit:
         raise LimitExceeded(f"limit + offset = {req.limit + req.offset} exceeds max_search_limit {max_limit}")
+    if req.using is not None and req.using in coll.config.sparse_fields():
+        return _sparse_query(req)
     name, vcfg = coll.vector_config(req.using)
+    if isinstance(req.vector, SparseVector):
+        what = f"vector {name!r}" if name else "the default vector"
+        raise InvalidVector(f"{what} is dense: a sparse query needs 'using', the name of a sparse vector")
     dim = vcfg.dim
     if vcfg.multivector is not None:
         if req.multivector is None:
@@ -192,6 +217,23 @@ def to_query(req: SearchRequest, coll: CollectionReader, max_limit: int) -> Quer
     )
 
 
+def _sparse_query(req: SearchRequest) -> Query:
+    if not isinstance(req.vector, SparseVector):
+        raise InvalidVector(f'vector {req.using!r} is sparse: search it with "vector": {{"indices", "values"}}')
+    return Query(
+        vector=np.zeros(0, np.float32),
+        sparse=sparse_vec(req.vector),
+        limit=req.limit,
+        offset=req.offset,
+        filter=req.filter,
+        params=req.params,
+        with_payload=req.with_payload,
+        with_vector=req.with_vector,
+        score_threshold=req.score_threshold,
+        using=req.using,
+    )
+
+
 def hit_dict(h: Hit, with_payload: bool, with_vector: bool | list[str], config: CollectionConfig) -> dict[str, Any]:
     """A hit as the wire shows it: one unnamed vector as `vector` (or `multivector`), named ones as a map."""
     d: dict[str, Any] = {"id": h.id, "score": h.score}
@@ -199,7 +241,7 @@ def hit_dict(h: Hit, with_payload: bool, with_vector: bool | list[str], config: 
         d["payload"] = h.payload
     if with_vector:
         vecs = h.vectors or {}
-        if config.named:
+        if config.named or config.sparse_vectors:
             d["vector"] = vecs
         elif config.multivector is not None:
             d["multivector"] = vecs.get("")

@@ -18,9 +18,17 @@ import numpy as np
 import encoders
 from encoders import Embeddings, Encoder, EncoderKind
 from index.backends.base import F32
-from index.contract import CollectionReader
+from index.contract import CollectionReader, SparseVec
 from index.errors import InvalidConfig, NestorError, Unprocessable
-from nestor_client.models import CollectionConfig, EncoderSpec, Point, SearchRequest, VectorConfig
+from nestor_client.models import (
+    CollectionConfig,
+    EncoderSpec,
+    Point,
+    SearchRequest,
+    SparseVector,
+    SparseVectorConfig,
+    VectorConfig,
+)
 
 __all__ = [
     "EncoderMismatch",
@@ -99,7 +107,34 @@ def _check_vector(name: str, vcfg: VectorConfig, old: VectorConfig | None) -> En
 
 
 def has_encoder(config: CollectionConfig) -> bool:
-    return any(v.encoder is not None for v in config.vector_fields().values())
+    dense = any(v.encoder is not None for v in config.vector_fields().values())
+    return dense or any(s.encoder is not None for s in config.sparse_fields().values())
+
+
+def _check_sparse(name: str, scfg: SparseVectorConfig, old: SparseVectorConfig | None) -> SparseVectorConfig:
+    """A sparse vector's config with its encoder spec normalised, once the encoder is known to be sparse."""
+    if scfg.encoder is None:
+        if old is not None and old.encoder is not None:
+            raise EncoderMismatch(
+                f"vector {name!r}: the collection exists with {_describe(old.encoder)}; this names none"
+            )
+        return scfg
+    spec = encoders.normalize_spec(scfg.encoder.name, scfg.encoder.config)
+    wire = EncoderSpec(name=spec.name, config=spec.config)
+    if old is not None and old.encoder != wire:
+        raise EncoderMismatch(f"vector {name!r}: " + _difference(old.encoder, wire))
+    encoder = encoders.get_encoder(spec)
+    if encoder.kind is not EncoderKind.sparse:
+        raise InvalidConfig(
+            f"vector {name!r}: {_describe(wire)} yields {encoder.kind.value} embeddings, but this vector is "
+            "sparse; pick a sparse encoder (e.g. bm25)"
+        )
+    return scfg.model_copy(update={"encoder": wire})
+
+
+def _sparse_configs(config: CollectionConfig, existing: CollectionConfig | None) -> dict[str, SparseVectorConfig]:
+    old = existing.sparse_fields() if existing is not None else {}
+    return {name: _check_sparse(name, s, old.get(name)) for name, s in config.sparse_fields().items()}
 
 
 def check_encoder(config: CollectionConfig, existing: CollectionConfig | None = None) -> CollectionConfig:
@@ -110,14 +145,25 @@ def check_encoder(config: CollectionConfig, existing: CollectionConfig | None = 
     """
     old = existing.vector_fields() if existing is not None else {}
     specs = {name: _check_vector(name, v, old.get(name)) for name, v in config.vector_fields().items()}
+    sparse = {"sparse_vectors": _sparse_configs(config, existing)} if config.sparse_vectors else {}
     if config.vectors is None:
-        return config.model_copy(update={"encoder": specs[""]})
+        return config.model_copy(update={"encoder": specs[""], **sparse})
     vectors = {name: v.model_copy(update={"encoder": specs[name]}) for name, v in config.vectors.items()}
-    return config.model_copy(update={"vectors": vectors})
+    return config.model_copy(update={"vectors": vectors, **sparse})
+
+
+def sparse_encoder(coll: CollectionReader, name: str) -> Encoder:
+    """The encoder of a collection's sparse vector (NoEncoder when it has none)."""
+    spec = coll.config.sparse_fields()[name].encoder
+    if spec is None:
+        raise NoEncoder(coll.name, name)
+    return encoders.get_encoder(spec.name, spec.config)
 
 
 def collection_encoder(coll: CollectionReader, using: str | None = None) -> Encoder:
     """The encoder of a collection's vector, checked again: a local model directory may have changed."""
+    if using is not None and using in coll.config.sparse_fields():
+        return sparse_encoder(coll, using)
     name, vcfg = coll.vector_config(using)
     spec = vcfg.encoder
     if spec is None:
@@ -142,6 +188,12 @@ def embed(encoder: Encoder, texts: Sequence[str], *, query: bool = False) -> Emb
     chunks = [order[i : i + step] for i in range(0, len(order), step)]
     parts = [call([texts[i] for i in chunk]) for chunk in chunks]
     errors = {chunk[row]: why for chunk, part in zip(chunks, parts, strict=True) for row, why in part.errors.items()}
+    if encoder.kind is EncoderKind.sparse:
+        sparse: list[Any] = [None] * len(texts)
+        for chunk, part in zip(chunks, parts, strict=True):
+            for i, vec in zip(chunk, part.sparse(), strict=True):
+                sparse[i] = vec
+        return Embeddings(encoder.kind, encoder.dim, sparse, errors)
     if encoder.kind is EncoderKind.dense:
         dense = np.empty((len(texts), encoder.dim), dtype=np.float32)
         for chunk, part in zip(chunks, parts, strict=True):
@@ -163,6 +215,7 @@ def embed_point_texts(coll: CollectionReader, points: Sequence[Point], vectors: 
         return
     fields = coll.config.vector_fields()
     targets = [name for name, v in fields.items() if v.encoder is not None]
+    targets += [name for name, s in coll.config.sparse_fields().items() if s.encoder is not None]
     if not targets:
         raise NoEncoder(coll.name, None)
     texts = [points[i].text or "" for i in rows]
@@ -172,6 +225,10 @@ def embed_point_texts(coll: CollectionReader, points: Sequence[Point], vectors: 
         if emb.errors:
             row, why = min(emb.errors.items())
             raise Unprocessable(f"point {points[rows[row]].id!r}: cannot embed its text: {why}")
+        if encoder.kind is EncoderKind.sparse:
+            for i, (idx, val) in zip(rows, emb.sparse(), strict=True):
+                vectors[name][i] = SparseVec(idx, val)
+            continue
         got = emb.dense() if encoder.kind is EncoderKind.dense else emb.multivector()
         for i, v in zip(rows, got, strict=True):
             vectors[name][i] = v
@@ -190,6 +247,11 @@ def embed_queries(coll: CollectionReader, searches: Sequence[SearchRequest]) -> 
         encoder = collection_encoder(coll, using)
         emb = embed(encoder, [searches[i].text or "" for i in members], query=True)
         emb.raise_for_errors()
+        if encoder.kind is EncoderKind.sparse:
+            for i, (idx, val) in zip(members, emb.sparse(), strict=True):
+                vec = SparseVector.model_construct(indices=idx.tolist(), values=val.tolist())  # valid by construction
+                out[i] = searches[i].model_copy(update={"vector": vec, "text": None})
+            continue
         if encoder.kind is EncoderKind.dense:
             for i, vec in zip(members, emb.dense(), strict=True):
                 out[i] = searches[i].model_copy(update={"vector": vec.astype("<f4").tobytes(), "text": None})

@@ -114,6 +114,8 @@ class RecallProbe:
             with self._lock:
                 st = self._states.setdefault(collection, _State(deque(maxlen=self.options.buffer)))
         for q in queries:
+            if q.sparse is not None:  # sparse searches are exact: nothing to probe
+                continue
             st.queries.append((np.array(q.vector, dtype=np.float32, copy=True), q.using))
             st.seen += 1
 

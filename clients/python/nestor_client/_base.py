@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
 from ._body import (
@@ -39,10 +39,13 @@ from ._codec import (
     MSGPACK_MIME,
     MatrixLike,
     MultiVectorLike,
+    SparseLike,
     VectorLike,
     Wire,
     encode_multivector,
+    encode_sparse,
     encode_vector,
+    is_sparse,
     to_matrix,
 )
 from ._pipeline import QueryLike, parse_pipeline, query_body
@@ -228,7 +231,7 @@ class BaseClient:
     def search(
         self,
         name: str,
-        vector: VectorLike | None,
+        vector: VectorLike | SparseLike | None,
         *,
         multivector: MultiVectorLike | None = None,
         limit: int,
@@ -242,7 +245,10 @@ class BaseClient:
     ) -> Call[QueryResult]:
         body = search_body(limit, offset, filter, params, with_payload, with_vector, score_threshold, using)
         if vector is not None:
-            body["vector"] = encode_vector(vector, self.wire)
+            if is_sparse(vector):
+                body["vector"] = encode_sparse(vector)
+            else:
+                body["vector"] = encode_vector(cast(VectorLike, vector), self.wire)
         if multivector is not None:
             body["multivector"] = encode_multivector(multivector, self.wire)
         return Call("POST", f"{_collection(name)}/points/search", parse_query, self._encode(body))

@@ -16,7 +16,7 @@ import orjson
 from numpy.typing import NDArray
 from pydantic import BaseModel
 
-from ._codec import MultiVectorLike, Wire, encode_matrix, encode_multivector, encode_vector
+from ._codec import MultiVectorLike, Wire, encode_matrix, encode_multivector, encode_sparse, encode_vector, is_sparse
 from .models import (
     CollectionConfig,
     Filter,
@@ -140,6 +140,8 @@ def _point_vector(vector: Any, wire: Wire) -> Any:
 
 
 def _named(v: Any, wire: Wire) -> Any:
+    if is_sparse(v):
+        return encode_sparse(v)
     if isinstance(v, str | bytes | bytearray | memoryview):
         return encode_vector(v, wire)
     arr = np.asarray(v, dtype=np.float32)
@@ -179,7 +181,8 @@ def search_item(search: SearchLike, wire: Wire) -> dict[str, Any]:
     else:
         data = {key: plain(value) for key, value in search.items()}
     if "vector" in data:
-        data["vector"] = encode_vector(data["vector"], wire)
+        v = data["vector"]
+        data["vector"] = encode_sparse(v) if is_sparse(v) else encode_vector(v, wire)
     if "multivector" in data:
         data["multivector"] = encode_multivector(data["multivector"], wire)
     return data

@@ -8,8 +8,8 @@ stay lists in JSON so that hand-written requests remain readable.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +38,20 @@ VectorLike = Sequence[float] | NDArray[Any] | bytes | str
 MatrixLike = Sequence[Sequence[float]] | NDArray[Any]
 # One document's or query's token vectors: a (tokens, dim) matrix, or its float32 bytes or base64.
 MultiVectorLike = Sequence[Sequence[float]] | NDArray[Any] | bytes | str
+
+# A sparse vector: a `SparseVector`, or {"indices": [...], "values": [...]} (lists or numpy arrays).
+SparseLike = Mapping[str, Any]
+
+
+def is_sparse(v: Any) -> TypeGuard[SparseLike]:
+    return isinstance(v, Mapping) and "indices" in v or hasattr(v, "indices") and hasattr(v, "values")
+
+
+def encode_sparse(v: SparseLike) -> dict[str, list[Any]]:
+    """A sparse vector as JSON-ready lists (the server validates it)."""
+    indices, values = (v["indices"], v["values"]) if isinstance(v, Mapping) else (v.indices, v.values)  # type: ignore[attr-defined]
+    return {"indices": [int(i) for i in indices], "values": [float(x) for x in values]}
+
 
 # Explicit byte order: the server reads "<f4" whatever machine the client runs on.
 _F32 = np.dtype("<f4")

@@ -29,7 +29,7 @@ from ._base import (
     ingest_request,
     transport_error,
 )
-from ._codec import MatrixLike, MultiVectorLike, VectorLike, Wire
+from ._codec import MatrixLike, MultiVectorLike, SparseLike, VectorLike, Wire
 from ._pipeline import PrefetchLike, QueryLike
 from ._upload import UploadLike, aiter_file, upload_headers
 from .models import CollectionInfo, CollectionSummary, JobInfo, PointId, Record, UpdateResult
@@ -171,7 +171,7 @@ class AsyncNestorClient:
     async def search(
         self,
         name: str,
-        vector: VectorLike | None = None,
+        vector: VectorLike | SparseLike | None = None,
         *,
         multivector: MultiVectorLike | None = None,
         limit: int = 10,
@@ -186,7 +186,8 @@ class AsyncNestorClient:
         """The `limit` nearest points to `vector` (a list or numpy array), best first.
 
         In a multi-vector collection, pass the query's token vectors as `multivector` instead. With named
-        vectors, `using` names the one to search; `with_vector` may list the names to return.
+        vectors, `using` names the one to search; `with_vector` may list the names to return. To search a
+        sparse vector, pass `{"indices": [...], "values": [...]}` (or a `SparseVector`) with its `using`.
         """
         call = self._base.search(
             name,

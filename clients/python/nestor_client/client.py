@@ -28,7 +28,7 @@ from ._base import (
     ingest_request,
     transport_error,
 )
-from ._codec import MatrixLike, MultiVectorLike, VectorLike, Wire
+from ._codec import MatrixLike, MultiVectorLike, SparseLike, VectorLike, Wire
 from ._pipeline import PrefetchLike, QueryLike
 from ._upload import UploadLike, iter_file, upload_headers
 from .async_client import AsyncNestorClient
@@ -169,7 +169,7 @@ class NestorClient:
     def search(
         self,
         name: str,
-        vector: VectorLike | None = None,
+        vector: VectorLike | SparseLike | None = None,
         *,
         multivector: MultiVectorLike | None = None,
         limit: int = 10,
@@ -184,7 +184,8 @@ class NestorClient:
         """The `limit` nearest points to `vector` (a list or numpy array), best first.
 
         In a multi-vector collection, pass the query's token vectors as `multivector` instead. With named
-        vectors, `using` names the one to search; `with_vector` may list the names to return.
+        vectors, `using` names the one to search; `with_vector` may list the names to return. To search a
+        sparse vector, pass `{"indices": [...], "values": [...]}` (or a `SparseVector`) with its `using`.
         """
         call = self._base.search(
             name,

@@ -203,6 +203,19 @@ class TrainingConfig(_Model):
 
 
 VECTOR_NAME = r"^[A-Za-z0-9_.-]{0,64}$"  # "" is the default (unnamed) vector
+SPARSE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # sparse vectors are always named
+
+
+class SparseVectorConfig(_Model):
+    """One sparse vector of a point (`{"indices": [...], "values": [...]}`), scored by dot product on an
+    inverted index. `modifier: "idf"` multiplies each query weight by the term's inverse document
+    frequency, ln((N - df + 0.5) / (df + 0.5) + 1), kept current under writes (Qdrant's modifier).
+    `encoder` (e.g. `{"name": "bm25"}`) lets points and searches carry text that fills this vector."""
+
+    modifier: Literal["idf"] | None = None
+    encoder: EncoderSpec | None = None
+
+
 _PER_VECTOR = (
     "dim",
     "metric",
@@ -345,6 +358,10 @@ class CollectionConfig(_VectorSettings):
     payload_schema: dict[Annotated[str, Field(min_length=1, max_length=256)], PayloadSchema] = Field(
         default_factory=dict
     )
+    # Sparse vectors by name, beside the dense ones (Qdrant's `sparse_vectors`); names differ from theirs.
+    sparse_vectors: dict[Annotated[str, Field(pattern=SPARSE_NAME)], SparseVectorConfig] | None = Field(
+        None, max_length=16
+    )
 
     @field_validator("payload_schema", mode="after")
     @classmethod
@@ -353,6 +370,9 @@ class CollectionConfig(_VectorSettings):
 
     @model_validator(mode="after")
     def _check_form(self) -> CollectionConfig:
+        both = set(self.sparse_vectors or {}) & set(self.vectors or {})
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))}: a name is either a dense or a sparse vector, not both")
         if self.vectors is not None:
             fields = type(self).model_fields
             mixed = [  # a full dump of a named config repeats the top-level defaults: those are fine
@@ -379,6 +399,10 @@ class CollectionConfig(_VectorSettings):
             return dict(self.vectors)
         assert self.dim is not None
         return {"": VectorConfig.model_validate({k: getattr(self, k) for k in _PER_VECTOR})}
+
+    def sparse_fields(self) -> dict[str, SparseVectorConfig]:
+        """Every sparse vector of a point by name."""
+        return dict(self.sparse_vectors or {})
 
 
 class PayloadIndexRequest(_Model):

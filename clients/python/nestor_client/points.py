@@ -21,8 +21,16 @@ from nestor_client.filters import Filter
 # Points
 
 
-# Named vectors of one point: a dense vector, or a multivector's token vectors, by vector name.
-NamedVectors = dict[str, VectorInput | MultiVectorInput]
+class SparseVector(InputModel):
+    """A sparse vector: `values[i]` at dimension `indices[i]`. The server checks the rest (422): as many
+    values as indices, indices distinct and within uint32 (0 to 2**32 - 1), values finite."""
+
+    indices: list[StrictInt]
+    values: list[float]
+
+
+# Named vectors of one point: a dense vector, a multivector's token vectors, or a sparse vector, by name.
+NamedVectors = dict[str, VectorInput | MultiVectorInput | SparseVector]
 
 
 class Point(InputModel):
@@ -115,7 +123,7 @@ class Record(BaseModel):
 
     id: PointId
     payload: dict[str, Any] | None = None
-    vector: list[float] | dict[str, list[float] | list[list[float]]] | None = None
+    vector: list[float] | dict[str, list[float] | list[list[float]] | SparseVector] | None = None
     multivector: list[list[float]] | None = None
 
 
@@ -142,9 +150,10 @@ class SearchParams(InputModel):
 
 
 class SearchRequest(InputModel):
-    """A `vector`, or a `text` the collection's encoder embeds as a query, or a `multivector` query."""
+    """A `vector` (a sparse one for a sparse `using`), or a `text` the searched vector's encoder embeds as
+    a query, or a `multivector` query."""
 
-    vector: VectorInput | None = None
+    vector: VectorInput | SparseVector | None = None
     text: str | None = None
     multivector: MultiVectorInput | None = None
     using: str | None = Field(None, pattern=VECTOR_NAME)  # which named vector to search; default: ""
@@ -188,5 +197,5 @@ class ScoredPoint(BaseModel):
     id: PointId
     score: float
     payload: dict[str, Any] | None = None
-    vector: list[float] | dict[str, list[float] | list[list[float]]] | None = None
+    vector: list[float] | dict[str, list[float] | list[list[float]] | SparseVector] | None = None
     multivector: list[list[float]] | None = None
