@@ -59,7 +59,7 @@ def _node(p: Prefetch, dense: str | None, sparse: list[str], k: int) -> Prefetch
         )
     if not hybrid:
         return p
-    targets: list[str | None] = ([dense] if dense is not None else []) + list(sparse)
+    targets = ([dense] if dense is not None else []) + sparse
     if len(targets) == 1:  # one text-capable vector (a sparse one): the text just searches it
         return p.model_copy(update={"using": targets[0]})
     depth = max(k, HYBRID_DEPTH)
