@@ -80,7 +80,7 @@ def check(
     `visible`: only points matching it may be queried by id (an API key's scope)."""
     lim = limits or PipelineLimits()
     if not isinstance(with_vector, bool):
-        have = coll.config.vector_fields()
+        have = [*coll.config.vector_fields(), *coll.config.sparse_fields()]
         unknown = [n for n in with_vector if n not in have]
         if unknown:
             raise InvalidRequest(f"with_vector names {unknown} are not vectors of this collection ({list(have)})")
