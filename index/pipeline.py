@@ -29,9 +29,8 @@ from index.errors import DimensionMismatch, InvalidRequest, InvalidVector, Limit
 from index.fusion import DEFAULT_RRF_K, dbsf, rrf
 from index.sparse import check_sparse
 from nestor_client.models import Filter, HasIdCondition, Metric, SearchParams
-from nestor_client.query import QueryStage
 
-__all__ = ["Fusion", "PipelineLimits", "Stage", "check", "run"]
+__all__ = ["Fusion", "PipelineLimits", "Stage", "StageReport", "check", "run"]
 
 Scored = list[tuple[PointIdT, float]]  # (id, user-facing score), best first
 
@@ -58,6 +57,33 @@ class Stage:
     prefetch: list[Stage] = field(default_factory=list)
     exclude: PointIdT | None = None  # set by `check` for a query by point id
     lower: bool = False  # set by `check`: the vector's scores are L2 distances (lower is better)
+
+
+@dataclass(slots=True)
+class StageReport:
+    """What ran at one node (the wire's `nestor_client.query.QueryStage`; a dataclass, which costs a
+    fraction of a pydantic model per node on the search path)."""
+
+    kind: Literal["search", "rescore", "fusion", "prefetch"]
+    using: str | None
+    strategy: str | None
+    limit: int
+    candidates_in: int
+    candidates_out: int
+    time_ms: float
+    stages: list[StageReport]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "using": self.using,
+            "strategy": self.strategy,
+            "limit": self.limit,
+            "candidates_in": self.candidates_in,
+            "candidates_out": self.candidates_out,
+            "time_ms": self.time_ms,
+            "stages": [s.as_dict() for s in self.stages],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +208,7 @@ def run(
     with_payload: bool = True,
     with_vector: WithVector = False,
     partial: bool = False,
-) -> tuple[list[Hit], QueryStage]:
+) -> tuple[list[Hit], StageReport]:
     """Run a checked tree; the root's hits (paged by `offset`) and what ran at each node."""
     ex = _Runner(coll, partial)
     if not root.prefetch and not isinstance(root.query, Fusion) and root.query is not None:
@@ -207,7 +233,7 @@ class _Runner:
         self.coll = coll
         self.partial = partial
 
-    def node(self, st: Stage, above: Filter | None, k: int) -> tuple[Scored, QueryStage, bool]:
+    def node(self, st: Stage, above: Filter | None, k: int) -> tuple[Scored, StageReport, bool]:
         """The node's list, its report, and whether its scores are distances (lower is better)."""
         flt = _and(above, st.filter)
         if not st.prefetch:
@@ -231,7 +257,7 @@ class _Runner:
 
     def search(
         self, st: Stage, flt: Filter | None, k: int, with_payload: bool, with_vector: WithVector
-    ) -> tuple[list[Hit], QueryStage]:
+    ) -> tuple[list[Hit], StageReport]:
         started = time.perf_counter()
         vec, sparse = _vectors(st)
         extra = st.exclude is not None  # one more, in case the point queried by is among them
@@ -310,9 +336,9 @@ def _report(
     cand: int,
     out: Scored,
     started: float,
-    children: list[QueryStage],
-) -> QueryStage:
-    return QueryStage.model_construct(
+    children: list[StageReport],
+) -> StageReport:
+    return StageReport(
         kind=kind,
         using=using,
         strategy=strategy,

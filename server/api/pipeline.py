@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from index import pipeline as engine
 from index.contract import Hit
-from nestor_client.query import QueryRequest, QueryResponse, QueryStage
+from nestor_client.query import QueryRequest, QueryResponse
 from server.auth import Role, require
 from server.convert import hit_dict
 from server.deps import CatalogDep, ScopeFilterDep, SettingsDep
@@ -41,7 +41,7 @@ async def query(
     root = to_stage(coll, body, settings, scope, texts)
     partial = request.query_params.get("partial") == "true"
 
-    def work() -> tuple[list[Hit], QueryStage]:
+    def work() -> tuple[list[Hit], engine.StageReport]:
         # nothing runs before the whole tree passes; a scoped key may query by the ids it can see only
         engine.check(
             coll, root, offset=body.offset, limits=limits(settings), visible=scope, with_vector=body.with_vector
@@ -57,4 +57,4 @@ async def query(
 
     hits, stages = await run_in_threadpool(work)
     points = [hit_dict(h, body.with_payload, body.with_vector, coll.config) for h in hits]
-    return envelope(request, {"points": points, "stages": stages.model_dump()}, started)
+    return envelope(request, {"points": points, "stages": stages.as_dict()}, started)
