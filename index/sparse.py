@@ -134,10 +134,10 @@ class SparseField:
     def commit(self, start: int, batch: SparseBatch, old: I64) -> None:
         """Make a committed batch visible: its labels alive (where present), the old ones dead; df and N."""
         end = start + len(batch.counts)
-        self._retire(old)
         alive = grow_bools(self.alive, end)
         alive[start:end] = True if batch.present is None else batch.present
         self.alive = alive
+        self._retire(old)  # after the new labels: a reader sees the old version or the new, never neither
         self.n_live += len(batch.counts) if batch.present is None else int(batch.present.sum())
         self._count_terms(batch.indices, +1)
         if self.tail_entries(end) > max(_MIN_TAIL, self.postings.entries // 8):
@@ -164,9 +164,9 @@ class SparseField:
             return
         labels = labels[self.alive[labels]]
         self.alive[labels] = False
-        self.n_live -= len(labels)
         _, terms = self.store.snapshot().gather(labels)
         self._count_terms(terms, -1)
+        self.n_live -= len(labels)
 
     def _count_terms(self, terms: U32, sign: int) -> None:
         if not len(terms):
@@ -212,7 +212,9 @@ class SparseField:
         qv = check_sparse(q, f"vector {self.name!r}: query")
         w = qv.values.astype(np.float64)
         if self.config.modifier == "idf":
-            n, df = self.n_live, (p or self.postings).df(qv.indices)
+            n = self.n_live
+            # a reader between a write's two counts may see df above N for an instant: clamped, so never < 0
+            df = np.minimum((p or self.postings).df(qv.indices), n)
             w = w * np.log((n - df + 0.5) / (df + 0.5) + 1.0)  # Qdrant's (and Lucene's) IDF
         keep = w != 0
         return qv.indices[keep], w[keep]
@@ -227,10 +229,10 @@ class SparseField:
     def search(self, q: Query, allowed_of: Callable[[], Selection | None]) -> Ranked:
         if q.sparse is None:
             raise InvalidVector(f"vector {self.name!r} is sparse: search it with {{indices, values}}")
-        p = self.postings  # read once, before the label count: p.upto <= n
+        p = self.postings  # read once, before the label count
         terms, weights = self.query_weights(q.sparse, p)
         k = q.limit + q.offset
-        n = self.labels.n
+        n = max(self.labels.n, p.upto)  # a commit may publish postings just before it moves the count
         snap = self.store.snapshot()
         alive = self.alive
         sel = allowed_of()
@@ -240,7 +242,7 @@ class SparseField:
             scores = score_rows(snap, labels, terms, weights)
             matched = _shares_term(snap, labels, terms)
             found = topk(labels[matched], scores[matched], k)
-            return found[0].tolist(), found[1].tolist(), "sparse_exact_filtered"
+            return found[0].tolist(), found[1].tolist(), "sparse_rows_filtered"
         ok = alive
         if sel is not None:
             ok = np.zeros(len(alive), bool)

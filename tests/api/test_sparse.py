@@ -43,8 +43,13 @@ def test_upsert_search_get(client: NestorClient) -> None:
         filter={"must": [{"key": "g", "match": {"value": "a"}}]},
         with_vector=["s"],
     )
-    assert _pairs(res) == [(1, 2.0)]
+    assert _pairs(res) == [(1, 2.0)] and res.strategy == "sparse_rows_filtered+payload_scan"  # g has no payload index
     assert res.points[0].vector == {"s": SparseVector(indices=[1, 7], values=[1.0, 2.0])}
+    # rescoring a given set of points: a has_id filter (points sharing no index are left out)
+    res = client.search(
+        "sp", {"indices": [1, 7], "values": [1.0, 1.0]}, using="s", filter={"must": [{"has_id": [2, 3]}]}
+    )
+    assert _pairs(res) == [(2, 3.0)]
     # idf: N = 2 points have w; df(5) = 2, df(6) = 1
     idf5, idf6 = math.log(0.5 / 2.5 + 1), math.log(1.5 / 1.5 + 1)
     got = _pairs(client.search("sp", {"indices": [5, 6], "values": [1.0, 1.0]}, using="w"))
@@ -181,3 +186,26 @@ def test_snapshot_restores_sparse_vectors(client: NestorClient) -> None:
         (3, pytest.approx(2 * idf5, rel=1e-6)),
         (2, pytest.approx(idf5, rel=1e-6)),
     ]
+
+
+def test_msgpack_and_async_clients(tmp_path: Any) -> None:
+    import asyncio
+
+    from nestor_client import AsyncNestorClient
+    from tests.api.conftest import running
+
+    with running(tmp_path / "data", wire="msgpack") as c:
+        _load(c)
+        assert _pairs(c.search("sp", {"indices": [7], "values": [1.0]}, using="s")) == [(2, 3.0), (1, 2.0)]
+        transport = c._http  # the app, in process
+
+        async def go() -> list[tuple[Any, float]]:
+            import httpx
+
+            app_transport = httpx.ASGITransport(app=transport.app)  # type: ignore[attr-defined]
+            async with httpx.AsyncClient(transport=app_transport, base_url="http://t") as http:
+                ac = AsyncNestorClient(http_client=http)  # type: ignore[arg-type]
+                await ac.upsert("sp", points=[{"id": 5, "vector": {"d": [1, 0], "s": {"indices": [7], "values": [4]}}}])
+                return _pairs(await ac.search("sp", SparseVector(indices=[7], values=[1.0]), using="s", limit=1))
+
+        assert asyncio.run(go()) == [(5, 4.0)]

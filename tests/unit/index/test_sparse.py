@@ -347,3 +347,54 @@ def test_the_indexer_folds_the_tail_in_once_writes_pause(tmp_path: Path) -> None
         assert [h.score for h in after.hits] == pytest.approx([h.score for h in before.hits], rel=1e-6)
     finally:
         coll.close()
+
+
+def test_searches_race_writes_and_rebuilds(tmp_path: Path) -> None:
+    """Readers never fail or see a point twice while writes overwrite, delete and rebuild the postings."""
+    import threading
+
+    coll = _coll(tmp_path, "idf")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                hits = coll.search([empty_query({1: 1.0, 2: 1.0, 3: 0.5}, 20)])[0].hits
+                ids = [h.id for h in hits]
+                assert len(ids) == len(set(ids))
+                assert all(h.score > 0 for h in hits)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=reader)
+    rng = np.random.default_rng(2)
+    with mock.patch.object(sparse_mod, "_MIN_TAIL", 4):
+        t.start()
+        try:
+            for b in range(40):
+                ids = [int(x) for x in rng.choice(60, 5, replace=False)]
+                vecs = [sv({int(rng.integers(1, 5)): 1.0, 10 + b % 7: 2.0}) for _ in ids]
+                coll.upsert(ids, {"d": np.ones((5, 2), np.float32), "s": vecs})
+                if b % 4 == 3:
+                    coll.delete(ids[:2])
+        finally:
+            stop.set()
+            t.join()
+            coll.close()
+    assert not errors, errors[0]
+
+
+def test_idf_never_negative_between_a_writes_two_counts(tmp_path: Path) -> None:
+    """A reader may see df raised before N (or N lowered before df): the IDF is clamped, never negative."""
+    coll = _coll(tmp_path, "idf")
+    try:
+        coll.upsert([1, 2, 3], {"d": np.ones((3, 2), np.float32), "s": [sv({5: 1.0})] * 3})
+        f = coll.fields["s"]
+        assert isinstance(f, SparseField)
+        f.n_live = 1  # as if a delete of two points had lowered N but not df yet
+        _, w = f.query_weights(sv({5: 1.0}))
+        assert w.tolist() == [pytest.approx(math.log(0.5 / 1.5 + 1))]
+    finally:
+        coll.close()
