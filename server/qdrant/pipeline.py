@@ -81,7 +81,7 @@ def tree(
     coll: AnyCollection, req: QueryRequest, settings: Settings, scope: Filter | None, limit: int, offset: int
 ) -> engine.Stage:
     """The checked engine tree of a Qdrant query (raises a 4xx before anything runs)."""
-    root = _node(coll, req.model_dump(exclude={"offset", "with_vector", "with_payload"}), settings, "query")
+    root = _node(coll, {k: getattr(req, k) for k in _NODE_KEYS}, settings, "query")
     root.limit = limit
     root.filter = and_filter(scope, root.filter)
     engine.check(coll, root, offset=offset, limits=limits(settings), visible=scope, with_vector=req.with_vector)

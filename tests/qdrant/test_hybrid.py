@@ -159,6 +159,12 @@ def test_bad_pipelines_are_refused(client: QdrantClient, coll: str, kwargs: dict
     assert needle in exc.value.structured()["status"]["error"]
 
 
+def test_groups_over_a_pipeline_are_refused(client: QdrantClient, coll: str) -> None:
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.query_points_groups(coll, group_by="g", query=SQ, using="plain")
+    assert exc.value.status_code == 400 and "query_points_groups" in exc.value.structured()["status"]["error"]
+
+
 def test_bad_sparse_points_are_refused_and_write_nothing(client: QdrantClient, coll: str) -> None:
     bad = m.PointStruct(id=7, vector={"dense": [1.0, 1.0], "plain": m.SparseVector(indices=[3, 3], values=[1, 2])})
     with pytest.raises(UnexpectedResponse) as exc:
