@@ -194,7 +194,7 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument(
         "--hybrid", action="store_true", help="search the dense and the bm25 vectors by the text, and fuse them"
     )
-    p.add_argument("--fusion", choices=["rrf", "dbsf"], help="with --hybrid: how to fuse (default rrf, k=60)")
+    p.add_argument("--fusion", choices=["rrf", "dbsf"], help="with --hybrid: how to fuse (default rrf)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
     p.set_defaults(func=_guarded(_search))
 

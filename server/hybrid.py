@@ -5,12 +5,12 @@ A text query node with no `using` and no prefetch, on a collection whose sparse 
 
     {"prefetch": [{"query": {"text": t}, "limit": depth},                   # the default dense vector
                   {"query": {"text": t}, "using": "<sparse>", "limit": depth}],  # each sparse one
-     "query": {"rrf": {"k": 60}}}                                          # or {"fusion": "dbsf"}
+     "query": {"fusion": "rrf"}}                                           # or {"fusion": "dbsf"}
 
 `depth` is `HYBRID_DEPTH` (or the node's limit, if larger): fusion needs more than the final page from
-each list to find the points that rank well in both. RRF uses k = 60 (Cormack et al.'s, Weaviate's and
-Milvus's default) rather than the pipeline's Qdrant default of 2, because it ranks known items better on
-our benchmark (`benchmarks/HYBRID.md`). The node's `filter` and `score_threshold` stay on the fusion
+each list to find the points that rank well in both. RRF uses the pipeline's (and Qdrant's) k = 2: on our
+known-item benchmark it ranks better than the k = 60 of Cormack et al. (MRR@10 0.400 against 0.390, both
+above either list alone: `benchmarks/HYBRID.md`). The node's `filter` and `score_threshold` stay on the fusion
 node (the filter reaches both searches); its `params` tune the dense search. With one text-capable
 vector only, the text simply searches it. The response's `stages` shows the rewritten tree.
 """
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from index.contract import CollectionReader
 from index.errors import InvalidRequest
-from nestor_client.query import DocumentQuery, FusionQuery, Prefetch, QueryRequest, RrfParams, RrfQuery
+from index.fusion import DEFAULT_RRF_K
+from nestor_client.query import DocumentQuery, FusionQuery, Prefetch, QueryRequest
 
 __all__ = ["HYBRID_DEPTH", "HYBRID_RRF_K", "expand", "text_vectors"]
 
 HYBRID_DEPTH = 100  # candidates each side passes to the fusion
-HYBRID_RRF_K = 60
+HYBRID_RRF_K = DEFAULT_RRF_K
 
 
 def text_vectors(coll: CollectionReader) -> tuple[str | None, list[str]]:
@@ -72,5 +73,5 @@ def _node(p: Prefetch, dense: str | None, sparse: list[str], k: int) -> Prefetch
         )
         for t in targets
     ]
-    fused = FusionQuery(fusion="dbsf") if q.fusion == "dbsf" else RrfQuery(rrf=RrfParams(k=HYBRID_RRF_K))
+    fused = FusionQuery(fusion=q.fusion or "rrf")  # rrf at the pipeline's k, HYBRID_RRF_K
     return p.model_copy(update={"query": fused, "prefetch": prefetch, "params": None})
