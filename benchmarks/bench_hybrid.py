@@ -19,7 +19,8 @@ the engine half of `POST /points/query`), its result the root's top 10:
 - rrf k=60: `{"rrf": {"k": 60}}` over a dense and a bm25 prefetch of 100 each: the README's reference
   method, and what the hybrid `text` shorthand runs (`server/hybrid.py`);
 - rrf k=2 (the pipeline's default, Qdrant's) and dbsf over the same two prefetches.
-Latency: single queries on this thread, `REPEATS` passes with the methods interleaved per query;
+`--dense-index hnsw` gives `d` an HNSW index instead (default settings), for latency next to a fast dense
+search. Latency: single queries on this thread, `REPEATS` passes with the methods interleaved per query;
 dense and bm25 leaves are also timed at limit 100 (the hybrid's parts) to compare the hybrid p50 with
 the sum of its parts' p50s.
 """
@@ -92,14 +93,14 @@ def quality(found: list[list[int]], qrels: np.ndarray) -> dict[str, float]:
 class Hybrid:
     """The collection, and one query tree per method."""
 
-    def __init__(self, data: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, data: dict[str, Any], workdir: Path, dense_index: str = "flat") -> None:
         docs = data["docs"]
         probe = Bm25Encoder(Bm25Config())
         avg_len = float(np.mean([len(probe.terms(d)) for d in docs]))
         self.encoder = Bm25Encoder(Bm25Config(k1=1.5, b=0.75, avg_len=avg_len))
         cfg = CollectionConfig.model_validate(
             {
-                "vectors": {"d": {"dim": data["base"].shape[1], "metric": "cosine", "index": {"type": "flat"}}},
+                "vectors": {"d": {"dim": data["base"].shape[1], "metric": "cosine", "index": {"type": dense_index}}},
                 "sparse_vectors": {"bm25": {"modifier": "idf"}},
             }
         )
@@ -114,6 +115,11 @@ class Hybrid:
         assert isinstance(f, SparseField)
         while f.tail_entries() > f.postings.entries // 64:  # the indexer folds the tail in once writes pause
             time.sleep(0.05)
+        while True:  # the dense index too (an HNSW graph builds in the background)
+            idx = self.coll.info().vectors["d"].index
+            if idx.state == "ready" and not idx.pending:
+                break
+            time.sleep(0.2)
         self.load_s = time.perf_counter() - t0
         self.avg_len = avg_len
 
@@ -157,6 +163,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--queries", type=int, default=None, help="the first Q names (default: all)")
     ap.add_argument("--tiny", action="store_true", help="5,000 summaries and at most 200 names")
     ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--dense-index", default="flat", choices=["flat", "hnsw"], help="flat: exact (the reference)")
     ap.add_argument("--out", default=None, help="results name under benchmarks/results/, or a .json path")
     return ap.parse_args(argv)
 
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{len(data['docs'])} documents, {len(data['names'])} queries; load {load_before:.2f}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_hybrid_"))
     try:
-        eng = Hybrid(data, workdir)
+        eng = Hybrid(data, workdir, args.dense_index)
         methods = eng.methods()
         found: dict[str, list[list[int]]] = {m: [] for m in methods}
         lat: dict[str, list[float]] = {m: [] for m in methods}
@@ -221,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "documents": len(data["docs"]),
         "queries": len(data["names"]),
         "avg_len": avg_len,
+        "dense_index": args.dense_index,
         "load_s": load_s,
         "load_before": load_before,
         "load_during": [min(loads), max(loads)],
