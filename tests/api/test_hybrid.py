@@ -152,3 +152,45 @@ def test_text_without_using_searches_the_only_text_vector(tmp_path: Path) -> Non
         c.upsert("s", [{"id": i, "vector": {"d": [1.0, 0.0]}, "text": t} for i, t in enumerate(TEXTS)])
         got = c.query("s", {"text": "apple"})
         assert {p.id for p in got.points} == {1, 2} and got.stages.using == "bm25"
+
+
+def test_async_client_hybrid_text_and_sparse_prefetch(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from nestor_client import AsyncNestorClient, SparseVector
+    from server.app import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data"))  # type: ignore[call-arg]
+
+    async def run() -> tuple[Any, Any, Any]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://nestor") as http:
+                c = AsyncNestorClient(http_client=http)
+                await c.create_collection(
+                    "t",
+                    dim=64,
+                    encoder={"name": "hash", "config": {"dim": 64}},
+                    sparse_vectors={"bm25": {"modifier": "idf", "encoder": {"name": "bm25"}}, "s": {}},
+                )
+                await c.upsert("t", [{"id": i, "text": t} for i, t in enumerate(TEXTS)])
+                hybrid = await c.query("t", {"text": "apple jwt"}, limit=3)
+                dense = await c.query("t", {"text": "apple jwt"}, using="", limit=HYBRID_DEPTH)
+                sparse = await c.query("t", {"text": "apple jwt"}, using="bm25", limit=HYBRID_DEPTH)
+                await c.upsert(
+                    "t", [{"id": 9, "vector": {"": [1.0] * 64, "s": SparseVector(indices=[3], values=[2.0])}}]
+                )
+                by_sparse = await c.query("t", SparseVector(indices=[3], values=[1.5]), using="s")
+                return hybrid, [dense, sparse], by_sparse
+
+    hybrid, lists, by_sparse = asyncio.run(run())
+    want: dict[int, float] = {}
+    for res in lists:
+        for pos, p in enumerate(res.points):
+            want[p.id] = want.get(p.id, 0.0) + 1 / (pos + HYBRID_RRF_K)
+    best = sorted(want, key=lambda pid: -want[pid])[:3]
+    assert [p.id for p in hybrid.points] == best and hybrid.stages.kind == "fusion"
+    assert [(p.id, p.score) for p in by_sparse.points] == [(9, 3.0)]
