@@ -116,6 +116,16 @@ def test_prefetch_and_fusion_against_hand_computed_fusions(client: QdrantClient,
         coll, prefetch=pre, query=m.FusionQuery(fusion=m.Fusion.RRF), query_filter=flt, with_payload=True
     ).points
     assert {p.id for p in got} == {1, 3, 5} and all(p.payload == {"g": 1} for p in got)
+    # a batch mixes pipeline and plain queries
+    batch = client.query_batch_points(
+        coll,
+        [
+            m.QueryRequest(prefetch=pre, query=m.FusionQuery(fusion=m.Fusion.RRF), limit=3),
+            m.QueryRequest(query=SQ, using="plain", limit=1),
+            m.QueryRequest(query=DQ, using="dense", limit=1),
+        ],
+    )
+    assert [[p.id for p in r.points] for r in batch] == [[2, 1, 5], [2], [5]]
 
 
 def test_dense_rescore_over_a_sparse_prefetch(client: QdrantClient, coll: str) -> None:
