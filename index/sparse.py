@@ -99,9 +99,6 @@ class SparseField:
         self.postings = Postings.empty()  # with the document frequencies: one reference, swapped whole
         self.n_live = 0
 
-    def dense_fields(self) -> list[object]:
-        return []
-
     def open_index(self) -> None:
         """Build the postings and the document frequencies from the stored rows (`alive` is final now)."""
         snap = self.store.snapshot()

@@ -19,7 +19,7 @@ Ties rank the lower label (the earlier write) first, so every scorer returns the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +67,7 @@ class Postings:
         if upto < 2**31:
             labels = labels.astype(np.int32)
         if not len(idx):
-            return cls.empty()._replace_upto(upto)
+            return replace(cls.empty(), upto=upto)
         first = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))
         starts = np.append(first, len(idx)).astype(np.int64)
         return cls(
@@ -95,9 +95,6 @@ class Postings:
         for t, d in self.delta.items():
             out[t] = out.get(t, 0) + d
         return {t: c for t, c in out.items() if c}
-
-    def _replace_upto(self, upto: int) -> Postings:
-        return Postings(upto, self.terms, self.starts, self.labels, self.weights, self.max_w, self.min_w)
 
     @property
     def entries(self) -> int:
@@ -170,10 +167,6 @@ def matching_rows(snap: SparseSnapshot, start: int, end: int, q_terms: U32, q_we
     return uniq, np.bincount(inv, contrib, minlength=len(uniq)).astype(np.float64, copy=False)
 
 
-def _eligible(labels: I64, ok: Bools) -> Bools:
-    return ok[labels]
-
-
 def score_exhaustive(p: Postings, slots: I64, q_weights: F64, ok: Bools, n: int) -> tuple[I64, F64]:
     """Every eligible label in the query terms' postings with its exact score (labels ascending).
 
@@ -192,7 +185,7 @@ def score_exhaustive(p: Postings, slots: I64, q_weights: F64, ok: Bools, n: int)
         seen[labels] = True
         uniq = np.flatnonzero(seen)
         scores = acc[uniq]
-    keep = _eligible(uniq, ok)
+    keep = ok[uniq]
     return uniq[keep], scores[keep]
 
 
