@@ -20,7 +20,8 @@ the engine half of `POST /points/query`), its result the root's top 10:
   method, and what the hybrid `text` shorthand runs (`server/hybrid.py`);
 - rrf k=2 (the pipeline's default, Qdrant's) and dbsf over the same two prefetches.
 `--dense-index hnsw` gives `d` an HNSW index instead (default settings), for latency next to a fast dense
-search. Latency: single queries on this thread, `REPEATS` passes with the methods interleaved per query;
+search. Latency: single queries on this thread, `REPEATS` passes with the methods interleaved per query in a
+random order;
 dense and bm25 leaves are also timed at limit 100 (the hybrid's parts) to compare the hybrid p50 with
 the sum of its parts' p50s.
 """
@@ -184,10 +185,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lat: dict[str, list[float]] = {m: [] for m in methods}
         loads = []
         order = list(methods)
+        rng = np.random.default_rng(0)
         for rep in range(args.repeats):
-            for qi, (vec, text) in enumerate(zip(data["qvec"], data["names"], strict=True)):
-                shift = (qi + rep) % len(order)  # rotate which method runs first, so none always goes cold
-                for m in order[shift:] + order[:shift]:
+            for vec, text in zip(data["qvec"], data["names"], strict=True):
+                # a fresh random order per query: a method that always followed the same one would always
+                # find that query's graph path warm (or cold) in the CPU caches
+                for m in [order[i] for i in rng.permutation(len(order))]:
                     t0 = time.perf_counter_ns()
                     got = eng.run(methods[m](vec, text))
                     lat[m].append((time.perf_counter_ns() - t0) / 1e6)
