@@ -181,3 +181,14 @@ def test_bad_sparse_points_are_refused_and_write_nothing(client: QdrantClient, c
         client.upsert(coll, [m.PointStruct(id=6, vector={"dense": [1.0, 1.0]}), bad])
     assert exc.value.status_code == 400
     assert client.retrieve(coll, [6, 7]) == []
+
+
+def test_the_older_search_route_takes_a_named_sparse_vector(server: ServerProcess, coll: str) -> None:
+    import httpx
+
+    from tests.qdrant.conftest import ADMIN
+
+    body = {"vector": {"name": "plain", "vector": {"indices": [7, 2], "values": [1.0, 0.5]}}, "limit": 2}
+    r = httpx.post(f"{server.url}/qdrant/collections/{coll}/points/search", json=body, headers={"api-key": ADMIN})
+    assert r.status_code == 200, r.text
+    assert [(p["id"], p["score"]) for p in r.json()["result"]] == [(2, 3.0), (1, 2.0)]
