@@ -25,9 +25,10 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from index.backends.base import F32
-from index.contract import CollectionReader, Hit, PointIdT, Query, WithVector
+from index.contract import CollectionReader, Hit, PointIdT, Query, SparseVec, WithVector
 from index.errors import DimensionMismatch, InvalidRequest, InvalidVector, LimitExceeded
 from index.fusion import DEFAULT_RRF_K, dbsf, rrf
+from index.sparse import check_sparse
 from nestor_client.models import (
     Filter,
     HasIdCondition,
@@ -52,10 +53,11 @@ class Fusion:
 
 @dataclass(slots=True)
 class Stage:
-    """One node. `query`: a vector ([dim], or [tokens, dim] for a multivector), a point id (its stored
-    vector of `using`, the point itself left out), a `Fusion`, or None (pass one prefetch through)."""
+    """One node. `query`: a vector ([dim], or [tokens, dim] for a multivector), a `SparseVec` (for a
+    sparse `using`), a point id (its stored vector of `using`, the point itself left out), a `Fusion`,
+    or None (pass one prefetch through)."""
 
-    query: F32 | PointIdT | Fusion | None
+    query: F32 | SparseVec | PointIdT | Fusion | None
     using: str | None = None
     filter: Filter | None = None
     params: SearchParams | None = None
@@ -113,7 +115,7 @@ def check(
     `visible`: only points matching it may be queried by id (an API key's scope)."""
     lim = limits or PipelineLimits()
     if not isinstance(with_vector, bool):
-        have = coll.config.vector_fields()
+        have = [*coll.config.vector_fields(), *coll.config.sparse_fields()]
         unknown = [n for n in with_vector if n not in have]
         if unknown:
             raise InvalidRequest(f"with_vector names {unknown} are not vectors of this collection ({list(have)})")
@@ -150,22 +152,49 @@ def _check(coll: CollectionReader, st: Stage, depth: int, lim: PipelineLimits, k
     return k + sum(_check(coll, p, depth + 1, lim, p.limit, visible) for p in st.prefetch)
 
 
-def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter | None) -> None:
-    name, vcfg = coll.vector_config(st.using)  # InvalidRequest naming the vectors there are
-    st.using, st.lower = name, vcfg.metric is Metric.l2
+def _stored(coll: CollectionReader, pid: PointIdT, name: str, where: str, visible: Filter | None) -> Any:
+    """Point `pid`'s stored vector `name`, to query by (InvalidRequest when there is none)."""
+    if visible is None:
+        found = coll.get([pid], with_payload=False, with_vector=[name])
+    else:  # a point outside the scope is not there, as far as this key knows
+        only = Filter(must=[visible, HasIdCondition(has_id=[pid])])
+        found = coll.scroll(only, limit=1, with_payload=False, with_vector=[name])[0]
+    stored = (found[0].vectors or {}).get(name) if found else None
+    if not found:
+        raise InvalidRequest(f"{where}: no point with id {pid!r} to query by")
+    if stored is None or len(stored) == 0:
+        raise InvalidRequest(f"{where}: point {pid!r} has no vector {name!r} to query by")
+    return stored
+
+
+def _check_sparse(coll: CollectionReader, st: Stage, where: str, visible: Filter | None) -> None:
+    """A node on a sparse vector: its query is a `SparseVec` (or a point id, its stored sparse vector)."""
+    name = st.using
+    assert name is not None
     if isinstance(st.query, int | str):
         pid = st.query
-        if visible is None:
-            found = coll.get([pid], with_payload=False, with_vector=[name])
-        else:  # a point outside the scope is not there, as far as this key knows
-            only = Filter(must=[visible, HasIdCondition(has_id=[pid])])
-            found = coll.scroll(only, limit=1, with_payload=False, with_vector=[name])[0]
-        stored = (found[0].vectors or {}).get(name) if found else None
-        if not found:
-            raise InvalidRequest(f"{where}: no point with id {pid!r} to query by")
-        if stored is None or len(stored) == 0:
-            raise InvalidRequest(f"{where}: point {pid!r} has no vector {name!r} to query by")
-        st.query, st.exclude = np.asarray(stored, dtype=np.float32), pid
+        stored = _stored(coll, pid, name, where, visible)
+        st.query = SparseVec(np.asarray(stored["indices"], np.uint32), np.asarray(stored["values"], np.float32))
+        st.exclude = pid
+    if not isinstance(st.query, SparseVec):
+        raise InvalidVector(f'{where}: vector {name!r} is sparse: query it with {{"indices", "values"}} or a text')
+    try:
+        st.query = check_sparse(st.query, f"{where}: sparse query")
+    except InvalidVector as e:
+        raise InvalidVector(str(e)) from None
+
+
+def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter | None) -> None:
+    if st.using is not None and st.using in coll.config.sparse_fields():
+        return _check_sparse(coll, st, where, visible)
+    name, vcfg = coll.vector_config(st.using)  # InvalidRequest naming the vectors there are
+    st.using, st.lower = name, vcfg.metric is Metric.l2
+    if isinstance(st.query, SparseVec):
+        what = f"vector {name!r}" if name else "the default vector"
+        raise InvalidVector(f"{where}: {what} is dense: a sparse query needs 'using', the name of a sparse vector")
+    if isinstance(st.query, int | str):
+        pid = st.query
+        st.query, st.exclude = np.asarray(_stored(coll, pid, name, where, visible), dtype=np.float32), pid
     vec = st.query
     assert isinstance(vec, np.ndarray)
     want = 2 if vcfg.multivector is not None else 1
@@ -242,10 +271,11 @@ class _Runner:
         self, st: Stage, flt: Filter | None, k: int, with_payload: bool, with_vector: WithVector
     ) -> tuple[list[Hit], StageReport]:
         started = time.perf_counter()
-        assert isinstance(st.query, np.ndarray)
+        vec, sparse = _vectors(st)
         extra = st.exclude is not None  # one more, in case the point queried by is among them
         q = Query(
-            vector=st.query,
+            vector=vec,
+            sparse=sparse,
             limit=k + extra,
             filter=flt,
             params=st.params,
@@ -274,11 +304,12 @@ class _Runner:
         """The exact scores of `ids` on `st.using`, best `k` (a search restricted to them by `has_id`)."""
         if not ids:
             return [], "none"
-        assert isinstance(st.query, np.ndarray)
+        vec, sparse = _vectors(st)
         # the ids come from our own searches: no need to validate them again
         restrict = Filter.model_construct(must=[HasIdCondition.model_construct(has_id=ids)])
         q = Query(
-            vector=st.query,
+            vector=vec,
+            sparse=sparse,
             limit=k,
             filter=restrict,
             params=SearchParams(exact=True),
@@ -320,6 +351,14 @@ def _fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | N
     if not (compressed or isinstance(cfg.multivector, MuveraConfig)):
         return None
     return pp.model_copy(update={"rescore": True, "oversampling": over})
+
+
+def _vectors(st: Stage) -> tuple[F32, SparseVec | None]:
+    """A checked node's query as `Query` carries it: a dense array, or an empty one and a sparse vector."""
+    if isinstance(st.query, SparseVec):
+        return np.zeros(0, np.float32), st.query
+    assert isinstance(st.query, np.ndarray)
+    return st.query, None
 
 
 def _and(a: Filter | None, b: Filter | None) -> Filter | None:

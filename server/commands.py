@@ -76,7 +76,38 @@ def _format_of(path: str) -> str:
     return IngestFormat.jsonl.value
 
 
+def _hybrid(args: argparse.Namespace) -> int:
+    """A `text` query with no `using`: the dense vector and the bm25 one searched, then fused."""
+    flt = json.loads(args.filter) if args.filter else None
+    text: dict[str, Any] = {"text": args.query} | ({"fusion": args.fusion} if args.fusion else {})
+    with _client(args) as client:
+        res = client.query(args.collection, text, limit=args.limit, filter=flt)
+    if args.json:
+        print(json.dumps([p.model_dump(mode="json") for p in res.points], indent=2))
+        return 0
+    _print_hits(res.points)
+    st = res.stages
+    if st.kind == "fusion":
+        parts = ", ".join(f"{s.using or 'dense'} {s.strategy} {s.time_ms:.1f} ms" for s in st.stages)
+        how = f"hybrid, {st.strategy} of {parts}"
+    else:  # no sparse vector with an encoder here: the text searched the one vector that has one
+        how = f"not hybrid: the collection has one text vector ({st.using or 'dense'}), strategy {st.strategy}"
+    print(f"({len(res.points)} hits, {how})", file=sys.stderr)
+    return 0
+
+
+def _print_hits(hits: Any) -> None:
+    width = shutil.get_terminal_size((100, 20)).columns
+    for rank, h in enumerate(hits, 1):
+        payload: Any = h.payload or {}
+        shown = payload.get("text") if isinstance(payload.get("text"), str) else json.dumps(payload)
+        line = f"{rank:>3}  {h.score:.4f}  {h.id!s:<10}  {shown}"
+        print(line if len(line) <= width else line[: width - 1] + "…")
+
+
 def _search(args: argparse.Namespace) -> int:
+    if args.hybrid:
+        return _hybrid(args)
     flt = json.loads(args.filter) if args.filter else None
     with _client(args) as client:
         if args.vector:
@@ -86,12 +117,7 @@ def _search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
         return 0
-    width = shutil.get_terminal_size((100, 20)).columns
-    for rank, h in enumerate(hits, 1):
-        payload: Any = h.payload or {}
-        shown = payload.get("text") if isinstance(payload.get("text"), str) else json.dumps(payload)
-        line = f"{rank:>3}  {h.score:.4f}  {h.id!s:<10}  {shown}"
-        print(line if len(line) <= width else line[: width - 1] + "…")
+    _print_hits(hits)
     print(f"({len(hits)} hits, strategy {hits.strategy}, {hits.time * 1000:.1f} ms)", file=sys.stderr)
     return 0
 
@@ -165,6 +191,10 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--limit", "-k", type=int, default=10)
     p.add_argument("--filter", help='a filter as JSON, e.g. \'{"must": [{"key": "lang", "match": {"value": "en"}}]}\'')
     p.add_argument("--vector", action="store_true", help="QUERY is a vector (JSON list), not text")
+    p.add_argument(
+        "--hybrid", action="store_true", help="search the dense and the bm25 vectors by the text, and fuse them"
+    )
+    p.add_argument("--fusion", choices=["rrf", "dbsf"], help="with --hybrid: how to fuse (default rrf)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
     p.set_defaults(func=_guarded(_search))
 

@@ -1,5 +1,8 @@
 """The demo: 3,000 PyPI package summaries, embedded by the default encoder into a `demo` collection.
 
+The collection has a dense vector (MiniLM) and a sparse `bm25` vector (the `bm25` encoder, `modifier: idf`);
+a text fills both, so `nestor search demo --hybrid "..."` (a `text` query with no `using`) fuses the two.
+
 `nestor serve --demo` runs `load_demo` next to the server; `nestor demo` runs it against any server.
 Loading goes through the public API like any user's data: create the collection, upload the file as an
 ingest job, follow it with a progress bar. Searches work while it loads (committed rows are searchable
@@ -22,6 +25,9 @@ DEMO_COLLECTION = "demo"
 DEMO_FILE = "pypi_summaries.jsonl"
 _MODEL = {"name": "sentence-transformers", "config": {"model": "all-MiniLM-L6-v2"}}
 _DIM = 384
+# keyword search beside the dense vector; defaults k1 1.2 and avg_len 256 (near-flat length normalisation,
+# which ranks these one-line summaries best: benchmarks/HYBRID.md)
+_SPARSE = {"bm25": {"modifier": "idf", "encoder": {"name": "bm25"}}}
 
 
 def demo_rows(limit: int | None = None) -> bytes:
@@ -49,7 +55,7 @@ def _create(client: NestorClient, encoder: str | None, out: TextIO) -> None:
     spec = _MODEL if encoder in (None, "sentence-transformers") else {"name": encoder, "config": {"dim": _DIM}}
     print(f"demo: creating collection {DEMO_COLLECTION!r} with encoder {spec['name']!r} ...", file=out)
     try:
-        client.create_collection(DEMO_COLLECTION, dim=_DIM, metric="cosine", encoder=spec)
+        client.create_collection(DEMO_COLLECTION, dim=_DIM, metric="cosine", encoder=spec, sparse_vectors=_SPARSE)
     except EncoderUnavailable as exc:
         if encoder is not None:
             raise
@@ -60,7 +66,11 @@ def _create(client: NestorClient, encoder: str | None, out: TextIO) -> None:
             file=out,
         )
         client.create_collection(
-            DEMO_COLLECTION, dim=_DIM, metric="cosine", encoder={"name": "hash", "config": {"dim": _DIM}}
+            DEMO_COLLECTION,
+            dim=_DIM,
+            metric="cosine",
+            encoder={"name": "hash", "config": {"dim": _DIM}},
+            sparse_vectors=_SPARSE,
         )
 
 
@@ -102,6 +112,7 @@ def load_demo(
 _ACTIVE = (JobState.queued, JobState.running)
 _TIPS = """demo: collection "demo" holds {n:,} PyPI package summaries. Search it by text:
   nestor search demo "read and write excel files"
+  nestor search demo --hybrid "django rest framework jwt"      # dense + BM25, fused
   curl -s {url}/collections/demo/points/search -H 'content-type: application/json' \\
        -d '{{"text": "read and write excel files", "limit": 5}}'
   API docs: {url}/docs"""

@@ -10,20 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 from index.backends.base import F32
-from index.contract import CollectionReader
+from index.contract import CollectionReader, SparseVec
 from index.errors import InvalidVector
 from index.filters import check_filter
 from index.pipeline import Fusion, PipelineLimits, Stage
 from nestor_client.models import Filter, SearchRequest, SparseVector
 from nestor_client.query import DocumentQuery, FusionQuery, NearestQuery, Prefetch, QueryRequest, RrfQuery
-from server.convert import multivector_array, vector_array
+from server.convert import multivector_array, sparse_vec, vector_array
 from server.embedding import embed_queries
 from server.scopes import and_filter
 from server.settings import Settings
 
 __all__ = ["embed_texts", "has_text", "limits", "to_stage"]
 
-Texts = dict[int, F32]  # a text query's embedding, by id() of its DocumentQuery
+Texts = dict[int, F32 | SparseVec]  # a text query's embedding, by id() of its DocumentQuery
 
 
 def limits(settings: Settings) -> PipelineLimits:
@@ -51,6 +51,9 @@ def embed_texts(coll: CollectionReader, req: QueryRequest) -> Texts:
     asks = [SearchRequest(text=n.query.text, using=n.using) for n in nodes if isinstance(n.query, DocumentQuery)]
     out: Texts = {}
     for n, done in zip(nodes, embed_queries(coll, asks), strict=True):
+        if isinstance(done.vector, SparseVector):  # a sparse vector's encoder (bm25)
+            out[id(n.query)] = sparse_vec(done.vector, "text embedding")
+            continue
         dim = coll.vector_config(n.using)[1].dim
         if done.multivector is not None:
             out[id(n.query)] = multivector_array(done.multivector, dim, "text embedding")
@@ -85,10 +88,14 @@ def _stage(coll: CollectionReader, p: Prefetch, texts: Texts) -> Stage:
     )
 
 
-def _query(coll: CollectionReader, p: Prefetch, texts: Texts) -> F32 | int | str | Fusion | None:
+def _query(coll: CollectionReader, p: Prefetch, texts: Texts) -> F32 | SparseVec | int | str | Fusion | None:
     q = p.query
     if q is None or isinstance(q, int | str):
         return q
+    if isinstance(q, NearestQuery) and isinstance(q.nearest, SparseVector):
+        q = q.nearest
+    if isinstance(q, SparseVector):  # the engine checks it against `using` (422 on a dense vector)
+        return sparse_vec(q, "sparse query")
     if isinstance(q, FusionQuery):
         return Fusion(q.fusion)
     if isinstance(q, RrfQuery):

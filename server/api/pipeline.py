@@ -13,6 +13,7 @@ from nestor_client.query import QueryRequest, QueryResponse
 from server.auth import Role, require
 from server.convert import hit_dict
 from server.deps import CatalogDep, ScopeFilterDep, SettingsDep
+from server.hybrid import expand
 from server.pipeline import embed_texts, has_text, limits, to_stage
 from server.wire import NestorRoute, envelope
 
@@ -35,6 +36,7 @@ async def query(
 ) -> Response:
     started = time.perf_counter()
     coll = catalog.get(name)
+    body = expand(coll, body)  # a text with no `using` searches dense and sparse vectors, fused
     texts = await run_in_threadpool(embed_texts, coll, body) if has_text(body) else {}
     root = to_stage(coll, body, settings, scope, texts)
     partial = request.query_params.get("partial") == "true"

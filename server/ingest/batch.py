@@ -8,7 +8,7 @@ so the upsert of the good rows cannot fail because of one bad row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import orjson
 
 from encoders import Encoder
 from index.backends.base import F32
+from index.contract import SparseVec
 from server.embedding import embed
 from server.ingest.sources import Chunk, Cursor, Rows
 
@@ -33,6 +34,8 @@ class Target:
     dim: int
     cosine: bool
     encoder: Encoder | None = None
+    name: str = ""  # the default vector's name
+    sparse: dict[str, Encoder] = field(default_factory=dict)  # sparse vectors a text fills too (bm25)
 
 
 @dataclass(slots=True)
@@ -43,7 +46,7 @@ class Prepared:
     n: int
     end: Cursor
     ids: list[PointIdT]
-    vectors: F32
+    vectors: F32 | dict[str, Any]  # the default vector's rows, or by name with the sparse ones of text rows
     payloads: list[dict[str, Any] | None] | None
     errors: list[tuple[int, str]]
 
@@ -153,4 +156,11 @@ def prepare(chunk: Chunk, target: Target) -> Prepared:
         ok, ids, mat = [ok[j] for j in keep], [ids[j] for j in keep], mat[keep]
     payloads = [rows.payloads[i] for i in ok] if rows.payloads is not None else None
     errors = [(chunk.start + i + 1, why) for i, why in sorted(bad.items())]
-    return Prepared(chunk.start, chunk.n, chunk.end, ids, mat, payloads, errors)
+    vectors: F32 | dict[str, Any] = mat
+    if rows.texts is not None and target.sparse:  # a text fills every vector with an encoder, as an upsert's
+        vectors = {target.name: mat}
+        for name, enc in target.sparse.items():
+            emb = embed(enc, [rows.texts[i] for i in ok])
+            emb.raise_for_errors()  # bm25 takes any string: an error here is a bug, not a bad row
+            vectors[name] = [SparseVec(idx, val) for idx, val in emb.sparse()]
+    return Prepared(chunk.start, chunk.n, chunk.end, ids, vectors, payloads, errors)

@@ -31,7 +31,7 @@ from nestor_client.models import (
     JobState,
     Metric,
 )
-from server.embedding import collection_encoder
+from server.embedding import collection_encoder, sparse_encoder
 from server.ingest.batch import Prepared, Target, prepare
 from server.ingest.errors import InvalidSource, JobConflict, JobNotFound
 from server.ingest.jobs import ACTIVE, JobRecord, JobStore
@@ -271,8 +271,9 @@ class JobRunner:
                 rec.total = total
             self._save(job)
         encoder = collection_encoder(coll) if fields.text is not None else None
-        _, vcfg = coll.vector_config(None)
-        target = Target(vcfg.dim, vcfg.metric is Metric.cosine, encoder)
+        name, vcfg = coll.vector_config(None)
+        sparse = {n: sparse_encoder(coll, n) for n, s in coll.config.sparse_fields().items() if s.encoder is not None}
+        target = Target(vcfg.dim, vcfg.metric is Metric.cosine, encoder, name, sparse if encoder is not None else {})
         cursor = Cursor(**rec.cursor)
         if rec.defer_indexing:
             coll.pause_indexing()

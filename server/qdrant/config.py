@@ -15,6 +15,7 @@ from typing import Any
 from index.contract import AnyCollection
 from nestor_client.models import CollectionConfig, Metric, VectorConfig
 from server.qdrant.models import CreateCollection, HnswConfigDiff, VectorParams
+from server.qdrant.pipeline import sparse_configs, sparse_info
 from server.qdrant.wire import QdrantError
 
 __all__ = ["to_config", "to_info"]
@@ -26,17 +27,18 @@ FULL_SCAN_THRESHOLD = 10_000
 
 
 def to_config(body: CreateCollection) -> CollectionConfig:
-    if body.sparse_vectors:
-        raise QdrantError("Bad request: sparse vectors are not supported by Nestor's Qdrant surface yet")
     if body.init_from is not None:
         raise QdrantError("Bad request: init_from is not supported: copy the points with scroll and upsert")
     if body.vectors is None:
         raise QdrantError("Bad request: give vectors: {size, distance} or named vectors {name: {size, distance}}")
-    shards = {"shards": body.shard_number or 1, "replicas": body.replication_factor or 1}
+    shards: dict[str, Any] = {"shards": body.shard_number or 1, "replicas": body.replication_factor or 1}
+    if body.sparse_vectors:
+        shards["sparse_vectors"] = sparse_configs(body.sparse_vectors)
     if isinstance(body.vectors, VectorParams):
         return CollectionConfig.model_validate({**_vector(body.vectors, body, ""), **shards})
     if not body.vectors:
-        raise QdrantError("Bad request: vectors is empty")
+        # a sparse-only collection: Nestor's collections have at least one dense vector
+        raise QdrantError("Bad request: vectors is empty: Nestor needs at least one dense vector beside sparse ones")
     named = {name: VectorConfig.model_validate(_vector(v, body, name)) for name, v in body.vectors.items()}
     return CollectionConfig.model_validate({"vectors": named, **shards})
 
@@ -128,6 +130,7 @@ def to_info(coll: AnyCollection) -> dict[str, Any]:
         "config": {
             "params": {
                 "vectors": vectors,
+                **({"sparse_vectors": sparse_info(config)} if config.sparse_vectors else {}),
                 "shard_number": config.shards,
                 "replication_factor": config.replicas,
                 "write_consistency_factor": 1,

@@ -53,7 +53,10 @@ def groups(
     want = min(cap, limit * size * 2)
     while True:
         p = plan(coll, req.model_copy(update={"limit": want, "offset": 0}), settings, scope)
-        assert p.query is not None
+        if p.query is None:  # a pipeline tree: grouping needs one search it can widen
+            raise QdrantError(
+                "Bad request: query_points_groups over prefetch, fusion or sparse vectors is not supported"
+            )
         p.query.with_payload = True  # grouping reads the key, whatever the response shows
         hits = coll.search([p.query])[0].hits
         found = _group(hits, req.group_by, limit, size)

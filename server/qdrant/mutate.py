@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from index.contract import AnyCollection, Hit, PointIdT, WriteResult
+from index.contract import AnyCollection, Hit, PointIdT, SparseVec, WriteResult
 from index.errors import PayloadTooLarge
 from nestor_client.models import Filter, HasIdCondition
 from server.qdrant.ids import point_ids
@@ -58,8 +58,15 @@ def selected_ids(coll: AnyCollection, points: list[Any] | None, flt: Filter | No
 
 
 def _arrays(h: Hit, names: list[str]) -> dict[str, Any]:
-    vecs = h.vectors or {}
-    return {n: (np.asarray(vecs[n], dtype=np.float32) if vecs.get(n) is not None else None) for n in names}
+    """The point's stored vectors as an upsert takes them (a sparse one as a `SparseVec`)."""
+    out: dict[str, Any] = {}
+    for n in names:
+        v = (h.vectors or {}).get(n)
+        if isinstance(v, dict):  # sparse: {"indices", "values"}
+            out[n] = SparseVec(np.asarray(v["indices"], np.uint32), np.asarray(v["values"], np.float32))
+        else:
+            out[n] = None if v is None else np.asarray(v, dtype=np.float32)
+    return out
 
 
 def check_payloads(payloads: list[dict[str, Any] | None], limit: int) -> None:
@@ -73,7 +80,7 @@ def rewrite(coll: AnyCollection, ids: list[PointIdT], change: Change, max_payloa
     """Apply `change` to each existing point of `ids` and write them back in one batch.
 
     Ids that name no point are skipped, as Qdrant skips them (an empty change writes nothing)."""
-    names = list(coll.config.vector_fields())
+    names = [*coll.config.vector_fields(), *coll.config.sparse_fields()]  # every vector is kept
     with _lock(coll.name):
         hits = coll.get(ids, with_payload=True, with_vector=True) if ids else []
         if not hits:

@@ -7,6 +7,7 @@ from typing import Any
 from index.contract import PointIdT
 from nestor_client.models import CollectionConfig
 from server.qdrant.mutate import Change
+from server.qdrant.pipeline import sparse_vector
 from server.qdrant.points import one_vector
 from server.qdrant.wire import QdrantError
 
@@ -57,12 +58,15 @@ def clear_payload() -> Change:
 
 def update_vectors(new: dict[PointIdT, Any], config: CollectionConfig) -> Change:
     """Replace the given vectors of each point (`new`: id -> a vector, or {name: vector}); others stay."""
-    fields = config.vector_fields()
+    fields, sparse = config.vector_fields(), config.sparse_fields()
 
     def change(pid: PointIdT, _: dict[str, Any], vectors: dict[str, Any]) -> None:
         raw = new[pid]
         given = raw if isinstance(raw, dict) and "indices" not in raw else {"": raw}
         for name, v in given.items():
+            if name in sparse:
+                vectors[name] = sparse_vector(v, f"point {pid!r}, sparse vector {name!r}")
+                continue
             if name not in fields:
                 raise QdrantError(f"Wrong input: Not existing vector name error: {name}")
             vectors[name] = one_vector(v, fields[name], f"point {pid!r}" + (f", vector {name!r}" if name else ""))
@@ -71,7 +75,7 @@ def update_vectors(new: dict[PointIdT, Any], config: CollectionConfig) -> Change
 
 
 def delete_vectors(names: list[str], config: CollectionConfig) -> Change:
-    fields = config.vector_fields()
+    fields = {**config.vector_fields(), **config.sparse_fields()}
     unknown = [n for n in names if n not in fields]
     if unknown:
         raise QdrantError(f"Wrong input: Not existing vector name error: {unknown[0]}")

@@ -18,6 +18,7 @@ from index.errors import DimensionMismatch
 from nestor_client.models import CollectionConfig, VectorConfig
 from server.convert import multivector_array, vector_array
 from server.qdrant.models import PayloadExclude, PayloadInclude, WithPayload, WithVector
+from server.qdrant.pipeline import sparse_vector
 from server.qdrant.wire import QdrantError
 
 __all__ = ["batch_vectors", "engine_with_payload", "one_vector", "point_vectors", "record", "scored"]
@@ -36,7 +37,7 @@ def one_vector(raw: Any, vcfg: VectorConfig, what: str) -> np.ndarray[Any, np.dt
     """One vector of a point or query, checked against its field (dense or multivector)."""
     if isinstance(raw, dict):
         if "indices" in raw:
-            raise QdrantError(f"Bad request: {what}: sparse vectors are not supported by Nestor's Qdrant surface yet")
+            raise QdrantError(f"Wrong input: {what}: this vector is dense, not sparse")
         raise QdrantError(f"Bad request: {what}: inference objects (text, image) are not supported; send vectors")
     if not isinstance(raw, list):
         raise QdrantError(f"Format error in JSON body: {what}: a vector is a list of numbers")
@@ -56,9 +57,10 @@ def one_vector(raw: Any, vcfg: VectorConfig, what: str) -> np.ndarray[Any, np.dt
 
 
 def point_vectors(ids: Sequence[Any], raws: Sequence[Any], config: CollectionConfig) -> dict[str, list[Any]]:
-    """Each field's vectors of an upsert in the list form: one array per point, None where it has none."""
-    fields = config.vector_fields()
-    out: dict[str, list[Any]] = {name: [None] * len(raws) for name in fields}
+    """Each field's vectors of an upsert in the list form: one array (a `SparseVec` for a sparse vector)
+    per point, None where it has none."""
+    fields, sparse = config.vector_fields(), config.sparse_fields()
+    out: dict[str, list[Any]] = {name: [None] * len(raws) for name in [*fields, *sparse]}
     for i, (pid, raw) in enumerate(zip(ids, raws, strict=True)):
         given = raw if isinstance(raw, dict) and "indices" not in raw and "text" not in raw else None
         if given is None:
@@ -66,6 +68,9 @@ def point_vectors(ids: Sequence[Any], raws: Sequence[Any], config: CollectionCon
                 raise QdrantError(f"Format error in JSON body: point {pid!r}: vector is required")
             given = {_default_name(config): raw}
         for name, v in given.items():
+            if name in sparse:
+                out[name][i] = sparse_vector(v, f"point {pid!r}, sparse vector {name!r}")
+                continue
             vcfg = fields.get(name)
             if vcfg is None:
                 raise QdrantError(f"Wrong input: Not existing vector name error: {name} (point {pid!r})")
@@ -119,7 +124,7 @@ def _vectors(h: Hit, with_vector: WithVector, config: CollectionConfig) -> Any:
     if with_vector is False:
         return None
     vecs = h.vectors or {}
-    if not config.named and with_vector is True:
+    if not config.named and not config.sparse_vectors and with_vector is True:
         return vecs.get("")
     return dict(vecs)
 

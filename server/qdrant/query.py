@@ -4,7 +4,8 @@
 ...}`, or `{"recommend": {"positive", "negative"}}` with the `average_vector` strategy (the mean of the
 positives, pushed away from the mean of the negatives, as Qdrant computes it). No `query` at all lists
 the matching points in id order with score 0, as Qdrant does. `prefetch`, fusion and the other query
-kinds are refused until Nestor's own query pipeline serves them: this is where they will be routed.
+`prefetch`, fusion (`{"fusion": ...}`, `{"rrf": ...}`) and sparse vectors go to Nestor's query pipeline
+(`server.qdrant.pipeline`); the other query kinds are refused.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from index import pipeline as engine
 from index.contract import AnyCollection, Query
 from index.errors import LimitExceeded
 from nestor_client.models import Filter, HasIdCondition, SearchParams
 from server.qdrant.filters import to_filter
 from server.qdrant.ids import point_id
 from server.qdrant.models import QueryRequest, WithPayload, WithVector
+from server.qdrant.pipeline import needs_pipeline, tree
 from server.qdrant.points import engine_with_payload, one_vector
 from server.qdrant.wire import QdrantError
 from server.scopes import and_filter
@@ -27,16 +30,14 @@ from server.settings import Settings
 
 __all__ = ["Plan", "plan", "search_params"]
 
-_PIPELINE = (
-    "Bad request: {what} is not supported by Nestor's Qdrant surface yet (Nestor's own query pipeline will "
-    "serve it); send a single nearest or recommend query"
-)
-_REFUSED = ("fusion", "rrf", "formula", "order_by", "discover", "context", "sample", "relevance_feedback")
+_PIPELINE = "Bad request: {what} is not supported by Nestor's Qdrant surface"
+_REFUSED = ("formula", "order_by", "discover", "context", "sample", "relevance_feedback")
 
 
 @dataclass(slots=True)
 class Plan:
-    """What a Qdrant query runs as: a vector search (`query`), or a listing in id order (`query` None)."""
+    """What a Qdrant query runs as: a vector search (`query`), a checked pipeline tree (`tree`), or a
+    listing in id order (both None)."""
 
     query: Query | None
     filter: Filter | None
@@ -44,6 +45,7 @@ class Plan:
     offset: int
     with_payload: WithPayload
     with_vector: WithVector
+    tree: engine.Stage | None = None
 
 
 def search_params(raw: dict[str, Any] | None) -> SearchParams | None:
@@ -107,13 +109,14 @@ def _recommend(
 
 
 def plan(coll: AnyCollection, req: QueryRequest, settings: Settings, scope: Filter | None) -> Plan:
-    if req.prefetch is not None:
-        raise QdrantError(_PIPELINE.format(what="prefetch"))
     if req.lookup_from is not None:
         raise QdrantError("Bad request: lookup_from is not supported by Nestor")
     limit, offset = req.limit or 10, req.offset or 0
     if limit + offset > settings.max_search_limit:
         raise LimitExceeded(f"limit + offset = {limit + offset} exceeds max_search_limit {settings.max_search_limit}")
+    if needs_pipeline(coll, req):
+        root = tree(coll, req, settings, scope, limit, offset)
+        return Plan(None, root.filter, limit, offset, req.with_payload, req.with_vector, tree=root)
     flt = and_filter(scope, to_filter(req.filter, settings))
     if req.query is None:
         return Plan(None, flt, limit, offset, req.with_payload, req.with_vector)

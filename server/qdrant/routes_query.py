@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from index import pipeline as engine
 from index.contract import AnyCollection, Query, QueryResult
 from index.errors import PayloadTooLarge
 from nestor_client.models import Filter
@@ -40,7 +41,11 @@ def _run(coll: AnyCollection, plans: list[Plan], searches: list[Query]) -> tuple
     results = iter(done)
     out = []
     for p in plans:
-        if p.query is not None:
+        if p.tree is not None:  # prefetch, fusion or sparse: Nestor's query pipeline (checked by `plan`)
+            payload = engine_with_payload(p.with_payload)
+            found, _ = engine.run(coll, p.tree, offset=p.offset, with_payload=payload, with_vector=p.with_vector)
+            hits = [(h, h.score + 0.0) for h in found]
+        elif p.query is not None:
             hits = [(h, h.score + 0.0) for h in next(results).hits]  # + 0.0: no -0.0 on the wire
         else:
             page, _ = coll.scroll(

@@ -148,6 +148,7 @@ COVERED = {
     "churn": "test_bench_churn.py",
     "quality": "test_bench_quality.py",
     "bm25": "test_bench_bm25.py",
+    "hybrid": "test_bench_hybrid.py",
 }
 
 

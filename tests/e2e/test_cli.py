@@ -41,6 +41,9 @@ def test_ingest_search_collections_jobs(server: ServerProcess, tmp_path: Path) -
     found = nestor("search", "docs", "yaml files", "--limit", "1", "--url", server.url, cwd=tmp_path)
     assert found.returncode == 0, found.stderr
     assert "parse yaml configuration files" in found.stdout and found.stdout.startswith("  1  0.")
+    plain = nestor("search", "docs", "yaml files", "--hybrid", "--limit", "1", "--url", server.url, cwd=tmp_path)
+    assert plain.returncode == 0 and "parse yaml configuration files" in plain.stdout
+    assert "not hybrid" in plain.stderr  # no bm25 vector here: the text searched the dense one
 
     listed = nestor("collections", "--url", server.url, cwd=tmp_path)
     assert "docs" in listed.stdout and "600" in listed.stdout
@@ -64,6 +67,11 @@ def test_serve_demo_loads_once_and_answers_text_searches(tmp_path: Path) -> None
             demo_file = Path(__file__).parents[2] / "server/demo_data/pypi_summaries.jsonl"
             first = json.loads(demo_file.read_text().splitlines()[0])
             assert c.search_text("demo", first["text"], limit=1, params={"exact": True})[0].id == first["id"]
+            stored = c.get("demo", [first["id"]], with_vector=["bm25"])[0].vector["bm25"]  # type: ignore[index]
+            assert len(stored.indices) > 0  # the ingest job filled the bm25 vector from the text too
+            found = nestor("search", "demo", "--hybrid", first["text"], "--url", server.url, cwd=tmp_path)
+            assert found.returncode == 0, found.stderr
+            assert found.stdout.split()[2] == str(first["id"]) and "hybrid, rrf of dense" in found.stderr
     finally:
         server.stop()
     server = ServerProcess(tmp_path / "data", args=args).start()  # a second start loads nothing again

@@ -1,6 +1,6 @@
 """Queries through qdrant-client: nearest by vector and by id, `using`, filters, payload and vector
 selectors, score thresholds, limit and offset, batches, recommend; the older search and recommend
-routes; what is refused until Nestor's query pipeline and sparse vectors land."""
+routes; what is refused (prefetch, fusion and sparse vectors: tests/qdrant/test_hybrid.py)."""
 
 from __future__ import annotations
 
@@ -152,16 +152,12 @@ def test_wrong_vector_name_and_dimension(client: QdrantClient, coll: str) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        (
-            {"prefetch": [m.Prefetch(query=[0.0] * DIM, using="dense")], "query": m.FusionQuery(fusion=m.Fusion.RRF)},
-            "prefetch",
-        ),
-        ({"query": m.FusionQuery(fusion=m.Fusion.RRF)}, "fusion"),
+        ({"query": m.FusionQuery(fusion=m.Fusion.RRF)}, "fusion needs prefetch"),
         ({"query": m.SparseVector(indices=[1], values=[1.0]), "using": "dense"}, "sparse"),
         ({"query": m.OrderByQuery(order_by="i")}, "order_by"),
     ],
 )
-def test_pipeline_and_sparse_queries_are_refused(
+def test_bad_and_unsupported_queries_are_refused(
     client: QdrantClient, coll: str, kwargs: dict[str, object], needle: str
 ) -> None:
     with pytest.raises(UnexpectedResponse) as exc:

@@ -20,7 +20,7 @@ from pydantic import AliasChoices, BaseModel, Field, model_validator
 from nestor_client._common import InputModel, PointId
 from nestor_client.config import VECTOR_NAME, MultiVectorInput, VectorInput
 from nestor_client.filters import Filter
-from nestor_client.points import ScoredPoint, SearchParams, WithVector
+from nestor_client.points import ScoredPoint, SearchParams, SparseVector, WithVector
 
 __all__ = [
     "DocumentQuery",
@@ -60,20 +60,26 @@ class RrfQuery(InputModel):
 
 
 class DocumentQuery(InputModel):
-    """A text, embedded by the encoder of the vector `using` names."""
+    """A text, embedded by the encoder of the vector `using` names (a sparse one's, e.g. bm25, gives a
+    sparse query). Without `using` or prefetch, on a collection whose sparse vectors have encoders too,
+    it is a hybrid query: the text searches the default dense vector and every such sparse vector, and
+    the lists are fused by `fusion` (default rrf)."""
 
     text: str = Field(min_length=1, max_length=65536)
+    fusion: Literal["rrf", "dbsf"] | None = None  # the hybrid shorthand's fusion (refused elsewhere)
 
 
 class NearestQuery(InputModel):
     """A vector (or a multivector's token vectors) in any wire form: lists, base64 or raw float32 bytes."""
 
-    nearest: VectorInput | MultiVectorInput
+    nearest: SparseVector | VectorInput | MultiVectorInput
 
 
-# A bare list is a vector, a list of lists a multivector query, an integer or a string a point id (its
-# stored vector of `using`; the point itself is left out of the results).
-QueryInput = FusionQuery | RrfQuery | DocumentQuery | NearestQuery | PointId | list[float] | list[list[float]]
+# A bare list is a vector, a list of lists a multivector query, `{"indices", "values"}` a sparse query,
+# an integer or a string a point id (its stored vector of `using`; the point itself is left out).
+QueryInput = (
+    FusionQuery | RrfQuery | DocumentQuery | NearestQuery | SparseVector | PointId | list[float] | list[list[float]]
+)
 
 
 class Prefetch(InputModel):
