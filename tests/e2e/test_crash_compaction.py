@@ -28,6 +28,32 @@ ROUNDS = 10
 ENV = {"NESTOR_OPTIMIZER_INTERVAL": "0"}  # compactions only when the test asks
 
 
+KILL_IN = ["copying", "indexing", "catching up", "swapping"]  # the compaction phases a round may kill in
+
+
+def _phase(c: NestorClient) -> str:
+    try:
+        return str(c.get_collection("c").optimizer.phase)  # type: ignore[union-attr]
+    except NestorError:
+        return "?"
+
+
+def _phase_when(c: NestorClient, target: str | None, rnd: random.Random) -> str:
+    """Poll until the compaction is in `target` (then a random few ms more), or it is over: the phase seen."""
+    seen = _phase(c)
+    deadline = time.monotonic() + 20
+    started = seen not in ("None", "?")
+    while target is not None and seen != target and time.monotonic() < deadline:
+        if started and seen == "None":
+            break  # it ended before reaching the phase (a swap can be too short to see)
+        time.sleep(0.002)
+        seen = _phase(c)
+        started = started or seen not in ("None", "?")
+    if target is not None and seen == target:
+        time.sleep(rnd.uniform(0.0, 0.02))
+    return seen
+
+
 class Truth:
     """What was acknowledged, and what a write in flight at the kill may or may not have done."""
 
@@ -112,11 +138,12 @@ def test_kill9_during_compaction(tmp_path: Path) -> None:
             time.sleep(0.1)
             with NestorClient(server.url, timeout=30.0) as c:
                 c.optimize("c")
-                time.sleep(rnd.uniform(0.0, 1.5))
-                try:
-                    phases.append(str(c.get_collection("c").optimizer.phase))  # type: ignore[union-attr]
-                except NestorError:
-                    phases.append("?")
+                # most rounds kill in a chosen phase (a fast machine finishes a compaction of this size
+                # within a second, so a random sleep alone mostly kills an idle server); a third at random
+                target = KILL_IN[round_ % len(KILL_IN)] if round_ % 3 else None
+                if target is None:
+                    time.sleep(rnd.uniform(0.0, 1.5))
+                phases.append(_phase_when(c, target, rnd))
             server.kill9()
             stop.set()
             t.join(timeout=30)
