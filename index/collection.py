@@ -1,10 +1,9 @@
 """One collection on this node: its lifecycle, the durable write path, and reads by id and by vector.
 
-A point has an id, a payload, and one vector per named vector field (it may omit some). Write path:
-validate the whole batch, append every field's rows (vectors, tokens, FDEs: fsync), then commit ids,
-labels, payloads and which vectors each point has in one SQLite transaction. Only then is the batch
-visible and acknowledged. Every write gets fresh labels (never reused), shared by all fields, so an
-overwrite is "new label live, old label dead" everywhere at once.
+A point has an id, a payload, and one vector per named vector field (it may omit some). The durable
+write path (every field's rows appended and fsynced, then one SQLite transaction, then published) is
+`index/writes.py`. Every write gets fresh labels (never reused), shared by all fields, so an overwrite
+is "new label live, old label dead" everywhere at once.
 
 Searches name the vector they use; each field plans its own search (`index/planner.py` for dense
 vectors, `index/multivector.py` for token sets), and this module turns labels into hits. The
@@ -15,17 +14,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
-
-from index import planner, quality
+from index import planner, quality, writes
 from index.backends.base import F32, I64
-from index.batch import Field, check_batch, default_vector, field_batches, vmasks
+from index.batch import Field, check_batch, default_vector
 from index.compaction import recover
 from index.contract import (
     CollectionOptions,
@@ -38,7 +32,6 @@ from index.contract import (
     WriteResult,
 )
 from index.dense import DenseField, field_dir
-from index.disk import batch_bytes, check_free
 from index.errors import InvalidRequest
 from index.filters import compile_filter
 from index.fsutil import atomic_write_bytes, fsync_dir, fsync_tree
@@ -51,13 +44,12 @@ from index.multivector import MultiVectorField, save_encoder_state
 from index.optimizer import Optimizer
 from index.payload import PayloadIndexes
 from index.payload_admin import create_index, delete_index, open_indexes
-from index.payload_index import labels_of
 from index.ramcap import apply_ram_cap
 from index.scroll import IdOrder, scroll_page
 from index.search import search_queries
 from index.selection import Selection
 from index.sparse import SparseField, TailFolder
-from index.storage import PointStore, decode_pid, encode_pid
+from index.storage import PointStore, decode_pid
 from index.tenants import TenantGraphs
 from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchema, VectorConfig
 
@@ -224,75 +216,17 @@ class Collection:
         *,
         stored: bool = False,
     ) -> WriteResult:
-        """Insert or overwrite a batch atomically; returns once it is durable.
+        """Insert or overwrite a batch atomically; returns once it is durable (index/writes.py).
 
         `stored`: the vectors were read from another copy of this collection (`read_points`), so they are
         written bit for bit, not normalised again (a replica catching up)."""
-        check_batch(ids, len(ids) if isinstance(vectors, Mapping) else len(vectors), payloads)
-        default = "" if isinstance(vectors, Mapping) else self.field(None).name  # a bare matrix is the default's
-        batches = field_batches(self.fields, default, ids, vectors, stored=stored)
-        masks = vmasks(batches, self._bits, len(ids))
-        pay = [None if p is None else orjson.dumps(p).decode() for p in (payloads or [None] * len(ids))]
-        if not ids:
-            return WriteResult(0, self._seq)
-        check_free(self.dir, batch_bytes(batches, len(ids), pay), self.options.disk_min_free)  # 507, nothing written
-        with self._write_lock:
-            start = self.labels.n
-            done: list[Field] = []
-            try:
-                for fname, f in self.fields.items():
-                    done.append(f)  # before the append: one that raises may have written part of its rows
-                    f.append(batches[fname], start)  # type: ignore[arg-type]
-                self.points.upsert(
-                    [(encode_pid(i), start + o, p, m) for o, (i, p, m) in enumerate(zip(ids, pay, masks, strict=True))],
-                    seq=self._seq + 1,
-                    next_label=start + len(ids),
-                )
-            except BaseException:
-                for f in done:
-                    f.truncate(start)
-                raise
-            old = self.labels.assign(ids, start)
-            for fname, f in self.fields.items():
-                f.commit(start, batches[fname], old)  # type: ignore[arg-type]
-            self.payload.upsert(start, list(payloads) if payloads else [None] * len(ids), old)
-            self._seq += 1
-            self.labels.n = start + len(ids)  # last: readers take the label count as "committed"
-            self.last_write = time.time()
-            seq = self._seq
-        if len(old):
-            for f in self.fields.values():
-                f.remove_from_index(old)
-        self._indexer.wake()
-        return WriteResult(len(ids), seq)
+        return writes.upsert(self, ids, vectors, payloads, stored=stored)
 
     def delete(self, ids: list[PointIdT]) -> WriteResult:
-        with self._write_lock:
-            labels = self.points.delete([encode_pid(i) for i in ids], seq=self._seq + 1)
-            return self._deleted(labels)
+        return writes.delete_ids(self, ids)
 
     def delete_where(self, flt: Filter) -> WriteResult:
-        with self._write_lock:  # under it, the indexes hold exactly the store's points
-            found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
-            if found is not None:
-                rows = self.points.delete_labels(labels_of(found).tolist(), seq=self._seq + 1)
-            else:
-                where, params = compile_filter(flt)
-                rows = self.points.delete_where(where, params, seq=self._seq + 1)
-            return self._deleted([label for _, label in rows])
-
-    def _deleted(self, labels: list[int]) -> WriteResult:
-        """Under the write lock, after the commit: forget the labels everywhere, then drop them from indexes."""
-        arr = np.asarray(labels, dtype=np.int64)
-        for f in self.fields.values():
-            f.forget(arr)  # before the label map: a reader that saw "alive" still finds an id
-        self.payload.delete(arr)
-        self.labels.forget(labels)
-        self._seq += 1
-        self.last_write = time.time()
-        for f in self.fields.values():
-            f.remove_from_index(arr)
-        return WriteResult(len(labels), self._seq)
+        return writes.delete_where(self, flt)
 
     # -- reads -----------------------------------------------------------------------------
 
