@@ -216,7 +216,8 @@ def _ann(
         if mask.any():
             tail = np.arange(upto, n, dtype=np.int64)
             ann = merge(ann, exact_search(field.vectors.view()[upto:n], tail, queries, k, field.space, mask), k)
-    return drop_dead(ann, alive)
+    # read again: the graph is shared with the indexer, so the walk may return labels committed after `alive`
+    return drop_dead(ann, field.alive)
 
 
 def _postfilter(
@@ -376,11 +377,13 @@ def merge(a: Hits, b: Hits, k: int) -> Hits:
 
 
 def drop_dead(h: Hits, alive: npt.NDArray[np.bool_]) -> Hits:
-    if alive[h.labels].all():  # the norm (index removals are synchronous with deletes); -1 reads the last slot
-        if (h.labels >= 0).all() or not alive[-1]:
-            return h
-    valid = h.labels >= 0
-    dead = valid & ~alive[np.where(valid, h.labels, 0)]
+    """Hits without the labels `alive` calls dead, or does not know: a label past its end was committed after
+    this reader took it (a writer grows `alive` by replacing the array), so it is not in this reader's view."""
+    lab = h.labels
+    if lab.size == 0 or (lab.min() >= 0 and lab.max() < len(alive) and alive[lab].all()):
+        return h  # the norm: index removals are synchronous with deletes
+    known = (lab >= 0) & (lab < len(alive))
+    dead = (lab >= 0) & ~(known & alive[np.where(known, lab, 0)])
     if not dead.any():
         return h
     scores = np.where(dead, -np.inf, h.scores).astype(np.float32)
