@@ -26,16 +26,18 @@ A `values_count` on an indexed key, whatever its type, is answered from the inde
 and a `nested` on an indexed key is InvalidFilter: every index type holds scalars (or arrays of them),
 never the array of objects a nested filter walks.
 
-Tenants. A keyword index may be marked `is_tenant` (its schema's object form): `tenant_fields` names the
-ready ones, and `tenant_of` finds the tenant a filter requires (a top-level `must` matching one value),
-for the planner and the tenant graphs (`index/tenants.py`).
+Per-value graphs. A keyword index may be marked `is_tenant`, and a keyword or integer index `value_graphs`
+(its schema's object form): `graph_fields` names the ready ones, `value_bitmaps` lists a key's values, and
+`tenant_of` finds the value a filter requires (a top-level `must` matching one value), for the planner and
+the per-value graphs (`index/tenants.py`).
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Set as AbstractSet
+from typing import Any, Literal
 
 import numpy as np
 from pyroaring import BitMap
@@ -57,11 +59,22 @@ from nestor_client.models import (
     NestedCondition,
     PayloadIndexInfo,
     PayloadSchema,
+    PayloadSchemaType,
+    has_value_graphs,
     is_tenant,
     schema_type,
 )
 
-__all__ = ["PayloadIndexes", "build_indexes", "tenant_of"]
+__all__ = ["GraphKind", "PayloadIndexes", "build_indexes", "graph_kind", "tenant_of"]
+
+# Which values of an index get graphs of their own (index/tenants.py): every large one ("tenant"), or the
+# large ones that are not broad ("values"); None: no graphs.
+GraphKind = Literal["tenant", "values"] | None
+
+
+def graph_kind(schema: PayloadSchema) -> GraphKind:
+    return "tenant" if is_tenant(schema) else "values" if has_value_graphs(schema) else None
+
 
 Row = tuple[int, dict[str, Any] | None]
 _OPS: dict[str, Callable[[int, int], bool]] = {
@@ -97,6 +110,10 @@ def _leaves(f: Filter) -> Iterable[Condition]:
                     yield c
 
 
+def schema_type_of(fi: FieldIndex | None) -> PayloadSchemaType | None:
+    return getattr(fi, "schema", None)
+
+
 def _key(c: Condition) -> str | None:
     if isinstance(c, FieldCondition):
         return c.key
@@ -114,37 +131,37 @@ class PayloadIndexes:
         self.lock = RWLock()
         self.live = bitmap(live)
         self.fields: dict[str, FieldIndex] = {}  # ready indexes
-        self._tenant: set[str] = set()  # keys whose index is marked is_tenant
+        self._graphs: dict[str, GraphKind] = {}  # keys whose values get graphs of their own
         self._stale = 0  # labels dropped from `live` since the last compaction
 
     # -- writes: the caller holds the collection's write lock -----------------------------
 
-    def install(self, key: str, index: FieldIndex, since: Iterable[Row] = (), *, tenant: bool = False) -> None:
+    def install(self, key: str, index: FieldIndex, since: Iterable[Row] = (), *, graphs: GraphKind = None) -> None:
         """Make a built index ready, after adding the rows written since it was read from the store.
-        `tenant`: the index is marked `is_tenant`."""
+        `graphs`: whether its values get graphs of their own (`graph_kind` of its schema)."""
         for label, payload in since:
             index.add(label, payload)
         index.flush()
         with self.lock.write():
             index.compact(self.live)
             self.fields[key] = index
-            self._mark(key, tenant)
+            self._mark(key, graphs)
 
-    def mark_tenant(self, key: str, tenant: bool) -> None:
-        """Mark the index on `key` as a tenant index or not (its `is_tenant` changed; no rebuild needed)."""
+    def mark_graphs(self, key: str, graphs: GraphKind) -> None:
+        """Record whether the values of `key` get graphs (`is_tenant` or `value_graphs` changed; no rebuild)."""
         with self.lock.write():
-            self._mark(key, tenant)
+            self._mark(key, graphs)
 
-    def _mark(self, key: str, tenant: bool) -> None:
-        if tenant:
-            self._tenant.add(key)
+    def _mark(self, key: str, graphs: GraphKind) -> None:
+        if graphs is None:
+            self._graphs.pop(key, None)
         else:
-            self._tenant.discard(key)
+            self._graphs[key] = graphs
 
     def drop(self, key: str) -> None:
         with self.lock.write():
             self.fields.pop(key, None)
-            self._tenant.discard(key)
+            self._graphs.pop(key, None)
 
     def upsert(self, start: int, payloads: list[dict[str, Any] | None], dead: I64) -> None:
         """Labels `start ...` now hold `payloads`; `dead` (their previous labels) no longer match anything."""
@@ -246,7 +263,8 @@ class PayloadIndexes:
         with self.lock.read():
             for key, s in schema.items():
                 fi = self.fields.get(key)
-                kind = {"data_type": schema_type(s), "is_tenant": is_tenant(s)}
+                graphs = has_value_graphs(s) and not is_tenant(s)
+                kind = {"data_type": schema_type(s), "is_tenant": is_tenant(s), "value_graphs": graphs}
                 if fi is None:
                     out[key] = PayloadIndexInfo(**kind, state="indexing")
                 else:
@@ -254,25 +272,51 @@ class PayloadIndexes:
                     out[key] = PayloadIndexInfo(**kind, state="ready", points=points, ram=fi.ram_bytes())
         return out
 
-    def tenant_fields(self) -> set[str]:
-        """The keys of ready keyword indexes marked `is_tenant`."""
+    def graph_fields(self) -> dict[str, GraphKind]:
+        """The keys of ready indexes whose values get graphs of their own, with how they choose them."""
         with self.lock.read():
-            return {k for k in self._tenant if k in self.fields}
+            return {k: g for k, g in self._graphs.items() if k in self.fields}
 
-    def tenant_of(self, flt: Filter | None) -> tuple[str, str] | None:
-        """(key, value) of the tenant `flt` requires: a top-level `must` condition with `match.value` (a
-        string) on a tenant key, the value as the postings store it; None when there is none."""
-        return tenant_of(flt, self.tenant_fields())
+    def value_bitmaps(self, key: str) -> list[tuple[Any, BitMap]]:
+        """(value, live labels) of every value of the index on `key` that keeps a bitmap of its own."""
+        with self.lock.read():
+            fi = self.fields.get(key)
+            maps = getattr(fi, "postings", None) if fi is not None else None
+            if maps is None and fi is not None:
+                maps = getattr(getattr(fi, "by_value", None), "maps", None)
+            return [(v, bm & self.live) for v, bm in (maps or {}).items()]
+
+    def tenant_of(self, flt: Filter | None) -> tuple[str, Any] | None:
+        """(key, value) of the value `flt` requires of a key whose values get graphs (a top-level `must`
+        matching one value), the value as the index stores it; None when there is none."""
+        keys = self.graph_fields()
+        if not keys:
+            return None
+        with self.lock.read():
+            numeric = {k for k in keys if schema_type_of(self.fields.get(k)) is PayloadSchemaType.integer}
+        return tenant_of(flt, set(keys), numeric)
 
     def live_labels(self) -> I64:
         with self.lock.read():
             return labels_of(self.live)
 
 
-def tenant_of(flt: Filter | None, keys: set[str]) -> tuple[str, str] | None:
-    """(key, value) of the first top-level `must` condition matching one string value of a key in `keys`."""
+def tenant_of(
+    flt: Filter | None, keys: AbstractSet[str], numeric: AbstractSet[str] = frozenset()
+) -> tuple[str, Any] | None:
+    """(key, value) of the first top-level `must` condition matching one value of a key in `keys`: a string,
+    or an integer for the keys in `numeric`."""
     if flt is None or not keys:
         return None
+    for c in flt.must or ():
+        if isinstance(c, FieldCondition) and c.key in keys and isinstance(c.match, MatchValue):
+            v = c.match.value
+            if c.key in numeric:
+                if isinstance(v, int) and not isinstance(v, bool):
+                    return c.key, v
+            elif isinstance(v, str):
+                return c.key, stored_text(v)
+    return None
     for c in flt.must or ():
         if isinstance(c, FieldCondition) and c.key in keys and isinstance(c.match, MatchValue):
             if isinstance(c.match.value, str):

@@ -19,8 +19,8 @@ import orjson
 
 from index.filters import split_key
 from index.fsutil import atomic_write_bytes
-from index.payload import build_indexes
-from nestor_client.models import PayloadSchema, is_tenant, plain_schema, schema_type
+from index.payload import build_indexes, graph_kind
+from nestor_client.models import PayloadSchema, plain_schema, schema_type
 
 if TYPE_CHECKING:
     from index.collection import Collection
@@ -42,7 +42,7 @@ def open_indexes(coll: Collection) -> None:
         return
     _, rows = coll.points.payload_rows()
     for key, fi in build_indexes(schema, _parsed(rows)).items():
-        coll.payload.install(key, fi, tenant=is_tenant(schema[key]))
+        coll.payload.install(key, fi, graphs=graph_kind(schema[key]))
 
 
 def _save_config(coll: Collection, schema: dict[str, PayloadSchema]) -> None:
@@ -54,7 +54,7 @@ def _save_config(coll: Collection, schema: dict[str, PayloadSchema]) -> None:
 
 def create_index(coll: Collection, key: str, schema: PayloadSchema, *, wait: bool = True) -> bool:
     """Index payload `key` as `schema` (replacing an index of another type); False when it already exists.
-    A change of `is_tenant` alone is recorded without a rebuild (True).
+    A change of `is_tenant` or `value_graphs` alone is recorded without a rebuild (True).
 
     The build runs on a thread; `wait` returns once the index is ready."""
     split_key(key)  # InvalidFilter (422) for a malformed key
@@ -64,7 +64,7 @@ def create_index(coll: Collection, key: str, schema: PayloadSchema, *, wait: boo
         if old == schema:
             return False
         if old is not None and schema_type(old) == schema_type(schema) and key in coll.payload.fields:
-            coll.payload.mark_tenant(key, is_tenant(schema))
+            coll.payload.mark_graphs(key, graph_kind(schema))
             _save_config(coll, {**coll.config.payload_schema, key: schema})
             return True
         coll.payload.drop(key)
@@ -86,7 +86,7 @@ def _build(coll: Collection, key: str, schema: PayloadSchema) -> None:
             if coll.config.payload_schema.get(key) != schema or coll.closed or coll.generation != generation:
                 return  # dropped or replaced meanwhile, or compacted (index/compaction.py)
             _, since = coll.points.payload_rows(seq)
-            coll.payload.install(key, fi, _parsed(since), tenant=is_tenant(schema))
+            coll.payload.install(key, fi, _parsed(since), graphs=graph_kind(schema))
     except Exception:
         log.exception("building the payload index on %r of %s failed; filters on it run in SQL", key, coll.name)
 

@@ -1,4 +1,5 @@
-"""Per-tenant graphs: the points of one tenant are searched together, in a graph of their own.
+"""Per-value graphs: the points of one tenant (or of one value of a key) are searched together, in a graph
+of their own.
 
 A keyword payload index marked `is_tenant` says that queries nearly always name one value of it (a
 customer, a user). For every such value with at least `min_points` points, the indexer keeps a small
@@ -8,6 +9,11 @@ as a mask), so its plan never touches another tenant's points, and its cost foll
 not the collection's. A smaller tenant is scanned exactly (cheaper than any walk at that size); a
 tenant whose graph is still being built takes the general planner. Qdrant builds the same thing as
 extra links per tenant value (`is_tenant`, `payload_m`).
+
+A keyword or integer index marked `value_graphs` gets the same for each of its values that is large
+enough and not broad (at most `filter_walk_fraction` of the points: a broader value is served as well
+by a walk of the whole graph that tests its hits), so `cat == 3` walks the graph of cat 3 alone instead
+of an ACORN walk of everything.
 
 The graphs are derived state, rebuilt in the background after a restart. Each step adds the tenant's
 new rows (labels only grow, so the graph's labels stay sorted) and marks the rows that left the tenant
@@ -28,7 +34,7 @@ from index.backends import graph as native
 from index.backends.base import F32, I64, Hits, IndexParams
 from index.backends.graph import GraphIndex
 from index.dense import DenseField
-from index.payload_index import PostingIndex, bitmap, labels_of
+from index.payload_index import bitmap, labels_of
 from index.planner import exact_rows, merge
 from nestor_client.models import HnswIndexConfig
 
@@ -75,21 +81,20 @@ class TenantGraphs:
     def _step(self) -> bool:
         coll = self._coll
         payload = coll.payload
-        keys = payload.tenant_fields()
+        keys = payload.graph_fields()
         fields = [f for f in coll.fields.values() if _served(f)]
         wanted: set[tuple[str, str, Any]] = set()
         busy = False
-        for key in keys:
-            with payload.lock.read():
-                index = payload.fields.get(key)
-                if not isinstance(index, PostingIndex):
-                    continue
-                tenants = [(v, bm & payload.live) for v, bm in index.postings.items() if len(bm) >= self.min_points]
-            for value, members in tenants:
+        for key, kind in keys.items():
+            values = payload.value_bitmaps(key)
+            live = len(payload.live)
+            for value, members in values:
                 if len(members) < self.min_points:
                     continue
                 for f in fields:
                     assert isinstance(f, DenseField)
+                    if kind == "values" and len(members) > f.options.filter_walk_fraction * live:
+                        continue  # a broad value: a walk of the whole graph that tests its hits is as good
                     wanted.add((f.name, key, value))
                     busy |= self._refresh(f, key, value, members)
         for gone in set(self._graphs) - wanted:  # a tenant that shrank, or an index dropped

@@ -38,6 +38,10 @@ def test_is_tenant_in_the_schema_object_and_in_info(server: Callable[..., Any]) 
         assert _tenancy(c)["tenant"] == ("keyword", False)
         assert c.get_collection("t").payload_schema["tenant"].state == "ready"
         assert c.create_payload_index("t", "tenant", {"type": "keyword", "is_tenant": True})
+        assert c.create_payload_index("t", "cat", {"type": "integer", "value_graphs": True})  # no rebuild
+        assert c.get_collection("t").payload_schema["cat"].value_graphs
+        assert c.create_payload_index("t", "cat", "integer")
+        assert not c.get_collection("t").payload_schema["cat"].value_graphs
     with server() as c:  # persisted in collection.json
         assert _tenancy(c) == {"tenant": ("keyword", True), "cat": ("integer", False)}
         assert c.get_collection("t").payload_schema["tenant"].points == N
@@ -50,6 +54,8 @@ def test_bad_tenant_schemas_are_422_and_change_nothing(client: NestorClient) -> 
     http = client._http
     for schema in (
         {"type": "integer", "is_tenant": True},  # only keyword indexes hold tenants
+        {"type": "float", "value_graphs": True},  # only keyword and integer values get graphs
+        {"type": "text", "value_graphs": True},
         {"type": "keyword", "is_tenant": "yes please"},
         {"type": "keyword", "is_tenant": True, "extra": 1},
         {"is_tenant": True},

@@ -7,14 +7,24 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AliasChoices,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
 from nestor_client._common import InputModel
+from nestor_client.payload_schema import (  # re-exported: their home was this module
+    PayloadIndexParams as PayloadIndexParams,
+)
+from nestor_client.payload_schema import PayloadIndexRequest as PayloadIndexRequest
+from nestor_client.payload_schema import PayloadSchema as PayloadSchema
+from nestor_client.payload_schema import PayloadSchemaType as PayloadSchemaType
+from nestor_client.payload_schema import has_value_graphs as has_value_graphs
+from nestor_client.payload_schema import is_tenant as is_tenant
+from nestor_client.payload_schema import parse_schema as parse_schema
+from nestor_client.payload_schema import plain_schema as plain_schema
+from nestor_client.payload_schema import schema_json as schema_json
+from nestor_client.payload_schema import schema_type as schema_type
 
 
 class _Model(InputModel):
@@ -298,61 +308,6 @@ class VectorConfig(_VectorSettings):
         return self
 
 
-class PayloadSchemaType(StrEnum):
-    """What a payload index holds (Qdrant's names): the filters it answers are in `index/payload_index.py`."""
-
-    keyword = "keyword"
-    integer = "integer"
-    float = "float"
-    bool = "bool"
-    datetime = "datetime"
-    uuid = "uuid"
-    text = "text"
-
-
-class PayloadIndexParams(_Model):
-    """A payload index's schema as an object: its `type`, and for a keyword index `is_tenant` (queries nearly
-    always name one value of it, a customer or a user: each large tenant gets a graph of its own)."""
-
-    type: PayloadSchemaType
-    is_tenant: bool = False
-
-    @model_validator(mode="after")
-    def _tenant_keyword(self) -> PayloadIndexParams:
-        if self.is_tenant and self.type is not PayloadSchemaType.keyword:
-            raise ValueError("is_tenant is only for keyword payload indexes")
-        return self
-
-
-# A payload index's schema: a type name, or `{"type": ..., "is_tenant": ...}`.
-PayloadSchema = PayloadSchemaType | PayloadIndexParams
-
-
-def schema_type(schema: PayloadSchema) -> PayloadSchemaType:
-    """The index type of a schema in either form."""
-    return schema.type if isinstance(schema, PayloadIndexParams) else schema
-
-
-def is_tenant(schema: PayloadSchema) -> bool:
-    """True for a keyword index marked `is_tenant`."""
-    return isinstance(schema, PayloadIndexParams) and schema.is_tenant
-
-
-def plain_schema(schema: PayloadSchema) -> PayloadSchema:
-    """One spelling per schema: the object form only when it says more than the type (`is_tenant`)."""
-    return schema if is_tenant(schema) else schema_type(schema)
-
-
-def schema_json(schema: PayloadSchema) -> str | dict[str, Any]:
-    """A schema as JSON data (the type name, or the object form): what replicas are sent."""
-    return schema.model_dump(mode="json") if isinstance(schema, PayloadIndexParams) else schema.value
-
-
-def parse_schema(data: str | dict[str, Any]) -> PayloadSchema:
-    """The inverse of `schema_json`."""
-    return PayloadSchemaType(data) if isinstance(data, str) else PayloadIndexParams.model_validate(data)
-
-
 class OptimizerConfig(_Model):
     """When the background optimizer compacts this collection (unset: the server's defaults,
     `NESTOR_VACUUM_THRESHOLD` and `NESTOR_VACUUM_MIN_POINTS`). Like Qdrant's vacuum optimizer: once
@@ -431,17 +386,3 @@ class CollectionConfig(_VectorSettings):
     def sparse_fields(self) -> dict[str, SparseVectorConfig]:
         """Every sparse vector of a point by name."""
         return dict(self.sparse_vectors or {})
-
-
-class PayloadIndexRequest(_Model):
-    """`PUT /collections/{name}/index`: Qdrant's `field_name` / `field_schema`, or `field` / `schema`."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    field_name: str = Field(min_length=1, max_length=256, validation_alias=AliasChoices("field_name", "field"))
-    field_schema: PayloadSchema = Field(validation_alias=AliasChoices("field_schema", "schema"))
-
-    @field_validator("field_schema", mode="after")
-    @classmethod
-    def _plain(cls, v: PayloadSchema) -> PayloadSchema:
-        return plain_schema(v)

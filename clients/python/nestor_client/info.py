@@ -35,6 +35,7 @@ class PayloadIndexInfo(_Readable):
 
     data_type: PayloadSchemaType
     is_tenant: bool = False
+    value_graphs: bool = False  # its values get graphs of their own (index/tenants.py)
     state: str  # ready | indexing
     points: int = 0
     ram: int = 0

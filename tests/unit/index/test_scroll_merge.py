@@ -1,7 +1,7 @@
 """Scroll in the engine: the id order of one collection, the sharded merge of per-shard pages, tenant fields.
 
 `merge_pages` (cluster/routing.py) is checked against the oracle "sort everything, cut pages" over random
-id sets split into random shards, page sizes and offsets; `tenant_fields`/`tenant_of` on a collection.
+id sets split into random shards, page sizes and offsets; `graph_fields`/`tenant_of` on a collection.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ def test_string_ids_and_labels_that_die(engine: Engine) -> None:
 def test_tenant_fields_and_tenant_of(engine: Engine) -> None:
     coll = engine.create("t", {"dim": 2, "index": {"type": "flat"}})
     coll.upsert([1, 2], np.ones((2, 2), np.float32), [{"org": "x", "n": 1}, {"org": "y", "n": 2}])
-    assert coll.payload.tenant_fields() == set()
+    assert coll.payload.graph_fields() == {}
     assert coll.create_payload_index("org", PayloadIndexParams(type=PayloadSchemaType.keyword, is_tenant=True))
     assert coll.create_payload_index("n", PayloadSchemaType.integer)
-    assert coll.payload.tenant_fields() == {"org"}
+    assert coll.payload.graph_fields() == {"org": "tenant"}
 
     def of(f: dict[str, Any]) -> Any:
         return coll.payload.tenant_of(Filter.model_validate(f))
@@ -78,12 +78,19 @@ def test_tenant_fields_and_tenant_of(engine: Engine) -> None:
     assert of({"must": [{"must": [{"key": "org", "match": {"value": "y"}}]}]}) is None  # not top-level
     assert of({"must": [{"key": "n", "match": {"value": 1}}]}) is None  # not a tenant key
     assert coll.payload.tenant_of(None) is None
+    # an integer index whose values get graphs: an integer value names one, a string or a bool does not
+    assert coll.create_payload_index("n", PayloadIndexParams(type=PayloadSchemaType.integer, value_graphs=True))
+    assert coll.payload.graph_fields() == {"org": "tenant", "n": "values"}
+    assert of({"must": [{"key": "n", "match": {"value": 1}}]}) == ("n", 1)
+    assert of({"must": [{"key": "n", "match": {"value": "1"}}]}) is None
+    assert of({"must": [{"key": "n", "match": {"value": True}}]}) is None
+    assert coll.create_payload_index("n", PayloadSchemaType.integer)  # value_graphs off, no rebuild
     engine.restart()
     coll = engine.get("t")
-    assert coll.payload.tenant_fields() == {"org"}
+    assert coll.payload.graph_fields() == {"org": "tenant"}
     assert coll.create_payload_index("org", PayloadSchemaType.keyword)  # is_tenant off, no rebuild
-    assert coll.payload.tenant_fields() == set() and "org" in coll.payload.fields
-    assert coll.delete_payload_index("org") and coll.payload.tenant_fields() == set()
+    assert coll.payload.graph_fields() == {} and "org" in coll.payload.fields
+    assert coll.delete_payload_index("org") and coll.payload.graph_fields() == {}
 
 
 def test_numeric_looking_string_ids_stay_strings(engine: Engine) -> None:

@@ -119,3 +119,44 @@ def test_the_tenant_graph_follows_writes_and_a_restart(engine: Engine) -> None:
     assert coll.tenants.get("", "tenant", "big") is not None
     recall, plans = _check(coll, vecs, pay, {"tenant": "big"})
     assert plans == {"tenant_hnsw"} and recall >= 0.95
+
+
+def test_value_graphs_serve_the_mid_sized_values_of_an_integer_key(engine: Engine) -> None:
+    """`value_graphs` on an integer index: a value above the exact threshold and below the walk fraction gets
+    a graph (and `cat == v` walks it), a broad value does not, and the graphs follow the values' writes."""
+    coll = engine.create("v", {"dim": DIM, "index": {"type": "hnsw", "m": 12, "ef_construction": 80}})
+    spec = PayloadIndexParams(type=PayloadSchemaType.integer, value_graphs=True)
+    assert coll.create_payload_index("cat", spec)
+    rng = np.random.default_rng(5)
+    n = 8000  # cat 0: 50 % (broad), 1 and 2: 20 % each (graphs), 3: 10 % (under the threshold of 1,000)
+    vecs = unit(rng.normal(size=(n, DIM)).astype(np.float32))
+    cats = rng.choice(4, size=n, p=[0.5, 0.2, 0.2, 0.1])
+    cats[:1100] = np.where(cats[:1100] == 3, 1, cats[:1100])  # cat 3 stays under 1,000 points
+    pay: list[dict[str, Any] | None] = [{"cat": int(c)} for c in cats]
+    coll.upsert(list(range(n)), vecs, pay)
+    _settle(coll)
+    assert coll.tenants.get("", "cat", 1) is not None and coll.tenants.get("", "cat", 2) is not None
+    assert coll.tenants.get("", "cat", 0) is None  # broader than filter_walk_fraction (0.3)
+    assert coll.tenants.get("", "cat", 3) is None and int((cats == 3).sum()) < 1000
+    recall, strategies = _check(coll, vecs, pay, {"cat": 2})
+    assert strategies == {"tenant_hnsw"} and recall >= 0.95, (recall, strategies)
+    assert "tenant_hnsw" not in _check(coll, vecs, pay, {"cat": 0})[1]
+
+    # points leave cat 2 (moved to cat 1, deleted): the graph of cat 2 follows, and its hits stay inside it
+    moved = [i for i in range(n) if cats[i] == 2][:300]
+    coll.upsert(list(moved), vecs[moved], [{"cat": 1}] * len(moved))
+    gone = [i for i in range(n) if cats[i] == 2][300:500]
+    coll.delete(list(gone))
+    for i in moved:
+        pay[i] = {"cat": 1}
+    for i in gone:
+        pay[i] = None
+    _settle(coll)
+    tg = coll.tenants.get("", "cat", 2)
+    assert tg is not None and len(tg.members) == int((cats == 2).sum()) - 500
+    recall, strategies = _check(coll, vecs, pay, {"cat": 2})
+    assert strategies == {"tenant_hnsw"} and recall >= 0.95, (recall, strategies)
+    engine.restart()  # derived state: rebuilt after a restart
+    coll = engine.get("v")
+    _settle(coll)
+    assert coll.tenants.get("", "cat", 1) is not None and _check(coll, vecs, pay, {"cat": 1})[0] >= 0.95
