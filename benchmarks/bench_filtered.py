@@ -77,6 +77,7 @@ from nestor_client.models import (  # noqa: E402
     CollectionConfig,
     Filter,
     HnswIndexConfig,
+    PayloadIndexParams,
     PayloadSchemaType,
     SearchParams,
 )
@@ -102,6 +103,7 @@ COPIES = {"100k": 1, "1m": 10}
 N_TENANTS, N_CATS, N_YEARS, N_TAGS = 1000, 10, 25, 250
 FAR_SHARE = 0.10
 PAGE = 1000  # scroll and get page size
+VALUE_GRAPH_KEYS = ("cat", "year", "zone")  # --value-graphs: the keys whose mid-sized values get graphs
 
 SCHEMA: dict[str, PayloadSchemaType] = {
     "tenant": PayloadSchemaType.keyword,
@@ -274,7 +276,10 @@ class Engine:
 class NestorEngine(Engine):
     name = "nestor"
 
-    def __init__(self, folder: Path, dim: int, ef_construction: int, build_threads: int) -> None:
+    def __init__(
+        self, folder: Path, dim: int, ef_construction: int, build_threads: int, value_graphs: bool = False
+    ) -> None:
+        self.value_graphs = value_graphs
         config = CollectionConfig(
             dim=dim, metric="cosine", index=HnswIndexConfig(m=16, ef_construction=ef_construction)
         )
@@ -285,7 +290,9 @@ class NestorEngine(Engine):
         """Payload indexes, then the points with indexing paused, then the HNSW build: seconds of each."""
         t0 = time.perf_counter()
         for key, schema in SCHEMA.items():
-            self.coll.create_payload_index(key, schema)
+            graphs = self.value_graphs and key in VALUE_GRAPH_KEYS
+            spec = PayloadIndexParams(type=schema, value_graphs=True) if graphs else schema
+            self.coll.create_payload_index(key, spec)
         self.coll.pause_indexing()
         for i in range(0, base.shape[0], batch):
             stop = min(base.shape[0], i + batch)
@@ -297,7 +304,10 @@ class NestorEngine(Engine):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"index not ready: {idx}")
             time.sleep(0.2)
-        return {"load_s": t1 - t0, "index_s": time.perf_counter() - t1}
+        t2 = time.perf_counter()
+        while self.coll.tenants.step():  # the value graphs (index/tenants.py), after the main graph
+            pass
+        return {"load_s": t1 - t0, "index_s": t2 - t1, "value_graphs_s": time.perf_counter() - t2}
 
     def prepare(self, queries: F32, spec: dict[str, Any] | None, ef: int) -> list[Any]:
         flt = None if spec is None else Filter.model_validate(spec)
@@ -543,6 +553,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default=None, help="results name under benchmarks/results/, or a .json path")
     ap.add_argument("--ef-construction", type=int, default=100, help="HNSW build beam, both engines (m is 16)")
     ap.add_argument("--build-threads", type=int, default=os.cpu_count() or 1, help="index build threads, both")
+    ap.add_argument(
+        "--value-graphs",
+        action="store_true",
+        help=f"Nestor's value_graphs on {', '.join(VALUE_GRAPH_KEYS)} (what qdrant-edge's payload_m links do)",
+    )
     ap.add_argument("--no-qdrant", action="store_true", help="Nestor alone (also when qdrant-edge is missing)")
     ap.add_argument("--tiny", action="store_true", help="a few hundred points, 5 queries, 1 pass: a smoke run")
     args = ap.parse_args(argv)
@@ -575,6 +590,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "nestor_search": "one query per call, on the calling thread",
         "qdrant_max_search_threads": 1 if use_qdrant else None,
         "build_threads": args.build_threads,
+        "value_graphs": list(VALUE_GRAPH_KEYS) if args.value_graphs else [],
     }
     log(f"commit {commit}; {n:,} points ({args.scale}), {len(queries)} queries, dim {dim}; threads {threads}")
 
@@ -589,10 +605,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     engines: list[Engine] = []
     results: dict[str, Any] = {}
     try:
-        nestor = NestorEngine(tmp / "nestor", dim, args.ef_construction, args.build_threads)
+        nestor = NestorEngine(tmp / "nestor", dim, args.ef_construction, args.build_threads, args.value_graphs)
         engines.append(nestor)
         build = {"nestor": nestor.load(base, cols)}
-        log(f"nestor: loaded in {build['nestor']['load_s']:.1f} s, indexed in {build['nestor']['index_s']:.1f} s")
+        log(
+            f"nestor: loaded in {build['nestor']['load_s']:.1f} s, indexed in {build['nestor']['index_s']:.1f} s"
+            f" + value graphs {build['nestor'].get('value_graphs_s', 0.0):.1f} s"
+        )
         qdrant: QdrantEngine | None = None
         if use_qdrant:
             qdrant = QdrantEngine(tmp / "qdrant", n, dim, args.ef_construction, args.build_threads)
