@@ -21,6 +21,7 @@ from index.errors import InvalidRequest
 from index.labels import LabelMap
 from index.multivector import MultiVectorField
 from index.planner import Ranked
+from index.runtime import no_gc
 from index.sparse import SparseField
 from index.storage import PointStore
 from nestor_client.models import Metric
@@ -89,12 +90,13 @@ class HitReader:
             pays = self.points.payloads(labels) if pays is None else pays
             if len(pays) < len(hits) and follow:
                 pays = self._payloads_after_overwrite(hits, labels, pays)
-            for h, lab in zip(hits, labels, strict=True):
-                if lab not in pays:  # overwritten again, or deleted, while we read: a stale hit, dropped
-                    h.id = None  # type: ignore[assignment]
-                    continue
-                text = pays[lab]
-                h.payload = orjson.loads(text) if text else {}
+            with no_gc():
+                for h, lab in zip(hits, labels, strict=True):
+                    if lab not in pays:  # overwritten again, or deleted, while we read: a stale hit, dropped
+                        h.id = None  # type: ignore[assignment]
+                        continue
+                    text = pays[lab]
+                    h.payload = orjson.loads(text) if text else {}
         if not names:
             return
         out: list[dict[str, Any]] = [{} for _ in hits]  # a point without one of the vectors leaves it out

@@ -7,9 +7,12 @@ the benchmarks' `main` and the test suite's conftest.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = ["configure_threads"]
 
@@ -40,3 +43,21 @@ def configure_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Cyclic GC paused while a page of payloads is decoded (as msgpack's unpacker does).
+
+    Decoding a thousand payloads allocates thousands of dicts and lists that all survive until the page is
+    returned, so the collector runs again and again (and promotes them, setting off full collections) while
+    it can free nothing: JSON makes no cycles. That was a third of a scroll's time. Only the thread that
+    paused the GC resumes it, so concurrent pages never leave it off."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -31,6 +31,7 @@ from index.contract import Hit, PointIdT, WithVector
 from index.filters import compile_filter
 from index.labels import LabelMap
 from index.payload_index import labels_of
+from index.runtime import no_gc
 from nestor_client.models import Filter
 
 if TYPE_CHECKING:
@@ -171,7 +172,8 @@ def scroll_page(
     if with_payload and not names and len(pays) >= len(labels) and all(lab in pays for lab in labels):
         loads = orjson.loads  # the common page: payloads only, every row found; one pass
         texts = map(pays.__getitem__, labels)
-        return [Hit(pid, 0.0, loads(t) if t else {}) for pid, t in zip(ids, texts, strict=True)], nxt
+        with no_gc():
+            return [Hit(pid, 0.0, loads(t) if t else {}) for pid, t in zip(ids, texts, strict=True)], nxt
     hits = [Hit(pid, 0.0) for pid in ids]
     if labels and (with_payload or names):
         coll.hits.attach(hits, labels, with_payload, names, pays=pays if with_payload else None)
