@@ -1342,6 +1342,8 @@ PYBIND11_MODULE(_graph, mod) {
     mod.def("available_kernels", &available_kernels, "The kernels this CPU can run, worst to best.");
     mod.def("set_kernel", &set_kernel, py::arg("name"),
             "Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting.");
+    mod.def("_allowed_labels", &allowed_labels, py::arg("allowed"),
+            "Tests only: the labels a Graph.query `allowed` argument (roaring bytes or a label array) allows.");
     mod.def(
         "_fail_after", [](int64_t count) { g_fail_after.store(count); }, py::arg("count"),
         "Tests only: the count-th insert or query from now on raises RuntimeError (0 turns it off).");

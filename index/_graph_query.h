@@ -82,6 +82,30 @@ void labels_to_bitset(const uint32_t* lp, size_t cnt, std::vector<uint64_t>& bit
     for (size_t i = 0; i < cnt; ++i) bits[lp[i] >> 6] |= uint64_t{1} << (lp[i] & 63);
 }
 
+// `Graph.query`'s `allowed`, a serialised roaring bitmap (bytes) or an array of labels, as a bitset.
+void read_allowed(const py::object& allowed, std::vector<uint64_t>& bits) {
+    if (PyBytes_Check(allowed.ptr())) {
+        char* raw = nullptr;
+        Py_ssize_t len = 0;
+        if (PyBytes_AsStringAndSize(allowed.ptr(), &raw, &len) != 0) throw py::error_already_set();
+        roaring_to_bitset(reinterpret_cast<const uint8_t*>(raw), static_cast<size_t>(len), bits);
+    } else {
+        auto lst = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>::ensure(allowed);
+        if (!lst || lst.ndim() != 1) throw std::invalid_argument("allowed must be bytes or a 1-d array of labels");
+        labels_to_bitset(lst.data(), static_cast<size_t>(lst.size()), bits);
+    }
+}
+
+// Tests only: the labels an `allowed` argument of `Graph.query` allows, ascending.
+std::vector<uint32_t> allowed_labels(const py::object& allowed) {
+    std::vector<uint64_t> bits;
+    read_allowed(allowed, bits);
+    std::vector<uint32_t> out;
+    for (size_t w = 0; w < bits.size(); ++w)
+        for (uint64_t b = bits[w]; b; b &= b - 1) out.push_back(static_cast<uint32_t>(w * 64 + __builtin_ctzll(b)));
+    return out;
+}
+
 // A read-only 1-d byte buffer (a numpy bool array) or a C-contiguous float32 matrix, checked.
 py::buffer_info byte_buffer(const py::object& obj, const char* what) {
     py::buffer_info b = py::reinterpret_borrow<py::buffer>(obj).request();
@@ -248,16 +272,7 @@ struct GraphQuery {
         std::vector<uint64_t> bits;
         Allow allow;
         if (!allowed.is_none()) {
-            if (PyBytes_Check(allowed.ptr())) {
-                char* raw = nullptr;
-                Py_ssize_t len = 0;
-                if (PyBytes_AsStringAndSize(allowed.ptr(), &raw, &len) != 0) throw py::error_already_set();
-                roaring_to_bitset(reinterpret_cast<const uint8_t*>(raw), static_cast<size_t>(len), bits);
-            } else {
-                auto lst = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>::ensure(allowed);
-                if (!lst || lst.ndim() != 1) throw std::invalid_argument("allowed must be bytes or a 1-d array of labels");
-                labels_to_bitset(lst.data(), static_cast<size_t>(lst.size()), bits);
-            }
+            read_allowed(allowed, bits);
             allow.bits = bits.data();
             allow.len = bits.size() * 64;
             pl.allow = &allow;
