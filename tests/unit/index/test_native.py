@@ -158,6 +158,21 @@ def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], n
         assert coll.search([Query(vector=fresh[5], limit=K)])[0].hits[0].id == N + 5
 
 
+def test_a_native_walk_that_comes_up_short_falls_back_to_exact(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    coll, queries = _make(engine, "float-l2")
+    real = native._Plan.call
+
+    def short(self: Any, *args: Any, **kw: Any) -> Any:
+        return [(labels[:2], scores[:2]) for labels, scores in real(self, *args, **kw)]  # two of the k
+
+    monkeypatch.setattr(native._Plan, "call", short)
+    got = coll.search([Query(vector=q, limit=K, filter=NARROW) for q in queries[:5]])
+    exact = coll.search([Query(vector=q, limit=K, filter=NARROW, params=SearchParams(exact=True)) for q in queries[:5]])
+    for a, b in zip(got, exact, strict=True):
+        assert a.strategy == "exact_fallback"
+        assert [h.id for h in a.hits] == [h.id for h in b.hits] and len(a.hits) == K
+
+
 def test_batches_run_natively_on_several_threads(engine: Engine, calls: list[int]) -> None:
     coll, queries = _make(engine, "int8-cosine")
     batch = [Query(vector=q, limit=K, params=SearchParams(ef=32)) for q in queries]
