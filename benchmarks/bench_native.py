@@ -50,6 +50,7 @@ from common import RESULTS_DIR, load_dataset, recall_at_k, write_results  # noqa
 from index import native  # noqa: E402
 from index.collection import Collection  # noqa: E402
 from index.contract import CollectionOptions, Query  # noqa: E402
+from index.dense import DenseField  # noqa: E402
 from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import (  # noqa: E402
     CollectionConfig,
@@ -232,6 +233,7 @@ def section_float(coll: Collection, raw: Any, qs: Any, gt: Any, efs: list[int]) 
 def section_fixed(coll: Collection, qs: Any, gt: Any, ef: int = 16) -> dict[str, Any]:
     """Collection.search minus the raw graph call, with the native path on and off."""
     field = coll.fields[""]
+    assert isinstance(field, DenseField)
     graph = field.state.index._graph  # type: ignore[union-attr]
     mats = [field.prepare_one(q) for q in qs]
     sp = SearchParams(ef=ef)

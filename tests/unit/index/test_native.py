@@ -81,7 +81,7 @@ def _make(engine: Engine, name: str) -> tuple[Collection, np.ndarray]:
     data = manifold(N + 40, DIM, seed=3, normalize=False)
     base, queries = data[:N], data[N:]
     # g: 50 groups; side: which half of the first coordinate (a filter against the query's direction)
-    pay = [{"g": i % 50, "side": int(base[i, 0] > 0), "u": i % 50} for i in range(N)]
+    pay: list[Any] = [{"g": i % 50, "side": int(base[i, 0] > 0), "u": i % 50} for i in range(N)]
     coll.upsert(list(range(N)), base, pay)
     coll.create_payload_index("g", PayloadSchemaType.integer)
     coll.create_payload_index("side", PayloadSchemaType.integer)
@@ -147,7 +147,7 @@ def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], n
     # an unindexed tail (new points and overwrites), merged exactly by both
     coll.pause_indexing()
     fresh = manifold(60, DIM, seed=9, normalize=False)
-    ids = list(range(N, N + 40)) + list(range(1, 40, 2))
+    ids: list[Any] = list(range(N, N + 40)) + list(range(1, 40, 2))
     coll.upsert(ids, fresh, [{"g": i % 50, "side": 0} for i in range(60)])
     calls.clear()
     assert run(None) == {kind}
