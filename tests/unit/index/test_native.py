@@ -37,15 +37,15 @@ def options() -> CollectionOptions:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The walks of every native call made (spied on `_Plan.call`)."""
+    """The walk of every native call made (spied on `Graph.query`)."""
     seen: list[int] = []
-    real = native._Plan.call
+    real = _graph.Graph.query
 
-    def spy(self: Any, mat: Any, width: int, walk: int, *args: Any, **kw: Any) -> Any:
-        seen.append(walk)
-        return real(self, mat, width, walk, *args, **kw)
+    def spy(self: Any, *args: Any) -> Any:
+        seen.append(args[12])
+        return real(self, *args)
 
-    monkeypatch.setattr(native._Plan, "call", spy)
+    monkeypatch.setattr(_graph.Graph, "query", spy)
     yield seen
 
 
@@ -89,12 +89,17 @@ def _make(engine: Engine, name: str) -> tuple[Collection, np.ndarray]:
     return coll, queries
 
 
-def _both(coll: Collection, queries: list[Query]) -> tuple[list[Any], list[Any]]:
+def _both(coll: Collection, queries: list[Query], *, batch: bool = False) -> tuple[list[Any], list[Any]]:
+    """The results natively, then by the Python planner: one search call per query, or one batch."""
+
+    def run() -> list[Any]:
+        return coll.search(queries) if batch else [coll.search([q])[0] for q in queries]
+
     try:
         native.ENABLED = True
-        fast = coll.search(queries)
+        fast = run()
         native.ENABLED = False
-        slow = coll.search(queries)
+        slow = run()
     finally:
         native.ENABLED = True
     return fast, slow
@@ -123,11 +128,12 @@ def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], n
     coll, queries = _make(engine, name)
     kind = {"float": "hnsw", "int8": "int8_hnsw", "leanvec": "leanvec_hnsw"}[name.split("-")[0]]
 
-    def run(flt: Filter | None, params: SearchParams | None = None, qs: Any = queries) -> set[str]:
-        return _same(*_both(coll, [Query(vector=q, limit=K, filter=flt, params=params) for q in qs]))
+    def run(flt: Filter | None, params: SearchParams | None = None, qs: Any = queries, batch: bool = False) -> set[str]:
+        return _same(*_both(coll, [Query(vector=q, limit=K, filter=flt, params=params) for q in qs], batch=batch))
 
     assert run(None) == {kind}
     assert run(None, SearchParams(ef=48)) == {kind}
+    assert run(None, batch=True) == {kind}
     assert run(BROAD) == {f"{kind}_postfilter"}
     assert run(NARROW) == {f"{kind}_acorn"}
     assert run(SQL_NARROW) == {f"{kind}_acorn+payload_scan"}
@@ -142,6 +148,7 @@ def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], n
     # tombstones: deleted points are never returned, by either path
     coll.delete(list(range(0, N, 3)))
     assert run(None) == {kind}
+    assert run(None, batch=True) == {kind}
     assert run(NARROW) == {f"{kind}_acorn"}
 
     # an unindexed tail (new points and overwrites), merged exactly by both
@@ -151,6 +158,7 @@ def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], n
     coll.upsert(ids, fresh, [{"g": i % 50, "side": 0} for i in range(60)])
     calls.clear()
     assert run(None) == {kind}
+    assert run(None, batch=True) == {kind}
     assert run(NARROW) == {f"{kind}_acorn"}
     assert run(BROAD) <= {f"{kind}_postfilter", f"{kind}_filtered"}
     assert calls  # the native path ran on the tail
@@ -176,7 +184,7 @@ def test_a_native_walk_that_comes_up_short_falls_back_to_exact(engine: Engine, m
 def test_batches_run_natively_on_several_threads(engine: Engine, calls: list[int]) -> None:
     coll, queries = _make(engine, "int8-cosine")
     batch = [Query(vector=q, limit=K, params=SearchParams(ef=32)) for q in queries]
-    fast, slow = _both(coll, batch)
+    fast, slow = _both(coll, batch, batch=True)
     assert _same(fast, slow) == {"int8_hnsw"}
     assert calls == [PLAIN]  # one call for the whole batch
     one = [coll.search([q])[0] for q in batch]  # single queries give the same hits as the batch
