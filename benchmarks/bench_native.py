@@ -42,7 +42,10 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-for _p in (BENCH, BENCH.parent, BENCH.parent / "clients" / "python"):
+# --tree DIR: import the engine of another checkout (a worktree of an older commit: the "before" of the
+# fixed cost), whose Collection.search then runs without a native path
+_TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv[:-1] else BENCH.parent
+for _p in (BENCH, _TREE, _TREE / "clients" / "python"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -50,7 +53,10 @@ import harness  # noqa: E402
 import numpy as np  # noqa: E402
 from common import RESULTS_DIR, load_dataset, recall_at_k, write_results  # noqa: E402
 
-from index import native  # noqa: E402
+try:
+    from index import native  # noqa: E402
+except ImportError:  # --tree: an engine from before the native path
+    native = None  # type: ignore[assignment]
 from index.collection import Collection  # noqa: E402
 from index.contract import CollectionOptions, Query  # noqa: E402
 from index.dense import DenseField  # noqa: E402
@@ -262,18 +268,19 @@ def section_fixed(coll: Collection, qs: Any, gt: Any, ef: int = 16) -> dict[str,
     def raw(i: int) -> list[Any]:
         return graph.search(mats[i], K, ef, None, 1)[0][0].tolist()  # type: ignore[no-any-return]
 
-    def on(i: int) -> list[Any]:
-        native.ENABLED = True
-        return [h.id for h in coll.search([queries[i]])[0].hits]
+    def switch(on: bool) -> Fn:
+        def one(i: int) -> list[Any]:
+            if native is not None:
+                native.ENABLED = on
+            return [h.id for h in coll.search([queries[i]])[0].hits]
 
-    def off(i: int) -> list[Any]:
-        native.ENABLED = False
-        return [h.id for h in coll.search([queries[i]])[0].hits]
+        return one
 
     try:
-        got = duel({"graph": raw, "native": on, "python": off}, len(qs), gt)
+        got = duel({"graph": raw, "native": switch(True), "python": switch(False)}, len(qs), gt)
     finally:
-        native.ENABLED = True
+        if native is not None:
+            native.ENABLED = True
     us = {name: 1e6 / r["qps"] for name, r in got.items()}
     return {
         **{f"{s}_{k}": v for s, r in got.items() for k, v in r.items()},
@@ -295,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="int8,float,fixed")
     ap.add_argument("--out", default=str(RESULTS_DIR / "native.json"))
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--tree", default=None, help="the checkout whose engine to import (default: this one)")
     args = ap.parse_args(argv)
     harness.set_tiny(args.tiny)
     only = set(args.only.split(","))
@@ -343,9 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = _verdict(runs, only, float_efs)
     for line in verdict["lines"]:
         print(line)
-    write_results(
-        Path(args.out), {"meta": harness.run_meta({"n": data.n, "queries": len(qs)}), "runs": runs, "verdict": verdict}
-    )
+    meta = {"n": data.n, "queries": len(qs), "engine_tree": str(_TREE), "native_path": native is not None}
+    write_results(Path(args.out), {"meta": harness.run_meta(meta), "runs": runs, "verdict": verdict})
     return 0
 
 
