@@ -11,6 +11,8 @@ The verdict of each bar takes the median of the per-run ratios, and says whether
   same ef, 16 to 256. Bar: >= 0.9x at every ef.
 * ``fixed``: the fixed cost per query at ef 16, in us: ``Collection.search`` minus the raw graph call
   (``_graph.search``), with the native path on and off (``native.ENABLED``).
+* ``hot``: the same with hot caches: one query repeated on a 300-point collection, the fastest of 7
+  timings in thread CPU time (the least noisy figure on a loaded machine).
 
 Each ratio is given twice: of wall-clock QPS, and of CPU time per query (the process's, so a library's
 own search thread counts). On a machine shared with other work the CPU time is the steadier measure:
@@ -291,6 +293,42 @@ def section_fixed(coll: Collection, qs: Any, gt: Any, ef: int = 16) -> dict[str,
     }
 
 
+def section_hot(work: Path, reps: int = 7, calls: int = 5000) -> dict[str, Any]:
+    """The fixed cost with hot caches: one query repeated on a 300-point collection (so the walk is a few
+    us), the fastest of `reps` timings of `calls` calls, in thread CPU time: the least noisy measure
+    on a loaded machine, and what the code itself costs."""
+    import timeit
+
+    d = work / "hot"
+    shutil.rmtree(d, ignore_errors=True)
+    x = np.random.default_rng(0).normal(size=(300, 384)).astype(np.float32)
+    cfg = CollectionConfig(dim=384, metric="dot", index=HnswIndexConfig(m=M, ef_construction=EFC, ef=64))
+    coll = Collection.create("hot", d, cfg, OPTIONS)
+    try:
+        coll.upsert(list(range(300)), x)
+        while coll.info()["index"]["pending"]:
+            time.sleep(0.05)
+        field = coll.fields[""]
+        assert isinstance(field, DenseField)
+        graph = field.state.index._graph  # type: ignore[union-attr]
+        q = Query(vector=x[0], limit=K, params=SearchParams(ef=16), with_payload=False)
+        mat = field.prepare_one(x[0])
+
+        def best(fn: Callable[[], Any]) -> float:
+            return min(timeit.repeat(fn, number=calls, repeat=reps, timer=time.thread_time)) / calls * 1e6
+
+        out = {"graph_us": best(lambda: graph.search(mat, K, 16, None, 1)), "search_us": best(lambda: coll.search([q]))}
+        if native is not None:
+            native.ENABLED = False
+            out["search_python_us"] = best(lambda: coll.search([q]))
+            native.ENABLED = True
+        out["fixed_us"] = out["search_us"] - out["graph_us"]
+        return out
+    finally:
+        coll.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_threads()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -299,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--reuse", default=None, help="a directory that keeps the built indexes between calls")
-    ap.add_argument("--only", default="int8,float,fixed")
+    ap.add_argument("--only", default="int8,float,fixed,hot")
     ap.add_argument("--out", default=str(RESULTS_DIR / "native.json"))
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--tree", default=None, help="the checkout whose engine to import (default: this one)")
@@ -324,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             shard = qdrant_edge(work, data.base)
         for r in range(args.runs):
             run: dict[str, Any] = {"run": r + 1}
-            for name in ("int8", "float", "fixed"):
+            for name in ("int8", "float", "fixed", "hot"):
                 if name not in only:
                     continue
                 mark = harness.section_mark()
@@ -334,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif name == "float":
                     assert f32 is not None
                     res = section_float(f32, raw, qs, gt, float_efs)
+                elif name == "hot":
+                    res = section_hot(work)
                 else:
                     assert f32 is not None
                     res = section_fixed(f32, qs, gt)
@@ -361,6 +401,8 @@ def _summary(name: str, res: dict[str, Any]) -> str:
         a, b = res["nestor_qps"] or 0, res["qdrant_qps"] or 0
         cpu = res["cpu_ratio"] or 0
         return f"nestor {a:,.0f} qps / qdrant {b:,.0f} = {res['ratio'] or 0:.2f}x (by CPU time {cpu:.2f}x)"
+    if name == "hot":
+        return "  ".join(f"{k} {v:.2f}" for k, v in res.items())
     if name == "float":
         return "  ".join(f"ef{r['ef']} {r['ratio']:.2f}x (cpu {r['cpu_ratio']:.2f}x)" for r in res["rows"])
     us = [res[k] for k in ("fixed_native_us", "fixed_python_us", "fixed_native_cpu_us", "fixed_python_cpu_us")]
@@ -408,6 +450,9 @@ def _verdict(runs: list[dict[str, Any]], only: set[str], float_efs: list[int]) -
             out["lines"].append(
                 f"engine vs hnswlib ef={ef}: median {statistics.median(v):.3f}x, runs {' '.join(f'{x:.3f}' for x in v)}"
             )
+    if "hot" in only:
+        out["hot"] = {k: statistics.median([r["hot"][k] for r in runs]) for k in runs[0]["hot"] if k != "load"}
+        out["lines"].append("hot caches, us (median): " + "  ".join(f"{k} {v:.2f}" for k, v in out["hot"].items()))
     if "fixed" in only:
         keys = ("fixed_native_us", "fixed_python_us", "fixed_native_cpu_us", "fixed_python_cpu_us")
         out["fixed"] = {k: statistics.median([r["fixed"][k] for r in runs]) for k in keys}
