@@ -41,16 +41,17 @@ Lists = tuple[list[int], list[float]]
 
 
 class _Plan:
-    """One field's search, read once from its state (the index, then `n`, then `alive`, in that order
-    as the planner reads them), with everything the native call needs but the walk and the filter."""
+    """One field's search, read once from its state (the index and its watermark, then `n`, then `alive`,
+    in the planner's order), with everything the native call needs but the walk and the filter."""
 
     __slots__ = ("alive", "enc", "field", "g", "index", "n", "name", "params", "upto")
 
-    def __init__(self, field: DenseField, index: Any, g: GraphIndex, enc: EncodedIndex | None, p: Any) -> None:
-        self.field, self.index, self.g, self.enc, self.params = field, index, g, enc, p
-        self.upto = 0  # these three are set by `plan`, which read the state
-        self.n = 0
-        self.alive: Any = None
+    def __init__(
+        self, field: DenseField, index: Any, upto: int, g: GraphIndex, enc: EncodedIndex | None, p: Any
+    ) -> None:
+        self.field, self.index, self.upto, self.g, self.enc, self.params = field, index, upto, g, enc, p
+        self.n = field.labels.n  # after the state, before `alive`: each at least as new as the one before
+        self.alive = field.alive
         self.name = "hnsw" if enc is None else kind(field)
 
     def call(self, mat: F32, width: int, walk: int, allowed: Any, threads: int, k: int = 0) -> list[Lists]:
@@ -86,13 +87,10 @@ def plan(field: DenseField, params: SearchParams | None) -> _Plan | None:
     if index is None or (p is not None and p.exact):
         return None
     if type(index) is GraphIndex:
-        pl = _Plan(field, index, index, None, p)
-    elif type(index) is EncodedIndex and index.is_trained and _graph_codes(field, index):
-        pl = _Plan(field, index, index.inner, index, p)
-    else:
-        return None
-    pl.upto, pl.n, pl.alive = st.upto, field.labels.n, field.alive
-    return pl
+        return _Plan(field, index, st.upto, index, None, p)
+    if type(index) is EncodedIndex and index.is_trained and _graph_codes(field, index):
+        return _Plan(field, index, st.upto, index.inner, index, p)
+    return None
 
 
 def _graph_codes(field: DenseField, index: EncodedIndex) -> bool:
