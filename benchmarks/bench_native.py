@@ -386,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                 c.close()
         if shard is not None:
             shard.close()
+        for left in work.glob("qdrant_edge_*"):  # rebuilt by every call: never kept
+            shutil.rmtree(left, ignore_errors=True)
         if not args.reuse:
             shutil.rmtree(work, ignore_errors=True)
     verdict = _verdict(runs, only, float_efs)
