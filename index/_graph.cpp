@@ -421,6 +421,8 @@ int64_t state_int(const py::dict& st, const char* key) {
 }
 
 class Graph {
+    friend struct GraphQuery;  // the native query path, index/_graph_query.h
+
   public:
     Graph(int dim, const std::string& metric, const std::string& codec, int m, int ef_construction, uint64_t seed)
         : dim_(dim), m_(m), m0_(2 * m), efc_(ef_construction), seed_(seed), rng_(seed) {
@@ -1309,6 +1311,8 @@ class Graph {
 
 }  // namespace
 
+#include "_graph_query.h"
+
 PYBIND11_MODULE(_graph, mod) {
     mod.doc() = "HNSW over int8 or float32 codes (see index/backends/graph.py)";
     py::class_<Graph>(mod, "Graph")
@@ -1323,6 +1327,9 @@ PYBIND11_MODULE(_graph, mod) {
              py::arg("threads") = 1, py::arg("rerank") = py::none(), py::arg("rerank_queries") = py::none(),
              py::arg("candidates") = 0, py::arg("allowed_labels") = py::none(), py::arg("acorn") = false,
              py::arg("allowed_list") = py::none())
+        .def("query", &GraphQuery::run, py::arg("queries"), py::arg("rerank_queries"), py::arg("k"), py::arg("width"),
+             py::arg("keep"), py::arg("ef"), py::arg("rescore"), py::arg("rows"), py::arg("alive"), py::arg("upto"),
+             py::arg("n"), py::arg("allowed"), py::arg("walk"), py::arg("threads"))
         .def("get_state", &Graph::get_state)
         .def("set_state", &Graph::set_state, py::arg("state"))
         .def("memory", &Graph::memory)
@@ -1335,6 +1342,8 @@ PYBIND11_MODULE(_graph, mod) {
     mod.def("available_kernels", &available_kernels, "The kernels this CPU can run, worst to best.");
     mod.def("set_kernel", &set_kernel, py::arg("name"),
             "Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting.");
+    mod.def("_allowed_labels", &allowed_labels, py::arg("allowed"),
+            "Tests only: the labels a Graph.query `allowed` argument (roaring bytes or a label array) allows.");
     mod.def(
         "_fail_after", [](int64_t count) { g_fail_after.store(count); }, py::arg("count"),
         "Tests only: the count-th insert or query from now on raises RuntimeError (0 turns it off).");

@@ -12,6 +12,9 @@ def available_kernels() -> list[str]:
 def set_kernel(name: str) -> str:
     """Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting."""
 
+def _allowed_labels(allowed: bytes | npt.NDArray[np.uint32] | npt.NDArray[np.int64]) -> list[int]:
+    """Tests only: the labels a `Graph.query` `allowed` argument allows, ascending."""
+
 def _fail_after(count: int) -> None:
     """Tests only: the count-th insert or query from now on raises RuntimeError (0 turns it off)."""
 
@@ -43,6 +46,24 @@ class Graph:
         acorn: bool = False,
         allowed_list: npt.NDArray[np.uint32] | npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def query(
+        self,
+        queries: npt.NDArray[np.float32],
+        rerank_queries: npt.NDArray[np.float32] | None,
+        k: int,
+        width: int,
+        keep: int,
+        ef: int,
+        rescore: bool,
+        rows: npt.NDArray[np.float32] | None,
+        alive: npt.NDArray[np.bool_],
+        upto: int,
+        n: int,
+        allowed: bytes | npt.NDArray[np.uint32] | npt.NDArray[np.int64] | None,
+        walk: int,
+        threads: int,
+    ) -> list[tuple[list[int], list[float]]]:
+        """A dense field's ANN plan per query (index/native.py): (labels, user-facing scores), best first."""
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...
     def memory(self) -> dict[str, int]: ...

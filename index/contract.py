@@ -67,6 +67,7 @@ class CollectionOptions:
     save_idle_seconds: float = 2.0  # persist the index once idle this long after a change
     save_max_seconds: float = 60.0  # and at least this often while busy
     index_threads: int | None = None
+    search_threads: int | None = None  # threads a batch search runs on natively (index/native.py); None: all cores
     # the background optimizer (index/optimizer.py): compact once dead labels exceed this share of all
     # labels and the collection has at least this many; per collection, `config.optimizer` overrides both
     vacuum_threshold: float = 0.2

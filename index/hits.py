@@ -52,7 +52,7 @@ class HitReader:
             labels, scores = [labels[i] for i in keep], [scores[i] for i in keep]
         ids = self.labels.ids
         hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
-        names = self.vector_names(q.with_vector)
+        names = self.vector_names(q.with_vector) if q.with_vector else []
         if q.with_payload or names:
             # a filtered hit whose point was overwritten since the search is dropped: the new payload
             # need not match the filter (an unfiltered one gets the point's current payload)

@@ -35,7 +35,7 @@ class RWLock:
     def _release_read(self) -> None:
         with self._cond:
             self._readers -= 1
-            if not self._readers:
+            if not self._readers and self._waiting_writers:  # only a writer waits for no readers
                 self._cond.notify_all()
 
     @contextmanager

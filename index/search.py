@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index import planner
+from index import native, planner
 from index.backends.base import F32, I64
 from index.contract import Query, QueryResult
 from index.dense import DenseField
@@ -48,6 +48,11 @@ def search_queries(coll: Collection, queries: list[Query]) -> list[QueryResult]:
         mat = f.prepare(np.stack([queries[i].vector for i in members]))
         if f.query_sample.reservoir_size:
             f.query_sample.offer(mat)
+        got = native.search_batch(f, mat, k, first.params, coll.options.search_threads)
+        if got is not None:
+            for (labels, scores), i in zip(got[0], members, strict=True):
+                results[i] = coll.hits.finish(queries[i], f, (labels, scores, got[1]))
+            continue
         hits, strategy = planner.plan(f, mat, k, first.params, None)
         for row, i in enumerate(members):
             labels, scores = planner.to_user(f, hits.labels[row], hits.scores[row])
@@ -56,11 +61,29 @@ def search_queries(coll: Collection, queries: list[Query]) -> list[QueryResult]:
 
 
 def search_one(coll: Collection, q: Query) -> QueryResult:
+    if q.filter is None:  # the common case first, in as few steps as possible
+        f = coll.field(q.using)
+        if isinstance(f, DenseField):
+            return coll.hits.finish(q, f, _unfiltered(f, q))
     scanned: list[bool] = []
     result = _search_filtered(coll, q, scanned)
     if scanned and scanned[0]:
         result.strategy += "+payload_scan"  # a filter key without a payload index: tell the user
     return result
+
+
+def _unfiltered(f: DenseField, q: Query) -> planner.Ranked:
+    planner.check_params(f, q.params)
+    mat = f.prepare_one(q.vector)
+    if f.query_sample.reservoir_size:
+        f.query_sample.offer(mat)
+    k = q.limit + q.offset
+    ranked = native.search(f, mat, k, q.params, None) or planner.search_fast(f, q, mat)
+    if ranked is None:
+        hits, strategy = planner.plan(f, mat, k, q.params, None)
+        labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
+        ranked = labels, scores, strategy
+    return ranked
 
 
 def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryResult:
@@ -82,15 +105,16 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
     mat = f.prepare_one(q.vector)
     if f.query_sample.reservoir_size:
         f.query_sample.offer(mat)
-    ranked = planner.search_fast(f, q, mat)
+    k = q.limit + q.offset
+    subset = allowed()  # a dense field's unfiltered searches are `_unfiltered`'s
+    if subset is not None and len(subset) == 0:
+        return QueryResult([], "exact_filtered")
+    tg = _tenant_graph(coll, f, q, subset)
+    if tg is not None and subset is not None:
+        return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset.labels))
+    ranked = native.search(f, mat, k, q.params, subset) if subset is not None else None
     if ranked is None:
-        subset = allowed()
-        if subset is not None and len(subset) == 0:
-            return QueryResult([], "exact_filtered")
-        tg = _tenant_graph(coll, f, q, subset)
-        if tg is not None and subset is not None:
-            return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset.labels))
-        hits, strategy = planner.plan(f, mat, q.limit + q.offset, q.params, subset)
+        hits, strategy = planner.plan(f, mat, k, q.params, subset)
         labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
         ranked = labels, scores, strategy
     return coll.hits.finish(q, f, ranked)

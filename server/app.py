@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 save_idle_seconds=settings.index_save_idle_seconds,
                 save_max_seconds=settings.index_save_max_seconds,
                 index_threads=settings.index_threads,
+                search_threads=settings.search_threads,
                 vacuum_threshold=settings.vacuum_threshold,
                 disk_min_free=settings.disk_min_free_bytes,
                 ram_cap=settings.ram_cap_bytes,

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     index_save_idle_seconds: float = Field(2.0, gt=0, description="persist an index this long after it settles")
     index_save_max_seconds: float = Field(60.0, gt=0, description="and at least this often while indexing")
     index_threads: int | None = Field(None, ge=1, description="threads for index building (default: all cores)")
+    search_threads: int | None = Field(
+        None, ge=1, description="threads one batch of searches runs on, natively (default: all cores)"
+    )
     ram_cap_bytes: int = Field(
         0, ge=0, description="RAM a collection's in-RAM vector copies may take; past it they are memory-mapped"
     )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from index import native
 from index.backends.base import Hits
 from index.collection import Collection
 from index.contract import CollectionOptions, Query
@@ -95,6 +96,7 @@ def test_a_broad_filter_whose_candidates_mostly_fail_it_walks_with_the_filter(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     coll, data = _make(engine, "cosine", "hnsw")
+    monkeypatch.setattr(native, "ENABLED", False)  # the Python planner's road (test_native.py: the native one)
     monkeypatch.setattr(Selection, "contains", lambda self, labels: np.zeros(labels.shape, bool))
     q = rows(np.random.default_rng(4), 1, DIM)[0]
     res = coll.search([Query(q, limit=7, filter=GROUPS_012.filter)])[0]
@@ -118,6 +120,7 @@ def test_a_filtered_walk_that_comes_up_short_falls_back_to_exact(
         return Hits(labels, scores)
 
     monkeypatch.setattr(index, "search", short)
+    monkeypatch.setattr(native, "ENABLED", False)  # the Python planner's road (test_native.py: the native one)
     q = rows(np.random.default_rng(2), 1, DIM)[0]
     res = coll.search([Query(q, limit=9, filter=GROUPS_345.filter)])[0]
     assert res.strategy == "exact_fallback"
