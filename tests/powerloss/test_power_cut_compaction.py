@@ -1,4 +1,4 @@
-"""Power cuts during compactions, under a real `nestor serve` whose data directory is on lossyfs.
+"""Power cuts during compactions and snapshots, under a real `nestor serve` whose data directory is on lossyfs.
 
 Each round starts a writer (overwrites, new ids, deletes: tests/e2e/test_crash_compaction.py), asks for
 a compaction (`POST /collections/c/optimize`), waits until it is copying, indexing, catching up or
@@ -6,11 +6,13 @@ swapping, and then dies there: most rounds at a crash point (lossyfs kills the s
 n-th fsync or rename from then on, so the cut finds the most unsynced state the phase can leave: a
 staging generation half written, a marker not yet durable, one rename of the swap done and the other
 not), the others at a random moment. The power is cut, the directory rolled back to what was fsynced,
-and the server restarted on it, which must finish or undo the swap the cut interrupted.
+and the server restarted on it, which must finish or undo the swap the cut interrupted. Every fifth
+round takes a snapshot instead (acknowledged), then dies writing a second one.
 
 After each restart: every acknowledged point with its payload and its vector bit for bit, no acknowledged
 delete back, the count, an exact search against numpy, `PRAGMA integrity_check` of the store as the cut
-left it, and no generation directory (`.c.compact-new`, `.c.compact-old`) or marker left over.
+left it, no generation directory (`.c.compact-new`, `.c.compact-old`) or marker left over, and every
+acknowledged snapshot listed, the newest restoring whole with the count it recorded.
 CI runs a few rounds; `NESTOR_POWERCUT_COMPACTION_ROUNDS=50` a long series (benchmarks/RELIABILITY.md).
 """
 
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nestor_client import NestorClient
+from nestor_client import NestorClient, NestorError
 from tests.e2e.oracle import check_exact_search, check_vectors
 from tests.e2e.serverproc import ServerProcess
 from tests.e2e.test_crash_compaction import DIM, KILL_IN, N, Truth, _phase_when, _writer
@@ -44,6 +46,7 @@ REPORT = os.environ.get("NESTOR_POWERCUT_COMPACTION_REPORT")  # a JSON file for 
 ENV = {"NESTOR_OPTIMIZER_INTERVAL": "0", **FAST_SAVES}  # compactions only when asked; frequent index saves
 # A crash point's n: fsyncs and renames from the moment the phase is seen. The writer makes two per batch
 # (rows, then the commit), the copy two per 1,024 points, the swap about a dozen with the writer held.
+MOMENTS = [*KILL_IN, "snapshot"]  # the compaction's phases, and a snapshot being written
 CRASH_POINT = {"copying": (1, 12), "indexing": (1, 30), "catching up": (1, 30), "swapping": (1, 14)}
 
 
@@ -90,8 +93,9 @@ def check(c: NestorClient, data: Path, truth: Truth, seed: int) -> list[str]:
 def _die_in(
     c: NestorClient, server: ServerProcess, *, lossy: LossyMount, target: str, rnd: random.Random
 ) -> dict[str, Any]:
-    """Wait for the compaction to reach `target`, then die there: at a crash point (two rounds in three)
-    or kill -9 at a random moment of it. Returns what happened."""
+    """Start a compaction, wait for it to reach `target`, then die there: at a crash point (two rounds in
+    three) or kill -9 at a random moment of it. Returns what happened."""
+    c.optimize("c")
     seen = _phase_when(c, target, random.Random(rnd.random()))
     at_crash_point = rnd.random() < 2 / 3
     if at_crash_point:
@@ -102,6 +106,46 @@ def _die_in(
         time.sleep(rnd.uniform(0.0, 0.3))
         server.kill9()
     return {"target": target, "seen": seen, "armed": at_crash_point}
+
+
+class Snapshots:
+    """The snapshots acknowledged so far: (name, the point count it recorded)."""
+
+    def __init__(self) -> None:
+        self.acked: list[tuple[str, int]] = []
+
+    def take_and_die(
+        self, c: NestorClient, server: ServerProcess, *, lossy: LossyMount, rnd: random.Random
+    ) -> dict[str, Any]:
+        """Take one snapshot under the writes (acknowledged: it must survive), then start a second and die in
+        it: just before one of its fsyncs or renames (the tar, its rename, its metadata, the folder)."""
+        snap = c.create_snapshot("c")
+        self.acked.append((snap.name, snap.count))
+        lossy.arm(n := rnd.randint(1, 5), "/snapshots/")
+        second = threading.Thread(target=_ignore_errors, args=(c.create_snapshot, "c"))
+        second.start()
+        killed = _wait_death(server, 10.0)
+        second.join(timeout=30)
+        return {"target": "snapshot", "seen": "snapshot", "armed": True, "n": n, "died_at_crash_point": killed}
+
+    def check(self, c: NestorClient) -> list[str]:
+        """Every acknowledged snapshot is listed, and the newest restores whole with the count it recorded."""
+        listed = {s.name for s in c.list_snapshots("c")}
+        problems = [f"acknowledged snapshot {name} is gone" for name, _ in self.acked if name not in listed]
+        if self.acked:
+            name, count = self.acked[-1]
+            got = c.restore_snapshot("r", name, source="c").count
+            if got != count:
+                problems.append(f"snapshot {name} restored {got} points, it recorded {count}")
+            c.delete_collection("r")
+        return problems
+
+
+def _ignore_errors(fn: Callable[..., object], *args: object) -> None:
+    try:
+        fn(*args)
+    except NestorError:
+        pass  # the server dies under it
 
 
 def _start(lossy: LossyMount, truth: Truth) -> ServerProcess:
@@ -125,14 +169,14 @@ def _round(
     *,
     cut: bool = True,
 ) -> tuple[ServerProcess, dict[str, Any]]:
-    """Writes go on, a compaction starts, `die` kills the server somewhere in it; then the power cut (or,
-    with `cut=False`, only the crash: everything written stays), the restart and the checks."""
+    """Writes go on, `die` starts a compaction (or a snapshot) and kills the server somewhere in it; then
+    the power cut (or, with `cut=False`, only the crash: everything written stays), the restart and the
+    checks."""
     stop = threading.Event()
     t = threading.Thread(target=_writer, args=(server.url, stop, truth, seed + 1))
     t.start()
     time.sleep(random.Random(seed).uniform(0.05, 0.3))
     with NestorClient(server.url, timeout=30.0) as c:
-        c.optimize("c")
         died = die(c, server)
     server.kill9()  # if it is not dead already
     stop.set()
@@ -158,12 +202,19 @@ def test_power_cuts_during_compaction_keep_every_acknowledged_write(lossy: Lossy
     truth = Truth()
     rnd = random.Random(19)
     rounds: list[dict[str, Any]] = []
+    snapshots = Snapshots()
     server = _start(lossy, truth)
     try:
         for round_ in range(ROUNDS):
-            target = KILL_IN[round_ % len(KILL_IN)]
-            die = functools.partial(_die_in, lossy=lossy, target=target, rnd=rnd)
+            target = MOMENTS[round_ % len(MOMENTS)]
+            die: Callable[[NestorClient, ServerProcess], dict[str, Any]] = (
+                functools.partial(snapshots.take_and_die, lossy=lossy, rnd=rnd)
+                if target == "snapshot"
+                else functools.partial(_die_in, lossy=lossy, target=target, rnd=rnd)
+            )
             server, died = _round(lossy, server, truth, round_, die)
+            with NestorClient(server.url, timeout=60.0) as c:
+                died["problems"] += snapshots.check(c)
             rounds.append(died)
             if REPORT:
                 _report(Path(REPORT), rounds, time.monotonic() - started)
@@ -174,7 +225,7 @@ def test_power_cuts_during_compaction_keep_every_acknowledged_write(lossy: Lossy
     finally:
         server.stop()
     # The cuts hit compactions at work, threw unsynced data away, and some died at their crash point.
-    assert sum(r["seen"] in KILL_IN for r in rounds) >= ROUNDS // 2, rounds
+    assert sum(r["seen"] in MOMENTS for r in rounds) >= ROUNDS // 2, rounds
     assert all(r["unsynced_blocks"] > 0 for r in rounds), rounds
     assert sum(r["killed_at_crash_point"] for r in rounds) > 0, rounds
     assert any(r["left_on_disk"] != "c only" for r in rounds), rounds  # some cut left a generation to recover
@@ -204,6 +255,7 @@ def test_a_crash_at_each_step_of_the_swap_finishes_or_undoes_it(lossy: LossyMoun
             died_at = {"step": step, "died_at_crash_point": False}
 
             def die(c: NestorClient, s: ServerProcess, died_at: dict[str, Any] = died_at) -> dict[str, Any]:
+                c.optimize("c")
                 died_at["died_at_crash_point"] = _wait_death(s, 60.0)
                 return died_at
 
@@ -212,6 +264,17 @@ def test_a_crash_at_each_step_of_the_swap_finishes_or_undoes_it(lossy: LossyMoun
             assert died["problems"] == [] and died["integrity_problems"] == [], died
             assert died["left_on_disk"] == left, died
             assert not cut or died["killed_at_crash_point"] == 1, died
+        # Regression: the generation directories removed after a swap (and at open) came back whole at a
+        # later cut, a second copy of the data on disk: their removal was never fsynced into collections/.
+        with NestorClient(server.url, timeout=120.0) as c:
+            assert c.optimize("c", wait=True)["last_error"] is None
+        server.kill9()
+        lossy.power_cut()
+        assert left_on_disk(lossy.backing) == "c only"
+        lossy.mount()
+        server = ServerProcess(lossy.mnt, env=ENV).start()
+        with NestorClient(server.url, timeout=30.0) as c:
+            assert check(c, lossy.mnt, truth, 0) == []
     finally:
         server.stop()
 
