@@ -85,10 +85,22 @@ def recover(directory: Path) -> None:
         elif old.exists():
             old.rename(directory)
         fsync_dir(directory.parent)
-    for d in (new, old):
+    _remove(new, old)
+    if (directory / MARKER).exists():
+        (directory / MARKER).unlink()
+        fsync_dir(directory)
+
+
+def _remove(*dirs: Path) -> None:
+    """Remove generation directories for good: without the fsync of their parent a power cut brings
+    them back whole (recovered again at the next open, but holding a second copy of the data till then)."""
+    gone = False
+    for d in dirs:
         if d.exists():
-            shutil.rmtree(d)
-    (directory / MARKER).unlink(missing_ok=True)
+            shutil.rmtree(d, ignore_errors=True)
+            gone = True
+    if gone:
+        fsync_dir(dirs[0].parent)
 
 
 def recover_all(root: Path) -> None:
@@ -242,9 +254,7 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
     """Compact `coll` in place (see the module docstring); returns what it did."""
     t0 = time.perf_counter()
     new_dir, old_dir = staging_dirs(coll.dir)
-    for d in (new_dir, old_dir):
-        if d.exists():
-            shutil.rmtree(d)
+    _remove(new_dir, old_dir)
     with coll._write_lock:
         n0 = coll.labels.n
         live0 = coll.labels.live_labels(n0)
@@ -327,9 +337,10 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
         if not swapped:
             if not staging.closed:
                 staging.close()
-            shutil.rmtree(new_dir, ignore_errors=True)
+            _remove(new_dir)
         raise
-    shutil.rmtree(old_dir, ignore_errors=True)
+    _remove(old_dir)
+    fsync_dir(coll.dir)  # the marker's unlink (stale after the swap: it would only be removed again at open)
     after = _disk_bytes(coll.dir)
     result = {
         "points": coll.count,

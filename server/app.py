@@ -190,7 +190,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_route(QDRANT_PREFIX, version_info, methods=["GET"])  # its root without the slash, as the client asks
     install_error_handlers(app)
     install_openapi(app)  # documents the envelope the responses really have
-    app.add_middleware(WriteAdmission, max_pending=settings.max_pending_writes)  # 503 past it (server/admission.py)
+    max_rss = settings.max_rss_mb * 2**20 if settings.max_rss_mb is not None else None
+    app.add_middleware(WriteAdmission, max_pending=settings.max_pending_writes, max_rss=max_rss)  # 503 past them
     app.add_middleware(RequestMetrics, metrics=monitor.metrics, monitor=monitor)  # inside the gate and body limit
     app.add_middleware(
         BodyLimit,

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     max_pending_writes: int = Field(
         64, ge=1, description="upserts and deletes in progress at once; more get 503 with Retry-After"
     )
+    max_rss_mb: int | None = Field(
+        None,
+        ge=1,
+        description="resident memory (MiB) past which writes that add data get 503 with Retry-After (unset: no limit)",
+    )
     max_batch_points: int = Field(10_000, ge=1, description="points per upsert/delete/get request (413)")
     max_search_limit: int = Field(10_000, ge=1, description="largest limit+offset of a search (422)")
     max_search_batch: int = Field(1_024, ge=1, description="searches per batch search request (413)")

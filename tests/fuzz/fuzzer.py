@@ -1,9 +1,11 @@
 """Schemathesis over every operation of `/openapi.json`, in-process, against a real app with data.
 
-Each operation gets positive cases (valid by the schema) and negative ones (invalid on purpose).
-Half of the cases aim at a realistic collection (`fuzz384`: dimension 384, named vectors, payload
-indexes, seeded points; tests/fuzz/targets.py), with their vectors resized to fit most of the time; a
-quarter at a tiny one (`fuzz`, dimension 4); the rest keep their generated name. Targets are recreated
+Each operation gets positive cases (valid by the schema) and negative ones (invalid on purpose), by
+default as many. Cases on a collection aim at a realistic one (`fuzz384`: dimension 384, named vectors,
+payload indexes, seeded points; tests/fuzz/targets.py) four times in five (positive) or in two (negative),
+else at a tiny one (`fuzz`, dimension 4), or (negative only) keep their generated name. Three positive
+cases in four get a body that fits their target (`fit_body`: vector sizes, the one-of rules the schema
+cannot state, ids, limits) and, on a snapshot route, the name of an existing snapshot. Targets are recreated
 whenever a case deletes them, so cases reach the engine instead of stopping at a 404. Most carry the
 admin key; some the read key or none, so the auth answers are fuzzed too. A case fails on a 5xx, on a
 response that does not match the documented schema (the envelope, see `server/openapi.py`), or on a
@@ -39,10 +41,15 @@ from schemathesis.python import asgi
 from server.app import create_app
 from server.auth import hash_key
 from server.settings import Settings
-from tests.fuzz.targets import REAL, SMALL, ensure_targets, fit_vectors
+from tests.fuzz.targets import DIMS, REAL, SMALL, SMALL_DIM, ensure_snapshot, ensure_targets, fit_body
 
 KEYS = {"admin": "fuzz-admin-key", "read": "fuzz-read-key"}
-AIMS = [REAL, REAL, SMALL, ""]  # "": the generated name
+# Where a case on a collection goes. "": its generated name (a 404, or a 422 for an invalid name); positive
+# cases always reach a collection, so that a valid request is answered by the engine, not by the 404.
+AIMS = {GenerationMode.POSITIVE: [REAL, REAL, REAL, REAL, SMALL], GenerationMode.NEGATIVE: [REAL, REAL, SMALL, ""]}
+# The key a case carries: mostly admin; the read key and none, so the auth answers are fuzzed too (more
+# often on negative cases: a positive one is there to reach the engine).
+WHO = {GenerationMode.POSITIVE: ["admin"] * 10 + ["read", ""], GenerationMode.NEGATIVE: ["admin"] * 6 + ["read", ""]}
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 
@@ -52,12 +59,17 @@ class FuzzReport:
     by_operation: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)  # every request's, failed checks included
     by_target: dict[str, Counter[int]] = field(default_factory=dict)  # the same, per aimed collection
+    by_mode: dict[str, Counter[int]] = field(default_factory=dict)  # ... per generation mode
+    by_op_status: dict[str, Counter[int]] = field(default_factory=dict)  # ... and per operation
     failures: list[str] = field(default_factory=list)
     generator_errors: list[str] = field(default_factory=list)  # schemathesis failed to generate, not the app
 
 
-def run_fuzz(examples: int, data_dir: Path | None = None, seed: int | None = 0) -> FuzzReport:
-    """`examples` cases per operation and generation mode; returns the counts and every failure."""
+def run_fuzz(
+    examples: int, data_dir: Path | None = None, seed: int | None = 0, negative_examples: int | None = None
+) -> FuzzReport:
+    """`examples` positive cases per operation and `negative_examples` negative ones (default: as many);
+    returns the counts and every failure."""
     tmp = tempfile.TemporaryDirectory(prefix="nestor-fuzz-") if data_dir is None else None
     root = Path(tmp.name) if tmp is not None else data_dir
     assert root is not None
@@ -68,8 +80,10 @@ def run_fuzz(examples: int, data_dir: Path | None = None, seed: int | None = 0) 
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         for result in schema.get_all_operations():
             op = result.ok()  # type: ignore[union-attr]  # an Err (a broken schema) fails here
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                _fuzz_operation(app, op, mode, examples, seed, report)
+            _fuzz_operation(app, op, GenerationMode.POSITIVE, examples, seed, report)
+            negative = examples if negative_examples is None else negative_examples
+            if negative:
+                _fuzz_operation(app, op, GenerationMode.NEGATIVE, negative, seed, report)
     finally:
         asgi.shutdown_lifespans()  # closes the catalog the lifespan opened
         if tmp is not None:
@@ -89,31 +103,42 @@ def _fuzz_operation(
     )
     @given(
         case=op.as_strategy(generation_mode=mode),
-        aim=st.sampled_from(AIMS),
-        fit=st.integers(0, 3),
-        who=st.sampled_from(["admin"] * 6 + ["read", ""]),
+        aim=st.sampled_from(AIMS[mode]),
+        raw=st.integers(0, 3),  # 0 (what Hypothesis draws most) fits the body; 3 leaves it as generated
+        who=st.sampled_from(WHO[mode]),
     )
-    def one(case: Any, aim: str, fit: int, who: str) -> None:
+    def one(case: Any, aim: str, raw: int, who: str) -> None:
         ensure_targets(app)
         target = aim if aim and "name" in (case.path_parameters or {}) else ""
         if target:
             case.path_parameters["name"] = target
-        if target == REAL and fit and mode is GenerationMode.POSITIVE:  # 3 in 4: vectors of the right size
-            case.body = fit_vectors(case.body)
+        if target and raw < 3 and mode is GenerationMode.POSITIVE:  # most cases: a body that fits the target
+            case.body = fit_body(case.body, op.path, DIMS[""] if target == REAL else SMALL_DIM)
+            snapshot = ensure_snapshot(app) if target == REAL else None
+            if snapshot is not None and "snapshot" in (case.path_parameters or {}):  # one that exists
+                case.path_parameters["snapshot"] = snapshot
+            if snapshot is not None and op.path.endswith("/snapshots/restore") and isinstance(case.body, dict):
+                case.body |= {"snapshot": snapshot, "source": REAL}
         # Both headers: schemathesis generates its own bearer token for the documented security schemes.
         headers = {"api-key": KEYS[who], "authorization": f"Bearer {KEYS[who]}"} if who else {}
         report.requests += 1
         report.by_operation[op.label] += 1
         statuses = report.by_target.setdefault(target or "other", Counter())
+        per_mode = report.by_mode.setdefault(mode.value, Counter())
+        per_op = report.by_op_status.setdefault(op.label, Counter())
         try:
             response = case.call(headers=headers)
         except Exception as exc:  # an exception out of the app: what a client sees is a 500
             report.statuses[500] += 1
             statuses[500] += 1
+            per_mode[500] += 1
+            per_op[500] += 1
             report.failures.append(f"{op.label} [{mode.value}]: the app raised {exc!r}"[:300])
             return
         report.statuses[response.status_code] += 1  # counted before the checks, so failures show here too
         statuses[response.status_code] += 1
+        per_mode[response.status_code] += 1
+        per_op[response.status_code] += 1
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except BaseException as exc:  # noqa: BLE001 - a failed check (a BaseExceptionGroup): record it, go on

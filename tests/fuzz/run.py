@@ -26,6 +26,8 @@ def summary(report: FuzzReport, seconds: float) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "statuses": {str(s): n for s, n in sorted(report.statuses.items())},
         "by_target": {t: {str(s): n for s, n in sorted(c.items())} for t, c in sorted(report.by_target.items())},
+        "by_mode": {m: {str(s): n for s, n in sorted(c.items())} for m, c in sorted(report.by_mode.items())},
+        "by_operation": {o: {str(s): n for s, n in sorted(c.items())} for o, c in sorted(report.by_op_status.items())},
         "success_share": round(ok / report.requests, 3) if report.requests else 0.0,
         "server_errors": sum(n for s, n in report.statuses.items() if s >= 500),
         "failures": report.failures,
@@ -35,7 +37,10 @@ def summary(report: FuzzReport, seconds: float) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--examples", type=int, default=60, help="cases per operation and generation mode")
+    ap.add_argument("--examples", type=int, default=60, help="positive (schema-valid) cases per operation")
+    ap.add_argument(
+        "--negative-examples", type=int, default=None, help="invalid cases per operation (default: --examples)"
+    )
     ap.add_argument("--seed", type=int, default=None, help="derandomise (default: a random run)")
     args = ap.parse_args()
     # As under pytest (pyproject's filterwarnings): a warning in the app is an error, so a 500 shows. A JSON
@@ -44,7 +49,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message="overflow encountered in cast", category=RuntimeWarning)
     started = time.time()
-    report = run_fuzz(args.examples, seed=args.seed)
+    report = run_fuzz(args.examples, seed=args.seed, negative_examples=args.negative_examples)
     sys.stdout.write(json.dumps(summary(report, time.time() - started), indent=1) + "\n")
     return 1 if report.failures else 0
 

@@ -17,7 +17,9 @@ Writing `cut` to stdin is the power cut: every later operation fails with EIO, B
 exactly the durable state (the durable names of each directory, each file with its durable contents and
 size), and one JSON line reports what was thrown away. Unmount afterwards; the next mount starts from the
 rebuilt directory. `arm N` kills whoever makes the N-th fsync, directory fsync or rename from then on,
-just before it (a crash point: the cut that follows finds the most unsynced state there can be).
+just before it (a crash point: the cut that follows finds the most unsynced state there can be);
+`arm N REGEX` counts only the operations on a path the regular expression finds (a rename matches on
+`OLD -> NEW`), as LazyFS's `from_rgx`, to kill at one chosen step.
 `stats` reports the counts without cutting.
 
 Inodes are tracked by our own node ids (the backing filesystem may reuse inode numbers), so a file
@@ -31,6 +33,7 @@ import errno
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +84,7 @@ class LossyFS:
         self.mutex = threading.Lock()
         self.dead = False
         self.kill_at: int | None = None  # see arm()
+        self.kill_on: re.Pattern[str] | None = None  # ... counting only the operations on these paths
         self.killed = 0
 
     def _real(self, path: str) -> str:
@@ -93,17 +97,32 @@ class LossyFS:
             raise OSError(errno.EBADF, "no file handle")
         return self.model.lookup(path), None
 
-    def arm(self, n: int) -> dict[str, int]:
+    def arm(self, n: int, pattern: str | None = None) -> dict[str, int]:
         """Kill the calling process just before the `n`-th fsync, directory fsync or rename from now: the
         cut then finds the most it can, everything written since the last durability point (LazyFS's
-        `crash::timing=before`)."""
+        `crash::timing=before`). With `pattern`, count only the operations on a path it finds."""
         with self.mutex:
             self.kill_at = n
+            self.kill_on = re.compile(pattern) if pattern else None
             return {"armed": n}
 
-    def _crash_point(self) -> None:
+    def _path_of(self, nid: int) -> str:
+        """A live path of node `nid` (fsyncs come by handle, without one)."""
+        todo = [(0, "")]
+        while todo:
+            at, path = todo.pop()
+            if at == nid:
+                return path or "/"
+            todo += [(c, f"{path}/{name}") for name, c in self.model.nodes[at].entries.items()]
+        return ""
+
+    def _crash_point(self, path: str | None = None, nid: int | None = None) -> None:
         if self.kill_at is None:
             return
+        if self.kill_on is not None:
+            where = path if path is not None else self._path_of(nid) if nid is not None else ""
+            if not self.kill_on.search(where):
+                return
         self.kill_at -= 1
         if self.kill_at > 0:
             return
@@ -200,7 +219,7 @@ class LossyFS:
 
     @_op
     def rename(self, old: str, new: str) -> int:
-        self._crash_point()
+        self._crash_point(f"{old} -> {new}")
         os.rename(self._real(old), self._real(new))
         self.model.renamed(old, new)
         return 0
@@ -223,7 +242,7 @@ class LossyFS:
 
     @_op
     def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
-        self._crash_point()
+        self._crash_point(nid=fh - DIR_HANDLE)
         self.model.fsync_dir(fh - DIR_HANDLE)
         return 0
 
@@ -269,7 +288,7 @@ class LossyFS:
 
     @_op
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
-        self._crash_point()
+        self._crash_point(nid=self.fds[fh])
         self.model.fsync_file(self.fds[fh], fh)
         return 0
 
@@ -295,7 +314,8 @@ def _control(fs: LossyFS, mountpoint: Path) -> None:
     for line in sys.stdin:
         cmd = line.strip()
         if cmd in ("cut", "stats") or cmd.startswith("arm "):
-            answer = fs.cut() if cmd == "cut" else fs.stats() if cmd == "stats" else fs.arm(int(cmd.split()[1]))
+            args = cmd.split(maxsplit=2)
+            answer = fs.cut() if cmd == "cut" else fs.stats() if cmd == "stats" else fs.arm(int(args[1]), *args[2:])
             sys.stdout.write(json.dumps(answer) + "\n")
             sys.stdout.flush()
     # stdin closed: whoever mounted us is gone; do not outlive it

@@ -92,9 +92,11 @@ class LossyMount:
         """fsyncs, dir_fsyncs, and what a cut now would throw away: unsynced_blocks, unsynced_entries."""
         return self._command("stats")
 
-    def arm(self, n: int) -> None:
-        """Kill whichever process makes the `n`-th fsync, directory fsync or rename from now, just before it."""
-        self._command(f"arm {n}")
+    def arm(self, n: int, pattern: str | None = None) -> None:
+        """Kill whichever process makes the `n`-th fsync, directory fsync or rename from now, just before it;
+        with `pattern` (a regular expression), count only those on a path it finds (a rename's path is
+        `OLD -> NEW`)."""
+        self._command(f"arm {n}" + (f" {pattern}" if pattern else ""))
 
     def power_cut(self) -> dict[str, int]:
         """Roll the backing directory back to its durable state and unmount; returns `stats()` at the cut."""

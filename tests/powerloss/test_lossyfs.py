@@ -239,3 +239,24 @@ for i in range(10):
     report = lossy.power_cut()
     assert report["killed_at_crash_point"] == 1 and report["unsynced_blocks"] == 2  # f2's two blocks
     assert tree(lossy.backing) == {"f0": b"x" * 5000, "f1": b"x" * 5000}
+
+
+def test_a_crash_point_can_count_only_the_operations_on_chosen_paths(lossy: LossyMount) -> None:
+    code = """
+import os, sys
+for name in ("a", "b", "c"):
+    with open(os.path.join(sys.argv[1], name + ".tmp"), "wb") as fh:
+        fh.write(name.encode() * 5000)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(os.path.join(sys.argv[1], name + ".tmp"), os.path.join(sys.argv[1], name))
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+"""
+    lossy.arm(1, r"b\.tmp -> /b$")  # only b's rename counts: a is done, b's data is fsynced, its name is not
+    writer = subprocess.run([sys.executable, "-c", code, str(lossy.mnt)], check=False)
+    assert writer.returncode == -9
+    assert lossy.power_cut()["killed_at_crash_point"] == 1
+    # the durable directory still holds b.tmp by the name it had at the last directory fsync
+    assert tree(lossy.backing) == {"a": b"a" * 5000}
