@@ -234,7 +234,10 @@ def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: En
         check(c, Stage(q, limit=10, prefetch=[Stage(q, params=cand, limit=40)]), limits=lim)
     with pytest.raises(DimensionMismatch):
         check(c, Stage(q, limit=10, prefetch=[Stage(q[:8].copy(), params=cand, limit=40)]))
-    with pytest.raises(InvalidVector):
+    huge = np.full(16, 1e30, np.float32)  # finite, though its dot product with itself overflows float32
+    check(c, Stage(huge, limit=10, prefetch=[Stage(huge, params=cand, limit=40)]))
+    for v in (np.nan, np.inf, -np.inf):
         bad = q.copy()
-        bad[3] = np.nan
-        check(c, Stage(bad, limit=10, prefetch=[Stage(bad, params=cand, limit=40)]))
+        bad[3] = v
+        with pytest.raises(InvalidVector):
+            check(c, Stage(bad, limit=10, prefetch=[Stage(bad, params=cand, limit=40)]))
