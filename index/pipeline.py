@@ -37,6 +37,7 @@ from nestor_client.models import (
     Metric,
     MuveraConfig,
     SearchParams,
+    VectorConfig,
 )
 
 __all__ = ["Fusion", "PipelineLimits", "Stage", "StageReport", "check", "run"]
@@ -103,6 +104,9 @@ class PipelineLimits:
     max_limit: int = 10_000  # one node's limit (the root's plus offset)
 
 
+_DEFAULT_LIMITS = PipelineLimits()  # one instance: a frozen dataclass costs a microsecond to build
+
+
 def check(
     coll: CollectionReader,
     root: Stage,
@@ -114,7 +118,7 @@ def check(
 ) -> None:
     """Validate the whole tree (raises a 4xx domain error); resolves queries by point id to vectors.
     `visible`: only points matching it may be queried by id (an API key's scope)."""
-    lim = limits or PipelineLimits()
+    lim = limits or _DEFAULT_LIMITS
     if not isinstance(with_vector, bool):
         have = [*coll.config.vector_fields(), *coll.config.sparse_fields()]
         unknown = [n for n in with_vector if n not in have]
@@ -128,21 +132,35 @@ def check(
 
 
 def _check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits) -> bool:
-    """`_check` of the commonest tree, a dense query rescoring one leaf of its own vector (the pipeline
-    form of a compressed index's rerank), without the general walk: on a 0.3 ms int8 search the walk
-    was a measurable share. False (nothing checked): not that tree, or over a limit (the walk says why)."""
-    if len(root.prefetch) != 1 or not isinstance(root.query, np.ndarray) or root.params is not None:
+    """`_check` of the commonest tree, a dense query rescoring one leaf of the same query on the same
+    vector (the pipeline form of a compressed index's rerank), without the general walk: on a 0.2 ms int8
+    search the walk was a measurable share. False (nothing set): not that tree, or something the general
+    walk must refuse (it says why)."""
+    q = root.query
+    if len(root.prefetch) != 1 or not isinstance(q, np.ndarray) or root.params is not None:
         return False
     leaf = root.prefetch[0]
-    if leaf.prefetch or not isinstance(leaf.query, np.ndarray) or leaf.using != root.using:
+    lq = leaf.query
+    if leaf.prefetch or not isinstance(lq, np.ndarray) or leaf.using != root.using:
         return False
     if lim.max_depth < 1 or k > lim.max_limit or leaf.limit > lim.max_limit or k + leaf.limit > lim.max_candidates:
         return False
-    using = root.using
-    _check_vector(coll, root, "the query", None)  # `visible` only matters for a query by point id
-    if not _same_as_checked(leaf, (root, using)):
-        _check_vector(coll, leaf, "a prefetch at depth 1", None)
-    root.fused, leaf.fused = _fused_params(coll, root, k), None
+    if root.using is not None and root.using in (coll.config.sparse_vectors or ()):
+        return False
+    try:
+        name, vcfg = coll.vector_config(root.using)
+    except InvalidRequest:
+        return False
+    if q.ndim != (1 if vcfg.multivector is None else 2) or q.size == 0 or q.shape[-1] != vcfg.dim:
+        return False
+    if lq is not q and (lq.dtype != q.dtype or lq.shape != q.shape or lq.tobytes() != q.tobytes()):
+        return False
+    if not _finite(q):
+        return False
+    root.using = leaf.using = name
+    root.lower = leaf.lower = vcfg.metric is Metric.l2
+    leaf.query, leaf.fused = q, None
+    root.fused = _fused_params(coll, root, k, vcfg)
     return True
 
 
@@ -256,10 +274,14 @@ def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter
         raise InvalidVector(f"{where}: the query is empty")
     if vec.shape[-1] != vcfg.dim:
         raise DimensionMismatch(f"{where}: vector {name!r} has dimension {vcfg.dim}, the query {vec.shape[-1]}")
-    # a finite self dot product has no NaN or infinity in it (3x cheaper than isfinite on one query);
-    # past float32's range it overflows, and the element-wise test decides
-    if not (math.isfinite(float(np.vdot(vec, vec))) or np.isfinite(vec).all()):
+    if not _finite(vec):
         raise InvalidVector(f"{where}: the query vector holds NaN or infinity")
+
+
+def _finite(vec: F32) -> bool:
+    """No NaN or infinity in `vec`: a finite self dot product has none (3x cheaper than `isfinite` on one
+    query); past float32's range it overflows, and the element-wise test decides."""
+    return math.isfinite(float(np.vdot(vec, vec))) or bool(np.isfinite(vec).all())
 
 
 def run(
@@ -391,7 +413,7 @@ class _Runner:
         return [(h.id, h.score) for h in res.hits], res.strategy
 
 
-def _fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:
+def _fused_params(coll: CollectionReader, st: Stage, k: int, cfg: VectorConfig | None = None) -> SearchParams | None:
     """The search params that answer `st` in one search, or None.
 
     A rescore over a single leaf that takes `rescore: false` candidates from the same vector with the same
@@ -412,7 +434,7 @@ def _fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | N
     over = p.limit / k
     if math.ceil(k * over) != p.limit or over > 1000:  # the search must take exactly the leaf's candidates
         return None
-    cfg = coll.vector_config(st.using)[1]
+    cfg = cfg or coll.vector_config(st.using)[1]
     if cfg.rerank.store != "float32":  # an int8 rerank store picks by int8 scores: not the tree's float rescore
         return None
     if isinstance(cfg.reduce, MatryoshkaReduceConfig) and pp.funnel != []:
