@@ -145,10 +145,11 @@ def _check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits
         return False
     if lim.max_depth < 1 or k > lim.max_limit or leaf.limit > lim.max_limit or k + leaf.limit > lim.max_candidates:
         return False
-    if root.using is not None and root.using in (coll.config.sparse_vectors or ()):
+    using = root.using
+    if using is not None and using in (coll.config.sparse_vectors or ()):
         return False
     try:
-        name, vcfg = coll.vector_config(root.using)
+        name, vcfg = coll.vector_config(using)
     except InvalidRequest:
         return False
     if q.ndim != (1 if vcfg.multivector is None else 2) or q.size == 0 or q.shape[-1] != vcfg.dim:
@@ -160,7 +161,7 @@ def _check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits
     root.using = leaf.using = name
     root.lower = leaf.lower = vcfg.metric is Metric.l2
     leaf.query, leaf.fused = q, None
-    root.fused = _fused_params(coll, root, k, vcfg)
+    root.fused = _fusion(leaf, k, vcfg)
     return True
 
 
@@ -294,10 +295,10 @@ def run(
     partial: bool = False,
 ) -> tuple[list[Hit], StageReport]:
     """Run a checked tree; the root's hits (paged by `offset`) and what ran at each node."""
-    ex = _Runner(coll, partial)
     if root.fused is not None:  # one search answers the tree: payloads and vectors come with it
-        hits, report = ex.fused(root, root.filter, root.limit + offset, with_payload, with_vector)
+        hits, report = _fused(coll, partial, root, root.filter, root.limit + offset, with_payload, with_vector)
         return hits[offset:], report
+    ex = _Runner(coll, partial)
     if not root.prefetch and not isinstance(root.query, Fusion) and root.query is not None:
         # a plain search: payloads and vectors come with it, no second read
         hits, report = ex.search(root, root.filter, root.limit + offset, with_payload, with_vector)
@@ -327,7 +328,7 @@ class _Runner:
             hits, report = self.search(st, flt, k, False, False)
             return [(h.id, h.score) for h in hits], report, st.lower
         if st.fused is not None:
-            hits, report = self.fused(st, flt, k, False, False)
+            hits, report = _fused(self.coll, self.partial, st, flt, k, False, False)
             return [(h.id, h.score) for h in hits], report, st.lower
         started = time.perf_counter()
         subs = [self.node(p, flt, p.limit) for p in st.prefetch]
@@ -367,31 +368,6 @@ class _Runner:
         scored = [(h.id, h.score) for h in hits]
         return hits, _report("search", st.using, res.strategy, k, 0, scored, started, [])
 
-    def fused(
-        self, st: Stage, flt: Filter | None, k: int, with_payload: bool, with_vector: WithVector
-    ) -> tuple[list[Hit], StageReport]:
-        """A candidates-then-rescore pair the field's own search runs in one call (`_fused_params`)."""
-        started = time.perf_counter()
-        p = st.prefetch[0]
-        assert isinstance(st.query, np.ndarray)
-        q = Query(
-            vector=st.query,
-            limit=k,
-            filter=_and(flt, p.filter),
-            params=st.fused,
-            with_payload=with_payload,
-            with_vector=with_vector,
-            score_threshold=st.score_threshold,
-            using=st.using,
-        )
-        res = self.coll.search([q], partial=self.partial)[0]
-        ms = (time.perf_counter() - started) * 1000
-        # built directly: this path is the int8 rerank's, where the pipeline's own Python is the cost
-        child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
-        strategy = f"{res.strategy} (candidates and rescore in one search)"
-        report = StageReport("rescore", st.using, strategy, k, p.limit, len(res.hits), ms, [child])
-        return res.hits, report
-
     def rescore(self, st: Stage, ids: list[PointIdT], k: int) -> tuple[Scored, str]:
         """The exact scores of `ids` on `st.using`, best `k` (a search restricted to them by `has_id`)."""
         if not ids:
@@ -413,7 +389,37 @@ class _Runner:
         return [(h.id, h.score) for h in res.hits], res.strategy
 
 
-def _fused_params(coll: CollectionReader, st: Stage, k: int, cfg: VectorConfig | None = None) -> SearchParams | None:
+def _fused(
+    coll: CollectionReader,
+    partial: bool,
+    st: Stage,
+    flt: Filter | None,
+    k: int,
+    with_payload: bool,
+    with_vector: WithVector,
+) -> tuple[list[Hit], StageReport]:
+    """A candidates-then-rescore pair the field's own search runs in one call (`_fused_params`); kept
+    lean (no runner, reports built directly): on an int8 index the pipeline's own Python is the cost."""
+    started = time.perf_counter()
+    p = st.prefetch[0]
+    q = Query(
+        vector=st.query,  # type: ignore[arg-type]  # a dense array: `_fused_params` says so
+        limit=k,
+        filter=flt if p.filter is None else _and(flt, p.filter),
+        params=st.fused,
+        with_payload=with_payload,
+        with_vector=with_vector,
+        score_threshold=st.score_threshold,
+        using=st.using,
+    )
+    res = coll.search([q], partial=partial)[0]
+    ms = (time.perf_counter() - started) * 1000
+    child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
+    strategy = f"{res.strategy} (candidates and rescore in one search)"
+    return res.hits, StageReport("rescore", st.using, strategy, k, p.limit, len(res.hits), ms, [child])
+
+
+def _fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:
     """The search params that answer `st` in one search, or None.
 
     A rescore over a single leaf that takes `rescore: false` candidates from the same vector with the same
@@ -424,17 +430,22 @@ def _fused_params(coll: CollectionReader, st: Stage, k: int, cfg: VectorConfig |
     if len(st.prefetch) != 1 or not isinstance(st.query, np.ndarray) or st.exclude is not None:
         return None
     p = st.prefetch[0]
-    pp = p.params
     if p.prefetch or not isinstance(p.query, np.ndarray) or p.exclude is not None or p.using != st.using:
-        return None
-    if pp is None or pp.rescore is not False or pp.exact or p.score_threshold is not None or p.limit < k:
         return None
     if p.query is not st.query and (p.query.shape != st.query.shape or p.query.tobytes() != st.query.tobytes()):
         return None  # (both checked finite float32: equal bytes are equal vectors; -0.0 only misses the fusion)
+    return _fusion(p, k, coll.vector_config(st.using)[1])
+
+
+def _fusion(p: Stage, k: int, cfg: VectorConfig) -> SearchParams | None:
+    """`_fused_params` once the tree is the pair (one leaf `p`, the same query and vector): its params and
+    the vector's config decide."""
+    pp = p.params
+    if pp is None or pp.rescore is not False or pp.exact or p.score_threshold is not None or p.limit < k:
+        return None
     over = p.limit / k
     if math.ceil(k * over) != p.limit or over > 1000:  # the search must take exactly the leaf's candidates
         return None
-    cfg = cfg or coll.vector_config(st.using)[1]
     if cfg.rerank.store != "float32":  # an int8 rerank store picks by int8 scores: not the tree's float rescore
         return None
     if isinstance(cfg.reduce, MatryoshkaReduceConfig) and pp.funnel != []:
