@@ -63,6 +63,9 @@ def resolve_source(spec: IngestSource, coll: AnyCollection, roots: IngestRoots) 
         raise InvalidSource(
             f"collection {coll.name!r} has only sparse vectors: a .npy source of dense ones cannot fill it"
         )
+    bm25 = text is not None and any(sv.encoder is not None for sv in sparse.values())
+    if coll.distributed and (spec.sparse_fields or bm25):  # Ray Data's path fills the dense vector only
+        raise InvalidSource(f"collection {coll.name!r} is sharded: its ingest jobs fill the dense vector only")
     if spec.sparse_fields and fmt is IngestFormat.npy:
         raise InvalidSource("a .npy source holds dense vectors only: sparse_fields go with JSON Lines and Parquet")
     return spec.model_copy(update={"format": fmt, "path": path, "text_field": text, "vector_field": vector})
