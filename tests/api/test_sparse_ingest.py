@@ -100,3 +100,28 @@ def test_bad_sparse_jobs_are_refused(
     with pytest.raises(InvalidSource, match=needle):
         client.ingest("c", _jsonl(tmp_path / "x.jsonl", [{"id": 1, "sv": _sv(1)}]), **options)
     assert client.list_jobs() == []
+
+
+def test_a_sharded_collection_refuses_sparse_ingest(tmp_path: Path) -> None:
+    """Ray Data's ingest fills the dense vector only: sparse fields, or text for a bm25 vector, are refused
+    when the job is submitted, not dropped silently."""
+    from types import SimpleNamespace
+
+    from nestor_client.models import CollectionConfig, IngestSource
+    from server.ingest.errors import InvalidSource as Refused
+    from server.ingest.roots import IngestRoots
+    from server.ingest.spec import resolve_source
+
+    bm25 = {"encoder": {"name": "bm25"}}
+    dense = {"dim": 2, "encoder": {"name": "hash", "config": {"dim": 2}}}
+    config = CollectionConfig.model_validate({**dense, "shards": 2, "sparse_vectors": {"s": {}, "b": bm25}})
+    coll = SimpleNamespace(
+        name="c", config=config, distributed=True, vector_config=lambda _: ("", config.vector_fields()[""])
+    )
+    path = _jsonl(tmp_path / "x.jsonl", [{"id": 1, "vector": [1.0, 2.0]}])
+    roots = IngestRoots([tmp_path])
+    spec = IngestSource(path=str(path), vector_field="vector")
+    assert resolve_source(spec, coll, roots).vector_field == "vector"  # type: ignore[arg-type]
+    for spec in (IngestSource(path=str(path), sparse_fields={"s": "sv"}), IngestSource(path=str(path), text_field="t")):
+        with pytest.raises(Refused, match="sharded"):
+            resolve_source(spec, coll, roots)  # type: ignore[arg-type]
