@@ -9,6 +9,7 @@ A `Stage` is one node of the tree (the engine's form of `nestor_client.query.Pre
 - **fusion** (prefetch, and a `Fusion`): the prefetch lists fused by RRF or DBSF (`index/fusion.py`);
 - **prefetch** (one prefetch, no query): its list, cut to `limit`.
 
+The value types live in `index/stages.py`; the fused candidates-and-rescore pair in `index/pair.py`.
 Leaves go through `CollectionReader.search`, never a field's own path, so anything a collection can
 search (a sharded collection, a sparse vector once it exists) is a leaf; a rescore is a search too.
 `check` validates the whole tree before anything runs (vector names, dimensions, a fusion without
@@ -17,9 +18,7 @@ prefetch, depth and candidate limits, point ids), so a bad pipeline is a 4xx and
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -27,82 +26,13 @@ import numpy as np
 from index.backends.base import F32
 from index.contract import CollectionReader, Hit, PointIdT, Query, SparseVec, WithVector
 from index.errors import DimensionMismatch, InvalidRequest, InvalidVector, LimitExceeded
-from index.fusion import DEFAULT_RRF_K, dbsf, rrf
+from index.fusion import dbsf, rrf
+from index.pair import check_pair, fused_params, run_fused
 from index.sparse import check_sparse
-from nestor_client.models import (
-    Filter,
-    HasIdCondition,
-    IvfPqIndexConfig,
-    MatryoshkaReduceConfig,
-    Metric,
-    MuveraConfig,
-    SearchParams,
-    VectorConfig,
-)
+from index.stages import Fusion, PipelineLimits, Scored, Stage, StageReport, and_filters, finite
+from nestor_client.models import Filter, HasIdCondition, Metric, SearchParams
 
 __all__ = ["Fusion", "PipelineLimits", "Stage", "StageReport", "check", "run"]
-
-Scored = list[tuple[PointIdT, float]]  # (id, user-facing score), best first
-
-
-@dataclass(frozen=True, slots=True)
-class Fusion:
-    method: Literal["rrf", "dbsf"]
-    k: int = DEFAULT_RRF_K
-    weights: tuple[float, ...] | None = None
-
-
-@dataclass(slots=True)
-class Stage:
-    """One node. `query`: a vector ([dim], or [tokens, dim] for a multivector), a `SparseVec` (for a
-    sparse `using`), a point id (its stored vector of `using`, the point itself left out), a `Fusion`,
-    or None (pass one prefetch through)."""
-
-    query: F32 | SparseVec | PointIdT | Fusion | None
-    using: str | None = None
-    filter: Filter | None = None
-    params: SearchParams | None = None
-    limit: int = 10
-    score_threshold: float | None = None
-    prefetch: list[Stage] = field(default_factory=list)
-    exclude: PointIdT | None = None  # set by `check` for a query by point id
-    lower: bool = False  # set by `check`: the vector's scores are L2 distances (lower is better)
-    fused: SearchParams | None = None  # set by `check`: the one search that answers this node (`_fused_params`)
-
-
-@dataclass(slots=True)
-class StageReport:
-    """What ran at one node (the wire's `nestor_client.query.QueryStage`; a dataclass, which costs a
-    fraction of a pydantic model per node on the search path)."""
-
-    kind: Literal["search", "rescore", "fusion", "prefetch"]
-    using: str | None
-    strategy: str | None
-    limit: int
-    candidates_in: int
-    candidates_out: int
-    time_ms: float
-    stages: list[StageReport]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "using": self.using,
-            "strategy": self.strategy,
-            "limit": self.limit,
-            "candidates_in": self.candidates_in,
-            "candidates_out": self.candidates_out,
-            "time_ms": self.time_ms,
-            "stages": [s.as_dict() for s in self.stages],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineLimits:
-    max_depth: int = 4  # prefetch levels under the root
-    max_candidates: int = 100_000  # the sum of every node's limit (the root's plus offset)
-    max_limit: int = 10_000  # one node's limit (the root's plus offset)
-
 
 _DEFAULT_LIMITS = PipelineLimits()  # one instance: a frozen dataclass costs a microsecond to build
 
@@ -124,45 +54,11 @@ def check(
         unknown = [n for n in with_vector if n not in have]
         if unknown:
             raise InvalidRequest(f"with_vector names {unknown} are not vectors of this collection ({list(have)})")
-    if _check_pair(coll, root, root.limit + offset, lim):
+    if check_pair(coll, root, root.limit + offset, lim):
         return
     total = _check(coll, root, 0, lim, root.limit + offset, visible, None)
     if total > lim.max_candidates:
         raise LimitExceeded(f"the pipeline asks for {total} candidates in all, over the maximum {lim.max_candidates}")
-
-
-def _check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits) -> bool:
-    """`_check` of the commonest tree, a dense query rescoring one leaf of the same query on the same
-    vector (the pipeline form of a compressed index's rerank), without the general walk: on a 0.2 ms int8
-    search the walk was a measurable share. False (nothing set): not that tree, or something the general
-    walk must refuse (it says why)."""
-    q = root.query
-    if len(root.prefetch) != 1 or not isinstance(q, np.ndarray) or root.params is not None:
-        return False
-    leaf = root.prefetch[0]
-    lq = leaf.query
-    if leaf.prefetch or not isinstance(lq, np.ndarray) or leaf.using != root.using:
-        return False
-    if lim.max_depth < 1 or k > lim.max_limit or leaf.limit > lim.max_limit or k + leaf.limit > lim.max_candidates:
-        return False
-    using = root.using
-    if using is not None and using in (coll.config.sparse_vectors or ()):
-        return False
-    try:
-        name, vcfg = coll.vector_config(using)
-    except InvalidRequest:
-        return False
-    if q.ndim != (1 if vcfg.multivector is None else 2) or q.size == 0 or q.shape[-1] != vcfg.dim:
-        return False
-    if lq is not q and (lq.dtype != q.dtype or lq.shape != q.shape or lq.tobytes() != q.tobytes()):
-        return False
-    if not _finite(q):
-        return False
-    root.using = leaf.using = name
-    root.lower = leaf.lower = vcfg.metric is Metric.l2
-    leaf.query, leaf.fused = q, None
-    root.fused = _fusion(leaf, k, vcfg)
-    return True
 
 
 def _check(
@@ -201,7 +97,7 @@ def _check(
     if st.prefetch and st.params is not None:
         raise InvalidRequest(f"{where}: params tune searches; a rescore over prefetch results is always exact")
     total = k + sum(_check(coll, p, depth + 1, lim, p.limit, visible, (st, raw_using)) for p in st.prefetch)
-    st.fused = _fused_params(coll, st, k) if st.prefetch else None
+    st.fused = fused_params(coll, st, k) if st.prefetch else None
     return total
 
 
@@ -275,14 +171,8 @@ def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter
         raise InvalidVector(f"{where}: the query is empty")
     if vec.shape[-1] != vcfg.dim:
         raise DimensionMismatch(f"{where}: vector {name!r} has dimension {vcfg.dim}, the query {vec.shape[-1]}")
-    if not _finite(vec):
+    if not finite(vec):
         raise InvalidVector(f"{where}: the query vector holds NaN or infinity")
-
-
-def _finite(vec: F32) -> bool:
-    """No NaN or infinity in `vec`: a finite self dot product has none (3x cheaper than `isfinite` on one
-    query); past float32's range it overflows, and the element-wise test decides."""
-    return math.isfinite(float(np.vdot(vec, vec))) or bool(np.isfinite(vec).all())
 
 
 def run(
@@ -296,7 +186,7 @@ def run(
 ) -> tuple[list[Hit], StageReport]:
     """Run a checked tree; the root's hits (paged by `offset`) and what ran at each node."""
     if root.fused is not None:  # one search answers the tree: payloads and vectors come with it
-        hits, report = _fused(coll, partial, root, root.filter, root.limit + offset, with_payload, with_vector)
+        hits, report = run_fused(coll, partial, root, root.filter, root.limit + offset, with_payload, with_vector)
         return hits[offset:], report
     ex = _Runner(coll, partial)
     if not root.prefetch and not isinstance(root.query, Fusion) and root.query is not None:
@@ -323,12 +213,12 @@ class _Runner:
 
     def node(self, st: Stage, above: Filter | None, k: int) -> tuple[Scored, StageReport, bool]:
         """The node's list, its report, and whether its scores are distances (lower is better)."""
-        flt = _and(above, st.filter)
+        flt = and_filters(above, st.filter)
         if not st.prefetch:
             hits, report = self.search(st, flt, k, False, False)
             return [(h.id, h.score) for h in hits], report, st.lower
         if st.fused is not None:
-            hits, report = _fused(self.coll, self.partial, st, flt, k, False, False)
+            hits, report = run_fused(self.coll, self.partial, st, flt, k, False, False)
             return [(h.id, h.score) for h in hits], report, st.lower
         started = time.perf_counter()
         subs = [self.node(p, flt, p.limit) for p in st.prefetch]
@@ -389,104 +279,12 @@ class _Runner:
         return [(h.id, h.score) for h in res.hits], res.strategy
 
 
-def _fused(
-    coll: CollectionReader,
-    partial: bool,
-    st: Stage,
-    flt: Filter | None,
-    k: int,
-    with_payload: bool,
-    with_vector: WithVector,
-) -> tuple[list[Hit], StageReport]:
-    """A candidates-then-rescore pair the field's own search runs in one call (`_fused_params`); kept
-    lean (no runner, reports built directly): on an int8 index the pipeline's own Python is the cost."""
-    started = time.perf_counter()
-    p = st.prefetch[0]
-    q = Query(
-        vector=st.query,  # type: ignore[arg-type]  # a dense array: `_fused_params` says so
-        limit=k,
-        filter=flt if p.filter is None else _and(flt, p.filter),
-        params=st.fused,
-        with_payload=with_payload,
-        with_vector=with_vector,
-        score_threshold=st.score_threshold,
-        using=st.using,
-    )
-    res = coll.search([q], partial=partial)[0]
-    ms = (time.perf_counter() - started) * 1000
-    child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
-    strategy = f"{res.strategy} (candidates and rescore in one search)"
-    return res.hits, StageReport("rescore", st.using, strategy, k, p.limit, len(res.hits), ms, [child])
-
-
-def _fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:
-    """The search params that answer `st` in one search, or None.
-
-    A rescore over a single leaf that takes `rescore: false` candidates from the same vector with the same
-    query is what that vector's own search does when its index is compressed (codes, then float32 rows),
-    IVF-PQ, or MUVERA (FDEs, then MaxSim): the leaf's limit is the search's `oversampling * limit`. That
-    search runs both steps in one native call, where the tree would walk, look the candidates up by id
-    and score them again (2.6x the CPU for int8: benchmarks/PIPELINE.md)."""
-    if len(st.prefetch) != 1 or not isinstance(st.query, np.ndarray) or st.exclude is not None:
-        return None
-    p = st.prefetch[0]
-    if p.prefetch or not isinstance(p.query, np.ndarray) or p.exclude is not None or p.using != st.using:
-        return None
-    if p.query is not st.query and (p.query.shape != st.query.shape or p.query.tobytes() != st.query.tobytes()):
-        return None  # (both checked finite float32: equal bytes are equal vectors; -0.0 only misses the fusion)
-    return _fusion(p, k, coll.vector_config(st.using)[1])
-
-
-def _fusion(p: Stage, k: int, cfg: VectorConfig) -> SearchParams | None:
-    """`_fused_params` once the tree is the pair (one leaf `p`, the same query and vector): its params and
-    the vector's config decide."""
-    pp = p.params
-    if pp is None or pp.rescore is not False or pp.exact or p.score_threshold is not None or p.limit < k:
-        return None
-    over = p.limit / k
-    if math.ceil(k * over) != p.limit or over > 1000:  # the search must take exactly the leaf's candidates
-        return None
-    if cfg.rerank.store != "float32":  # an int8 rerank store picks by int8 scores: not the tree's float rescore
-        return None
-    if isinstance(cfg.reduce, MatryoshkaReduceConfig) and pp.funnel != []:
-        return None  # the search would run the funnel's own stages
-    compressed = cfg.quantize is not None or cfg.reduce is not None or isinstance(cfg.index, IvfPqIndexConfig)
-    if not (compressed or isinstance(cfg.multivector, MuveraConfig)):
-        return None
-    if pp.funnel is not None:
-        return pp.model_copy(update={"rescore": True, "oversampling": over})
-    return _rescore_params(pp.ef, pp.nprobe, over)
-
-
-_RESCORE_PARAMS: dict[tuple[int | None, int | None, float], SearchParams] = {}
-
-
-def _rescore_params(ef: int | None, nprobe: int | None, over: float) -> SearchParams:
-    """Shared `SearchParams(rescore=True, ...)` for the fused pair (nothing mutates params): a copy of a
-    pydantic model per query is a measurable part of an int8 search's 0.3 ms."""
-    key = (ef, nprobe, over)
-    got = _RESCORE_PARAMS.get(key)
-    if got is None:
-        if len(_RESCORE_PARAMS) > 1024:
-            _RESCORE_PARAMS.clear()
-        got = _RESCORE_PARAMS[key] = SearchParams(ef=ef, nprobe=nprobe, oversampling=over, rescore=True)
-    return got
-
-
 def _vectors(st: Stage) -> tuple[F32, SparseVec | None]:
     """A checked node's query as `Query` carries it: a dense array, or an empty one and a sparse vector."""
     if isinstance(st.query, SparseVec):
         return np.zeros(0, np.float32), st.query
     assert isinstance(st.query, np.ndarray)
     return st.query, None
-
-
-def _and(a: Filter | None, b: Filter | None) -> Filter | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return Filter(must=[a, b])
 
 
 def _fuse(how: Fusion, lists: list[tuple[Scored, bool]]) -> Scored:
