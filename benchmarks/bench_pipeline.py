@@ -14,7 +14,9 @@ Sections: `funnel` (pypi-minilm, PCA-Matryoshka 128 dims on the native graph, 40
 `muvera` (pypi-minilm-tokens, (k_sim, d_proj, r_reps) = (2, 32, 20), HNSW over FDEs, 200 candidates),
 `int8` (pypi-minilm, int8 codes on the native graph, its default oversampling), and `fusion`: RRF of two
 dense searches (HNSW and int8 HNSW over the same vectors) against each search alone, the pipeline's
-own cost on top of its leaves.
+own cost on top of its leaves; and `own`: the pipeline's own Python per query, apart from the search
+(the int8 pair's check and run against a collection whose `search` returns a fixed answer, against a
+`Query` and that same call; a hot loop, so a floor: between real searches the caches are cold).
 Reported: recall@10 against the exact ground truth, the share of queries whose ids are identical in
 both forms, median QPS over the rounds, p50 latency, and the process CPU time per query (steadier than
 wall time when other processes load the machine), single-query, one thread.
@@ -61,7 +63,7 @@ from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig, FunnelStage, SearchParams  # noqa: E402
 
 K = 10
-SECTIONS = ("funnel", "muvera", "int8", "fusion")
+SECTIONS = ("funnel", "muvera", "int8", "fusion", "own")
 Searcher = Callable[[int], list[Any]]
 
 
@@ -245,6 +247,50 @@ def fusion_section(catalog: Catalog, args: argparse.Namespace) -> list[dict[str,
     return rows
 
 
+class _Canned:
+    """A collection whose `search` answers at once with a fixed result: what is left is the caller's Python."""
+
+    def __init__(self, coll: Collection, answer: Any) -> None:
+        self.coll, self.answer, self.config = coll, answer, coll.config
+
+    def vector_config(self, using: str | None) -> Any:
+        return self.coll.vector_config(using)
+
+    def search(self, queries: list[Query], *, partial: bool = False) -> list[Any]:
+        return [self.answer]
+
+
+def own_section(catalog: Catalog, args: argparse.Namespace) -> list[dict[str, Any]]:
+    ds = load_dataset(min(args.n, 2000), args.queries, args.data)
+    n, dim = ds.base.shape
+    cfg = {"dim": dim, "training": {"threshold": n}, "quantize": {"type": "int8"}}
+    coll = load(catalog, "own", cfg, list(range(n)), ds.base)
+    canned = _Canned(coll, coll.search([Query(ds.queries[0], limit=K, with_payload=False)])[0])
+    qs, leaf = ds.queries, SearchParams(rescore=False)
+
+    def special_one(i: int) -> list[Any]:
+        return [h.id for h in canned.search([Query(qs[i], limit=K, params=None, with_payload=False)])[0].hits]
+
+    def pipeline_one(i: int) -> list[Any]:
+        root = Stage(qs[i], limit=K, prefetch=[Stage(qs[i], limit=2 * K, params=leaf)])
+        check(canned, root)  # type: ignore[arg-type]
+        return [h.id for h in run(canned, root, with_payload=False)[0]]  # type: ignore[arg-type]
+
+    ways = {"special": special_one, "pipeline": pipeline_one}
+    best = dict.fromkeys(ways, math.inf)
+    reps = max(1, 20_000 // len(qs))
+    for _ in range(args.rounds * 5):
+        for way, fn in ways.items():
+            c0 = time.thread_time()
+            for _ in range(reps):
+                for i in range(len(qs)):
+                    fn(i)
+            best[way] = min(best[way], (time.thread_time() - c0) * 1e6 / (reps * len(qs)))
+    rows = [{"section": "own", "form": w, "own_us": best[w]} for w in ways]
+    rows[1]["own_over_special_us"] = best["pipeline"] - best["special"]
+    return rows
+
+
 def report(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("section", "path", ""),
@@ -261,6 +307,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         ("p50_over_both", "p50 / a then b", ".2f"),
         ("cpu_min_over_both", "best-round CPU / a then b", ".2f"),
         ("load_during", "max load", ".2f"),
+        ("own_us", "own Python µs/query (best)", ".2f"),
+        ("own_over_special_us", "pipeline - special µs", ".2f"),
     ]
     return markdown_table(rows, cols)
 
@@ -288,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         catalog = Catalog(Path(tmp))
         try:
             sections = (("funnel", funnel_section), ("muvera", muvera_section), ("int8", int8_section))
-            for name, fn in (*sections, ("fusion", fusion_section)):
+            for name, fn in (*sections, ("fusion", fusion_section), ("own", own_section)):
                 if name not in skip:
                     rows += fn(catalog, args)
         finally:

@@ -30,15 +30,17 @@ import numpy as np
 
 from index.backends.base import F32
 from index.collection import Collection
-from index.contract import CollectionOptions, Hit, PointIdT, Query, QueryResult, VectorsIn, WithVector
+from index.contract import CollectionOptions, Hit, PointIdT, Query, QueryResult, SparseVec, VectorsIn, WithVector
 from index.errors import NestorError
 from index.fsutil import atomic_write_bytes
 from nestor_client.models import CollectionConfig, Filter, SearchParams, parse_schema
 
 __all__ = ["PackedQuery", "PackedResult", "ShardReplica", "StaleReplica", "pack_query", "unpack_result"]
 
-# (vector, limit, filter, params as a dict, with_payload, with_vector, score_threshold, using)
-PackedQuery = tuple[F32, int, Filter | None, dict[str, Any] | None, bool, WithVector, float | None, str | None]
+# (vector, limit, filter, params as a dict, with_payload, with_vector, score_threshold, using, sparse)
+PackedQuery = tuple[
+    F32, int, Filter | None, dict[str, Any] | None, bool, WithVector, float | None, str | None, SparseVec | None
+]
 # (ids, scores, payloads, vectors by name, strategy)
 PackedResult = tuple[
     list[PointIdT], list[float], list[dict[str, Any] | None] | None, list[dict[str, Any] | None] | None, str
@@ -47,7 +49,7 @@ PackedResult = tuple[
 
 def pack_query(q: Query) -> PackedQuery:
     params = None if q.params is None else q.params.model_dump(exclude_unset=True)
-    return (q.vector, q.limit, q.filter, params, q.with_payload, q.with_vector, q.score_threshold, q.using)
+    return (q.vector, q.limit, q.filter, params, q.with_payload, q.with_vector, q.score_threshold, q.using, q.sparse)
 
 
 def unpack_result(r: PackedResult) -> QueryResult:
@@ -159,8 +161,8 @@ class ShardReplica:
         rows, ops = packed
         queries = [
             Query(v, limit=k, filter=f, params=None if p is None else SearchParams.model_validate(p),
-                  with_payload=wp, with_vector=wv, score_threshold=t, using=u)
-            for v, k, f, p, wp, wv, t, u in rows
+                  with_payload=wp, with_vector=wv, score_threshold=t, using=u, sparse=sp)
+            for v, k, f, p, wp, wv, t, u, sp in rows
         ]  # fmt: skip
         out: list[PackedResult] = []
         for q, r in zip(queries, self.search(queries, ops[self.shard]), strict=True):

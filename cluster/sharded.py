@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from cluster.checks import checked_vectors
+from cluster.checks import checked_sparse, checked_vectors
 from cluster.compiled import CompiledSearch
 from cluster.ray_cluster import RayCluster
 from cluster.replicas import Replica, Shard
@@ -99,6 +99,7 @@ class ShardedCollection(CompiledSearch):
         self.config = config
         self.options = options
         self.fields = config.vector_fields()
+        self.sparse = config.sparse_fields()
         self._default = default_vector(config)
         self.cluster = cluster
         self.allow_partial = False  # searches with a shard down fail unless asked (search(..., partial=True))
@@ -149,8 +150,14 @@ class ShardedCollection(CompiledSearch):
     ) -> ShardedCollection:
         if any(v.multivector is not None for v in config.vector_fields().values()):
             raise InvalidConfig("multi-vector collections cannot be sharded yet: leave shards and replicas at 1")
-        if config.sparse_vectors:
-            raise InvalidConfig("collections with sparse vectors cannot be sharded yet: leave shards and replicas at 1")
+        if config.sparse_vectors and not config.vector_fields():
+            raise InvalidConfig("sparse-only collections cannot be sharded yet: add a dense vector, or one shard")
+        idf = sorted(n for n, sv in config.sparse_fields().items() if sv.modifier == "idf")
+        if idf:  # each shard would count document frequencies over its own points only
+            raise InvalidConfig(
+                f"sparse vectors {idf} have modifier idf, which needs document frequencies over every shard: "
+                "sharded collections take sparse vectors without a modifier (or leave shards and replicas at 1)"
+            )
         directory.mkdir(parents=True)
         try:
             atomic_write_bytes(directory / "collection.json", config.model_dump_json().encode())
@@ -187,14 +194,18 @@ class ShardedCollection(CompiledSearch):
 
     def _check(
         self, ids: list[PointIdT], vectors: VectorsIn, payloads: list[dict[str, Any] | None] | None
-    ) -> dict[str, F32]:
+    ) -> dict[str, Any]:
         """The checks `Collection.upsert` makes, made before anything is sent, so no shard takes half a bad batch.
 
-        Returns each named vector as one matrix (zero rows where a point omits it: replicas get per-point lists)."""
+        Returns each dense vector as one matrix (zero rows where a point omits it: replicas get per-point lists),
+        each sparse one as a list (None where a point omits it)."""
         check_batch(ids, len(ids) if isinstance(vectors, Mapping) else len(vectors), payloads)
         given = dict(vectors) if isinstance(vectors, Mapping) else {self.vector_config(None)[0]: vectors}
-        out: dict[str, F32] = {}
+        out: dict[str, Any] = {}
         for name, part in given.items():
+            if name in self.sparse:
+                out[name] = checked_sparse(part, len(ids), name)
+                continue
             vcfg = self.fields.get(name)
             if vcfg is None:
                 raise InvalidVector(f"no vector named {name!r} in this collection; it has {sorted(self.fields)}")
@@ -220,7 +231,9 @@ class ShardedCollection(CompiledSearch):
                 sub_vec: dict[str, Any] = {}
                 for name, mat in checked.items():
                     given = present[name]
-                    if given is None or isinstance(given, np.ndarray):
+                    if isinstance(mat, list):  # a sparse vector: one per point, None where omitted
+                        sub_vec[name] = [mat[i] for i in rows]
+                    elif given is None or isinstance(given, np.ndarray):
                         sub_vec[name] = mat[rows]
                     else:  # per-point vectors: keep the points that omit this one omitting it
                         sub_vec[name] = [None if given[i] is None else mat[i] for i in rows]
@@ -283,7 +296,7 @@ class ShardedCollection(CompiledSearch):
             answers, missing = self._fan_out(lambda rep, op: rep.actor.search.remote(sub, op), partial=allow)
         out = []
         for i, q in enumerate(queries):
-            lower = self.vector_config(q.using)[1].metric is Metric.l2
+            lower = q.using not in self.sparse and self.vector_config(q.using)[1].metric is Metric.l2
             parts: list[list[Hit]] = [a[i].hits for a in answers if a is not None]
             kinds = sorted({a[i].strategy for a in answers if a is not None})
             strategy = "+".join(kinds) or "none"

@@ -9,6 +9,7 @@ A `Stage` is one node of the tree (the engine's form of `nestor_client.query.Pre
 - **fusion** (prefetch, and a `Fusion`): the prefetch lists fused by RRF or DBSF (`index/fusion.py`);
 - **prefetch** (one prefetch, no query): its list, cut to `limit`.
 
+The value types live in `index/stages.py`; the fused candidates-and-rescore pair in `index/pair.py`.
 Leaves go through `CollectionReader.search`, never a field's own path, so anything a collection can
 search (a sharded collection, a sparse vector once it exists) is a leaf; a rescore is a search too.
 `check` validates the whole tree before anything runs (vector names, dimensions, a fusion without
@@ -17,9 +18,7 @@ prefetch, depth and candidate limits, point ids), so a bad pipeline is a 4xx and
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -27,79 +26,15 @@ import numpy as np
 from index.backends.base import F32
 from index.contract import CollectionReader, Hit, PointIdT, Query, SparseVec, WithVector
 from index.errors import DimensionMismatch, InvalidRequest, InvalidVector, LimitExceeded
-from index.fusion import DEFAULT_RRF_K, dbsf, rrf
+from index.fusion import dbsf, rrf
+from index.pair import check_pair, fused_params, run_fused
 from index.sparse import check_sparse
-from nestor_client.models import (
-    Filter,
-    HasIdCondition,
-    IvfPqIndexConfig,
-    MatryoshkaReduceConfig,
-    Metric,
-    MuveraConfig,
-    SearchParams,
-)
+from index.stages import Fusion, PipelineLimits, Scored, Stage, StageReport, and_filters, finite
+from nestor_client.models import Filter, HasIdCondition, Metric, SearchParams
 
 __all__ = ["Fusion", "PipelineLimits", "Stage", "StageReport", "check", "run"]
 
-Scored = list[tuple[PointIdT, float]]  # (id, user-facing score), best first
-
-
-@dataclass(frozen=True, slots=True)
-class Fusion:
-    method: Literal["rrf", "dbsf"]
-    k: int = DEFAULT_RRF_K
-    weights: tuple[float, ...] | None = None
-
-
-@dataclass(slots=True)
-class Stage:
-    """One node. `query`: a vector ([dim], or [tokens, dim] for a multivector), a `SparseVec` (for a
-    sparse `using`), a point id (its stored vector of `using`, the point itself left out), a `Fusion`,
-    or None (pass one prefetch through)."""
-
-    query: F32 | SparseVec | PointIdT | Fusion | None
-    using: str | None = None
-    filter: Filter | None = None
-    params: SearchParams | None = None
-    limit: int = 10
-    score_threshold: float | None = None
-    prefetch: list[Stage] = field(default_factory=list)
-    exclude: PointIdT | None = None  # set by `check` for a query by point id
-    lower: bool = False  # set by `check`: the vector's scores are L2 distances (lower is better)
-
-
-@dataclass(slots=True)
-class StageReport:
-    """What ran at one node (the wire's `nestor_client.query.QueryStage`; a dataclass, which costs a
-    fraction of a pydantic model per node on the search path)."""
-
-    kind: Literal["search", "rescore", "fusion", "prefetch"]
-    using: str | None
-    strategy: str | None
-    limit: int
-    candidates_in: int
-    candidates_out: int
-    time_ms: float
-    stages: list[StageReport]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "using": self.using,
-            "strategy": self.strategy,
-            "limit": self.limit,
-            "candidates_in": self.candidates_in,
-            "candidates_out": self.candidates_out,
-            "time_ms": self.time_ms,
-            "stages": [s.as_dict() for s in self.stages],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineLimits:
-    max_depth: int = 4  # prefetch levels under the root
-    max_candidates: int = 100_000  # the sum of every node's limit (the root's plus offset)
-    max_limit: int = 10_000  # one node's limit (the root's plus offset)
+_DEFAULT_LIMITS = PipelineLimits()  # one instance: a frozen dataclass costs a microsecond to build
 
 
 def check(
@@ -113,18 +48,30 @@ def check(
 ) -> None:
     """Validate the whole tree (raises a 4xx domain error); resolves queries by point id to vectors.
     `visible`: only points matching it may be queried by id (an API key's scope)."""
-    lim = limits or PipelineLimits()
+    lim = limits or _DEFAULT_LIMITS
     if not isinstance(with_vector, bool):
         have = [*coll.config.vector_fields(), *coll.config.sparse_fields()]
         unknown = [n for n in with_vector if n not in have]
         if unknown:
             raise InvalidRequest(f"with_vector names {unknown} are not vectors of this collection ({list(have)})")
-    total = _check(coll, root, 0, lim, root.limit + offset, visible)
+    if check_pair(coll, root, root.limit + offset, lim):
+        return
+    total = _check(coll, root, 0, lim, root.limit + offset, visible, None)
     if total > lim.max_candidates:
         raise LimitExceeded(f"the pipeline asks for {total} candidates in all, over the maximum {lim.max_candidates}")
 
 
-def _check(coll: CollectionReader, st: Stage, depth: int, lim: PipelineLimits, k: int, visible: Filter | None) -> int:
+def _check(
+    coll: CollectionReader,
+    st: Stage,
+    depth: int,
+    lim: PipelineLimits,
+    k: int,
+    visible: Filter | None,
+    parent: tuple[Stage, str | None] | None,
+) -> int:
+    """Check node `st` and those under it (`parent`: the node above, and its `using` as given)."""
+    raw_using = st.using
     where = "the query" if depth == 0 else f"a prefetch at depth {depth}"
     if depth > lim.max_depth:
         raise LimitExceeded(f"{where}: prefetch nested deeper than the maximum depth {lim.max_depth}")
@@ -145,11 +92,30 @@ def _check(coll: CollectionReader, st: Stage, depth: int, lim: PipelineLimits, k
                 f"{where}: give a query (a vector, a point id, a text or a fusion)"
                 + ("; several prefetches need a fusion to combine them" if st.prefetch else "")
             )
-    else:
+    elif not _same_as_checked(st, parent):
         _check_vector(coll, st, where, visible)
     if st.prefetch and st.params is not None:
         raise InvalidRequest(f"{where}: params tune searches; a rescore over prefetch results is always exact")
-    return k + sum(_check(coll, p, depth + 1, lim, p.limit, visible) for p in st.prefetch)
+    total = k + sum(_check(coll, p, depth + 1, lim, p.limit, visible, (st, raw_using)) for p in st.prefetch)
+    st.fused = fused_params(coll, st, k) if st.prefetch else None
+    return total
+
+
+def _same_as_checked(st: Stage, above: tuple[Stage, str | None] | None) -> bool:
+    """A dense query equal to its parent's, on the same vector (checked just before): its checks hold
+    (a rescore over a prefetch of the same query, the pipeline form of a compressed index's rerank)."""
+    if above is None:
+        return False
+    parent, parent_using = above
+    if not isinstance(st.query, np.ndarray) or not isinstance(parent.query, np.ndarray):
+        return False
+    pq, q = parent.query, st.query
+    if st.using != parent_using or parent.exclude is not None:
+        return False
+    if q is not pq and (q.dtype != pq.dtype or q.shape != pq.shape or q.tobytes() != pq.tobytes()):
+        return False
+    st.query, st.using, st.lower = pq, parent.using, parent.lower
+    return True
 
 
 def _stored(coll: CollectionReader, pid: PointIdT, name: str, where: str, visible: Filter | None) -> Any:
@@ -185,7 +151,7 @@ def _check_sparse(coll: CollectionReader, st: Stage, where: str, visible: Filter
 
 
 def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter | None) -> None:
-    if st.using is not None and st.using in coll.config.sparse_fields():
+    if st.using is not None and st.using in (coll.config.sparse_vectors or ()):
         return _check_sparse(coll, st, where, visible)
     name, vcfg = coll.vector_config(st.using)  # InvalidRequest naming the vectors there are
     st.using, st.lower = name, vcfg.metric is Metric.l2
@@ -205,7 +171,7 @@ def _check_vector(coll: CollectionReader, st: Stage, where: str, visible: Filter
         raise InvalidVector(f"{where}: the query is empty")
     if vec.shape[-1] != vcfg.dim:
         raise DimensionMismatch(f"{where}: vector {name!r} has dimension {vcfg.dim}, the query {vec.shape[-1]}")
-    if not np.isfinite(vec).all():
+    if not finite(vec):
         raise InvalidVector(f"{where}: the query vector holds NaN or infinity")
 
 
@@ -219,6 +185,9 @@ def run(
     partial: bool = False,
 ) -> tuple[list[Hit], StageReport]:
     """Run a checked tree; the root's hits (paged by `offset`) and what ran at each node."""
+    if root.fused is not None:  # one search answers the tree: payloads and vectors come with it
+        hits, report = run_fused(coll, partial, root, root.filter, root.limit + offset, with_payload, with_vector)
+        return hits[offset:], report
     ex = _Runner(coll, partial)
     if not root.prefetch and not isinstance(root.query, Fusion) and root.query is not None:
         # a plain search: payloads and vectors come with it, no second read
@@ -244,13 +213,13 @@ class _Runner:
 
     def node(self, st: Stage, above: Filter | None, k: int) -> tuple[Scored, StageReport, bool]:
         """The node's list, its report, and whether its scores are distances (lower is better)."""
-        flt = _and(above, st.filter)
+        flt = and_filters(above, st.filter)
         if not st.prefetch:
             hits, report = self.search(st, flt, k, False, False)
             return [(h.id, h.score) for h in hits], report, st.lower
-        fused = _fused_params(self.coll, st, k)
-        if fused is not None:
-            return self.fused(st, fused, flt, k)
+        if st.fused is not None:
+            hits, report = run_fused(self.coll, self.partial, st, flt, k, False, False)
+            return [(h.id, h.score) for h in hits], report, st.lower
         started = time.perf_counter()
         subs = [self.node(p, flt, p.limit) for p in st.prefetch]
         cand = sum(len(s[0]) for s in subs)
@@ -289,17 +258,6 @@ class _Runner:
         scored = [(h.id, h.score) for h in hits]
         return hits, _report("search", st.using, res.strategy, k, 0, scored, started, [])
 
-    def fused(self, st: Stage, params: SearchParams, flt: Filter | None, k: int) -> tuple[Scored, StageReport, bool]:
-        """A candidates-then-rescore pair the field's own search runs in one call (`_fused_params`)."""
-        started = time.perf_counter()
-        p = st.prefetch[0]
-        one = Stage(st.query, st.using, None, params, k, st.score_threshold, lower=st.lower)
-        hits, rep = self.search(one, _and(flt, p.filter), k, False, False)
-        out = [(h.id, h.score) for h in hits]
-        child = _report("search", p.using, "fused into the rescore", p.limit, 0, [], started, [])
-        strategy = f"{rep.strategy} (candidates and rescore in one search)"
-        return out, _report("rescore", st.using, strategy, k, p.limit, out, started, [child]), st.lower
-
     def rescore(self, st: Stage, ids: list[PointIdT], k: int) -> tuple[Scored, str]:
         """The exact scores of `ids` on `st.using`, best `k` (a search restricted to them by `has_id`)."""
         if not ids:
@@ -321,52 +279,12 @@ class _Runner:
         return [(h.id, h.score) for h in res.hits], res.strategy
 
 
-def _fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:
-    """The search params that answer `st` in one search, or None.
-
-    A rescore over a single leaf that takes `rescore: false` candidates from the same vector with the same
-    query is what that vector's own search does when its index is compressed (codes, then float32 rows),
-    IVF-PQ, or MUVERA (FDEs, then MaxSim): the leaf's limit is the search's `oversampling * limit`. That
-    search runs both steps in one native call, where the tree would walk, look the candidates up by id
-    and score them again (2.6x the CPU for int8: benchmarks/PIPELINE.md)."""
-    if len(st.prefetch) != 1 or not isinstance(st.query, np.ndarray) or st.exclude is not None:
-        return None
-    p = st.prefetch[0]
-    pp = p.params
-    if p.prefetch or not isinstance(p.query, np.ndarray) or p.exclude is not None or p.using != st.using:
-        return None
-    if pp is None or pp.rescore is not False or pp.exact or p.score_threshold is not None or p.limit < k:
-        return None
-    if p.query.shape != st.query.shape or not np.array_equal(p.query, st.query):
-        return None
-    over = p.limit / k
-    if math.ceil(k * over) != p.limit or over > 1000:  # the search must take exactly the leaf's candidates
-        return None
-    cfg = coll.vector_config(st.using)[1]
-    if cfg.rerank.store != "float32":  # an int8 rerank store picks by int8 scores: not the tree's float rescore
-        return None
-    if isinstance(cfg.reduce, MatryoshkaReduceConfig) and pp.funnel != []:
-        return None  # the search would run the funnel's own stages
-    compressed = cfg.quantize is not None or cfg.reduce is not None or isinstance(cfg.index, IvfPqIndexConfig)
-    if not (compressed or isinstance(cfg.multivector, MuveraConfig)):
-        return None
-    return pp.model_copy(update={"rescore": True, "oversampling": over})
-
-
 def _vectors(st: Stage) -> tuple[F32, SparseVec | None]:
     """A checked node's query as `Query` carries it: a dense array, or an empty one and a sparse vector."""
     if isinstance(st.query, SparseVec):
         return np.zeros(0, np.float32), st.query
     assert isinstance(st.query, np.ndarray)
     return st.query, None
-
-
-def _and(a: Filter | None, b: Filter | None) -> Filter | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return Filter(must=[a, b])
 
 
 def _fuse(how: Fusion, lists: list[tuple[Scored, bool]]) -> Scored:

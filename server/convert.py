@@ -82,6 +82,8 @@ def batch_matrix(batch: Batch, dim: int) -> F32:
                 f"batch.vectors holds {flat.size} floats; {n} ids x dimension {dim} needs {n * dim}"
             )
         return flat.reshape(n, dim)
+    if not isinstance(v, list):
+        raise InvalidVector("batch.vectors: give a matrix (a list of vectors, or float32 bytes)")
     if len(v) != n:
         raise InvalidVector(f"{n} ids but {len(v)} vectors")
     try:
@@ -167,21 +169,37 @@ def _one(raw: Any, vcfg: VectorConfig, what: str) -> F32:
     return v
 
 
-def batch_vectors(batch: Batch, config: CollectionConfig) -> F32 | dict[str, F32]:
-    """A columnar upsert's matrices: the default vector's, or one per named (dense) vector."""
-    fields = config.vector_fields()
+def batch_vectors(batch: Batch, config: CollectionConfig) -> F32 | dict[str, Any]:
+    """A columnar upsert's columns: the default vector's matrix, or by name a dense vector's matrix or a
+    sparse vector's list (None where a point has none). Texts are embedded by `server.columnar`."""
+    fields, sparse = config.vector_fields(), config.sparse_fields()
+    if batch.vectors is None:
+        return {}
     if not isinstance(batch.vectors, dict):
         default = "" if "" in fields else next(iter(fields)) if len(fields) == 1 else None
         if default is None or fields[default].multivector is not None:
             raise InvalidVector("this collection's batch form takes {name: matrix} of its dense named vectors")
         return batch_matrix(batch, fields[default].dim)
-    out: dict[str, F32] = {}
+    out: dict[str, Any] = {}
     for name, mat in batch.vectors.items():
+        if name in sparse:
+            out[name] = sparse_column(mat, name)
+            continue
         vcfg = fields.get(name)
         if vcfg is None or vcfg.multivector is not None:
-            raise InvalidVector(f"batch.vectors: {name!r} is not a dense vector of this collection")
+            raise InvalidVector(f"batch.vectors: {name!r} is not a dense or sparse vector of this collection")
+        if isinstance(mat, list) and any(isinstance(row, SparseVector) for row in mat):
+            raise InvalidVector(f"batch.vectors: {name!r} is a dense vector: give its matrix, not sparse vectors")
         out[name] = batch_matrix(batch.model_copy(update={"vectors": mat}), vcfg.dim)
     return out
+
+
+def sparse_column(col: Any, name: str) -> list[SparseVec | None]:
+    """A sparse vector's column of a batch as the engine takes it (one `SparseVec` or None per point)."""
+    if not isinstance(col, list) or any(row is not None and not isinstance(row, SparseVector) for row in col):
+        raise InvalidVector(f'batch.vectors: {name!r} is sparse: give a list of {{"indices", "values"}} (or null)')
+    what = f"batch.vectors.{name}"
+    return [None if row is None else sparse_vec(row, f"{what}[{i}]") for i, row in enumerate(col)]
 
 
 def to_query(req: SearchRequest, coll: CollectionReader, max_limit: int) -> Query:

@@ -37,6 +37,7 @@ __all__ = [
     "collection_encoder",
     "embed",
     "embed_point_texts",
+    "embed_texts_into",
     "has_encoder",
     "embed_queries",
 ]
@@ -210,7 +211,14 @@ def embed_point_texts(coll: CollectionReader, points: Sequence[Point], vectors: 
     """Fill, for every point that carries text, each vector that has an encoder (in `vectors`, in place).
 
     A batch is atomic, so one text that cannot be embedded fails the request, naming the point."""
-    rows = [i for i, p in enumerate(points) if p.text is not None]
+    embed_texts_into(coll, [p.id for p in points], [p.text for p in points], vectors)
+
+
+def embed_texts_into(
+    coll: CollectionReader, ids: Sequence[Any], texts: Sequence[str | None], vectors: dict[str, list[Any]]
+) -> None:
+    """`embed_point_texts` of a columnar batch: `texts[i]` (None: no text) is point `ids[i]`'s."""
+    rows = [i for i, t in enumerate(texts) if t is not None]
     if not rows:
         return
     fields = coll.config.vector_fields()
@@ -218,20 +226,21 @@ def embed_point_texts(coll: CollectionReader, points: Sequence[Point], vectors: 
     targets += [name for name, s in coll.config.sparse_fields().items() if s.encoder is not None]
     if not targets:
         raise NoEncoder(coll.name, None)
-    texts = [points[i].text or "" for i in rows]
+    chosen = [texts[i] or "" for i in rows]
     for name in targets:
         encoder = collection_encoder(coll, name)
-        emb = embed(encoder, texts)
+        emb = embed(encoder, chosen)
         if emb.errors:
             row, why = min(emb.errors.items())
-            raise Unprocessable(f"point {points[rows[row]].id!r}: cannot embed its text: {why}")
+            raise Unprocessable(f"point {ids[rows[row]]!r}: cannot embed its text: {why}")
+        column = vectors.setdefault(name, [None] * len(texts))
         if encoder.kind is EncoderKind.sparse:
             for i, (idx, val) in zip(rows, emb.sparse(), strict=True):
-                vectors[name][i] = SparseVec(idx, val)
+                column[i] = SparseVec(idx, val)
             continue
         got = emb.dense() if encoder.kind is EncoderKind.dense else emb.multivector()
         for i, v in zip(rows, got, strict=True):
-            vectors[name][i] = v
+            column[i] = v
 
 
 def embed_queries(coll: CollectionReader, searches: Sequence[SearchRequest]) -> list[SearchRequest]:

@@ -25,6 +25,7 @@ from nestor_client.models import (
     UpsertRequest,
 )
 from server.auth import Role, require
+from server.columnar import embed_batch_texts
 from server.convert import batch_vectors, hit_dict, point_vectors, points_matrix
 from server.deps import CatalogDep, ScopeFilterDep, SettingsDep
 from server.embedding import embed_point_texts
@@ -80,6 +81,8 @@ async def upsert_points(
         ids = list(body.batch.ids)
         payloads = body.batch.payloads  # type: ignore[assignment]
         vectors = batch_vectors(body.batch, config)
+        if body.batch.texts is not None:  # the encoders run off the event loop
+            vectors = await run_in_threadpool(embed_batch_texts, coll, body.batch, vectors)
     _check_payloads(payloads, settings)
     res = await run_in_threadpool(coll.upsert, ids, vectors, payloads)
     monitor(request).upserted(name, res.count)

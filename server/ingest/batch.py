@@ -17,9 +17,9 @@ import orjson
 
 from encoders import Encoder
 from index.backends.base import F32
-from index.contract import SparseVec
 from server.embedding import embed
 from server.ingest.sources import Chunk, Cursor, Rows
+from server.ingest.sparse_rows import given_sparse, text_sparse
 
 __all__ = ["Prepared", "Target", "prepare"]
 
@@ -34,7 +34,7 @@ class Target:
     dim: int
     cosine: bool
     encoder: Encoder | None = None
-    name: str = ""  # the default vector's name
+    name: str | None = ""  # the default vector's name; None: a sparse-only collection (no dense vector)
     sparse: dict[str, Encoder] = field(default_factory=dict)  # sparse vectors a text fills too (bm25)
 
 
@@ -121,6 +121,16 @@ def _texts(rows: Rows, ok: list[int], encoder: Encoder, bad: dict[int, str]) -> 
     return [keep[j] for j in good.tolist()], emb.dense()[good]
 
 
+def _text_rows(rows: Rows, ok: list[int], bad: dict[int, str]) -> list[int]:
+    """The `ok` rows whose text is a string (for sparse encoders only: no dense encoder checks them)."""
+    texts = rows.texts
+    assert texts is not None
+    for i in ok:
+        if not isinstance(texts[i], str):
+            bad[i] = f"text must be a string, got {'null' if texts[i] is None else type(texts[i]).__name__}"
+    return [i for i in ok if i not in bad]
+
+
 def prepare(chunk: Chunk, target: Target) -> Prepared:
     rows = chunk.decode()
     bad = dict(rows.errors)
@@ -132,7 +142,12 @@ def prepare(chunk: Chunk, target: Target) -> Prepared:
         if why is not None:
             bad[i] = why
     ok = [i for i in ok if i not in bad]
-    if rows.texts is not None:
+    given = given_sparse(rows.sparse, ok, bad) if rows.sparse else {}
+    ok = [i for i in ok if i not in bad]
+    if target.name is None:  # a sparse-only collection: no dense vector (an empty matrix keeps the rows lined up)
+        ok = _text_rows(rows, ok, bad) if rows.texts is not None else ok
+        mat = np.empty((len(ok), 0), np.float32)
+    elif rows.texts is not None:
         if target.encoder is None:
             raise RuntimeError("text rows need the collection's encoder")
         ok, mat = _texts(rows, ok, target.encoder, bad)
@@ -156,11 +171,11 @@ def prepare(chunk: Chunk, target: Target) -> Prepared:
         ok, ids, mat = [ok[j] for j in keep], [ids[j] for j in keep], mat[keep]
     payloads = [rows.payloads[i] for i in ok] if rows.payloads is not None else None
     errors = [(chunk.start + i + 1, why) for i, why in sorted(bad.items())]
-    vectors: F32 | dict[str, Any] = mat
+    if not given and not (rows.texts is not None and target.sparse):
+        return Prepared(chunk.start, chunk.n, chunk.end, ids, mat, payloads, errors)
+    vectors: dict[str, Any] = {} if target.name is None else {target.name: mat}
+    for name, by_row in given.items():
+        vectors[name] = [by_row[i] for i in ok]
     if rows.texts is not None and target.sparse:  # a text fills every vector with an encoder, as an upsert's
-        vectors = {target.name: mat}
-        for name, enc in target.sparse.items():
-            emb = embed(enc, [rows.texts[i] for i in ok])
-            emb.raise_for_errors()  # bm25 takes any string: an error here is a bug, not a bad row
-            vectors[name] = [SparseVec(idx, val) for idx, val in emb.sparse()]
+        vectors.update(text_sparse(target.sparse, [rows.texts[i] for i in ok]))
     return Prepared(chunk.start, chunk.n, chunk.end, ids, vectors, payloads, errors)

@@ -26,12 +26,18 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class Fields:
-    """Which field holds what. `id` None numbers rows from 0; exactly one of `text` and `vector` is set."""
+    """Which field holds what. `id` None numbers rows from 0; at most one of `text` and `vector` is set
+    (neither: a sparse-only collection's rows of `sparse` fields only)."""
 
     id: str | None
     text: str | None
     vector: str | None
     payload: tuple[str, ...] | None  # None: every other field
+    sparse: tuple[tuple[str, str], ...] = ()  # (sparse vector name, field) pairs
+
+    def vector_keys(self) -> set[str | None]:
+        """The fields that hold vectors, which the payload leaves out."""
+        return {self.vector, *(f for _, f in self.sparse)}
 
 
 @dataclass(slots=True)
@@ -43,6 +49,7 @@ class Rows:
     texts: list[Any] | None = None
     vectors: npt.NDArray[Any] | list[Any] | None = None
     payloads: list[Any] | None = None
+    sparse: dict[str, list[Any]] = field(default_factory=dict)  # raw sparse values by vector name
     errors: dict[int, str] = field(default_factory=dict)
     skip: set[int] = field(default_factory=set)
 

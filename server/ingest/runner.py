@@ -124,10 +124,11 @@ class JobRunner:
         spec = resolve_source(request.source, coll, self.roots)
         source = open_source(spec, source_fields(spec), self.roots)
         source.check()
-        dim = coll.vector_config(None)[1].dim
-        if isinstance(source, NpySource) and source.dim != dim:
-            raise DimensionMismatch(f"the source's vectors have dimension {source.dim}; the collection's is {dim}")
-        if spec.text_field is not None:
+        if isinstance(source, NpySource):  # resolve_source refused it for a sparse-only collection
+            dim = coll.vector_config(None)[1].dim
+            if source.dim != dim:
+                raise DimensionMismatch(f"the source's vectors have dimension {source.dim}; the collection's is {dim}")
+        if spec.text_field is not None and coll.config.vector_fields():
             collection_encoder(coll)  # fail now, not in the job, if the encoder cannot be built
         rec = JobRecord(
             id=uuid.uuid4().hex,
@@ -270,10 +271,14 @@ class JobRunner:
             with job.lock:
                 rec.total = total
             self._save(job)
-        encoder = collection_encoder(coll) if fields.text is not None else None
-        name, vcfg = coll.vector_config(None)
         sparse = {n: sparse_encoder(coll, n) for n, s in coll.config.sparse_fields().items() if s.encoder is not None}
-        target = Target(vcfg.dim, vcfg.metric is Metric.cosine, encoder, name, sparse if encoder is not None else {})
+        if coll.config.vector_fields():
+            encoder = collection_encoder(coll) if fields.text is not None else None
+            name, vcfg = coll.vector_config(None)
+            texts = sparse if encoder is not None else {}
+            target = Target(vcfg.dim, vcfg.metric is Metric.cosine, encoder, name, texts)
+        else:  # sparse only: a text fills the sparse vectors with an encoder, no dense one
+            target = Target(0, False, None, None, sparse if fields.text is not None else {})
         cursor = Cursor(**rec.cursor)
         if rec.defer_indexing:
             coll.pause_indexing()

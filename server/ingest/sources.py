@@ -71,11 +71,14 @@ def open_source(spec: IngestSource, fields: Fields, roots: IngestRoots) -> Sourc
 def _split(obj: dict[str, Any], fields: Fields, row: int) -> tuple[Any, Any, Any]:
     """(id, text-or-vector, payload) of one decoded object; KeyError names a missing field."""
     pid = row if fields.id is None else obj[fields.id]
-    value = obj[fields.text] if fields.text is not None else obj[fields.vector]  # type: ignore[index]
+    value = None
+    if fields.text is not None or fields.vector is not None:
+        value = obj[fields.text] if fields.text is not None else obj[fields.vector]  # type: ignore[index]
     if fields.payload is not None:
         payload = {k: obj[k] for k in fields.payload if k in obj}
     else:
-        payload = {k: v for k, v in obj.items() if k != fields.id and k != fields.vector}
+        skip = fields.vector_keys()
+        payload = {k: v for k, v in obj.items() if k != fields.id and k not in skip}
     return pid, value, payload
 
 
@@ -110,9 +113,12 @@ class JsonlChunk:
                 rows.ids[i], values[i], rows.payloads[i] = _split(obj, f, self.start + i)  # type: ignore[index]
             except KeyError as exc:
                 rows.errors[i] = f"missing field {exc.args[0]!r}"
+                continue
+            for name, key in f.sparse:  # a row without the field has no such vector
+                rows.sparse.setdefault(name, [None] * self.n)[i] = obj.get(key)
         if f.text is not None:
             rows.texts = values
-        else:
+        elif f.vector is not None:
             rows.vectors = values
         return rows
 
@@ -164,9 +170,12 @@ class ParquetChunk:
         rows = Rows(ids=ids)
         if f.text is not None:
             rows.texts = batch.column(f.text).to_pylist()
-        else:
+        elif f.vector is not None:
             rows.vectors = _vector_column(batch.column(f.vector))
-        keep = list(f.payload) if f.payload is not None else [c for c in names if c not in (f.id, f.vector)]
+        for name, key in f.sparse:  # a struct column of indices and values (null: none)
+            rows.sparse[name] = batch.column(key).to_pylist() if key in names else [None] * self.n
+        skip = {f.id, *f.vector_keys()}
+        keep = list(f.payload) if f.payload is not None else [c for c in names if c not in skip]
         rows.payloads = batch.select(keep).to_pylist() if keep else [{} for _ in range(self.n)]
         return rows
 
@@ -205,7 +214,7 @@ class ParquetSource:
     def check(self) -> None:
         names = set(self._file.schema_arrow.names)
         f = self.fields
-        wanted = [x for x in (f.id, f.text, f.vector) if x is not None]
+        wanted = [x for x in (f.id, f.text, f.vector, *(k for _, k in f.sparse)) if x is not None]
         missing = [c for c in wanted if c not in names]
         if missing:
             raise InvalidSource(f"{self.path}: no column {missing[0]!r} (columns: {', '.join(sorted(names))})")
@@ -215,7 +224,9 @@ class ParquetSource:
         if f.payload is None:
             return None
         names = set(self._file.schema_arrow.names)
-        cols = [c for c in (f.id, f.text, f.vector, *f.payload) if c is not None and c in names]
+        cols = [
+            c for c in (f.id, f.text, f.vector, *(k for _, k in f.sparse), *f.payload) if c is not None and c in names
+        ]
         return list(dict.fromkeys(cols))
 
     def chunks(self, cursor: Cursor, size: int) -> Iterator[Chunk]:

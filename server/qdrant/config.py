@@ -29,17 +29,15 @@ FULL_SCAN_THRESHOLD = 10_000
 def to_config(body: CreateCollection) -> CollectionConfig:
     if body.init_from is not None:
         raise QdrantError("Bad request: init_from is not supported: copy the points with scroll and upsert")
-    if body.vectors is None:
+    if not body.vectors and not body.sparse_vectors:
         raise QdrantError("Bad request: give vectors: {size, distance} or named vectors {name: {size, distance}}")
     shards: dict[str, Any] = {"shards": body.shard_number or 1, "replicas": body.replication_factor or 1}
     if body.sparse_vectors:
         shards["sparse_vectors"] = sparse_configs(body.sparse_vectors)
     if isinstance(body.vectors, VectorParams):
         return CollectionConfig.model_validate({**_vector(body.vectors, body, ""), **shards})
-    if not body.vectors:
-        # a sparse-only collection: Nestor's collections have at least one dense vector
-        raise QdrantError("Bad request: vectors is empty: Nestor needs at least one dense vector beside sparse ones")
-    named = {name: VectorConfig.model_validate(_vector(v, body, name)) for name, v in body.vectors.items()}
+    # no dense vector (`vectors` left out or `{}`) with sparse ones: a sparse-only collection
+    named = {name: VectorConfig.model_validate(_vector(v, body, name)) for name, v in (body.vectors or {}).items()}
     return CollectionConfig.model_validate({"vectors": named, **shards})
 
 
@@ -113,8 +111,10 @@ def to_info(coll: AnyCollection) -> dict[str, Any]:
     config = info.config
     fields = config.vector_fields()
     vectors: Any = {n: _vector_params(v) for n, v in fields.items()} if config.named else _vector_params(fields[""])
-    first = next(iter(fields.values()))
-    m, ef = (first.index.m, first.index.ef_construction) if first.index.type == "hnsw" else (0, 100)
+    first = next(iter(fields.values()), None)
+    m, ef = 16, 100  # a sparse-only collection: Qdrant's defaults
+    if first is not None:
+        m, ef = (first.index.m, first.index.ef_construction) if first.index.type == "hnsw" else (0, 100)
     indexed = sum(v.index.indexed for v in info.vectors.values()) if info.vectors else info.index.indexed
     schema = {
         key: {"data_type": p.data_type.value, "points": p.points}

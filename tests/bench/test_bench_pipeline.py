@@ -41,8 +41,12 @@ def test_bench_pipeline_runs_and_both_forms_agree(tmp_path: Path) -> None:
     assert [(r["section"], r["form"]) for r in rows] == [
         *((s, f) for s in ("funnel", "muvera", "int8") for f in ("special", "pipeline")),
         *(("fusion", f) for f in ("search a", "search b", "a then b", "rrf(a, b)")),
+        ("own", "special"),
+        ("own", "pipeline"),
     ]
-    for r in rows:
+    own = rows[-2:]
+    assert 0 < own[0]["own_us"] < own[1]["own_us"] and own[1]["own_over_special_us"] > 0, own
+    for r in rows[:-2]:
         assert r["qps"] > 0 and r["cpu_ms"] > 0 and 0.5 <= r["recall"] <= 1.0, r
     assert all(r["same_ids"] == 1.0 for r in rows if r["section"] in ("funnel", "muvera")), rows
-    assert rows[-1]["p50_over_sum"] > 0 and rows[-1]["cpu_min_over_both"] > 0
+    assert rows[-3]["p50_over_sum"] > 0 and rows[-3]["cpu_min_over_both"] > 0

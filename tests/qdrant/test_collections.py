@@ -86,13 +86,7 @@ def test_second_create_is_409(client: QdrantClient) -> None:
     ("kwargs", "needle"),
     [
         ({"vectors_config": m.VectorParams(size=2, distance=m.Distance.MANHATTAN)}, "Manhattan"),
-        (
-            {
-                "vectors_config": {},
-                "sparse_vectors_config": {"bm25": m.SparseVectorParams()},
-            },
-            "sparse",
-        ),
+        ({"vectors_config": {}}, "vectors"),  # no vector at all (sparse only: tests/qdrant/test_hybrid.py)
         (
             {
                 "vectors_config": m.VectorParams(size=8, distance=m.Distance.COSINE),

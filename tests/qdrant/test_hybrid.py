@@ -192,3 +192,47 @@ def test_the_older_search_route_takes_a_named_sparse_vector(server: ServerProces
     r = httpx.post(f"{server.url}/qdrant/collections/{coll}/points/search", json=body, headers={"api-key": ADMIN})
     assert r.status_code == 200, r.text
     assert [(p["id"], p["score"]) for p in r.json()["result"]] == [(2, 3.0), (1, 2.0)]
+
+
+def test_a_sparse_only_collection(client: QdrantClient) -> None:
+    """No dense vector at all (`vectors_config={}`): create, info, upsert (points and the batch form),
+    retrieve, scroll, query and a fusion of two sparse vectors; a dense vector is refused."""
+    client.create_collection(
+        "sponly",
+        vectors_config={},
+        sparse_vectors_config={"plain": m.SparseVectorParams(), "idf": m.SparseVectorParams(modifier=m.Modifier.IDF)},
+    )
+    info = client.get_collection("sponly")
+    assert info.config.params.vectors == {} and set(info.config.params.sparse_vectors or {}) == {"plain", "idf"}
+    client.upsert(
+        "sponly",
+        [
+            m.PointStruct(id=pid, vector={"plain": m.SparseVector(indices=PLAIN[pid][0], values=PLAIN[pid][1])})
+            for pid in (1, 2, 3, 4)
+        ],
+    )
+    client.upsert(
+        "sponly",
+        m.Batch(
+            ids=[1, 2, 3],
+            vectors={"idf": [m.SparseVector(indices=IDF[p][0], values=IDF[p][1]) for p in (1, 2, 3)]},  # type: ignore[dict-item]
+        ),
+    )  # the batch form replaces the points' vectors: 1-3 now have "idf" only
+    assert client.get_collection("sponly").points_count == 4
+    rec = client.retrieve("sponly", [2, 4], with_vectors=True)
+    assert rec[0].vector == {"idf": m.SparseVector(indices=[5, 6], values=[2.0, 1.0])}
+    assert rec[1].vector == {"plain": m.SparseVector(indices=[2], values=[1.0])}
+    assert [p.id for p in client.scroll("sponly", limit=10)[0]] == [1, 2, 3, 4]
+    assert _pairs(client.query_points("sponly", query=SQ, using="plain").points) == [(4, 0.5)]
+    q = m.SparseVector(indices=[5, 2], values=[1.0, 1.0])
+    pre = [m.Prefetch(query=q, using="plain", limit=3), m.Prefetch(query=q, using="idf", limit=3)]
+    got = client.query_points("sponly", prefetch=pre, query=m.FusionQuery(fusion=m.Fusion.RRF)).points
+    # plain: [4]; idf: [2, 1] (2 has twice 1's weight on index 5); RRF with Qdrant's k = 2
+    assert {p.id: p.score for p in got} == pytest.approx({4: 1 / 2, 2: 1 / 2, 1: 1 / 3})
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.upsert("sponly", [m.PointStruct(id=9, vector=[1.0, 2.0])])
+    assert exc.value.status_code == 400
+    with pytest.raises(UnexpectedResponse) as exc:
+        client.query_points("sponly", query=[1.0, 2.0])
+    assert exc.value.status_code == 400
+    assert client.get_collection("sponly").points_count == 4

@@ -70,6 +70,7 @@ class IngestOptions(TypedDict, total=False):
     text_field: str | None
     vector_field: str | None
     payload_fields: Sequence[str] | None
+    sparse_fields: Mapping[str, str] | None
     ids_path: str | None
     payload_path: str | None
     batch_size: int

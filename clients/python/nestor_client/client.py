@@ -313,8 +313,8 @@ class NestorClient:
     def ingest(self, collection: str, path: str | os.PathLike[str], **options: Unpack[IngestOptions]) -> JobInfo:
         """Start a job that ingests a file on the server (JSON Lines, Parquet or .npy); returns it queued.
 
-        Keywords: `format`, `id_field`, `text_field`, `vector_field`, `payload_fields`, `ids_path`,
-        `payload_path`, `batch_size`, `strict`, `defer_indexing`. Follow the job with `wait_job`."""
+        Keywords: `format`, `id_field`, `text_field`, `vector_field`, `payload_fields`, `sparse_fields`,
+        `ids_path`, `payload_path`, `batch_size`, `strict`, `defer_indexing`. Follow the job with `wait_job`."""
         return self._send(self._base.ingest(ingest_request(collection, str(path), options)))
 
     def ingest_file(self, collection: str, file: UploadLike, **options: Unpack[IngestOptions]) -> JobInfo:

@@ -328,9 +328,8 @@ class CollectionConfig(_VectorSettings):
     may carry `text` instead of a vector."""
 
     dim: int | None = Field(None, ge=1, le=65536)
-    vectors: dict[Annotated[str, Field(pattern=VECTOR_NAME)], VectorConfig] | None = Field(
-        None, min_length=1, max_length=16
-    )
+    # `{}` (or leaving out both `dim` and `vectors`) with `sparse_vectors`: a sparse-only collection
+    vectors: dict[Annotated[str, Field(pattern=VECTOR_NAME)], VectorConfig] | None = Field(None, max_length=16)
     # Scale-out (a server started with a Ray address): points hashed by id over `shards` shards,
     # each held by `replicas` Ray actors. 1 and 1 is the ordinary single-node collection.
     shards: int = Field(1, ge=1, le=1024)
@@ -356,6 +355,10 @@ class CollectionConfig(_VectorSettings):
         both = set(self.sparse_vectors or {}) & set(self.vectors or {})
         if both:
             raise ValueError(f"{', '.join(sorted(both))}: a name is either a dense or a sparse vector, not both")
+        if self.vectors is None and self.dim is None and self.sparse_vectors:
+            self.vectors = {}  # sparse only: the named form, with no dense vector
+        if self.vectors == {} and not self.sparse_vectors:
+            raise ValueError("vectors is empty: give at least one vector (dense, or in sparse_vectors)")
         if self.vectors is not None:
             fields = type(self).model_fields
             mixed = [  # a full dump of a named config repeats the top-level defaults: those are fine

@@ -32,7 +32,9 @@ class IngestSource(InputModel):
     JSON Lines and Parquet rows carry an id (`id_field`, default "id"; null numbers the rows from 0),
     and either a text (`text_field`) or a vector (`vector_field`): the default is "text" when the
     collection has an encoder and "vector" otherwise. The payload is `payload_fields`, or every other
-    field (the text is kept). A `.npy` matrix gets its ids from `ids_path` (a .npy of ints, or a
+    field (the text is kept). `sparse_fields` maps sparse vectors to the fields that hold them; a text
+    also fills every sparse vector with an encoder (bm25), and in a sparse-only collection a row may
+    carry only sparse fields. A `.npy` matrix gets its ids from `ids_path` (a .npy of ints, or a
     text file of one id per line) or the row numbers, and payloads from `payload_path` (JSON Lines).
     """
 
@@ -44,6 +46,8 @@ class IngestSource(InputModel):
     text_field: str | None = None
     vector_field: str | None = None
     payload_fields: list[str] | None = None
+    # sparse vector name -> the field holding it as {"indices": [...], "values": [...]} (null: none)
+    sparse_fields: dict[str, str] | None = None
 
 
 class IngestJobRequest(InputModel):

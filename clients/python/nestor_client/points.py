@@ -54,12 +54,26 @@ class Point(InputModel):
         return self
 
 
+# A columnar batch's vectors of one name: a dense matrix (a list of lists, or one base64 string or raw
+# bytes of n*dim float32), or a sparse vector per point (null where a point has none).
+BatchColumn = list[list[float]] | str | bytes | list[SparseVector | None]
+
+
 class Batch(InputModel):
-    """Columnar upsert: `vectors` is a list of lists, or one base64 string of n*dim float32."""
+    """Columnar upsert: `vectors` is the default vector's matrix (a list of lists, or one base64 string of
+    n*dim float32), or `{name: column}` with a sparse vector's column a list of `{"indices", "values"}`.
+    `texts` (one per id, null for none) fill every vector with an encoder, as a point's `text` does."""
 
     ids: list[PointId]
-    vectors: list[list[float]] | str | bytes | dict[str, list[list[float]] | str | bytes]
+    vectors: list[list[float]] | str | bytes | dict[str, BatchColumn] | None = None
+    texts: list[str | None] | None = None
     payloads: list[dict[str, Any] | None] | None = None
+
+    @model_validator(mode="after")
+    def _some_vectors(self) -> Batch:
+        if self.vectors is None and self.texts is None:
+            raise ValueError("give vectors, texts, or both")
+        return self
 
 
 class UpsertRequest(InputModel):

@@ -199,3 +199,45 @@ def test_candidates_and_rescore_on_a_compressed_vector_run_as_one_search(engine:
     root = Stage(q, limit=10, prefetch=[Stage(other, params=cand, limit=40)])
     check(c, root)
     assert run(c, root, with_payload=False)[1].stages[0].kind == "search"
+
+
+def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: Engine) -> None:
+    """The pair's quick check (`_check_pair`) and one-search run keep what the general tree does: the
+    leaf's filter, the root's offset and payloads, a place under a fusion, and every refusal."""
+    from tests.unit.index.conftest import wait_indexed
+
+    c = engine.create("q8b", {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
+    rng = np.random.default_rng(8)
+    c.upsert(list(range(1500)), rows(rng, 1500, 16), [{"g": i % 2} for i in range(1500)])
+    wait_indexed(c)
+    cand = SearchParams(rescore=False, ef=200)
+    q = rows(rng, 1, 16)[0]
+    even = _flt(g=0)
+    fused = Stage(q, limit=6, prefetch=[Stage(q.copy(), params=cand, limit=24, filter=even)])
+    plain = Stage(q, limit=6, prefetch=[Stage(q.copy(), params=cand, limit=24, filter=even, score_threshold=-2.0)])
+    for root in (fused, plain):
+        check(c, root, offset=2)
+    got, rep = run(c, fused, offset=2, with_payload=True)
+    want, _ = run(c, plain, offset=2, with_payload=True)
+    assert rep.stages[0].strategy == "fused into the rescore"
+    assert len(got) == 6 and [h.id for h in got] == [h.id for h in want]
+    assert all(h.payload == {"g": 0} for h in got)
+    # under a fusion, the pair is still one search, and the fusion sees its list
+    pair = Stage(q, limit=8, prefetch=[Stage(q, params=cand, limit=32)])
+    root = Stage(Fusion("rrf"), limit=8, prefetch=[pair, Stage(q, limit=8, params=SearchParams(exact=True))])
+    check(c, root)
+    hits, rep = run(c, root, with_payload=False)
+    assert rep.stages[0].stages[0].strategy == "fused into the rescore" and len(hits) == 8
+    # the quick check refuses what the general one does
+    lim = PipelineLimits(max_depth=2, max_candidates=30, max_limit=1000)
+    with pytest.raises(LimitExceeded):
+        check(c, Stage(q, limit=10, prefetch=[Stage(q, params=cand, limit=40)]), limits=lim)
+    with pytest.raises(DimensionMismatch):
+        check(c, Stage(q, limit=10, prefetch=[Stage(q[:8].copy(), params=cand, limit=40)]))
+    huge = np.full(16, 1e30, np.float32)  # finite, though its dot product with itself overflows float32
+    check(c, Stage(huge, limit=10, prefetch=[Stage(huge, params=cand, limit=40)]))
+    for v in (np.nan, np.inf, -np.inf):
+        bad = q.copy()
+        bad[3] = v
+        with pytest.raises(InvalidVector):
+            check(c, Stage(bad, limit=10, prefetch=[Stage(bad, params=cand, limit=40)]))

@@ -1,0 +1,149 @@
+"""The commonest query pipeline, a rescore of one `rescore: false` leaf with the same query on the same
+vector, checked without the general walk and run as that vector's own search.
+
+On a compressed vector (int8, binary, a reduction, IVF-PQ) or a MUVERA one, that pair is exactly what
+the vector's search does with `oversampling` = the leaf's limit / k: candidates from the index, then an
+exact rescore, in one native call. On a 0.2 ms int8 search the pipeline's own Python was the cost, so the
+pair is recognised up front (`check_pair`), its search params decided once (`fused_params`), and it runs
+as one search with lean stage reports (`run_fused`): benchmarks/PIPELINE.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from index.contract import CollectionReader, Hit, Query, WithVector
+from index.errors import InvalidRequest
+from index.stages import PipelineLimits, Stage, StageReport, and_filters, finite
+from nestor_client.models import (
+    Filter,
+    IvfPqIndexConfig,
+    MatryoshkaReduceConfig,
+    Metric,
+    MuveraConfig,
+    SearchParams,
+    VectorConfig,
+)
+
+__all__ = ["check_pair", "fused_params", "run_fused"]
+
+
+def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits) -> bool:
+    """`_check` of the commonest tree, a dense query rescoring one leaf of the same query on the same
+    vector (the pipeline form of a compressed index's rerank), without the general walk: on a 0.2 ms int8
+    search the walk was a measurable share. False (nothing set): not that tree, or something the general
+    walk must refuse (it says why)."""
+    q = root.query
+    if len(root.prefetch) != 1 or not isinstance(q, np.ndarray) or root.params is not None:
+        return False
+    leaf = root.prefetch[0]
+    lq = leaf.query
+    if leaf.prefetch or not isinstance(lq, np.ndarray) or leaf.using != root.using:
+        return False
+    if lim.max_depth < 1 or k > lim.max_limit or leaf.limit > lim.max_limit or k + leaf.limit > lim.max_candidates:
+        return False
+    using = root.using
+    if using is not None and using in (coll.config.sparse_vectors or ()):
+        return False
+    try:
+        name, vcfg = coll.vector_config(using)
+    except InvalidRequest:
+        return False
+    if q.ndim != (1 if vcfg.multivector is None else 2) or q.size == 0 or q.shape[-1] != vcfg.dim:
+        return False
+    if lq is not q and (lq.dtype != q.dtype or lq.shape != q.shape or lq.tobytes() != q.tobytes()):
+        return False
+    if not finite(q):
+        return False
+    root.using = leaf.using = name
+    root.lower = leaf.lower = vcfg.metric is Metric.l2
+    leaf.query, leaf.fused = q, None
+    root.fused = _fusion(leaf, k, vcfg)
+    return True
+
+
+def run_fused(
+    coll: CollectionReader,
+    partial: bool,
+    st: Stage,
+    flt: Filter | None,
+    k: int,
+    with_payload: bool,
+    with_vector: WithVector,
+) -> tuple[list[Hit], StageReport]:
+    """A candidates-then-rescore pair the field's own search runs in one call (`fused_params`); kept
+    lean (no runner, reports built directly): on an int8 index the pipeline's own Python is the cost."""
+    started = time.perf_counter()
+    p = st.prefetch[0]
+    q = Query(
+        vector=st.query,  # type: ignore[arg-type]  # a dense array: `fused_params` says so
+        limit=k,
+        filter=flt if p.filter is None else and_filters(flt, p.filter),
+        params=st.fused,
+        with_payload=with_payload,
+        with_vector=with_vector,
+        score_threshold=st.score_threshold,
+        using=st.using,
+    )
+    res = coll.search([q], partial=partial)[0]
+    ms = (time.perf_counter() - started) * 1000
+    child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
+    strategy = f"{res.strategy} (candidates and rescore in one search)"
+    return res.hits, StageReport("rescore", st.using, strategy, k, p.limit, len(res.hits), ms, [child])
+
+
+def fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:
+    """The search params that answer `st` in one search, or None.
+
+    A rescore over a single leaf that takes `rescore: false` candidates from the same vector with the same
+    query is what that vector's own search does when its index is compressed (codes, then float32 rows),
+    IVF-PQ, or MUVERA (FDEs, then MaxSim): the leaf's limit is the search's `oversampling * limit`. That
+    search runs both steps in one native call, where the tree would walk, look the candidates up by id
+    and score them again (2.6x the CPU for int8: benchmarks/PIPELINE.md)."""
+    if len(st.prefetch) != 1 or not isinstance(st.query, np.ndarray) or st.exclude is not None:
+        return None
+    p = st.prefetch[0]
+    if p.prefetch or not isinstance(p.query, np.ndarray) or p.exclude is not None or p.using != st.using:
+        return None
+    if p.query is not st.query and (p.query.shape != st.query.shape or p.query.tobytes() != st.query.tobytes()):
+        return None  # (both checked finite float32: equal bytes are equal vectors; -0.0 only misses the fusion)
+    return _fusion(p, k, coll.vector_config(st.using)[1])
+
+
+def _fusion(p: Stage, k: int, cfg: VectorConfig) -> SearchParams | None:
+    """`fused_params` once the tree is the pair (one leaf `p`, the same query and vector): its params and
+    the vector's config decide."""
+    pp = p.params
+    if pp is None or pp.rescore is not False or pp.exact or p.score_threshold is not None or p.limit < k:
+        return None
+    over = p.limit / k
+    if math.ceil(k * over) != p.limit or over > 1000:  # the search must take exactly the leaf's candidates
+        return None
+    if cfg.rerank.store != "float32":  # an int8 rerank store picks by int8 scores: not the tree's float rescore
+        return None
+    if isinstance(cfg.reduce, MatryoshkaReduceConfig) and pp.funnel != []:
+        return None  # the search would run the funnel's own stages
+    compressed = cfg.quantize is not None or cfg.reduce is not None or isinstance(cfg.index, IvfPqIndexConfig)
+    if not (compressed or isinstance(cfg.multivector, MuveraConfig)):
+        return None
+    if pp.funnel is not None:
+        return pp.model_copy(update={"rescore": True, "oversampling": over})
+    return _rescore_params(pp.ef, pp.nprobe, over)
+
+
+_RESCORE_PARAMS: dict[tuple[int | None, int | None, float], SearchParams] = {}
+
+
+def _rescore_params(ef: int | None, nprobe: int | None, over: float) -> SearchParams:
+    """Shared `SearchParams(rescore=True, ...)` for the fused pair (nothing mutates params): a copy of a
+    pydantic model per query is a measurable part of an int8 search's 0.3 ms."""
+    key = (ef, nprobe, over)
+    got = _RESCORE_PARAMS.get(key)
+    if got is None:
+        if len(_RESCORE_PARAMS) > 1024:
+            _RESCORE_PARAMS.clear()
+        got = _RESCORE_PARAMS[key] = SearchParams(ef=ef, nprobe=nprobe, oversampling=over, rescore=True)
+    return got
