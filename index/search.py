@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index import planner
+from index import planner, quality
 from index.backends.base import F32, I64
 from index.contract import Query, QueryResult
 from index.dense import DenseField
@@ -46,13 +46,20 @@ def search_queries(coll: Collection, queries: list[Query]) -> list[QueryResult]:
         assert isinstance(f, DenseField)
         first = queries[members[0]]
         mat = f.prepare(np.stack([queries[i].vector for i in members]))
-        if f.query_sample.reservoir_size:
-            f.query_sample.offer(mat)
+        _remember(coll, f, mat)
         hits, strategy = planner.plan(f, mat, k, first.params, None)
         for row, i in enumerate(members):
             labels, scores = planner.to_user(f, hits.labels[row], hits.scores[row])
             results[i] = coll.hits.finish(queries[i], f, (labels, scores, strategy))
     return [r for r in results if r is not None]
+
+
+def _remember(coll: Collection, f: DenseField, mat: F32) -> None:
+    """Keep the queries for a field that learns from recent ones (LeanVec-OOD, a recall target's calibration)."""
+    if f.query_sample.reservoir_size:
+        f.query_sample.offer(mat)
+        if quality.sample_grew(f):
+            coll.wake_indexer()  # twice the real queries: calibrate again on them
 
 
 def search_one(coll: Collection, q: Query) -> QueryResult:
@@ -80,8 +87,7 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
         return coll.hits.finish(q, f, f.search(q, lambda: None if (sel := allowed()) is None else sel.labels))
     planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
-    if f.query_sample.reservoir_size:
-        f.query_sample.offer(mat)
+    _remember(coll, f, mat)
     ranked = planner.search_fast(f, q, mat)
     if ranked is None:
         subset = allowed()
