@@ -1,10 +1,10 @@
 """Quality as a setting: does a recall target give the recall it promises, at the speed of a hand-tuned setting?
 
-For each index (HNSW, int8 HNSW, IVF-PQ, binary HNSW, LeanVec-128 HNSW) this builds one collection of pypi-minilm (first --n base vectors), then
-for each --targets value runs the calibration the indexer runs (`index.quality.calibrate`) and measures, on the
-held-out queries: recall@10 against the exact ground truth and single-query QPS with the knobs it chose. Against it:
-the best hand-tuned setting, an oracle that sweeps the same knobs on the held-out queries themselves and keeps the
-fastest setting whose recall@10 meets the target.
+For each index (HNSW, int8 HNSW, IVF-PQ, binary HNSW, LeanVec-128 HNSW) this builds one collection of pypi-minilm
+(first --n base vectors), then for each --targets value runs the calibration the indexer runs
+(`index.quality.calibrate`) and measures, on the held-out queries: recall@10 against the exact ground truth and
+single-query QPS with the knobs it chose. Against it: the best hand-tuned setting, an oracle that sweeps the same
+knobs on the held-out queries themselves and keeps the fastest setting whose recall@10 meets the target.
 
 What calibration sees (--sample): `seen` (the default) searches --seen base rows past the first --n (summaries
 like the queries, never inserted) through the collection first, as users' traffic, which fills the reservoir of
