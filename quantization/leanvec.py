@@ -196,6 +196,7 @@ class LeanVecTransform:
         n_max_steps: int = 500,
         rel_tol: float = 1e-3,
         ridge: float = 1e-3,
+        blend: float = 0.0,
     ) -> None:
         if dim_out < 1:
             raise ValueError(f"dim_out must be >= 1, got {dim_out}")
@@ -203,6 +204,8 @@ class LeanVecTransform:
             raise ValueError(f"mode must be 'id' or 'ood', got {mode!r}")
         if solver not in ("closed_form", "frank_wolfe"):
             raise ValueError(f"solver must be 'closed_form' or 'frank_wolfe', got {solver!r}")
+        if not 0.0 <= blend <= 1.0:
+            raise ValueError(f"blend must be in [0, 1], got {blend}")
         if max_fit_rows < 1 or n_max_steps < 1 or rel_tol < 0 or ridge < 0:
             raise ValueError("max_fit_rows and n_max_steps must be >= 1; rel_tol and ridge >= 0")
         self.dim_out = dim_out
@@ -213,6 +216,7 @@ class LeanVecTransform:
         self.n_max_steps = n_max_steps
         self.rel_tol = rel_tol
         self.ridge = ridge
+        self.blend = blend  # OOD: the share of the data's moments mixed into the queries' (0: none, 1: all)
         self.n_steps = 0  # Frank-Wolfe iterations run by the last fit (0 for PCA / closed form)
         self._mean: FloatArray | None = None
         self._data_matrix: FloatArray | None = None
@@ -249,6 +253,8 @@ class LeanVecTransform:
             # Unit-trace moments: the minimiser is scale-free, and the ridge/rel_tol become relative.
             kq /= max(float(np.trace(kq)), 1e-30)
             kx /= max(float(np.trace(kx)), 1e-30)
+            if self.blend:
+                kq = (1.0 - self.blend) * kq + self.blend * kx
             if self.solver == "frank_wolfe":
                 data, query, self.n_steps = frank_wolfe_matrices(kq, kx, self.dim_out, self.n_max_steps, self.rel_tol)
             else:
@@ -294,6 +300,7 @@ class LeanVecTransform:
             "n_max_steps": self.n_max_steps,
             "rel_tol": self.rel_tol,
             "ridge": self.ridge,
+            "blend": self.blend,
             "n_steps": self.n_steps,
         }
         return meta, {"mean": mean, "data_matrix": data, "query_matrix": query}
@@ -311,6 +318,7 @@ class LeanVecTransform:
             n_max_steps=int(meta["n_max_steps"]),
             rel_tol=float(meta["rel_tol"]),
             ridge=float(meta["ridge"]),
+            blend=float(meta.get("blend", 0.0)),
         )
         data = np.asarray(arrays["data_matrix"], dtype=np.float32)
         query = np.asarray(arrays["query_matrix"], dtype=np.float32)
