@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"n": len(base), "queries": len(q), "sample": len(sample), "uptime_before": before}
     meta |= {"uptime_after": _sh(["uptime"]), "commit": _sh(["git", "rev-parse", "--short", "HEAD"])}
     print(meta)
-    write_results(args.out + ("_tiny" if args.tiny else ""), {"rows": rows, **meta})
+    write_results(
+        args.out if args.out.endswith(".json") or not args.tiny else args.out + "_tiny", {"rows": rows, **meta}
+    )
 
 
 if __name__ == "__main__":
