@@ -197,6 +197,7 @@ class LeanVecTransform:
         rel_tol: float = 1e-3,
         ridge: float = 1e-3,
         blend: float = 0.0,
+        rescale: bool = False,
     ) -> None:
         if dim_out < 1:
             raise ValueError(f"dim_out must be >= 1, got {dim_out}")
@@ -217,6 +218,12 @@ class LeanVecTransform:
         self.rel_tol = rel_tol
         self.ridge = ridge
         self.blend = blend  # OOD: the share of the data's moments mixed into the queries' (0: none, 1: all)
+        # ID: scale each reduced data row back to the norm of its centred full vector. Ranking by q . x lacks
+        # the part of x outside the kept directions; the scaling assumes it points the way the kept part
+        # does, which is what PCA-Matryoshka's renormalisation does too, and why it beat plain ID: on
+        # pypi-minilm 20k at 64 dims, keyword queries' recall@10 in the top 40 went from 0.761 to 0.796
+        # (PCA-Matryoshka 0.803; renormalising to unit length instead: 0.764; centring changes nothing)
+        self.rescale = rescale
         self.n_steps = 0  # Frank-Wolfe iterations run by the last fit (0 for PCA / closed form)
         self._mean: FloatArray | None = None
         self._data_matrix: FloatArray | None = None
@@ -269,7 +276,13 @@ class LeanVecTransform:
         """Reduce DATA vectors: `(x - mean) @ B` (mean is zero in OOD mode)."""
         mean, data, _ = self._fitted()
         x = as_matrix(x, dim=data.shape[0])
-        return cast(FloatArray, (x - mean) @ data)
+        centred = x - mean
+        reduced = centred @ data
+        if self.rescale:
+            full = np.linalg.norm(centred, axis=1)
+            short = np.linalg.norm(reduced, axis=1)
+            reduced *= (full / np.maximum(short, 1e-12))[:, None]
+        return cast(FloatArray, reduced)
 
     @property
     def query_matrix(self) -> FloatArray:
@@ -301,6 +314,7 @@ class LeanVecTransform:
             "rel_tol": self.rel_tol,
             "ridge": self.ridge,
             "blend": self.blend,
+            "rescale": self.rescale,
             "n_steps": self.n_steps,
         }
         return meta, {"mean": mean, "data_matrix": data, "query_matrix": query}
@@ -319,6 +333,7 @@ class LeanVecTransform:
             rel_tol=float(meta["rel_tol"]),
             ridge=float(meta["ridge"]),
             blend=float(meta.get("blend", 0.0)),
+            rescale=bool(meta.get("rescale", False)),
         )
         data = np.asarray(arrays["data_matrix"], dtype=np.float32)
         query = np.asarray(arrays["query_matrix"], dtype=np.float32)

@@ -41,10 +41,11 @@ def test_a_query_sample_like_the_data_keeps_the_best_projection(server: Callable
         proj = info["projection"]
         assert proj["held_out_queries"] == 80
         got = proj["candidate_recall"]
-        assert set(got) == {"id", "ood", "blend", "pca_matryoshka"}
+        assert set(got) == {"id", "id_rescaled", "ood", "blend", "pca_matryoshka"}
         assert got[proj["chosen"]] == max(got.values()) and got[proj["chosen"]] >= got["id"]
         assert proj["held_out_loss"]["id"] == round(1 - got["id"], 4)
-        spec = {"id": "LeanVec12,", "ood": "LeanVec12-OOD,", "blend": "LeanVec12-OOD-blend,"}
+        spec = {"id": "LeanVec12,", "id_rescaled": "LeanVec12-rescaled,", "ood": "LeanVec12-OOD,"}
+        spec["blend"] = "LeanVec12-OOD-blend,"
         assert info["spec"].startswith(spec.get(proj["chosen"], "PCA-Matryoshka12,"))
         found = c.search_batch("p", [{"vector": q.tolist(), "limit": 10, "with_payload": False} for q in fresh])
         ids = np.array([[h.id for h in r] for r in found])

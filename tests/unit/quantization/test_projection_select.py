@@ -18,7 +18,7 @@ def test_queries_like_the_data_never_lose_to_id(seed: int) -> None:
     base, queries = lowrank(n_base=4000, n_query=700, seed=seed)
     sample, fresh = queries[:400], queries[400:]  # the posted sample, and queries it never saw
     reducer, choice = choose_projection(base, sample, DIM_OUT)
-    assert choice.held_out == 80 and set(choice.recall) == {"id", "ood", "blend", "pca_matryoshka"}
+    assert choice.held_out == 80 and set(choice.recall) == {"id", "id_rescaled", "ood", "blend", "pca_matryoshka"}
     assert choice.recall[choice.chosen] >= choice.recall["id"]  # on the held-out fifth
     assert choice.chosen == "id" or choice.recall[choice.chosen] > choice.recall["id"]  # others must beat it
     id_only = LeanVecTransform(DIM_OUT, "id").fit(base)
@@ -56,3 +56,15 @@ def test_the_blend_sits_between_ood_and_the_data_and_survives_a_save() -> None:
     assert not np.allclose(plain.query_matrix, blend.query_matrix)
     with pytest.raises(ValueError, match="blend"):
         LeanVecTransform(8, "ood", blend=1.5)
+
+
+def test_rescaled_id_keeps_each_rows_full_norm_and_its_state() -> None:
+    base, _ = lowrank(n_base=1000, n_query=1, seed=6)
+    plain = LeanVecTransform(8, "id").fit(base)
+    scaled = LeanVecTransform(8, "id", rescale=True).fit(base)
+    got = scaled.transform(base[:50])
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), np.linalg.norm(base[:50] - scaled._mean, axis=1), rtol=1e-4)
+    cos = np.sum(got * plain.transform(base[:50]), axis=1) / np.linalg.norm(got, axis=1)
+    np.testing.assert_allclose(cos, np.linalg.norm(plain.transform(base[:50]), axis=1), rtol=1e-4)  # same direction
+    again = LeanVecTransform.from_state(*scaled.state())
+    assert again.rescale and np.array_equal(again.transform(base[:5]), got[:5])
