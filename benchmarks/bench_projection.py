@@ -1,6 +1,6 @@
 """LeanVec-OOD that never loses: on keyword queries (`queries_kw`, fitted on `sample_kw`), the projection the
-held-out check chooses (`quantization.projection_select.choose_projection`) against LeanVec-ID, LeanVec-OOD and
-PCA-Matryoshka at the same dimension.
+held-out check chooses (`quantization.projection_select.choose_projection`) against LeanVec-ID (plain and
+rescaled), LeanVec-OOD and PCA-Matryoshka at the same dimension.
 
 For each --dims value: candidate recall, the share of each query's exact top 10 found among its top c by reduced
 score, for c in --depths (c = 10 is recall@10 without rerank; c = 40 is what oversampling 4 reranks), over the
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         choose_s = time.perf_counter() - t0
         candidates: dict[str, Reducer] = {
             "LeanVec-ID": LeanVecTransform(dim, "id").fit(fit),
+            "LeanVec-ID rescaled": LeanVecTransform(dim, "id", rescale=True).fit(fit),
             "LeanVec-OOD": LeanVecTransform(dim, "ood").fit(fit, sample),
             "PCA-Matryoshka": MatryoshkaTransform(dim, "pca").fit(fit),
             f"chosen ({choice.chosen})": chosen,

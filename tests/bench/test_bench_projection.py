@@ -34,8 +34,8 @@ def test_bench_projection_runs(tmp_path: Path) -> None:
     assert "| dim" in run.stdout and "recall@10 in top 40" in run.stdout
     r = json.loads(out.read_text())
     assert r["n"] == 2000 and r["queries"] == 50 and r["sample"] == 300 and r["uptime_before"]
-    by = {row["projection"].split(" ")[0]: row for row in r["rows"]}
-    assert set(by) == {"LeanVec-ID", "LeanVec-OOD", "PCA-Matryoshka", "chosen"}
+    by = {row["projection"].split(" (")[0]: row for row in r["rows"]}
+    assert set(by) == {"LeanVec-ID", "LeanVec-ID rescaled", "LeanVec-OOD", "PCA-Matryoshka", "chosen"}
     # queries unlike the data: the chosen projection is query-aware and beats ID at every depth
     assert all(by["chosen"][c] > by["LeanVec-ID"][c] for c in ("c10", "c40"))
     assert by["chosen"]["held_out"] and by["chosen"]["choose_s"] > 0
