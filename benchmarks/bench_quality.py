@@ -191,10 +191,10 @@ def main(argv: list[str] | None = None) -> None:
                     settings = [f.tuning.params, *(c[0] for c in cands)]
                     qps = _qps(coll, data.queries, settings, args.rounds)
                     auto = {"recall": _recall(coll, data.queries, data.gt, None), "qps": qps[0][0], "cpu": qps[0][1]}
-                    j = max(range(len(cands)), key=lambda i: qps[i + 1][1]) if cands else -1
-                    hand = (cands[j][0], {"recall": cands[j][1], "qps": qps[j + 1][0], "cpu": qps[j + 1][1]})
-                    if not cands:
-                        hand = None
+                    hand = None  # no setting of the grid meets the target
+                    if cands:
+                        j = max(range(len(cands)), key=lambda i: qps[i + 1][1])
+                        hand = (cands[j][0], {"recall": cands[j][1], "qps": qps[j + 1][0], "cpu": qps[j + 1][1]})
                     same = hand is not None and _describe(hand[0]) == _describe(f.tuning.params)
                     row = {
                         "index": kind,
