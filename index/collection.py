@@ -306,6 +306,9 @@ class Collection:
         """Answer several queries; unfiltered ones on a dense vector with equal knobs share one ANN call."""
         return search_queries(self, queries)
 
+    def wake_indexer(self) -> None:
+        self._indexer.wake()
+
     @reads
     def observe_recall(self, using: str | None, hits: int, total: int, queries: int) -> None:
         """The recall probe's measure of one vector: a recall target adjusts its knobs (index/quality.py)."""

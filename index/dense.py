@@ -105,6 +105,8 @@ class DenseField:
         self.vectors = VectorStore(directory / "vectors.f32", self.dim, rows=labels.n, on_disk=config.on_disk)
         red = config.reduce
         reservoir = red.reservoir_size if isinstance(red, LeanVecReduceConfig) and red.query_reservoir else 0
+        if config.quality is not None:  # real queries to calibrate a recall target on (index/quality.py)
+            reservoir = max(reservoir, config.quality.queries)
         self.query_sample = QuerySample(directory, self.dim, reservoir)
         self.alive: Bools = labels.alive.copy()  # this field's live labels (the caller clears omitted ones)
         self.state = IndexState(None, 0)

@@ -38,6 +38,7 @@ from quantization.base import load_state, save_state
 from quantization.binary import BinaryQuantizer
 from quantization.leanvec import LeanVecTransform
 from quantization.matryoshka import MatryoshkaTransform
+from quantization.projection_select import SPECS, choose_projection
 from quantization.scalar import Int8Quantizer
 
 __all__ = ["EncodedIndex"]
@@ -85,6 +86,7 @@ class EncodedIndex:
         self.query_sample_rows = 0  # reservoir rows of the query sample the last fit used (LeanVec-OOD)
         self.sample_version = 0  # fingerprint of the posted query sample the last fit used
         self.trained_at = 0.0
+        self.projection: dict[str, Any] | None = None  # LeanVec-OOD: the held-out check's choice and evidence
         self._side: _Rows | None = None  # label -> all code planes (asymmetric scoring)
         self._scales: _Rows | None = None
         # int8 search codes for cosine/l2: one global scale and +128 make them faiss's "direct" 8-bit codes,
@@ -98,7 +100,7 @@ class EncodedIndex:
     @property
     def inner_space(self) -> Space:
         red = self.config.reduce
-        if isinstance(red, MatryoshkaReduceConfig):
+        if isinstance(red, MatryoshkaReduceConfig) or isinstance(self.reducer, MatryoshkaTransform):
             return Space.ip  # renormalised prefixes: their inner product is a cosine
         return self.space
 
@@ -111,7 +113,10 @@ class EncodedIndex:
     def spec(self) -> str:
         parts: list[str] = []
         red = self.config.reduce
-        if isinstance(red, LeanVecReduceConfig):
+        chosen = self.projection["chosen"] if self.projection else None
+        if isinstance(red, LeanVecReduceConfig) and chosen is not None:
+            parts.append(SPECS[chosen].format(dim=red.dim))
+        elif isinstance(red, LeanVecReduceConfig):
             parts.append(f"LeanVec{red.dim}{'-OOD' if red.mode == 'ood' else ''}")
         elif isinstance(red, MatryoshkaReduceConfig):
             parts.append(f"{'PCA-' if red.rotate else ''}Matryoshka{red.dim}")
@@ -167,11 +172,16 @@ class EncodedIndex:
         `index.factory.train_encoded` then picks the backend for these codes and attaches it."""
         red, q = self.config.reduce, self.config.quantize
         if isinstance(red, LeanVecReduceConfig):
-            lv = LeanVecTransform(red.dim, red.mode, solver=red.solver)
-            if red.mode == "ood" and (queries is None or len(queries) == 0):
-                queries = sample  # no query sample yet: fall back to the data's own distribution
-            lv.fit(sample, queries if red.mode == "ood" else None)
-            self.reducer = lv
+            if red.mode == "ood" and queries is not None and len(queries) and self.space is Space.ip:
+                # OOD only where it beats ID (or a blend, or PCA-Matryoshka) on held-out queries
+                self.reducer, choice = choose_projection(sample, queries, red.dim, solver=red.solver)
+                self.projection = choice.info()
+            else:
+                lv = LeanVecTransform(red.dim, red.mode, solver=red.solver)
+                if red.mode == "ood" and (queries is None or len(queries) == 0):
+                    queries = sample  # no query sample yet: fall back to the data's own distribution
+                lv.fit(sample, queries if red.mode == "ood" else None)
+                self.reducer = lv
         elif isinstance(red, MatryoshkaReduceConfig):
             self.reducer = MatryoshkaTransform(red.dim, red.rotate).fit(sample)
         reduced = self._reduce(sample, queries=False)
@@ -330,6 +340,7 @@ class EncodedIndex:
             "sample_version": self.sample_version,
             "trained_at": self.trained_at,
             "affine": self._affine,
+            "projection": self.projection,
         }
         (directory / "meta.json").write_text(json.dumps(meta))
 
@@ -352,12 +363,12 @@ class EncodedIndex:
         idx.sample_version = int(meta.get("sample_version", 0))
         idx.trained_at = float(meta.get("trained_at", 0.0))
         idx._affine = meta.get("affine")
+        idx.projection = meta.get("projection")
         red = config.reduce
         if red is not None:
             st = load_state(directory / "reduce")
-            idx.reducer = (
-                LeanVecTransform if isinstance(red, LeanVecReduceConfig) else MatryoshkaTransform
-            ).from_state(*st)
+            # by what was saved: a LeanVec-OOD vector may have chosen PCA-Matryoshka (quantization/projection_select)
+            idx.reducer = (LeanVecTransform if st[0].get("kind") == "leanvec" else MatryoshkaTransform).from_state(*st)
         if config.quantize is not None and isinstance(config.quantize, BinaryQuantizeConfig):
             idx.binary = BinaryQuantizer.from_state(*load_state(directory / "binary"))
         if (directory / "side_codes.npy").exists():

@@ -103,7 +103,10 @@ def _build_encoded(field: DenseField) -> None:
     fingerprint = (field.query_sample.version, field.query_sample.filled)
 
     def make(labels: I64) -> EncodedIndex:
-        queries = field.query_sample.rows() if ood else None
+        qs = field.query_sample  # recent queries only when OOD opted in (a recall target keeps some too)
+        queries = None
+        if isinstance(red, LeanVecReduceConfig) and ood:
+            queries = qs.rows() if red.query_reservoir else qs.api
         # codecs without a learned projection only need a mean or a range: a smaller sample does
         size = _FIT_SAMPLE if red is not None else _FIT_SAMPLE // 4
         sample = field.vectors.take(sample_rows(labels, size))

@@ -74,6 +74,8 @@ def dense_info(f: DenseField, paused: bool) -> VectorInfo:
             train_threshold=cfg.training.threshold,
             query_sample=len(f.query_sample),
         )
+        if index.projection is not None:  # LeanVec-OOD: which projection the held-out check kept, and why
+            extra.update(projection=index.projection)
     elif cfg.compressed:
         extra.update(trained=False, train_threshold=cfg.training.threshold, spec=None, query_sample=len(f.query_sample))
         state = "untrained" if f.phase != "training" else "training"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index import native, planner
+from index import native, planner, quality
 from index.backends.base import F32, I64
 from index.contract import Query, QueryResult
 from index.dense import DenseField
@@ -46,8 +46,7 @@ def search_queries(coll: Collection, queries: list[Query]) -> list[QueryResult]:
         assert isinstance(f, DenseField)
         first = queries[members[0]]
         mat = f.prepare(np.stack([queries[i].vector for i in members]))
-        if f.query_sample.reservoir_size:
-            f.query_sample.offer(mat)
+        _remember(coll, f, mat)
         got = native.search_batch(f, mat, k, first.params, coll.options.search_threads)
         if got is not None:
             for (labels, scores), i in zip(got[0], members, strict=True):
@@ -60,11 +59,19 @@ def search_queries(coll: Collection, queries: list[Query]) -> list[QueryResult]:
     return [r for r in results if r is not None]
 
 
+def _remember(coll: Collection, f: DenseField, mat: F32) -> None:
+    """Keep the queries for a field that learns from recent ones (LeanVec-OOD, a recall target's calibration)."""
+    if f.query_sample.reservoir_size:
+        f.query_sample.offer(mat)
+        if quality.sample_grew(f):
+            coll.wake_indexer()  # twice the real queries: calibrate again on them
+
+
 def search_one(coll: Collection, q: Query) -> QueryResult:
     if q.filter is None:  # the common case first, in as few steps as possible
         f = coll.field(q.using)
         if isinstance(f, DenseField):
-            return coll.hits.finish(q, f, _unfiltered(f, q))
+            return coll.hits.finish(q, f, _unfiltered(coll, f, q))
     scanned: list[bool] = []
     result = _search_filtered(coll, q, scanned)
     if scanned and scanned[0]:
@@ -72,11 +79,10 @@ def search_one(coll: Collection, q: Query) -> QueryResult:
     return result
 
 
-def _unfiltered(f: DenseField, q: Query) -> planner.Ranked:
+def _unfiltered(coll: Collection, f: DenseField, q: Query) -> planner.Ranked:
     planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
-    if f.query_sample.reservoir_size:
-        f.query_sample.offer(mat)
+    _remember(coll, f, mat)
     k = q.limit + q.offset
     ranked = native.search(f, mat, k, q.params, None) or planner.search_fast(f, q, mat)
     if ranked is None:
@@ -103,8 +109,7 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
         return coll.hits.finish(q, f, f.search(q, lambda: None if (sel := allowed()) is None else sel.labels))
     planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
-    if f.query_sample.reservoir_size:
-        f.query_sample.offer(mat)
+    _remember(coll, f, mat)
     k = q.limit + q.offset
     subset = allowed()  # a dense field's unfiltered searches are `_unfiltered`'s
     if subset is not None and len(subset) == 0:

@@ -52,6 +52,7 @@ class Tuning:
     index_id: int = 0  # id() of the index last calibrated, and its size then: a new or grown index recalibrates
     calibrated_count: int = 0
     sample_version: int = 0  # the posted query sample calibration last used (a new one recalibrates)
+    sample_rows: int = 0  # real queries (posted or seen) calibration last used: twice as many recalibrate
     window: list[int] = field(default_factory=lambda: [0, 0, 0])  # live hits, neighbours, queries since a change
     comfortable: int = 0  # consecutive live windows well above the target
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -196,6 +196,8 @@ class LeanVecTransform:
         n_max_steps: int = 500,
         rel_tol: float = 1e-3,
         ridge: float = 1e-3,
+        blend: float = 0.0,
+        rescale: bool = False,
     ) -> None:
         if dim_out < 1:
             raise ValueError(f"dim_out must be >= 1, got {dim_out}")
@@ -203,6 +205,8 @@ class LeanVecTransform:
             raise ValueError(f"mode must be 'id' or 'ood', got {mode!r}")
         if solver not in ("closed_form", "frank_wolfe"):
             raise ValueError(f"solver must be 'closed_form' or 'frank_wolfe', got {solver!r}")
+        if not 0.0 <= blend <= 1.0:
+            raise ValueError(f"blend must be in [0, 1], got {blend}")
         if max_fit_rows < 1 or n_max_steps < 1 or rel_tol < 0 or ridge < 0:
             raise ValueError("max_fit_rows and n_max_steps must be >= 1; rel_tol and ridge >= 0")
         self.dim_out = dim_out
@@ -213,6 +217,13 @@ class LeanVecTransform:
         self.n_max_steps = n_max_steps
         self.rel_tol = rel_tol
         self.ridge = ridge
+        self.blend = blend  # OOD: the share of the data's moments mixed into the queries' (0: none, 1: all)
+        # ID: scale each reduced data row back to the norm of its centred full vector. Ranking by q . x lacks
+        # the part of x outside the kept directions; the scaling assumes it points the way the kept part
+        # does, which is what PCA-Matryoshka's renormalisation does too, and why it beat plain ID: on
+        # pypi-minilm 20k at 64 dims, keyword queries' recall@10 in the top 40 went from 0.761 to 0.796
+        # (PCA-Matryoshka 0.803; renormalising to unit length instead: 0.764; centring changes nothing)
+        self.rescale = rescale
         self.n_steps = 0  # Frank-Wolfe iterations run by the last fit (0 for PCA / closed form)
         self._mean: FloatArray | None = None
         self._data_matrix: FloatArray | None = None
@@ -249,6 +260,8 @@ class LeanVecTransform:
             # Unit-trace moments: the minimiser is scale-free, and the ridge/rel_tol become relative.
             kq /= max(float(np.trace(kq)), 1e-30)
             kx /= max(float(np.trace(kx)), 1e-30)
+            if self.blend:
+                kq = (1.0 - self.blend) * kq + self.blend * kx
             if self.solver == "frank_wolfe":
                 data, query, self.n_steps = frank_wolfe_matrices(kq, kx, self.dim_out, self.n_max_steps, self.rel_tol)
             else:
@@ -263,7 +276,13 @@ class LeanVecTransform:
         """Reduce DATA vectors: `(x - mean) @ B` (mean is zero in OOD mode)."""
         mean, data, _ = self._fitted()
         x = as_matrix(x, dim=data.shape[0])
-        return cast(FloatArray, (x - mean) @ data)
+        centred = x - mean
+        reduced = centred @ data
+        if self.rescale:
+            full = np.linalg.norm(centred, axis=1)
+            short = np.linalg.norm(reduced, axis=1)
+            reduced *= (full / np.maximum(short, 1e-12))[:, None]
+        return cast(FloatArray, reduced)
 
     @property
     def query_matrix(self) -> FloatArray:
@@ -294,6 +313,8 @@ class LeanVecTransform:
             "n_max_steps": self.n_max_steps,
             "rel_tol": self.rel_tol,
             "ridge": self.ridge,
+            "blend": self.blend,
+            "rescale": self.rescale,
             "n_steps": self.n_steps,
         }
         return meta, {"mean": mean, "data_matrix": data, "query_matrix": query}
@@ -311,6 +332,8 @@ class LeanVecTransform:
             n_max_steps=int(meta["n_max_steps"]),
             rel_tol=float(meta["rel_tol"]),
             ridge=float(meta["ridge"]),
+            blend=float(meta.get("blend", 0.0)),
+            rescale=bool(meta.get("rescale", False)),
         )
         data = np.asarray(arrays["data_matrix"], dtype=np.float32)
         query = np.asarray(arrays["query_matrix"], dtype=np.float32)

@@ -1,5 +1,6 @@
-"""Smoke test of benchmarks/bench_quality.py: a --tiny run of HNSW on 3,000 synthetic points in pypi-minilm's layout
-(float16 base and queries, exact top-100) under a temporary `--data` root, in a subprocess."""
+"""Smoke test of benchmarks/bench_quality.py: a --tiny run of HNSW on 2,000 synthetic points in pypi-minilm's layout
+(float16 base and queries, exact top-100) under a temporary `--data` root, in a subprocess; 500 more base rows are
+searched first, as the users' queries calibration learns from."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_bench_quality_runs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| index" in run.stdout and "best hand-tuned" in run.stdout
     r = json.loads(out.read_text())
-    assert r["n"] == 3000 and r["queries"] == 50 and r["uptime_before"]
+    assert r["n"] == 2000 and r["queries"] == 50 and r["uptime_before"] and r["seen"] == 500
     (row,) = r["rows"]
     assert row["index"] == "hnsw" and row["target"] == 0.9 and row["state"] == "met"
     assert row["recall"] >= 0.9 and row["qps"] > 0 and row["chosen"].startswith("ef=")
+    assert row["calib_source"] == "query sample" and row["calib_queries"] == 500

@@ -221,7 +221,7 @@ class QualityConfig(_Model):
     k: int = Field(10, ge=1, le=100)  # the recall@k that is measured and met
     max_ef: int = Field(2048, ge=8, le=32768)  # the most a graph's beam may be raised to
     max_oversampling: float = Field(64.0, ge=1.0, le=1000.0)
-    queries: int = Field(200, ge=20, le=5000)  # calibration queries
+    queries: int = Field(1000, ge=20, le=5000)  # calibration queries, and the reservoir of recent ones kept for it
 
 
 VECTOR_NAME = r"^[A-Za-z0-9_.-]{0,64}$"  # "" is the default (unnamed) vector

@@ -14,6 +14,7 @@ from index import quality
 from index.collection import Collection
 from index.contract import Query, QueryResult
 from index.dense import DenseField
+from index.knob_clock import KnobClock
 from index.tuning import wilson
 from nestor_client.models import SearchParams
 from tests.unit.index.conftest import F32, Engine, until, wait_indexed
@@ -44,7 +45,8 @@ def overlap(a: QueryResult, b: QueryResult) -> int:
 
 
 def calibrated(engine: Engine, config: dict[str, Any], target: float = 0.95) -> tuple[Collection, DenseField]:
-    coll = engine.create("c", {"dim": DIM, "metric": "l2", "quality": {"recall_target": target}, **config})
+    quality = {"recall_target": target, "queries": 200}  # 200 calibration queries: fast on a loaded CI machine
+    coll = engine.create("c", {"dim": DIM, "metric": "l2", "quality": quality, **config})
     coll.upsert(list(range(len(BASE))), BASE)
     f = coll.fields[""]
     assert isinstance(f, DenseField) and f.tuning is not None
@@ -77,10 +79,10 @@ def test_calibration_meets_the_target_on_held_out_queries(engine: Engine, kind: 
     coll, f = calibrated(engine, config)
     t = f.tuning
     assert t is not None and t.calibration is not None and t.params is not None
+    info = coll.info().index.quality  # before any search: searched queries would recalibrate on them
     # the config's own knobs fall well short; the chosen ones (used when a search sets none) meet 0.95
     assert recall(coll, starved) < 0.9
     assert recall(coll, None) >= 0.95
-    info = coll.info().index.quality
     assert info is not None and info.recall_target == 0.95 and info.state == "met" and info.message is None
     assert info.calibration is not None and info.calibration.source == "perturbed rows"
     assert info.calibration.queries == 200 and info.calibration.total == 200 * K
@@ -181,6 +183,45 @@ def test_a_posted_query_sample_recalibrates_on_real_queries(engine: Engine) -> N
     until(lambda: t.calibration is not None and t.calibration.source == "query sample", 60, "recalibration")
     assert t.calibration.queries == 120 and t.state == "met"
     assert recall(coll, None) >= 0.95  # calibrated on 120 real queries, it holds on 200 others
+
+
+def test_queries_users_search_recalibrate_on_them(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["hnsw"][0])
+    t = f.tuning
+    assert t is not None and t.calibration is not None and t.calibration.source == "perturbed rows"
+    assert f.query_sample.reservoir_size == 200  # quality.queries: the reservoir a recall target keeps
+    traffic = clustered(140, 6)  # the users' queries: searched, never posted, not the held-out ones
+    for v in traffic[:60]:
+        coll.search([Query(v, limit=K, with_payload=False)])
+    until(lambda: t.calibration is not None and t.calibration.source == "query sample", 60, "recalibration")
+    first = t.calibration.queries
+    assert 50 <= first <= 60 and t.sample_rows == first  # from 50 real queries (the minimum) it uses them
+    for v in traffic[60 : 2 * first]:
+        coll.search([Query(v, limit=K, with_payload=False)])
+    until(lambda: t.calibration is not None and t.calibration.queries == 2 * first, 60, "twice as many queries")
+    assert t.state == "met"
+    assert t.calibration.low >= 0.95  # per-neighbour Wilson on real queries
+    assert recall(coll, None) >= 0.95  # and it holds on 200 other queries
+
+
+def test_calibration_keeps_the_fastest_of_the_settings_that_meet_the_target(engine: Engine) -> None:
+    coll, f = calibrated(engine, STARVED["int8-hnsw"][0], target=0.9)
+    clock = KnobClock(f, HELD, K)
+    slow, fast = SearchParams(ef=512, oversampling=32.0), SearchParams(ef=16, oversampling=2.0)
+    assert clock.seconds(slow) > 3 * clock.seconds(fast)  # measured, not modelled
+    assert clock.settle([slow, fast]) == fast
+    t = f.tuning
+    assert t is not None and t.params is not None and t.params.oversampling is not None
+    # the choice is the cheapest oversampling's rung or a faster one: never oversampling bought for nothing
+    assert t.params.oversampling <= 8.0 and (t.params.ef or 0) <= 256
+
+
+def test_the_ladders_step_by_an_eighth() -> None:
+    for ladder in (quality.EF_LADDER, quality.NPROBE_LADDER):
+        big = [v for v in ladder if v >= 8]
+        assert all(b / a <= 1.125 + 1e-9 for a, b in zip(big, big[1:], strict=False))
+        assert list(ladder) == sorted(set(ladder))
+    assert quality.EF_LADDER[0] == 8 and quality.NPROBE_LADDER[0] == 1
 
 
 def test_the_wilson_interval() -> None:
