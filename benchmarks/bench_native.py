@@ -393,7 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     verdict = _verdict(runs, only, float_efs)
     for line in verdict["lines"]:
         print(line)
-    meta = {"n": data.n, "queries": len(qs), "engine_tree": str(_TREE), "native_path": native is not None}
+    meta = {
+        "n": data.n,
+        "queries": len(qs),
+        "engine_tree": str(_TREE),
+        "native_path": native is not None,
+        "threads_pinned": "one search thread on every side (qdrant-edge max_search_threads=1, hnswlib num_threads=1)",
+    }
     write_results(Path(args.out), {"meta": harness.run_meta(meta), "runs": runs, "verdict": verdict})
     return 0
 

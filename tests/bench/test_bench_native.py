@@ -37,3 +37,4 @@ def test_bench_native_runs_every_section(tmp_path: Path) -> None:
     assert run["fixed"]["native_recall"] == run["fixed"]["python_recall"]
     assert set(result["verdict"]) >= {"int8", "float", "fixed", "lines"}
     assert result["meta"]["commit"]
+    assert result["meta"]["threads_pinned"]

@@ -149,6 +149,9 @@ COVERED = {
     "quality": "test_bench_quality.py",
     "bm25": "test_bench_bm25.py",
     "hybrid": "test_bench_hybrid.py",
+    "native": "test_bench_native.py",
+    "overload": "test_bench_overload.py",
+    "projection": "test_bench_projection.py",
 }
 
 
