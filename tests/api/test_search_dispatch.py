@@ -46,7 +46,7 @@ def test_an_error_on_a_search_thread_reaches_its_caller_and_leaves_the_counters_
         raise ZeroDivisionError("on a worker")
 
     async def main() -> list[Any]:
-        return await asyncio.gather(d.run(boom), d.run(lambda: 7), return_exceptions=True)
+        return list(await asyncio.gather(d.run(boom), d.run(lambda: 7), return_exceptions=True))
 
     try:
         got = asyncio.run(main())
