@@ -112,3 +112,31 @@ def test_concurrent_rest_searches_are_all_answered_right(tmp_path: Path, threads
         assert after_together[1] - after_alone[1] >= len(queries) // 2  # most of the burst went to the threads
     else:
         assert after_together == (2 * len(queries), 0)
+
+
+def test_concurrent_qdrant_queries_are_offloaded_and_answered_right(tmp_path: Path) -> None:
+    """The Qdrant surface's query route dispatches the same way as Nestor's own search."""
+    base, queries = split(N, 16, DIM, seed=6)
+    app = create_app(Settings(data_dir=tmp_path / "data", search_threads=2))  # type: ignore[call-arg]
+
+    async def query(http: httpx.AsyncClient, q: np.ndarray) -> list[int]:
+        r = await http.post("/qdrant/collections/c/points/query", json={"query": q.tolist(), "limit": 10})
+        assert r.status_code == 200, r.text
+        return [p["id"] for p in r.json()["result"]["points"]]
+
+    async def run() -> tuple[list[list[int]], list[list[int]], int, int]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://nestor") as http:
+                await _ready(http, base)
+                d: SearchDispatch = app.state.dispatch
+                alone = [await query(http, q) for q in queries]
+                before = d.offloaded
+                together = list(await asyncio.gather(*(query(http, q) for q in queries)))
+                return alone, together, before, d.offloaded
+
+    alone, together, before, after = asyncio.run(run())
+    assert together == alone
+    truth = exact_topk(base, queries, 10).tolist()
+    assert sum(len(set(a) & set(t)) for a, t in zip(alone, truth, strict=True)) / (10 * len(queries)) >= 0.9
+    assert before == 0 and after - before >= len(queries) // 2
