@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python"), str(ROOT / "benchmarks")]
 
 from chroma_server import Chroma, chroma_binary  # noqa: E402
-from common import RESULTS_DIR, load_dataset, recall_at_k, write_results  # noqa: E402
+from common import RESULTS_DIR, load_dataset, markdown_table, recall_at_k, write_results  # noqa: E402
 from http_load import WRK_THREADS, load, wrk_path  # noqa: E402
 
 from index.runtime import configure_threads  # noqa: E402
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 s.__exit__(None, None, None)
         shutil.rmtree(work, ignore_errors=True)
     summary = _summary(passes, list(servers), conns)
-    for row in summary["rows"]:
-        print(row)
+    cols = ["server", "connections", "rps_median", "rps_passes", "p50_ms", "p99_ms", "errors", "server_threads"]
+    print(markdown_table(summary["rows"], [*cols, "load_before", "load_after"]))
     for k, v in summary["ratios"].items():
         print(f"{k}: {v}")
     meta = {
