@@ -35,8 +35,10 @@ def test_a_lone_call_runs_on_the_loop_and_concurrent_calls_on_threads() -> None:
     finally:
         d.close()
     assert lone == "MainThread"
-    assert all(name.startswith("nestor-search") for name in together)
-    assert (d.inline, d.offloaded, d.waiting, d.running) == (1, 8, 0, 0)
+    # The first two of the burst take the two search threads; with both busy, the loop runs the rest itself.
+    assert [name.startswith("nestor-search") for name in together] == [True, True] + [False] * 6
+    assert together[2:] == ["MainThread"] * 6
+    assert (d.inline, d.offloaded, d.waiting, d.running) == (7, 2, 0, 0)
 
 
 def test_an_error_on_a_search_thread_reaches_its_caller_and_leaves_the_counters_clean() -> None:
@@ -109,7 +111,8 @@ def test_concurrent_rest_searches_are_all_answered_right(tmp_path: Path, threads
     assert hits / truth.size >= 0.9  # real searches, not an echo
     assert after_alone == (len(queries), 0)  # one at a time: every search inline
     if threads:
-        assert after_together[1] - after_alone[1] >= len(queries) // 2  # most of the burst went to the threads
+        assert after_together[1] - after_alone[1] >= 1  # the burst used the search threads
+        assert sum(after_together) == 2 * len(queries)
     else:
         assert after_together == (2 * len(queries), 0)
 
@@ -139,4 +142,4 @@ def test_concurrent_qdrant_queries_are_offloaded_and_answered_right(tmp_path: Pa
     assert together == alone
     truth = exact_topk(base, queries, 10).tolist()
     assert sum(len(set(a) & set(t)) for a, t in zip(alone, truth, strict=True)) / (10 * len(queries)) >= 0.9
-    assert before == 0 and after - before >= len(queries) // 2
+    assert before == 0 and after >= 1
