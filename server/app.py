@@ -22,6 +22,7 @@ from server.api import dashboard as dashboard_api
 from server.api import jobs as jobs_api
 from server.api import metrics as metrics_api
 from server.auth import AuthGate, KeyRing
+from server.dispatch import SearchDispatch, default_threads
 from server.errors import install_error_handlers
 from server.ingest.runner import JobRunner
 from server.metrics import RequestMetrics
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 save_idle_seconds=settings.index_save_idle_seconds,
                 save_max_seconds=settings.index_save_max_seconds,
                 index_threads=settings.index_threads,
-                search_threads=settings.search_threads,
+                search_threads=1 if settings.search_threads == 0 else settings.search_threads,
                 vacuum_threshold=settings.vacuum_threshold,
                 disk_min_free=settings.disk_min_free_bytes,
                 ram_cap=settings.ram_cap_bytes,
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.ready = False
             await run_in_threadpool(app.state.monitor.stop)
+            await run_in_threadpool(app.state.dispatch.close)  # searches in flight end before the catalog closes
             await run_in_threadpool(jobs.stop)  # before the catalog: jobs write into its collections
             await run_in_threadpool(catalog.close)
             if cluster is not None:
@@ -178,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     monitor = app.state.monitor = Monitor(settings)
+    threads = settings.search_threads
+    app.state.dispatch = SearchDispatch(default_threads() if threads is None else threads)  # server/dispatch.py
     monitor.metrics.attach(app.state)  # points, memory, jobs and recall, read at each scrape
     for module in (health, collections, points, search, pipeline, queries, jobs_api, snapshots):
         app.include_router(module.router)

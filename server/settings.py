@@ -69,10 +69,14 @@ class Settings(BaseSettings):
     )
     index_save_idle_seconds: float = Field(2.0, gt=0, description="persist an index this long after it settles")
     index_save_max_seconds: float = Field(60.0, gt=0, description="and at least this often while indexing")
-    index_threads: int | None = Field(None, ge=1, description="threads for index building (default: all cores)")
     search_threads: int | None = Field(
-        None, ge=1, description="threads one batch of searches runs on, natively (default: all cores)"
+        None,
+        ge=0,
+        description="threads that run cheap searches while other requests are in progress, and that one batch of "
+        "searches runs on natively (default: the cores the server may use; 0: every cheap search runs on the "
+        "event loop, and a batch on one thread)",
     )
+    index_threads: int | None = Field(None, ge=1, description="threads for index building (default: all cores)")
     ram_cap_bytes: int = Field(
         0, ge=0, description="RAM a collection's in-RAM vector copies may take; past it they are memory-mapped"
     )

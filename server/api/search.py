@@ -15,6 +15,7 @@ from nestor_client.models import BatchSearchRequest, Filter, ScoredPoint, Search
 from server.auth import Role, authorize, gate_only, require
 from server.convert import hit_dict, to_query
 from server.deps import CatalogDep, ScopeFilterDep, SettingsDep
+from server.dispatch import SearchDispatch
 from server.embedding import embed_queries
 from server.monitor import monitor
 from server.scopes import and_filter
@@ -22,6 +23,11 @@ from server.settings import Settings
 from server.wire import NestorRoute, body_schema, envelope, read_model
 
 router = APIRouter(prefix="/collections/{name}/points", tags=["search"], route_class=NestorRoute)
+
+
+def dispatch(request: Request) -> SearchDispatch:
+    d: SearchDispatch = request.app.state.dispatch
+    return d
 
 
 def _query(coll: AnyCollection, req: SearchRequest, settings: Settings, scope: Filter | None) -> Query:
@@ -42,11 +48,12 @@ async def _search(request: Request, name: str, catalog: Catalog, settings: Setti
         body = (await run_in_threadpool(embed_queries, coll, [body]))[0]
     q = _query(coll, body, settings, scope)
     monitor(request).searched(name, (q,))  # counted, and kept for the recall probe
-    # A cheap ANN lookup runs inline: a thread hop would cost more than the search itself.
+    # A cheap ANN lookup runs inline when alone (a thread hop would cost more than the search itself),
+    # on a search thread when other requests are in progress (server/dispatch.py).
     # With ?partial=true, a sharded collection with a shard down answers from the others (flagged).
     partial = request.query_params.get("partial") == "true"
     if coll.is_cheap(q) and not partial:
-        res = coll.search([q])[0]
+        res = (await dispatch(request).run(lambda: coll.search([q])))[0]
     else:
         res = (await run_in_threadpool(lambda: coll.search([q], partial=partial)))[0]
     monitor(request).planned(coll, (q,), (res,))

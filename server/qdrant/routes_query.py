@@ -16,6 +16,7 @@ from index.errors import PayloadTooLarge
 from nestor_client.models import Filter
 from server.auth import Role, authorize, gate_only, require
 from server.deps import ScopeFilterDep
+from server.dispatch import SearchDispatch
 from server.qdrant.groups import groups
 from server.qdrant.models import (
     QueryBatch,
@@ -64,8 +65,9 @@ async def _answer(request: Request, coll: AnyCollection, plans: list[Plan]) -> l
     searches = [p.query for p in plans if p.query is not None]
     mon = nestor_monitor(request)
     mon.searched(coll.name, searches)
-    if len(plans) == 1 and searches and coll.is_cheap(searches[0]):  # inline, as Nestor's own search does
-        out, done = _run(coll, plans, searches)
+    if len(plans) == 1 and searches and coll.is_cheap(searches[0]):  # as Nestor's own search (server/dispatch.py)
+        dispatch: SearchDispatch = request.app.state.nestor.state.dispatch
+        out, done = await dispatch.run(lambda: _run(coll, plans, searches))
     else:
         out, done = await run_in_threadpool(_run, coll, plans, searches)
     mon.planned(coll, searches, done)

@@ -152,6 +152,7 @@ COVERED = {
     "native": "test_bench_native.py",
     "overload": "test_bench_overload.py",
     "projection": "test_bench_projection.py",
+    "concurrency": "test_bench_concurrency.py",
 }
 
 
