@@ -149,6 +149,7 @@ COVERED = {
     "quality": "test_bench_quality.py",
     "bm25": "test_bench_bm25.py",
     "hybrid": "test_bench_hybrid.py",
+    "scale": "test_bench_scale.py",
 }
 
 
