@@ -91,6 +91,7 @@ def test_bench_scale_runs_tiny(tmp_path: Path) -> None:
             assert c["memory"] and c["index_info"]["indexed"] >= n
             s = c["search"]
             assert 0 < s["recall"] <= 1 and s["qps"] > 0 and 0 < s["p50_ms"] <= s["p99_ms"]
+            assert s["qps_cpu"] > 0 and 0 < s["cpu_ms_p50"] <= s["cpu_ms_p99"] and c["build_cpu_s"] > 0
             assert len(s["sweep"]) == 1 and s["reached"] == (s["sweep"][0]["recall"] >= 0.95)
             assert c["load"]["before"] and c["load"]["during_1min"]
         assert r["meta"]["threads_pinned"]["build_threads"] == 1 and r["meta"]["tiny"] is True
