@@ -62,6 +62,10 @@ def cells_table(cells: list[dict[str, Any]]) -> str:
     return markdown_table([row(c) for c in cells], COLUMNS)
 
 
+def failed(errors: dict[str, str]) -> str:
+    return "; failed: " + ", ".join(f"{k} ({v[:40]}...)" for k, v in errors.items()) if errors else ""
+
+
 def load_cells(results: Path) -> tuple[list[dict[str, Any]], list[str]]:
     cells: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -72,7 +76,7 @@ def load_cells(results: Path) -> tuple[list[dict[str, Any]], list[str]]:
         notes.append(
             f"{path.name}: commit {meta['commit'][:10]}{' (dirty)' if meta['dirty'] else ''}, "
             f"load at start {[round(x, 1) for x in meta['load']['before']]}, "
-            f"max during {meta['load']['during_max']:.1f}" + (f"; failed: {r['errors']}" if r["errors"] else "")
+            f"max during {meta['load']['during_max']:.1f}" + failed(r["errors"])
         )
     return cells, notes
 
