@@ -6,8 +6,9 @@
 
 Data: `../shared/data/pypi-minilm` (384-d MiniLM, cosine), the first `--n` points and `--queries` queries.
 `--scale 1m` makes ten copies of those points (1M from the 100k; 10 x `--n` with `--n`), each vector plus
-seeded gaussian noise of norm `NOISE`, renormalised; payloads are drawn for every point the same way, the
-ground truth recomputed exactly. A results file gets a `.md` twin holding the printed summary.
+seeded gaussian noise of norm `NOISE`, renormalised (`scale_data.scaled`, shared with bench_scale.py);
+payloads are drawn for every point the same way, the ground truth recomputed exactly. A results file gets a
+`.md` twin holding the printed summary.
 
 Payloads, seeded: `tenant` (keyword, 1,000 values), `cat` (integer, 10 values), `year` (integer, 25 values),
 `tags` (1-4 distinct keywords out of 250, so one tag is on ~1 % of the points) and `zone` ("far" on the
@@ -69,6 +70,7 @@ from common import (  # noqa: E402
     markdown_table,
     write_results,
 )
+from scale_data import NOISE, scaled  # noqa: E402  - the 1M generator, shared with bench_scale.py
 
 from index.collection import Collection  # noqa: E402
 from index.contract import CollectionOptions, Query  # noqa: E402
@@ -94,11 +96,6 @@ K = 10
 TARGET = 0.95  # recall@10 at which engines are compared
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
 REPEATS = 3  # timed passes per engine at the chosen ef
-# --scale 1m: norm of the gaussian noise added to each copy before renormalising. 1.0 puts a copy at cosine
-# ~0.71 from its original, about as far as a real nearest neighbour here (top-1 0.62, top-10 0.50 on a 20k
-# sample). A small noise (0.25 -> cosine 0.97) makes clumps of ten near-duplicates, and the HNSW heuristic
-# then keeps ~5 level-0 links a node instead of ~24: a degenerate graph, not a bigger collection.
-NOISE = 1.0
 COPIES = {"100k": 1, "1m": 10}
 N_TENANTS, N_CATS, N_YEARS, N_TAGS = 1000, 10, 25, 250
 FAR_SHARE = 0.10
@@ -130,21 +127,6 @@ UNFILTERED = "none (unfiltered)"
 
 
 # ------------------------------------------------------------------------------------------------ data
-
-
-def scaled(base: F32, copies: int, seed: int = 11) -> F32:
-    """`copies` perturbed copies of `base` (noise of norm NOISE, renormalised); `base` itself for 1."""
-    if copies == 1:
-        return base
-    rng = np.random.default_rng(seed)
-    n, d = base.shape
-    out = np.empty((n * copies, d), dtype=np.float32)
-    for c in range(copies):
-        noise = rng.standard_normal((n, d), dtype=np.float32) * np.float32(NOISE / np.sqrt(d))
-        x = base + noise
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[c * n : (c + 1) * n] = x
-    return out
 
 
 def best_query_score(base: F32, queries: F32, chunk: int = 50_000) -> F32:

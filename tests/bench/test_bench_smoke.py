@@ -153,6 +153,7 @@ COVERED = {
     "overload": "test_bench_overload.py",
     "projection": "test_bench_projection.py",
     "concurrency": "test_bench_concurrency.py",
+    "scale": "test_bench_scale.py",
 }
 
 
