@@ -190,7 +190,10 @@ def _pcts(ms: list[float]) -> dict[str, float | int]:
     return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> dict[str, Any]:
+def churn(
+    n: int, rounds: int, n_queries: int, root: Path, data: str | None, partial: str | None = None
+) -> dict[str, Any]:
+    """The churn rounds; with `partial`, the results so far are also written there after every round."""
     ds = load_dataset(n=n, n_queries=n_queries, data=data)
     rng = np.random.default_rng(15)
     name = "churn"
@@ -259,6 +262,16 @@ def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> 
                     }
                 )
                 print(rows[-1], flush=True)
+                if partial is not None:  # what a run cut short still reports (the latency split so far)
+                    snap = {
+                        **out,
+                        "rounds_table": rows,
+                        "compactions": list(watcher.compactions),
+                        "latency_in_compaction": _pcts([ms for ms, d in list(searcher.samples) if d]),
+                        "latency_outside": _pcts([ms for ms, d in list(searcher.samples) if not d]),
+                        "uptime_during": _uptime(),
+                    }
+                    write_results(partial, {"churn_partial": snap})
             out["uptime_during"] = _uptime()
             searcher.stop.set()
             watcher.stop.set()
@@ -454,7 +467,15 @@ def main(argv: list[str] | None = None) -> int:
             results["rebuild"] = rebuild(args.n, args.queries, args.data)
             print(markdown_table([results["rebuild"]], list(results["rebuild"])))
         if "churn" in sections:
-            ch = churn(args.n, args.rounds, args.queries, root, args.data)
+            stem = args.out[: -len(".json")] if args.out.endswith(".json") else args.out
+            ch = churn(
+                args.n,
+                args.rounds,
+                args.queries,
+                root,
+                args.data,
+                f"{stem}_partial.json" if stem != args.out else f"{stem}_partial",
+            )
             results["churn"] = ch
             cols = [
                 ("round", "round", ""),
