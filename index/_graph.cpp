@@ -569,6 +569,7 @@ class Graph {
         for (size_t i = 0; i < n; ++i) {  // codes and labels first: a searched neighbour is always complete
             size_t id = first + i;
             labels_[id] = lp[i];
+            if (lp[i] != static_cast<int64_t>(id)) identity_ = false;
             deleted_[id] = 0;
             level_[id] = draw_level();
             if (level_[id] > 0) upper_[id].assign(static_cast<size_t>(level_[id]) * (m_ + 1), 0);
@@ -816,6 +817,8 @@ class Graph {
         grow(std::max<size_t>(n, 1024));
         std::memcpy(links0_.data(), l0, sizeof(int32_t) * n * (m0_ + 1));
         std::memcpy(labels_.data(), lab, sizeof(int64_t) * n);
+        identity_ = true;
+        for (size_t i = 0; i < n && identity_; ++i) identity_ = lab[i] == static_cast<int64_t>(i);
         std::memcpy(level_.data(), lv, n);
         std::memcpy(deleted_.data(), del, n);
         if (int8_) std::memcpy(c8_.data(), cp, n * dim_);
@@ -865,9 +868,11 @@ class Graph {
         fbase_ = rows_->data();
     }
 
-    // The float32 vector of node `id`: its own copy, or its label's row.
+    // The float32 vector of node `id`: its own copy, or its label's row. While every node's label is its
+    // position (a fresh load, or after a compaction), the row is the position: no label lookup, which
+    // measured ~30 % of search time (benchmarks/COMPRESSION.md).
     inline const float* fvec(int32_t id) const {
-        const size_t row = external_ ? static_cast<size_t>(labels_[id]) : static_cast<size_t>(id);
+        const size_t row = external_ && !identity_ ? static_cast<size_t>(labels_[id]) : static_cast<size_t>(id);
         return fbase_ + row * static_cast<size_t>(dim_);
     }
 
@@ -1394,6 +1399,7 @@ class Graph {
     HugeVec<float> f32_;  // the vectors, when the graph keeps its own ...
     std::unique_ptr<RowBuf> rows_;  // ... or the rows it reads them from (label == row)
     bool external_ = false;
+    bool identity_ = true;  // labels_[i] == i for every node so far
     const float* fbase_ = nullptr;  // f32_.data() or rows_->data()
     std::vector<float> norm2_;
     mutable RWLock rw_;

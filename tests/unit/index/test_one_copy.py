@@ -203,3 +203,24 @@ def test_compaction_keeps_one_copy(tmp_path: Path) -> None:
         assert not (coll.fields[""].dir / "index" / "codes.npy").exists()
     finally:
         eng.close()
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_rows_by_label_give_the_graph_its_own_copy_would(tmp_path: Path, step: int) -> None:
+    """Labels equal to positions (step 1) and labels with gaps (step 3, as after deaths before indexing):
+    the graph over the rows builds and answers exactly as one over its own copy."""
+    rng = np.random.default_rng(9)
+    data = rows(rng, 1200, DIM)
+    labels = np.arange(0, 1200, step, dtype=np.int64)
+    own = GraphIndex(DIM, Space.l2, "float32", m=8, ef_construction=48, threads=1)
+    own.add(data[labels], labels)
+    store = VectorStore(tmp_path / "v.f32", DIM)
+    store.append(data)
+    by_rows = GraphIndex(DIM, Space.l2, "float32", m=8, ef_construction=48, threads=1, rows=store)
+    by_rows.add(data[labels], labels)
+    queries = rows(rng, 30, DIM)
+    want = own.search(queries, 10, IndexParams(ef=40))
+    got = by_rows.search(queries, 10, IndexParams(ef=40))
+    assert np.array_equal(got.labels, want.labels) and np.allclose(got.scores, want.scores)
+    assert set(got.labels.ravel().tolist()) <= set(labels.tolist())
+    store.close()
