@@ -16,6 +16,8 @@ Sections:
 * ``soak``: ``--soak-seconds`` of mixed writes (every 0.5 s: overwrite 200 points, re-insert the last 50
   deleted, delete 50 more) under a searching client, with disk and RSS sampled every 10 s; the growth over
   the second half is the trend.
+* ``fresh``: only the fresh load the churn section ends with, of the first ``--fresh-n`` points (the
+  churn's live count after its rounds: 95 % of ``n``), for a churn run cut short before its own.
 * ``rebuild``: repair against rebuild, in-process on hnswlib with the same m and ef_construction, after
   overwriting 25 % of the points: (a) rebuild a graph of the live points from scratch, (b) repair in
   place: mark the old nodes deleted and insert the new vectors into their slots
@@ -188,7 +190,10 @@ def _pcts(ms: list[float]) -> dict[str, float | int]:
     return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> dict[str, Any]:
+def churn(
+    n: int, rounds: int, n_queries: int, root: Path, data: str | None, partial: str | None = None
+) -> dict[str, Any]:
+    """The churn rounds; with `partial`, the results so far are also written there after every round."""
     ds = load_dataset(n=n, n_queries=n_queries, data=data)
     rng = np.random.default_rng(15)
     name = "churn"
@@ -257,6 +262,16 @@ def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> 
                     }
                 )
                 print(rows[-1], flush=True)
+                if partial is not None:  # what a run cut short still reports (the latency split so far)
+                    snap = {
+                        **out,
+                        "rounds_table": rows,
+                        "compactions": list(watcher.compactions),
+                        "latency_in_compaction": _pcts([ms for ms, d in list(searcher.samples) if d]),
+                        "latency_outside": _pcts([ms for ms, d in list(searcher.samples) if not d]),
+                        "uptime_during": _uptime(),
+                    }
+                    write_results(partial, {"churn_partial": snap})
             out["uptime_during"] = _uptime()
             searcher.stop.set()
             watcher.stop.set()
@@ -284,6 +299,27 @@ def churn(n: int, rounds: int, n_queries: int, root: Path, data: str | None) -> 
         server.stop()
     out["disk_ratio"] = out["final"]["disk"] / out["fresh"]["disk"]
     out["rss_ratio"] = out["final"]["rss"] / out["fresh"]["rss"]
+    return out
+
+
+def fresh(n: int, n_queries: int, root: Path, data: str | None) -> dict[str, Any]:
+    """A fresh server loads `n` points once: disk, RSS, recall and latency, as the churn section's last step."""
+    ds = load_dataset(n=n, n_queries=n_queries, data=data)
+    out: dict[str, Any] = {"n": n, "uptime_before": _uptime()}
+    server = Server(root / "fresh-only")
+    try:
+        with NestorClient(server.url, timeout=120.0) as c:
+            c.create_collection(
+                "fresh", dim=ds.dim, metric="dot", index={"type": "hnsw", "m": M, "ef_construction": EF_CONSTRUCTION}
+            )
+            ids = list(range(n))
+            _upload(c, "fresh", ids, ds.base, {"r": 0})
+            _settle(c, "fresh")
+            live = {i: ds.base[i] for i in ids}
+            out.update({"disk": server.disk(), "rss": server.rss(), **_measure(c, "fresh", live, ds.queries)})
+    finally:
+        server.stop()
+    out["uptime_after"] = _uptime()
     return out
 
 
@@ -416,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--sections", default="churn,rebuild", help="any of churn, rebuild, soak")
     ap.add_argument("--soak-seconds", type=float, default=1800.0)
+    ap.add_argument("--fresh-n", type=int, default=None, help="points of the fresh section (default: 95 %% of n)")
     ap.add_argument("--out", default="churn")
     ap.add_argument("--data", default=None, help="the data root holding pypi-minilm/ (default: $NESTOR_DATA)")
     ap.add_argument("--tiny", action="store_true", help="a smoke run: 1,500 points, 1 round, 8 queries, 8 s of soak")
@@ -430,7 +467,15 @@ def main(argv: list[str] | None = None) -> int:
             results["rebuild"] = rebuild(args.n, args.queries, args.data)
             print(markdown_table([results["rebuild"]], list(results["rebuild"])))
         if "churn" in sections:
-            ch = churn(args.n, args.rounds, args.queries, root, args.data)
+            stem = args.out[: -len(".json")] if args.out.endswith(".json") else args.out
+            ch = churn(
+                args.n,
+                args.rounds,
+                args.queries,
+                root,
+                args.data,
+                f"{stem}_partial.json" if stem != args.out else f"{stem}_partial",
+            )
             results["churn"] = ch
             cols = [
                 ("round", "round", ""),
@@ -458,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             }
             print(summary)
+        if "fresh" in sections:
+            results["fresh"] = fr = fresh(args.fresh_n or int(0.95 * args.n), args.queries, root, args.data)
+            print(fr)
         if "soak" in sections:
             results["soak"] = sk = soak(args.n, args.soak_seconds, args.queries, root, args.data)
             print(

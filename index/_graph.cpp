@@ -11,6 +11,12 @@
 // released. The counters Python reads without the lock (`size`, `deleted`, `capacity`) are atomics. An
 // exception in a worker thread is carried to the caller (`run_parallel`), never std::terminate.
 //
+// One copy of each vector: a float32 graph over the collection's own rows reads them in place (`set_rows`:
+// a buffer of float32 rows, where a node's row is its label) instead of keeping a copy, so the vectors
+// are held once in RAM and once on disk (a saved state is then links only). The graph keeps the buffer
+// (a Py_buffer, so its owner stays alive) and is re-pointed under the write lock when the row store grows
+// or is remapped. Graphs over vectors nobody else holds (reduced ones, int8 codes) keep their own.
+//
 // A loaded state is checked whole (dtypes, shapes, link counts and targets, levels, entry point) before
 // any of it is used, so a damaged file is a ValueError, not a wild read.
 #include <pybind11/numpy.h>
@@ -420,6 +426,38 @@ int64_t state_int(const py::dict& st, const char* key) {
     }
 }
 
+// The float32 rows a graph reads in place (label == row). The Py_buffer holds a reference to its owner
+// (a numpy array or a memory map), so the rows outlive every search that reads them; it is acquired
+// and released with the GIL held, and swapped only under the graph's write lock.
+struct RowBuf {
+    Py_buffer view{};
+    bool held = false;
+    RowBuf() = default;
+    RowBuf(const RowBuf&) = delete;
+    RowBuf& operator=(const RowBuf&) = delete;
+    ~RowBuf() {  // the GIL is held wherever a RowBuf is destroyed
+        if (held) PyBuffer_Release(&view);
+    }
+    const float* data() const { return static_cast<const float*>(view.buf); }
+    size_t rows() const { return held ? static_cast<size_t>(view.shape[0]) : 0; }
+};
+
+// Takes a buffer of C-contiguous float32 [rows, dim] rows; raises ValueError for anything else.
+std::unique_ptr<RowBuf> take_rows(const py::object& obj, int dim) {
+    auto rb = std::make_unique<RowBuf>();
+    if (PyObject_GetBuffer(obj.ptr(), &rb->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+        PyErr_Clear();
+        throw std::invalid_argument("rows must be a C-contiguous float32 [rows, dim] buffer");
+    }
+    rb->held = true;
+    const std::string fmt = rb->view.format ? rb->view.format : "B";
+    const bool f32 = rb->view.itemsize == 4 && (fmt == "f" || fmt == "<f" || fmt == "=f");
+    if (!f32 || rb->view.ndim != 2 || rb->view.shape[1] != dim) {
+        throw std::invalid_argument("rows must be a C-contiguous float32 [rows, " + std::to_string(dim) + "] buffer");
+    }
+    return rb;
+}
+
 class Graph {
     friend struct GraphQuery;  // the native query path, index/_graph_query.h
 
@@ -458,6 +496,18 @@ class Graph {
     size_t deleted_count() const { return n_deleted_.load(std::memory_order_acquire); }
     int max_level() const { return max_level_; }
     std::string kernel() const { return k_.name; }
+    bool external() const { return external_; }
+
+    // Reads the vectors from `rows` (label == row) from now on instead of keeping them: allowed on an
+    // empty graph, or on one that reads rows already (the store grew or was remapped). The rows must
+    // cover every label the graph holds.
+    void set_rows(const py::object& rows) {
+        if (int8_) throw std::invalid_argument("an int8 graph keeps its own codes");
+        std::unique_ptr<RowBuf> incoming = take_rows(rows, dim_);  // then the old one: freed with the GIL
+        py::gil_scoped_release nogil;
+        WriteGuard w(rw_);
+        swap_rows(incoming);
+    }
 
     // -- writes -------------------------------------------------------------------------------
 
@@ -466,7 +516,7 @@ class Graph {
         if (cap < n_.load(std::memory_order_relaxed)) throw std::invalid_argument("capacity below the current size");
         links0_.resize(cap * (m0_ + 1));
         if (int8_) c8_.resize(cap * dim_);
-        else f32_.resize(cap * dim_);
+        else if (!external_) f32_.resize(cap * dim_), fbase_ = f32_.data();
         if (l2_) norm2_.resize(cap);
         level_.resize(cap);
         upper_.resize(cap);
@@ -477,8 +527,10 @@ class Graph {
 
 
     // Inserts rows; `vectors` are the float vectors the codes encode (the insertion queries).
+    // `rows`, for a graph that reads rows: the store's current buffer, swapped in under the same lock.
     void add(py::array_t<float, py::array::c_style | py::array::forcecast> vectors,
-             py::object codes_in, py::array_t<int64_t, py::array::c_style | py::array::forcecast> labels, int threads) {
+             py::object codes_in, py::array_t<int64_t, py::array::c_style | py::array::forcecast> labels, int threads,
+             py::object rows) {
         auto v = vectors.unchecked<2>();
         const size_t n = static_cast<size_t>(v.shape(0));
         if (v.shape(1) != dim_ || static_cast<size_t>(labels.size()) != n) throw std::invalid_argument("shape mismatch");
@@ -490,8 +542,23 @@ class Graph {
         }
         for (size_t i = 1; i < n; ++i)
             if (labels.data()[i] <= labels.data()[i - 1]) throw std::invalid_argument("labels must increase");
+        std::unique_ptr<RowBuf> incoming;
+        if (!rows.is_none()) {
+            if (int8_) throw std::invalid_argument("an int8 graph keeps its own codes");
+            incoming = take_rows(rows, dim_);
+        }
+        // `incoming` is declared before the GIL is released, so it is destroyed (the old buffer released)
+        // after the GIL is taken back
         py::gil_scoped_release nogil;
         WriteGuard w(rw_);
+        if (incoming) swap_rows(incoming);
+        if (external_) {
+            const size_t have = rows_->rows();
+            for (size_t i = 0; i < n; ++i)
+                if (labels.data()[i] < 0 || static_cast<size_t>(labels.data()[i]) >= have)
+                    throw std::invalid_argument("label " + std::to_string(labels.data()[i]) + " has no row (the rows hold " +
+                                                std::to_string(have) + ")");
+        }
         const size_t first = n_.load(std::memory_order_relaxed);  // writers are serialised by rw_
         if (n > 0 && first > 0 && labels.data()[0] <= labels_[first - 1]) throw std::invalid_argument("labels must increase");
         if (first + n > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
@@ -504,6 +571,7 @@ class Graph {
         for (size_t i = 0; i < n; ++i) {  // codes and labels first: a searched neighbour is always complete
             size_t id = first + i;
             labels_[id] = lp[i];
+            if (lp[i] != static_cast<int64_t>(id)) identity_ = false;
             deleted_[id] = 0;
             level_[id] = draw_level();
             if (level_[id] > 0) upper_[id].assign(static_cast<size_t>(level_[id]) * (m_ + 1), 0);
@@ -511,7 +579,7 @@ class Graph {
             links0_[id * (m0_ + 1)] = 0;
             if (int8_) {
                 std::memcpy(&c8_[id * dim_], codes.data() + i * dim_, dim_);
-            } else {
+            } else if (!external_) {
                 std::memcpy(&f32_[id * dim_], vp + i * dim_, sizeof(float) * dim_);
             }
             if (l2_) norm2_[id] = self_dot(static_cast<int32_t>(id));
@@ -704,22 +772,26 @@ class Graph {
         for (size_t i = 0; i < n; ++i) flat.insert(flat.end(), upper_[i].begin(), upper_[i].end());
         st["upper"] = arr(flat.data(), {static_cast<py::ssize_t>(flat.size())});
         if (int8_) st["codes"] = arr(c8_.data(), {static_cast<py::ssize_t>(n), dim_});
-        else st["codes"] = arr(f32_.data(), {static_cast<py::ssize_t>(n), dim_});
+        else if (!external_) st["codes"] = arr(f32_.data(), {static_cast<py::ssize_t>(n), dim_});
+        // a graph that reads rows saves links only: the vectors are the store's
         st["entry"] = entry_.load();
         st["max_level"] = max_level_.load();
         return st;
     }
 
     // Replaces the graph with a saved state. Everything is checked before anything is used or changed,
-    // so a damaged or hostile state raises ValueError and leaves the graph as it was.
+    // so a damaged or hostile state raises ValueError and leaves the graph as it was. A graph that reads
+    // rows ignores saved codes (a state saved before it did): the rows are the same vectors.
     void set_state(const py::dict& st) {
         const auto links0 = state_array<int32_t>(st, "links0", 2);
         const auto levels = state_array<uint8_t>(st, "levels", 1);
         const auto labels = state_array<int64_t>(st, "labels", 1);
         const auto deleted = state_array<uint8_t>(st, "deleted", 1);
         const auto upper = state_array<int32_t>(st, "upper", 1);
-        py::array codes = int8_ ? py::array(state_array<int8_t>(st, "codes", 2))
-                                : py::array(state_array<float>(st, "codes", 2));
+        py::array codes;
+        const bool have_codes = int8_ || !external_;
+        if (int8_) codes = state_array<int8_t>(st, "codes", 2);
+        else if (!external_) codes = state_array<float>(st, "codes", 2);
         const int64_t entry = state_int(st, "entry");
         const int64_t top = state_int(st, "max_level");
         const size_t n = static_cast<size_t>(labels.shape(0));
@@ -728,26 +800,31 @@ class Graph {
         expect_shape("links0", links0, {n, static_cast<size_t>(m0_ + 1)});
         expect_shape("levels", levels, {n});
         expect_shape("deleted", deleted, {n});
-        expect_shape("codes", codes, {n, static_cast<size_t>(dim_)});
+        if (have_codes) expect_shape("codes", codes, {n, static_cast<size_t>(dim_)});
         const int32_t* l0 = links0.data();
         const uint8_t* lv = levels.data();
         const int64_t* lab = labels.data();
         const uint8_t* del = deleted.data();
         const int32_t* up = upper.data();
         const size_t up_len = static_cast<size_t>(upper.shape(0));
-        const void* cp = codes.data();
+        const void* cp = have_codes ? codes.data() : nullptr;
 
         py::gil_scoped_release nogil;
         check_state(n, l0, lv, lab, del, up, up_len, cp, entry, top);
         WriteGuard w(rw_);
+        if (external_ && n > 0 && (lab[0] < 0 || static_cast<size_t>(lab[n - 1]) >= rows_->rows()))
+            throw std::invalid_argument("labels " + std::to_string(lab[0]) + " to " + std::to_string(lab[n - 1]) +
+                                        " are not all rows (the rows hold " + std::to_string(rows_->rows()) + ")");
         n_.store(0, std::memory_order_relaxed);
         grow(std::max<size_t>(n, 1024));
         std::memcpy(links0_.data(), l0, sizeof(int32_t) * n * (m0_ + 1));
         std::memcpy(labels_.data(), lab, sizeof(int64_t) * n);
+        identity_ = true;
+        for (size_t i = 0; i < n && identity_; ++i) identity_ = lab[i] == static_cast<int64_t>(i);
         std::memcpy(level_.data(), lv, n);
         std::memcpy(deleted_.data(), del, n);
         if (int8_) std::memcpy(c8_.data(), cp, n * dim_);
-        else std::memcpy(f32_.data(), cp, sizeof(float) * n * dim_);
+        else if (!external_) std::memcpy(f32_.data(), cp, sizeof(float) * n * dim_);
         size_t pos = 0, dead = 0;
         for (size_t i = 0; i < n; ++i) {
             const size_t len = static_cast<size_t>(lv[i]) * (m_ + 1);
@@ -771,12 +848,36 @@ class Graph {
         for (const auto& u : upper_) upper += u.capacity() * sizeof(int32_t) + sizeof(u);
         py::dict out;
         out["graph"] = links0_.capacity() * sizeof(int32_t) + upper + level_.capacity() + sizeof(locks_);
+        // rows read in place are the store's bytes, counted there
         out["codes"] = c8_.capacity() + f32_.capacity() * sizeof(float) + norm2_.capacity() * sizeof(float);
         out["ids"] = labels_.capacity() * sizeof(int64_t) + deleted_.capacity();
         return out;
     }
 
   private:
+    // Callers hold the write lock. Swaps `rb` in as the rows read from now on; `rb` gets the old buffer,
+    // which the caller releases with the GIL held.
+    void swap_rows(std::unique_ptr<RowBuf>& rb) {
+        const size_t n = n_.load(std::memory_order_relaxed);
+        if (!external_ && n > 0)
+            throw std::invalid_argument("this graph keeps its own vectors: rows can only be given to an empty graph");
+        if (n > 0 && static_cast<size_t>(labels_[n - 1]) >= rb->rows())
+            throw std::invalid_argument("the rows (" + std::to_string(rb->rows()) + ") do not cover label " +
+                                        std::to_string(labels_[n - 1]));
+        if (!external_) HugeVec<float>().swap(f32_);  // its own copy, unused from now on
+        external_ = true;
+        std::swap(rows_, rb);
+        fbase_ = rows_->data();
+    }
+
+    // The float32 vector of node `id`: its own copy, or its label's row. While every node's label is its
+    // position (a fresh load, or after a compaction), the row is the position: no label lookup, which
+    // measured ~30 % of search time (benchmarks/COMPRESSION.md).
+    inline const float* fvec(int32_t id) const {
+        const size_t row = external_ && !identity_ ? static_cast<size_t>(labels_[id]) : static_cast<size_t>(id);
+        return fbase_ + row * static_cast<size_t>(dim_);
+    }
+
     // The invariants every search and insert relies on; called with the GIL released, so no Python here.
     void check_state(size_t n, const int32_t* l0, const uint8_t* lv, const int64_t* lab, const uint8_t* del,
                      const int32_t* up, size_t up_len, const void* codes, int64_t entry, int64_t top) const {
@@ -829,7 +930,7 @@ class Graph {
                 throw std::invalid_argument("max_level " + to_string(top) + " is not the entry point's level, " +
                                             to_string(lv[entry]));
         }
-        if (!int8_) {
+        if (!int8_ && codes != nullptr) {  // rows a graph reads were checked when the store took them
             const float* f = static_cast<const float*>(codes);
             for (size_t i = 0; i < n * static_cast<size_t>(dim_); ++i)
                 if (!std::isfinite(f[i]))
@@ -888,7 +989,7 @@ class Graph {
     }
 
     inline float dot(const Prepared& p, int32_t id) const {
-        if (!int8_) return k_.f32(p.q, &f32_[static_cast<size_t>(id) * dim_], dim_);
+        if (!int8_) return k_.f32(p.q, fvec(id), dim_);
         const int8_t* c = &c8_[static_cast<size_t>(id) * dim_];
         const int32_t raw = p.q8 ? k_.q8(p.q8, c, dim_) - p.corr : k_.i8(p.q16, c, dim_);
         return p.bias + p.unscale * static_cast<float>(raw);
@@ -912,13 +1013,13 @@ class Graph {
             const int8_t* c = &c8_[static_cast<size_t>(id) * dim_];
             for (int i = 0; i < dim_; ++i) out[i] = offset_[i] + delta_[i] * static_cast<float>(c[i]);
         } else {
-            std::memcpy(out, &f32_[static_cast<size_t>(id) * dim_], sizeof(float) * dim_);
+            std::memcpy(out, fvec(id), sizeof(float) * dim_);
         }
     }
 
     inline void prefetch_codes(int32_t id) const {
         const char* p = int8_ ? reinterpret_cast<const char*>(&c8_[static_cast<size_t>(id) * dim_])
-                              : reinterpret_cast<const char*>(&f32_[static_cast<size_t>(id) * dim_]);
+                              : reinterpret_cast<const char*>(fvec(id));
         const size_t bytes = static_cast<size_t>(dim_) * (int8_ ? 1 : 4);
         for (size_t off = 0; off < bytes; off += 64) prefetch(p + off);
     }
@@ -1297,7 +1398,11 @@ class Graph {
     std::vector<int64_t> labels_;
     std::vector<uint8_t> deleted_;
     HugeVec<int8_t> c8_;
-    HugeVec<float> f32_;
+    HugeVec<float> f32_;  // the vectors, when the graph keeps its own ...
+    std::unique_ptr<RowBuf> rows_;  // ... or the rows it reads them from (label == row)
+    bool external_ = false;
+    bool identity_ = true;  // labels_[i] == i for every node so far
+    const float* fbase_ = nullptr;  // f32_.data() or rows_->data()
     std::vector<float> norm2_;
     mutable RWLock rw_;
     static constexpr uint32_t kStripes = 4096;
@@ -1320,7 +1425,9 @@ PYBIND11_MODULE(_graph, mod) {
              py::arg("metric"), py::arg("codec"), py::arg("m") = 16, py::arg("ef_construction") = 200,
              py::arg("seed") = 100)
         .def("set_int8_params", &Graph::set_int8_params, py::arg("offset"), py::arg("delta"))
-        .def("add", &Graph::add, py::arg("vectors"), py::arg("codes"), py::arg("labels"), py::arg("threads") = 1)
+        .def("add", &Graph::add, py::arg("vectors"), py::arg("codes"), py::arg("labels"), py::arg("threads") = 1,
+             py::arg("rows") = py::none())
+        .def("set_rows", &Graph::set_rows, py::arg("rows"))
         .def("mark_deleted", &Graph::mark_deleted, py::arg("positions"))
         .def("positions", &Graph::positions, py::arg("labels"))
         .def("search", &Graph::search, py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("allowed") = py::none(),
@@ -1337,7 +1444,8 @@ PYBIND11_MODULE(_graph, mod) {
         .def_property_readonly("capacity", &Graph::capacity)
         .def_property_readonly("deleted", &Graph::deleted_count)
         .def_property_readonly("max_level", &Graph::max_level)
-        .def_property_readonly("kernel", &Graph::kernel);
+        .def_property_readonly("kernel", &Graph::kernel)
+        .def_property_readonly("external", &Graph::external);
     mod.attr("MAX_M") = kMaxM;
     mod.def("available_kernels", &available_kernels, "The kernels this CPU can run, worst to best.");
     mod.def("set_kernel", &set_kernel, py::arg("name"),

@@ -131,7 +131,9 @@ class DenseField:
         try:
             man = read_manifest(index_dir)
             if man is not None:
-                loaded = load_index(index_dir, self.config, self.space, threads=self.options.index_threads)
+                loaded = load_index(
+                    index_dir, self.config, self.space, threads=self.options.index_threads, rows=self.vectors
+                )
                 upto = min(man.labels_upto, self.labels.n)
                 loaded.remove(np.flatnonzero(~self.alive[:upto]).astype(np.int64))
                 fitted = (getattr(loaded, "sample_version", 0), getattr(loaded, "query_sample_rows", 0))
@@ -141,7 +143,8 @@ class DenseField:
                 return
         except Exception:  # a damaged index is derived data: rebuild it from the store
             log.exception("vector %r in %s: cannot load its index, rebuilding from the store", self.name, self.dir)
-        self.state = IndexState(new_index(self.config, self.dim, self.space, threads=self.options.index_threads), 0)
+        fresh = new_index(self.config, self.dim, self.space, threads=self.options.index_threads, rows=self.vectors)
+        self.state = IndexState(fresh, 0)
 
     def publish(self, index: VectorIndex | None, upto: int, *, fitted: tuple[int, int] | None = None) -> None:
         """Swap in a new index state: one reference store, so readers see old or new, never a mix."""

@@ -34,7 +34,7 @@ from index.backends import graph as native
 from index.backends.base import F32, Space, VectorIndex
 from index.backends.binary import BinaryIndex, BinaryStructure
 from index.backends.faiss_float import FaissFloatIndex
-from index.backends.graph import GraphIndex
+from index.backends.graph import GraphIndex, RowSource
 from index.backends.hnsw import HnswIndex
 from index.backends.ivfpq import IvfPqIndex, auto_nlist
 from index.encoded import EncodedIndex
@@ -67,12 +67,17 @@ def space_of(metric: Metric) -> Space:
     return Space.l2 if metric is Metric.l2 else Space.ip
 
 
-def new_index(cfg: VectorConfig, dim: int, space: Space, *, threads: int | None) -> VectorIndex | None:
-    """The index a vector starts with: an empty graph for plain HNSW; None for flat, or until trained."""
+def new_index(
+    cfg: VectorConfig, dim: int, space: Space, *, threads: int | None, rows: RowSource | None = None
+) -> VectorIndex | None:
+    """The index a vector starts with: an empty graph for plain HNSW (reading `rows`, the vector's store,
+    in place: one copy of each vector); None for flat, or until trained."""
     index = cfg.index
     if isinstance(index, HnswIndexConfig) and not cfg.compressed:
         if native.AVAILABLE:  # filters reach it as a byte mask, walked natively (ACORN for selective ones)
-            graph = GraphIndex(dim, space, "float32", m=index.m, ef_construction=index.ef_construction, ef=index.ef)
+            graph = GraphIndex(
+                dim, space, "float32", m=index.m, ef_construction=index.ef_construction, ef=index.ef, rows=rows
+            )
             graph.threads = threads or graph.threads
             return graph
         return HnswIndex(dim, space, m=index.m, ef_construction=index.ef_construction, ef=index.ef, threads=threads)
@@ -152,8 +157,8 @@ def train_encoded(
     return enc
 
 
-def load_backend(directory: Path, *, threads: int | None = None) -> Any:
-    """A saved backend, by the kind its own `meta.json` records."""
+def load_backend(directory: Path, *, threads: int | None = None, rows: RowSource | None = None) -> Any:
+    """A saved backend, by the kind its own `meta.json` records; a plain float32 graph reads `rows`."""
     kind = json.loads((directory / "meta.json").read_text()).get("kind")
     if kind == "hnsw":
         return HnswIndex.load(directory, threads=threads)
@@ -166,15 +171,18 @@ def load_backend(directory: Path, *, threads: int | None = None) -> Any:
     if kind == "graph":
         if not native.AVAILABLE:
             raise ValueError(f"{directory}: a native graph, but the extension is unavailable here")
-        return GraphIndex.load(directory, threads=threads)
+        return GraphIndex.load(directory, threads=threads, rows=rows)
     raise ValueError(f"{directory}: unknown index kind {kind!r}")
 
 
-def load_index(directory: Path, cfg: VectorConfig, space: Space, *, threads: int | None) -> VectorIndex:
-    """The saved index of a vector, configured with its current search defaults."""
+def load_index(
+    directory: Path, cfg: VectorConfig, space: Space, *, threads: int | None, rows: RowSource | None = None
+) -> VectorIndex:
+    """The saved index of a vector, configured with its current search defaults; a plain HNSW graph
+    reads `rows` (the vector's store) in place."""
     if cfg.compressed:
         return EncodedIndex.load(directory, cfg, space, load_backend, threads=threads)
-    loaded = load_backend(directory, threads=threads)
+    loaded = load_backend(directory, threads=threads, rows=rows)
     index = cfg.index
     if isinstance(loaded, (HnswIndex, GraphIndex)) and isinstance(index, HnswIndexConfig):
         loaded.ef = index.ef  # a store written before the native graph served plain HNSW keeps its hnswlib index

@@ -108,7 +108,9 @@ class TenantGraphs:
         if tg is None:
             cfg = f.config.index
             assert isinstance(cfg, HnswIndexConfig)
-            g = GraphIndex(f.dim, f.space, "float32", m=cfg.m, ef_construction=cfg.ef_construction, ef=cfg.ef)
+            g = GraphIndex(
+                f.dim, f.space, "float32", m=cfg.m, ef_construction=cfg.ef_construction, ef=cfg.ef, rows=f.vectors
+            )
             g.threads = f.options.index_threads or g.threads
             tg = TenantGraph(g, BitMap(), 0)
             self._graphs = {**self._graphs, (f.name, key, value): tg}

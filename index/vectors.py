@@ -5,12 +5,18 @@ array that serves exact search and reranking. With `on_disk`, the file is memory
 the OS pages rows in as reranking touches them, and a compressed index plus an int8 rerank store
 can keep the process small. Labels are never reused, so a row never changes once written; readers
 may hold an old array reference while the store grows.
+
+A plain HNSW graph reads its vectors from these rows in place (`index/backends/graph.py`): it holds
+the buffer it was last given, takes the current one with each add, and `follow`s the store, which
+tells it when the rows move to a memory map so it lets the RAM array go.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +45,7 @@ class VectorStore:
             self._fh.truncate(n * 4 * dim)
             os.fsync(self._fh.fileno())
         self._n = n
+        self._readers: weakref.WeakSet[Any] = weakref.WeakSet()  # graphs reading the rows in place
         if on_disk:
             self._data: F32 = self._map(n)
             return
@@ -65,6 +72,11 @@ class VectorStore:
     def buffer(self) -> F32:
         """The whole C-contiguous row buffer (rows past `rows` are unused capacity), for native kernels."""
         return self._data
+
+    def follow(self, reader: Any) -> None:
+        """Call `reader.rows_moved()` when the rows move to another buffer for good (`to_disk`); held
+        weakly. A reader that adds takes the current `buffer()` each time, so growth needs no call."""
+        self._readers.add(reader)
 
     def take(self, labels: npt.NDArray[np.int64]) -> F32:
         if self.on_disk and len(labels) > _PREAD_ROWS:
@@ -125,6 +137,8 @@ class VectorStore:
         freed = int(self._data.nbytes)
         self._data = self._map(self._n)
         self.on_disk = True
+        for reader in list(self._readers):  # a graph still holding the RAM array would keep it alive
+            reader.rows_moved()
         return freed
 
     def ram_bytes(self) -> int:

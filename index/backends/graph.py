@@ -8,6 +8,14 @@ call, which is what makes the compressed single-query path fast (benchmarks/COMP
 The native graph has its own read-write lock (searches together, mutations alone, the GIL released
 while waiting), so this wrapper takes none. Adds go in chunks so searches interleave with a build.
 
+One copy of each vector: a plain float32 graph is given the collection's row store (`rows`, anything
+with `buffer()` and `follow()`, i.e. `index.vectors.VectorStore`) and reads each node's vector from
+its label's row, in place; it keeps no copy and saves links only. The store's current buffer goes with
+every `add` (the store may have grown), and the store calls `rows_moved` when it moves its rows
+elsewhere (to a memory map, over the RAM cap), so the graph lets go of the old ones. Graphs over
+vectors only they hold (reduced vectors, int8 codes) keep their own, as before. A graph saved with its
+own float32 codes (before this) loads over the rows too, and drops the codes.
+
 The extension is optional: where it cannot be built, `pip install` still succeeds (setup.py), this
 module still imports, `AVAILABLE` is False and `UNAVAILABLE_REASON` says why, so the engine can fall
 back to hnswlib. A saved graph is checked whole when loaded; a damaged one raises ValueError.
@@ -18,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +42,7 @@ except ImportError as exc:  # built without a compiler, or for another platform
 else:
     _IMPORT_ERROR = None
 
-__all__ = ["AVAILABLE", "MAX_M", "UNAVAILABLE_REASON", "Codec", "GraphIndex", "available_kernels"]
+__all__ = ["AVAILABLE", "MAX_M", "UNAVAILABLE_REASON", "Codec", "GraphIndex", "RowSource", "available_kernels"]
 
 AVAILABLE: Final = _IMPORT_ERROR is None
 UNAVAILABLE_REASON: Final = None if _IMPORT_ERROR is None else f"the native graph is not built: {_IMPORT_ERROR}"
@@ -58,6 +66,18 @@ _META_INTS: dict[str, tuple[int, int | None]] = {
 }
 
 
+class RowSource(Protocol):
+    """The float32 rows a graph reads in place, one per label (`index.vectors.VectorStore`)."""
+
+    def buffer(self) -> npt.NDArray[np.float32]:
+        """The current C-contiguous [rows, dim] buffer: every committed row, perhaps spare capacity."""
+        ...
+
+    def follow(self, reader: Any) -> None:
+        """Call `reader.rows_moved()` whenever the rows move to another buffer (held weakly)."""
+        ...
+
+
 def available_kernels() -> list[str]:
     """The distance kernels this CPU can run, worst to best (none without the extension)."""
     return _graph.available_kernels() if AVAILABLE else []
@@ -75,7 +95,9 @@ class GraphIndex:
         ef: int = 64,
         seed: int = 100,
         threads: int | None = None,
+        rows: RowSource | None = None,
     ) -> None:
+        """`rows`: read the float32 vectors from the collection's rows (label == row) instead of a copy."""
         self.dim = dim
         self.space = space
         self.codec = codec
@@ -88,6 +110,10 @@ class GraphIndex:
         if _IMPORT_ERROR is not None:
             raise RuntimeError(UNAVAILABLE_REASON) from _IMPORT_ERROR
         self._graph = _graph.Graph(dim, space.value, codec, m, ef_construction, seed)
+        self.rows = rows
+        if rows is not None:
+            self._graph.set_rows(rows.buffer())  # raises ValueError for an int8 graph
+            rows.follow(self)
 
     @property
     def count(self) -> int:
@@ -114,7 +140,13 @@ class GraphIndex:
         for start in range(0, len(labels), _ADD_CHUNK):
             v = vectors[start : start + _ADD_CHUNK]
             codes = None if self.quantizer is None else self.quantizer.transform(v)
-            self._graph.add(v, codes, labels[start : start + _ADD_CHUNK], self.threads)
+            rows = None if self.rows is None else self.rows.buffer()  # the store may have grown since
+            self._graph.add(v, codes, labels[start : start + _ADD_CHUNK], self.threads, rows)
+
+    def rows_moved(self) -> None:
+        """The store serves its rows from another buffer now: read that one, and let the old one go."""
+        if self.rows is not None:
+            self._graph.set_rows(self.rows.buffer())
 
     def remove(self, labels: I64) -> None:
         if len(labels):
@@ -162,7 +194,8 @@ class GraphIndex:
         directory.mkdir(parents=True, exist_ok=True)
         state = self._graph.get_state()
         for name in _STATE:
-            np.save(directory / f"{name}.npy", state[name], allow_pickle=False)
+            if name in state:  # no codes where the graph reads the collection's rows
+                np.save(directory / f"{name}.npy", state[name], allow_pickle=False)
         if self.quantizer is not None:
             save_state(directory / "int8", *self.quantizer.state())
         meta: dict[str, Any] = {
@@ -176,13 +209,17 @@ class GraphIndex:
             "seed": self.seed,
             "entry": int(state["entry"]),
             "max_level": int(state["max_level"]),
+            "vectors": "rows" if self._graph.external else "own",
         }
         (directory / "meta.json").write_text(json.dumps(meta))
 
     @classmethod
-    def load(cls, directory: Path, *, threads: int | None = None) -> GraphIndex:
-        """Raises ValueError, naming the fault, for a damaged or foreign directory."""
+    def load(cls, directory: Path, *, threads: int | None = None, rows: RowSource | None = None) -> GraphIndex:
+        """Raises ValueError, naming the fault, for a damaged or foreign directory. `rows`: the collection's
+        rows, which a plain float32 graph reads (one saved with its own codes, before, drops them)."""
         meta = _read_meta(directory)
+        if meta.get("vectors") == "rows" and (rows is None or meta["codec"] != "float32"):
+            raise ValueError(f"{directory}: the graph reads the collection's rows, and none were given")
         idx = cls(
             meta["dim"],
             Space(meta["space"]),
@@ -192,6 +229,7 @@ class GraphIndex:
             ef=meta["ef"],
             seed=meta["seed"],
             threads=threads,
+            rows=rows if meta["codec"] == "float32" else None,
         )
         if meta["codec"] == "int8":
             try:
@@ -204,7 +242,8 @@ class GraphIndex:
                 idx.train_from(quantizer)
             except ValueError as exc:
                 raise ValueError(f"{directory / 'int8'}: {exc}") from exc
-        state: dict[str, Any] = {name: _read_array(directory / f"{name}.npy") for name in _STATE}
+        names = [n for n in _STATE if n != "codes" or idx.rows is None]
+        state: dict[str, Any] = {name: _read_array(directory / f"{name}.npy") for name in names}
         state["entry"], state["max_level"] = meta["entry"], meta["max_level"]
         try:
             idx._graph.set_state(state)
@@ -243,6 +282,8 @@ def _read_meta(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: space must be one of {[s.value for s in Space]}, not {meta.get('space')!r}")
     if meta.get("codec") not in ("int8", "float32"):
         raise ValueError(f"{path}: codec must be 'int8' or 'float32', not {meta.get('codec')!r}")
+    if meta.get("vectors", "own") not in ("own", "rows"):  # absent: saved before graphs read rows
+        raise ValueError(f"{path}: vectors must be 'own' or 'rows', not {meta.get('vectors')!r}")
     return meta
 
 

@@ -44,3 +44,21 @@ def test_bench_churn_runs(tmp_path: Path) -> None:
     sk = r["soak"]
     assert len(sk["samples"]) >= 1 and sk["samples"][0]["disk_mb"] > 0 and sk["samples"][0]["rss_mb"] > 0
     assert sk["latency_outside"]["n"] + sk["latency_in_compaction"]["n"] > 0
+
+
+@pytest.mark.slow
+def test_bench_churn_fresh_section_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "pypi-minilm"
+    folder.mkdir(parents=True)
+    base, queries = split(1000, 8, 32, seed=5)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    np.save(folder / "base.npy", base.astype(np.float16))
+    np.save(folder / "queries.npy", queries.astype(np.float16))
+    np.save(folder / "gt_ip.npy", exact_topk(base, queries, 100))
+    out = tmp_path / "fresh.json"
+    cmd = [sys.executable, str(SCRIPT), "--data", str(tmp_path / "data"), "--n", "1000", "--queries", "8"]
+    cmd += ["--out", str(out), "--sections", "fresh"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    fr = json.loads(out.read_text())["fresh"]
+    assert fr["n"] == 950 and fr["disk"] > 950 * 32 * 4 and fr["rss"] > 0 and fr["recall"] >= 0.9
