@@ -72,6 +72,8 @@ def worker_hnswlib(n: int, data: str | None, tmp: Path) -> dict[str, Any]:
     import hnswlib
 
     ds = load_dataset(n=n, n_queries=10, data=data)
+
+    n = ds.base.shape[0]  # the data may hold fewer than asked (tiny synthetic sets)
     _settle_heap()
     rss0 = _rss()
     t0 = time.perf_counter()
@@ -92,6 +94,8 @@ def worker_nestor(n: int, data: str | None, tmp: Path, label: str) -> dict[str, 
     from nestor_client.models import CollectionConfig
 
     ds = load_dataset(n=n, n_queries=10, data=data)
+
+    n = ds.base.shape[0]  # the data may hold fewer than asked (tiny synthetic sets)
     opts = CollectionOptions(save_idle_seconds=1e6, save_max_seconds=1e6)
     cfg = CollectionConfig.model_validate(
         {"dim": ds.dim, "metric": "dot", "index": {"type": "hnsw", "m": M, "ef_construction": EFC}}
@@ -129,6 +133,8 @@ def worker_speed(n: int, data: str | None, saved: Path, rows: bool) -> None:
     from index.backends.graph import GraphIndex
 
     ds = load_dataset(n=n, n_queries=1000, data=data)
+
+    n = ds.base.shape[0]  # the data may hold fewer than asked (tiny synthetic sets)
     if rows:
         from index.vectors import VectorStore
 
@@ -159,6 +165,8 @@ def build_saved_graph(n: int, data: str | None, out: Path) -> None:
     from index.backends.graph import GraphIndex
 
     ds = load_dataset(n=n, n_queries=10, data=data)
+
+    n = ds.base.shape[0]  # the data may hold fewer than asked (tiny synthetic sets)
     g = GraphIndex(ds.dim, Space.ip, "float32", m=M, ef_construction=EFC)
     g.add(ds.base, np.arange(n, dtype=np.int64))
     g.save(out / "graph")

@@ -6,7 +6,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from nestor_client._common import InputModel
 
@@ -38,6 +46,12 @@ class PayloadIndexParams(_Model):
     type: PayloadSchemaType
     is_tenant: bool = False
     value_graphs: bool = False
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Options at their defaults are left out (collection.json stays readable by a version without them)."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k == "type" or v is not False}
 
     @model_validator(mode="after")
     def _graph_types(self) -> PayloadIndexParams:
