@@ -110,10 +110,6 @@ def _leaves(f: Filter) -> Iterable[Condition]:
                     yield c
 
 
-def schema_type_of(fi: FieldIndex | None) -> PayloadSchemaType | None:
-    return getattr(fi, "schema", None)
-
-
 def _key(c: Condition) -> str | None:
     if isinstance(c, FieldCondition):
         return c.key
@@ -281,9 +277,7 @@ class PayloadIndexes:
         """(value, live labels) of every value of the index on `key` that keeps a bitmap of its own."""
         with self.lock.read():
             fi = self.fields.get(key)
-            maps = getattr(fi, "postings", None) if fi is not None else None
-            if maps is None and fi is not None:
-                maps = getattr(getattr(fi, "by_value", None), "maps", None)
+            maps = fi.value_maps() if fi is not None else None
             return [(v, bm & self.live) for v, bm in (maps or {}).items()]
 
     def tenant_of(self, flt: Filter | None) -> tuple[str, Any] | None:
@@ -293,7 +287,7 @@ class PayloadIndexes:
         if not keys:
             return None
         with self.lock.read():
-            numeric = {k for k in keys if schema_type_of(self.fields.get(k)) is PayloadSchemaType.integer}
+            numeric = {k for k in keys if k in self.fields and self.fields[k].schema is PayloadSchemaType.integer}
         return tenant_of(flt, set(keys), numeric)
 
     def live_labels(self) -> I64:

@@ -131,6 +131,10 @@ class FieldIndex:
         """Stored (value, label) pairs, dead ones included: what `compact` is measured against."""
         raise NotImplementedError
 
+    def value_maps(self) -> dict[Any, BitMap] | None:
+        """A bitmap per distinct value (the per-value graphs' members), or None when the index keeps none."""
+        return None
+
     def ram_bytes(self) -> int:
         counts = sum(bitmap_bytes(b) + 40 for b in self.counts.values())
         return counts + sum(bitmap_bytes(b) for b in (self.null, self.nonempty, self.other))

@@ -120,6 +120,9 @@ class PostingIndex(FieldIndex):
     def entries(self) -> int:
         return sum(len(b) for b in self.postings.values())
 
+    def value_maps(self) -> dict[Any, BitMap] | None:
+        return self.postings
+
     def ram_bytes(self) -> int:
         keys = sum(len(k) + 60 if isinstance(k, str) else 40 for k in self.postings)  # key objects, dict slots
         return super().ram_bytes() + keys + sum(bitmap_bytes(b) for b in self.postings.values())
@@ -343,6 +346,9 @@ class NumericIndex(FieldIndex):
         for s in (self.ints, self.floats):
             s.keep(np.isin(s.labels, keep))
         self.by_value.compact(live)
+
+    def value_maps(self) -> dict[Any, BitMap] | None:
+        return self.by_value.maps
 
     def entries(self) -> int:
         return len(self.ints.labels) + len(self.floats.labels)
