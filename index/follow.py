@@ -110,6 +110,17 @@ def follower_options(options: CollectionOptions) -> CollectionOptions:
     return replace(options, save_idle_seconds=_NEVER, save_max_seconds=_NEVER, optimizer_interval=0.0)
 
 
+def _mapped(config: CollectionConfig) -> CollectionConfig:
+    """`config` with every dense vector file memory-mapped (`on_disk`): a follower shares the page cache
+    of the file instead of reading a copy into its RAM, which also makes a reload fast (measured at 20k x
+    384: 0.28 s of a 0.67 s reload was reading vectors.f32)."""
+    if config.vectors is None:
+        return config.model_copy(update={"on_disk": True})
+    return config.model_copy(
+        update={"vectors": {n: v.model_copy(update={"on_disk": True}) for n, v in config.vectors.items()}}
+    )
+
+
 def _ino(path: Path) -> int:
     try:
         return os.stat(path).st_ino
@@ -177,10 +188,15 @@ class FollowerCatalog(Catalog):
         return self.aliases.resolve(name) or name
 
     def stale(self, name: str) -> bool:
-        """True when a read of `name` must wait for `sync`: the primary committed something since."""
-        with self._lock:
+        """True when a read of `name` must wait for `sync`: the primary committed something since. Called
+        on the event loop, so it never waits: while a load is under way, the answer is "go and wait" (True)."""
+        if not self._lock.acquire(blocking=False):
+            return True
+        try:
             target = self._target(name)
             return self._stamp(target) != self._stamps.get(target)
+        finally:
+            self._lock.release()
 
     def sync(self, name: str) -> None:
         """Load `name` (or its alias's target) again if the primary changed it since it was loaded."""
@@ -206,7 +222,7 @@ class FollowerCatalog(Catalog):
                     config = CollectionConfig.model_validate_json((d / "collection.json").read_bytes())
                     if config.shards > 1 or config.replicas > 1:
                         return  # held by the cluster, through the primary
-                    coll = FollowerCollection(name, d, config, self.options)
+                    coll = FollowerCollection(name, d, _mapped(config), self.options)
                 except Exception:
                     if last:
                         log.exception("follower: cannot load collection %s", name)
