@@ -18,6 +18,7 @@ restart does) and stops them all on SIGTERM or SIGINT.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -174,6 +175,15 @@ def _child_main() -> int:
 # -- the supervisor -----------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies, even by `kill -9`, so that no orphan
+    keeps the port and the data directory (Linux's PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class _Children:
     def __init__(self, n: int, tcp: socket.socket, uds: socket.socket, uds_path: str, env: dict[str, str]) -> None:
         self.n, self.tcp, self.uds, self.uds_path, self.env = n, tcp, uds, uds_path, env
@@ -190,7 +200,9 @@ class _Children:
         else:
             env[ROLE_ENV] = "follower"
             env.pop(UDS_FD_ENV, None)
-        self.procs[i] = subprocess.Popen([sys.executable, "-m", "server.processes"], env=env, pass_fds=fds)
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "server.processes"], env=env, pass_fds=fds, preexec_fn=_die_with_parent
+        )
 
     def wait_primary(self, timeout: float = 600.0) -> bool:
         """True once the primary answers /readyz on the Unix socket (it has recovered and opened the data)."""

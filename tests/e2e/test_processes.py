@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.serverproc import ServerProcess
+from tests.e2e.serverproc import ServerProcess, nestor_command
 
 pytestmark = pytest.mark.e2e
 
@@ -172,3 +173,38 @@ def test_follower_forwards_writes_and_survives_kill(server: ServerProcess) -> No
             break
     else:
         pytest.fail("no follower answered")
+
+
+def test_supervisor_killed_takes_its_children(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "data", args=["--processes", "2"]).start()
+    try:
+        assert srv.proc is not None
+        deadline = time.monotonic() + 60
+        while len(children := _children(srv.proc.pid)) < 2:  # the follower starts once the primary is ready
+            assert time.monotonic() < deadline, children
+            time.sleep(0.1)
+        srv.kill9()
+    finally:
+        srv.stop()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{c}").exists() and "zombie" not in _state(c) for c in children):
+        assert time.monotonic() < deadline, "a child outlived the supervisor"
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (FileNotFoundError, IndexError):
+        return "zombie"
+
+
+def test_processes_refused_with_ray(tmp_path: Path) -> None:
+    cmd = [*nestor_command(), "serve", "--processes", "2", "--ray-address", "local", "--data-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, timeout=60)
+    assert done.returncode == 2 and b"--ray-address" in done.stderr
