@@ -2,7 +2,8 @@
 
 One process is bound by the GIL: HTTP, JSON, pydantic and hits are Python, and the native search is a
 fifth of a request. So the supervisor (this module's `supervise`, the `nestor serve` process itself)
-binds the listening socket once and starts N children that all accept on it:
+binds N listening sockets on the port (SO_REUSEPORT: the kernel spreads connections over them) and
+starts N children, one on each:
 
 - **process 0, the primary**, is today's server: every write, the indexer's saves, compaction,
   snapshots, ingest jobs, the dashboard and /metrics. It also listens on a Unix socket, for the others.
@@ -185,14 +186,16 @@ def _die_with_parent() -> None:
 
 
 class _Children:
-    def __init__(self, n: int, tcp: socket.socket, uds: socket.socket, uds_path: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, n: int, tcp: list[socket.socket], uds: socket.socket, uds_path: str, env: dict[str, str]
+    ) -> None:
         self.n, self.tcp, self.uds, self.uds_path, self.env = n, tcp, uds, uds_path, env
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self.stopping = False
 
     def start(self, i: int) -> None:
-        env = {**self.env, FD_ENV: str(self.tcp.fileno()), UDS_PATH_ENV: self.uds_path}
-        fds = [self.tcp.fileno()]
+        env = {**self.env, FD_ENV: str(self.tcp[i].fileno()), UDS_PATH_ENV: self.uds_path}
+        fds = [self.tcp[i].fileno()]
         if i == 0:
             env[ROLE_ENV] = "primary"
             env[UDS_FD_ENV] = str(self.uds.fileno())
@@ -234,14 +237,25 @@ class _Children:
                     p.wait()
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """One of the N listening sockets on `host:port`, one per child (SO_REUSEPORT). One shared socket
+    measured badly: the process that woke first accepted all 8 of wrk's connections, and the other
+    served none. With a socket each, the kernel spreads new connections over them by a hash of the
+    client's address and port. The supervisor keeps every socket open, so a child that dies leaves its
+    queued connections to the one that replaces it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def supervise(n: int, host: str, port: int, env: dict[str, str]) -> int:
     """Bind `host:port`, run a primary and `n - 1` followers on it, restart any that dies; until a signal."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    tcp = socket.socket(family, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind((host, port))
-    tcp.listen(2048)
-    tcp.set_inheritable(True)
+    tcp = [_listen(host, port) for _ in range(n)]
     tmp = Path(tempfile.mkdtemp(prefix="nestor-procs-"))
     uds_path = str(tmp / "primary.sock")
     uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -275,7 +289,8 @@ def supervise(n: int, host: str, port: int, env: dict[str, str]) -> int:
             time.sleep(0.2)
     finally:
         kids.stop()
-        tcp.close()
+        for t in tcp:
+            t.close()
         uds.close()
         Path(uds_path).unlink(missing_ok=True)
         tmp.rmdir()
