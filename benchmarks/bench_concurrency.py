@@ -57,6 +57,15 @@ def _threads(pid: int) -> int:
         return n + sum(_threads(int(c)) for c in f.read().split())
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of `pid` and its child processes so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return own + sum(_cpu_seconds(int(c)) for c in f.read().split())
+
+
 def _load1() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -189,15 +198,20 @@ def main(argv: list[str] | None = None) -> int:
             for c in conns:
                 for label, s in servers.items():
                     load(s["url"], s["path"], s["bodies"], c, min(1.0, args.seconds), use_wrk)  # warm-up
-                    before = _load1()
+                    before, cpu0, t0 = _load1(), _cpu_seconds(s["pid"]), time.perf_counter()
                     r = load(s["url"], s["path"], s["bodies"], c, args.seconds, use_wrk)
+                    cpu = _cpu_seconds(s["pid"]) - cpu0
                     r.update(
                         server=label, round=rnd, load_before=before, load_after=_load1(), threads=_threads(s["pid"])
                     )
+                    # load-independent: the cores the server kept busy, and its CPU per request
+                    r["server_cores"] = round(cpu / (time.perf_counter() - t0), 2)
+                    r["cpu_us_per_req"] = round(cpu / max(1, r["requests"]) * 1e6)
                     passes.append(r)
                     print(
                         f"round {rnd} c={c:>3} {label:<14} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms "
-                        f"p99 {r['p99_ms']:.2f} ms  err {r['errors']}  load {before}->{r['load_after']}",
+                        f"p99 {r['p99_ms']:.2f} ms  err {r['errors']}  cores {r['server_cores']}  "
+                        f"cpu/req {r['cpu_us_per_req']} us  load {before}->{r['load_after']}",
                         flush=True,
                     )
     finally:
@@ -209,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     summary = _summary(passes, list(servers), conns)
     cols = ["server", "connections", "rps_median", "rps_passes", "p50_ms", "p99_ms", "errors", "server_threads"]
+    cols += ["server_cores", "cpu_us_per_req"]
     print(markdown_table(summary["rows"], [*cols, "load_before", "load_after"]))
     for k, v in summary["ratios"].items():
         print(f"{k}: {v}")
@@ -246,6 +261,8 @@ def _summary(passes: list[dict[str, Any]], servers: list[str], conns: list[int])
                     "p99_ms": round(statistics.median(p["p99_ms"] for p in ps), 2),
                     "errors": sum(p["errors"] for p in ps),
                     "server_threads": max(p["threads"] for p in ps),
+                    "server_cores": round(statistics.median(p["server_cores"] for p in ps), 2),
+                    "cpu_us_per_req": round(statistics.median(p["cpu_us_per_req"] for p in ps)),
                     "load_before": [p["load_before"] for p in ps],
                     "load_after": [p["load_after"] for p in ps],
                 }

@@ -25,6 +25,7 @@ def test_concurrency_bench_runs_tiny(data_root: Path, tmp_path: Path) -> None:  
     assert set(rows) == {(s, c) for s in ("nestor", "nestor inline", "nestor 2 procs") for c in (1, 4)}
     for row in rows.values():
         assert row["rps_median"] > 0 and row["errors"] == 0 and row["server_threads"] > 1
+        assert row["server_cores"] > 0 and row["cpu_us_per_req"] > 0  # CPU read from /proc, children included
     assert result["setup"]["nestor"]["recall"] >= 0.9  # ef was tuned against real ground truth
     assert {p["generator"] for p in result["passes"]} == {"python"}
     assert "nestor 4 conn / 1 conn" in result["ratios"]
