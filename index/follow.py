@@ -212,7 +212,9 @@ class FollowerCatalog(Catalog):
         old = self._collections.pop(name, None)
         self._stamps.pop(name, None)
         if old is not None:
-            threading.Timer(_CLOSE_DELAY, old.close).start()
+            timer = threading.Timer(_CLOSE_DELAY, old.close)
+            timer.daemon = True  # a follower that exits does not wait for it
+            timer.start()
         d = self._root / name
         for attempt in range(_RELOAD_TRIES):
             last = attempt == _RELOAD_TRIES - 1
