@@ -8,6 +8,7 @@ changes, a payload index and a compaction; writes forwarded by the follower; a f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -208,3 +209,37 @@ def test_processes_refused_with_ray(tmp_path: Path) -> None:
     cmd = [*nestor_command(), "serve", "--processes", "2", "--ray-address", "local", "--data-dir", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, timeout=60)
     assert done.returncode == 2 and b"--ray-address" in done.stderr
+
+
+# (who answered, status): the follower's own gate and the primary's, and a write relayed to the primary
+EVERY_ANSWER = {("follower", 401), ("primary", 401), ("follower", 200), ("primary", 200), ("forwarded", 403)}
+
+
+def test_keys_hold_on_every_process(tmp_path: Path) -> None:
+    keys = {"admin": "admin-key-0123456789", "read": "read-key-0123456789"}
+    entries = ",".join(f"{role}:{hashlib.sha256(k.encode()).hexdigest()}" for role, k in keys.items())
+    srv = ServerProcess(tmp_path / "data", env={"NESTOR_API_KEYS": entries}, args=["--processes", "2"]).start()
+    try:
+        admin, read = ({"api-key": keys[r]} for r in ("admin", "read"))
+        r = httpx.put(f"{srv.url}/collections/{NAME}", json={"dim": DIM, "metric": "cosine"}, headers=admin)
+        assert r.status_code == 200, r.text
+        v = np.ones(DIM, np.float32)
+        body = {"vector": v.tolist(), "limit": 1}
+        seen: dict[tuple[str, int], int] = {}
+        for i in range(TRIES):
+            url = f"{srv.url}/collections/{NAME}/points"
+            for headers, want in (({}, 401), (read, 200)):  # a search: refused without a key, on either process
+                r = httpx.post(f"{url}/search", json=body, headers=headers)
+                assert r.status_code == want, r.text
+                seen[_served_by(r), want] = 1
+            r = httpx.put(url, json={"points": [_point(i, v)]}, headers=read)  # a write with a read key
+            assert r.status_code == 403, r.text
+            seen[_served_by(r), 403] = 1
+            if EVERY_ANSWER <= set(seen):
+                break
+        else:
+            pytest.fail(f"not every process answered: {sorted(seen)}")
+        count = httpx.post(f"{srv.url}/collections/{NAME}/points/count", json={}, headers=admin)
+        assert count.json()["result"]["count"] == 0  # the refused writes wrote nothing
+    finally:
+        srv.stop()
