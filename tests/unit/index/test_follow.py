@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.contract import Query
+from index.contract import Query, SparseVec
 from index.follow import FollowerCatalog, FollowerCollection, ReadOnlyFollower
 from index.readonly import read_only, set_read_only
 from nestor_client.models import Filter, PayloadSchemaType
@@ -101,3 +101,23 @@ def test_follower_never_creates_or_empties_directories(tmp_path: Path) -> None:
     finally:
         cat.close()
         set_read_only(False)
+
+
+def test_follower_reads_named_and_sparse_vectors(engine: Engine, follower: FollowerCatalog) -> None:
+    rng = np.random.default_rng(2)
+    cfg = {"vectors": {"d": {"dim": DIM, "metric": "cosine"}}, "sparse_vectors": {"s": {}}}
+    coll = engine.create("mixed", cfg)
+    dense = rows(rng, 20, DIM)
+    sparse = [SparseVec(np.array([i, 100 + i], np.uint32), np.array([1.0, 0.5], np.float32)) for i in range(20)]
+    coll.upsert(list(range(20)), {"d": dense, "s": sparse})
+    # the primary's sparse write in progress: entries past the committed ones stay on disk
+    ends = engine.data_dir / "collections" / "mixed" / "vectors" / "s" / "sparse.ends"
+    size = os.path.getsize(ends)
+    with open(ends, "ab") as f:
+        f.write(np.array([999], np.int64).tobytes())
+    follower.sync("mixed")
+    assert os.path.getsize(ends) == size + 8
+    got = follower.get("mixed")
+    assert [h.id for h in got.search([Query(vector=dense[3], using="d", limit=1)])[0].hits] == [3]
+    q = Query(vector=np.zeros(0, np.float32), using="s", sparse=sparse[5], limit=1)
+    assert [h.id for h in got.search([q])[0].hits] == [5]
