@@ -102,6 +102,13 @@ __attribute__((target("avx2,fma"))) float l2sqr_avx2(const float* a, const float
 
 using L2F32 = float (*)(const float*, const float*, int);
 
+constexpr size_t kAhead = 4;  // rows prefetched ahead of the one scored
+
+inline void prefetch_row(const float* row, int d) {
+    const char* p = reinterpret_cast<const char*>(row);
+    for (size_t off = 0; off < static_cast<size_t>(d) * sizeof(float); off += 64) __builtin_prefetch(p + off);
+}
+
 L2F32 pick_l2() {
 #ifdef NESTOR_X86
     if (std::string(pick_kernels().name) != "plain") return l2sqr_avx2;  // every non-plain kernel has AVX2
@@ -164,8 +171,10 @@ py::list exact_scan(py::array_t<float, py::array::c_style | py::array::forcecast
             const float* q = qp + qi * static_cast<size_t>(d);
             std::vector<Scored>& h = hits[qi];
             h.reserve(std::min(cap, m));
+            // rows are far apart (a filter's matches are scattered): fetch the whole row ahead of its turn
+            for (size_t i = 0; i < std::min(m, kAhead); ++i) prefetch_row(base + static_cast<size_t>(cand[i]) * d, d);
             for (size_t i = 0; i < m; ++i) {
-                if (i + 2 < m) __builtin_prefetch(base + static_cast<size_t>(cand[i + 2]) * d);
+                if (i + kAhead < m) prefetch_row(base + static_cast<size_t>(cand[i + kAhead]) * d, d);
                 const float* row = base + static_cast<size_t>(cand[i]) * d;
                 const float s = l2 ? -dist(q, row, d) : dot(q, row, d);
                 const Scored e(s, cand[i]);
