@@ -1,17 +1,18 @@
-"""The native search path: a dense field's ANN plan for a query (or a batch) in one call to the graph.
+"""The native executor of a dense field's plan: a query (or a batch) in one call to C++.
 
 On Nestor's graph (float32 HNSW, int8 HNSW, LeanVec-reduced float32 codes) the planner's per-query
 work around the walk (the rescore from the float32 rows, the exact scan of the unindexed tail and its
 merge, the tombstone check, a broad filter's test of the results) cost as much Python time as the walk
 itself at low ef (benchmarks/NATIVE.md). Here it runs in C++ (`Graph.query`, `index/_graph_query.h`)
 with the GIL released and without numpy arrays per query; the hits come back as lists, ready for
-`index/hits.py`.
+`index/hits.py`. A filter's exact plan (its few matches scored, on any index) is one call too
+(`_graph.exact`, `index/_graph_exact.h`), reading the payload index's bitmap in place.
 
-Validation, planning and result assembly stay in Python: `search` picks the strategy `planner.plan`
-would (the same thresholds, the same names) and returns None for every plan it does not run natively
-(exact scans, funnels, the int8 rerank store, binary codes, IVF-PQ, hnswlib), which the planner then
-serves. `ENABLED = False` (or NESTOR_NATIVE_SEARCH=0 in the environment) turns the path off: the tests
-compare the two paths' hits on every plan.
+Validation, planning and result assembly stay in Python: `search` runs the plan `plans.decide` returns
+(the one `planner.plan` runs with numpy) and returns None for every plan it does not run natively
+(a whole-collection exact scan, funnels, the int8 rerank store, binary codes, IVF-PQ and hnswlib
+walks), which the planner then serves. `ENABLED = False` (or NESTOR_NATIVE_SEARCH=0 in the
+environment) turns the path off: the tests compare the two executors' hits on every plan.
 """
 
 from __future__ import annotations
