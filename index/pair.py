@@ -53,7 +53,7 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
     if lq is not q and (lq.dtype != q.dtype or lq.shape != q.shape or lq.tobytes() != q.tobytes()):
         return False
     pp = leaf.params
-    key = None
+    key: tuple[object, ...] | None = None
     if pp is not None and pp.funnel is None:
         key = (id(coll.config), id(lim), root.using, k, leaf.limit, leaf.score_threshold, q.shape, q.dtype)
         key += (pp.rescore, pp.exact, pp.ef, pp.nprobe)
