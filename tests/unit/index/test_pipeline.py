@@ -239,8 +239,10 @@ def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: En
     for v in (np.nan, np.inf, -np.inf):
         bad = q.copy()
         bad[3] = v
-        with pytest.raises(InvalidVector):
-            check(c, Stage(bad, limit=10, prefetch=[Stage(bad, params=cand, limit=40)]))
+        with pytest.raises(InvalidVector):  # by the check, or (a shape seen before) by the one search
+            tree = Stage(bad, limit=10, prefetch=[Stage(bad, params=cand, limit=40)])
+            check(c, tree)
+            run(c, tree)
 
 
 def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_afresh(engine: Engine) -> None:
@@ -271,7 +273,9 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
     assert len(_SHAPES) == 1  # one shape, remembered once, used by the next two
     bad = q.copy()
     bad[0] = np.nan
+    tree = Stage(bad, limit=5, prefetch=[Stage(bad, params=cand, limit=20)])
+    check(c, tree)  # a shape seen before: the query's values are the search's to check, once
     with pytest.raises(InvalidVector):
-        check(c, Stage(bad, limit=5, prefetch=[Stage(bad, params=cand, limit=20)]))
+        run(c, tree)
     with pytest.raises(DimensionMismatch):  # the same shape of request, on a collection of 8 dimensions
         check(other, Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=20)]))
