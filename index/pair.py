@@ -55,8 +55,10 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
     pp = leaf.params
     key: tuple[object, ...] | None = None
     if pp is not None and pp.funnel is None:
-        key = (id(coll.config), id(lim), root.using, k, leaf.limit, leaf.score_threshold, q.shape, q.dtype)
-        key += (pp.rescore, pp.exact, pp.ef, pp.nprobe)
+        key = (
+            id(coll.config), id(lim), root.using, k, leaf.limit, leaf.score_threshold, q.shape,
+            pp.rescore, pp.exact, pp.ef, pp.nprobe,
+        )  # fmt: skip
         got = _SHAPES.get(key)
         if got is not None and got[0] is coll.config and got[1] is lim:
             # a single dense query is checked by the one search that runs (`DenseField.prepare_one`: 422 on
