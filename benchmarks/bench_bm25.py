@@ -216,10 +216,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows: dict[str, dict[str, Any]] = {}
         qps: dict[str, list[float]] = {e.name: [] for e in engines}
         lats: dict[str, list[float]] = {e.name: [] for e in engines}
+        cpu: dict[str, list[float]] = {e.name: [] for e in engines}  # process CPU ms per query: steadier under load
         loads = []
         for _ in range(REPEATS):  # interleaved passes
             for e in engines:
+                c0 = time.process_time()
                 found, q, lat = run_queries(e, queries)
+                cpu[e.name].append((time.process_time() - c0) * 1000 / len(queries))
                 qps[e.name].append(q)
                 lats[e.name] += lat
                 rows.setdefault(e.name, {}).update(quality(found, qrels))
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             n_docs = len(docs)
             r = rows[e.name]
             r["qps"] = statistics.median(qps[e.name])
+            r["cpu_ms"] = statistics.median(cpu[e.name])
+            r["cpu_ms_min"] = min(cpu[e.name])
             r["p50_ms"] = float(np.percentile(lats[e.name], 50))
             r["p99_ms"] = float(np.percentile(lats[e.name], 99))
             r["tokenize_s"] = e.tokenize_s
@@ -238,8 +243,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if isinstance(e, Nestor):
                 r["strategies"] = dict(e.strategies)
         best = max(rows[e.name]["qps"] for e in engines[:2])
+        best_cpu = min(rows[e.name]["cpu_ms"] for e in engines[:2])
         for e in engines:
             rows[e.name]["qps_vs_bm25s"] = rows[e.name]["qps"] / best  # against bm25s's faster path
+            rows[e.name]["cpu_vs_bm25s"] = best_cpu / rows[e.name]["cpu_ms"]  # the same ratio in CPU time
     finally:
         for e in engines[2:]:
             e.close()
@@ -250,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("recall@10", "recall@10", ".3f"),
         ("qps", "QPS", ".0f"),
         ("qps_vs_bm25s", "QPS vs best bm25s", ".2f"),
+        ("cpu_ms", "CPU ms/query", ".3f"),
+        ("cpu_vs_bm25s", "CPU speed vs best bm25s", ".2f"),
         ("p50_ms", "p50 ms", ".3f"),
         ("p99_ms", "p99 ms", ".3f"),
         ("tokenize_s", "tokenize s", ".2f"),

@@ -94,7 +94,8 @@ def special(coll: Collection, queries: Any, params: SearchParams | None) -> Sear
 
 def pipeline(coll: Collection, queries: Any, candidates: int, leaf: SearchParams) -> Searcher:
     def one(i: int) -> list[Any]:
-        root = Stage(queries[i], limit=K, prefetch=[Stage(queries[i], limit=candidates, params=leaf)])
+        q = queries[i]  # one array in both nodes, as a caller in Python passes it (equal copies: a byte compare)
+        root = Stage(q, limit=K, prefetch=[Stage(q, limit=candidates, params=leaf)])
         check(coll, root)
         return [h.id for h in run(coll, root, with_payload=False)[0]]
 

@@ -30,16 +30,36 @@ import numpy as np
 
 from index.backends.base import F32
 from index.collection import Collection
-from index.contract import CollectionOptions, Hit, PointIdT, Query, QueryResult, SparseVec, VectorsIn, WithVector
+from index.contract import (
+    CollectionOptions,
+    Hit,
+    PointIdT,
+    Query,
+    QueryResult,
+    SparseStats,
+    SparseVec,
+    VectorsIn,
+    WithVector,
+)
 from index.errors import NestorError
 from index.fsutil import atomic_write_bytes
 from nestor_client.models import CollectionConfig, Filter, SearchParams, parse_schema
 
 __all__ = ["PackedQuery", "PackedResult", "ShardReplica", "StaleReplica", "pack_query", "unpack_result"]
 
-# (vector, limit, filter, params as a dict, with_payload, with_vector, score_threshold, using, sparse)
+# (vector, limit, filter, params as a dict, with_payload, with_vector, score_threshold, using, sparse,
+#  sparse_stats)
 PackedQuery = tuple[
-    F32, int, Filter | None, dict[str, Any] | None, bool, WithVector, float | None, str | None, SparseVec | None
+    F32,
+    int,
+    Filter | None,
+    dict[str, Any] | None,
+    bool,
+    WithVector,
+    float | None,
+    str | None,
+    SparseVec | None,
+    SparseStats | None,
 ]
 # (ids, scores, payloads, vectors by name, strategy)
 PackedResult = tuple[
@@ -49,7 +69,10 @@ PackedResult = tuple[
 
 def pack_query(q: Query) -> PackedQuery:
     params = None if q.params is None else q.params.model_dump(exclude_unset=True)
-    return (q.vector, q.limit, q.filter, params, q.with_payload, q.with_vector, q.score_threshold, q.using, q.sparse)
+    return (
+        q.vector, q.limit, q.filter, params, q.with_payload, q.with_vector, q.score_threshold, q.using, q.sparse,
+        q.sparse_stats,
+    )  # fmt: skip
 
 
 def unpack_result(r: PackedResult) -> QueryResult:
@@ -155,14 +178,20 @@ class ShardReplica:
             raise StaleReplica(f"replica at op {self.applied} is behind the acknowledged op {min_op}")
         return self.coll.search(queries)
 
+    def sparse_stats(self, asks: list[tuple[str, SparseVec]], min_op: int) -> list[SparseStats]:
+        """This shard's IDF inputs for each (sparse vector, query): the router sums every shard's."""
+        if self.applied < min_op:
+            raise StaleReplica(f"replica at op {self.applied} is behind the acknowledged op {min_op}")
+        return [self.coll.sparse_stats(using, q) for using, q in asks]
+
     def search_packed(self, packed: tuple[list[PackedQuery], list[int]]) -> list[PackedResult]:
         """`search` on plain tuples (a third of the pickling of dataclasses and pydantic models), with every
         shard's minimum op in one argument: the compiled graph sends one input to all shards."""
         rows, ops = packed
         queries = [
             Query(v, limit=k, filter=f, params=None if p is None else SearchParams.model_validate(p),
-                  with_payload=wp, with_vector=wv, score_threshold=t, using=u, sparse=sp)
-            for v, k, f, p, wp, wv, t, u, sp in rows
+                  with_payload=wp, with_vector=wv, score_threshold=t, using=u, sparse=sp, sparse_stats=ss)
+            for v, k, f, p, wp, wv, t, u, sp, ss in rows
         ]  # fmt: skip
         out: list[PackedResult] = []
         for q, r in zip(queries, self.search(queries, ops[self.shard]), strict=True):

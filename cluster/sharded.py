@@ -39,6 +39,7 @@ import numpy as np
 
 from cluster.checks import checked_sparse, checked_vectors
 from cluster.compiled import CompiledSearch
+from cluster.idf import with_global_idf
 from cluster.ray_cluster import RayCluster
 from cluster.replicas import Replica, Shard
 from cluster.routing import group_by_shard, merge_hits, merge_pages
@@ -152,12 +153,6 @@ class ShardedCollection(CompiledSearch):
             raise InvalidConfig("multi-vector collections cannot be sharded yet: leave shards and replicas at 1")
         if config.sparse_vectors and not config.vector_fields():
             raise InvalidConfig("sparse-only collections cannot be sharded yet: add a dense vector, or one shard")
-        idf = sorted(n for n, sv in config.sparse_fields().items() if sv.modifier == "idf")
-        if idf:  # each shard would count document frequencies over its own points only
-            raise InvalidConfig(
-                f"sparse vectors {idf} have modifier idf, which needs document frequencies over every shard: "
-                "sharded collections take sparse vectors without a modifier (or leave shards and replicas at 1)"
-            )
         directory.mkdir(parents=True)
         try:
             atomic_write_bytes(directory / "collection.json", config.model_dump_json().encode())
@@ -287,8 +282,9 @@ class ShardedCollection(CompiledSearch):
 
     def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
         """Exact merge of each shard's top `limit + offset`; see the module docstring for failures."""
-        sub = [dataclasses.replace(q, limit=q.limit + q.offset, offset=0) for q in queries]
         allow = self.allow_partial or partial
+        queries = with_global_idf(queries, self.sparse, self._fan_out, partial=allow)  # df over every shard
+        sub = [dataclasses.replace(q, limit=q.limit + q.offset, offset=0) for q in queries]
         fast = self._search_compiled(sub)
         if fast is not None:
             answers, missing = fast, list[int]()

@@ -27,6 +27,8 @@ from index.contract import (
     PointIdT,
     Query,
     QueryResult,
+    SparseStats,
+    SparseVec,
     VectorsIn,
     WithVector,
     WriteResult,
@@ -316,6 +318,14 @@ class Collection:
         f = self.field(using)
         if isinstance(f, DenseField):
             quality.observe(f, hits, total, queries)
+
+    @reads
+    def sparse_stats(self, using: str, q: SparseVec) -> SparseStats:
+        """Sparse vector `using`'s IDF inputs for query `q` here (a sharded collection sums its shards')."""
+        f = self.field(using)
+        if not isinstance(f, SparseField):
+            raise InvalidRequest(f"vector {using!r} is not sparse: it has no document frequencies")
+        return f.term_stats(q)
 
     @reads
     def match(self, flt: Filter) -> tuple[I64, bool]:

@@ -33,6 +33,7 @@ __all__ = [
     "PointIdT",
     "Query",
     "QueryResult",
+    "SparseStats",
     "SparseVec",
     "VectorsIn",
     "WithVector",
@@ -49,6 +50,15 @@ class SparseVec:
 
     indices: npt.NDArray[np.uint32]
     values: F32
+
+
+@dataclass(frozen=True, slots=True)
+class SparseStats:
+    """The IDF modifier's inputs for one sparse query: the live points with the vector (`n`), and how
+    many of them have each of the query's terms (`df`, aligned with its indices sorted ascending)."""
+
+    n: int
+    df: npt.NDArray[np.int64]
 
 
 # An upsert's vectors: a matrix (or a list of token matrices) for the default vector, or by name a
@@ -91,6 +101,9 @@ class Query:
     score_threshold: float | None = None
     using: str | None = None  # the named vector to search; None: the default ("", or the only one)
     sparse: SparseVec | None = None  # the query of a sparse `using` (`vector` is then empty)
+    # `modifier: idf` statistics of the whole collection for `sparse` (a sharded collection gathers them:
+    # cluster/idf.py); None: the searched field's own
+    sparse_stats: SparseStats | None = None
 
 
 @dataclass(slots=True)

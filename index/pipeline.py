@@ -187,7 +187,7 @@ def run(
     """Run a checked tree; the root's hits (paged by `offset`) and what ran at each node."""
     if root.fused is not None:  # one search answers the tree: payloads and vectors come with it
         hits, report = run_fused(coll, partial, root, root.filter, root.limit + offset, with_payload, with_vector)
-        return hits[offset:], report
+        return (hits[offset:] if offset else hits), report
     ex = _Runner(coll, partial)
     if not root.prefetch and not isinstance(root.query, Fusion) and root.query is not None:
         # a plain search: payloads and vectors come with it, no second read

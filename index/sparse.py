@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.backends.base import I64
-from index.contract import CollectionOptions, Query, SparseVec
+from index.contract import CollectionOptions, Query, SparseStats, SparseVec
 from index.errors import InvalidVector
 from index.labels import LabelMap, grow_bools
 from index.selection import Selection
@@ -204,14 +204,26 @@ class SparseField:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def query_weights(self, q: SparseVec, p: Postings | None = None) -> tuple[U32, F64]:
-        """The query's terms (sorted) and weights, times the IDF under `modifier: idf`."""
+    def term_stats(self, q: SparseVec) -> SparseStats:
+        """This field's share of the IDF inputs for a query (a sharded collection sums the shards')."""
+        qv = check_sparse(q, f"vector {self.name!r}: query")
+        p = self.postings  # read once, before the live count, as `search` does
+        return SparseStats(self.n_live, p.df(qv.indices))
+
+    def query_weights(
+        self, q: SparseVec, p: Postings | None = None, stats: SparseStats | None = None
+    ) -> tuple[U32, F64]:
+        """The query's terms (sorted) and weights, times the IDF under `modifier: idf` (from `stats`, the
+        whole collection's, when given; else this field's own)."""
         qv = check_sparse(q, f"vector {self.name!r}: query")
         w = qv.values.astype(np.float64)
         if self.config.modifier == "idf":
-            n = self.n_live
+            if stats is not None and len(stats.df) != len(qv.indices):
+                raise InvalidVector(f"vector {self.name!r}: {len(stats.df)} document frequencies for {len(w)} terms")
+            n = self.n_live if stats is None else stats.n
+            got = (p or self.postings).df(qv.indices) if stats is None else stats.df
             # a reader between a write's two counts may see df above N for an instant: clamped, so never < 0
-            df = np.minimum((p or self.postings).df(qv.indices), n)
+            df = np.minimum(got, n)
             w = w * np.log((n - df + 0.5) / (df + 0.5) + 1.0)  # Qdrant's (and Lucene's) IDF
         keep = w != 0
         return qv.indices[keep], w[keep]
@@ -227,7 +239,7 @@ class SparseField:
         if q.sparse is None:
             raise InvalidVector(f"vector {self.name!r} is sparse: search it with {{indices, values}}")
         p = self.postings  # read once, before the label count
-        terms, weights = self.query_weights(q.sparse, p)
+        terms, weights = self.query_weights(q.sparse, p, q.sparse_stats)
         k = q.limit + q.offset
         n = max(self.labels.n, p.upto)  # a commit may publish postings just before it moves the count
         snap = self.store.snapshot()

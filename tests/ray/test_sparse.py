@@ -1,5 +1,6 @@
 """Sparse vectors on a sharded collection: upserts split by shard, searches and a dense-plus-sparse fusion
-merge to what one node answers; bad sparse input and the idf modifier are refused before anything is sent."""
+merge to what one node answers (an idf vector's too, through the compiled search graph); bad sparse input
+and sparse-only sharded collections are refused before anything is sent."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def test_sharded_sparse_equals_single_node(tmp_path: Path, cluster: Any) -> None
     dense = rng.normal(size=(n, 4)).astype(np.float32)
     sparse: list[SparseVec | None] = [None if i % 7 == 0 else _sv(rng) for i in range(n)]
     config = CollectionConfig.model_validate(
-        {"vectors": {"d": {"dim": 4, "index": {"type": "flat"}}}, "sparse_vectors": {"s": {}}}
+        {"vectors": {"d": {"dim": 4, "index": {"type": "flat"}}}, "sparse_vectors": {"s": {}, "i": {"modifier": "idf"}}}
     )
     opts = CollectionOptions(save_idle_seconds=0.2)
     single = Collection.create("one", tmp_path / "one", config, opts)
@@ -41,7 +42,7 @@ def test_sharded_sparse_equals_single_node(tmp_path: Path, cluster: Any) -> None
     try:
         ids: list[Any] = list(range(n))
         for c in (single, sharded):
-            c.upsert(ids, {"d": dense, "s": sparse})
+            c.upsert(ids, {"d": dense, "s": sparse, "i": sparse})
         assert sharded.count == n
         got = sharded.get([1, 7], with_vector=["s"])
         assert got[0].vectors is not None and got[0].vectors["s"]["indices"] == sparse[1].indices.tolist()  # type: ignore[union-attr]
@@ -61,6 +62,12 @@ def test_sharded_sparse_equals_single_node(tmp_path: Path, cluster: Any) -> None
         assert sharded._dags, "the compiled search graph was never built"
         res = sharded.search([sq])[0]
         assert [(h.id, round(h.score, 5)) for h in res.hits] == single.test_hits  # type: ignore[attr-defined]
+        # an idf vector: the summed document frequencies travel packed with the query
+        iq = Query(np.zeros(0, np.float32), limit=15, sparse=q, using="i", with_payload=False)
+        want = [(h.id, round(h.score, 5)) for h in single.search([iq])[0].hits]
+        assert [(h.id, round(h.score, 5)) for h in sharded.search([iq])[0].hits] == want and len(want) > 5
+        plain = Query(np.zeros(0, np.float32), limit=15, sparse=q, using="s", with_payload=False)
+        assert want != [(h.id, round(h.score, 5)) for h in single.search([plain])[0].hits]  # the idf counts
         dq = rng.normal(size=4).astype(np.float32)
         answers = []
         for c in (single, sharded):
@@ -79,13 +86,8 @@ def test_sharded_sparse_equals_single_node(tmp_path: Path, cluster: Any) -> None
         sharded.close()
 
 
-def test_idf_and_sparse_only_are_refused_on_shards(tmp_path: Path, cluster: Any) -> None:
-    for i, cfg in enumerate(
-        [
-            {"dim": 4, "shards": 2, "sparse_vectors": {"s": {"modifier": "idf"}}},
-            {"shards": 2, "sparse_vectors": {"s": {}}},
-        ]
-    ):
+def test_sparse_only_is_refused_on_shards(tmp_path: Path, cluster: Any) -> None:
+    for i, cfg in enumerate([{"shards": 2, "sparse_vectors": {"s": {}}}]):
         with pytest.raises(InvalidConfig):
             ShardedCollection.create(
                 f"x{i}", tmp_path / f"x{i}", CollectionConfig.model_validate(cfg), CollectionOptions(), cluster

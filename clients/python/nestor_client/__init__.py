@@ -11,6 +11,7 @@
 """
 
 from ._base import QueryResult
+from ._columns import sparse_column
 from .async_client import AsyncNestorClient
 from .client import NestorClient
 from .errors import (
@@ -198,4 +199,5 @@ __all__ = [
     "ValidationError",
     "ValuesCount",
     "VectorInput",
+    "sparse_column",
 ]

@@ -48,6 +48,7 @@ from ._codec import (
     is_sparse,
     to_matrix,
 )
+from ._columns import ColumnLike, columns_body, named_columns
 from ._pipeline import QueryLike, parse_pipeline, query_body
 from ._response import (
     Envelope,
@@ -184,20 +185,25 @@ class BaseClient:
         name: str,
         points: Sequence[PointLike] | None,
         ids: IdsLike | None,
-        vectors: MatrixLike | None,
+        vectors: MatrixLike | Mapping[str, ColumnLike] | None,
         payloads: PayloadsLike | None,
         wait: bool,
         multivectors: Sequence[MultiVectorLike] | None = None,
+        texts: Sequence[str | None] | None = None,
     ) -> Call[UpdateResult]:
         if points is not None:
-            if ids is not None or vectors is not None or payloads is not None or multivectors is not None:
-                raise ValueError("give either points or the columnar ids/vectors/payloads, not both")
+            if ids is not None or vectors is not None or payloads is not None or multivectors is not None or texts:
+                raise ValueError("give either points or the columnar ids/vectors/texts/payloads, not both")
             body: dict[str, Any] = {"points": [encode_point(p, self.wire) for p in points]}
+        elif ids is not None and (isinstance(vectors, Mapping) or texts is not None):
+            if multivectors is not None:
+                raise ValueError("a multivector upsert takes no named vector columns or texts")
+            body = {"batch": columns_body(id_list(ids), vectors, texts, payloads, self.wire)}
         elif ids is not None and multivectors is not None:
             if vectors is not None:
                 raise ValueError("give vectors or multivectors, not both")
             body = {"points": multivector_points(id_list(ids), multivectors, payloads, self.wire)}
-        elif ids is not None and vectors is not None:
+        elif ids is not None and vectors is not None and not isinstance(vectors, Mapping):
             body = {"batch": batch_body(id_list(ids), to_matrix(vectors), payloads, self.wire)}
         else:
             raise ValueError("upsert needs points, or ids and vectors")
@@ -207,7 +213,7 @@ class BaseClient:
         self,
         name: str,
         ids: IdsLike,
-        vectors: MatrixLike,
+        vectors: MatrixLike | Mapping[str, ColumnLike],
         payloads: PayloadsLike | None,
         batch_size: int,
         wait: bool,
@@ -215,7 +221,18 @@ class BaseClient:
         """One columnar upsert per chunk, encoded lazily so only one chunk's body is in memory."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        all_ids, matrix = id_list(ids), to_matrix(vectors)
+        all_ids = id_list(ids)
+        if isinstance(vectors, Mapping):  # named columns, dense or sparse: checked whole, then sliced
+            cols = named_columns(vectors)
+            columns_body(all_ids, cols, None, payloads, self.wire)  # fail before the first chunk is sent
+            for start in range(0, len(all_ids), batch_size):
+                stop = start + batch_size
+                part = {k: c[start:stop] for k, c in cols.items()}
+                chunk = payloads[start:stop] if payloads is not None else None
+                body = {"batch": columns_body(all_ids[start:stop], part, None, chunk, self.wire)}
+                yield self._upsert_call(name, body, wait)
+            return
+        matrix = to_matrix(vectors)
         check_lengths(len(all_ids), matrix, payloads)  # fail before the first chunk is sent
         for start in range(0, len(all_ids), batch_size):
             stop = start + batch_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -30,6 +30,7 @@ from ._base import (
     transport_error,
 )
 from ._codec import MatrixLike, MultiVectorLike, SparseLike, VectorLike, Wire
+from ._columns import ColumnLike
 from ._pipeline import PrefetchLike, QueryLike
 from ._upload import UploadLike, aiter_file, upload_headers
 from .models import CollectionInfo, CollectionSummary, JobInfo, PointId, Record, UpdateResult
@@ -133,23 +134,27 @@ class AsyncNestorClient:
         points: Sequence[PointLike] | None = None,
         *,
         ids: IdsLike | None = None,
-        vectors: MatrixLike | None = None,
+        vectors: MatrixLike | Mapping[str, ColumnLike] | None = None,
         payloads: PayloadsLike | None = None,
         multivectors: Sequence[MultiVectorLike] | None = None,
         wait: bool = True,
+        texts: Sequence[str | None] | None = None,
     ) -> UpdateResult:
-        """Insert or overwrite points, as `points` or columnar `ids` + `vectors` (+ `payloads`).
+        """Insert or overwrite points, as `points` or columnar `ids` + `vectors` (+ `texts`, `payloads`).
 
         The whole call is one atomic write. A numpy `vectors` matrix travels as one float32 blob.
+        Named vectors go as `vectors={name: column}`: a matrix for a dense vector, or for a sparse one a
+        SciPy sparse matrix, CSR arrays or a list of `{"indices", "values"}` (None: no such vector), one
+        row per id (`sparse_column`). `texts` (one per id, None for none) fill the vectors with an encoder.
         A multi-vector collection takes `ids` + `multivectors` instead: one (tokens, dim) matrix per point.
         """
-        return await self._send(self._base.upsert(name, points, ids, vectors, payloads, wait, multivectors))
+        return await self._send(self._base.upsert(name, points, ids, vectors, payloads, wait, multivectors, texts))
 
     async def upload(
         self,
         name: str,
         ids: IdsLike,
-        vectors: MatrixLike,
+        vectors: MatrixLike | Mapping[str, ColumnLike],
         payloads: PayloadsLike | None = None,
         batch_size: int = 1000,
         *,

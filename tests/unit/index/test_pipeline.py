@@ -239,5 +239,43 @@ def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: En
     for v in (np.nan, np.inf, -np.inf):
         bad = q.copy()
         bad[3] = v
-        with pytest.raises(InvalidVector):
-            check(c, Stage(bad, limit=10, prefetch=[Stage(bad, params=cand, limit=40)]))
+        with pytest.raises(InvalidVector):  # by the check, or (a shape seen before) by the one search
+            tree = Stage(bad, limit=10, prefetch=[Stage(bad, params=cand, limit=40)])
+            check(c, tree)
+            run(c, tree)
+
+
+def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_afresh(engine: Engine) -> None:
+    """A pair of a shape seen before skips the config lookups (`index/pair.py`, `_SHAPES`): it still
+    answers each new query as the step-by-step tree does, refuses a bad one, and another collection with
+    the same request shape (but another dimension) gets its own check."""
+    from index.pair import _SHAPES
+    from tests.unit.index.conftest import wait_indexed
+
+    c = engine.create("q8s", {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
+    other = engine.create("q8t", {"dim": 8, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
+    rng = np.random.default_rng(9)
+    c.upsert(list(range(1000)), rows(rng, 1000, 16))
+    wait_indexed(c)
+    cand = SearchParams(rescore=False)
+    _SHAPES.clear()
+    for _ in range(3):
+        q = rows(rng, 1, 16)[0]
+        fused = Stage(q, limit=5, prefetch=[Stage(q.copy(), params=cand, limit=20)])
+        plain = Stage(q, limit=5, prefetch=[Stage(q.copy(), params=cand, limit=20, score_threshold=-2.0)])
+        check(c, fused)
+        check(c, plain)
+        got, rep = run(c, fused, with_payload=False)
+        want, _ = run(c, plain, with_payload=False)
+        assert rep.stages[0].strategy == "fused into the rescore"
+        assert [h.id for h in got] == [h.id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+    assert len(_SHAPES) == 1  # one shape, remembered once, used by the next two
+    bad = q.copy()
+    bad[0] = np.nan
+    tree = Stage(bad, limit=5, prefetch=[Stage(bad, params=cand, limit=20)])
+    check(c, tree)  # a shape seen before: the query's values are the search's to check, once
+    with pytest.raises(InvalidVector):
+        run(c, tree)
+    with pytest.raises(DimensionMismatch):  # the same shape of request, on a collection of 8 dimensions
+        check(other, Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=20)]))
