@@ -560,6 +560,7 @@ class Graph {
         // after the GIL is taken back
         py::gil_scoped_release nogil;
         WriteGuard w(rw_);
+        ++gen_;
         if (incoming) swap_rows(incoming);
         if (external_) {
             const size_t have = rows_->rows();
@@ -619,28 +620,41 @@ class Graph {
     // in memory, so a walk's codes come from fewer pages and DRAM rows. Only a graph with its own codes
     // (int8, or float32 it keeps): a graph over the store's rows follows their order. Returns whether
     // it reordered. Labels no longer follow positions afterwards; `by_label_` keeps them findable.
+    // The copy is built under the read lock (searches go on, unless a delete waits for the write lock)
+    // and swapped in under the write lock; it needs the graph's links and codes twice meanwhile.
     bool reorder() {
         py::gil_scoped_release nogil;
-        WriteGuard w(rw_);
-        const size_t n = n_.load(std::memory_order_relaxed);
-        if (external_ || n < 2 || entry_ < 0) return false;
-        std::vector<int32_t> order;  // new position -> old
-        order.reserve(n);
-        std::vector<int32_t> where(n, -1);  // old position -> new
-        auto place = [&](int32_t v) {
-            if (where[v] < 0) where[v] = static_cast<int32_t>(order.size()), order.push_back(v);
-        };
-        place(entry_);
-        size_t unplaced = 0;
-        for (size_t h = 0; order.size() < n || h < order.size(); ++h) {
-            if (h == order.size()) {  // the rest of the graph is not reachable from here: take the next node
-                while (where[unplaced] >= 0) ++unplaced;
-                place(static_cast<int32_t>(unplaced));
+        Renumbered r;
+        uint64_t gen = 0;
+        {
+            // the copy is built beside the graph under the read lock, so searches go on meanwhile
+            ReadGuard read(rw_);
+            const size_t n = n_.load(std::memory_order_relaxed);
+            if (external_ || n < 2 || entry_ < 0) return false;
+            gen = gen_;
+            std::vector<int32_t> order;  // new position -> old
+            order.reserve(n);
+            r.where.assign(n, -1);  // old position -> new
+            auto place = [&](int32_t v) {
+                if (r.where[v] < 0) r.where[v] = static_cast<int32_t>(order.size()), order.push_back(v);
+            };
+            place(entry_);
+            size_t unplaced = 0;
+            for (size_t h = 0; order.size() < n || h < order.size(); ++h) {
+                if (h == order.size()) {  // the rest of the graph is not reachable from here: take the next node
+                    while (r.where[unplaced] >= 0) ++unplaced;
+                    place(static_cast<int32_t>(unplaced));
+                }
+                const int32_t* ll = &links0_[static_cast<size_t>(order[h]) * (m0_ + 1)];
+                for (int j = 1; j <= ll[0]; ++j) place(ll[j]);
             }
-            const int32_t* ll = &links0_[static_cast<size_t>(order[h]) * (m0_ + 1)];
-            for (int j = 1; j <= ll[0]; ++j) place(ll[j]);
+            renumber(order, r);
         }
-        permute(order, where);
+        // only the swap stops searches: a few pointer swaps and the deleted flags (which a delete may
+        // have changed meanwhile, so they are copied here)
+        WriteGuard w(rw_);
+        if (gen_ != gen) return false;  // an add or a load came in between: the next add reorders
+        install(r);
         return true;
     }
 
@@ -865,6 +879,7 @@ class Graph {
         if (external_ && n > 0 && (lab[0] < 0 || static_cast<size_t>(lab[n - 1]) >= rows_->rows()))
             throw std::invalid_argument("labels " + std::to_string(lab[0]) + " to " + std::to_string(lab[n - 1]) +
                                         " are not all rows (the rows hold " + std::to_string(rows_->rows()) + ")");
+        ++gen_;
         n_.store(0, std::memory_order_relaxed);
         grow(std::max<size_t>(n, 1024));
         std::memcpy(links0_.data(), l0, sizeof(int32_t) * n * (m0_ + 1));
@@ -904,40 +919,70 @@ class Graph {
     }
 
   private:
-    // Callers hold the write lock. Moves node `order[i]` to position i, everywhere (`where` is the inverse).
-    void permute(const std::vector<int32_t>& order, const std::vector<int32_t>& where) {
+    // A renumbered copy of the graph (node `order[i]` at position i), built under the read lock.
+    struct Renumbered {
+        std::vector<int32_t> where;  // old position -> new
+        HugeVec<int32_t> links;
+        HugeVec<int8_t> c8;
+        HugeVec<float> f32;
+        std::vector<std::vector<int32_t>> upper;
+        std::vector<uint8_t> level;
+        std::vector<int64_t> labels;
+        std::vector<float> norm2;
+        std::vector<int32_t> by_label;
+    };
+
+    // Callers hold the read lock.
+    void renumber(const std::vector<int32_t>& order, Renumbered& r) const {
         const size_t n = order.size(), cap = cap_.load(std::memory_order_relaxed);
         const size_t stride = static_cast<size_t>(m0_ + 1);
-        HugeVec<int32_t> links(cap * stride);
-        HugeVec<int8_t> c8(int8_ ? cap * dim_ : 0);
-        HugeVec<float> f32(!int8_ ? cap * dim_ : 0);
-        std::vector<std::vector<int32_t>> upper(cap);
-        std::vector<uint8_t> level(cap), deleted(cap);
-        std::vector<int64_t> labels(cap);
-        std::vector<float> norm2(norm2_.size());
+        r.links.resize(cap * stride);
+        if (int8_) r.c8.resize(cap * dim_);
+        else r.f32.resize(cap * dim_);
+        r.upper.resize(cap);
+        r.level.resize(cap);
+        r.labels.resize(cap);
+        r.norm2.resize(norm2_.size());
         auto remap = [&](const int32_t* from, int32_t* to) {
             to[0] = from[0];
-            for (int j = 1; j <= from[0]; ++j) to[j] = where[from[j]];
+            for (int j = 1; j <= from[0]; ++j) to[j] = r.where[from[j]];
         };
         for (size_t i = 0; i < n; ++i) {
             const size_t old = static_cast<size_t>(order[i]);
-            remap(&links0_[old * stride], &links[i * stride]);
-            upper[i] = std::move(upper_[old]);
-            for (size_t at = 0; at < upper[i].size(); at += static_cast<size_t>(m_ + 1)) {
-                std::vector<int32_t> block(upper[i].begin() + at, upper[i].begin() + at + m_ + 1);
-                remap(block.data(), upper[i].data() + at);
-            }
-            level[i] = level_[old], deleted[i] = deleted_[old], labels[i] = labels_[old];
-            if (int8_) std::memcpy(&c8[i * dim_], &c8_[old * dim_], dim_);
-            else std::memcpy(&f32[i * dim_], &f32_[old * dim_], sizeof(float) * dim_);
-            if (l2_) norm2[i] = norm2_[old];
+            remap(&links0_[old * stride], &r.links[i * stride]);
+            const std::vector<int32_t>& up = upper_[old];
+            r.upper[i].resize(up.size());
+            for (size_t at = 0; at < up.size(); at += static_cast<size_t>(m_ + 1)) remap(&up[at], &r.upper[i][at]);
+            r.level[i] = level_[old], r.labels[i] = labels_[old];
+            if (int8_) std::memcpy(&r.c8[i * dim_], &c8_[old * dim_], dim_);
+            else std::memcpy(&r.f32[i * dim_], &f32_[old * dim_], sizeof(float) * dim_);
+            if (l2_) r.norm2[i] = norm2_[old];
         }
-        links0_.swap(links), upper_.swap(upper), level_.swap(level), deleted_.swap(deleted), labels_.swap(labels);
-        if (int8_) c8_.swap(c8);
-        else f32_.swap(f32), fbase_ = f32_.data();
-        if (l2_) norm2_.swap(norm2);
-        entry_ = where[entry_];
-        index_labels(n);
+        r.by_label.resize(n);
+        for (size_t i = 0; i < n; ++i) r.by_label[i] = static_cast<int32_t>(i);
+        std::sort(r.by_label.begin(), r.by_label.end(), [&](int32_t a, int32_t b) { return r.labels[a] < r.labels[b]; });
+    }
+
+    // Callers hold the write lock, and nothing but deletes changed the graph since `r` was built.
+    void install(Renumbered& r) {
+        const size_t n = r.where.size();
+        std::vector<uint8_t> deleted(deleted_.size(), 0);
+        for (size_t old = 0; old < n; ++old) deleted[static_cast<size_t>(r.where[old])] = deleted_[old];
+        links0_.swap(r.links), upper_.swap(r.upper), level_.swap(r.level), labels_.swap(r.labels);
+        deleted_.swap(deleted);
+        if (int8_) c8_.swap(r.c8);
+        else f32_.swap(r.f32), fbase_ = f32_.data();
+        if (l2_) norm2_.swap(r.norm2);
+        entry_ = r.where[entry_];
+        identity_ = true;
+        bool ascending = true;
+        for (size_t i = 0; i < n && ascending; ++i) {
+            identity_ = identity_ && labels_[i] == static_cast<int64_t>(i);
+            ascending = i == 0 || labels_[i] > labels_[i - 1];
+        }
+        identity_ = identity_ && ascending;
+        by_label_.swap(r.by_label);
+        if (ascending) by_label_.clear();  // the order did not change: labels follow positions again
     }
 
     // After the labels stop following positions: positions sorted by label, for `positions` and `add`.
@@ -1531,6 +1576,7 @@ class Graph {
     std::unique_ptr<RowBuf> rows_;  // ... or the rows it reads them from (label == row)
     bool external_ = false;
     bool identity_ = true;  // labels_[i] == i for every node so far
+    uint64_t gen_ = 0;  // bumped by every add and load (under the write lock): `reorder` checks it
     // Positions in label order, once `reorder` has moved nodes (empty while labels follow positions).
     std::vector<int32_t> by_label_;
     const float* fbase_ = nullptr;  // f32_.data() or rows_->data()

@@ -6,6 +6,7 @@ reordered graphs: tests/unit/index/test_native.py (its graphs are reordered ther
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,45 @@ def test_the_policy_reorders_own_codes_as_they_grow_and_never_rows(monkeypatch: 
     assert over_rows._ordered == 0
     assert not over_rows._graph.reorder(), "a graph over the store's rows keeps their order"
     assert np.all(np.diff(over_rows._graph.get_state()["labels"]) > 0)
+
+
+def test_searches_and_deletes_run_while_it_reorders() -> None:
+    x = _data()
+    idx = _graph("int8", x, np.arange(N, dtype=np.int64), Space.l2)
+    q = _data(20, seed=7)
+    want = _search(idx, q)[0]
+    stop = threading.Event()
+    seen: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(_search(idx, q)[0])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(2)]
+    for t in threads:
+        t.start()
+    gone = np.arange(0, N, 7, dtype=np.int64)
+    try:
+        for i in range(6):
+            assert idx._graph.reorder()
+            idx.remove(gone[i::6])  # deletes between (and during) the copies are kept
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert len(seen) >= 2
+    for got in seen:  # every answer is one of the graph's, whole
+        assert ((got >= 0) & (got < N)).all()
+    assert idx.count == N - len(gone)
+    after = _search(idx, q)[0]
+    assert not np.isin(after, gone).any()
+    # the answers are those of the graph with the same deletes, never reordered
+    control = _graph("int8", x, np.arange(N, dtype=np.int64), Space.l2)
+    control.remove(gone)
+    np.testing.assert_array_equal(after, _search(control, q)[0])
+    assert want.shape == after.shape
