@@ -658,28 +658,32 @@ class Graph {
         return true;
     }
 
-    // Positions of labels (-1 where absent); labels are added in increasing order, so a binary search.
+    // Positions of labels (-1 where absent), by binary search over labels (or `by_label_`, reordered).
     py::array_t<int64_t> positions(py::array_t<int64_t, py::array::c_style | py::array::forcecast> labels) const {
         py::array_t<int64_t> out(labels.size());
         const int64_t* lp = labels.data();
         int64_t* op = out.mutable_data();
         py::gil_scoped_release nogil;
         ReadGuard r(rw_);
-        if (!by_label_.empty()) {  // reordered: positions sorted by label
-            auto first = by_label_.begin(), last = by_label_.end();
-            auto below = [&](int32_t pos, int64_t lab) { return labels_[pos] < lab; };
-            for (py::ssize_t i = 0; i < labels.size(); ++i) {
-                auto it = std::lower_bound(first, last, lp[i], below);
-                op[i] = (it != last && labels_[*it] == lp[i]) ? static_cast<int64_t>(*it) : -1;
-            }
-            return out;
-        }
-        auto first = labels_.begin(), last = labels_.begin() + static_cast<std::ptrdiff_t>(n_.load(std::memory_order_relaxed));
-        for (py::ssize_t i = 0; i < labels.size(); ++i) {
-            auto it = std::lower_bound(first, last, lp[i]);
-            op[i] = (it != last && *it == lp[i]) ? static_cast<int64_t>(it - first) : -1;
-        }
+        for (py::ssize_t i = 0; i < labels.size(); ++i) op[i] = position_of(lp[i]);
         return out;
+    }
+
+    // Tombstones the nodes of these labels (unknown ones are ignored); returns how many were newly
+    // deleted. The lookup and the marks are under one write lock: positions looked up apart from the
+    // marks could be stale by then (a reorder moves nodes).
+    size_t delete_labels(py::array_t<int64_t, py::array::c_style | py::array::forcecast> labels) {
+        const int64_t* lp = labels.data();
+        const py::ssize_t cnt = labels.size();
+        py::gil_scoped_release nogil;
+        WriteGuard w(rw_);
+        size_t newly = 0;
+        for (py::ssize_t i = 0; i < cnt; ++i) {
+            const int64_t p = position_of(lp[i]);
+            if (p >= 0 && !deleted_[p]) deleted_[p] = 1, ++newly;
+        }
+        n_deleted_.fetch_add(newly, std::memory_order_release);
+        return newly;
     }
 
     // Tombstones internal positions: still traversed, never returned.
@@ -919,6 +923,18 @@ class Graph {
     }
 
   private:
+    // The position of a label, or -1; callers hold the lock.
+    int64_t position_of(int64_t lab) const {
+        if (!by_label_.empty()) {  // reordered: positions sorted by label
+            auto below = [&](int32_t pos, int64_t l) { return labels_[pos] < l; };
+            auto it = std::lower_bound(by_label_.begin(), by_label_.end(), lab, below);
+            return it != by_label_.end() && labels_[*it] == lab ? static_cast<int64_t>(*it) : -1;
+        }
+        auto first = labels_.begin(), last = first + static_cast<std::ptrdiff_t>(n_.load(std::memory_order_relaxed));
+        auto it = std::lower_bound(first, last, lab);
+        return it != last && *it == lab ? static_cast<int64_t>(it - first) : -1;
+    }
+
     // A renumbered copy of the graph (node `order[i]` at position i), built under the read lock.
     struct Renumbered {
         std::vector<int32_t> where;  // old position -> new
@@ -1607,6 +1623,7 @@ PYBIND11_MODULE(_graph, mod) {
         .def("set_rows", &Graph::set_rows, py::arg("rows"))
         .def("mark_deleted", &Graph::mark_deleted, py::arg("positions"))
         .def("positions", &Graph::positions, py::arg("labels"))
+        .def("delete_labels", &Graph::delete_labels, py::arg("labels"))
         .def("reorder", &Graph::reorder)
         .def("search", &Graph::search, py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("allowed") = py::none(),
              py::arg("threads") = 1, py::arg("rerank") = py::none(), py::arg("rerank_queries") = py::none(),

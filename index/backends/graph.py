@@ -165,9 +165,8 @@ class GraphIndex:
             self._graph.set_rows(self.rows.buffer())
 
     def remove(self, labels: I64) -> None:
-        if len(labels):
-            pos = self._graph.positions(np.asarray(labels, np.int64))
-            self._graph.mark_deleted(pos[pos >= 0])
+        if len(labels):  # looked up and marked under one lock: a reorder may move nodes between two calls
+            self._graph.delete_labels(np.asarray(labels, np.int64))
 
     def search(self, queries: F32, k: int, params: IndexParams, allowed: I64 | None = None) -> Hits:
         if self._graph.size == 0:
