@@ -135,6 +135,10 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
             ef = (params.ef if params is not None else None) or index.ef
             got = index._graph.query(mat, None, k, k, k, ef, False, rows, field.alive, st.upto, n, None, PLAIN, 1)
             return got[0][0], got[0][1], "hnsw"
+        if type(index) is EncodedIndex and index.reducer is None and not (params is not None and params.exact):
+            got1 = _codes_unfiltered(field, st.upto, index, mat, k, params)
+            if got1 is not None:
+                return got1
     p = field.tuning.apply(params) if field.tuning is not None else params
     upto = st.upto
     n = field.labels.n  # after the state, before `alive`: each at least as new as the one before
@@ -153,6 +157,26 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
         return _filtered(run, pl, mat, k, sel)
     except _NotNative:
         return None
+
+
+def _codes_unfiltered(
+    field: DenseField, upto: int, index: EncodedIndex, mat: F32, k: int, params: SearchParams | None
+) -> Ranked | None:
+    """The int8 graph's unfiltered plan (`_Runner.call` for PLAIN) without building a `_Runner`: about 4 us
+    of the ~100 a query costs at 100k (benchmarks/NATIVE.md). None: not this plan."""
+    if not (index.is_trained and _graph_codes(field, index)):
+        return None
+    k_ann, rescore, stages = rerank_plan(field, index, k, params)
+    if stages:
+        return None
+    g = index.inner
+    assert isinstance(g, GraphIndex)
+    n = field.labels.n  # after the state, before `alive`, as `_Runner` reads them
+    rows = field.vectors.buffer() if rescore or n > upto else None
+    ef = (params.ef if params is not None else None) or g.ef
+    gq = index.encode(mat, queries=True)
+    got = g._graph.query(gq, None, k, k, k_ann, ef, rescore, rows, field.alive, upto, n, None, PLAIN, 1)
+    return got[0][0], got[0][1], kind(field)
 
 
 def _exact(field: DenseField, mat: F32, k: int, allowed: Any, n: int, alive: Any, strategy: str) -> Ranked:
