@@ -17,7 +17,9 @@ __all__ = ["RWLock"]
 
 class RWLock:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # the read side takes the mutex directly: `with` on a Lock is C, on a Condition a Python call
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._waiting_writers = 0
@@ -27,13 +29,13 @@ class RWLock:
         return self._guard
 
     def _acquire_read(self) -> None:
-        with self._cond:
+        with self._mutex:
             while self._writer or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1
 
     def _release_read(self) -> None:
-        with self._cond:
+        with self._mutex:
             self._readers -= 1
             if not self._readers and self._waiting_writers:  # only a writer waits for no readers
                 self._cond.notify_all()
