@@ -158,10 +158,10 @@ class DenseField:
         if v.shape != (self.dim,):
             return self.prepare(v[None, :] if v.ndim == 1 else v)
         v = v.astype(np.float32, copy=False)
-        sq = float(v @ v)
+        sq = float(np.dot(v, v))
         if not math.isfinite(sq):
             raise InvalidVector(f"{self._what()}vector #0 contains NaN or Inf")
-        if self.metric is Metric.cosine:
+        if self.metric is Metric.cosine and abs(sq - 1.0) > 1e-6:  # most models already give unit vectors
             if sq == 0.0:
                 raise InvalidVector(f"{self._what()}vector #0 is all zeros, which has no cosine direction")
             v = v * np.float32(1.0 / math.sqrt(sq))
