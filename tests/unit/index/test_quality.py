@@ -239,3 +239,20 @@ def test_a_reopened_collection_calibrates_again(engine: Engine) -> None:
     assert isinstance(g, DenseField) and g.tuning is not None and g.config.quality is not None
     until(lambda: g.tuning is not None and g.tuning.params is not None, 60, "calibration after the restart")
     assert g.tuning.params.ef == chosen  # the same data, the same (seeded) queries: the same choice
+
+
+def test_a_binary_graph_tunes_its_beam_too(engine: Engine) -> None:
+    """faiss's binary HNSW takes `ef`: calibration weighs it against oversampling, as for the other graphs."""
+    config = {
+        "quantize": {"type": "binary"},
+        "index": {"type": "hnsw", "m": 8, "ef_construction": 40, "ef": 10},
+        "training": {"threshold": 500},
+    }
+    coll, f = calibrated(engine, config, target=0.9)
+    index = f.state.index
+    assert index is not None
+    name, ladder, overs = quality._axes(f, index)
+    assert name == "ef" and len(ladder) > 10 and len(overs) > 10
+    t = f.tuning
+    assert t is not None and t.params is not None and t.params.ef is not None and t.params.oversampling
+    assert t.state == "met" and recall(coll, None) >= 0.9
