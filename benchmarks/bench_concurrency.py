@@ -1,13 +1,18 @@
 """REST search throughput under concurrency: Nestor against the Chroma server, wrk at 1, 8 and 32 connections.
 
-    python benchmarks/bench_concurrency.py [--seconds 10] [--rounds 2] [--conns 1,8,32] [--no-chroma] [--tiny]
+    python benchmarks/bench_concurrency.py [--seconds 10] [--rounds 2] [--conns 1,8,32] [--processes 2]
+                                           [--no-inline] [--no-chroma] [--tiny]
 
 One `nestor serve` holds the pypi-minilm base (HNSW m 16, ef_construction 200) with the default
 `search_threads` (the cores); a second serves a copy of the same data directory with `search_threads=0`
-(every cheap search on the event loop, the behaviour before server/dispatch.py). `chroma run` holds the same
-vectors (HNSW M 16, ef_construction 200, inner product). Nestor's ef is the smallest of a grid whose
-recall@10 reaches `--target`; Chroma's ef_search is the smallest whose recall reaches Nestor's. Both are
-measured through each server's own REST search endpoint over the 1,000 queries.
+(every cheap search on the event loop, the behaviour before server/dispatch.py); for each count of
+`--processes`, one more serves a copy with `nestor serve --processes N` (a primary and N-1 read-only
+followers on one socket, server/processes.py). `chroma run` holds the same vectors (HNSW M 16,
+ef_construction 200, inner product). Nestor's ef is the smallest of a grid whose recall@10 reaches
+`--target`; Chroma's ef_search is the smallest whose recall reaches Nestor's. Both are measured through
+each server's own REST search endpoint over the 1,000 queries. Chroma's ef_search is set by updating the
+collection and restarting the server (chroma 1.5.9 searches a loaded index at the ef it loaded with), and
+its recall at the largest ef of the grid is recorded too, to show that the setting takes effect.
 
 The load: wrk (benchmarks/http_load.py) POSTs JSON bodies with float lists, rotating over the queries; for
 each round, each connection count and each server in turn (interleaved, so a change of machine load hits
@@ -46,7 +51,19 @@ M, EF_CONSTRUCTION = 16, 200
 
 
 def _threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
+    """Threads of `pid` and of its child processes (the servers of `nestor serve --processes N`)."""
+    n = len(os.listdir(f"/proc/{pid}/task"))
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return n + sum(_threads(int(c)) for c in f.read().split())
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of `pid` and its child processes so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return own + sum(_cpu_seconds(int(c)) for c in f.read().split())
 
 
 def _load1() -> float:
@@ -105,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.96, help="Nestor's recall@10 target for its ef")
     ap.add_argument("--ef-grid", default="32,48,64,80,96,128,160")
     ap.add_argument("--chroma-ef-grid", default="16,24,32,48,64,80,96,128,160,200,256")
+    ap.add_argument("--processes", default="2", help="comma-separated `--processes` counts to run ('': none)")
+    ap.add_argument("--no-inline", action="store_true", help="leave out the search_threads=0 server")
     ap.add_argument("--no-chroma", action="store_true")
     ap.add_argument("--no-wrk", action="store_true", help="the Python load generator even when wrk is installed")
     ap.add_argument("--data", default=None)
@@ -132,16 +151,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         setup["nestor"] = {"m": M, "ef_construction": EF_CONSTRUCTION, "ef": ef, "recall": rec, "tried": tried}
         nestor.stop()  # a graceful stop saves the graph: both Nestor servers start from the same files
-        shutil.copytree(work / "nestor", work / "nestor-inline")
         nbodies = _bodies(work / "nestor.jsonl", [_nestor_body(q, ef) for q in data.queries])
         path = f"/collections/{NAME}/points/search"
-        for label, threads, folder in (("nestor", None, "nestor"), ("nestor inline", "0", "nestor-inline")):
+        variants: list[tuple[str, str | None, int]] = [("nestor", None, 1)]  # (label, search threads, processes)
+        if not args.no_inline:
+            variants.append(("nestor inline", "0", 1))
+        variants += [(f"nestor {p} procs", None, p) for p in (int(x) for x in args.processes.split(",") if x)]
+        for label, threads, procs in variants:
+            folder = work / label.replace(" ", "-")
+            if folder != work / "nestor":
+                shutil.copytree(work / "nestor", folder)
             env = {} if threads is None else {"NESTOR_SEARCH_THREADS": threads}
-            srv = ServerProcess(work / folder, env=env).start()
+            srv = ServerProcess(folder, env=env, args=["--processes", str(procs)] if procs > 1 else None).start()
             started.append(srv)
             n_threads = threads or str(len(os.sched_getaffinity(0)))
             servers[label] = {"url": srv.url, "path": path, "bodies": nbodies, "pid": srv.proc.pid}  # type: ignore[union-attr]
             servers[label]["search_threads"] = int(n_threads)
+            servers[label]["processes"] = procs
         if use_chroma:
             cm = Chroma.run(work / "chroma", free_port())
             chroma = cm.__enter__()
@@ -156,10 +182,13 @@ def main(argv: list[str] | None = None) -> int:
                 chroma.set_ef(e)
                 return recall_at_k(chroma.search(data.queries), data.gt, 10)
 
-            cef, crec, ctried = _pick([int(x) for x in args.chroma_ef_grid.split(",")], chroma_recall, rec)
+            cgrid = [int(x) for x in args.chroma_ef_grid.split(",")]
+            cef, crec, ctried = _pick(cgrid, chroma_recall, rec)
+            check = {cgrid[-1]: ctried.get(cgrid[-1]) or chroma_recall(cgrid[-1])}  # the setting takes effect
             chroma.set_ef(cef)
             setup["chroma"] = {"m": M, "ef_construction": EF_CONSTRUCTION, "ef_search": cef, "recall": crec}
             setup["chroma"]["tried"] = ctried
+            setup["chroma"]["recall_at_largest_ef"] = check
             cbodies = _bodies(work / "chroma.jsonl", [Chroma.query_body(q) for q in data.queries])
             servers["chroma"] = {"url": chroma.url, "path": chroma.query_path, "bodies": cbodies}
             servers["chroma"]["pid"] = chroma.proc.pid
@@ -169,15 +198,20 @@ def main(argv: list[str] | None = None) -> int:
             for c in conns:
                 for label, s in servers.items():
                     load(s["url"], s["path"], s["bodies"], c, min(1.0, args.seconds), use_wrk)  # warm-up
-                    before = _load1()
+                    before, cpu0, t0 = _load1(), _cpu_seconds(s["pid"]), time.perf_counter()
                     r = load(s["url"], s["path"], s["bodies"], c, args.seconds, use_wrk)
+                    cpu = _cpu_seconds(s["pid"]) - cpu0
                     r.update(
                         server=label, round=rnd, load_before=before, load_after=_load1(), threads=_threads(s["pid"])
                     )
+                    # load-independent: the cores the server kept busy, and its CPU per request
+                    r["server_cores"] = round(cpu / (time.perf_counter() - t0), 2)
+                    r["cpu_us_per_req"] = round(cpu / max(1, r["requests"]) * 1e6)
                     passes.append(r)
                     print(
                         f"round {rnd} c={c:>3} {label:<14} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms "
-                        f"p99 {r['p99_ms']:.2f} ms  err {r['errors']}  load {before}->{r['load_after']}",
+                        f"p99 {r['p99_ms']:.2f} ms  err {r['errors']}  cores {r['server_cores']}  "
+                        f"cpu/req {r['cpu_us_per_req']} us  load {before}->{r['load_after']}",
                         flush=True,
                     )
     finally:
@@ -189,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     summary = _summary(passes, list(servers), conns)
     cols = ["server", "connections", "rps_median", "rps_passes", "p50_ms", "p99_ms", "errors", "server_threads"]
+    cols += ["server_cores", "cpu_us_per_req"]
     print(markdown_table(summary["rows"], [*cols, "load_before", "load_after"]))
     for k, v in summary["ratios"].items():
         print(f"{k}: {v}")
@@ -197,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads_pinned": {
             "load_generator": f"wrk -t {WRK_THREADS} (one thread; no CPU affinity set)" if use_wrk else "python",
             "nestor": {k: v["search_threads"] for k, v in servers.items() if "search_threads" in v},
+            "nestor_processes": {k: v["processes"] for k, v in servers.items() if "processes" in v},
             "cores": len(os.sched_getaffinity(0)),
         },
         "skipped": [] if use_chroma else ["chroma"],
@@ -225,6 +261,8 @@ def _summary(passes: list[dict[str, Any]], servers: list[str], conns: list[int])
                     "p99_ms": round(statistics.median(p["p99_ms"] for p in ps), 2),
                     "errors": sum(p["errors"] for p in ps),
                     "server_threads": max(p["threads"] for p in ps),
+                    "server_cores": round(statistics.median(p["server_cores"] for p in ps), 2),
+                    "cpu_us_per_req": round(statistics.median(p["cpu_us_per_req"] for p in ps)),
                     "load_before": [p["load_before"] for p in ps],
                     "load_after": [p["load_after"] for p in ps],
                 }
@@ -236,8 +274,10 @@ def _summary(passes: list[dict[str, Any]], servers: list[str], conns: list[int])
             if c != lo:
                 ratios[f"{s} {c} conn / {lo} conn"] = round(med[s, c] / med[s, lo], 2)
     if "chroma" in servers:
-        for c in conns:
-            ratios[f"nestor / chroma at {c} conn"] = round(med["nestor", c] / med["chroma", c], 2)
+        for s in servers:
+            if s != "chroma":
+                for c in conns:
+                    ratios[f"{s} / chroma at {c} conn"] = round(med[s, c] / med["chroma", c], 2)
     return {"rows": rows, "ratios": ratios}
 
 

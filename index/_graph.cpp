@@ -1417,6 +1417,7 @@ class Graph {
 }  // namespace
 
 #include "_graph_query.h"
+#include "_graph_exact.h"
 #include "_maxsim.h"
 
 PYBIND11_MODULE(_graph, mod) {
@@ -1460,6 +1461,9 @@ PYBIND11_MODULE(_graph, mod) {
     mod.def("available_kernels", &available_kernels, "The kernels this CPU can run, worst to best.");
     mod.def("set_kernel", &set_kernel, py::arg("name"),
             "Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting.");
+    mod.def("exact", &exact_scan, py::arg("queries"), py::arg("rows"), py::arg("alive"), py::arg("n"),
+            py::arg("allowed"), py::arg("k"), py::arg("l2"),
+            "The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly.");
     mod.def("_allowed_labels", &allowed_labels, py::arg("allowed"),
             "Tests only: the labels a Graph.query `allowed` argument (roaring bytes or a label array) allows.");
     mod.def(

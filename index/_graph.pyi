@@ -12,6 +12,17 @@ def available_kernels() -> list[str]:
 def set_kernel(name: str) -> str:
     """Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting."""
 
+def exact(
+    queries: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.float32],
+    alive: npt.NDArray[np.bool_],
+    n: int,
+    allowed: bytes | npt.NDArray[np.int64] | None,
+    k: int,
+    l2: bool,
+) -> list[tuple[list[int], list[float]]]:
+    """The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly."""
+
 def maxsim(
     query: npt.NDArray[np.float32],
     codes: npt.NDArray[Any],

@@ -58,6 +58,7 @@ __all__ = ["Collection", "check_batch", "default_vector"]
 
 class Collection:
     distributed = False
+    store_class = PointStore  # a follower's store reads its opening state in one transaction (index/follow.py)
 
     def __init__(self, name: str, directory: Path, config: CollectionConfig, options: CollectionOptions) -> None:
         self.name = name
@@ -84,7 +85,7 @@ class Collection:
         """Open the stores and everything keyed by label from the directory (a compaction opens a new
         generation's this way, then moves the attributes over: index/compaction.py)."""
         directory, config, options = self.dir, self.config, self.options
-        self.points = PointStore(directory / "points.sqlite")
+        self.points = self.store_class(directory / "points.sqlite")
         meta = self.points.meta()
         self._seq = meta.get("seq", 0)
         rows = self.points.all_labels()

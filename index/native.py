@@ -1,17 +1,18 @@
-"""The native search path: a dense field's ANN plan for a query (or a batch) in one call to the graph.
+"""The native executor of a dense field's plan: a query (or a batch) in one call to C++.
 
 On Nestor's graph (float32 HNSW, int8 HNSW, LeanVec-reduced float32 codes) the planner's per-query
 work around the walk (the rescore from the float32 rows, the exact scan of the unindexed tail and its
 merge, the tombstone check, a broad filter's test of the results) cost as much Python time as the walk
 itself at low ef (benchmarks/NATIVE.md). Here it runs in C++ (`Graph.query`, `index/_graph_query.h`)
 with the GIL released and without numpy arrays per query; the hits come back as lists, ready for
-`index/hits.py`.
+`index/hits.py`. A filter's exact plan (its few matches scored, on any index) is one call too
+(`_graph.exact`, `index/_graph_exact.h`), reading the payload index's bitmap in place.
 
-Validation, planning and result assembly stay in Python: `search` picks the strategy `planner.plan`
-would (the same thresholds, the same names) and returns None for every plan it does not run natively
-(exact scans, funnels, the int8 rerank store, binary codes, IVF-PQ, hnswlib), which the planner then
-serves. `ENABLED = False` (or NESTOR_NATIVE_SEARCH=0 in the environment) turns the path off: the tests
-compare the two paths' hits on every plan.
+Validation, planning and result assembly stay in Python: `search` runs the plan `plans.decide` returns
+(the one `planner.plan` runs with numpy) and returns None for every plan it does not run natively
+(a whole-collection exact scan, funnels, the int8 rerank store, binary codes, IVF-PQ and hnswlib
+walks), which the planner then serves. `ENABLED = False` (or NESTOR_NATIVE_SEARCH=0 in the
+environment) turns the path off: the tests compare the two executors' hits on every plan.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from index.backends.base import F32
+from index import plans
+from index.backends.base import F32, Space
 from index.backends.graph import GraphIndex
 from index.encoded import EncodedIndex
-from index.planner import ACORN_MIN_SHARE, Ranked, exact_rows, kind, rerank_plan, to_user, walk_floor
+from index.planner import Ranked, rerank_plan
+from index.plans import Plan, decide, kind
 from index.selection import Selection
 from nestor_client.models import LeanVecReduceConfig, SearchParams
+
+try:
+    from index import _graph
+except ImportError:  # no native graph built: the planner serves every plan (index/backends/graph.py says why)
+    _graph = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from index.dense import DenseField
@@ -36,27 +44,37 @@ ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no"
 
 # the walks of `Graph.query` (index/_graph_query.h)
 PLAIN, ACORN, CHECKED, POSTFILTER = 0, 1, 2, 3
+_WALKS = {plans.ACORN: ACORN, plans.CHECKED: CHECKED, plans.POSTFILTER: POSTFILTER}  # a plan's walk, by number
 
 Lists = tuple[list[int], list[float]]
 
 
-class _Plan:
-    """One field's search, read once from its state (the index and its watermark, then `n`, then `alive`,
-    in the planner's order), with everything the native call needs but the walk and the filter."""
+class _Runner:
+    """One field's native walks, over its state read once (the index and its watermark, then `n`, then
+    `alive`, in the planner's order), with everything the native call needs but the walk and the filter."""
 
     __slots__ = ("alive", "enc", "field", "g", "index", "n", "name", "params", "upto")
 
     def __init__(
-        self, field: DenseField, index: Any, upto: int, g: GraphIndex, enc: EncodedIndex | None, p: Any
+        self,
+        field: DenseField,
+        index: Any,
+        upto: int,
+        n: int,
+        alive: Any,
+        g: GraphIndex,
+        enc: EncodedIndex | None,
+        p: Any,
     ) -> None:
         self.field, self.index, self.upto, self.g, self.enc, self.params = field, index, upto, g, enc, p
-        self.n = field.labels.n  # after the state, before `alive`: each at least as new as the one before
-        self.alive = field.alive
+        self.n, self.alive = n, alive
         self.name = "hnsw" if enc is None else kind(field)
 
-    def call(self, mat: F32, width: int, walk: int, allowed: Any, threads: int, k: int = 0) -> list[Lists]:
+    def call(
+        self, mat: F32, width: int, walk: int, allowed: Any, threads: int, k: int = 0, ef: int | None = None
+    ) -> list[Lists]:
         """Per query, the first `k` (default `width`) live hits of `planner._ann(width)`; with the
-        postfilter walk, the first `k` of those the filter allows."""
+        postfilter walk, the first `k` of those the filter allows. `ef` overrides the params' beam."""
         field, p = self.field, self.params
         if self.enc is None:  # a plain float32 graph: no rescore (rerank_plan's answer, without its checks)
             k_ann, rescore, gq, fq = width, False, mat, None
@@ -68,7 +86,7 @@ class _Plan:
             fq = mat if self.enc.reducer is not None else None
         n, upto = self.n, self.upto
         rows = field.vectors.buffer() if rescore or n > upto else None
-        ef = (p.ef if p is not None else None) or self.g.ef
+        ef = ef or (p.ef if p is not None else None) or self.g.ef
         got: list[Lists] = self.g._graph.query(
             gq, fq, k or width, width, k_ann, ef, rescore, rows, self.alive, upto, n, allowed, walk, threads
         )
@@ -79,17 +97,14 @@ class _NotNative(Exception):
     """A plan this path does not run (a funnel): the planner serves it."""
 
 
-def plan(field: DenseField, params: SearchParams | None) -> _Plan | None:
-    """The field's native plan, or None when its index is not one this path runs."""
-    p = field.tuning.apply(params) if field.tuning is not None else params
-    st = field.state
-    index = st.index
+def _runner(field: DenseField, p: SearchParams | None, index: Any, upto: int, n: int, alive: Any) -> _Runner | None:
+    """The field's native walks, or None when its index is not one this path runs."""
     if index is None or (p is not None and p.exact):
         return None
     if type(index) is GraphIndex:
-        return _Plan(field, index, st.upto, index, None, p)
+        return _Runner(field, index, upto, n, alive, index, None, p)
     if type(index) is EncodedIndex and index.is_trained and _graph_codes(field, index):
-        return _Plan(field, index, st.upto, index.inner, index, p)
+        return _Runner(field, index, upto, n, alive, index.inner, index, p)
     return None
 
 
@@ -110,53 +125,56 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
     """One query [1, dim], already validated, natively; None: a plan for `planner.plan`."""
     if not ENABLED:
         return None
+    st = field.state
+    index = st.index
     if sel is None and field.tuning is None:
         # the commonest plan unrolled (a float32 graph, unfiltered, no rescore): a microsecond a query
-        st = field.state
-        index = st.index
         if type(index) is GraphIndex and not (params is not None and params.exact):
             n = field.labels.n
             rows = field.vectors.buffer() if n > st.upto else None
             ef = (params.ef if params is not None else None) or index.ef
             got = index._graph.query(mat, None, k, k, k, ef, False, rows, field.alive, st.upto, n, None, PLAIN, 1)
             return got[0][0], got[0][1], "hnsw"
-    pl = plan(field, params)
-    if pl is None:
+    p = field.tuning.apply(params) if field.tuning is not None else params
+    upto = st.upto
+    n = field.labels.n  # after the state, before `alive`: each at least as new as the one before
+    alive = field.alive
+    pl = decide(field, index, upto, n, p, k, sel)
+    if pl.walk == plans.EXACT:
+        # a filter's few matches, scored in one call; a whole-collection scan stays with BLAS
+        return None if sel is None or _graph is None else _exact(field, mat, k, sel.native(), n, alive, pl.strategy)
+    run = _runner(field, p, index, upto, n, alive)
+    if run is None:
         return None
     try:
         if sel is None:
-            labels, scores = pl.call(mat, k, PLAIN, None, 1)[0]
-            return labels, scores, pl.name
-        return _filtered(pl, mat, k, sel)
+            labels, scores = run.call(mat, k, PLAIN, None, 1)[0]
+            return labels, scores, pl.strategy
+        return _filtered(run, pl, mat, k, sel)
     except _NotNative:
         return None
 
 
-def _filtered(pl: _Plan, mat: F32, k: int, sel: Selection) -> Ranked | None:
-    """`planner.plan` under a filter: the postfilter of a broad one (then the checked walk if too few
-    matched), ACORN for a narrower one, exact (the planner's) below both; exact when a walk ran short."""
-    field = pl.field
-    if len(sel) <= max(field.options.exact_filter_threshold, walk_floor(pl.index, pl.params, k)):
-        return None
-    share = len(sel) / max(pl.index.count + pl.n - pl.upto, 1)
-    if share < ACORN_MIN_SHARE:
-        return None
+def _exact(field: DenseField, mat: F32, k: int, allowed: Any, n: int, alive: Any, strategy: str) -> Ranked:
+    """The exact top k of the live rows `allowed` (roaring bytes or labels) below `n`, in one native call."""
+    labels, scores = _graph.exact(mat, field.vectors.buffer(), alive, n, allowed, k, field.space is Space.l2)[0]
+    return labels, scores, strategy
+
+
+def _filtered(run: _Runner, pl: Plan, mat: F32, k: int, sel: Selection) -> Ranked:
+    """`pl` (a postfilter, ACORN or checked walk) natively, then its fallback when the walk ran short."""
     allowed = sel.native()
     want = min(k, len(sel))
-    if share >= field.options.filter_walk_fraction:
+    walk, strategy = pl.walk, pl.strategy
+    if walk == plans.POSTFILTER:
         # an unfiltered walk for enough candidates that k of them match, the filter tested natively
-        labels, scores = pl.call(mat, math.ceil(2 * k / share), POSTFILTER, allowed, 1, k)[0]
+        labels, scores = run.call(mat, math.ceil(2 * k / pl.share), POSTFILTER, allowed, 1, k)[0]
         if len(labels) >= want:
-            return labels, scores, f"{pl.name}_postfilter"
-        walk, strategy = CHECKED, f"{pl.name}_filtered"
-    else:
-        walk, strategy = ACORN, f"{pl.name}_acorn"
-    labels, scores = pl.call(mat, k, walk, allowed, 1)[0]
+            return labels, scores, strategy
+        walk, strategy = pl.fallback or plans.CHECKED, pl.fallback_strategy
+    labels, scores = run.call(mat, k, _WALKS[walk], allowed, 1, ef=pl.ef)[0]
     if len(labels) < want:  # the walk ran out under the filter: exact over its labels
-        listed = sel.labels
-        hits = exact_rows(field, mat, k, listed[listed < pl.n], pl.alive)
-        labels, scores = to_user(field, hits.labels[0], hits.scores[0])
-        return labels, scores, "exact_fallback"
+        return _exact(run.field, mat, k, allowed, run.n, run.alive, "exact_fallback")
     return labels, scores, strategy
 
 
@@ -167,10 +185,13 @@ def search_batch(
     `planner.plan`."""
     if not ENABLED:
         return None
-    pl = plan(field, params)
-    if pl is None:
+    p = field.tuning.apply(params) if field.tuning is not None else params
+    st = field.state
+    n = field.labels.n
+    run = _runner(field, p, st.index, st.upto, n, field.alive)
+    if run is None:
         return None
     try:
-        return pl.call(mat, k, PLAIN, None, threads or os.cpu_count() or 1), pl.name
+        return run.call(mat, k, PLAIN, None, threads or os.cpu_count() or 1), run.name
     except _NotNative:
         return None

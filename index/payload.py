@@ -34,6 +34,7 @@ the per-value graphs (`index/tenants.py`).
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
@@ -208,7 +209,7 @@ class PayloadIndexes:
                 covered = covered and key in self.fields
                 continue
             if isinstance(c, FieldCondition):
-                make_field_index(key, schema_type(s)).evaluate(c)  # raises when the condition does not fit
+                _validator(key, schema_type(s)).evaluate(c)  # raises when the condition does not fit
             if key not in self.fields:
                 if isinstance(c, FieldCondition) and isinstance(c.match, MatchText):
                     raise NotReady(f"the text index on {key!r} is still being built; match.text needs it")
@@ -316,3 +317,10 @@ def tenant_of(
             if isinstance(c.match.value, str):
                 return c.key, stored_text(c.match.value)
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _validator(key: str, schema: PayloadSchemaType) -> FieldIndex:
+    """An empty index of `key`'s type, kept: evaluating a condition on it raises when the condition does not
+    fit the type (and reads nothing), at a tenth of the cost of making one per search."""
+    return make_field_index(key, schema)

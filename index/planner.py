@@ -33,6 +33,7 @@ from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query
 from index.encoded import EncodedIndex
 from index.errors import InvalidRequest
+from index.plans import ACORN, ACORN_MIN_SHARE, CHECKED, EXACT, POSTFILTER, decide, kind, walk_floor, walks_natively
 from index.selection import Selection
 from nestor_client.models import FunnelStage, IvfPqIndexConfig, MatryoshkaReduceConfig, SearchParams
 from quantization.matryoshka import funnel
@@ -48,14 +49,15 @@ __all__ = [
     "drop_dead",
     "exact_rows",
     "is_cheap",
+    "kind",
     "merge",
     "plan",
     "walk_floor",
+    "walks_natively",
     "search_fast",
     "to_user",
 ]
 
-ACORN_MIN_SHARE = 0.02  # a filter matching less of the graph than this is scored exactly, not walked
 CHEAP_PENDING = 1024  # unindexed rows a search may scan exactly and still count as cheap
 Ranked = tuple[list[int], list[float], str]  # labels, user-facing scores (best first), strategy
 
@@ -76,13 +78,6 @@ def is_cheap(field: DenseField, q: Query) -> bool:
         and not (q.params is not None and q.params.exact)
         and field.labels.n - st.upto <= CHEAP_PENDING
     )
-
-
-def kind(field: DenseField) -> str:
-    """The strategy name of an ANN search: the index type, prefixed by the compression."""
-    c = field.config
-    parts = [b.type for b in (c.reduce, c.quantize) if b is not None]
-    return "_".join([*parts, c.index.type])
 
 
 def to_user(field: DenseField, labels: I64, scores: F32) -> tuple[list[int], list[float]]:
@@ -152,7 +147,7 @@ def _shortlist(
 def plan(
     field: DenseField, queries: F32, k: int, params: SearchParams | None, allowed: Selection | I64 | None
 ) -> tuple[Hits, str]:
-    """Pick the strategy and run it. Returns labels/scores, higher score is better."""
+    """Decide the plan (`index/plans.py`) and run it with numpy. Returns labels/scores, higher is better."""
     sel = allowed if allowed is None or isinstance(allowed, Selection) else Selection(labels=allowed)
     if field.tuning is not None:  # the recall target's knobs, where the query sets none (index/quality.py)
         params = field.tuning.apply(params)
@@ -160,27 +155,19 @@ def plan(
     index, upto = st.index, st.upto
     n = field.labels.n
     alive = field.alive
-    exact = params is not None and params.exact
-    if exact or index is None or not index.is_trained:
-        return _exact(field, queries, k, sel, n, alive), "exact" if sel is None else "exact_filtered"
-    if sel is not None and len(sel) <= max(field.options.exact_filter_threshold, walk_floor(index, params, k)):
-        return _exact(field, queries, k, sel, n, alive), "exact_filtered"
-    name = kind(field)
+    pl = decide(field, index, upto, n, params, k, sel)
+    if pl.walk == EXACT or index is None:
+        return _exact(field, queries, k, sel, n, alive), pl.strategy
     if sel is None:
-        return _ann(field, index, queries, k, params, None, acorn=False, upto=upto, n=n), name
-    share = len(sel) / max(index.count + n - upto, 1)
-    if share >= field.options.filter_walk_fraction and walks_natively(index):
+        return _ann(field, index, queries, k, params, None, acorn=False, upto=upto, n=n), pl.strategy
+    walk, strategy = pl.walk, pl.strategy
+    if walk == POSTFILTER:
         # broad: an unfiltered walk for enough candidates that k of them match, then test just those
-        hits = _postfilter(field, index, queries, k, params, sel, share, upto, n)
+        hits = _postfilter(field, index, queries, k, params, sel, pl.share, upto, n)
         if hits is not None:
-            return hits, f"{name}_postfilter"
-    acorn = walks_natively(index) and share < field.options.filter_walk_fraction
-    if acorn and share < ACORN_MIN_SHARE:
-        # too sparse to walk: two or three hops find too few allowed nodes to navigate by (on 1M points
-        # at 1 %, ACORN needed ef 384 and 18.7 ms for recall 0.95; scoring the 10,000 rows takes 1-3 ms)
-        return _exact(field, queries, k, sel, n, alive), "exact_filtered"
-    ann = _ann(field, index, queries, k, params, sel.labels, acorn=acorn, upto=upto, n=n)
-    strategy = f"{name}_acorn" if acorn else f"{name}_filtered"
+            return hits, strategy
+        walk, strategy = pl.fallback or CHECKED, pl.fallback_strategy
+    ann = _ann(field, index, queries, k, params, sel.labels, acorn=walk == ACORN, upto=upto, n=n, ef=pl.ef)
     short = (ann.labels[:, :k] >= 0).sum(axis=1) < min(k, len(sel))
     if short.any():  # the graph walk ran out under the filter: fall back to exact
         ann, strategy = _exact(field, queries, k, sel, n, alive), "exact_fallback"
@@ -198,11 +185,13 @@ def _ann(
     acorn: bool,
     upto: int,
     n: int,
+    ef: int | None = None,
 ) -> Hits:
     """The index's top k (of `allowed`), funnelled and rescored, merged with the unindexed tail below `n`,
-    live only. `index` and `upto` come from one read of the field's state."""
+    live only. `index` and `upto` come from one read of the field's state; `ef` overrides the params' beam."""
     alive = field.alive
-    ip = IndexParams(ef=params.ef if params else None, nprobe=params.nprobe if params else None, acorn=acorn)
+    ef = ef or (params.ef if params else None)
+    ip = IndexParams(ef=ef, nprobe=params.nprobe if params else None, acorn=acorn)
     k_ann, rescore, stages = rerank_plan(field, index, k, params)
     ann = index.search(queries, k_ann, ip, allowed)
     if stages and isinstance(index, EncodedIndex):
@@ -245,19 +234,6 @@ def _postfilter(
         out.labels[row, : len(labels)] = labels
         out.scores[row, : len(labels)] = scores
     return out
-
-
-def walk_floor(index: VectorIndex, params: SearchParams | None, k: int) -> int:
-    """Matches below which no walk pays: a graph scores at least its beam (ef) of nodes, so fewer matches
-    are scored exactly, whatever `exact_filter_threshold` says (a walk could not even fill its beam)."""
-    inner = index.inner if isinstance(index, EncodedIndex) else index
-    ef = params.ef if params is not None and params.ef else getattr(inner, "ef", 0)
-    return max(k, int(ef or 0))
-
-
-def walks_natively(index: VectorIndex) -> bool:
-    """The index is Nestor's graph, which takes a filter as a byte mask and can walk it ACORN's way."""
-    return isinstance(index.inner if isinstance(index, EncodedIndex) else index, GraphIndex)
 
 
 def _exact(

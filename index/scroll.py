@@ -11,7 +11,8 @@ page walks that order in chunks that double, keeping labels that are alive and m
 through the payload indexes when they answer the whole filter (a bitmap made a byte mask: what `count`
 uses), else in SQL over just the chunk's labels, so a broad unindexed filter reads a page's worth of
 rows, not the collection. Payloads of a page whose labels are nearly contiguous (a bulk load in id
-order) are read as one label range, cheaper than the per-label lookups `get` does.
+order) are read as one label range, cheaper than the per-label lookups `get` does; when they are one
+ascending run, the rows come back in page order and go straight to the hits, without a dict between.
 """
 
 from __future__ import annotations
@@ -150,6 +151,15 @@ def _payloads(coll: Collection, labels: list[int]) -> dict[int, str | None]:
     return coll.points.payloads(labels)
 
 
+def _range_texts(coll: Collection, page: I64) -> list[str | None] | None:
+    """The payload JSON of a page whose labels are one ascending run (lo, lo + 1, ... hi), in page order, read
+    as one label range; None for any other page, or when a row has gone meanwhile."""
+    if not len(page) or int(page[-1]) - int(page[0]) + 1 != len(page) or not (np.diff(page) == 1).all():
+        return None
+    rows = coll.points.payloads_between(int(page[0]), int(page[-1]))
+    return [p for _, p in rows] if len(rows) == len(page) else None
+
+
 def scroll_page(
     coll: Collection,
     flt: Filter | None = None,
@@ -166,14 +176,20 @@ def scroll_page(
     keep = _keeper(coll, flt)  # InvalidFilter; after the order, so its masks cover every label in it
     positions = _page(order, order.start(offset), limit + 1, keep)
     nxt = order.id_at(int(positions[limit])) if len(positions) > limit else None
-    labels: list[int] = order.order[positions[:limit]].tolist()
+    page = order.order[positions[:limit]]
+    labels: list[int] = page.tolist()
     ids = order.ids_at(positions[:limit])
+    texts = _range_texts(coll, page) if with_payload and not names else None
+    if texts is not None:  # the commonest page (a bulk load in id order): one range read, no lookups
+        loads = orjson.loads
+        with no_gc():
+            return [Hit(pid, 0.0, loads(t) if t else {}) for pid, t in zip(ids, texts, strict=True)], nxt
     pays = _payloads(coll, labels) if with_payload and labels else {}
     if with_payload and not names and len(pays) >= len(labels) and all(lab in pays for lab in labels):
         loads = orjson.loads  # the common page: payloads only, every row found; one pass
-        texts = map(pays.__getitem__, labels)
+        found = map(pays.__getitem__, labels)
         with no_gc():
-            return [Hit(pid, 0.0, loads(t) if t else {}) for pid, t in zip(ids, texts, strict=True)], nxt
+            return [Hit(pid, 0.0, loads(t) if t else {}) for pid, t in zip(ids, found, strict=True)], nxt
     hits = [Hit(pid, 0.0) for pid in ids]
     if labels and (with_payload or names):
         coll.hits.attach(hits, labels, with_payload, names, pays=pays if with_payload else None)

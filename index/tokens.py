@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from index.readonly import read_only
 from quantization.maxsim import TokenStore
 
 try:  # exact MaxSim in place, natively (index/_maxsim.h); numpy where the extension is not built
@@ -57,7 +58,8 @@ class _RowFile:
         if rows > on_disk:
             self._fh.close()
             raise RuntimeError(f"{path}: {on_disk} rows on disk but {rows} committed")
-        self.truncate(rows)
+        if not read_only():  # a follower: the rows past `rows` are the primary's write in progress
+            self.truncate(rows)
 
     def read(self, rows: int) -> npt.NDArray[Any]:
         return np.fromfile(self.path, dtype=self.dtype, count=rows * self.width).reshape(rows, self.width)

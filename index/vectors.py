@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from index.readonly import read_only
+
 __all__ = ["VectorStore"]
 
 F32 = npt.NDArray[np.float32]
@@ -41,7 +43,7 @@ class VectorStore:
         if n > stored:
             self._fh.close()
             raise RuntimeError(f"{path}: {stored} rows on disk but {n} committed")
-        if size != n * 4 * dim:
+        if size != n * 4 * dim and not read_only():  # a follower: the rows past n are the primary's write
             self._fh.truncate(n * 4 * dim)
             os.fsync(self._fh.fileno())
         self._n = n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.catalog import Catalog
 from index.contract import CollectionOptions
+from index.follow import FollowerCatalog
 from index.fsutil import makedirs
 from index.runtime import configure_threads
 from server.admission import WriteAdmission
@@ -28,6 +30,7 @@ from server.ingest.runner import JobRunner
 from server.metrics import RequestMetrics
 from server.monitor import Monitor
 from server.openapi import install_openapi
+from server.processes import UDS_PATH_ENV, FollowerGate, is_follower
 from server.qdrant.app import PREFIX as QDRANT_PREFIX
 from server.qdrant.app import create_qdrant_app, version_info
 from server.settings import Settings
@@ -109,6 +112,7 @@ def _operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     configure_threads()  # a no-op after `nestor serve`, which calls it before faiss loads
     settings = settings or Settings()
+    follower = is_follower()  # a read-only process of `nestor serve --processes N`
     keyring = KeyRing.from_settings(settings.api_keys, settings.api_keys_file, settings.auth)
 
     @asynccontextmanager
@@ -120,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             cluster = await run_in_threadpool(RayCluster, settings.ray_address)
             log.info("sharded collections on the Ray cluster at %s", settings.ray_address)
-        catalog = Catalog(
+        catalog = (FollowerCatalog if follower else Catalog)(  # server/processes.py
             settings.data_dir,
             CollectionOptions(
                 exact_filter_threshold=settings.exact_filter_threshold,
@@ -147,7 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue_batches=settings.ingest_queue_batches,
             ingest_roots=settings.ingest_roots,
         )
-        await run_in_threadpool(jobs.start)  # re-queues the jobs a restart interrupted
+        if not follower:  # jobs write: the primary runs them
+            await run_in_threadpool(jobs.start)  # re-queues the jobs a restart interrupted
         app.state.jobs = jobs
         app.state.monitor.start(catalog)  # the live recall probe's thread
         app.state.ready = True
@@ -206,4 +211,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.add_middleware(AuthGate, keyring=keyring)  # outermost: a request without a valid key reads no body
+    if follower:  # outside the gate: what the primary answers, it also authenticates
+        app.add_middleware(FollowerGate, uds=os.environ[UDS_PATH_ENV])
     return app

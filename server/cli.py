@@ -1,6 +1,6 @@
 """The `nestor` command.
 
-    nestor serve [--host --port --data-dir --log-level] [--demo] [--ray-address]   run the server
+    nestor serve [--host --port --data-dir --log-level] [--processes N] [--demo] [--ray-address]   run the server
                                                     (--demo: load the demo data; --ray-address: sharded collections)
     nestor demo [--url URL]                                         load the demo data into a running server
     nestor ingest | search | collections | jobs ...                 talk to a running server (server/commands.py)
@@ -13,16 +13,18 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from server.commands import add_client_commands, default_api_key, default_url
 
-__all__ = ["main"]
+__all__ = ["limit_malloc_arenas", "main"]
 
 
-def _limit_malloc_arenas(arenas: int) -> None:
+def limit_malloc_arenas(arenas: int) -> None:
     """Cap glibc's malloc arenas before any worker thread starts.
 
     glibc gives each thread that allocates its own arena (up to 8 per core). The threadpool, the
@@ -53,12 +55,15 @@ def _serve(args: argparse.Namespace) -> int:
             "data_dir": args.data_dir,
             "log_level": args.log_level,
             "ray_address": args.ray_address,
+            "processes": args.processes,
         }.items()
         if v is not None
     }
     settings = Settings(**overrides)
+    if settings.processes > 1:
+        return _serve_processes(settings, overrides, args)
     if settings.malloc_arenas:
-        _limit_malloc_arenas(settings.malloc_arenas)
+        limit_malloc_arenas(settings.malloc_arenas)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(
         f"nestor: serving on http://{settings.host}:{settings.port}  data in {settings.data_dir.resolve()}",
@@ -77,6 +82,29 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _serve_processes(settings: Any, overrides: dict[str, Any], args: argparse.Namespace) -> int:
+    """A supervisor of `settings.processes` servers on one socket (server/processes.py)."""
+    from server.processes import supervise
+
+    if settings.ray_address:
+        print("nestor: --processes > 1 does not work with --ray-address (sharded collections)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    env = dict(os.environ)
+    for key, value in overrides.items():  # the children read their settings from the environment
+        env["NESTOR_" + key.upper()] = str(Path(value).resolve()) if key == "data_dir" else str(value)
+    print(
+        f"nestor: serving on http://{settings.host}:{settings.port} with {settings.processes} processes  "
+        f"data in {settings.data_dir.resolve()}",
+        file=sys.stderr,
+    )
+    if args.demo:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        url = f"http://{host}:{settings.port}"
+        threading.Thread(target=_demo_loader, args=(url, args), name="demo", daemon=True).start()
+    return supervise(settings.processes, settings.host, settings.port, env)
 
 
 def _demo_loader(url: str, args: argparse.Namespace) -> None:
@@ -105,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--ray-address",
         help="a Ray cluster for sharded collections: auto, HOST:PORT or local (NESTOR_RAY_ADDRESS; default: none)",
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        help="server processes sharing the port and the data: one writes, the others serve searches "
+        "(NESTOR_PROCESSES, default 1; docs/processes.md)",
     )
     serve.add_argument("--demo", action="store_true", help="load the demo collection (PyPI summaries) on first start")
     serve.add_argument("--demo-rows", type=int, help=argparse.SUPPRESS)  # tests load a slice

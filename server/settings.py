@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     port: int = Field(6333, ge=1, le=65535, description="TCP port")
     data_dir: Path = Field(Path("./data"), description="embedded store: one folder per collection")
     log_level: str = Field("info", description="uvicorn/python log level")
+    processes: int = Field(
+        1,
+        ge=1,
+        description="server processes on the one port and data directory: the first does every write, the "
+        "others serve searches read-only and forward the rest to it (docs/processes.md)",
+    )
     malloc_arenas: int | None = Field(
         2,
         ge=1,

@@ -120,6 +120,11 @@ class GraphIndex:
         return int(self._graph.size) - int(self._graph.deleted)
 
     @property
+    def nodes(self) -> int:
+        """The nodes a walk passes: the live ones and those deleted but not yet compacted away."""
+        return int(self._graph.size)
+
+    @property
     def is_trained(self) -> bool:
         return self.codec == "float32" or self.quantizer is not None
 

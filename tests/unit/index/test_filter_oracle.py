@@ -9,7 +9,7 @@ is_null, has_id) whose selectivities span every plan, and a query.
 
 The oracle evaluates the filter in plain Python over the payloads (its own implementation of the
 semantics in `index/filters.py`, not the engine's evaluator) and ranks the matching points by exact
-cosine. For every example:
+cosine. For every example, with the native executor of the plan (index/native.py) and with numpy's:
 - `count` equals the oracle's count, on every collection;
 - every hit matches the filter, hits are unique and best first, each hit's score is its true score, and
   a search returns `min(limit, matching)` hits whatever the plan;
@@ -43,11 +43,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from index import native
 from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import CollectionOptions, PointIdT, Query
 from index.dense import DenseField
-from index.planner import ACORN_MIN_SHARE, walk_floor
+from index.plans import ACORN_MIN_SHARE, graph_nodes, walk_floor
 from nestor_client.models import CollectionConfig, Filter, PayloadSchemaType, SearchParams
 from tests.synth import manifold
 from tests.unit.index.conftest import F32, unit, wait_indexed
@@ -494,7 +495,9 @@ def _check_search(
     state = dense.state
     assert state.index is not None
     floor = walk_floor(state.index, None, limit)  # below a walk's beam width, no walk pays
-    sparse = t.graph != "ivf_pq" and m < ACORN_MIN_SHARE * live  # too sparse for an ACORN walk
+    # too sparse for an ACORN walk: the share of the graph's nodes, deleted ones included (index/plans.py)
+    nodes = graph_nodes(state.index) + labels - state.upto
+    sparse = t.graph != "ivf_pq" and m < ACORN_MIN_SHARE * nodes
     if exact or m == 0 or m <= max(dense.options.exact_filter_threshold, floor) or sparse:
         assert base == "exact_filtered", (res.strategy, m)
     elif m < FRACTION * live:
@@ -535,7 +538,12 @@ def test_filtered_search_and_count_match_the_oracle(setup: Setup) -> None:
         allowed = world.matching(f)
         for t in setup.targets.values():
             assert t.coll.count_where(_wire(f)) == len(allowed), (t.coll.name, f)
-            _check_search(t, f, allowed, qi, limit, SearchParams(exact=True) if exact else None)
+            for enabled in (True, False):  # both executors of the plan: one native call, and numpy
+                native.ENABLED = enabled
+                try:
+                    _check_search(t, f, allowed, qi, limit, SearchParams(exact=True) if exact else None)
+                finally:
+                    native.ENABLED = True
 
     check()
     for name, t in setup.targets.items():

@@ -168,12 +168,12 @@ def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], n
 
 def test_a_native_walk_that_comes_up_short_falls_back_to_exact(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     coll, queries = _make(engine, "float-l2")
-    real = native._Plan.call
+    real = native._Runner.call
 
     def short(self: Any, *args: Any, **kw: Any) -> Any:
         return [(labels[:2], scores[:2]) for labels, scores in real(self, *args, **kw)]  # two of the k
 
-    monkeypatch.setattr(native._Plan, "call", short)
+    monkeypatch.setattr(native._Runner, "call", short)
     got = coll.search([Query(vector=q, limit=K, filter=NARROW) for q in queries[:5]])
     exact = coll.search([Query(vector=q, limit=K, filter=NARROW, params=SearchParams(exact=True)) for q in queries[:5]])
     for a, b in zip(got, exact, strict=True):
