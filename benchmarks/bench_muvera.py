@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/bench_muvera.py                          # everything -> results/muvera.json
     .venv/bin/python benchmarks/bench_muvera.py --queries 50 --skip rest,ivfpq,token_hnsw   # a quick look
+    .venv/bin/python benchmarks/bench_muvera.py --skip bruteforce,muvera,token_hnsw,ivfpq,rest --out muvera_default
 
 Data: `../shared/data/pypi-minilm-tokens`: 5,000 documents (69,673 MiniLM token vectors of dimension 384,
 stored float16), 200 queries, exact Chamfer top-100. Every recall is recall@10 against that ground truth.
 Latencies are single-query and sequential (no batching), p50 over `--repeats` passes, in this process.
 
+0. `default` (issue 20): a collection created with nothing but `{"type": "muvera"}`, against exact MaxSim
+   in numpy over the same documents, the two interleaved query by query, in wall clock and CPU time.
 1. `bruteforce`: exact MaxSim over every document: numpy on float32 tokens widened once in RAM, and the
    engine's `maxsim` collection (float16 tokens, the product's exact path).
 2. `muvera`: the engine in-process, FDE -> HNSW candidates -> exact MaxSim rescore, for (k_sim, d_proj,
@@ -29,6 +32,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as index/runtime.py, before faiss loads
 
 import argparse  # noqa: E402
+import json
 import math
 import shutil
 import subprocess
@@ -72,7 +76,9 @@ I64 = npt.NDArray[np.int64]
 K = 10
 IVF_NLIST = 16  # few lists: IVF clustering of 5,000 FDEs cost more recall than the scan it saves
 HNSW = {"type": "hnsw", "m": 16, "ef_construction": 200, "ef": 64}
-SECTIONS = ("bruteforce", "muvera", "token_hnsw", "ivfpq", "rest")
+SECTIONS = ("default", "bruteforce", "muvera", "token_hnsw", "ivfpq", "rest")
+# What a user who sets nothing but the token type gets (issue 20's bar is on this config)
+DEFAULT_CONFIG: dict[str, Any] = {"dim": 384, "metric": "cosine", "multivector": {"type": "muvera"}}
 
 
 @dataclass
@@ -246,6 +252,82 @@ class Engine:
 
 
 # ------------------------------------------------------------------------------------------ sections
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs) * 1000.0, q))
+
+
+def default(engine: Engine, data: Data, repeats: int) -> dict[str, Any]:
+    """The default config (`DEFAULT_CONFIG`) against exact MaxSim in numpy over the same documents.
+
+    The two run interleaved, query by query, so both see the same load; each call is timed in wall clock
+    and in the calling thread's CPU time (`time.thread_time`: every search here is single-threaded, and
+    the other sessions' load does not inflate it). The default's own exact path (`params.exact`, the
+    native scan of every document) is timed the same way."""
+    build = engine.load("default", DEFAULT_CONFIG, data)
+    coll = engine.coll("default")
+    info = coll.info()["index"]
+    starts, tokens = data.offsets[:-1], data.tokens
+    exact_params = SearchParams(exact=True)
+    strategies: dict[str, set[str]] = {"default": set(), "default_exact": set()}
+
+    def numpy_one(i: int) -> list[int]:
+        sim = data.queries[i] @ tokens.T
+        return [int(x) for x in top_k(np.maximum.reduceat(sim, starts, axis=1).sum(axis=0))]
+
+    def engine_one(i: int, params: SearchParams | None, key: str) -> list[Any]:
+        res = coll.search([Query(vector=data.queries[i], limit=K, params=params, with_payload=False)])[0]
+        strategies[key].add(res.strategy)
+        return [h.id for h in res.hits]
+
+    calls = {
+        "numpy": numpy_one,
+        "default": lambda i: engine_one(i, None, "default"),
+        "default_exact": lambda i: engine_one(i, exact_params, "default_exact"),
+    }
+    wall: dict[str, list[float]] = {k: [] for k in calls}
+    cpu: dict[str, list[float]] = {k: [] for k in calls}
+    found: dict[str, list[Any]] = {k: [None] * len(data.queries) for k in calls}
+    for i in range(min(10, len(data.queries))):  # warm-up
+        for fn in calls.values():
+            fn(i)
+    load_during = []
+    for _ in range(repeats):
+        for i in range(len(data.queries)):
+            for key, fn in calls.items():
+                c0, t0 = time.thread_time(), time.perf_counter()
+                found[key][i] = fn(i)
+                wall[key].append(time.perf_counter() - t0)
+                cpu[key].append(time.thread_time() - c0)
+        load_during.append(list(os.getloadavg()))
+    rows = []
+    for key in calls:
+        rows.append(
+            {
+                "method": key,
+                "strategy": ",".join(sorted(strategies.get(key, {"numpy"}))),
+                "recall": recall_at_k(found[key], data.gt, K),
+                "p50_ms": _pct(wall[key], 50),
+                "p99_ms": _pct(wall[key], 99),
+                "cpu_p50_ms": _pct(cpu[key], 50),
+                "cpu_mean_ms": float(np.mean(cpu[key]) * 1000.0),
+            }
+        )
+    base = rows[0]
+    for r in rows:
+        r["speedup"] = base["p50_ms"] / r["p50_ms"]
+        r["cpu_speedup"] = base["cpu_p50_ms"] / r["cpu_p50_ms"]
+    cfg = coll.config
+    return {
+        "config": DEFAULT_CONFIG,
+        "stored_config": {"multivector": cfg.multivector.model_dump() if cfg.multivector else None}
+        | {"index": cfg.index.model_dump()},
+        "index": {k: getattr(info, k, None) for k in ("type", "spec", "trained_on", "code_bytes_per_vector")},
+        "build": build,
+        "rows": rows,
+        "loadavg_during": load_during,
+    }
 
 
 def bruteforce(engine: Engine, data: Data, repeats: int) -> list[dict[str, Any]]:
@@ -456,6 +538,24 @@ def rest(root: Path, data: Data, name: str, over: float, nprobe: int | None, rep
 
 def report(results: dict[str, Any]) -> str:
     out = []
+    if "default" in results:
+        d = results["default"]
+        out += [f"### The default config {json.dumps(d['config'])}: {d['index']['spec']}, against numpy", ""]
+        out.append(
+            markdown_table(
+                d["rows"],
+                [
+                    ("method", "method", ""),
+                    ("strategy", "strategy", ""),
+                    ("recall", "recall@10", ".3f"),
+                    ("p50_ms", "p50 ms", ".2f"),
+                    ("cpu_p50_ms", "CPU p50 ms", ".2f"),
+                    ("speedup", "x below numpy (wall p50)", ".1f"),
+                    ("cpu_speedup", "x below numpy (CPU p50)", ".1f"),
+                ],
+            )
+        )
+        out.append("")
     if "bruteforce" in results:
         out += ["### Exact brute-force MaxSim (every document)", ""]
         out.append(
@@ -658,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     watch = Watch()
     memory: list[dict[str, Any]] = []
     try:
+        if "default" not in skip:
+            print("default ...", flush=True)
+            results["default"] = watch.run("default", default, engine, data, args.repeats)
+            memory.append(engine.memory("default", data.n))
         if "bruteforce" not in skip:
             print("brute force ...", flush=True)
             results["bruteforce"] = watch.run("bruteforce", bruteforce, engine, data, max(1, args.repeats - 2))

@@ -1611,6 +1611,7 @@ class Graph {
 
 #include "_graph_query.h"
 #include "_graph_exact.h"
+#include "_maxsim.h"
 
 PYBIND11_MODULE(_graph, mod) {
     mod.doc() = "HNSW over int8 or float32 codes (see index/backends/graph.py)";
@@ -1643,6 +1644,15 @@ PYBIND11_MODULE(_graph, mod) {
         .def_property_readonly("kernel", &Graph::kernel)
         .def_property_readonly("external", &Graph::external);
     mod.attr("MAX_M") = kMaxM;
+    mod.def(
+        "maxsim",
+        [](const py::array_t<float, py::array::c_style | py::array::forcecast>& query, const py::array& codes,
+           const py::object& scale, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& offsets,
+           const py::object& docs, int64_t n_docs) {
+            return maxsim::scores(query, codes, scale, offsets, docs, n_docs);
+        },
+        py::arg("query"), py::arg("codes"), py::arg("scale"), py::arg("offsets"), py::arg("docs"), py::arg("n_docs"),
+        "Exact MaxSim of a query [t, dim] against stored token rows, in place (index/_maxsim.h).");
     mod.def("available_kernels", &available_kernels, "The kernels this CPU can run, worst to best.");
     mod.def("set_kernel", &set_kernel, py::arg("name"),
             "Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting.");

@@ -23,6 +23,17 @@ def exact(
 ) -> list[tuple[list[int], list[float]]]:
     """The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly."""
 
+def maxsim(
+    query: npt.NDArray[np.float32],
+    codes: npt.NDArray[Any],
+    scale: npt.NDArray[np.float32] | None,
+    offsets: npt.NDArray[np.int64],
+    docs: npt.NDArray[np.int64] | None,
+    n_docs: int,
+) -> npt.NDArray[np.float32]:
+    """Exact MaxSim of `query` [t, dim] against the documents `docs` (or 0..n_docs) of CSR token rows `codes`
+    (float32, float16, or int8 with a float32 `scale` per row), read in place; -inf for a document without tokens."""
+
 def _allowed_labels(allowed: bytes | npt.NDArray[np.uint32] | npt.NDArray[np.int64]) -> list[int]:
     """Tests only: the labels a `Graph.query` `allowed` argument allows, ascending."""
 

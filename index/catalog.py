@@ -57,7 +57,8 @@ def check_config(config: CollectionConfig) -> CollectionConfig:
             raise InvalidConfig(f"payload_schema: {exc}") from None
     if config.vectors is None:
         vcfg = check_multivector(config.vector_fields()[""], "index" in config.model_fields_set)
-        return config if vcfg.index == config.index else config.model_copy(update={"index": vcfg.index})
+        update = {k: getattr(vcfg, k) for k in ("index", "multivector") if getattr(vcfg, k) != getattr(config, k)}
+        return config.model_copy(update=update) if update else config
     fields = {name: check_multivector(vcfg, "index" in vcfg.model_fields_set) for name, vcfg in config.vectors.items()}
     return config if fields == config.vectors else config.model_copy(update={"vectors": fields})
 

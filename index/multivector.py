@@ -35,7 +35,15 @@ from index.errors import DimensionMismatch, InvalidConfig, InvalidVector, LimitE
 from index.fsutil import fsync_dir
 from index.labels import LabelMap, grow_bools
 from index.tokens import TokenFiles
-from nestor_client.models import FlatIndexConfig, MaxSimConfig, Metric, MuveraConfig, SearchParams, VectorConfig
+from nestor_client.models import (
+    FlatIndexConfig,
+    IvfPqIndexConfig,
+    MaxSimConfig,
+    Metric,
+    MuveraConfig,
+    SearchParams,
+    VectorConfig,
+)
 from quantization.base import load_state, save_state
 from quantization.maxsim import topk_scores
 from quantization.muvera import MuveraEncoder
@@ -46,6 +54,15 @@ _MAX_FDE_DIM = 65536  # the largest vector a collection takes
 _ENCODE_TOKENS = 32768  # tokens encoded per step: bounds the encoder's [tokens, r_reps * d_proj] temporaries
 _F16_MAX = 65504.0
 _STATE_DIR = "muvera"
+# Small collections may search exactly (below `exact_below` documents), when exact MaxSim over all of them
+# scores no more tokens than MUVERA's candidates plus the FDE search, which costs about as much as scoring
+# `_FDE_SEARCH_TOKENS` tokens (measured on pypi-minilm-tokens: query FDE 0.7 ms + IVF-PQ 0.4 ms, and 0.25 us
+# per 14-token query x stored token; benchmarks/MUVERA.md).
+_FDE_SEARCH_TOKENS = 4096
+# The FDE index when a MUVERA vector names none: 4-bit PQ codes scanned by fast-scan, candidates straight to
+# the MaxSim rescore (an FDE rerank from float32 rows would cost more than it saves). It trains at 256
+# documents, so a small collection gets it early; below that the FDEs are scanned exactly.
+DEFAULT_FDE_INDEX = IvfPqIndexConfig(rescore=False, train_threshold=256)
 Bools = npt.NDArray[np.bool_]
 
 
@@ -63,10 +80,15 @@ def check_multivector(cfg: VectorConfig, index_given: bool) -> VectorConfig:
         if index_given and not isinstance(cfg.index, FlatIndexConfig):
             raise InvalidConfig("a maxsim vector scores every document exactly and takes no index: omit index")
         return cfg.model_copy(update={"index": FlatIndexConfig()})
+    if mv.d_proj is not None and mv.d_proj > cfg.dim and "d_proj" not in mv.model_fields_set:
+        mv = mv.model_copy(update={"d_proj": None})  # the default projection is wider than these tokens
+        cfg = cfg.model_copy(update={"multivector": mv})
     if mv.d_proj is not None and mv.d_proj > cfg.dim:
         raise InvalidConfig(
             f"d_proj {mv.d_proj} exceeds the token dimension {cfg.dim}: use null to keep the tokens unprojected"
         )
+    if not index_given:
+        cfg = cfg.model_copy(update={"index": DEFAULT_FDE_INDEX})
     raw = mv.r_reps * (1 << mv.k_sim) * (mv.d_proj or cfg.dim)
     if mv.final_dim is not None and mv.final_dim >= raw:
         raise InvalidConfig(f"final_dim {mv.final_dim} must be below the FDE's {raw} dimensions")
@@ -133,6 +155,7 @@ class MultiVectorField:
         self.metric = config.metric
         self.max_tokens = mv.max_tokens
         self.oversampling = mv.oversampling if isinstance(mv, MuveraConfig) else None
+        self.exact_below = mv.exact_below if isinstance(mv, MuveraConfig) else 0
         self.encoder = _load_encoder(directory, config)
         self.fde: DenseField | None = None
         self._alive: Bools = labels.alive.copy()
@@ -309,13 +332,27 @@ class MultiVectorField:
             # the FDE candidates alone, by FDE score: a pipeline's prefetch, which a MaxSim rescore follows
             labels, scores = self._fde_candidates(self.fde, qt, k, q.params, allowed)
             strategy = "muvera_fde" if allowed is None else "muvera_fde_filtered"
-        elif self.fde is None or exact or live <= n_cand:
+        elif self.fde is None or exact or self._exact_cheaper(live, n_cand):
             labels, scores = self._exact(qt, k, allowed)
             strategy = "maxsim" if allowed is None else "maxsim_filtered"
         else:
             labels, scores = self._muvera(self.fde, qt, k, n_cand, q.params, allowed)
             strategy = "muvera" if allowed is None else "muvera_filtered"
         return labels.tolist(), scores.tolist(), strategy
+
+    def _exact_cheaper(self, live: int, n_cand: int) -> bool:
+        """Whether exact MaxSim over the `live` documents costs no more than MUVERA's `n_cand` candidates.
+
+        Both score tokens with the same native kernel; MUVERA also encodes the query's FDE and searches the
+        FDE index, which costs about `_FDE_SEARCH_TOKENS` token scorings. Only below the config's `exact_below`
+        documents (10,000 by default): past that, MUVERA is the plan (its cost does not grow with the
+        collection, the scan's does)."""
+        if live <= n_cand:
+            return True
+        if live >= self.exact_below:
+            return False
+        per_doc = self.tokens.n_tokens / max(1, self.tokens.n_docs)
+        return per_doc * live <= per_doc * n_cand + _FDE_SEARCH_TOKENS
 
     def _muvera(
         self, fde_field: DenseField, qt: F32, k: int, n_cand: int, params: SearchParams | None, allowed: I64 | None

@@ -25,6 +25,11 @@ import numpy.typing as npt
 from index.readonly import read_only
 from quantization.maxsim import TokenStore
 
+try:  # exact MaxSim in place, natively (index/_maxsim.h); numpy where the extension is not built
+    from index import _graph as _native
+except ImportError:  # pragma: no cover - built without a compiler
+    _native = None  # type: ignore[assignment]
+
 __all__ = ["TokenDtype", "TokenFiles", "TokenSnapshot"]
 
 F32 = npt.NDArray[np.float32]
@@ -95,6 +100,9 @@ class TokenSnapshot:
     def scores(self, query: F32, labels: I64 | None = None, *, n_docs: int | None = None) -> F32:
         """Exact MaxSim of `query` [t, dim] against `labels` in order, or else every label below `n_docs`."""
         n = self.n_docs if n_docs is None else min(n_docs, self.n_docs)
+        if _native is not None:
+            ids = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+            return _native.maxsim(query, self.codes, self.scale, self.offsets, ids, n)
         off = self.offsets[: n + 1]
         if labels is None:
             return self._store(slice(0, int(off[-1])), off).scores(query)

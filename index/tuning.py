@@ -20,15 +20,15 @@ KNOBS = ("ef", "nprobe", "oversampling")  # the search parameters a recall targe
 _Z = 1.959964  # 95 %
 
 
-def wilson(hits: int, total: int) -> tuple[float, float]:
+def wilson(hits: int, total: int, z: float = _Z) -> tuple[float, float]:
     """The 95 % Wilson score interval of a proportion (per-neighbour hits: each of the k exact neighbours of
     each query counts once; neighbours of one query are not independent, so this is a little narrow)."""
     if total <= 0:
         return 0.0, 1.0
     p = hits / total
-    z2 = _Z * _Z
+    z2 = z * z
     centre = (p + z2 / (2 * total)) / (1 + z2 / total)
-    half = _Z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / (1 + z2 / total)
+    half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / (1 + z2 / total)
     return max(0.0, centre - half), min(1.0, centre + half)
 
 

@@ -26,7 +26,15 @@ from tests.synth_tokens import clustered_token_sets, maxsim_truth
 
 DIM = 32
 N = 2000
-MUVERA = {"type": "muvera", "k_sim": 4, "d_proj": 8, "r_reps": 10, "seed": 7, "oversampling": 20}
+MUVERA = {
+    "type": "muvera",
+    "k_sim": 4,
+    "d_proj": 8,
+    "r_reps": 10,
+    "seed": 7,
+    "oversampling": 20,
+    "token_dtype": "float16",
+}
 HNSW = {"type": "hnsw", "m": 16, "ef_construction": 100}
 # 200 candidates of 2,000 documents: measured 0.99 over three data seeds, where the 10 best FDEs alone
 # reach 0.33 and 100 candidates 0.92-0.94. The floor leaves room for HNSW's build order.
@@ -101,7 +109,13 @@ def test_muvera_recall_filters_and_restart(server: Callable[..., Any], data: tup
 def test_overwrite_delete_and_wire_forms(tmp_path: Path, data: tuple[list[F32], list[F32]]) -> None:
     docs, more = data[0][:50], data[0][60:62]
     with running(tmp_path, wire="msgpack") as c:  # numpy token matrices travel as raw float32 bytes
-        _load(c, "m", docs, {"type": "muvera", "k_sim": 3, "d_proj": 8, "r_reps": 4}, index={"type": "flat"})
+        _load(
+            c,
+            "m",
+            docs,
+            {"type": "muvera", "k_sim": 3, "d_proj": 8, "r_reps": 4, "token_dtype": "float16"},
+            index={"type": "flat"},
+        )
         hits = c.search("m", multivector=docs[7], limit=3, with_vector=True)
         assert hits[0].id == 7 and hits[0].multivector is not None
         np.testing.assert_allclose(hits[0].multivector, docs[7], atol=1e-3)  # float16 storage

@@ -214,6 +214,7 @@ def test_the_unnamed_form_answers_as_before(client: NestorClient) -> None:
 def test_a_muvera_field_beside_a_dense_one(client: NestorClient) -> None:
     """MUVERA is a field now: its FDE index lives under vectors/<name>/, built by the same indexer."""
     muvera = {"type": "muvera", "k_sim": 2, "d_proj": 4, "r_reps": 4, "token_dtype": "float32", "oversampling": 4}
+    muvera["exact_below"] = 0  # 300 small documents: exact would be cheaper, and this checks MUVERA's path
     client.create_collection(
         "mv",
         vectors={

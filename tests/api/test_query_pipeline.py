@@ -196,7 +196,7 @@ def test_matryoshka_funnel_as_prefetch_and_rescore(tmp_path: Path) -> None:
 
 def test_muvera_as_prefetch_and_maxsim_rescore(tmp_path: Path) -> None:
     docs, queries = clustered_token_sets(600, 10, 16, seed=3)
-    muvera = {"type": "muvera", "k_sim": 3, "d_proj": 8, "r_reps": 6, "seed": 7, "oversampling": 10}
+    muvera = {"type": "muvera", "k_sim": 3, "d_proj": 8, "r_reps": 6, "seed": 7, "oversampling": 10, "exact_below": 0}
     with running(tmp_path / "data") as c:
         c.create_collection("mv", dim=16, metric="dot", multivector=muvera, index={"type": "hnsw", "m": 16})
         c.upsert("mv", ids=list(range(600)), multivectors=docs)

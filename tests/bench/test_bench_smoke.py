@@ -40,7 +40,7 @@ MEASURED = {
     "core": lambda r: {"hnswlib", "nestor_engine", "nestor_ivfpq"} <= set(r["sections"]),
     "filtered": lambda r: len(r["search"]) == 8,
     "ingest": lambda r: len(r["vector"]) == 3,
-    "muvera": lambda r: r["muvera"]["search"] and r["ivfpq"] and r["rest"],
+    "muvera": lambda r: r["muvera"]["search"] and r["ivfpq"] and r["rest"] and len(r["default"]["rows"]) == 3,
     "payload_index": lambda r: r["indexed"] and r["scan"],
     "probe": lambda r: len(r["round_cpu_seconds"]) == 2 and r["recall_at_10"] > 0.5,
     "ray": lambda r: len(r["rows"]) == 2 or "all" in r["meta"]["skipped"],

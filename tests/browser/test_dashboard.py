@@ -265,7 +265,12 @@ def test_named_vectors_and_a_failing_indexer(
     vectors = {
         "text": {"dim": 32, "metric": "cosine", "index": {"type": "hnsw", "m": 8}},
         "image": {"dim": 16, "metric": "l2", "index": {"type": "flat"}, "quality": {"recall_target": 0.99}},
-        "tokens": {"dim": 8, "metric": "dot", "multivector": {"type": "muvera", "k_sim": 2, "d_proj": 4, "r_reps": 4}},
+        "tokens": {
+            "dim": 8,
+            "metric": "dot",
+            "multivector": {"type": "muvera", "k_sim": 2, "d_proj": 4, "r_reps": 4},
+            "index": {"type": "hnsw"},  # not the default IVF-PQ, which trains only at 256 documents
+        },
     }
     http.put("/collections/multi", json={"vectors": vectors}).raise_for_status()
     points = []

@@ -97,18 +97,26 @@ class MuveraConfig(_Model):
     `final_dim`), which the collection's `index` serves. A search takes `oversampling * limit` FDE
     candidates and reranks them by exact MaxSim over the stored tokens (`token_dtype`). `seed` fixes
     every random draw; the drawn matrices are stored with the collection. `dim` is the token dimension.
+
+    The defaults are the fastest setting measured to reach recall@10 0.95 against exact MaxSim on real
+    token embeddings (benchmarks/MUVERA.md): few, wide SimHash buckets (k_sim 2, d_proj 32; a d_proj
+    above `dim` keeps the tokens whole), int8 tokens, 40x candidates, and an IVF-PQ FDE index when the
+    vector names no `index`.
     """
 
     type: Literal["muvera"] = "muvera"
-    k_sim: int = Field(5, ge=0, le=10)
-    d_proj: int | None = Field(16, ge=1, le=4096)
+    k_sim: int = Field(2, ge=0, le=10)
+    d_proj: int | None = Field(32, ge=1, le=4096)
     r_reps: int = Field(20, ge=1, le=512)
     final_dim: int | None = Field(None, ge=1, le=65536)
     seed: int = Field(42, ge=0, le=2**32 - 1)
     fill_empty: bool = True
-    token_dtype: TokenDtype = "float16"
+    token_dtype: TokenDtype = "int8"
     max_tokens: int = Field(512, ge=1, le=16384)
-    oversampling: float = Field(20.0, ge=1.0, le=1000.0)
+    oversampling: float = Field(40.0, ge=1.0, le=1000.0)
+    # below this many documents a search may score every document exactly, when that costs less than
+    # MUVERA's candidates (strategy `maxsim`); 0 always takes MUVERA's candidates
+    exact_below: int = Field(10_000, ge=0, le=10_000_000)
 
 
 class MaxSimConfig(_Model):

@@ -46,7 +46,9 @@ CONFIG: dict[str, Any] = {
                 "r_reps": 4,
                 "token_dtype": "float32",
                 "oversampling": 3,
+                "exact_below": 0,  # 40 small documents: this checks MUVERA's candidates, not the exact scan
             },
+            "index": {"type": "hnsw"},  # the default FDE index (IVF-PQ) trains only at 256 documents
         },
     }
 }

@@ -224,9 +224,20 @@ def test_the_ladders_step_by_an_eighth() -> None:
     assert quality.EF_LADDER[0] == 8 and quality.NPROBE_LADDER[0] == 1
 
 
+def test_high_rungs_step_by_a_sixteenth() -> None:
+    """A 0.99 target needs large settings, where an eighth more ef or oversampling cost 10-25 % of the QPS."""
+    for ladder in (quality.EF_LADDER, quality.NPROBE_LADDER):
+        big = [v for v in ladder if v >= 64]
+        assert all(b / a <= 1.0625 + 1e-9 for a, b in zip(big, big[1:], strict=False))
+    assert {120, 124, 128, 136} <= set(quality.EF_LADDER)
+    assert {16.0, 20.0, 24.0, 28.0, 32.0} <= set(quality.OVER_LADDER)
+
+
 def test_the_wilson_interval() -> None:
     low, high = wilson(95, 100)  # the textbook case
     assert low == pytest.approx(0.8882, abs=1e-4) and high == pytest.approx(0.9785, abs=1e-4)
+    # calibration's bound is one-sided: z 1.645, a higher lower end than the two-sided interval's
+    assert wilson(95, 100, 1.644854)[0] == pytest.approx(0.9008, abs=1e-4)
     assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)
 
 
@@ -239,3 +250,20 @@ def test_a_reopened_collection_calibrates_again(engine: Engine) -> None:
     assert isinstance(g, DenseField) and g.tuning is not None and g.config.quality is not None
     until(lambda: g.tuning is not None and g.tuning.params is not None, 60, "calibration after the restart")
     assert g.tuning.params.ef == chosen  # the same data, the same (seeded) queries: the same choice
+
+
+def test_a_binary_graph_tunes_its_beam_too(engine: Engine) -> None:
+    """faiss's binary HNSW takes `ef`: calibration weighs it against oversampling, as for the other graphs."""
+    config = {
+        "quantize": {"type": "binary"},
+        "index": {"type": "hnsw", "m": 8, "ef_construction": 40, "ef": 10},
+        "training": {"threshold": 500},
+    }
+    coll, f = calibrated(engine, config, target=0.9)
+    index = f.state.index
+    assert index is not None
+    name, ladder, overs = quality._axes(f, index)
+    assert name == "ef" and len(ladder) > 10 and len(overs) > 10
+    t = f.tuning
+    assert t is not None and t.params is not None and t.params.ef is not None and t.params.oversampling
+    assert t.state == "met" and recall(coll, None) >= 0.9
