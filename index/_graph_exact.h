@@ -9,66 +9,25 @@
 
 namespace {
 
-// Calls `fn(label)` for every label of a serialised 32-bit roaring bitmap, ascending, without making a
-// bitset (a few hundred labels in a 100k range would otherwise zero and scan 16 KB). Bounds-checked as
-// `roaring_to_bitset` is: bad bytes are a ValueError.
+// Calls `fn(label)` for every label of a serialised 32-bit roaring bitmap (index/_roaring.h), ascending,
+// without making a bitset (a few hundred labels in a 100k range would otherwise zero and scan 16 KB).
 template <class F>
 void for_each_roaring(const uint8_t* p, size_t len, F&& fn) {
-    constexpr uint32_t kCookie = 12347, kCookieNoRun = 12346;
-    size_t at = 0;
-    auto need = [&](size_t bytes) {
-        if (at > len || len - at < bytes) throw std::invalid_argument("a malformed roaring bitmap");
-    };
-    auto u16 = [&](size_t pos) { return static_cast<uint32_t>(p[pos] | (p[pos + 1] << 8)); };
-    auto u32 = [&](size_t pos) { return u16(pos) | (u16(pos + 2) << 16); };
-    need(4);
-    const uint32_t cookie = u32(0);
-    at = 4;
-    size_t count = 0;
-    const uint8_t* runs = nullptr;
-    if ((cookie & 0xFFFF) == kCookie) {
-        count = (cookie >> 16) + 1;
-        need((count + 7) / 8);
-        runs = p + at;
-        at += (count + 7) / 8;
-    } else if (cookie == kCookieNoRun) {
-        need(4);
-        count = u32(at);
-        at += 4;
-    } else {
-        throw std::invalid_argument("not a roaring bitmap (unknown cookie)");
-    }
-    if (count > 65536) throw std::invalid_argument("a malformed roaring bitmap (too many containers)");
-    need(4 * count);
-    const size_t header = at;
-    at += 4 * count;
-    if (runs == nullptr || count >= 4) at += 4 * count;  // the offset header, not needed reading in order
-    for (size_t c = 0; c < count; ++c) {
-        const uint32_t key = u16(header + 4 * c), card = u16(header + 4 * c + 2) + 1;
-        const uint32_t base = key << 16;
-        if (runs != nullptr && ((runs[c >> 3] >> (c & 7)) & 1)) {
-            need(2);
-            const uint32_t n_runs = u16(at);
-            at += 2;
-            need(4 * static_cast<size_t>(n_runs));
-            for (uint32_t r = 0; r < n_runs; ++r, at += 4) {
-                const uint32_t start = u16(at), end = start + u16(at + 2);  // inclusive
-                if (end > 65535) throw std::invalid_argument("a malformed roaring bitmap (run past its container)");
-                for (uint32_t v = start; v <= end; ++v) fn(base | v);
-            }
-        } else if (card > 4096) {
-            need(8192);
+    for_each_container(
+        p, len,
+        [&](uint32_t base, uint32_t start, uint32_t end) {
+            for (uint32_t v = start; v <= end; ++v) fn(base | v);
+        },
+        [&](uint32_t base, const uint8_t* raw) {
             for (uint32_t w = 0; w < 1024; ++w) {
                 uint64_t word;
-                std::memcpy(&word, p + at + 8 * w, 8);  // little-endian words, as the format stores them
+                std::memcpy(&word, raw + 8 * w, 8);  // little-endian words, as the format stores them
                 for (; word; word &= word - 1) fn(base | (w << 6) | static_cast<uint32_t>(__builtin_ctzll(word)));
             }
-            at += 8192;
-        } else {
-            need(2 * static_cast<size_t>(card));
-            for (uint32_t j = 0; j < card; ++j, at += 2) fn(base | u16(at));
-        }
-    }
+        },
+        [&](uint32_t base, const uint8_t* raw, uint32_t card) {
+            for (uint32_t j = 0; j < card; ++j) fn(base | static_cast<uint32_t>(raw[2 * j] | (raw[2 * j + 1] << 8)));
+        });
 }
 
 float l2sqr_plain(const float* a, const float* b, int d) {

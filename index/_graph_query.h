@@ -10,68 +10,32 @@
 // here straight into a bitset: a payload index's bitmap costs ~1 us to serialise, against ~230 us to
 // list as a numpy array) or an array of labels.
 
+#include "_roaring.h"
+
 namespace {
 
-// A 32-bit roaring bitmap in its portable serialisation (RoaringFormatSpec; pyroaring's
-// BitMap.serialize()) as a bitset by label. Every read is bounds-checked: bad bytes are a ValueError.
+// A serialised 32-bit roaring bitmap (index/_roaring.h) as a bitset by label.
 void roaring_to_bitset(const uint8_t* p, size_t len, std::vector<uint64_t>& bits) {
-    constexpr uint32_t kCookie = 12347, kCookieNoRun = 12346;
-    size_t at = 0;
-    auto need = [&](size_t bytes) {
-        if (at > len || len - at < bytes) throw std::invalid_argument("a malformed roaring bitmap");
-    };
-    auto u16 = [&](size_t pos) { return static_cast<uint32_t>(p[pos] | (p[pos + 1] << 8)); };
-    auto u32 = [&](size_t pos) { return u16(pos) | (u16(pos + 2) << 16); };
-    need(4);
-    const uint32_t cookie = u32(0);
-    at = 4;
-    size_t count = 0;
-    const uint8_t* runs = nullptr;
-    if ((cookie & 0xFFFF) == kCookie) {
-        count = (cookie >> 16) + 1;
-        need((count + 7) / 8);
-        runs = p + at;
-        at += (count + 7) / 8;
-    } else if (cookie == kCookieNoRun) {
-        need(4);
-        count = u32(at);
-        at += 4;
-    } else {
-        throw std::invalid_argument("not a roaring bitmap (unknown cookie)");
-    }
-    if (count > 65536) throw std::invalid_argument("a malformed roaring bitmap (too many containers)");
-    need(4 * count);
-    const size_t header = at;
-    at += 4 * count;
-    if (runs == nullptr || count >= 4) at += 4 * count;  // the offset header, not needed reading in order
     bits.assign(1, 0);
-    for (size_t c = 0; c < count; ++c) {
-        const uint32_t key = u16(header + 4 * c), card = u16(header + 4 * c + 2) + 1;
-        const size_t base = static_cast<size_t>(key) << 10;  // in 64-bit words: 65536 labels per key
-        if (bits.size() < base + 1024) bits.resize(base + 1024, 0);
-        uint64_t* w = bits.data() + base;
-        if (runs != nullptr && ((runs[c >> 3] >> (c & 7)) & 1)) {
-            need(2);
-            const uint32_t n_runs = u16(at);
-            at += 2;
-            need(4 * static_cast<size_t>(n_runs));
-            for (uint32_t r = 0; r < n_runs; ++r, at += 4) {
-                const uint32_t start = u16(at), end = start + u16(at + 2);  // inclusive
-                if (end > 65535) throw std::invalid_argument("a malformed roaring bitmap (run past its container)");
-                for (uint32_t v = start; v <= end; ++v) w[v >> 6] |= uint64_t{1} << (v & 63);
-            }
-        } else if (card > 4096) {
-            need(8192);
-            std::memcpy(w, p + at, 8192);  // little-endian words, as the format stores them
-            at += 8192;
-        } else {
-            need(2 * static_cast<size_t>(card));
-            for (uint32_t j = 0; j < card; ++j, at += 2) {
-                const uint32_t v = u16(at);
+    auto words = [&bits](uint32_t base) {
+        const size_t at = static_cast<size_t>(base >> 16) << 10;  // in 64-bit words: 65536 labels per key
+        if (bits.size() < at + 1024) bits.resize(at + 1024, 0);
+        return bits.data() + at;
+    };
+    for_each_container(
+        p, len,
+        [&](uint32_t base, uint32_t start, uint32_t end) {
+            uint64_t* w = words(base);
+            for (uint32_t v = start; v <= end; ++v) w[v >> 6] |= uint64_t{1} << (v & 63);
+        },
+        [&](uint32_t base, const uint8_t* raw) { std::memcpy(words(base), raw, 8192); },
+        [&](uint32_t base, const uint8_t* raw, uint32_t card) {
+            uint64_t* w = words(base);
+            for (uint32_t j = 0; j < card; ++j) {
+                const uint32_t v = static_cast<uint32_t>(raw[2 * j] | (raw[2 * j + 1] << 8));
                 w[v >> 6] |= uint64_t{1} << (v & 63);
             }
-        }
-    }
+        });
 }
 
 // A label array (any integer dtype numpy makes into uint32: the caller passes labels < 2^32) as a bitset.
