@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds, get and scroll in each")
     ap.add_argument("--page", type=int, default=1000, help="page size of both")
     ap.add_argument("--out", default="scroll", help="results name under benchmarks/results/, or a .json path")
+    ap.add_argument("--tiny", action="store_true", help="1 round, pages of 300: a smoke run (on small data)")
     args = ap.parse_args(argv)
+    if args.tiny:
+        args.rounds, args.page = 1, 300
     env = environment()
     ds = load_dataset(n=args.n, n_queries=None, data=args.data, gt_depth=10)
     all_queries = np.load(data_dir(args.data) / DEFAULT_DATASET / "queries.npy").astype(np.float32)

@@ -80,7 +80,7 @@ _MIN_WINDOW = 100  # neighbours a live window needs before it moves anything
 _EXACT = SearchParams(exact=True)
 # Calibration promises recall >= target, a one-sided claim: the lower end of the one-sided 95 % interval
 # (the two-sided one's is 97.5 %, a rung or two more than the claim needs at 0.99)
-_ONE_SIDED_Z = 1.644854
+ONE_SIDED_Z = 1.644854
 
 
 def due(field: DenseField) -> bool:
@@ -196,10 +196,10 @@ def _low(found: I64, want: I64, real: bool) -> float:
     """The lower end of the recall's one-sided 95 % interval: the Wilson one on per-neighbour hits; on perturbed
     rows, the normal one on the mean per-query recall when lower (a query's neighbours are found or missed together, so
     the first is narrow; real queries, many of them, need no more than it, measured on pypi-minilm 50k)."""
-    lo = wilson(int(found.sum()), int(want.sum()), _ONE_SIDED_Z)[0]
+    lo = wilson(int(found.sum()), int(want.sum()), ONE_SIDED_Z)[0]
     per = found / np.maximum(want, 1)
     if len(per) > 1 and not real:
-        lo = min(lo, float(per.mean() - _ONE_SIDED_Z * per.std(ddof=1) / math.sqrt(len(per))))
+        lo = min(lo, float(per.mean() - ONE_SIDED_Z * per.std(ddof=1) / math.sqrt(len(per))))
     return lo
 
 

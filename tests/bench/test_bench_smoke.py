@@ -154,6 +154,7 @@ COVERED = {
     "projection": "test_bench_projection.py",
     "concurrency": "test_bench_concurrency.py",
     "scale": "test_bench_scale.py",
+    "scroll": "test_bench_scroll.py",
     "onecopy": "test_bench_onecopy.py",
 }
 

@@ -200,7 +200,10 @@ def test_queries_users_search_recalibrate_on_them(engine: Engine) -> None:
         coll.search([Query(v, limit=K, with_payload=False)])
     until(lambda: t.calibration is not None and t.calibration.queries == 2 * first, 60, "twice as many queries")
     assert t.state == "met"
-    assert t.calibration.low >= 0.95  # per-neighbour Wilson on real queries
+    # the claim is one-sided (recall >= target): the lower end of the one-sided 95 % Wilson interval on
+    # per-neighbour hits of the real queries (`low` in the info is the two-sided interval's, a little lower)
+    cal = t.calibration
+    assert wilson(cal.hits, cal.total, quality.ONE_SIDED_Z)[0] >= 0.95
     assert recall(coll, None) >= 0.95  # and it holds on 200 other queries
 
 
