@@ -151,26 +151,7 @@ py::list exact_scan(py::array_t<float, py::array::c_style | py::array::forcecast
                 for (Scored& s : h) s.first = std::sqrt(std::max(-s.first, 0.f));
         }
     }
-    py::list out(nq);
-    for (size_t i = 0; i < nq; ++i) {
-        const auto& h = hits[i];
-        const auto len = static_cast<Py_ssize_t>(h.size());
-        py::list labels = py::reinterpret_steal<py::list>(PyList_New(len));
-        py::list scores = py::reinterpret_steal<py::list>(PyList_New(len));
-        if (!labels || !scores) throw py::error_already_set();
-        for (Py_ssize_t j = 0; j < len; ++j) {
-            PyObject* lab = PyLong_FromLongLong(h[static_cast<size_t>(j)].second);
-            PyObject* sc = PyFloat_FromDouble(static_cast<double>(h[static_cast<size_t>(j)].first));
-            if (!lab || !sc) {
-                Py_XDECREF(lab), Py_XDECREF(sc);
-                throw py::error_already_set();
-            }
-            PyList_SET_ITEM(labels.ptr(), j, lab);  // steals the references
-            PyList_SET_ITEM(scores.ptr(), j, sc);
-        }
-        out[i] = py::make_tuple(std::move(labels), std::move(scores));
-    }
-    return out;
+    return hits_to_lists(hits);
 }
 
 }  // namespace

@@ -46,6 +46,30 @@ void labels_to_bitset(const uint32_t* lp, size_t cnt, std::vector<uint64_t>& bit
     for (size_t i = 0; i < cnt; ++i) bits[lp[i] >> 6] |= uint64_t{1} << (lp[i] & 63);
 }
 
+// Per query, its (score, label) hits as the (labels, scores) pair of Python lists `index/hits.py` takes.
+py::list hits_to_lists(const std::vector<std::vector<std::pair<float, int64_t>>>& hits) {
+    py::list out(hits.size());
+    for (size_t i = 0; i < hits.size(); ++i) {
+        const auto& h = hits[i];
+        const auto len = static_cast<Py_ssize_t>(h.size());
+        py::list labels = py::reinterpret_steal<py::list>(PyList_New(len));
+        py::list scores = py::reinterpret_steal<py::list>(PyList_New(len));
+        if (!labels || !scores) throw py::error_already_set();
+        for (Py_ssize_t j = 0; j < len; ++j) {
+            PyObject* lab = PyLong_FromLongLong(h[static_cast<size_t>(j)].second);
+            PyObject* sc = PyFloat_FromDouble(static_cast<double>(h[static_cast<size_t>(j)].first));
+            if (!lab || !sc) {
+                Py_XDECREF(lab), Py_XDECREF(sc);
+                throw py::error_already_set();
+            }
+            PyList_SET_ITEM(labels.ptr(), j, lab);  // steals the references
+            PyList_SET_ITEM(scores.ptr(), j, sc);
+        }
+        out[i] = py::make_tuple(std::move(labels), std::move(scores));
+    }
+    return out;
+}
+
 // `Graph.query`'s `allowed`, a serialised roaring bitmap (bytes) or an array of labels, as a bitset.
 void read_allowed(const py::object& allowed, std::vector<uint64_t>& bits) {
     if (PyBytes_Check(allowed.ptr())) {
@@ -264,26 +288,7 @@ struct GraphQuery {
             };
             run_parallel(std::max(1, std::min<int>(threads, static_cast<int>(nq))), work);
         }
-        py::list out(nq);
-        for (size_t i = 0; i < nq; ++i) {
-            const auto& h = hits[i];
-            const auto len = static_cast<Py_ssize_t>(h.size());
-            py::list labels = py::reinterpret_steal<py::list>(PyList_New(len));
-            py::list scores = py::reinterpret_steal<py::list>(PyList_New(len));
-            if (!labels || !scores) throw py::error_already_set();
-            for (Py_ssize_t j = 0; j < len; ++j) {
-                PyObject* lab = PyLong_FromLongLong(h[static_cast<size_t>(j)].second);
-                PyObject* sc = PyFloat_FromDouble(static_cast<double>(h[static_cast<size_t>(j)].first));
-                if (!lab || !sc) {
-                    Py_XDECREF(lab), Py_XDECREF(sc);
-                    throw py::error_already_set();
-                }
-                PyList_SET_ITEM(labels.ptr(), j, lab);  // steals the references
-                PyList_SET_ITEM(scores.ptr(), j, sc);
-            }
-            out[i] = py::make_tuple(std::move(labels), std::move(scores));
-        }
-        return out;
+        return hits_to_lists(hits);
     }
 };
 
