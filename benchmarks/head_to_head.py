@@ -9,7 +9,8 @@ per-pair ratios, so both sides see the same load.
 
 Pairs: Nestor engine vs raw hnswlib (same ef); Nestor IVF-PQ + rescore vs faiss IVF1024,PQ96x4fs +
 RFlat (both at recall@10 >= 0.95, faiss with default threads and with omp=1); Nestor REST (msgpack,
-the client) vs the bare FastAPI + hnswlib msgpack endpoint.
+the client) vs the bare FastAPI + hnswlib msgpack endpoint; LeanVec-ID 128 (int8 codes, and float32) vs
+raw hnswlib, both tuned to recall@10 0.95 (`h2h_leanvec.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
+import h2h_leanvec  # noqa: E402
 import harness  # noqa: E402
 import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--data", default=None)
     ap.add_argument("--out", default=str(RESULTS_DIR / "head_to_head.json"))
-    ap.add_argument("--only", default="engine,ivf,rest", help="comma-separated subset of engine,ivf,rest")
+    ap.add_argument("--only", default="engine,ivf,rest,leanvec", help="comma-separated: engine,ivf,rest,leanvec")
     ap.add_argument("--tiny", action="store_true", help="a few hundred points, one pair, IVF8: a smoke run")
     args = ap.parse_args(argv)
     harness.set_tiny(args.tiny)
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 faiss_name = f"faiss IVF{nlist},PQ96x4fs+RFlat np={f_nprobe} kf=16"
                 name = f"IVF-PQ nprobe={nprobe} over=12 vs {faiss_name}, omp={threads}"
                 rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
+        if "leanvec" in only:
+            rows += h2h_leanvec.run(catalog, raw, data.base, qs, gt, args.pairs, duel)
         catalog.close()
 
         if "rest" in only:
@@ -206,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python benchmarks/head_to_head.py " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {
         "wire_format": {"rest": "msgpack on both sides (nestor_client wire=msgpack, bare /search.msgpack)"},
-        "threads_pinned": {"nestor": "engine defaults, 1 search thread", "faiss": "omp=2 and omp=1 rows"},
+        "threads_pinned": {
+            "nestor": "engine defaults, 1 search thread",
+            "faiss": "omp=2 and omp=1 rows",
+            "hnswlib": "one query per call (one thread); set_num_threads(1) in the leanvec rows",
+        },
     }
     out = write_results(args.out, {"command": cmd.strip(), "rows": rows, "meta": meta})
     print(f"wrote {out}")

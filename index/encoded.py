@@ -177,7 +177,7 @@ class EncodedIndex:
                 self.reducer, choice = choose_projection(sample, queries, red.dim, solver=red.solver)
                 self.projection = choice.info()
             else:
-                lv = LeanVecTransform(red.dim, red.mode, solver=red.solver)
+                lv = LeanVecTransform(red.dim, red.mode, solver=red.solver, rescale=red.rescale)
                 if red.mode == "ood" and (queries is None or len(queries) == 0):
                     queries = sample  # no query sample yet: fall back to the data's own distribution
                 lv.fit(sample, queries if red.mode == "ood" else None)

@@ -135,7 +135,7 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
             ef = (params.ef if params is not None else None) or index.ef
             got = index._graph.query(mat, None, k, k, k, ef, False, rows, field.alive, st.upto, n, None, PLAIN, 1)
             return got[0][0], got[0][1], "hnsw"
-        if type(index) is EncodedIndex and index.reducer is None and not (params is not None and params.exact):
+        if type(index) is EncodedIndex and not (params is not None and params.exact):
             got1 = _codes_unfiltered(field, st.upto, index, mat, k, params)
             if got1 is not None:
                 return got1
@@ -162,8 +162,9 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
 def _codes_unfiltered(
     field: DenseField, upto: int, index: EncodedIndex, mat: F32, k: int, params: SearchParams | None
 ) -> Ranked | None:
-    """The int8 graph's unfiltered plan (`_Runner.call` for PLAIN) without building a `_Runner`: about 4 us
-    of the ~100 a query costs at 100k (benchmarks/NATIVE.md). None: not this plan."""
+    """The unfiltered plan of a graph over codes (int8, LeanVec-reduced, or both; `_Runner.call` for PLAIN)
+    without building a `_Runner`: about 4 us of the ~100 a query costs at 100k (benchmarks/NATIVE.md).
+    None: not this plan."""
     if not (index.is_trained and _graph_codes(field, index)):
         return None
     k_ann, rescore, stages = rerank_plan(field, index, k, params)
@@ -175,7 +176,8 @@ def _codes_unfiltered(
     rows = field.vectors.buffer() if rescore or n > upto else None
     ef = (params.ef if params is not None else None) or g.ef
     gq = index.encode(mat, queries=True)
-    got = g._graph.query(gq, None, k, k, k_ann, ef, rescore, rows, field.alive, upto, n, None, PLAIN, 1)
+    fq = mat if index.reducer is not None else None  # a reduced walk reranks with the full query
+    got = g._graph.query(gq, fq, k, k, k_ann, ef, rescore, rows, field.alive, upto, n, None, PLAIN, 1)
     return got[0][0], got[0][1], kind(field)
 
 

@@ -50,6 +50,11 @@ CONFIGS: dict[str, tuple[dict[str, Any], str, float]] = {
         0.9,
     ),
     "int8_hnsw": ({"quantize": {"type": "int8"}}, "int8_hnsw", 0.95),
+    "leanvec_rescaled_int8_hnsw": (
+        {"reduce": {"type": "leanvec", "dim": 16, "rescale": True}, "quantize": {"type": "int8"}},
+        "leanvec_int8_hnsw",
+        0.95,
+    ),
     "int8_rerank_on_disk": (
         {"reduce": {"type": "leanvec", "dim": 16}, "rerank": {"store": "int8"}, "on_disk": True},
         "leanvec_hnsw",
@@ -197,6 +202,7 @@ def test_per_query_overrides(client: NestorClient, data: tuple[np.ndarray, np.nd
         {"quantize": {"type": "int8"}, "index": {"type": "ivf_pq"}},
         {"quantize": {"type": "binary", "bits": 3}},
         {"rerank": {"oversampling": 0.5}},
+        {"reduce": {"type": "leanvec", "dim": 16, "mode": "ood", "rescale": True}},
     ],
 )
 def test_bad_configs_are_refused(client: NestorClient, config: dict[str, Any]) -> None:

@@ -154,6 +154,9 @@ class LeanVecReduceConfig(_Model):
     from the data and a query sample, for queries that look unlike the documents; the sample comes
     from `POST .../queries/sample` and, with `query_reservoir`, from the collection's recent queries
     (a uniform reservoir of `reservoir_size`). The maps refit at the next optimization.
+    `rescale` (mode "id" only) scales each reduced vector back to the norm of its centred full vector,
+    so the reduced score also estimates the part outside the kept directions: better candidates for the
+    rerank (OOD's held-out check already tries it).
     """
 
     type: Literal["leanvec"] = "leanvec"
@@ -162,6 +165,13 @@ class LeanVecReduceConfig(_Model):
     solver: Literal["closed_form", "frank_wolfe"] = "closed_form"
     query_reservoir: bool = False
     reservoir_size: int = Field(10_000, ge=16, le=1_000_000)
+    rescale: bool = False
+
+    @model_validator(mode="after")
+    def _rescale_id_only(self) -> LeanVecReduceConfig:
+        if self.rescale and self.mode != "id":
+            raise ValueError("rescale applies to mode 'id' (mode 'ood' chooses it on held-out queries)")
+        return self
 
 
 class MatryoshkaReduceConfig(_Model):

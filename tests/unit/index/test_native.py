@@ -81,6 +81,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "rerank": {"oversampling": 3},
         "training": {"threshold": 256},
     },
+    # int8 codes of rescaled LeanVec-reduced vectors: the reduced int8 walk and the full rerank in one call
+    "leanvec8-dot": {
+        "metric": "dot",
+        "index": {"type": "hnsw", "ef": 24},
+        "reduce": {"type": "leanvec", "dim": 12, "rescale": True},
+        "quantize": {"type": "int8"},
+        "rerank": {"oversampling": 3},
+        "training": {"threshold": 256},
+    },
 }
 
 
@@ -134,11 +143,13 @@ SQL_NARROW = _where({"key": "u", "range": {"lt": 5}})  # no payload index: SQL's
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], name: str) -> None:
     coll, queries = _make(engine, name)
-    kind = {"float": "hnsw", "int8": "int8_hnsw", "leanvec": "leanvec_hnsw"}[name.split("-")[0]]
+    kinds = {"float": "hnsw", "int8": "int8_hnsw", "leanvec": "leanvec_hnsw", "leanvec8": "leanvec_int8_hnsw"}
+    kind = kinds[name.split("-")[0]]
     index = coll.fields[""].state.index  # type: ignore[union-attr]
     graph = getattr(index, "inner", index)._graph
     in_order = bool(np.all(np.diff(graph.get_state()["labels"]) > 0))
     assert in_order == (kind == "hnsw")  # a float graph over the rows keeps their order; the others not
+    assert getattr(getattr(index, "reducer", None), "rescale", False) == (name == "leanvec8-dot")
 
     def run(flt: Filter | None, params: SearchParams | None = None, qs: Any = queries, batch: bool = False) -> set[str]:
         return _same(*_both(coll, [Query(vector=q, limit=K, filter=flt, params=params) for q in qs], batch=batch))
