@@ -46,8 +46,8 @@ MEASURED = {
     "ray": lambda r: len(r["rows"]) == 2 or "all" in r["meta"]["skipped"],
     "tenants": lambda r: len(r["rows"]) == 2,
     "compression_baselines": lambda r: len(r["rows"]) >= 4,
-    # engine, faiss at 2 and 1 threads, REST; LeanVec int8 and float32 against raw hnswlib
-    "head_to_head": lambda r: len(r["rows"]) == 6 and sum(x.get("leanvec") is not None for x in r["rows"]) == 2,
+    # engine, faiss at 2 and 1 threads, REST; LeanVec int8 and float32, rescaled or not, against raw hnswlib
+    "head_to_head": lambda r: len(r["rows"]) == 8 and sum(x.get("leanvec") is not None for x in r["rows"]) == 4,
     "crash_rounds": lambda r: r["summary"]["rounds"] == 1 and r["summary"]["lost"] == 0,
     "load": lambda r: r["search"]["n"] > 0 and r["errors"] == 0,
 }
