@@ -117,7 +117,7 @@ class EncodedIndex:
         if isinstance(red, LeanVecReduceConfig) and chosen is not None:
             parts.append(SPECS[chosen].format(dim=red.dim))
         elif isinstance(red, LeanVecReduceConfig):
-            parts.append(f"LeanVec{red.dim}{'-OOD' if red.mode == 'ood' else ''}")
+            parts.append(f"LeanVec{red.dim}{'-OOD' if red.mode == 'ood' else '-rescaled' if red.rescale else ''}")
         elif isinstance(red, MatryoshkaReduceConfig):
             parts.append(f"{'PCA-' if red.rotate else ''}Matryoshka{red.dim}")
         q = self.config.quantize

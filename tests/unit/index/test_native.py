@@ -150,6 +150,8 @@ def test_native_matches_python_on_every_plan(engine: Engine, calls: list[int], n
     in_order = bool(np.all(np.diff(graph.get_state()["labels"]) > 0))
     assert in_order == (kind == "hnsw")  # a float graph over the rows keeps their order; the others not
     assert getattr(getattr(index, "reducer", None), "rescale", False) == (name == "leanvec8-dot")
+    if name == "leanvec8-dot":
+        assert index.spec == "LeanVec12-rescaled,SQ8,HNSW16"
 
     def run(flt: Filter | None, params: SearchParams | None = None, qs: Any = queries, batch: bool = False) -> set[str]:
         return _same(*_both(coll, [Query(vector=q, limit=K, filter=flt, params=params) for q in qs], batch=batch))
