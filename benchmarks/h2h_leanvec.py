@@ -41,6 +41,7 @@ VARIANTS = (
     ("int8", True, False),
     ("float32", False, False),
 )
+NAMES = ",".join(v[0].replace(" ", "_") for v in VARIANTS)
 
 Fn = Callable[[int], Any]
 Duel = Callable[[str, Fn, Fn, int, int, Any], dict[str, Any]]
@@ -126,8 +127,15 @@ def tune_leanvec(coll: Any, qs: Any, gt: Any) -> SearchParams:
     return best
 
 
-def run(catalog: Catalog, raw: Any, base: Any, qs: Any, gt: Any, pairs: int, duel: Duel) -> list[dict[str, Any]]:
-    """Tune both sides to recall 0.95, then duel each LeanVec variant against raw hnswlib, interleaved."""
+def run(
+    catalog: Catalog, raw: Any, base: Any, qs: Any, gt: Any, pairs: int, duel: Duel, only: str = ""
+) -> list[dict[str, Any]]:
+    """Tune both sides to recall 0.95, then duel each LeanVec variant (those named in `only`, comma-separated,
+    with underscores for spaces; all when empty) against raw hnswlib, interleaved."""
+    wanted = set(only.split(",")) - {""}
+    unknown = wanted - set(NAMES.split(","))
+    if unknown:
+        raise SystemExit(f"unknown LeanVec variants {sorted(unknown)}; known: {NAMES}")
     raw_ef = tune_raw(raw, qs, gt)
     raw_q = np.ascontiguousarray(qs, dtype=np.float32)
 
@@ -136,6 +144,8 @@ def run(catalog: Catalog, raw: Any, base: Any, qs: Any, gt: Any, pairs: int, due
 
     rows: list[dict[str, Any]] = []
     for label, int8, rescale in VARIANTS:
+        if wanted and label.replace(" ", "_") not in wanted:
+            continue
         cname = "leanvec_" + label.replace(" ", "_")
         coll = _build(catalog, cname, base, int8, rescale)
         sp = tune_leanvec(coll, qs, gt)

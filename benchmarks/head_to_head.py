@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("--out", default=str(RESULTS_DIR / "head_to_head.json"))
     ap.add_argument("--only", default="engine,ivf,rest,leanvec", help="comma-separated: engine,ivf,rest,leanvec")
+    ap.add_argument(
+        "--leanvec", default="", help="comma-separated LeanVec variants (default all): " + h2h_leanvec.NAMES
+    )
     ap.add_argument("--tiny", action="store_true", help="a few hundred points, one pair, IVF8: a smoke run")
     args = ap.parse_args(argv)
     harness.set_tiny(args.tiny)
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"IVF-PQ nprobe={nprobe} over=12 vs {faiss_name}, omp={threads}"
                 rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
         if "leanvec" in only:
-            rows += h2h_leanvec.run(catalog, raw, data.base, qs, gt, args.pairs, duel)
+            rows += h2h_leanvec.run(catalog, raw, data.base, qs, gt, args.pairs, duel, args.leanvec)
         catalog.close()
 
         if "rest" in only:
