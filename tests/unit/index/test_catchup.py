@@ -1,0 +1,191 @@
+"""A follower catching up incrementally (index/catchup.py) answers exactly as the primary does.
+
+A primary `Collection` and a `FollowerCatalog` share one data directory in this process. After each kind
+of write, the follower's searches (exact, ANN, filtered, sparse), counts, scrolls and gets are compared
+with the primary's, and its counters say whether it caught up or loaded the collection whole: plain
+writes must catch up; a new config file (a payload index) and a compaction's new store reload."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from index.collection import Collection
+from index.contract import Query, SparseVec
+from index.follow import FollowerCatalog
+from index.readonly import set_read_only
+from index.storage import PointStore
+from nestor_client.models import Filter, PayloadSchemaType, SearchParams
+from tests.unit.index.conftest import Engine, rows
+
+DIM = 8
+CFG = {
+    "vectors": {"d": {"dim": DIM, "metric": "cosine"}, "e": {"dim": 4, "metric": "l2", "index": {"type": "flat"}}},
+    "sparse_vectors": {"s": {"modifier": "idf"}},
+}
+
+
+@pytest.fixture
+def follower(engine: Engine) -> Iterator[FollowerCatalog]:
+    cat = FollowerCatalog(engine.data_dir, engine.options)
+    yield cat
+    cat.close()
+    set_read_only(False)
+
+
+def _flt(spec: dict[str, Any]) -> Filter:
+    return Filter.model_validate(spec)
+
+
+def _sparse(i: int) -> SparseVec:
+    return SparseVec(np.array([i % 7, 10 + i % 3], np.uint32), np.array([1.0, 0.25 + i % 5], np.float32))
+
+
+def _points(rng: np.random.Generator, ids: list[int], tag: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    vectors = {"d": rows(rng, len(ids), DIM), "e": rng.standard_normal((len(ids), 4)).astype(np.float32)}
+    vectors["s"] = [_sparse(i) for i in ids]
+    return vectors, [{"k": i % 4, "tag": tag, "t": f"t{i % 3}"} for i in ids]
+
+
+def _view(coll: Collection, queries: np.ndarray) -> dict[str, Any]:
+    """Everything a reader can observe, rounded where float sums may differ in their last bits."""
+    exact = SearchParams(exact=True)
+    out: dict[str, Any] = {"count": coll.count, "seq": coll.seq}
+    flts = [
+        None,
+        _flt({"must": [{"key": "k", "match": {"value": 1}}]}),
+        _flt({"must_not": [{"key": "k", "match": {"value": 0}}]}),  # indexed: the live set itself is compared
+        _flt({"must_not": [{"key": "t", "match": {"value": "t0"}}]}),
+    ]
+    for i, flt in enumerate(flts):
+        out[f"count{i}"] = coll.count_where(flt)
+        for j, q in enumerate(queries):
+            res = coll.search([Query(vector=q, limit=5, filter=flt, params=exact, using="d")])[0]
+            out[f"d{i}.{j}"] = [(h.id, round(h.score, 4), h.payload) for h in res.hits]
+        e = coll.search([Query(vector=queries[0][:4], limit=5, filter=flt, using="e")])[0]
+        out[f"e{i}"] = [(h.id, round(h.score, 4)) for h in e.hits]
+        s = coll.search([Query(vector=np.zeros(0, np.float32), using="s", sparse=_sparse(2), limit=5, filter=flt)])[0]
+        out[f"s{i}"] = sorted((h.id, round(h.score, 4)) for h in s.hits)
+    pages, offset = [], None
+    while True:
+        hits, offset = coll.scroll(None, limit=7, offset=offset, with_vector=True)
+        pages.append([(h.id, h.payload, np.round(h.vectors["d"], 5).tolist() if h.vectors else None) for h in hits])
+        if offset is None:
+            break
+    out["scroll"] = pages
+    out["get"] = [(h.id, h.payload) for h in coll.get(list(range(-2, 90)))]
+    return out
+
+
+def _check(primary: Collection, follower: FollowerCatalog, queries: np.ndarray, *, reloaded: bool) -> None:
+    before = (follower.reloads, follower.catch_ups)
+    assert follower.stale("c")
+    follower.sync("c")
+    assert not follower.stale("c")
+    f = follower.get("c")
+    assert f is not primary
+    assert _view(f, queries) == _view(primary, queries)
+    if reloaded:
+        assert follower.reloads == before[0] + 1
+    else:
+        assert (follower.reloads, follower.catch_ups) == (before[0], before[1] + 1)
+    for q in queries[:3]:  # the follower's own graph (not exact) finds a stored vector's point first
+        top = primary.search([Query(vector=q, limit=1, using="d", params=SearchParams(exact=True))])[0].hits
+        if top and top[0].score > 0.999:
+            assert f.search([Query(vector=q, limit=1, using="d")])[0].hits[0].id == top[0].id
+
+
+def test_follower_catches_up_on_every_kind_of_write(engine: Engine, follower: FollowerCatalog) -> None:
+    rng = np.random.default_rng(7)
+    primary = engine.create("c", CFG)
+    primary.create_payload_index("k", PayloadSchemaType.integer)
+    vecs, pays = _points(rng, list(range(40)), "a")
+    primary.upsert(list(range(40)), vecs, pays)
+    queries = np.concatenate([vecs["d"][:3], rows(rng, 3, DIM)])
+    follower.sync("c")
+    assert follower.reloads == 1
+    assert _view(follower.get("c"), queries) == _view(primary, queries)
+
+    vecs, pays = _points(rng, list(range(40, 60)), "b")  # new points
+    primary.upsert(list(range(40, 60)), vecs, pays)
+    queries[3] = vecs["d"][5]
+    _check(primary, follower, queries, reloaded=False)
+
+    vecs, pays = _points(rng, list(range(0, 50, 5)), "over")  # overwrites, in two batches before one sync
+    primary.upsert(list(range(0, 50, 5)), vecs, pays)
+    primary.upsert([1, 2], {"d": vecs["d"][:2]}, [{"k": 1, "t": "t9"}, None])  # vectors omitted: e and s go
+    queries[4] = vecs["d"][1]
+    _check(primary, follower, queries, reloaded=False)
+
+    primary.delete([3, 4, 41, 999])
+    primary.delete_where(_flt({"must": [{"key": "k", "match": {"value": 2}}]}))  # indexed: by labels
+    primary.delete_where(
+        _flt({"must": [{"key": "t", "match": {"value": "t1"}}, {"key": "tag", "match": {"value": "b"}}]})
+    )
+    _check(primary, follower, queries, reloaded=False)
+
+    # between two syncs: a point written and deleted (a gap in the labels), one overwritten twice then
+    # deleted (the follower's label of it is in no row any more), one deleted then written again
+    assert follower.get("c").get([11, 8]) != [] and primary.get([11, 8]) != []
+    vecs, pays = _points(rng, [70, 11, 7], "c")
+    primary.upsert([70, 11, 7], vecs, pays)
+    primary.upsert([11], {"d": vecs["d"][1:2]}, [{"k": 3}])
+    primary.delete([70, 11, 8])
+    vecs, pays = _points(rng, [8], "d")
+    primary.upsert([8], vecs, pays)
+    _check(primary, follower, queries, reloaded=False)
+
+    primary.create_payload_index("t", PayloadSchemaType.keyword)  # collection.json replaced: load it whole
+    _check(primary, follower, queries, reloaded=True)
+
+    assert primary.optimize()
+    primary.optimizer.wait(30)
+    assert primary.generation == 1
+    _check(primary, follower, queries, reloaded=True)  # a new store (inode): load it whole
+
+    vecs, pays = _points(rng, [80, 9], "e")  # after the compaction, the fresh deaths log serves again
+    primary.upsert([80, 9], vecs, pays)
+    primary.delete([10])
+    _check(primary, follower, queries, reloaded=False)
+
+
+def test_follower_reloads_when_the_log_does_not_reach_back(engine: Engine, follower: FollowerCatalog) -> None:
+    rng = np.random.default_rng(8)
+    primary = engine.create("c", {"dim": DIM, "metric": "cosine"})
+    vecs = rows(rng, 10, DIM)
+    primary.upsert(list(range(10)), vecs)
+    follower.sync("c")
+    primary.delete([1])
+    db = primary.points._writer
+    db.execute("UPDATE meta SET value = ? WHERE key = 'deaths_from'", (primary.seq,))  # as a store from before the log
+    before = follower.reloads
+    follower.sync("c")
+    assert follower.reloads == before + 1
+    assert follower.get("c").count == 9 and follower.get("c").get([1]) == []
+
+
+def test_the_store_logs_every_death_in_its_own_transaction(tmp_path: Path) -> None:
+    store = PointStore(tmp_path / "points.sqlite")
+
+    def log() -> list[tuple[int, int]]:
+        return sorted(store._writer.execute("SELECT seq, label FROM deaths"))
+
+    try:
+        store.upsert([(str(i), i, None, None) for i in range(6)], seq=1, next_label=6)
+        store.upsert([("1", 6, None, None), ("9", 7, None, None)], seq=2, next_label=8)  # 1 overwritten
+        assert log() == [(2, 1)]
+        assert store.delete(["2", "8"], seq=3) == [2]
+        store.delete_where("pid = '3'", [], seq=4)
+        store.delete_labels([4, 6], seq=5)
+        assert log() == [(2, 1), (3, 2), (4, 3), (5, 4), (5, 6)]
+        with pytest.raises(sqlite3.IntegrityError):  # 5 is overwritten, then label 0 is taken: all rolls back
+            store.upsert([("5", 8, None, None), ("7", 0, None, None)], seq=6, next_label=9)
+        assert log() == [(2, 1), (3, 2), (4, 3), (5, 4), (5, 6)]
+        assert store.meta()["deaths_from"] == 0
+    finally:
+        store.close()
