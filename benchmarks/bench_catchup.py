@@ -36,12 +36,15 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root
 import harness  # noqa: E402
 from common import environment, load_dataset, write_results  # noqa: E402
 
+from index.runtime import configure_threads  # noqa: E402
+
+configure_threads()  # before anything imports faiss: its OpenMP threads must not busy-wait
+
 from index.catalog import Catalog  # noqa: E402
 from index.collection import Collection  # noqa: E402
 from index.contract import CollectionOptions, Query  # noqa: E402
 from index.follow import FollowerCatalog  # noqa: E402
 from index.readonly import set_read_only  # noqa: E402
-from index.runtime import configure_threads  # noqa: E402
 from nestor_client.models import CollectionConfig, PayloadSchemaType  # noqa: E402
 
 QUIET = CollectionOptions(save_idle_seconds=3600, save_max_seconds=3600)  # saves only when asked
@@ -143,7 +146,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     harness.set_tiny(args.tiny)
     if args.tiny:
         args.writes, args.reload_every = 10, 5
-    configure_threads()
     env = environment()
     sizes = [int(s) for s in args.sizes.split(",")]
     ds = load_dataset(n=max(sizes), n_queries=1, data=args.data, gt_depth=1)

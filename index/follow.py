@@ -151,6 +151,7 @@ class FollowerCatalog(Catalog):
         self.aliases = Aliases(data_dir / "aliases.json")
         self.reloads = 0  # collections loaded whole (at first sight included)
         self.catch_ups = 0  # syncs done incrementally (index/catchup.py)
+        self.catch_up_enabled = True  # False: every change loads the collection whole (NESTOR_FOLLOWER_CATCH_UP)
 
     def open_all(self) -> None:
         if self._root.is_dir():
@@ -220,12 +221,16 @@ class FollowerCatalog(Catalog):
         False when it cannot (index/catchup.py), and the caller loads it whole."""
         coll = self._collections.get(name)
         conn = self._seq_conns.get(name)
-        if not isinstance(coll, FollowerCollection) or conn is None:
+        if not self.catch_up_enabled or not isinstance(coll, FollowerCollection) or conn is None:
             return False
         delta = catchup.read_delta(conn[1], coll.seq, coll.labels.n)
         if delta is None:
             return False
-        catchup.apply(coll, delta)
+        try:
+            catchup.apply(coll, delta)
+        except Exception:  # a half-applied delta is not a state of the store: load it whole
+            log.exception("follower: cannot catch up collection %s, loading it whole", name)
+            return False
         cfg, db, _ = self._stamps[name]
         self._stamps[name] = (cfg, db, coll.seq)
         self.catch_ups += 1

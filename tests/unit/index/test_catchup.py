@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from index import catchup
 from index.collection import Collection
 from index.contract import Query, SparseVec
 from index.follow import FollowerCatalog
@@ -189,3 +190,65 @@ def test_the_store_logs_every_death_in_its_own_transaction(tmp_path: Path) -> No
         assert store.meta()["deaths_from"] == 0
     finally:
         store.close()
+
+
+def test_follower_catches_up_token_vectors(engine: Engine, follower: FollowerCatalog) -> None:
+    rng = np.random.default_rng(9)
+    cfg = {
+        "vectors": {
+            "t": {"dim": 8, "metric": "cosine", "multivector": {"type": "muvera", "token_dtype": "int8", "d_proj": 8}},
+            "u": {"dim": 8, "metric": "cosine", "multivector": {"type": "maxsim", "token_dtype": "float16"}},
+        }
+    }
+    primary = engine.create("c", cfg)
+    toks = [rows(rng, 1 + i % 4, 8) for i in range(40)]
+    primary.upsert(list(range(30)), {"t": toks[:30], "u": toks[:30]})
+    follower.sync("c")
+    primary.upsert(list(range(25, 40)), {"t": toks[25:], "u": [None] * 5 + toks[30:]})  # overwrites, new, omitted
+    primary.delete([1, 2])
+    follower.sync("c")
+    assert (follower.reloads, follower.catch_ups) == (1, 1)
+    f = follower.get("c")
+    ids = list(range(45))
+    assert [(h.id, h.vectors) for h in f.get(ids, with_vector=True)] == [
+        (h.id, h.vectors) for h in primary.get(ids, with_vector=True)
+    ]
+    for name in ("t", "u"):
+        for q in (toks[3], toks[33], toks[27]):
+            want = primary.search([Query(vector=q, using=name, limit=4)])[0].hits
+            got = f.search([Query(vector=q, using=name, limit=4)])[0].hits
+            assert [(h.id, round(h.score, 4)) for h in got] == [(h.id, round(h.score, 4)) for h in want]
+
+
+def test_a_catch_up_that_fails_loads_whole(
+    engine: Engine, follower: FollowerCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(10)
+    primary = engine.create("c", {"dim": DIM, "metric": "cosine"})
+    vecs = rows(rng, 12, DIM)
+    primary.upsert(list(range(10)), vecs[:10])
+    follower.sync("c")
+    first = follower.get("c")
+
+    def broken(coll: Collection, delta: catchup.Delta) -> int:
+        coll.labels.n += 1  # half applied, then fails
+        raise OSError("a vector file is short")
+
+    monkeypatch.setattr(catchup, "apply", broken)
+    primary.upsert([10, 11], vecs[10:])
+    follower.sync("c")
+    assert follower.reloads == 2 and follower.catch_ups == 0
+    assert follower.get("c") is not first and follower.get("c").count == 12
+
+
+def test_catch_up_can_be_turned_off(engine: Engine, follower: FollowerCatalog) -> None:
+    rng = np.random.default_rng(11)
+    primary = engine.create("c", {"dim": DIM, "metric": "cosine"})
+    vecs = rows(rng, 6, DIM)
+    primary.upsert(list(range(4)), vecs[:4])
+    follower.sync("c")
+    follower.catch_up_enabled = False  # NESTOR_FOLLOWER_CATCH_UP=false
+    primary.upsert([4, 5], vecs[4:])
+    follower.sync("c")
+    assert (follower.reloads, follower.catch_ups) == (2, 0)
+    assert follower.get("c").count == 6
