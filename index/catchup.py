@@ -14,7 +14,8 @@ the follower's `seq` is, read from one SQLite read transaction (one state of the
 lock and in the same order, so a search running meanwhile sees the old state or the new one: the stores
 take the rows, the new labels become alive (the ids the rows overwrite die after them), then the deleted
 labels die, and the label count moves last. The follower's own indexer then indexes the new rows into its
-in-memory graph, as it indexes the unindexed tail at open; until it has, searches scan them exactly.
+in-memory graph, as it indexes the unindexed tail at open; until it has, searches scan them exactly. The
+labels that died are dropped from the graph by the indexer too, not by the catch-up (see `apply`).
 
 A catch-up is refused (None: the caller loads the collection whole) when the log does not reach back to
 the follower's `seq` (a store from before the log, or a compaction's fresh generation), or when more rows
@@ -80,12 +81,15 @@ def read_delta(conn: sqlite3.Connection, since_seq: int, since_n: int) -> Delta 
     return Delta(seq, n, rows, deaths)
 
 
-def apply(coll: Collection, d: Delta) -> int:
-    """Publish `d` on the follower's `coll` as the primary's writes did; returns the points changed."""
+def apply(coll: Collection, d: Delta) -> I64:
+    """Publish `d` on the follower's `coll` as the primary's writes did. Returns the labels that died, for
+    the caller to drop from the indexes: searches skip them already (their `alive` bits are clear), and
+    removing them here would wait for the graph's lock while the indexer adds a chunk (measured: up to
+    1.2 s at 20k points, against 0.6 ms for the rest of a catch-up)."""
     with coll._write_lock:
         start, end = coll.labels.n, d.n
         if d.seq <= coll.seq:
-            return 0
+            return np.zeros(0, np.int64)
         for f in coll.fields.values():  # first: the rows every reader of a new label reads
             _extend(f, end)
         labels = np.fromiter((r[1] for r in d.rows), np.int64, len(d.rows))
@@ -113,12 +117,8 @@ def apply(coll: Collection, d: Delta) -> int:
         coll._seq = d.seq
         coll.labels.n = end  # last: readers take the label count as "committed"
         coll.last_write = time.time()
-    gone = np.concatenate([old, dead])
-    if len(gone):
-        for f in coll.fields.values():
-            f.remove_from_index(gone)
     coll.wake_indexer()
-    return len(d.rows) + len(dead)
+    return np.concatenate([old, dead])
 
 
 def _extend(f: Field, n: int) -> None:

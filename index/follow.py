@@ -32,8 +32,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from index import catchup
 from index.aliases import Aliases
+from index.backends.base import I64
 from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import AnyCollection, CollectionOptions
@@ -90,9 +93,28 @@ class FollowerCollection(Collection):
     store_class = SnapshotStore
 
     def _open_state(self) -> None:
+        self._retired: list[I64] = []  # labels a catch-up found dead, for the indexer to drop from the indexes
+        self._retired_lock = threading.Lock()
         super()._open_state()
         assert isinstance(self.points, SnapshotStore)
         self.points.release()
+
+    def retire(self, labels: I64) -> None:
+        """Drop `labels` (dead: searches skip them already) from the indexes on the indexer's thread, which
+        holds no graph lock between its steps, so the catch-up a search waits for does not wait for it."""
+        if len(labels):
+            with self._retired_lock:
+                self._retired.append(labels)
+            self.wake_indexer()
+
+    def _derived_step(self) -> bool:
+        with self._retired_lock:
+            retired, self._retired = self._retired, []
+        if retired:
+            labels = np.concatenate(retired)
+            for f in self.fields.values():
+                f.remove_from_index(labels)
+        return super()._derived_step()
 
     def upsert(self, *args: Any, **kwargs: Any) -> Any:
         raise ReadOnlyFollower("this process is a read-only follower; writes go to the primary")
@@ -227,7 +249,7 @@ class FollowerCatalog(Catalog):
         if delta is None:
             return False
         try:
-            catchup.apply(coll, delta)
+            coll.retire(catchup.apply(coll, delta))
         except Exception:  # a half-applied delta is not a state of the store: load it whole
             log.exception("follower: cannot catch up collection %s, loading it whole", name)
             return False

@@ -65,11 +65,12 @@ class _RowFile:
         return np.fromfile(self.path, dtype=self.dtype, count=rows * self.width).reshape(rows, self.width)
 
     def read_at(self, start: int, rows: int) -> npt.NDArray[Any]:
-        """Rows `start:start + rows`, which another process appended and committed (a follower)."""
-        out = np.fromfile(self.path, dtype=self.dtype, count=rows * self.width, offset=start * self.row_bytes)
-        if len(out) != rows * self.width:
+        """Rows `start:start + rows`, which another process appended and committed (a follower). Read through
+        the open file, not the path: a compaction's swap may have put another file at the path."""
+        raw = os.pread(self._fh.fileno(), rows * self.row_bytes, start * self.row_bytes)
+        if len(raw) != rows * self.row_bytes:
             raise RuntimeError(f"{self.path}: fewer than the {start + rows} committed rows on disk")
-        return out.reshape(rows, self.width)
+        return np.frombuffer(raw, dtype=self.dtype).reshape(rows, self.width)
 
     def write(self, arr: npt.NDArray[Any]) -> None:
         self._fh.seek(0, os.SEEK_END)

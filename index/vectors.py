@@ -128,13 +128,15 @@ class VectorStore:
         start = self._n
         if rows <= start:
             return
+        # through the open file, not the path: a compaction's swap may have put another file at the path
         if self.on_disk:
-            self._data = self._map(rows)
+            self._data = np.memmap(self._fh, dtype=np.float32, mode="r", shape=(rows, self.dim))
             self._n = rows
             return
-        new = np.fromfile(self.path, dtype="<f4", count=(rows - start) * self.dim, offset=start * 4 * self.dim)
-        if len(new) != (rows - start) * self.dim:
+        raw = os.pread(self._fh.fileno(), (rows - start) * 4 * self.dim, start * 4 * self.dim)
+        if len(raw) != (rows - start) * 4 * self.dim:
             raise RuntimeError(f"{self.path}: fewer than the {rows} committed rows on disk")
+        new = np.frombuffer(raw, dtype="<f4")
         if rows > len(self._data):
             grown = np.empty((max(rows, 2 * len(self._data)), self.dim), dtype=np.float32)
             grown[:start] = self._data[:start]

@@ -18,11 +18,12 @@ import pytest
 from index import catchup
 from index.collection import Collection
 from index.contract import Query, SparseVec
+from index.dense import DenseField
 from index.follow import FollowerCatalog
 from index.readonly import set_read_only
 from index.storage import PointStore
 from nestor_client.models import Filter, PayloadSchemaType, SearchParams
-from tests.unit.index.conftest import Engine, rows
+from tests.unit.index.conftest import Engine, rows, until
 
 DIM = 8
 CFG = {
@@ -95,6 +96,14 @@ def _check(primary: Collection, follower: FollowerCatalog, queries: np.ndarray, 
         assert follower.reloads == before[0] + 1
     else:
         assert (follower.reloads, follower.catch_ups) == (before[0], before[1] + 1)
+    fd = f.fields["d"]
+    assert isinstance(fd, DenseField)
+
+    def graph_current() -> bool:  # the new rows in it, the dead ones out (the indexer drops them, not sync)
+        st = fd.state
+        return st.index is not None and st.upto == f.labels.n and st.index.count == fd.count
+
+    until(graph_current, what="the follower's graph to hold exactly the live points")
     for q in queries[:3]:  # the follower's own graph (not exact) finds a stored vector's point first
         top = primary.search([Query(vector=q, limit=1, using="d", params=SearchParams(exact=True))])[0].hits
         if top and top[0].score > 0.999:
@@ -230,7 +239,7 @@ def test_a_catch_up_that_fails_loads_whole(
     follower.sync("c")
     first = follower.get("c")
 
-    def broken(coll: Collection, delta: catchup.Delta) -> int:
+    def broken(coll: Collection, delta: catchup.Delta) -> np.ndarray:
         coll.labels.n += 1  # half applied, then fails
         raise OSError("a vector file is short")
 
@@ -252,3 +261,26 @@ def test_catch_up_can_be_turned_off(engine: Engine, follower: FollowerCatalog) -
     follower.sync("c")
     assert (follower.reloads, follower.catch_ups) == (2, 0)
     assert follower.get("c").count == 6
+
+
+def test_catch_up_reads_the_files_it_opened(engine: Engine, follower: FollowerCatalog) -> None:
+    """A compaction's swap may put another generation's files at the same paths while a follower catches
+    up: the rows come through the files the follower opened, not through their paths."""
+    rng = np.random.default_rng(12)
+    primary = engine.create("c", {"dim": DIM, "metric": "cosine", "index": {"type": "flat"}})
+    vecs = rows(rng, 8, DIM)
+    primary.upsert(list(range(4)), vecs[:4])
+    follower.sync("c")
+    primary.upsert(list(range(4, 8)), vecs[4:])
+    path = primary.dir / "vectors.f32"
+    aside = path.with_suffix(".aside")
+    path.rename(aside)
+    path.write_bytes(rows(rng, 8, DIM).tobytes())  # another generation's rows at the path
+    try:
+        follower.sync("c")
+    finally:
+        aside.replace(path)
+    assert follower.catch_ups == 1
+    ids = list(range(8))
+    got = [(h.id, h.vectors) for h in follower.get("c").get(ids, with_vector=True)]
+    assert got == [(h.id, h.vectors) for h in primary.get(ids, with_vector=True)]
