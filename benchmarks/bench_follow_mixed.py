@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     started: list[ServerProcess] = []
     setup: dict[str, Any] = {"n": data.n, "dim": data.dim, "ef": args.ef, "conns": args.conns, "batch": args.batch}
     try:
-        first = ServerProcess(work / "base").start()
-        started.append(first)
+        first = ServerProcess(work / "base")
+        started.append(first)  # before start: an interrupted start still stops it
+        first.start()
         setup["load_s"] = round(_nestor_load(first.url, data.base), 1)
         first.stop()
         bodies = _bodies(work / "bodies.jsonl", [_nestor_body(q, args.ef) for q in data.queries])
@@ -115,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             folder = work / label
             shutil.copytree(work / "base", folder)
             env = {"NESTOR_FOLLOWER_CATCH_UP": flag}
-            servers[label] = ServerProcess(folder, env=env, args=["--processes", "2"]).start()
+            servers[label] = ServerProcess(folder, env=env, args=["--processes", "2"])
             started.append(servers[label])
+            servers[label].start()
         path = f"/collections/{NAME}/points/search"
         for rnd in range(args.rounds):
             for rate in rates:

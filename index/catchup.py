@@ -7,8 +7,12 @@ the follower's `seq` is, read from one SQLite read transaction (one state of the
 - the new rows: every row whose label is at or past the follower's label count (each write takes fresh
   labels, so these are exactly the rows written since), with ids, payloads and vmasks; their vectors
   are the rows of the field files below the new `next_label`, fsynced before that commit;
-- the labels that died since: the store's `deaths` log (index/storage.py), which each delete and each
-  overwrite fill in their own transaction.
+- the points deleted since: the store's `deaths` log (index/storage.py), which each delete fills in its
+  own transaction with the (label, id) of every point it removed.
+
+What died is then: the follower's label of every id a new row names (an overwrite), every deleted label
+the follower knew, and the follower's label of every id deleted under a label it never knew (a point
+overwritten, then deleted, since the follower looked).
 
 `apply` publishes them as the primary's write path does (index/writes.py), under the collection's write
 lock and in the same order, so a search running meanwhile sees the old state or the new one: the stores
@@ -54,7 +58,8 @@ class Delta:
     seq: int  # the committed write sequence the delta brings the follower to
     n: int  # the committed label count (`next_label`) at that seq
     rows: list[Row]  # the live rows with labels at or past the follower's count, by label
-    deaths: I64  # labels below the follower's count that died since its seq (deleted or overwritten)
+    deaths: I64  # labels below the follower's count deleted since its seq
+    churned: list[PointIdT]  # ids deleted since under labels past the follower's count (overwritten first)
 
 
 def read_delta(conn: sqlite3.Connection, since_seq: int, since_n: int) -> Delta | None:
@@ -72,13 +77,14 @@ def read_delta(conn: sqlite3.Connection, since_seq: int, since_n: int) -> Delta 
             rows = conn.execute(
                 "SELECT pid, label, payload, vmask FROM points WHERE label >= ? ORDER BY label", (since_n,)
             ).fetchall()
-            died = conn.execute("SELECT label FROM deaths WHERE seq > ? AND label < ?", (since_seq, since_n)).fetchall()
+            died = conn.execute("SELECT label, pid FROM deaths WHERE seq > ?", (since_seq,)).fetchall()
         finally:
             conn.execute("COMMIT")
     except sqlite3.Error:  # replaced under us, or a store without the log: load it whole
         return None
-    deaths = np.unique(np.fromiter((r[0] for r in died), np.int64, len(died)))
-    return Delta(seq, n, rows, deaths)
+    known = [lab for lab, _ in died if lab < since_n]
+    deaths = np.unique(np.fromiter(known, np.int64, len(known)))
+    return Delta(seq, n, rows, deaths, [decode_pid(pid) for lab, pid in died if lab >= since_n])
 
 
 def apply(coll: Collection, d: Delta) -> I64:
@@ -94,6 +100,8 @@ def apply(coll: Collection, d: Delta) -> I64:
             _extend(f, end)
         labels = np.fromiter((r[1] for r in d.rows), np.int64, len(d.rows))
         pids = [decode_pid(r[0]) for r in d.rows]
+        label_of = coll.labels.label_of
+        churned = [lab for pid in d.churned if (lab := label_of.get(pid)) is not None]  # before the assign
         old = _assign(coll, pids, labels, start, end)
         present = np.zeros(end - start, bool)
         present[labels - start] = True
@@ -108,7 +116,8 @@ def apply(coll: Collection, d: Delta) -> I64:
             payloads[lab - start] = orjson.loads(text) if text else None
         gaps = np.flatnonzero(~present).astype(np.int64) + start  # written and gone since: never alive here
         coll.payload.upsert(start, payloads, np.concatenate([old, gaps]))
-        dead = d.deaths[coll.labels.alive[d.deaths]] if len(d.deaths) else d.deaths
+        dead = np.union1d(d.deaths, np.asarray(churned, np.int64))
+        dead = dead[coll.labels.alive[dead]]
         if len(dead):  # as a delete: the fields first, then the label map (a reader that saw "alive" finds an id)
             for f in coll.fields.values():
                 f.forget(dead)

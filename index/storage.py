@@ -5,11 +5,11 @@ its payload (JSON text) and the `seq` of the write that made it. The `meta` tabl
 collection's `seq` and `next_label`. Each write batch is one transaction, so a batch is atomic and
 an acknowledged batch survives a crash.
 
-The `deaths` table logs the labels each delete removed, keyed by the delete's `seq`, in the delete's
-own transaction, and (through a trigger on the upsert's label update) the labels each overwrite
-replaced, with the overwrite's `seq`: a follower process catches up from it (index/catchup.py), since a
-deleted or twice-overwritten row no longer names the label the follower knew. `meta.deaths_from` says
-from which `seq` on the log is complete (a compaction's new generation starts it afresh).
+The `deaths` table logs the (label, id) of each point a delete removed, keyed by the delete's `seq`, in
+the delete's own transaction: a follower process catches up from it (index/catchup.py), since a deleted
+row is gone. Overwrites need no entry (the new row names the id, whose old label the follower knows;
+the id of a point overwritten and then deleted is in the delete's entry). `meta.deaths_from` says from
+which `seq` on the log is complete (a compaction's new generation starts it afresh).
 """
 
 from __future__ import annotations
@@ -42,10 +42,9 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _DEATHS = """
-CREATE TABLE deaths (seq INTEGER NOT NULL, label INTEGER NOT NULL, PRIMARY KEY (seq, label)) WITHOUT ROWID;
+CREATE TABLE deaths (seq INTEGER NOT NULL, label INTEGER NOT NULL, pid TEXT NOT NULL, PRIMARY KEY (seq, label))
+    WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(key, value) SELECT 'deaths_from', coalesce((SELECT value FROM meta WHERE key = 'seq'), 0);
-CREATE TRIGGER overwrite_deaths AFTER UPDATE OF label ON points WHEN OLD.label != NEW.label
-BEGIN INSERT OR IGNORE INTO deaths(seq, label) VALUES (NEW.seq, OLD.label); END;
 """
 
 # SQLite caps bound variables per statement; stay well below.
@@ -130,14 +129,13 @@ class PointStore:
         cur = self._writer
         cur.execute("BEGIN IMMEDIATE")
         try:
-            labels: list[int] = []
+            rows: list[tuple[str, int]] = []
             for i in range(0, len(pids), _CHUNK):
                 chunk = pids[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                labels += [
-                    r[0] for r in cur.execute(f"DELETE FROM points WHERE pid IN ({marks}) RETURNING label", chunk)
-                ]
-            self._log_deaths(labels, seq)
+                rows += cur.execute(f"DELETE FROM points WHERE pid IN ({marks}) RETURNING pid, label", chunk)
+            self._log_deaths(rows, seq)
+            labels = [label for _, label in rows]
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
         except BaseException:
@@ -150,7 +148,7 @@ class PointStore:
         cur.execute("BEGIN IMMEDIATE")
         try:
             rows = list(cur.execute(f"DELETE FROM points WHERE {where} RETURNING pid, label", params))
-            self._log_deaths([lab for _, lab in rows], seq)
+            self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
         except BaseException:
@@ -168,7 +166,7 @@ class PointStore:
                 chunk = labels[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows += cur.execute(f"DELETE FROM points WHERE label IN ({marks}) RETURNING pid, label", chunk)
-            self._log_deaths([lab for _, lab in rows], seq)
+            self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
         except BaseException:
@@ -176,9 +174,10 @@ class PointStore:
             raise
         return rows
 
-    def _log_deaths(self, labels: Sequence[int], seq: int) -> None:
+    def _log_deaths(self, rows: Sequence[tuple[str, int]], seq: int) -> None:
+        """In the delete's transaction: (id, label) of each point it removed, for followers (index/catchup.py)."""
         self._writer.executemany(
-            "INSERT OR IGNORE INTO deaths(seq, label) VALUES (?, ?)", [(seq, lab) for lab in labels]
+            "INSERT OR IGNORE INTO deaths(seq, label, pid) VALUES (?, ?, ?)", [(seq, lab, pid) for pid, lab in rows]
         )
 
     def _set_meta(self, **values: int) -> None:

@@ -179,23 +179,24 @@ def test_follower_reloads_when_the_log_does_not_reach_back(engine: Engine, follo
     assert follower.get("c").count == 9 and follower.get("c").get([1]) == []
 
 
-def test_the_store_logs_every_death_in_its_own_transaction(tmp_path: Path) -> None:
+def test_the_store_logs_every_delete_in_its_own_transaction(tmp_path: Path) -> None:
     store = PointStore(tmp_path / "points.sqlite")
 
-    def log() -> list[tuple[int, int]]:
-        return sorted(store._writer.execute("SELECT seq, label FROM deaths"))
+    def log() -> list[tuple[int, int, str]]:
+        return sorted(store._writer.execute("SELECT seq, label, pid FROM deaths"))
 
     try:
         store.upsert([(str(i), i, None, None) for i in range(6)], seq=1, next_label=6)
         store.upsert([("1", 6, None, None), ("9", 7, None, None)], seq=2, next_label=8)  # 1 overwritten
-        assert log() == [(2, 1)]
+        assert log() == []  # the new row names the id: no entry
         assert store.delete(["2", "8"], seq=3) == [2]
         store.delete_where("pid = '3'", [], seq=4)
         store.delete_labels([4, 6], seq=5)
-        assert log() == [(2, 1), (3, 2), (4, 3), (5, 4), (5, 6)]
-        with pytest.raises(sqlite3.IntegrityError):  # 5 is overwritten, then label 0 is taken: all rolls back
-            store.upsert([("5", 8, None, None), ("7", 0, None, None)], seq=6, next_label=9)
-        assert log() == [(2, 1), (3, 2), (4, 3), (5, 4), (5, 6)]
+        want = [(3, 2, "2"), (4, 3, "3"), (5, 4, "4"), (5, 6, "1")]
+        assert log() == want
+        with pytest.raises(sqlite3.IntegrityError):  # label 0 is taken: the batch rolls back whole
+            store.upsert([("7", 0, None, None)], seq=6, next_label=9)
+        assert log() == want
         assert store.meta()["deaths_from"] == 0
     finally:
         store.close()
@@ -284,3 +285,36 @@ def test_catch_up_reads_the_files_it_opened(engine: Engine, follower: FollowerCa
     ids = list(range(8))
     got = [(h.id, h.vectors) for h in follower.get("c").get(ids, with_vector=True)]
     assert got == [(h.id, h.vectors) for h in primary.get(ids, with_vector=True)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_writes_and_syncs_agree(engine: Engine, follower: FollowerCatalog, seed: int) -> None:
+    """Random upserts (new ids, overwrites, omitted vectors), deletes and delete_where over a few ids, with
+    the follower syncing at random moments: after each sync it holds exactly the primary's points."""
+    rng = np.random.default_rng(100 + seed)
+    cfg = {"vectors": {"d": {"dim": DIM, "metric": "cosine"}, "e": {"dim": 4, "metric": "dot"}}}
+    primary = engine.create("c", cfg)
+    primary.create_payload_index("k", PayloadSchemaType.integer)
+    ids = list(range(30))
+    follower.sync("c")
+    for _ in range(40):
+        op = rng.integers(4)
+        some = sorted({int(x) for x in rng.choice(ids, int(rng.integers(1, 6)))})
+        if op <= 1:
+            e = [rng.standard_normal(4).astype(np.float32) if rng.random() < 0.7 else None for _ in some]
+            primary.upsert(some, {"d": rows(rng, len(some), DIM), "e": e}, [{"k": int(x) % 3} for x in some])
+        elif op == 2:
+            primary.delete(some)
+        else:
+            primary.delete_where(_flt({"must": [{"key": "k", "match": {"value": int(rng.integers(3))}}]}))
+        if rng.random() < 0.4:
+            follower.sync("c")
+            f = follower.get("c")
+            got = [(h.id, h.payload, h.vectors) for h in f.get(ids, with_vector=True)]
+            assert got == [(h.id, h.payload, h.vectors) for h in primary.get(ids, with_vector=True)]
+            assert f.count == primary.count and f.count_where(None) == primary.count
+            q = Query(vector=rows(rng, 1, DIM)[0], using="d", limit=5, params=SearchParams(exact=True))
+            assert [h.id for h in f.search([q])[0].hits] == [h.id for h in primary.search([q])[0].hits]
+            k1 = _flt({"must_not": [{"key": "k", "match": {"value": 1}}]})
+            assert f.count_where(k1) == primary.count_where(k1)
+    assert follower.reloads == 1  # every sync after the first caught up
