@@ -157,7 +157,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs.append(r)
         rl = r["reload"]["median_ms"] if r["reload"] else float("nan")
         print(f"n={n}: catch-up {r['catch_up']['median_ms']:.2f} ms, reload {rl:.1f} ms (medians)", flush=True)
-    results = {"commit": (harness.commit()["commit"] or "unknown")[:7], "environment": env, "runs": runs}
+    pinned = {"engine": "one process: the primary catalog and the follower, each collection's indexer thread"}
+    results = {
+        "commit": (harness.commit()["commit"] or "unknown")[:7],
+        "environment": env,
+        "runs": runs,
+        "meta": {"threads_pinned": pinned},
+    }
     lines = [
         f"## Follower catch-up per write against a whole reload (commit {results['commit']})",
         "",

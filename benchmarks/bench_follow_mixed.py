@@ -183,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     cmd = "python benchmarks/bench_follow_mixed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    meta = {"wire_format": "JSON float lists (searches), msgpack (writes)", "cores": len(os.sched_getaffinity(0))}
+    meta = {
+        "wire_format": "JSON float lists (searches), msgpack (writes)",
+        "threads_pinned": {
+            "load_generator": "wrk -t 1" if use_wrk else "python",
+            "nestor": "--processes 2, default search threads",
+            "cores": len(os.sched_getaffinity(0)),
+        },
+    }
     out = write_results(
         args.out, {"command": cmd.strip(), "setup": setup, "passes": passes, "rows": rows, "meta": meta}
     )

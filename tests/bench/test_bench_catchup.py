@@ -29,7 +29,9 @@ def test_bench_catchup_runs(tmp_path: Path) -> None:
     cmd = [sys.executable, str(SCRIPT), "--data", str(tmp_path / "data"), "--tiny", "--out", str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    (r,) = json.loads(out.read_text())["runs"]
+    result = json.loads(out.read_text())
+    assert result["meta"]["tiny"] is True and result["meta"]["threads_pinned"]
+    (r,) = result["runs"]
     assert r["n"] == 400 and r["writes"] == 10  # --tiny: the harness caps the points at 400
     assert r["catch_up"]["count"] == 8 and r["reload"]["count"] == 2  # every 5th write reloads whole
     assert r["follower_catch_ups"] == 8  # the plain writes caught up: no reload but the initial and forced ones

@@ -31,7 +31,8 @@ def test_bench_follow_mixed_runs(tmp_path: Path) -> None:
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert r["setup"]["n"] == 400
+    assert r["setup"]["n"] == 400 and r["meta"]["tiny"] is True
+    assert r["meta"]["wire_format"] and r["meta"]["threads_pinned"]["load_generator"] == "python"
     rows = {(x["server"], x["writes_per_s"]): x for x in r["rows"]}
     assert set(rows) == {(s, w) for s in ("catch-up", "reload") for w in (0.0, 10.0)}
     for (_, rate), row in rows.items():
