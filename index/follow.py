@@ -13,9 +13,12 @@ state of the store. Before it serves a read, it compares the collection's stamp 
 - the inode of `points.sqlite` (a compaction's generation swap, a snapshot restore, delete and create);
 - the inode of `collection.json` (rewritten atomically when a payload index comes or goes).
 
-When they differ it loads the collection again, so a write acknowledged by the primary is visible to
-the next search on any follower. Reloading the whole collection is simple and always right; its cost is
-a restart's load time per write that a follower then serves a read after (docs/processes.md).
+When they differ, the next read waits until the follower is current, so a write acknowledged by the
+primary is visible to the next search on any follower. When only the `seq` moved (the common case: writes
+and deletes), the follower catches up incrementally: it applies the rows and deaths committed since its
+`seq`, read in one transaction (index/catchup.py), at a cost that follows the write, not the collection.
+Otherwise (a new store or config file, a deaths log that does not reach back, a bulk load) it loads the
+collection again, which costs a restart's load time (docs/processes.md).
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from index import catchup
 from index.aliases import Aliases
+from index.backends.base import I64
 from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import AnyCollection, CollectionOptions
@@ -86,9 +93,28 @@ class FollowerCollection(Collection):
     store_class = SnapshotStore
 
     def _open_state(self) -> None:
+        self._retired: list[I64] = []  # labels a catch-up found dead, for the indexer to drop from the indexes
+        self._retired_lock = threading.Lock()
         super()._open_state()
         assert isinstance(self.points, SnapshotStore)
         self.points.release()
+
+    def retire(self, labels: I64) -> None:
+        """Drop `labels` (dead: searches skip them already) from the indexes on the indexer's thread, which
+        holds no graph lock between its steps, so the catch-up a search waits for does not wait for it."""
+        if len(labels):
+            with self._retired_lock:
+                self._retired.append(labels)
+            self.wake_indexer()
+
+    def _derived_step(self) -> bool:
+        with self._retired_lock:
+            retired, self._retired = self._retired, []
+        if retired:
+            labels = np.concatenate(retired)
+            for f in self.fields.values():
+                f.remove_from_index(labels)
+        return super()._derived_step()
 
     def upsert(self, *args: Any, **kwargs: Any) -> Any:
         raise ReadOnlyFollower("this process is a read-only follower; writes go to the primary")
@@ -145,6 +171,9 @@ class FollowerCatalog(Catalog):
         self._seq_conns: dict[str, tuple[int, sqlite3.Connection]] = {}  # name -> (inode, connection)
         self._alias_ino = _ino(data_dir / "aliases.json")
         self.aliases = Aliases(data_dir / "aliases.json")
+        self.reloads = 0  # collections loaded whole (at first sight included)
+        self.catch_ups = 0  # syncs done incrementally (index/catchup.py)
+        self.catch_up_enabled = True  # False: every change loads the collection whole (NESTOR_FOLLOWER_CATCH_UP)
 
     def open_all(self) -> None:
         if self._root.is_dir():
@@ -202,8 +231,32 @@ class FollowerCatalog(Catalog):
         """Load `name` (or its alias's target) again if the primary changed it since it was loaded."""
         with self._lock:
             target = self._target(name)
-            if self._stamp(target) != self._stamps.get(target):
-                self._reload(target)
+            now, held = self._stamp(target), self._stamps.get(target)
+            if now == held:
+                return
+            if now is not None and held is not None and now[:2] == held[:2] and self._catch_up(target):
+                return
+            self._reload(target)
+
+    def _catch_up(self, name: str) -> bool:
+        """Bring the loaded `name` (same store and config files) up to the committed seq incrementally;
+        False when it cannot (index/catchup.py), and the caller loads it whole."""
+        coll = self._collections.get(name)
+        conn = self._seq_conns.get(name)
+        if not self.catch_up_enabled or not isinstance(coll, FollowerCollection) or conn is None:
+            return False
+        delta = catchup.read_delta(conn[1], coll.seq, coll.labels.n)
+        if delta is None:
+            return False
+        try:
+            coll.retire(catchup.apply(coll, delta))
+        except Exception:  # a half-applied delta is not a state of the store: load it whole
+            log.exception("follower: cannot catch up collection %s, loading it whole", name)
+            return False
+        cfg, db, _ = self._stamps[name]
+        self._stamps[name] = (cfg, db, coll.seq)
+        self.catch_ups += 1
+        return True
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -232,6 +285,7 @@ class FollowerCatalog(Catalog):
                 else:
                     self._collections[name] = coll
                     self._stamps[name] = (ino_cfg, ino_db, coll.seq)
+                    self.reloads += 1
                     return
             elif not self._swapping(name):
                 return  # deleted, or never created

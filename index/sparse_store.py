@@ -143,6 +143,17 @@ class SparseFiles:
         idx[e0:e1], val[e0:e1] = indices, values
         self._snap = SparseSnapshot(n, offsets, idx, val)  # one reference swap publishes the batch
 
+    def extend(self, docs: int) -> None:
+        """Take the labels up to `docs` that another process appended and committed (a follower catching
+        up: index/catchup.py)."""
+        s = self._snap
+        start, e0 = s.n_docs, int(s.offsets[s.n_docs])
+        if docs <= start:
+            return
+        ends = self._ends.read_at(start, docs - start)[:, 0]
+        e1 = int(ends[-1])
+        self._put(start, e0, self._idx_file.read_at(e0, e1 - e0)[:, 0], self._val_file.read_at(e0, e1 - e0)[:, 0], ends)
+
     def truncate(self, docs: int) -> None:
         """Drop labels past `docs` (the undo of an append whose transaction did not commit)."""
         s = self._snap

@@ -4,6 +4,12 @@ One row per live point: its id (JSON-encoded, so 7 and "7" differ), its current 
 its payload (JSON text) and the `seq` of the write that made it. The `meta` table holds the
 collection's `seq` and `next_label`. Each write batch is one transaction, so a batch is atomic and
 an acknowledged batch survives a crash.
+
+The `deaths` table logs the (label, id) of each point a delete removed, keyed by the delete's `seq`, in
+the delete's own transaction: a follower process catches up from it (index/catchup.py), since a deleted
+row is gone. Overwrites need no entry (the new row names the id, whose old label the follower knows;
+the id of a point overwritten and then deleted is in the delete's entry). `meta.deaths_from` says from
+which `seq` on the log is complete (a compaction's new generation starts it afresh).
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ CREATE TABLE IF NOT EXISTS points (
     vmask INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_DEATHS = """
+CREATE TABLE deaths (seq INTEGER NOT NULL, label INTEGER NOT NULL, pid TEXT NOT NULL, PRIMARY KEY (seq, label))
+    WITHOUT ROWID;
+INSERT OR IGNORE INTO meta(key, value) SELECT 'deaths_from', coalesce((SELECT value FROM meta WHERE key = 'seq'), 0);
 """
 
 # SQLite caps bound variables per statement; stay well below.
@@ -81,6 +92,9 @@ class PointStore:
         cols = {row[1] for row in self._writer.execute("PRAGMA table_info(points)")}
         if "vmask" not in cols:  # before named vectors: every point had its one vector
             self._writer.execute("ALTER TABLE points ADD COLUMN vmask INTEGER")
+        if not self._writer.execute("SELECT 1 FROM sqlite_master WHERE name = 'deaths'").fetchone():
+            # the log is complete from now on: a follower behind this seq loads the collection whole
+            self._writer.executescript(f"BEGIN IMMEDIATE; {_DEATHS} COMMIT;")
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -115,13 +129,13 @@ class PointStore:
         cur = self._writer
         cur.execute("BEGIN IMMEDIATE")
         try:
-            labels: list[int] = []
+            rows: list[tuple[str, int]] = []
             for i in range(0, len(pids), _CHUNK):
                 chunk = pids[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                labels += [
-                    r[0] for r in cur.execute(f"DELETE FROM points WHERE pid IN ({marks}) RETURNING label", chunk)
-                ]
+                rows += cur.execute(f"DELETE FROM points WHERE pid IN ({marks}) RETURNING pid, label", chunk)
+            self._log_deaths(rows, seq)
+            labels = [label for _, label in rows]
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
         except BaseException:
@@ -134,6 +148,7 @@ class PointStore:
         cur.execute("BEGIN IMMEDIATE")
         try:
             rows = list(cur.execute(f"DELETE FROM points WHERE {where} RETURNING pid, label", params))
+            self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
         except BaseException:
@@ -151,12 +166,19 @@ class PointStore:
                 chunk = labels[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows += cur.execute(f"DELETE FROM points WHERE label IN ({marks}) RETURNING pid, label", chunk)
+            self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         return rows
+
+    def _log_deaths(self, rows: Sequence[tuple[str, int]], seq: int) -> None:
+        """In the delete's transaction: (id, label) of each point it removed, for followers (index/catchup.py)."""
+        self._writer.executemany(
+            "INSERT OR IGNORE INTO deaths(seq, label, pid) VALUES (?, ?, ?)", [(seq, lab, pid) for pid, lab in rows]
+        )
 
     def _set_meta(self, **values: int) -> None:
         self._writer.executemany(

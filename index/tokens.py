@@ -64,6 +64,14 @@ class _RowFile:
     def read(self, rows: int) -> npt.NDArray[Any]:
         return np.fromfile(self.path, dtype=self.dtype, count=rows * self.width).reshape(rows, self.width)
 
+    def read_at(self, start: int, rows: int) -> npt.NDArray[Any]:
+        """Rows `start:start + rows`, which another process appended and committed (a follower). Read through
+        the open file, not the path: a compaction's swap may have put another file at the path."""
+        raw = os.pread(self._fh.fileno(), rows * self.row_bytes, start * self.row_bytes)
+        if len(raw) != rows * self.row_bytes:
+            raise RuntimeError(f"{self.path}: fewer than the {start + rows} committed rows on disk")
+        return np.frombuffer(raw, dtype=self.dtype).reshape(rows, self.width)
+
     def write(self, arr: npt.NDArray[Any]) -> None:
         self._fh.seek(0, os.SEEK_END)
         self._fh.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
@@ -244,6 +252,19 @@ class TokenFiles:
             sc[t0:t1] = scale
         self._offsets, self._codes, self._scale = offsets, arr, sc
         self._snap = TokenSnapshot(n, offsets, arr, sc)  # one reference swap publishes the batch
+
+    def extend(self, docs: int) -> None:
+        """Take the labels up to `docs` that another process appended and committed (a follower catching
+        up: index/catchup.py)."""
+        snap = self._snap
+        start, t0 = snap.n_docs, int(snap.offsets[snap.n_docs])
+        if docs <= start:
+            return
+        ends = self._ends.read_at(start, docs - start)[:, 0]
+        t1 = int(ends[-1])
+        codes = self._codes_file.read_at(t0, t1 - t0)
+        scale = None if self._scale_file is None else self._scale_file.read_at(t0, t1 - t0)[:, 0]
+        self._put(start, t0, codes, scale, ends)
 
     def truncate(self, docs: int) -> None:
         """Drop labels past `docs` (the undo of an append whose transaction did not commit)."""

@@ -122,6 +122,28 @@ class VectorStore:
         self._n = n_new
         return start
 
+    def extend(self, rows: int) -> None:
+        """Take the rows up to `rows` that another process appended and committed (a follower catching up:
+        index/catchup.py). The caller serialises it with the store's other writers."""
+        start = self._n
+        if rows <= start:
+            return
+        # through the open file, not the path: a compaction's swap may have put another file at the path
+        if self.on_disk:
+            self._data = np.memmap(self._fh, dtype=np.float32, mode="r", shape=(rows, self.dim))
+            self._n = rows
+            return
+        raw = os.pread(self._fh.fileno(), (rows - start) * 4 * self.dim, start * 4 * self.dim)
+        if len(raw) != (rows - start) * 4 * self.dim:
+            raise RuntimeError(f"{self.path}: fewer than the {rows} committed rows on disk")
+        new = np.frombuffer(raw, dtype="<f4")
+        if rows > len(self._data):
+            grown = np.empty((max(rows, 2 * len(self._data)), self.dim), dtype=np.float32)
+            grown[:start] = self._data[:start]
+            self._data = grown
+        self._data[start:rows] = new.reshape(-1, self.dim)
+        self._n = rows
+
     def truncate(self, rows: int) -> None:
         """Drop rows past `rows` (undo of an append whose transaction did not commit)."""
         self._fh.truncate(rows * 4 * self.dim)

@@ -141,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             cluster=cluster,
         )
+        if isinstance(catalog, FollowerCatalog):
+            catalog.catch_up_enabled = settings.follower_catch_up
         app.state.catalog = catalog
         await run_in_threadpool(catalog.open_all)
         jobs = JobRunner(

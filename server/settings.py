@@ -25,6 +25,11 @@ class Settings(BaseSettings):
         description="server processes on the one port and data directory: the first does every write, the "
         "others serve searches read-only and forward the rest to it (docs/processes.md)",
     )
+    follower_catch_up: bool = Field(
+        True,
+        description="followers apply the primary's writes incrementally; false: they load a changed collection "
+        "whole, as before (docs/processes.md)",
+    )
     malloc_arenas: int | None = Field(
         2,
         ge=1,

@@ -157,6 +157,8 @@ COVERED = {
     "scale": "test_bench_scale.py",
     "scroll": "test_bench_scroll.py",
     "onecopy": "test_bench_onecopy.py",
+    "catchup": "test_bench_catchup.py",
+    "follow_mixed": "test_bench_follow_mixed.py",
 }
 
 

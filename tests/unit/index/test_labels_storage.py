@@ -89,7 +89,7 @@ def test_an_old_store_gets_the_vmask_column_on_open(tmp_path: Path) -> None:
     try:
         assert _columns(path) == ["pid", "label", "payload", "seq", "vmask"]
         assert sorted(store.all_labels()) == [('"x"', 2, None), ("1", 0, None)]  # every vector, as before
-        assert store.meta() == {"seq": 2, "next_label": 3}
+        assert store.meta() == {"seq": 2, "next_label": 3, "deaths_from": 2}  # the deaths log starts here
         store.upsert([("2", 3, None, 0b10)], seq=3, next_label=4)
     finally:
         store.close()
@@ -128,7 +128,7 @@ def test_a_store_refuses_a_label_used_twice(tmp_path: Path) -> None:
         store.upsert([("1", 0, None, None)], seq=1, next_label=1)
         with pytest.raises(sqlite3.IntegrityError):
             store.upsert([("2", 0, None, None)], seq=2, next_label=2)
-        assert store.meta() == {"seq": 1, "next_label": 1}  # the failed batch rolled back whole
+        assert store.meta() == {"seq": 1, "next_label": 1, "deaths_from": 0}  # the failed batch rolled back whole
         assert store.all_labels() == [("1", 0, None)]
     finally:
         store.close()
