@@ -251,6 +251,8 @@ def fusion_section(catalog: Catalog, args: argparse.Namespace) -> list[dict[str,
 class _Canned:
     """A collection whose `search` answers at once with a fixed result: what is left is the caller's Python."""
 
+    distributed = False  # a local collection's, as the one it wraps
+
     def __init__(self, coll: Collection, answer: Any) -> None:
         self.coll, self.answer, self.config = coll, answer, coll.config
 

@@ -246,10 +246,10 @@ def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: En
 
 
 def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_afresh(engine: Engine) -> None:
-    """A pair of a shape seen before skips the config lookups (`index/pair.py`, `_SHAPES`): it still
+    """A pair of a shape seen before skips the config lookups (`index/pair.py`, `_PAIRS`): it still
     answers each new query as the step-by-step tree does, refuses a bad one, and another collection with
     the same request shape (but another dimension) gets its own check."""
-    from index.pair import _SHAPES
+    from index.pair import _PAIRS
     from tests.unit.index.conftest import wait_indexed
 
     c = engine.create("q8s", {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
@@ -258,7 +258,7 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
     c.upsert(list(range(1000)), rows(rng, 1000, 16))
     wait_indexed(c)
     cand = SearchParams(rescore=False)
-    _SHAPES.clear()
+    _PAIRS.clear()
     for _ in range(3):
         q = rows(rng, 1, 16)[0]
         fused = Stage(q, limit=5, prefetch=[Stage(q.copy(), params=cand, limit=20)])
@@ -270,7 +270,7 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
         assert rep.stages[0].strategy == "fused into the rescore"
         assert [h.id for h in got] == [h.id for h in want]
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
-    assert len(_SHAPES) == 1  # one shape, remembered once, used by the next two
+    assert len(_PAIRS) == 1  # one shape, remembered once, used by the next two
     bad = q.copy()
     bad[0] = np.nan
     tree = Stage(bad, limit=5, prefetch=[Stage(bad, params=cand, limit=20)])
