@@ -151,18 +151,30 @@ def run_fused(
         st.using,
     )
     res = coll.search([q], partial=partial)[0]
-    ms = (perf_counter() - started) * 1000
     hits = res.hits
-    strategy = _STRATEGIES.get(res.strategy)
-    if strategy is None:
-        if len(_STRATEGIES) > 256:
-            _STRATEGIES.clear()
-        strategy = _STRATEGIES[res.strategy] = f"{res.strategy} (candidates and rescore in one search)"
-    child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
-    return hits, StageReport("rescore", st.using, strategy, k, p.limit, len(hits), ms, [child])
+    return hits, _PairReport(st, k, len(hits), (perf_counter() - started) * 1000, res.strategy)
 
 
-_STRATEGIES: dict[str, str] = {}  # a search's strategy -> the fused rescore's (one string, not one per query)
+class _PairReport(StageReport):
+    """The fused pair's report: a rescore whose one child, the leaf, was "fused into the rescore". What
+    it says is taken when the search returns; the two `StageReport`s are built when it is first read (a
+    caller that never reads it, as an in-process one often does, skips them: a third of the pair's own
+    Python on an int8 search). The tree's `using` and limits it reads were fixed by `check`."""
+
+    __slots__ = ("_ran",)
+
+    def __init__(self, st: Stage, k: int, n: int, ms: float, strategy: str) -> None:
+        self._ran = (st, k, n, ms, strategy)  # the `StageReport` fields stay empty until read
+
+    def __getattr__(self, name: str) -> object:  # only called for an empty field: fill them all
+        if name == "_ran":
+            raise AttributeError(name)
+        st, k, n, ms, strategy = self._ran
+        p = st.prefetch[0]
+        child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
+        fused = f"{strategy} (candidates and rescore in one search)"
+        StageReport.__init__(self, "rescore", st.using, fused, k, p.limit, n, ms, [child])
+        return object.__getattribute__(self, name)
 
 
 def fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:

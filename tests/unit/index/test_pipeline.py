@@ -192,6 +192,11 @@ def test_candidates_and_rescore_on_a_compressed_vector_run_as_one_search(engine:
         assert rep.strategy is not None and rep.strategy.endswith("(candidates and rescore in one search)")
         assert rep.candidates_in == 40 and rep.stages[0].strategy == "fused into the rescore"
         assert rep_plain.stages[0].kind == "search" and rep_plain.stages[0].candidates_out == 40
+        # the fused report (built when first read) says what the step-by-step one does, but the leaf's count
+        d, d_plain = rep.as_dict(), rep_plain.as_dict()
+        for key in ("kind", "using", "limit", "candidates_in", "candidates_out"):
+            assert d[key] == d_plain[key], key
+        assert d["stages"][0]["time_ms"] == d["time_ms"] > 0 and d["stages"][0]["limit"] == 40
         assert [h.id for h in fused] == [h.id for h in plain]
         assert [h.score for h in fused] == pytest.approx([h.score for h in plain], abs=1e-5)
     # another query in the leaf is not the vector's own search: step by step
