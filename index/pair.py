@@ -46,23 +46,23 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
     is not checked twice)."""
     q = root.query
     pre = root.prefetch
-    if q.__class__ is not np.ndarray or len(pre) != 1 or root.params is not None:
+    if not isinstance(q, np.ndarray) or len(pre) != 1 or root.params is not None:
         return False
     leaf = pre[0]
     pp = leaf.params
     if pp is None or leaf.prefetch or leaf.using != root.using:
         return False  # (a leaf without params is never fused: the general walk checks it)
     lq = leaf.query
-    assert isinstance(q, np.ndarray)
     if lq is not q and not (
         lq.__class__ is np.ndarray and lq.dtype == q.dtype and lq.shape == q.shape and lq.tobytes() == q.tobytes()  # type: ignore[union-attr]
     ):
         return False
     key: tuple[object, ...] | None = None
     if pp.rescore is False and pp.funnel is None and not pp.exact and leaf.score_threshold is None:
-        key = (id(coll.config), id(lim), root.using, k, leaf.limit, pp.ef, pp.nprobe)
+        cfg = coll.config
+        key = (id(cfg), id(lim), root.using, k, leaf.limit, pp.ef, pp.nprobe)
         got = _PAIRS.get(key)
-        if got is not None and got.config is coll.config and got.lim is lim:
+        if got is not None and got.config is cfg and got.lim is lim:
             nd = q.ndim
             if nd != got.ndim:
                 return False  # the general walk says why
