@@ -3,9 +3,10 @@ vector, checked without the general walk and run as that vector's own search.
 
 On a compressed vector (int8, binary, a reduction, IVF-PQ) or a MUVERA one, that pair is exactly what
 the vector's search does with `oversampling` = the leaf's limit / k: candidates from the index, then an
-exact rescore, in one native call. On a 0.2 ms int8 search the pipeline's own Python was the cost, so the
-pair is recognised up front (`check_pair`), its search params decided once (`fused_params`), and it runs
-as one search with lean stage reports (`run_fused`): benchmarks/PIPELINE.md.
+exact rescore, in one native call. On a 0.1 ms int8 search the pipeline's own Python was the cost, so the
+pair is recognised up front (`check_pair`) and compiled once per request shape (`_Pair`: the vector, its
+search params from `fused_params`), and it runs as that one search (`run_fused`) with a stage report
+built when first read (`_PairReport`): benchmarks/PIPELINE.md.
 """
 
 from __future__ import annotations
