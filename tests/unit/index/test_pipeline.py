@@ -284,3 +284,42 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
         run(c, tree)
     with pytest.raises(DimensionMismatch):  # the same shape of request, on a collection of 8 dimensions
         check(other, Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=20)]))
+
+
+def test_a_multivector_pair_is_remembered_whatever_its_token_count(engine: Engine) -> None:
+    """A MUVERA pair's shape is its vector, limits and knobs, not the query's token count: queries of 3 to
+    6 tokens share one entry of `_PAIRS` and answer as the step-by-step tree does; a bad query of a
+    remembered shape (NaN, no tokens, another token dimension) is still refused by the check."""
+    from index.pair import _PAIRS
+    from tests.synth_tokens import clustered_token_sets
+    from tests.unit.index.conftest import wait_indexed
+
+    mv = {"type": "muvera", "k_sim": 2, "d_proj": 8, "r_reps": 4, "seed": 3, "exact_below": 0}
+    c = engine.create("mvp", {"dim": 8, "metric": "dot", "multivector": mv, "index": {"type": "hnsw"}})
+    docs, queries = clustered_token_sets(300, 6, 8, seed=4)
+    c.upsert(list(range(300)), docs)
+    wait_indexed(c, 60)
+    assert len({len(q) for q in queries}) > 1
+    cand = SearchParams(rescore=False)
+    _PAIRS.clear()
+    for q in queries:
+        fused = Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=30)])
+        plain = Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=30, score_threshold=-1e9)])
+        check(c, fused)
+        check(c, plain)
+        got, rep = run(c, fused, with_payload=False)
+        want, _ = run(c, plain, with_payload=False)
+        assert rep.stages[0].strategy == "fused into the rescore" and len(got) == 5
+        assert [h.id for h in got] == [h.id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+    assert len(_PAIRS) == 1
+    bad = queries[0].copy()
+    bad[1, 2] = np.nan
+    for q, err in (
+        (bad, InvalidVector),
+        (np.zeros((0, 8), np.float32), InvalidVector),
+        (bad[:, :4], DimensionMismatch),
+    ):
+        q = np.ascontiguousarray(q)
+        with pytest.raises(err):
+            check(c, Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=30)]))
