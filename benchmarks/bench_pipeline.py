@@ -103,14 +103,16 @@ def pipeline(coll: Collection, queries: Any, candidates: int, leaf: SearchParams
 
 
 def compare(name: str, ways: dict[str, Searcher], nq: int, gt: Any, rounds: int) -> list[dict[str, Any]]:
-    """Both forms, interleaved: per round one pass of each; QPS is the median over rounds."""
+    """The forms, interleaved: per round one pass of each (in reverse order every other round); QPS is the
+    median over rounds."""
     qps: dict[str, list[float]] = {w: [] for w in ways}
     lat: dict[str, list[float]] = {w: [] for w in ways}
     cpu: dict[str, list[float]] = {w: [] for w in ways}  # process CPU time per query: steadier under load
     found: dict[str, list[Any]] = {}
     loads: list[float] = []
-    for _ in range(rounds):
-        for way, fn in ways.items():
+    for r in range(rounds):
+        # every other round in reverse order, so that neither form always runs after the other
+        for way, fn in list(ways.items())[:: -1 if r % 2 else 1]:
             c0 = time.process_time()
             timing, out = time_single(fn, nq, repeats=1, warmup=min(20, nq))
             cpu[way].append((time.process_time() - c0) * 1000 / (nq + min(20, nq)))
@@ -131,6 +133,9 @@ def compare(name: str, ways: dict[str, Searcher], nq: int, gt: Any, rounds: int)
             "p50_ms": statistics.median(lat[way]),
             "cpu_ms": statistics.median(cpu[way]),
             "cpu_ms_min": min(cpu[way]),  # the round least disturbed by other processes
+            "cpu_runs": cpu[way],
+            # this form's CPU over the first form's in the same round (the two ran back to back), median
+            "cpu_ratio_paired": statistics.median(a / b for a, b in zip(cpu[way], cpu[next(iter(ways))], strict=True)),
             "load_during": max(loads),
         }
         for way in ways
@@ -251,6 +256,8 @@ def fusion_section(catalog: Catalog, args: argparse.Namespace) -> list[dict[str,
 class _Canned:
     """A collection whose `search` answers at once with a fixed result: what is left is the caller's Python."""
 
+    distributed = False  # a local collection's, as the one it wraps
+
     def __init__(self, coll: Collection, answer: Any) -> None:
         self.coll, self.answer, self.config = coll, answer, coll.config
 
@@ -304,6 +311,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         ("p50_over_sum", "p50 / sum of leaves", ".2f"),
         ("cpu_over_sum", "CPU / sum of leaves", ".2f"),
         ("cpu_ms_min", "CPU ms/query (best round)", ".3f"),
+        ("cpu_ratio_paired", "CPU / first form's, same round (median)", ".3f"),
         ("cpu_min_over_sum", "best-round CPU / sum", ".2f"),
         ("p50_over_both", "p50 / a then b", ".2f"),
         ("cpu_min_over_both", "best-round CPU / a then b", ".2f"),

@@ -3,15 +3,17 @@ vector, checked without the general walk and run as that vector's own search.
 
 On a compressed vector (int8, binary, a reduction, IVF-PQ) or a MUVERA one, that pair is exactly what
 the vector's search does with `oversampling` = the leaf's limit / k: candidates from the index, then an
-exact rescore, in one native call. On a 0.2 ms int8 search the pipeline's own Python was the cost, so the
-pair is recognised up front (`check_pair`), its search params decided once (`fused_params`), and it runs
-as one search with lean stage reports (`run_fused`): benchmarks/PIPELINE.md.
+exact rescore, in one native call. On a 0.1 ms int8 search the pipeline's own Python was the cost, so the
+pair is recognised up front (`check_pair`) and compiled once per request shape (`_Pair`: the vector, its
+search params from `fused_params`), and it runs as that one search (`run_fused`) with a stage report
+built when first read (`_PairReport`): benchmarks/PIPELINE.md.
 """
 
 from __future__ import annotations
 
 import math
-import time
+from dataclasses import dataclass
+from time import perf_counter
 
 import numpy as np
 
@@ -34,52 +36,70 @@ __all__ = ["check_pair", "fused_params", "run_fused"]
 
 def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits) -> bool:
     """`_check` of the commonest tree, a dense query rescoring one leaf of the same query on the same
-    vector (the pipeline form of a compressed index's rerank), without the general walk: on a 0.2 ms int8
+    vector (the pipeline form of a compressed index's rerank), without the general walk: on a 0.1 ms int8
     search the walk was a measurable share. False (nothing set): not that tree, or something the general
     walk must refuse (it says why).
 
-    A pair that runs as one search is remembered per request shape (`_SHAPES`): the next one with the
-    same collection config, vector, limits, leaf knobs and query shape skips the config lookups and
-    checks whose answers that shape decides; what is left is the query itself: equal in both nodes, and
-    finite (a local collection's dense search checks that itself, so it is not checked twice)."""
+    A pair that runs as one search is compiled once per request shape (`_PAIRS`, a `_Pair`): the next
+    one with the same collection config, limits, vector, root limit and leaf knobs skips the config
+    lookups and every check that shape decides; what is left is the query itself: equal in both nodes,
+    of the vector's dimension, and finite (a local collection's dense search checks that itself, so it
+    is not checked twice)."""
     q = root.query
-    if len(root.prefetch) != 1 or root.params is not None or q.__class__ is not np.ndarray:
+    pre = root.prefetch
+    if not isinstance(q, np.ndarray) or len(pre) != 1 or root.params is not None:
         return False
-    leaf = root.prefetch[0]
-    lq = leaf.query
-    if leaf.prefetch or lq.__class__ is not np.ndarray or leaf.using != root.using:
-        return False
-    assert isinstance(q, np.ndarray) and isinstance(lq, np.ndarray)
-    if lq is not q and (lq.dtype != q.dtype or lq.shape != q.shape or lq.tobytes() != q.tobytes()):
-        return False
+    leaf = pre[0]
     pp = leaf.params
+    if pp is None or leaf.prefetch or leaf.using != root.using:
+        return False  # (a leaf without params is never fused: the general walk checks it)
+    lq = leaf.query
+    if lq is not q and not (
+        lq.__class__ is np.ndarray and lq.dtype == q.dtype and lq.shape == q.shape and lq.tobytes() == q.tobytes()  # type: ignore[union-attr]
+    ):
+        return False
     key: tuple[object, ...] | None = None
-    if pp is not None and pp.funnel is None:
-        key = (
-            id(coll.config), id(lim), root.using, k, leaf.limit, leaf.score_threshold, q.shape,
-            pp.rescore, pp.exact, pp.ef, pp.nprobe,
-        )  # fmt: skip
-        got = _SHAPES.get(key)
-        if got is not None and got[0] is coll.config and got[1] is lim:
-            # a single dense query is checked by the one search that runs (`DenseField.prepare_one`: 422 on
-            # NaN or infinity, before anything is read); a second check cost 3 µs of a 110 µs int8 search
-            if (q.ndim != 1 or getattr(coll, "distributed", True)) and not finite(q):
+    if pp.rescore is False and pp.funnel is None and not pp.exact and leaf.score_threshold is None:
+        cfg = coll.config
+        key = (id(cfg), id(lim), root.using, k, leaf.limit, pp.ef, pp.nprobe)
+        got = _PAIRS.get(key)
+        if got is not None and got.config is cfg and got.lim is lim:
+            nd = q.ndim
+            if nd != got.ndim:
                 return False  # the general walk says why
-            root.using = leaf.using = got[2]
-            root.lower = leaf.lower = got[3]
-            leaf.query, leaf.fused, root.fused = q, None, got[4]
+            if nd == 1:  # a local dense search refuses NaN or infinity itself (`DenseField.prepare_one`)
+                if len(q) != got.dim or (coll.distributed and not finite(q)):
+                    return False
+            elif q.shape[1] != got.dim or not q.size or not finite(q):
+                return False
+            root.using = leaf.using = got.name
+            root.lower = leaf.lower = got.lower
+            leaf.fused, root.fused = None, got.params
             return True
     if not _check_once(coll, root, leaf, q, k, lim):
         return False
     if key is not None and root.fused is not None:
-        if len(_SHAPES) > 256:
-            _SHAPES.clear()
-        # the config and the limits are held, so their ids stay theirs while the entry lives
-        _SHAPES[key] = (coll.config, lim, root.using, root.lower, root.fused)
+        if len(_PAIRS) > 256:
+            _PAIRS.clear()
+        _PAIRS[key] = _Pair(coll.config, lim, root.using, root.lower, root.fused, q.ndim, q.shape[-1])
     return True
 
 
-_SHAPES: dict[tuple[object, ...], tuple[object, PipelineLimits, str | None, bool, SearchParams | None]] = {}
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """A checked pair's request shape, compiled: what every later query of that shape needs. The config
+    and the limits are held, so their ids (in the key) stay theirs while the entry lives."""
+
+    config: object
+    lim: PipelineLimits
+    name: str | None  # the vector, resolved
+    lower: bool  # its scores are L2 distances
+    params: SearchParams  # the one search that answers the pair (`fused_params`)
+    ndim: int  # the query's: 1, or 2 for a multivector
+    dim: int
+
+
+_PAIRS: dict[tuple[object, ...], _Pair] = {}
 
 
 def _check_once(coll: CollectionReader, root: Stage, leaf: Stage, q: F32, k: int, lim: PipelineLimits) -> bool:
@@ -114,31 +134,49 @@ def run_fused(
     with_vector: WithVector,
 ) -> tuple[list[Hit], StageReport]:
     """A candidates-then-rescore pair the field's own search runs in one call (`fused_params`); kept
-    lean (no runner, reports built directly): on an int8 index the pipeline's own Python is the cost."""
-    started = time.perf_counter()
+    lean (no runner, its report built when read): on an int8 index the pipeline's own Python is the cost."""
+    started = perf_counter()
     p = st.prefetch[0]
+    pf = p.filter
+    # positional: the `Query` fields in order (vector, limit, offset, filter, params, with_payload,
+    # with_vector, score_threshold, using); a dense array, as `fused_params` says
     q = Query(
-        vector=st.query,  # type: ignore[arg-type]  # a dense array: `fused_params` says so
-        limit=k,
-        filter=flt if p.filter is None else and_filters(flt, p.filter),
-        params=st.fused,
-        with_payload=with_payload,
-        with_vector=with_vector,
-        score_threshold=st.score_threshold,
-        using=st.using,
+        st.query,  # type: ignore[arg-type]
+        k,
+        0,
+        flt if pf is None else and_filters(flt, pf),
+        st.fused,
+        with_payload,
+        with_vector,
+        st.score_threshold,
+        st.using,
     )
-    res = coll.search([q], partial=partial)[0]
-    ms = (time.perf_counter() - started) * 1000
-    child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
-    strategy = _STRATEGIES.get(res.strategy)
-    if strategy is None:
-        if len(_STRATEGIES) > 256:
-            _STRATEGIES.clear()
-        strategy = _STRATEGIES[res.strategy] = f"{res.strategy} (candidates and rescore in one search)"
-    return res.hits, StageReport("rescore", st.using, strategy, k, p.limit, len(res.hits), ms, [child])
+    # `partial` only when set: a keyword through the collection's read gate costs a dict (0.2 µs)
+    res = (coll.search([q], partial=True) if partial else coll.search([q]))[0]
+    hits = res.hits
+    return hits, _PairReport(st, k, len(hits), (perf_counter() - started) * 1000, res.strategy)
 
 
-_STRATEGIES: dict[str, str] = {}  # a search's strategy -> the fused rescore's (one string, not one per query)
+class _PairReport(StageReport):
+    """The fused pair's report: a rescore whose one child, the leaf, was "fused into the rescore". What
+    it says is taken when the search returns; the two `StageReport`s are built when it is first read (a
+    caller that never reads it, as an in-process one often does, never builds them: about 0.3 µs a
+    query in a hot loop). The tree's `using` and limits it reads were fixed by `check`."""
+
+    __slots__ = ("_ran",)
+
+    def __init__(self, st: Stage, k: int, n: int, ms: float, strategy: str) -> None:
+        self._ran = (st, k, n, ms, strategy)  # the `StageReport` fields stay empty until read
+
+    def __getattr__(self, name: str) -> object:  # only called for an empty field: fill them all
+        if name == "_ran":
+            raise AttributeError(name)
+        st, k, n, ms, strategy = self._ran
+        p = st.prefetch[0]
+        child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
+        fused = f"{strategy} (candidates and rescore in one search)"
+        StageReport.__init__(self, "rescore", st.using, fused, k, p.limit, n, ms, [child])
+        return object.__getattribute__(self, name)
 
 
 def fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:

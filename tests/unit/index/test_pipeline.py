@@ -192,6 +192,11 @@ def test_candidates_and_rescore_on_a_compressed_vector_run_as_one_search(engine:
         assert rep.strategy is not None and rep.strategy.endswith("(candidates and rescore in one search)")
         assert rep.candidates_in == 40 and rep.stages[0].strategy == "fused into the rescore"
         assert rep_plain.stages[0].kind == "search" and rep_plain.stages[0].candidates_out == 40
+        # the fused report (built when first read) says what the step-by-step one does, but the leaf's count
+        d, d_plain = rep.as_dict(), rep_plain.as_dict()
+        for key in ("kind", "using", "limit", "candidates_in", "candidates_out"):
+            assert d[key] == d_plain[key], key
+        assert d["stages"][0]["time_ms"] == d["time_ms"] > 0 and d["stages"][0]["limit"] == 40
         assert [h.id for h in fused] == [h.id for h in plain]
         assert [h.score for h in fused] == pytest.approx([h.score for h in plain], abs=1e-5)
     # another query in the leaf is not the vector's own search: step by step
@@ -246,10 +251,10 @@ def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: En
 
 
 def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_afresh(engine: Engine) -> None:
-    """A pair of a shape seen before skips the config lookups (`index/pair.py`, `_SHAPES`): it still
+    """A pair of a shape seen before skips the config lookups (`index/pair.py`, `_PAIRS`): it still
     answers each new query as the step-by-step tree does, refuses a bad one, and another collection with
     the same request shape (but another dimension) gets its own check."""
-    from index.pair import _SHAPES
+    from index.pair import _PAIRS
     from tests.unit.index.conftest import wait_indexed
 
     c = engine.create("q8s", {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
@@ -258,7 +263,7 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
     c.upsert(list(range(1000)), rows(rng, 1000, 16))
     wait_indexed(c)
     cand = SearchParams(rescore=False)
-    _SHAPES.clear()
+    _PAIRS.clear()
     for _ in range(3):
         q = rows(rng, 1, 16)[0]
         fused = Stage(q, limit=5, prefetch=[Stage(q.copy(), params=cand, limit=20)])
@@ -270,7 +275,7 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
         assert rep.stages[0].strategy == "fused into the rescore"
         assert [h.id for h in got] == [h.id for h in want]
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
-    assert len(_SHAPES) == 1  # one shape, remembered once, used by the next two
+    assert len(_PAIRS) == 1  # one shape, remembered once, used by the next two
     bad = q.copy()
     bad[0] = np.nan
     tree = Stage(bad, limit=5, prefetch=[Stage(bad, params=cand, limit=20)])
@@ -279,3 +284,42 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
         run(c, tree)
     with pytest.raises(DimensionMismatch):  # the same shape of request, on a collection of 8 dimensions
         check(other, Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=20)]))
+
+
+def test_a_multivector_pair_is_remembered_whatever_its_token_count(engine: Engine) -> None:
+    """A MUVERA pair's shape is its vector, limits and knobs, not the query's token count: queries of 3 to
+    6 tokens share one entry of `_PAIRS` and answer as the step-by-step tree does; a bad query of a
+    remembered shape (NaN, no tokens, another token dimension) is still refused by the check."""
+    from index.pair import _PAIRS
+    from tests.synth_tokens import clustered_token_sets
+    from tests.unit.index.conftest import wait_indexed
+
+    mv = {"type": "muvera", "k_sim": 2, "d_proj": 8, "r_reps": 4, "seed": 3, "exact_below": 0}
+    c = engine.create("mvp", {"dim": 8, "metric": "dot", "multivector": mv, "index": {"type": "hnsw"}})
+    docs, queries = clustered_token_sets(300, 6, 8, seed=4)
+    c.upsert(list(range(300)), docs)
+    wait_indexed(c, 60)
+    assert len({len(q) for q in queries}) > 1
+    cand = SearchParams(rescore=False)
+    _PAIRS.clear()
+    for q in queries:
+        fused = Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=30)])
+        plain = Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=30, score_threshold=-1e9)])
+        check(c, fused)
+        check(c, plain)
+        got, rep = run(c, fused, with_payload=False)
+        want, _ = run(c, plain, with_payload=False)
+        assert rep.stages[0].strategy == "fused into the rescore" and len(got) == 5
+        assert [h.id for h in got] == [h.id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+    assert len(_PAIRS) == 1
+    bad = queries[0].copy()
+    bad[1, 2] = np.nan
+    for q, err in (
+        (bad, InvalidVector),
+        (np.zeros((0, 8), np.float32), InvalidVector),
+        (bad[:, :4], DimensionMismatch),
+    ):
+        q = np.ascontiguousarray(q)
+        with pytest.raises(err):
+            check(c, Stage(q, limit=5, prefetch=[Stage(q, params=cand, limit=30)]))
