@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from index import plans
@@ -159,24 +160,55 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
         return None
 
 
+class _Codes:
+    """What `_codes_unfiltered` decides from a field's config, its index and a query's knobs, kept on the
+    field until one of them changes: deciding it again cost ~2.5 us a query (benchmarks/NATIVE.md)."""
+
+    __slots__ = ("config", "graph", "index", "inner", "knobs", "name", "over", "rescore")
+
+    def __init__(self, field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...], p: SearchParams | None) -> None:
+        self.index, self.inner, self.config, self.knobs = weakref.ref(index), index.inner, field.config, knobs
+        self.graph: Any = None  # None: not a plan this path runs unrolled
+        self.over, self.rescore, self.name = 1.0, False, kind(field)
+        if not (index.is_trained and _graph_codes(field, index)):
+            return
+        k_ann, rescore, stages = rerank_plan(field, index, 10, p)
+        if stages:
+            return
+        g = index.inner
+        assert isinstance(g, GraphIndex)
+        self.graph, self.rescore = g._graph, rescore
+        # k_ann = max(k, ceil(k * over)) when rescoring: rerank_plan's rule, with its `over` kept
+        cfg = field.config
+        self.over = (p.oversampling if p is not None else None) or cfg.rerank.oversampling or index.default_oversampling
+
+    def fits(self, field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...]) -> bool:
+        return (
+            self.index() is index and self.inner is index.inner and self.config is field.config and self.knobs == knobs
+        )
+
+
 def _codes_unfiltered(
     field: DenseField, upto: int, index: EncodedIndex, mat: F32, k: int, params: SearchParams | None
 ) -> Ranked | None:
     """The int8 graph's unfiltered plan (`_Runner.call` for PLAIN) without building a `_Runner`: about 4 us
     of the ~100 a query costs at 100k (benchmarks/NATIVE.md). None: not this plan."""
-    if not (index.is_trained and _graph_codes(field, index)):
+    p = params
+    if p is not None and p.funnel is not None:
+        return None  # rerank_plan's checks and stages: the general road
+    knobs = (None,) if p is None else (p.ef, p.rescore, p.oversampling)
+    c: _Codes | None = field.native_codes
+    if c is None or not c.fits(field, index, knobs):
+        field.native_codes = c = _Codes(field, index, knobs, p)
+    if c.graph is None:
         return None
-    k_ann, rescore, stages = rerank_plan(field, index, k, params)
-    if stages:
-        return None
-    g = index.inner
-    assert isinstance(g, GraphIndex)
+    k_ann = max(k, math.ceil(k * c.over)) if c.rescore else k
     n = field.labels.n  # after the state, before `alive`, as `_Runner` reads them
-    rows = field.vectors.buffer() if rescore or n > upto else None
-    ef = (params.ef if params is not None else None) or g.ef
+    rows = field.vectors.buffer() if c.rescore or n > upto else None
+    ef = (p.ef if p is not None else None) or c.inner.ef
     gq = index.encode(mat, queries=True)
-    got = g._graph.query(gq, None, k, k, k_ann, ef, rescore, rows, field.alive, upto, n, None, PLAIN, 1)
-    return got[0][0], got[0][1], kind(field)
+    got = c.graph.query(gq, None, k, k, k_ann, ef, c.rescore, rows, field.alive, upto, n, None, PLAIN, 1)
+    return got[0][0], got[0][1], c.name
 
 
 def _exact(field: DenseField, mat: F32, k: int, allowed: Any, n: int, alive: Any, strategy: str) -> Ranked:

@@ -80,9 +80,11 @@ def search_one(coll: Collection, q: Query) -> QueryResult:
 
 
 def _unfiltered(coll: Collection, f: DenseField, q: Query) -> planner.Ranked:
-    planner.check_params(f, q.params)
+    if q.params is not None and q.params.funnel is not None:  # the only knob check_params looks at
+        planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
-    _remember(coll, f, mat)
+    if f.query_sample.reservoir_size:
+        _remember(coll, f, mat)
     k = q.limit + q.offset
     ranked = native.search(f, mat, k, q.params, None) or planner.search_fast(f, q, mat)
     if ranked is None:
