@@ -164,12 +164,12 @@ class _Codes:
     """What `_codes_unfiltered` decides from a field's config, its index and a query's knobs, kept on the
     field until one of them changes: deciding it again cost ~2.5 us a query (benchmarks/NATIVE.md)."""
 
-    __slots__ = ("config", "graph", "index", "inner", "knobs", "name", "over", "rescore")
+    __slots__ = ("as_is", "config", "graph", "index", "inner", "knobs", "name", "over", "rescore")
 
     def __init__(self, field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...], p: SearchParams | None) -> None:
         self.index, self.inner, self.config, self.knobs = weakref.ref(index), index.inner, field.config, knobs
         self.graph: Any = None  # None: not a plan this path runs unrolled
-        self.over, self.rescore, self.name = 1.0, False, kind(field)
+        self.over, self.rescore, self.name, self.as_is = 1.0, False, kind(field), index.queries_as_is
         if not (index.is_trained and _graph_codes(field, index)):
             return
         k_ann, rescore, stages = rerank_plan(field, index, 10, p)
@@ -206,7 +206,7 @@ def _codes_unfiltered(
     n = field.labels.n  # after the state, before `alive`, as `_Runner` reads them
     rows = field.vectors.buffer() if c.rescore or n > upto else None
     ef = (p.ef if p is not None else None) or c.inner.ef
-    gq = index.encode(mat, queries=True)
+    gq = mat if c.as_is else index.encode(mat, queries=True)  # the graph quantizes the query itself
     got = c.graph.query(gq, None, k, k, k_ann, ef, c.rescore, rows, field.alive, upto, n, None, PLAIN, 1)
     return got[0][0], got[0][1], c.name
 
