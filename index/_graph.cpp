@@ -1315,29 +1315,11 @@ class Graph {
     // flags `pf`; `size` of at most `cap`), dropping what falls off its end. Returns the first position
     // that changed (`size` when none did), where the caller resumes expanding.
     // `ahead`: the caller prefetched only the first `ahead_` of `fresh`; the rest are prefetched here.
-    // `then`: the links of the node likely expanded next (or null); once `fresh` has no more to prefetch,
-    // its unvisited neighbours' vectors are asked for instead, so the next expansion does not start
-    // with a full memory wait (a wrong guess costs a few prefetches).
     int merge_into_beam(const Prepared& p, const int32_t* fresh, int nf, float* pd, int32_t* pi, uint8_t* pf,
-                        int& size, int cap, bool ahead = false, const int32_t* then = nullptr,
-                        const Visited* vis = nullptr) {
+                        int& size, int cap, bool ahead = false) {
         int lowest = size;
-        int t = 1, t_end = -1;  // the next of `then`'s links to look at; their end, read when first needed
-        auto prefetch_then = [&]() {
-            if (t_end < 0) t_end = then[0] + 1;  // read late: the caller's prefetch of these links has landed
-            for (; t < t_end; ++t)
-                if (vis->mark[then[t]] != vis->epoch) {
-                    prefetch_codes(then[t++]);
-                    return;
-                }
-        };
-        if (ahead && then != nullptr)
-            for (int j = nf; j < ahead_; ++j) prefetch_then();  // fewer fresh than the lookahead: start now
         for (int j = 0; j < nf; ++j) {
-            if (ahead) {
-                if (j + ahead_ < nf) prefetch_codes(fresh[j + ahead_]);
-                else if (then != nullptr) prefetch_then();
-            }
+            if (ahead && j + ahead_ < nf) prefetch_codes(fresh[j + ahead_]);
             const float d = dist(p, fresh[j]);
             if (size == cap && d >= pd[size - 1]) continue;
             int pos = static_cast<int>(std::upper_bound(pd, pd + size, d) - pd);
@@ -1376,11 +1358,9 @@ class Graph {
             pf[cursor] = 1;
             // the next node to expand, unless this one's neighbours displace it: its links are a miss
             // the scoring below can hide
-            const int32_t* then = nullptr;
             for (int c = cursor + 1; c < size; ++c)
                 if (!pf[c]) {
                     prefetch_links(pi[c]);
-                    then = &links0_[static_cast<size_t>(pi[c]) * (m0_ + 1)];
                     break;
                 }
             const int32_t* ll = &links0_[static_cast<size_t>(node) * (m0_ + 1)];
@@ -1393,7 +1373,7 @@ class Graph {
                     fresh[nf++] = nb;
                 }
             }
-            const int lowest = merge_into_beam(p, fresh, nf, pd, pi, pf, size, cap, true, then, &vis);
+            const int lowest = merge_into_beam(p, fresh, nf, pd, pi, pf, size, cap, true);
             cursor = std::min(cursor + 1, lowest);
             while (cursor < size && pf[cursor]) ++cursor;
         }
