@@ -25,7 +25,8 @@ def test_count_distances_reads_every_graph(tmp_path: Path) -> None:
     np.save(dense / "gt_ip.npy", exact_topk(base, queries, 100))
     args = ["--tiny", "--data", str(tmp_path), "--reuse", str(tmp_path / "work"), "--queries", "10"]
     out = subprocess.run([sys.executable, str(SCRIPT), *args], check=True, capture_output=True, text=True, timeout=300)
-    rows = {line.split("|")[1].strip(): line for line in out.stdout.splitlines() if line.startswith("| ") and "ef" not in line}
+    table = [line for line in out.stdout.splitlines() if line.startswith("| ") and "ef" not in line]
+    rows = {line.split("|")[1].strip(): line for line in table}
     assert set(rows) == {"nestor float32", "nestor int8 (its float32 twin)", "hnswlib float32"}
     for line in rows.values():
         at16, at48 = (float(x.replace(",", "")) for x in re.findall(r"\| ([\d,.]+)", line))
