@@ -162,30 +162,40 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
 
 class _Codes:
     """What `_codes_unfiltered` decides from a field's config, its index and a query's knobs, kept on the
-    field until one of them changes: deciding it again cost ~2.5 us a query (benchmarks/NATIVE.md)."""
+    field until one of them changes: deciding it again cost ~2.5 us a query (benchmarks/NATIVE.md).
+    The index and its graph are held weakly: a replaced index is not kept alive by its memo."""
 
-    __slots__ = ("as_is", "config", "graph", "index", "inner", "knobs", "name", "over", "rescore")
+    __slots__ = ("as_is", "config", "index", "inner", "knobs", "name", "over", "rescore", "runs")
 
     def __init__(self, field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...], p: SearchParams | None) -> None:
-        self.index, self.inner, self.config, self.knobs = weakref.ref(index), index.inner, field.config, knobs
-        self.graph: Any = None  # None: not a plan this path runs unrolled
+        inner = index.inner
+        self.index, self.config, self.knobs = weakref.ref(index), field.config, knobs
+        self.inner: Any = weakref.ref(inner) if inner is not None else _no_inner
+        self.runs = False  # whether this path runs the plan unrolled
         self.over, self.rescore, self.name, self.as_is = 1.0, False, kind(field), index.queries_as_is
         if not (index.is_trained and _graph_codes(field, index)):
             return
         k_ann, rescore, stages = rerank_plan(field, index, 10, p)
         if stages:
             return
-        g = index.inner
-        assert isinstance(g, GraphIndex)
-        self.graph, self.rescore = g._graph, rescore
+        self.runs, self.rescore = True, rescore
         # k_ann = max(k, ceil(k * over)) when rescoring: rerank_plan's rule, with its `over` kept
         cfg = field.config
         self.over = (p.oversampling if p is not None else None) or cfg.rerank.oversampling or index.default_oversampling
 
     def fits(self, field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...]) -> bool:
+        inner = index.inner
         return (
-            self.index() is index and self.inner is index.inner and self.config is field.config and self.knobs == knobs
+            self.index() is index
+            and self.inner() is inner
+            and (inner is not None or not self.runs)
+            and self.config is field.config
+            and self.knobs == knobs
         )
+
+
+def _no_inner() -> None:
+    return None
 
 
 def _codes_unfiltered(
@@ -200,14 +210,15 @@ def _codes_unfiltered(
     c: _Codes | None = field.native_codes
     if c is None or not c.fits(field, index, knobs):
         field.native_codes = c = _Codes(field, index, knobs, p)
-    if c.graph is None:
+    if not c.runs:
         return None
+    g = index.inner  # the graph the memo was made for (`fits`)
     k_ann = max(k, math.ceil(k * c.over)) if c.rescore else k
     n = field.labels.n  # after the state, before `alive`, as `_Runner` reads them
     rows = field.vectors.buffer() if c.rescore or n > upto else None
-    ef = (p.ef if p is not None else None) or c.inner.ef
+    ef = (p.ef if p is not None else None) or g.ef
     gq = mat if c.as_is else index.encode(mat, queries=True)  # the graph quantizes the query itself
-    got = c.graph.query(gq, None, k, k, k_ann, ef, c.rescore, rows, field.alive, upto, n, None, PLAIN, 1)
+    got = g._graph.query(gq, None, k, k, k_ann, ef, c.rescore, rows, field.alive, upto, n, None, PLAIN, 1)
     return got[0][0], got[0][1], c.name
 
 

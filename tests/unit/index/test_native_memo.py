@@ -4,6 +4,8 @@ and the common result (ids and scores, nothing else asked for) is assembled on a
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import numpy as np
@@ -43,7 +45,7 @@ def test_the_int8_memo_follows_the_knobs(engine: Engine, calls: list[int]) -> No
         assert _same(fast, slow) == {"int8_hnsw"}
         assert calls  # the native call ran
         memo = _memo(coll)
-        assert memo is not None and memo.graph is not None  # the unrolled road answered
+        assert memo is not None and memo.runs  # the unrolled road answered
         assert memo.knobs == ((None,) if p is None else (p.ef, p.rescore, p.oversampling))
         scores.append([h.score for r in fast for h in r.hits])
     # the knobs took effect: code scores without the rescore differ from the exact ones
@@ -55,18 +57,22 @@ def test_the_int8_memo_follows_a_new_index(engine: Engine) -> None:
     qs = [Query(vector=q, limit=K, with_payload=False) for q in queries]
     assert _same(*_both(coll, qs)) == {"int8_hnsw"}
     old = _memo(coll)
+    old_index, old_graph = old.index, weakref.ref(old.inner()._graph)
+    del old
     coll.delete(list(range(0, N, 2)))
     assert coll.optimize()  # a compaction: every point relabelled, a new index
     st = coll.optimizer.wait(60)
     assert st.last_error is None and coll.labels.n == N // 2
     wait_indexed(coll)
+    # nothing keeps the replaced index or its graph alive (the memo holds them weakly)
+    gc.collect()
+    assert old_index() is None and old_graph() is None
     fast, slow = _both(coll, qs)
     assert _same(fast, slow) == {"int8_hnsw"}
     assert all(h.id % 2 == 1 for r in fast for h in r.hits)  # no deleted point
-    memo = _memo(coll)
     f = coll.fields[""]
     assert isinstance(f, DenseField)
-    assert memo is not old and memo.index() is f.state.index
+    assert _memo(coll).index() is f.state.index
 
 
 def test_ids_only_hits_drop_a_point_deleted_after_the_walk(engine: Engine) -> None:
