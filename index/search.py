@@ -80,11 +80,9 @@ def search_one(coll: Collection, q: Query) -> QueryResult:
 
 
 def _unfiltered(coll: Collection, f: DenseField, q: Query) -> planner.Ranked:
-    if q.params is not None and q.params.funnel is not None:  # the only knob check_params looks at
-        planner.check_params(f, q.params)
+    planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
-    if f.query_sample.reservoir_size:
-        _remember(coll, f, mat)
+    _remember(coll, f, mat)
     k = q.limit + q.offset
     ranked = native.search(f, mat, k, q.params, None) or planner.search_fast(f, q, mat)
     if ranked is None:
