@@ -18,6 +18,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -117,6 +118,7 @@ class DenseField:
         self.index_disk = 0
         self.last_optimized: float | None = None
         self.tuning = Tuning(config.quality) if config.quality is not None else None  # index/quality.py
+        self.native_codes: Any = None  # index/native.py's memo of the unrolled int8 plan
 
     @property
     def plain_flat(self) -> bool:
@@ -158,7 +160,7 @@ class DenseField:
         if v.shape != (self.dim,):
             return self.prepare(v[None, :] if v.ndim == 1 else v)
         v = v.astype(np.float32, copy=False)
-        sq = float(np.dot(v, v))
+        sq = float(v.dot(v))  # ndarray.dot: a third cheaper a call than np.dot
         if not math.isfinite(sq):
             raise InvalidVector(f"{self._what()}vector #0 contains NaN or Inf")
         if self.metric is Metric.cosine and abs(sq - 1.0) > 1e-6:  # most models already give unit vectors

@@ -105,6 +105,11 @@ class EncodedIndex:
         return self.space
 
     @property
+    def queries_as_is(self) -> bool:
+        """`encode(x, queries=True)` is x itself as float32: no reduction, binary or affine codes."""
+        return self.reducer is None and self.binary is None and self._affine is None
+
+    @property
     def asymmetric(self) -> bool:
         q = self.config.quantize
         return isinstance(q, BinaryQuantizeConfig) and q.query == "asymmetric"

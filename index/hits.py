@@ -44,6 +44,13 @@ class HitReader:
 
     def finish(self, q: Query, f: Field, ranked: Ranked) -> QueryResult:
         labels, scores, strategy = ranked
+        if not (q.offset or q.score_threshold is not None or q.with_payload or q.with_vector):
+            # ids and scores only (the search path's common case): no payload to read
+            got = list(map(self.labels.ids.__getitem__, labels))
+            if None in got:  # a point deleted since the search
+                scores = [sc for pid, sc in zip(got, scores, strict=True) if pid is not None]
+                got = [pid for pid in got if pid is not None]
+            return QueryResult(list(map(Hit, got, scores)), strategy)  # type: ignore[arg-type]
         if q.offset:
             labels, scores = labels[q.offset :], scores[q.offset :]
         if q.score_threshold is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from index import plans
@@ -159,26 +160,68 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
         return None
 
 
+class _Codes:
+    """What `_codes_unfiltered` decides from a field's config, its index and a query's knobs, kept on the
+    field until one of them changes: deciding it again cost ~2.5 us a query (benchmarks/NATIVE.md).
+    The index and its graph are held weakly: a replaced index is not kept alive by its memo."""
+
+    __slots__ = ("as_is", "config", "index", "inner", "knobs", "name", "over", "rescore", "runs")
+
+    def __init__(self, field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...], p: SearchParams | None) -> None:
+        inner = index.inner
+        self.index, self.config, self.knobs = weakref.ref(index), field.config, knobs
+        self.inner: Any = weakref.ref(inner) if inner is not None else _no_inner
+        self.runs = False  # whether this path runs the plan unrolled
+        self.over, self.rescore, self.name, self.as_is = 1.0, False, kind(field), index.queries_as_is
+        if not (index.is_trained and _graph_codes(field, index)):
+            return
+        k_ann, rescore, stages = rerank_plan(field, index, 10, p)
+        if stages:
+            return
+        self.runs, self.rescore = True, rescore
+        # k_ann = max(k, ceil(k * over)) when rescoring: rerank_plan's rule, with its `over` kept
+        cfg = field.config
+        self.over = (p.oversampling if p is not None else None) or cfg.rerank.oversampling or index.default_oversampling
+
+    def fits(self, field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...]) -> bool:
+        inner = index.inner
+        return (
+            self.index() is index
+            and self.inner() is inner
+            and (inner is not None or not self.runs)
+            and self.config is field.config
+            and self.knobs == knobs
+        )
+
+
+def _no_inner() -> None:
+    return None
+
+
 def _codes_unfiltered(
     field: DenseField, upto: int, index: EncodedIndex, mat: F32, k: int, params: SearchParams | None
 ) -> Ranked | None:
     """The unfiltered plan of a graph over codes (int8, LeanVec-reduced, or both; `_Runner.call` for PLAIN)
     without building a `_Runner`: about 4 us of the ~100 a query costs at 100k (benchmarks/NATIVE.md).
     None: not this plan."""
-    if not (index.is_trained and _graph_codes(field, index)):
+    p = params
+    if p is not None and p.funnel is not None:
+        return None  # rerank_plan's checks and stages: the general road
+    knobs = (None,) if p is None else (p.ef, p.rescore, p.oversampling)
+    c: _Codes | None = field.native_codes
+    if c is None or not c.fits(field, index, knobs):
+        field.native_codes = c = _Codes(field, index, knobs, p)
+    if not c.runs:
         return None
-    k_ann, rescore, stages = rerank_plan(field, index, k, params)
-    if stages:
-        return None
-    g = index.inner
-    assert isinstance(g, GraphIndex)
+    g = index.inner  # the graph the memo was made for (`fits`)
+    k_ann = max(k, math.ceil(k * c.over)) if c.rescore else k
     n = field.labels.n  # after the state, before `alive`, as `_Runner` reads them
-    rows = field.vectors.buffer() if rescore or n > upto else None
-    ef = (params.ef if params is not None else None) or g.ef
-    gq = index.encode(mat, queries=True)
+    rows = field.vectors.buffer() if c.rescore or n > upto else None
+    ef = (p.ef if p is not None else None) or g.ef
+    gq = mat if c.as_is else index.encode(mat, queries=True)  # the graph quantizes the query itself
     fq = mat if index.reducer is not None else None  # a reduced walk reranks with the full query
-    got = g._graph.query(gq, fq, k, k, k_ann, ef, rescore, rows, field.alive, upto, n, None, PLAIN, 1)
-    return got[0][0], got[0][1], kind(field)
+    got = g._graph.query(gq, fq, k, k, k_ann, ef, c.rescore, rows, field.alive, upto, n, None, PLAIN, 1)
+    return got[0][0], got[0][1], c.name
 
 
 def _exact(field: DenseField, mat: F32, k: int, allowed: Any, n: int, alive: Any, strategy: str) -> Ranked:
