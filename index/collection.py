@@ -35,6 +35,7 @@ from index.contract import (
 )
 from index.dense import DenseField, field_dir
 from index.errors import InvalidRequest
+from index.filter_fast import select_one
 from index.filters import compile_filter
 from index.fsutil import atomic_write_bytes, fsync_dir, fsync_tree
 from index.gate import SwapGate, WriterWait, reads
@@ -245,7 +246,9 @@ class Collection:
     def count_where(self, flt: Filter | None) -> int:
         if flt is None:
             return self.count
-        found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
+        found = select_one(self.payload, flt, self.config.payload_schema)  # one indexed condition: the quick way
+        if found is None:
+            found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
         if found is not None:
             return len(found)
         where, params = compile_filter(flt)
@@ -269,7 +272,9 @@ class Collection:
     def selection(self, flt: Filter) -> tuple[Selection, bool]:
         """The live labels matching `flt` (from the payload indexes when they answer all of it, else SQL),
         and whether the indexes answered."""
-        found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
+        found = select_one(self.payload, flt, self.config.payload_schema)  # one indexed condition: the quick way
+        if found is None:
+            found = self.payload.select(flt, self.labels.label_of) if self._indexed(flt) else None
         if found is not None:
             return Selection(bitmap=found), True
         where, params = compile_filter(flt)

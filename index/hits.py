@@ -58,6 +58,10 @@ class HitReader:
             keep = [i for i, s in enumerate(scores) if (s <= t if lower else s >= t)]
             labels, scores = [labels[i] for i in keep], [scores[i] for i in keep]
         ids = self.labels.ids
+        if not q.with_payload and not q.with_vector:  # ids and scores only: one pass (the search's hot path)
+            return QueryResult(
+                [Hit(i, sc) for lab, sc in zip(labels, scores, strict=True) if (i := ids[lab]) is not None], strategy
+            )
         hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
         names = self.vector_names(q.with_vector) if q.with_vector else []
         if q.with_payload or names:

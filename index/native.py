@@ -39,7 +39,7 @@ except ImportError:  # no native graph built: the planner serves every plan (ind
 if TYPE_CHECKING:
     from index.dense import DenseField
 
-__all__ = ["ENABLED", "search", "search_batch"]
+__all__ = ["ENABLED", "exact_few", "search", "search_batch"]
 
 ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no")
 
@@ -196,6 +196,15 @@ class _Codes:
 
 def _no_inner() -> None:
     return None
+
+
+def exact_few(field: DenseField, mat: F32, k: int, sel: Selection) -> Ranked | None:
+    """A filter matching at most `exact_filter_threshold` points, scored exactly in one call: the plan
+    `decide` gives it whatever the index state or the knobs, so it is not asked. None: not that few."""
+    if not ENABLED or _graph is None or len(sel) > field.options.exact_filter_threshold:
+        return None
+    n = field.labels.n  # before `alive`: each at least as new as the one before
+    return _exact(field, mat, k, sel.native(), n, field.alive, "exact_filtered")
 
 
 def _codes_unfiltered(

@@ -33,7 +33,18 @@ from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query
 from index.encoded import EncodedIndex
 from index.errors import InvalidRequest
-from index.plans import ACORN, ACORN_MIN_SHARE, CHECKED, EXACT, POSTFILTER, decide, kind, walk_floor, walks_natively
+from index.plans import (
+    ACORN,
+    ACORN_MIN_SHARE,
+    CHECKED,
+    EXACT,
+    POSTFILTER,
+    decide,
+    ivf_shortlist,
+    kind,
+    walk_floor,
+    walks_natively,
+)
 from index.selection import Selection
 from nestor_client.models import FunnelStage, IvfPqIndexConfig, MatryoshkaReduceConfig, SearchParams
 from quantization.matryoshka import funnel
@@ -292,9 +303,7 @@ def rerank_plan(
     ivf = cfg.index
     if not isinstance(ivf, IvfPqIndexConfig):
         return k, False, []
-    rescore = p.rescore if p is not None and p.rescore is not None else ivf.rescore
-    over = p.oversampling if p is not None and p.oversampling else ivf.oversampling
-    return (max(k, math.ceil(k * over)) if rescore else k), rescore, []
+    return (*ivf_shortlist(ivf, p, k), [])
 
 
 def _funnel(field: DenseField, index: EncodedIndex, queries: F32, hits: Hits, stages: list[FunnelStage]) -> Hits:

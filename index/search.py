@@ -114,6 +114,9 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
     subset = allowed()  # a dense field's unfiltered searches are `_unfiltered`'s
     if subset is not None and len(subset) == 0:
         return QueryResult([], "exact_filtered")
+    few = native.exact_few(f, mat, k, subset) if subset is not None else None
+    if few is not None:  # the plan of a few matches, without the planner around it (a tenant: ~100 rows)
+        return coll.hits.finish(q, f, few)
     tg = _tenant_graph(coll, f, q, subset)
     if tg is not None and subset is not None:
         return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset.labels))

@@ -48,8 +48,8 @@ from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import CollectionOptions, PointIdT, Query
 from index.dense import DenseField
-from index.plans import ACORN_MIN_SHARE, graph_nodes, walk_floor
-from nestor_client.models import CollectionConfig, Filter, PayloadSchemaType, SearchParams
+from index.plans import ACORN_MIN_SHARE, graph_nodes, ivf_shortlist, walk_floor
+from nestor_client.models import CollectionConfig, Filter, IvfPqIndexConfig, PayloadSchemaType, SearchParams
 from tests.synth import manifold
 from tests.unit.index.conftest import F32, unit, wait_indexed
 
@@ -498,6 +498,9 @@ def _check_search(
     # too sparse for an ACORN walk: the share of the graph's nodes, deleted ones included (index/plans.py)
     nodes = graph_nodes(state.index) + labels - state.upto
     sparse = t.graph != "ivf_pq" and m < ACORN_MIN_SHARE * nodes
+    ivf = dense.config.index
+    if isinstance(ivf, IvfPqIndexConfig):  # no more matches than IVF-PQ's rerank scores: exact is cheaper
+        sparse = m <= ivf_shortlist(ivf, params, limit)[0]
     if exact or m == 0 or m <= max(dense.options.exact_filter_threshold, floor) or sparse:
         assert base == "exact_filtered", (res.strategy, m)
     elif m < FRACTION * live:
@@ -655,3 +658,20 @@ def test_a_few_matches_are_scored_exactly_even_with_no_threshold(setup: Setup) -
     flt = {"must": [{"has_id": few}]}
     seen = [_check_search(t, flt, setup.world.matching(flt), qi, 10) for qi in range(NQ)]
     assert set(seen) == {"exact_filtered"}, seen
+
+
+@pytest.mark.parametrize("flt", [None, _n_below(600), _n_below(150)], ids=["none", "broad", "narrow"])
+def test_a_limit_1_ivf_pq_search_reranks_a_full_shortlist(setup: Setup, flt: dict[str, Any] | None) -> None:
+    """A limit-1 IVF-PQ search reranks a top-10 search's shortlist (`plans.RERANK_MIN_K`): with 16
+    candidates, 4-bit codes lost the true best to near-ties in ~1 query of 5, filtered or not."""
+    t = setup.targets["ivf_pq"]
+    allowed = setup.world.ids if flt is None else setup.world.matching(flt)
+    assert len(allowed) > 160  # more than the shortlist: an ANN plan, not an exact one
+    found = 0
+    for qi in range(NQ):
+        q = t.queries[qi]
+        wire = None if flt is None else _wire(flt)
+        res = t.coll.search([Query(q, limit=1, filter=wire, with_payload=False)])[0]
+        assert res.strategy == ("ivf_pq" if flt is None else "ivf_pq_filtered"), res.strategy
+        found += int(res.hits[0].id) == t.truth(allowed, q)[0][0]
+    assert found / NQ >= 0.95, found
