@@ -142,6 +142,25 @@ class IvfPqIndex:
             scores = np.where(labels < 0, -np.inf, scores).astype(np.float32)
         return Hits(labels, scores)
 
+    def shortlist(self, query: F32, k: int, nprobe: int | None) -> I64 | None:
+        """One unfiltered query [1, dim]: its k best labels by code score, for a rerank (index/ivf_search.py),
+        in one faiss call and no other numpy work; None when fewer than k were found."""
+        index: Any = self._index  # the stubs miss `search_c`, the call under faiss's numpy wrapper
+        if index is None:
+            return None
+        nprobe = min(nprobe or self.nprobe, self.nlist or 1)
+        sp = self._params.get(nprobe)
+        if sp is None:
+            sp = self._params[nprobe] = _faiss.SearchParametersIVF(nprobe=nprobe)
+        query = np.ascontiguousarray(query, dtype=np.float32)  # faiss reads the raw pointer
+        dist = np.empty((1, k), dtype=np.float32)
+        labels = np.empty((1, k), dtype=np.int64)
+        _faiss.omp_set_num_threads(1)  # one query: faiss parallelises over queries (see `search`)
+        with self._lock.read():
+            index.search_c(1, _faiss.swig_ptr(query), k, _faiss.swig_ptr(dist), _faiss.swig_ptr(labels), sp)
+        row = labels[0]
+        return None if row[-1] < 0 else row
+
     def search_one(self, query: F32, k: int, params: IndexParams) -> tuple[I64, F32] | None:
         """One unfiltered query as (labels, scores); None when fewer than k were found."""
         hits = self.search(query, k, params)
