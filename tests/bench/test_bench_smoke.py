@@ -46,7 +46,14 @@ MEASURED = {
     "ray": lambda r: len(r["rows"]) == 2 or "all" in r["meta"]["skipped"],
     "tenants": lambda r: len(r["rows"]) == 2,
     "compression_baselines": lambda r: len(r["rows"]) >= 4,
-    "head_to_head": lambda r: len(r["rows"]) == 4,  # engine, faiss at 2 and 1 threads, REST
+    # engine; IVF-PQ (best vs best, and Nestor at faiss's setting when they differ); REST batch; REST
+    "head_to_head": lambda r: (
+        [x["pair"].split(" ")[0] for x in r["rows"]][:1] == ["engine"]
+        and 1 <= sum(x["pair"].startswith("IVF-PQ") for x in r["rows"]) <= 2
+        and sum(x["pair"].startswith("REST batch") for x in r["rows"]) == 2
+        and len(r["rows"]) in (5, 6)
+        and r["ivf_tuning"]["nestor"]["fastest"]
+    ),
     "crash_rounds": lambda r: r["summary"]["rounds"] == 1 and r["summary"]["lost"] == 0,
     "load": lambda r: r["search"]["n"] > 0 and r["errors"] == 0,
 }
