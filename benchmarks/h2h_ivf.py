@@ -4,8 +4,9 @@ Both sides get the same tuning effort: for every nlist and every rerank factor (
 faiss's `k_factor` of `IndexRefineFlat`), the smallest nprobe of the grid that reaches the recall target
 (recall from one batch pass, which gives the same hits as single queries), then each such setting timed
 single-query, and each side's fastest setting duels the other's in interleaved pairs. faiss is pinned to
-one OpenMP thread, as Nestor's single-query path is. A second duel runs Nestor at faiss's own best
-setting, which isolates everything but the tuning.
+one OpenMP thread, as Nestor's single-query path is. faiss runs its default fast-scan kernel in the first
+duel, and in a second the kernel Nestor picks for one query (`implem`, index/backends/ivfpq.py). A last duel
+runs Nestor at faiss's own best setting when the two differ, which isolates everything but the tuning.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import faiss
 import numpy as np
 from common import Dataset, recall_at_k
 
-from index.backends.ivfpq import auto_pq_m
+from index.backends.ivfpq import FAST_SCAN_IMPLEM, auto_pq_m
 from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import Query
@@ -157,6 +158,11 @@ def ivf_section(catalog: Catalog, data: Dataset, pairs: int, tiny: bool, duel: D
     print(f"ivf: Nestor's fastest at recall >= {TARGET}: {n_best}; faiss's: {f_best}", flush=True)
     f_name = f"faiss {f_best},PQ{auto_pq_m(data.dim, 4)}x4fs+RFlat omp=1"
     rows = [duel(f"IVF-PQ Nestor {n_best} vs {f_name}", n_one(n_best), f_one(f_best), n_q, pairs, data.gt)]
+    # Nestor sets faiss's fast-scan kernel for one query (index/backends/ivfpq.py); faiss with the same kernel:
+    for idx in fidx.values():
+        faiss.downcast_index(idx.base_index).implem = FAST_SCAN_IMPLEM
+    name = f"IVF-PQ Nestor {n_best} vs {f_name}, faiss with Nestor's fast-scan implem={FAST_SCAN_IMPLEM}"
+    rows.append(duel(name, n_one(n_best), f_one(f_best), n_q, pairs, data.gt))
     if n_best != f_best:
         rows.append(
             duel(f"IVF-PQ Nestor at faiss's {f_best} vs {f_name}", n_one(f_best), f_one(f_best), n_q, pairs, data.gt)

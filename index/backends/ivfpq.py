@@ -20,12 +20,22 @@ import numpy as np
 from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
 from index.rwlock import RWLock
 
-__all__ = ["IvfPqIndex", "auto_nlist", "auto_pq_m"]
+__all__ = ["FAST_SCAN_IMPLEM", "IvfPqIndex", "auto_nlist", "auto_pq_m"]
 
 # faiss's bundled stubs miss the SWIG keyword constructors and some classes
 _faiss: Any = faiss
 
 _MIN_POINTS_PER_LIST = 39  # below this faiss k-means warns, and lists are poorly trained
+# faiss's fast-scan kernel: 11 scans one query's lists with a reservoir of candidates. Its default (0)
+# picks another for a single query, which took 212 us against 177 us CPU time per query at IVF512,
+# nprobe 96 and a 120-candidate shortlist (a batch of 1,000: 97 ms against 101); the same hits either way.
+FAST_SCAN_IMPLEM = 11
+
+
+def _tune(index: Any) -> Any:
+    if hasattr(index, "implem"):  # only the fast-scan (4-bit) layouts have one
+        index.implem = FAST_SCAN_IMPLEM
+    return index
 
 
 def auto_nlist(n: int) -> int:
@@ -95,6 +105,7 @@ class IvfPqIndex:
         fs = "fs" if self.nbits == 4 else ""
         index = faiss.index_factory(self.dim, f"IVF{nlist},PQ{self.m}x{self.nbits}{fs}", metric)
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        _tune(index)
         with self._lock.write():
             self._index = index
             self.nlist = nlist
@@ -199,7 +210,7 @@ class IvfPqIndex:
         idx.trained_on = int(meta["trained_on"])
         path = directory / "ivfpq.faiss"
         if path.exists():
-            idx._index = faiss.read_index(str(path))
+            idx._index = _tune(faiss.read_index(str(path)))
         return idx
 
     def code_bytes_per_vector(self) -> int:

@@ -5,6 +5,7 @@ searches, in both wire formats, on a graph and on IVF-PQ; bad bodies get a 4xx; 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from nestor_client import NestorClient
 from nestor_client.errors import CollectionNotFound, DimensionMismatch, InvalidVector, LimitExceeded, PayloadTooLarge
+from server.auth import hash_key
 from tests.api.conftest import running, wait_indexed
 from tests.synth import manifold
 
@@ -85,3 +87,18 @@ def test_undecodable_vectors_are_invalid(tmp_path: Path) -> None:
         nan = np.full((2, DIM), np.nan, np.float32)
         with pytest.raises(InvalidVector):
             c.search_matrix("m", nan)
+
+
+def test_a_scoped_keys_filter_holds_on_every_row(tmp_path: Path) -> None:
+    admin, reader = "key-admin-matrix-0123456789", "key-scoped-matrix-0123456789"
+    keys = tmp_path / "keys"
+    scope = {"collections": {"m": "read"}, "filter": {"m": {"must": [{"key": "t", "match": {"value": 1}}]}}}
+    keys.write_text(json.dumps({"sha256": hash_key(reader), **scope}) + "\n")
+    with running(tmp_path / "data", api_keys=f"admin:{hash_key(admin)}", api_keys_file=keys) as c:
+        c._http.headers["authorization"] = f"Bearer {admin}"  # type: ignore[attr-defined]
+        qs = _load(c, "m", "dot", {"type": "hnsw"})
+        c._http.headers["authorization"] = f"Bearer {reader}"  # type: ignore[attr-defined]
+        got = c.search_matrix("m", qs, limit=5)
+        assert all(len(row) == 5 and all(i % 3 == 1 for i in row) for row in got.ids)  # only t == 1
+        want = c.search_batch("m", [{"vector": q, "limit": 5, "with_payload": False} for q in qs])
+        assert got.ids == [[h.id for h in r] for r in want]

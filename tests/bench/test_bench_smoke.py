@@ -46,12 +46,13 @@ MEASURED = {
     "ray": lambda r: len(r["rows"]) == 2 or "all" in r["meta"]["skipped"],
     "tenants": lambda r: len(r["rows"]) == 2,
     "compression_baselines": lambda r: len(r["rows"]) >= 4,
-    # engine; IVF-PQ (best vs best, and Nestor at faiss's setting when they differ); REST batch; REST
+    # engine; IVF-PQ (best vs best, with faiss's two kernels; Nestor at faiss's setting when they differ);
+    # REST batch (matrix and batch bodies); REST
     "head_to_head": lambda r: (
         [x["pair"].split(" ")[0] for x in r["rows"]][:1] == ["engine"]
-        and 1 <= sum(x["pair"].startswith("IVF-PQ") for x in r["rows"]) <= 2
+        and 2 <= sum(x["pair"].startswith("IVF-PQ") for x in r["rows"]) <= 3
         and sum(x["pair"].startswith("REST batch") for x in r["rows"]) == 2
-        and len(r["rows"]) in (5, 6)
+        and len(r["rows"]) in (6, 7)
         and r["ivf_tuning"]["nestor"]["fastest"]
     ),
     "crash_rounds": lambda r: r["summary"]["rounds"] == 1 and r["summary"]["lost"] == 0,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from index import native
-from index.backends.ivfpq import IvfPqIndex
+from index.backends.ivfpq import FAST_SCAN_IMPLEM, IvfPqIndex
 from index.contract import Query
 from nestor_client.models import SearchParams
 from tests.synth import manifold
@@ -102,3 +102,17 @@ def test_without_rescore_the_planner_serves_the_codes_scores(engine: Engine, sho
     fast, slow = _both(coll, queries)
     assert not shortlists
     _same(fast, slow)
+
+
+def test_the_single_query_kernel_is_set_after_training_and_loading(engine: Engine) -> None:
+    data = manifold(N, DIM, seed=5)
+    coll = engine.create(
+        "c", {"dim": DIM, "metric": "dot", "index": {"type": "ivf_pq", "nlist": 8, "train_threshold": N}}
+    )
+    coll.upsert(list(range(N)), data)
+    wait_indexed(coll)
+    index = coll.fields[""].state.index
+    assert isinstance(index, IvfPqIndex) and index._index.implem == FAST_SCAN_IMPLEM  # type: ignore[union-attr]
+    engine.restart()
+    loaded = engine.get("c").fields[""].state.index
+    assert isinstance(loaded, IvfPqIndex) and loaded._index.implem == FAST_SCAN_IMPLEM  # type: ignore[union-attr]
