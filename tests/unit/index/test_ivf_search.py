@@ -17,6 +17,7 @@ import pytest
 from index import native
 from index.backends.ivfpq import FAST_SCAN_IMPLEM, IvfPqIndex
 from index.contract import Query
+from index.dense import DenseField
 from nestor_client.models import SearchParams
 from tests.synth import manifold
 from tests.unit.index.conftest import Engine, wait_indexed
@@ -111,8 +112,13 @@ def test_the_single_query_kernel_is_set_after_training_and_loading(engine: Engin
     )
     coll.upsert(list(range(N)), data)
     wait_indexed(coll)
-    index = coll.fields[""].state.index
-    assert isinstance(index, IvfPqIndex) and index._index.implem == FAST_SCAN_IMPLEM  # type: ignore[union-attr]
+    assert _kernel(coll) == FAST_SCAN_IMPLEM
     engine.restart()
-    loaded = engine.get("c").fields[""].state.index
-    assert isinstance(loaded, IvfPqIndex) and loaded._index.implem == FAST_SCAN_IMPLEM  # type: ignore[union-attr]
+    assert _kernel(engine.get("c")) == FAST_SCAN_IMPLEM
+
+
+def _kernel(coll: Any) -> int:
+    f = coll.fields[""]
+    assert isinstance(f, DenseField) and isinstance(f.state.index, IvfPqIndex)
+    faiss_index: Any = f.state.index._index
+    return int(faiss_index.implem)
