@@ -7,10 +7,12 @@ per-pair ratios, so both sides see the same load.
 
     python benchmarks/head_to_head.py [--n 100000] [--queries 1000] [--pairs 5]
 
-Pairs: Nestor engine vs raw hnswlib (same ef); Nestor IVF-PQ + rescore vs faiss IVF1024,PQ96x4fs +
-RFlat (both at recall@10 >= 0.95, faiss with default threads and with omp=1); Nestor REST (msgpack,
-the client) vs the bare FastAPI + hnswlib msgpack endpoint; LeanVec-ID 128 (int8 codes, and float32) vs
-raw hnswlib, both tuned to recall@10 0.95 (`h2h_leanvec.py`).
+Pairs: Nestor engine vs raw hnswlib (same ef); Nestor IVF-PQ + rerank vs faiss IVF-PQ fast-scan + RFlat,
+each at its fastest setting with recall@10 >= 0.95 on the same nlist/nprobe/rerank-factor grids, faiss
+on one thread (`h2h_ivf.py`); LeanVec-ID 128 (int8 codes, and float32) vs raw hnswlib, both tuned to
+recall@10 0.95 (`h2h_leanvec.py`); a REST batch vs raw hnswlib's batch with the same msgpack bytes, one
+thread each, ef 32 (`h2h_batch.py`); Nestor REST (msgpack, the client) vs the bare FastAPI + hnswlib
+msgpack endpoint.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ from typing import Any  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-import faiss  # noqa: E402
 import h2h_leanvec  # noqa: E402
 import harness  # noqa: E402
 import msgpack  # noqa: E402
-import numpy as np  # noqa: E402
 from baselines import bare_server, build_hnswlib  # noqa: E402
 from common import RESULTS_DIR, load_dataset, recall_at_k, write_results  # noqa: E402
+from h2h_batch import batch_section  # noqa: E402
+from h2h_ivf import ivf_section  # noqa: E402
 from nestor_sections import COLL, HNSW, _Server, _wait_indexed  # noqa: E402
 
 from index.catalog import Catalog  # noqa: E402
@@ -93,22 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--data", default=None)
     ap.add_argument("--out", default=str(RESULTS_DIR / "head_to_head.json"))
-    ap.add_argument("--only", default="engine,ivf,rest,leanvec", help="comma-separated: engine,ivf,rest,leanvec")
+    ap.add_argument(
+        "--only", default="engine,ivf,leanvec,batch,rest", help="comma-separated: engine,ivf,leanvec,batch,rest"
+    )
     ap.add_argument(
         "--leanvec", default="", help="comma-separated LeanVec variants (default all): " + h2h_leanvec.NAMES
     )
     ap.add_argument("--tiny", action="store_true", help="a few hundred points, one pair, IVF8: a smoke run")
     args = ap.parse_args(argv)
     harness.set_tiny(args.tiny)
-    efs = (32,) if args.tiny else (16, 32, 64, 128)
-    # faiss IVF1024 needs >= 1024 training points; tiny runs use 8 lists and probe half, on both sides.
-    nlist, nprobe, f_nprobe = (8, 4, 4) if args.tiny else (1024, 96, 128)
+    efs = (32,) if args.tiny else (16, 32, 64, 128, 256)
     if args.tiny:
         args.pairs = 1
     data = load_dataset(n=args.n, n_queries=args.queries, data=args.data)
     qs, gt, n_q = data.queries, data.gt, len(data.queries)
     work = Path(tempfile.mkdtemp(prefix="nestor-h2h-"))
     rows: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
     print(
         "| pair | Nestor QPS (recall) | baseline QPS (recall) | median ratio | per-pair ratios |\n|---|---|---|---|---|"
     )
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         raw.save_index(str(raw_path))
         catalog = Catalog(work / "nestor")
         only = set(args.only.split(","))
-        if only & {"engine", "rest"}:  # the engine's HNSW collection: only these sections search it
+        if only & {"engine", "batch", "rest"}:  # the engine's HNSW collection: only these sections search it
             coll, _ = catalog.create(COLL, CollectionConfig(dim=data.dim, metric="dot", index=HNSW))
             for s in range(0, data.n, 10_000):
                 coll.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
@@ -138,44 +141,21 @@ def main(argv: list[str] | None = None) -> int:
 
             rows.append(duel(f"engine vs hnswlib, ef={ef}", eng_one, raw_one, n_q, args.pairs, gt))
 
-        if "ivf" in only:
-            ivf, _ = catalog.create(
-                "ivf",
-                CollectionConfig(
-                    dim=data.dim,
-                    metric="dot",
-                    index={"type": "ivf_pq", "train_threshold": data.n} | ({"nlist": nlist} if args.tiny else {}),
-                ),
-            )
-            for s in range(0, data.n, 10_000):
-                ivf.upsert(list(range(s, min(s + 10_000, data.n))), data.base[s : s + 10_000])
-            while not ivf.info()["index"]["trained"] or ivf.info()["index"]["pending"]:
-                time.sleep(0.2)
-            fidx = faiss.index_factory(data.dim, f"IVF{nlist},PQ96x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            fidx.train(data.base[rng.choice(data.n, min(data.n, 65536), replace=False)])
-            fidx.add(data.base)
-            fparams = faiss.IndexRefineSearchParameters(
-                k_factor=16, base_index_params=faiss.SearchParametersIVF(nprobe=f_nprobe)
-            )
-            ivf_sp = SearchParams(nprobe=nprobe, oversampling=12)
-            ivf_q = [Query(vector=q, params=ivf_sp, with_payload=False) for q in qs]
-
-            def ivf_one(i: int) -> list[Any]:
-                return [h.id for h in ivf.search([ivf_q[i]])[0].hits]
-
-            for threads in (2, 1):
-
-                def faiss_one(i: int, threads: int = threads) -> list[int]:
-                    faiss.omp_set_num_threads(threads)
-                    return fidx.search(qs[i : i + 1], 10, params=fparams)[1][0].tolist()  # type: ignore[no-any-return]
-
-                faiss_name = f"faiss IVF{nlist},PQ96x4fs+RFlat np={f_nprobe} kf=16"
-                name = f"IVF-PQ nprobe={nprobe} over=12 vs {faiss_name}, omp={threads}"
-                rows.append(duel(name, ivf_one, faiss_one, n_q, args.pairs, gt))
-        if "leanvec" in only:
-            rows += h2h_leanvec.run(catalog, raw, data.base, qs, gt, args.pairs, duel, args.leanvec)
+        if "ivf" in only:  # benchmarks/h2h_ivf.py: both sides tuned on the same grids, faiss on one thread
+            mark = harness.section_mark()
+            ivf = ivf_section(catalog, data, args.pairs, args.tiny, duel)
+            rows += [{**r, "load": harness.section_load(mark)} for r in ivf["rows"]]
+            extra["ivf_tuning"] = ivf["tuning"]
+        if "leanvec" in only:  # benchmarks/h2h_leanvec.py: both sides tuned to recall 0.95
+            mark = harness.section_mark()
+            got = h2h_leanvec.run(catalog, raw, data.base, qs, gt, args.pairs, duel, args.leanvec)
+            rows += [{**r, "load": harness.section_load(mark)} for r in got]
         catalog.close()
+
+        if "batch" in only:  # benchmarks/h2h_batch.py: the same msgpack bytes on both sides, one thread each
+            mark = harness.section_mark()
+            got = batch_section(work / "nestor", raw, data, args.pairs)
+            rows += [{**r, "load": harness.section_load(mark)} for r in got]
 
         if "rest" in only:
             srv = _Server(work / "nestor")
@@ -213,14 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     cmd = "python benchmarks/head_to_head.py " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {
-        "wire_format": {"rest": "msgpack on both sides (nestor_client wire=msgpack, bare /search.msgpack)"},
+        "wire_format": {
+            "rest": "msgpack on both sides (nestor_client wire=msgpack, bare /search.msgpack)",
+            "batch": "msgpack on both sides: the client's body (search/matrix: one float32 buffer; search/batch: "
+            "one body per search) decoded; hits packed as the server packs them, and decoded",
+        },
         "threads_pinned": {
-            "nestor": "engine defaults, 1 search thread",
-            "faiss": "omp=2 and omp=1 rows",
-            "hnswlib": "one query per call (one thread); set_num_threads(1) in the leanvec rows",
+            "nestor": "engine defaults, 1 search thread; the batch server NESTOR_SEARCH_THREADS=1",
+            "faiss": "omp=1",
+            "hnswlib": "knn_query num_threads=1; set_num_threads(1) in the leanvec rows",
         },
     }
-    out = write_results(args.out, {"command": cmd.strip(), "rows": rows, "meta": meta})
+    out = write_results(args.out, {"command": cmd.strip(), "rows": rows, **extra, "meta": meta})
     print(f"wrote {out}")
     return 0
 

@@ -10,9 +10,10 @@ with the GIL released and without numpy arrays per query; the hits come back as 
 
 Validation, planning and result assembly stay in Python: `search` runs the plan `plans.decide` returns
 (the one `planner.plan` runs with numpy) and returns None for every plan it does not run natively
-(a whole-collection exact scan, funnels, the int8 rerank store, binary codes, IVF-PQ and hnswlib
-walks), which the planner then serves. `ENABLED = False` (or NESTOR_NATIVE_SEARCH=0 in the
-environment) turns the path off: the tests compare the two executors' hits on every plan.
+(a whole-collection exact scan, funnels, the int8 rerank store, binary codes, filtered IVF-PQ and
+hnswlib walks), which the planner then serves; unfiltered IVF-PQ with a rerank is `index/ivf_search.py`.
+`ENABLED = False` (or NESTOR_NATIVE_SEARCH=0 in the environment) turns the path off: the tests compare
+the two executors' hits on every plan.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from index import plans
+from index import ivf_search, plans
 from index.backends.base import F32, Space
 from index.backends.graph import GraphIndex
+from index.backends.ivfpq import IvfPqIndex
 from index.encoded import EncodedIndex
 from index.planner import Ranked, rerank_plan
 from index.plans import Plan, decide, kind
@@ -140,6 +142,8 @@ def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel
             got1 = _codes_unfiltered(field, st.upto, index, mat, k, params)
             if got1 is not None:
                 return got1
+    if sel is None and type(index) is IvfPqIndex:  # faiss's shortlist, reranked natively (index/ivf_search.py)
+        return ivf_search.search(field, index, st.upto, mat, k, params)
     p = field.tuning.apply(params) if field.tuning is not None else params
     upto = st.upto
     n = field.labels.n  # after the state, before `alive`: each at least as new as the one before

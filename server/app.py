@@ -19,7 +19,7 @@ from index.follow import FollowerCatalog
 from index.fsutil import makedirs
 from index.runtime import configure_threads
 from server.admission import WriteAdmission
-from server.api import collections, health, pipeline, points, queries, search, snapshots
+from server.api import collections, health, pipeline, points, queries, search, search_matrix, snapshots
 from server.api import dashboard as dashboard_api
 from server.api import jobs as jobs_api
 from server.api import metrics as metrics_api
@@ -190,10 +190,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     threads = settings.search_threads
     app.state.dispatch = SearchDispatch(default_threads() if threads is None else threads)  # server/dispatch.py
     monitor.metrics.attach(app.state)  # points, memory, jobs and recall, read at each scrape
-    for module in (health, collections, points, search, pipeline, queries, jobs_api, snapshots):
+    for module in (health, collections, points, search, search_matrix, pipeline, queries, jobs_api, snapshots):
         app.include_router(module.router)
     # Single search is served by a plain Starlette route ahead of its documented FastAPI twin.
     app.router.routes.insert(0, Route("/collections/{name}/points/search", search.search_fast, methods=["POST"]))
+    matrix = Route("/collections/{name}/points/search/matrix", search_matrix.search_matrix_fast, methods=["POST"])
+    app.router.routes.insert(0, matrix)
     for module in (dashboard_api, metrics_api):
         app.include_router(module.router)
     # Qdrant's REST dialect, for qdrant-client (server/qdrant); first, so its requests skip matching every route

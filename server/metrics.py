@@ -27,6 +27,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 _OPS = {
     ("POST", "/collections/{name}/points/search"): "search",
     ("POST", "/collections/{name}/points/search/batch"): "search",
+    ("POST", "/collections/{name}/points/search/matrix"): "search",
     ("PUT", "/collections/{name}/points"): "upsert",
 }
 

@@ -52,6 +52,7 @@ SCOPED_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", f"{C}/points/scroll"): {"r", "w", "rf", "wf"},
     ("POST", f"{C}/points/search"): {"r", "w", "rf", "wf"},
     ("POST", f"{C}/points/search/batch"): {"r", "w", "rf", "wf"},
+    ("POST", f"{C}/points/search/matrix"): {"r", "w", "rf", "wf"},  # the scope filter on every row
     ("POST", f"{C}/points/query"): {"r", "w", "rf", "wf"},  # the scope filter reaches every leaf
     ("POST", f"{C}/queries/sample"): {"w"},
     ("POST", "/jobs/ingest"): set(),

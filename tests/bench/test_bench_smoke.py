@@ -46,8 +46,16 @@ MEASURED = {
     "ray": lambda r: len(r["rows"]) == 2 or "all" in r["meta"]["skipped"],
     "tenants": lambda r: len(r["rows"]) == 2,
     "compression_baselines": lambda r: len(r["rows"]) >= 4,
-    # engine, faiss at 2 and 1 threads, REST; LeanVec int8 and float32, rescaled or not, against raw hnswlib
-    "head_to_head": lambda r: len(r["rows"]) == 8 and sum(x.get("leanvec") is not None for x in r["rows"]) == 4,
+    # engine; IVF-PQ (best vs best, with faiss's two kernels; Nestor at faiss's setting when they differ);
+    # LeanVec int8 and float32, rescaled or not, against raw hnswlib; REST batch (matrix and batch bodies); REST
+    "head_to_head": lambda r: (
+        [x["pair"].split(" ")[0] for x in r["rows"]][:1] == ["engine"]
+        and 2 <= sum(x["pair"].startswith("IVF-PQ") for x in r["rows"]) <= 3
+        and sum(x.get("leanvec") is not None for x in r["rows"]) == 4
+        and sum(x["pair"].startswith("REST batch") for x in r["rows"]) == 2
+        and len(r["rows"]) in (10, 11)
+        and r["ivf_tuning"]["nestor"]["fastest"]
+    ),
     "crash_rounds": lambda r: r["summary"]["rounds"] == 1 and r["summary"]["lost"] == 0,
     "load": lambda r: r["search"]["n"] > 0 and r["errors"] == 0,
 }

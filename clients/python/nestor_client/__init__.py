@@ -10,7 +10,7 @@
 `AsyncNestorClient` has the same methods, awaitable. Errors are in `nestor_client.errors`.
 """
 
-from ._base import QueryResult
+from ._base import MatrixResult, QueryResult
 from ._columns import sparse_column
 from .async_client import AsyncNestorClient
 from .client import NestorClient
@@ -159,6 +159,7 @@ __all__ = [
     "MatchExcept",
     "MatchText",
     "MatchValue",
+    "MatrixResult",
     "MaxSimConfig",
     "Metric",
     "MultiVectorConfig",

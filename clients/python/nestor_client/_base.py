@@ -49,6 +49,7 @@ from ._codec import (
     to_matrix,
 )
 from ._columns import ColumnLike, columns_body, named_columns
+from ._matrix import MatrixResult, matrix_body, parse_matrix
 from ._pipeline import QueryLike, parse_pipeline, query_body
 from ._response import (
     Envelope,
@@ -96,6 +97,7 @@ __all__ = [
     "Envelope",
     "FilterLike",
     "IdsLike",
+    "MatrixResult",
     "ParamsLike",
     "SchemaLike",
     "PayloadsLike",
@@ -284,6 +286,12 @@ class BaseClient:
         body = {"searches": [search_item(s, self.wire) for s in searches]}
         path = f"{_collection(name)}/points/search/batch"
         return Call("POST", path, parse_queries, self._encode(body))
+
+    def search_matrix(
+        self, name: str, vectors: MatrixLike, limit: int, params: ParamsLike | None, using: str | None
+    ) -> Call[MatrixResult]:
+        body = matrix_body(vectors, limit, params, using, self.wire)
+        return Call("POST", f"{_collection(name)}/points/search/matrix", parse_matrix, self._encode(body))
 
     def count(self, name: str, filter: FilterLike | None) -> Call[int]:
         body = {"filter": plain(filter)} if filter is not None else {}

@@ -19,6 +19,7 @@ from ._base import (
     FilterLike,
     IdsLike,
     IngestOptions,
+    MatrixResult,
     ParamsLike,
     PayloadsLike,
     PointLike,
@@ -253,6 +254,19 @@ class AsyncNestorClient:
     async def search_batch(self, name: str, searches: Sequence[SearchLike]) -> list[QueryResult]:
         """Run several searches in one request; one `QueryResult` per search, in order."""
         return await self._send(self._base.search_batch(name, searches))
+
+    async def search_matrix(
+        self,
+        name: str,
+        vectors: MatrixLike,
+        *,
+        limit: int = 10,
+        params: ParamsLike | None = None,
+        using: str | None = None,
+    ) -> MatrixResult:
+        """Many unfiltered searches, one per row of `vectors` [queries, dim], in one request: the ids and
+        scores of each row's hits, best first, as columns (no payloads, no per-hit objects)."""
+        return await self._send(self._base.search_matrix(name, vectors, limit, params, using))
 
     async def count(self, name: str, filter: FilterLike | None = None) -> int:
         """The number of points, or of points matching `filter`."""

@@ -18,6 +18,7 @@ from ._base import (
     FilterLike,
     IdsLike,
     IngestOptions,
+    MatrixResult,
     ParamsLike,
     PayloadsLike,
     PointLike,
@@ -251,6 +252,19 @@ class NestorClient:
     def search_batch(self, name: str, searches: Sequence[SearchLike]) -> list[QueryResult]:
         """Run several searches in one request; one `QueryResult` per search, in order."""
         return self._send(self._base.search_batch(name, searches))
+
+    def search_matrix(
+        self,
+        name: str,
+        vectors: MatrixLike,
+        *,
+        limit: int = 10,
+        params: ParamsLike | None = None,
+        using: str | None = None,
+    ) -> MatrixResult:
+        """Many unfiltered searches, one per row of `vectors` [queries, dim], in one request: the ids and
+        scores of each row's hits, best first, as columns (no payloads, no per-hit objects)."""
+        return self._send(self._base.search_matrix(name, vectors, limit, params, using))
 
     def count(self, name: str, filter: FilterLike | None = None) -> int:
         """The number of points, or of points matching `filter`."""

@@ -207,6 +207,17 @@ class BatchSearchRequest(InputModel):
     searches: list[SearchRequest] = Field(min_length=1)
 
 
+class MatrixSearchRequest(InputModel):
+    """Many unfiltered searches in one body: `vectors` is the query matrix as row-major little-endian float32
+    (raw bytes in msgpack, base64 in JSON), one row per search of the vector's dimension. The answer is
+    columnar: `{"ids": [[...], ...], "scores": [[...], ...]}`, best first per row."""
+
+    vectors: str | bytes
+    using: str | None = Field(None, pattern=VECTOR_NAME)  # which named vector to search; default: ""
+    limit: int = Field(10, ge=1)
+    params: SearchParams | None = None
+
+
 class ScoredPoint(BaseModel):
     id: PointId
     score: float

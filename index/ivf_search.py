@@ -1,0 +1,59 @@
+"""One unfiltered query on IVF-PQ with a rerank: faiss's shortlist, reranked in native code.
+
+The planner's IVF-PQ path (`planner._shortlist`) costs about as much Python and numpy as faiss's list scan:
+Hits arrays, a by-index rescore, an argpartition, a sort, a liveness loop. Here faiss writes the shortlist
+into one label array, and `_graph.exact` (index/_graph_exact.h) scores those rows against the float32
+vectors with the GIL released (prefetching rows ahead, which faiss's by-index kernel does not), skips dead
+labels, keeps the best k and returns the user-facing lists. Rows not yet in the index (at most
+`planner.CHEAP_PENDING`) join the shortlist, so they are scored exactly too: the planner's merge of the
+unindexed tail, in the same call.
+
+None for every other case (no rescore, a filter, fewer than k live candidates, a large unindexed tail,
+no native module): the planner serves it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from index.backends.base import F32, Space
+from index.backends.ivfpq import IvfPqIndex
+from index.planner import CHEAP_PENDING, Ranked, rerank_plan
+from index.plans import kind
+from nestor_client.models import SearchParams
+
+try:
+    from index import _graph
+except ImportError:  # no native module: the planner serves IVF-PQ (index/backends/graph.py says why)
+    _graph = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from index.dense import DenseField
+
+__all__ = ["search"]
+
+
+def search(
+    field: DenseField, index: IvfPqIndex, upto: int, mat: F32, k: int, params: SearchParams | None
+) -> Ranked | None:
+    """The k best live rows of one query [1, dim]: `index` and `upto` from one read of the field's state."""
+    if _graph is None or (params is not None and params.exact):
+        return None
+    p = field.tuning.apply(params) if field.tuning is not None else params
+    k_ann, rescore, _ = rerank_plan(field, index, k, p)
+    if not rescore:
+        return None  # scores are the codes' own: the planner's path
+    n = field.labels.n  # after the state, before `alive`: each at least as new as the one before
+    if n - upto > CHEAP_PENDING:
+        return None
+    cand = index.shortlist(mat, k_ann, p.nprobe if p is not None else None)
+    if cand is None:
+        return None
+    if n > upto:
+        cand = np.concatenate([cand, np.arange(upto, n, dtype=np.int64)])
+    labels, scores = _graph.exact(mat, field.vectors.buffer(), field.alive, n, cand, k, field.space is Space.l2)[0]
+    if len(labels) < k:
+        return None  # dead candidates left fewer than k: the planner's wider plan
+    return labels, scores, kind(field)
