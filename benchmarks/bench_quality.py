@@ -9,12 +9,13 @@ knobs on the held-out queries themselves and keeps the fastest setting whose rec
 What calibration sees (--sample): `seen` (the default) puts --seen base rows past the first --n (summaries like
 the queries, never inserted) in the reservoir of recent queries a recall target keeps, as users' traffic would
 (the search path offers each query to it); `rows` leaves it empty, so calibration falls back to perturbed data
-rows; `cv` is two-fold cross-validation over the benchmark queries, for --n where no base rows are left (100k):
-calibrate on the first half and measure on the second, then the other way round, so every benchmark query is
-measured with knobs chosen by a calibration that never saw it (half as many calibration queries, so a wider
-margin). The reservoir is refilled before each calibration: the benchmark's own searches would otherwise replace
-it (a reservoir keeps a uniform sample of all the queries searched), and the next target would calibrate on
-the benchmark queries. --calib-queries sets `quality.queries` (the reservoir's size, and calibration's queries).
+rows; `cv` is cross-validation over the benchmark queries, for --n where no base rows are left (100k): with
+--folds 2, calibrate on the first half and measure on the second, then the other way round, so every benchmark
+query is measured with knobs chosen by a calibration that never saw it (half as many calibration queries, so a
+wider margin; more folds give calibration more queries, at one calibration per fold). The reservoir is refilled
+before each calibration: the benchmark's own searches would otherwise replace it (a reservoir keeps a uniform
+sample of all the queries searched), and the next target would calibrate on the benchmark queries.
+--calib-queries sets `quality.queries` (the reservoir's size, and calibration's queries).
 
 QPS: the chosen setting and each oracle contender (the smallest ef / nprobe meeting the target at each
 oversampling) are timed side by side, one pass of the queries each per round, for --rounds rounds; the fastest
@@ -22,8 +23,8 @@ pass of each counts (a shared machine slows some passes). Under `cv` each fold's
 it was measured on, the contenders on the same halves, and the halves' times add up.
 
     python benchmarks/bench_quality.py [--n 100000] [--queries 1000] [--targets 0.9 0.95 0.99]
-        [--index hnsw int8_hnsw ivf_pq] [--sample seen|rows|cv] [--seen 1000] [--calib-queries N] [--rounds 3]
-        [--data DIR] [--tiny]
+        [--index hnsw int8_hnsw ivf_pq] [--sample seen|rows|cv] [--folds 2] [--seen 1000] [--calib-queries N]
+        [--rounds 3] [--data DIR] [--tiny]
 """
 
 from __future__ import annotations
@@ -154,12 +155,12 @@ def _describe(p: SearchParams | None) -> str:
     return ", ".join(f"{k}={v:g}" for k in ("ef", "nprobe", "oversampling") if (v := getattr(p, k)) is not None)
 
 
-def _folds(sample: str, n_queries: int, seen: np.ndarray, queries: np.ndarray) -> list[tuple[np.ndarray, slice]]:
+def _folds(args: Any, n_queries: int, seen: np.ndarray, queries: np.ndarray) -> list[tuple[np.ndarray, slice]]:
     """(the rows calibration sees, the benchmark queries measured with its choice) per fold."""
-    if sample == "cv":
-        half = n_queries // 2
-        return [(queries[half:], slice(0, half)), (queries[:half], slice(half, n_queries))]
-    return [(seen, slice(0, n_queries))]
+    if args.sample != "cv":
+        return [(seen, slice(0, n_queries))]
+    edges = [n_queries * i // args.folds for i in range(args.folds + 1)]
+    return [(np.concatenate([queries[:a], queries[b:]]), slice(a, b)) for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def _calibrate(
@@ -190,7 +191,7 @@ def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray
     """One (index, target) row: calibrate per fold, measure each fold's choice on its held-out queries, and
     the oracle's contenders on all of them."""
     f = coll.fields[""]
-    folds = _folds(args.sample, data.n_queries, seen, data.queries)
+    folds = _folds(args, data.n_queries, seen, data.queries)
     chosen: list[SearchParams | None] = []
     infos, calib_s, hits = [], 0.0, 0.0
     for rows, held in folds:
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--sample", choices=["seen", "rows", "cv"], default="seen")
     ap.add_argument("--seen", type=int, default=1000, help="base rows past --n the reservoir holds (`seen`)")
+    ap.add_argument("--folds", type=int, default=2, help="`cv`: calibrate on all folds but one, measure on it")
     ap.add_argument("--calib-queries", type=int, default=None, help="quality.queries (default: all it is given)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="a smoke run: 2,000 points, 100 queries")
