@@ -193,14 +193,15 @@ def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray
     f = coll.fields[""]
     folds = _folds(args, data.n_queries, seen, data.queries)
     chosen: list[SearchParams | None] = []
-    infos, calib_s, hits = [], 0.0, 0.0
+    infos, calib_s, hits, per_fold = [], 0.0, 0.0, []
     for rows, held in folds:
         p, info, s = _calibrate(f, tmp, rows, target, args.calib_queries)
         chosen.append(p)
         infos.append(info)
         calib_s += s
         q, gt = data.queries[held], data.gt[held]
-        hits += _recall(coll, q, gt, None) * len(q)  # no params: the knobs calibration chose
+        per_fold.append(_recall(coll, q, gt, None))  # no params: the knobs calibration chose
+        hits += per_fold[-1] * len(q)
     during = _uptime()
     cands = _contenders(coll, kind, data.queries, data.gt, target, args.tiny)
     auto: list[tuple[int, float]] = []
@@ -229,6 +230,7 @@ def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray
         "calib_recall": float(np.mean([c.recall for c in cal if c])) if all(cal) else None,
         "calib_s": calib_s,
         "recall": hits / data.n_queries,
+        "fold_recall": per_fold,
         "qps": _total(auto),
         "hand": _describe(cands[best][0] if best is not None else None),
         "hand_recall": cands[best][1] if best is not None else None,

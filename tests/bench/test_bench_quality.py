@@ -43,5 +43,6 @@ def test_bench_quality_runs(tmp_path: Path, sample: str) -> None:
     assert row["calib_source"] == "query sample"
     if sample == "cv":  # each half of the 100 benchmark queries calibrates for the other
         assert r["seen"] == 0 and row["folds"] == 2 and row["calib_queries"] == [50, 50]
+        assert row["recall"] == pytest.approx(sum(row["fold_recall"]) / 2)
     else:
         assert r["seen"] == 500 and row["folds"] == 1 and row["calib_queries"] == 500
