@@ -196,8 +196,8 @@ def _hits(truth: I64, kth: F32, labels: I64, scores: F32) -> I64:
 def _low(found: I64, want: I64, real: bool) -> float:
     """The lower end of the recall's one-sided 95 % interval: the Wilson one on per-neighbour hits; on perturbed
     rows, the normal one on the mean per-query recall when lower (a query's neighbours are found or missed together, so
-    the first is narrow; on real queries it held at pypi-minilm 50k, 1,000 queries, but at 100k, 500 a fold, three
-    held-out halves in ten fell 0.008 to 0.015 short: benchmarks/QUALITY.md run 5)."""
+    the first is narrow; on real queries it held at pypi-minilm 50k, 1,000 queries, but at 100k, 500 a fold, six
+    held-out halves in eighteen fell 0.001 to 0.015 short: benchmarks/QUALITY.md run 5)."""
     lo = wilson(int(found.sum()), int(want.sum()), ONE_SIDED_Z)[0]
     per = found / np.maximum(want, 1)
     if len(per) > 1 and not real:
