@@ -6,17 +6,25 @@ For each index (HNSW, int8 HNSW, IVF-PQ, binary HNSW, LeanVec-128 HNSW) this bui
 single-query QPS with the knobs it chose. Against it: the best hand-tuned setting, an oracle that sweeps the same
 knobs on the held-out queries themselves and keeps the fastest setting whose recall@10 meets the target.
 
-What calibration sees (--sample): `seen` (the default) searches --seen base rows past the first --n (summaries
-like the queries, never inserted) through the collection first, as users' traffic, which fills the reservoir of
-recent queries a recall target keeps; `rows` leaves it empty, so calibration falls back to perturbed data rows.
-Never the benchmark queries.
+What calibration sees (--sample): `seen` (the default) puts --seen base rows past the first --n (summaries like
+the queries, never inserted) in the reservoir of recent queries a recall target keeps, as users' traffic would
+(the search path offers each query to it); `rows` leaves it empty, so calibration falls back to perturbed data
+rows; `cv` is cross-validation over the benchmark queries, for --n where no base rows are left (100k): with
+--folds 2, calibrate on the first half and measure on the second, then the other way round, so every benchmark
+query is measured with knobs chosen by a calibration that never saw it (half as many calibration queries, so a
+wider margin; more folds give calibration more queries, at one calibration per fold). The reservoir is refilled
+before each calibration: the benchmark's own searches would otherwise replace it (a reservoir keeps a uniform
+sample of all the queries searched), and the next target would calibrate on the benchmark queries.
+--calib-queries sets `quality.queries` (the reservoir's size, and calibration's queries).
 
 QPS: the chosen setting and each oracle contender (the smallest ef / nprobe meeting the target at each
 oversampling) are timed side by side, one pass of the queries each per round, for --rounds rounds; the fastest
-pass of each counts (a shared machine slows some passes).
+pass of each counts (a shared machine slows some passes). Under `cv` each fold's choice is timed on the queries
+it was measured on, the contenders on the same halves, and the halves' times add up.
 
     python benchmarks/bench_quality.py [--n 100000] [--queries 1000] [--targets 0.9 0.95 0.99]
-        [--index hnsw int8_hnsw ivf_pq] [--sample seen|rows] [--seen 1000] [--rounds 3] [--data DIR] [--tiny]
+        [--index hnsw int8_hnsw ivf_pq] [--sample seen|rows|cv] [--folds 2] [--seen 1000] [--calib-queries N]
+        [--rounds 3] [--data DIR] [--tiny]
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from index import quality  # noqa: E402
 from index.catalog import Catalog  # noqa: E402
 from index.collection import Collection  # noqa: E402
 from index.contract import CollectionOptions, Query  # noqa: E402
+from index.query_sample import QuerySample  # noqa: E402
 from index.tuning import Tuning  # noqa: E402
 from nestor_client.models import CollectionConfig, QualityConfig, SearchParams  # noqa: E402
 
@@ -146,6 +155,97 @@ def _describe(p: SearchParams | None) -> str:
     return ", ".join(f"{k}={v:g}" for k in ("ef", "nprobe", "oversampling") if (v := getattr(p, k)) is not None)
 
 
+def _folds(args: Any, n_queries: int, seen: np.ndarray, queries: np.ndarray) -> list[tuple[np.ndarray, slice]]:
+    """(the rows calibration sees, the benchmark queries measured with its choice) per fold."""
+    if args.sample != "cv":
+        return [(seen, slice(0, n_queries))]
+    edges = [n_queries * i // args.folds for i in range(args.folds + 1)]
+    return [(np.concatenate([queries[:a], queries[b:]]), slice(a, b)) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def _calibrate(
+    f: Any, tmp: Path, rows: np.ndarray, target: float, queries: int | None
+) -> tuple[SearchParams | None, Any, float]:
+    """Calibrate `f` for `target` on a reservoir holding exactly `rows` (as the search path offers them);
+    (the chosen knobs, the quality info, seconds)."""
+    size = queries or (len(rows) if len(rows) else 1000)
+    # fresh, nothing of earlier searches; none at all for perturbed rows (`--sample rows`)
+    sample = QuerySample(Path(tempfile.mkdtemp(dir=tmp)), f.dim, size if len(rows) else 0)
+    if len(rows):
+        sample.offer(f.prepare(np.ascontiguousarray(rows, np.float32)))
+    f.query_sample = sample
+    # a reservoir exactly full never "grows" (quality.sample_grew): the measuring searches cannot start a
+    # background calibration on the benchmark queries
+    f.tuning = Tuning(QualityConfig(recall_target=target, queries=size))
+    t0 = time.perf_counter()
+    quality.calibrate(f)  # what the indexer runs after a build (and once real queries pile up)
+    return f.tuning.params, f.tuning.info(), time.perf_counter() - t0
+
+
+def _total(parts: list[tuple[int, float]]) -> float:
+    """QPS over parts measured separately: (queries, QPS) each; their times add up."""
+    return sum(n for n, _ in parts) / sum(n / max(q, 1e-9) for n, q in parts)
+
+
+def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray, args: Any, tmp: Path) -> Any:
+    """One (index, target) row: calibrate per fold, measure each fold's choice on its held-out queries, and
+    the oracle's contenders on all of them."""
+    f = coll.fields[""]
+    folds = _folds(args, data.n_queries, seen, data.queries)
+    chosen: list[SearchParams | None] = []
+    infos, calib_s, hits, per_fold = [], 0.0, 0.0, []
+    for rows, held in folds:
+        p, info, s = _calibrate(f, tmp, rows, target, args.calib_queries)
+        chosen.append(p)
+        infos.append(info)
+        calib_s += s
+        q, gt = data.queries[held], data.gt[held]
+        per_fold.append(_recall(coll, q, gt, None))  # no params: the knobs calibration chose
+        hits += per_fold[-1] * len(q)
+    during = _uptime()
+    cands = _contenders(coll, kind, data.queries, data.gt, target, args.tiny)
+    auto: list[tuple[int, float]] = []
+    auto_cpu: list[tuple[int, float]] = []
+    hand: list[list[tuple[int, float]]] = [[] for _ in cands]
+    hand_cpu: list[list[tuple[int, float]]] = [[] for _ in cands]
+    for p, (_, held) in zip(chosen, folds, strict=True):
+        q = data.queries[held]
+        qps = _qps(coll, q, [p, *(c[0] for c in cands)], args.rounds)
+        auto.append((len(q), qps[0][0]))
+        auto_cpu.append((len(q), qps[0][1]))
+        for j in range(len(cands)):
+            hand[j].append((len(q), qps[j + 1][0]))
+            hand_cpu[j].append((len(q), qps[j + 1][1]))
+    best = max(range(len(cands)), key=lambda j: _total(hand_cpu[j])) if cands else None
+    names = sorted({_describe(p) for p in chosen})
+    same = best is not None and names == [_describe(cands[best][0])]
+    cal = [i.calibration for i in infos]
+    row = {
+        "index": kind,
+        "target": target,
+        "chosen": " | ".join(_describe(p) for p in chosen) if len(names) > 1 else names[0],
+        "state": "/".join(sorted({i.state for i in infos})),
+        "calib_source": cal[0].source if cal[0] else None,
+        "calib_queries": [c.queries if c else None for c in cal] if len(cal) > 1 else (cal[0] and cal[0].queries),
+        "calib_recall": float(np.mean([c.recall for c in cal if c])) if all(cal) else None,
+        "calib_s": calib_s,
+        "recall": hits / data.n_queries,
+        "fold_recall": per_fold,
+        "qps": _total(auto),
+        "hand": _describe(cands[best][0] if best is not None else None),
+        "hand_recall": cands[best][1] if best is not None else None,
+        "hand_qps": _total(hand[best]) if best is not None else None,
+        "cpu_qps": _total(auto_cpu),
+        "hand_cpu_qps": _total(hand_cpu[best]) if best is not None else None,
+        "qps_vs_hand": _total(auto) / _total(hand[best]) if best is not None else None,
+        "cpu_vs_hand": (1.0 if same else _total(auto_cpu) / _total(hand_cpu[best])) if best is not None else None,
+        "same": same,
+        "folds": len(folds),
+        "uptime_during": during,
+    }
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
@@ -153,8 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--targets", type=float, nargs="+", default=[0.9, 0.95, 0.99])
     ap.add_argument("--index", nargs="+", default=list(INDEXES), choices=list(INDEXES))
     ap.add_argument("--data", default=None)
-    ap.add_argument("--sample", choices=["seen", "rows"], default="seen")
-    ap.add_argument("--seen", type=int, default=1000, help="base rows past --n searched before calibrating")
+    ap.add_argument("--sample", choices=["seen", "rows", "cv"], default="seen")
+    ap.add_argument("--seen", type=int, default=1000, help="base rows past --n the reservoir holds (`seen`)")
+    ap.add_argument("--folds", type=int, default=2, help="`cv`: calibrate on all folds but one, measure on it")
+    ap.add_argument("--calib-queries", type=int, default=None, help="quality.queries (default: all it is given)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="a smoke run: 2,000 points, 100 queries")
     ap.add_argument("--out", default="quality", help="a name under benchmarks/results/, or a .json path")
@@ -176,47 +278,10 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             catalog, coll = _build(Path(tmp), kind, data.base)
             build_s = time.perf_counter() - t0
-            f = coll.fields[""]
-            for s in range(0, len(seen), 100):  # users' traffic: the reservoir keeps these queries
-                coll.search([Query(v, limit=10, with_payload=False) for v in seen[s : s + 100]])
             try:
                 for target in args.targets:
-                    f.tuning = Tuning(QualityConfig(recall_target=target))
-                    t1 = time.perf_counter()
-                    quality.calibrate(f)  # what the indexer runs after a build (and once real queries pile up)
-                    calib_s = time.perf_counter() - t1
-                    info = f.tuning.info()
-                    during = during or _uptime()
-                    cands = _contenders(coll, kind, data.queries, data.gt, target, args.tiny)
-                    settings = [f.tuning.params, *(c[0] for c in cands)]
-                    qps = _qps(coll, data.queries, settings, args.rounds)
-                    auto = {"recall": _recall(coll, data.queries, data.gt, None), "qps": qps[0][0], "cpu": qps[0][1]}
-                    hand = None  # no setting of the grid meets the target
-                    if cands:
-                        j = max(range(len(cands)), key=lambda i: qps[i + 1][1])
-                        hand = (cands[j][0], {"recall": cands[j][1], "qps": qps[j + 1][0], "cpu": qps[j + 1][1]})
-                    same = hand is not None and _describe(hand[0]) == _describe(f.tuning.params)
-                    row = {
-                        "index": kind,
-                        "target": target,
-                        "chosen": _describe(f.tuning.params),
-                        "state": info.state,
-                        "calib_source": info.calibration.source if info.calibration else None,
-                        "calib_queries": info.calibration.queries if info.calibration else None,
-                        "calib_recall": info.calibration.recall if info.calibration else None,
-                        "calib_s": calib_s,
-                        "recall": auto["recall"],
-                        "qps": auto["qps"],
-                        "hand": _describe(hand[0] if hand else None),
-                        "hand_recall": hand[1]["recall"] if hand else None,
-                        "hand_qps": hand[1]["qps"] if hand else None,
-                        "cpu_qps": auto["cpu"],
-                        "hand_cpu_qps": hand[1]["cpu"] if hand else None,
-                        "qps_vs_hand": auto["qps"] / hand[1]["qps"] if hand else None,
-                        "cpu_vs_hand": 1.0 if same else auto["cpu"] / hand[1]["cpu"] if hand else None,
-                        "same": same,
-                        "build_s": build_s,
-                    }
+                    row = {**_row(coll, kind, target, data, seen, args, Path(tmp)), "build_s": build_s}
+                    during = during or row["uptime_during"]
                     rows.append(row)
                     print(row, flush=True)
             finally:
