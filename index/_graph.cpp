@@ -1508,7 +1508,7 @@ class Graph {
             std::vector<Pair>& w = chosen[static_cast<size_t>(lc)];
             search_layer(p, cur, cur_d, efc_, lc, nullptr, false, n, vis, true, w);
             cur = w.front().second, cur_d = w.front().first;
-            select(w, lc == 0 ? m0_ : m_, tmp);
+            select(w, m_, tmp);  // m at every level, as hnswlib: level 0 fills to m0 with back links
         }
         for (int lc = 0; lc <= from; ++lc) connect(id, lc, chosen[static_cast<size_t>(lc)], tmp);
         if (level > top) {
