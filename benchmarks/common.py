@@ -151,6 +151,28 @@ def recall_at_k(found: npt.ArrayLike | Sequence[Sequence[int]], gt: I64, k: int 
     return hits / (k * gt.shape[0])
 
 
+def duel_row(name: str, qa: list[float], qb: list[float], out_a: Any, out_b: Any, gt: I64) -> dict[str, Any]:
+    """A head-to-head's row from its interleaved passes (QPS of Nestor `qa` and of the baseline `qb`, pair
+    by pair, and each side's last answers): the ratio is the median of the per-pair ratios. Printed as a
+    markdown row."""
+    ratios = [x / y for x, y in zip(qa, qb, strict=True)]
+    row = {
+        "pair": name,
+        "nestor_qps": statistics.median(qa),
+        "baseline_qps": statistics.median(qb),
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+        "nestor_recall": recall_at_k(out_a, gt, 10),
+        "baseline_recall": recall_at_k(out_b, gt, 10),
+    }
+    print(
+        f"| {name} | {row['nestor_qps']:,.0f} ({row['nestor_recall']:.3f}) | {row['baseline_qps']:,.0f} "
+        f"({row['baseline_recall']:.3f}) | {row['ratio_median']:.2f}x | {' '.join(f'{r:.2f}' for r in ratios)} |",
+        flush=True,
+    )
+    return row
+
+
 # --------------------------------------------------------------------------------------------- timing
 
 

@@ -12,7 +12,6 @@ Two duels: `search/matrix` (the query matrix as one float32 buffer, columns of i
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
-from common import Dataset, recall_at_k
+from common import Dataset, duel_row
 from nestor_sections import COLL, _Server, _wait_indexed
 
 from nestor_client import NestorClient
@@ -77,22 +76,7 @@ def _duel(name: str, rest: Callable[[], Out], raw: Callable[[], Out], n_q: int, 
         y, out_b = timed(raw)
         qa.append(x)
         qb.append(y)
-    ratios = [x / y for x, y in zip(qa, qb, strict=True)]
-    row = {
-        "pair": name,
-        "nestor_qps": statistics.median(qa),
-        "baseline_qps": statistics.median(qb),
-        "ratio_median": statistics.median(ratios),
-        "ratios": ratios,
-        "nestor_recall": recall_at_k(out_a, gt, 10),
-        "baseline_recall": recall_at_k(out_b, gt, 10),
-    }
-    print(
-        f"| {name} | {row['nestor_qps']:,.0f} ({row['nestor_recall']:.3f}) | {row['baseline_qps']:,.0f} "
-        f"({row['baseline_recall']:.3f}) | {row['ratio_median']:.2f}x | {' '.join(f'{r:.2f}' for r in ratios)} |",
-        flush=True,
-    )
-    return row
+    return duel_row(name, qa, qb, out_a, out_b, gt)
 
 
 def _server(data_dir: Path) -> _Server:

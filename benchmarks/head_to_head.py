@@ -23,7 +23,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench_core.py: same co
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -38,7 +37,7 @@ import h2h_leanvec  # noqa: E402
 import harness  # noqa: E402
 import msgpack  # noqa: E402
 from baselines import bare_server, build_hnswlib  # noqa: E402
-from common import RESULTS_DIR, load_dataset, recall_at_k, write_results  # noqa: E402
+from common import RESULTS_DIR, duel_row, load_dataset, write_results  # noqa: E402
 from h2h_batch import batch_section  # noqa: E402
 from h2h_ivf import ivf_section  # noqa: E402
 from nestor_sections import COLL, HNSW, _Server, _wait_indexed  # noqa: E402
@@ -68,23 +67,7 @@ def duel(name: str, a: Callable[[int], Any], b: Callable[[int], Any], n: int, pa
         y, out_b = _pass(b, n)
         qa.append(x)
         qb.append(y)
-    ratios = [x / y for x, y in zip(qa, qb, strict=True)]
-    row = {
-        "pair": name,
-        "nestor_qps": statistics.median(qa),
-        "baseline_qps": statistics.median(qb),
-        "ratio_median": statistics.median(ratios),
-        "ratios": ratios,
-        "nestor_recall": recall_at_k(out_a, gt, 10),
-        "baseline_recall": recall_at_k(out_b, gt, 10),
-    }
-    print(
-        f"| {name} | {row['nestor_qps']:,.0f} ({row['nestor_recall']:.3f}) | {row['baseline_qps']:,.0f} "
-        f"({row['baseline_recall']:.3f}) | {row['ratio_median']:.2f}x | "
-        f"{' '.join(f'{r:.2f}' for r in ratios)} |",
-        flush=True,
-    )
-    return row
+    return duel_row(name, qa, qb, out_a, out_b, gt)
 
 
 def main(argv: list[str] | None = None) -> int:
