@@ -8,9 +8,8 @@ responses read in `_response`, and the names users import from here are re-expor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from ._body import (
@@ -25,7 +24,6 @@ from ._body import (
     SearchLike,
     batch_body,
     check_lengths,
-    encode_body,
     encode_point,
     id_list,
     ingest_request,
@@ -34,6 +32,7 @@ from ._body import (
     search_body,
     search_item,
 )
+from ._call import Call, _collection
 from ._codec import (
     JSON_MIME,
     MSGPACK_MIME,
@@ -49,6 +48,7 @@ from ._codec import (
     to_matrix,
 )
 from ._columns import ColumnLike, columns_body, named_columns
+from ._jobs_snapshots import JobAndSnapshotCalls
 from ._matrix import MatrixResult, matrix_body, parse_matrix
 from ._pipeline import QueryLike, parse_pipeline, query_body
 from ._response import (
@@ -62,16 +62,12 @@ from ._response import (
     parse_created,
     parse_deleted,
     parse_info,
-    parse_job,
-    parse_jobs,
     parse_optimize,
     parse_queries,
     parse_query,
     parse_records,
     parse_sample,
     parse_scroll,
-    parse_snapshot,
-    parse_snapshots,
     parse_summaries,
     parse_update,
 )
@@ -79,9 +75,6 @@ from .errors import ApiError, NestorTransportError
 from .models import (
     CollectionInfo,
     CollectionSummary,
-    IngestFormat,
-    IngestJobRequest,
-    JobInfo,
     JobState,
     PointId,
     Record,
@@ -113,18 +106,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Call(Generic[T]):
-    """One request to send, and how to turn its envelope into the method's return value."""
-
-    method: str
-    path: str
-    parse: Callable[[Envelope], T]
-    body: bytes | None = None
-    params: Mapping[str, str] | None = None
-
-
-class BaseClient:
+class BaseClient(JobAndSnapshotCalls):
     """Request building and response parsing for one wire format and credential."""
 
     def __init__(self, *, api_key: str | None, wire: Wire) -> None:
@@ -350,59 +332,6 @@ class BaseClient:
         body["text"] = text
         return Call("POST", f"{_collection(name)}/points/search", parse_query, self._encode(body))
 
-    def ingest(self, request: IngestJobRequest) -> Call[JobInfo]:
-        # Dumped with its Nones: `id_field: null` (number the rows) differs from the default "id".
-        return Call("POST", "/jobs/ingest", parse_job, self._encode(request.model_dump(mode="json")))
-
-    def ingest_upload(self, request: IngestJobRequest) -> Call[JobInfo]:
-        """The query of an upload job; the client streams the file itself as the body."""
-        src = request.source
-        params = {
-            "collection": request.collection,
-            "format": (src.format or IngestFormat.jsonl).value,
-            "id_field": src.id_field or "",
-            "batch_size": str(request.batch_size),
-            "strict": _flag(request.strict),
-            "defer_indexing": _flag(request.defer_indexing),
-        }
-        for key, value in (("text_field", src.text_field), ("vector_field", src.vector_field)):
-            if value is not None:
-                params[key] = value
-        if src.payload_fields is not None:
-            params["payload_fields"] = ",".join(src.payload_fields)
-        return Call("POST", "/jobs/ingest/upload", parse_job, None, params)
-
-    def get_job(self, job_id: str) -> Call[JobInfo]:
-        return Call("GET", _job(job_id), parse_job)
-
-    def list_jobs(self) -> Call[list[JobInfo]]:
-        return Call("GET", "/jobs", parse_jobs)
-
-    def cancel_job(self, job_id: str) -> Call[JobInfo]:
-        return Call("POST", f"{_job(job_id)}/cancel", parse_job)
-
-    def create_snapshot(self, name: str) -> Call[Snapshot]:
-        return Call("POST", f"{_collection(name)}/snapshots", parse_snapshot)
-
-    def list_snapshots(self, name: str) -> Call[list[Snapshot]]:
-        return Call("GET", f"{_collection(name)}/snapshots", parse_snapshots)
-
-    def delete_snapshot(self, name: str, snapshot: str) -> Call[bool]:
-        return Call("DELETE", _snapshot(name, snapshot), parse_bool)
-
-    def download_snapshot(self, name: str, snapshot: str) -> Call[bool]:
-        """The download request; the client streams the tar itself (`parse` is unused)."""
-        return Call("GET", _snapshot(name, snapshot), parse_bool)
-
-    def restore_snapshot(self, name: str, snapshot: str, source: str | None) -> Call[CollectionInfo]:
-        body = {"snapshot": snapshot, "source": source}
-        return Call("POST", f"{_collection(name)}/snapshots/restore", parse_info, self._encode(body))
-
-    def upload_snapshot(self, name: str, sha256: str | None) -> Call[CollectionInfo]:
-        """The query of a snapshot upload; the client streams the file itself as the body."""
-        params = {"checksum": sha256} if sha256 else None
-        return Call("POST", f"{_collection(name)}/snapshots/upload", parse_info, None, params)
-
     def raise_for(self, status: int, content_type: str, content: bytes) -> None:
         """The typed exception for an error response that is not an envelope call (a download)."""
         if status >= 400:
@@ -422,9 +351,6 @@ class BaseClient:
 
     # -- encoding helpers -------------------------------------------------------------------
 
-    def _encode(self, body: Any) -> bytes:
-        return encode_body(body, self.wire)
-
     def _upsert_call(self, name: str, body: dict[str, Any], wait: bool) -> Call[UpdateResult]:
         params = {"wait": "true" if wait else "false"}
         return Call("PUT", f"{_collection(name)}/points", parse_update, self._encode(body), params)
@@ -432,23 +358,6 @@ class BaseClient:
 
 def transport_error(exc: Exception) -> NestorTransportError:
     return NestorTransportError(f"{type(exc).__name__}: {exc}")
-
-
-def _collection(name: str) -> str:
-    # Quote everything so a name can never reach another route ("a/b", "..").
-    return "/collections/" + quote(name, safe="")
-
-
-def _snapshot(name: str, snapshot: str) -> str:
-    return f"{_collection(name)}/snapshots/{quote(snapshot, safe='')}"
-
-
-def _job(job_id: str) -> str:
-    return "/jobs/" + quote(job_id, safe="")
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
 
 
 JOB_ENDED = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
