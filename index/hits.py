@@ -44,13 +44,6 @@ class HitReader:
 
     def finish(self, q: Query, f: Field, ranked: Ranked) -> QueryResult:
         labels, scores, strategy = ranked
-        if not (q.offset or q.score_threshold is not None or q.with_payload or q.with_vector):
-            # ids and scores only (the search path's common case): no payload to read
-            got = list(map(self.labels.ids.__getitem__, labels))
-            if None in got:  # a point deleted since the search
-                scores = [sc for pid, sc in zip(got, scores, strict=True) if pid is not None]
-                got = [pid for pid in got if pid is not None]
-            return QueryResult(list(map(Hit, got, scores)), strategy)  # type: ignore[arg-type]
         if q.offset:
             labels, scores = labels[q.offset :], scores[q.offset :]
         if q.score_threshold is not None:
@@ -58,10 +51,12 @@ class HitReader:
             keep = [i for i, s in enumerate(scores) if (s <= t if lower else s >= t)]
             labels, scores = [labels[i] for i in keep], [scores[i] for i in keep]
         ids = self.labels.ids
-        if not q.with_payload and not q.with_vector:  # ids and scores only: one pass (the search's hot path)
-            return QueryResult(
-                [Hit(i, sc) for lab, sc in zip(labels, scores, strict=True) if (i := ids[lab]) is not None], strategy
-            )
+        if not q.with_payload and not q.with_vector:  # ids and scores only (the search's hot path): no payload
+            got = list(map(ids.__getitem__, labels))
+            if None in got:  # a point deleted since the search
+                scores = [sc for pid, sc in zip(got, scores, strict=True) if pid is not None]
+                got = [pid for pid in got if pid is not None]
+            return QueryResult(list(map(Hit, got, scores)), strategy)  # type: ignore[arg-type]
         hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
         names = self.vector_names(q.with_vector) if q.with_vector else []
         if q.with_payload or names:
