@@ -5,11 +5,12 @@ last one, or its real queries have doubled, and caught up with the data) measure
 and picks the fastest knobs whose recall meets the target with a margin. The queries are real ones when the vector
 has at least `_MIN_SAMPLE`: its query sample (posted rows, and the reservoir of recent queries a recall target
 keeps, `quality.queries` of them); then the lower end of the one-sided 95 % Wilson interval on per-neighbour hits
-must reach the target. Otherwise they are held-out rows of the data: random live rows, each moved by Gaussian noise
-1.5 times as long as the distance to its nearest neighbour, the row itself left out of both answers (it is not
-a held-out point, so finding it proves nothing). Such queries differ from real ones (easier at large settings), so
-on them the normal interval on the mean per-query recall must reach it too (a query's neighbours are found or
-missed together, which makes the Wilson one narrow), and the aim is `_ROWS_MARGIN` of the way from the target to 1.
+and the normal one on the mean per-query recall must both reach the target (a query's neighbours are found or
+missed together, which makes the Wilson one narrow; a query searched twice counts once). Otherwise they are
+held-out rows of the data: random live rows, each moved by Gaussian noise 1.5 times as long as the distance to its
+nearest neighbour, the row itself left out of both answers (it is not a held-out point, so finding it proves
+nothing). Such queries differ from real ones (easier at large settings), so on them the aim is `_ROWS_MARGIN` of
+the way from the target to 1.
 
 The knobs: `ef` of a graph (hnswlib or Nestor's), `nprobe` of IVF-PQ, and `oversampling` when the index's
 candidates are reranked. For each oversampling (increasing), a binary search finds the smallest ef or nprobe on a
@@ -193,14 +194,14 @@ def _hits(truth: I64, kth: F32, labels: I64, scores: F32) -> I64:
     return out
 
 
-def _low(found: I64, want: I64, real: bool) -> float:
-    """The lower end of the recall's one-sided 95 % interval: the Wilson one on per-neighbour hits; on perturbed
-    rows, the normal one on the mean per-query recall when lower (a query's neighbours are found or missed together, so
-    the first is narrow; on real queries it held at pypi-minilm 50k, 1,000 queries, but at 100k, 500 a fold, six
-    held-out halves in eighteen fell 0.001 to 0.015 short: benchmarks/QUALITY.md run 5)."""
+def _low(found: I64, want: I64) -> float:
+    """The lower end of the recall's one-sided 95 % interval: the smaller of the Wilson one on per-neighbour hits
+    and the normal one on the mean per-query recall. A query's neighbours are found or missed together, so the
+    first alone is too narrow: on real queries at pypi-minilm 100k, 500 a fold, six held-out halves in eighteen
+    fell 0.001 to 0.015 short of what it promised (benchmarks/QUALITY.md run 5)."""
     lo = wilson(int(found.sum()), int(want.sum()), ONE_SIDED_Z)[0]
     per = found / np.maximum(want, 1)
-    if len(per) > 1 and not real:
+    if len(per) > 1:
         lo = min(lo, float(per.mean() - ONE_SIDED_Z * per.std(ddof=1) / math.sqrt(len(per))))
     return lo
 
@@ -215,9 +216,11 @@ def calibrate(field: DenseField) -> None:
     k = qc.k
     points = field.count  # before the first search: rows written meanwhile make the next calibration due
     sample_version, sample = field.query_sample.version, field.query_sample.rows()  # one copy: searches add more
+    # a query searched again (an exact check of the same vector, a retry) is one query's evidence, not two
+    distinct = np.unique(sample, axis=0) if len(sample) else sample
     rng = np.random.default_rng(points)  # the same data, the same queries: a reopened collection chooses the same
     t.state = "calibrating"
-    q, selfs, source = _queries(field, sample, qc.queries, rng)
+    q, selfs, source = _queries(field, distinct, qc.queries, rng)
     truth, truth_scores = _answers(field, q, k, _EXACT, selfs)
     kth = truth_scores[np.arange(len(q)), np.maximum((truth >= 0).sum(axis=1) - 1, 0)]
     want = (truth >= 0).sum(axis=1)
@@ -238,7 +241,7 @@ def calibrate(field: DenseField) -> None:
     aim = qc.recall_target + (_ROWS_MARGIN * (1 - qc.recall_target) if selfs is not None else 0.0)
 
     def meets(value: float, over: float) -> bool:
-        return _low(found(value, over), want, selfs is None) >= aim
+        return _low(found(value, over), want) >= aim
 
     clock = KnobClock(field, q, k) if len(overs) > 1 else None  # one oversampling: nothing to weigh
     fastest = math.inf
@@ -268,7 +271,9 @@ def calibrate(field: DenseField) -> None:
             chosen = next(c for c in met if _params(name, *c) == pick)
         t.state, t.message = "met", None
     p = _params(name, *chosen)
+    timed = [(_params(name, *c), clock.seconds(_params(name, *c))) for c in met] if clock is not None else []
     with t.lock:
+        t.candidates = timed
         t.params = t.calibrated = p
         t.live, t.window, t.comfortable, t.adjustments = None, [0, 0, 0], 0, 0
         t.index_id, t.calibrated_count, t.sample_version = id(index), points, sample_version

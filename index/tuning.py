@@ -55,6 +55,9 @@ class Tuning:
     sample_rows: int = 0  # real queries (posted or seen) calibration last used: twice as many recalibrate
     window: list[int] = field(default_factory=lambda: [0, 0, 0])  # live hits, neighbours, queries since a change
     comfortable: int = 0  # consecutive live windows well above the target
+    # the settings calibration found meeting the target, by increasing oversampling, and each one's measured
+    # seconds per query (empty when only one oversampling applies): why it chose what it chose
+    candidates: list[tuple[SearchParams, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, p: SearchParams | None) -> SearchParams | None:

@@ -31,6 +31,7 @@ def clustered(n: int, seed: int) -> np.ndarray:
 
 
 BASE, HELD = clustered(3000, 1), clustered(100, 2)
+EVAL = clustered(400, 3)  # held-out queries that measure the recall a target promises
 
 
 @pytest.fixture
@@ -88,13 +89,17 @@ def test_a_target_is_met_over_rest_and_the_info_reports_it(http: TestClient) -> 
         time.sleep(0.05)
     assert q["recall_target"] == 0.95 and q["state"] == "met" and q["params"]["ef"] > 10, q
     assert q["calibration"]["low"] >= 0.95 and "Wilson" in q["interval"]
-    found = 0
-    for v in HELD:
+    per_query = []
+    for v in EVAL:
         body = {"vector": v.tolist(), "using": "text", "limit": 10, "with_payload": False}
         ann = _ok(http.post("/collections/q/points/search", json=body))
         exact = _ok(http.post("/collections/q/points/search", json={**body, "params": {"exact": True}}))
-        found += len({h["id"] for h in ann} & {h["id"] for h in exact})
-    assert found / (10 * len(HELD)) >= 0.95
+        per_query.append(len({h["id"] for h in ann} & {h["id"] for h in exact}) / 10)
+    # calibration claims recall >= 0.95 at 95 % confidence, so its true recall sits just above the target, and a
+    # measure on 400 queries scatters about it (standard error ~0.004): the claim fails when these queries refute
+    # it, i.e. when even the upper end of their one-sided 95 % interval is below the target (ef 10 gives ~0.67)
+    mean, se = float(np.mean(per_query)), float(np.std(per_query, ddof=1)) / np.sqrt(len(per_query))
+    assert mean + 1.645 * se >= 0.95, (mean, se, q)
     # the probe reran some of those searches: its measure shows up beside calibration's
     live = _quality(http, "q", lambda q: q["live"] is not None)["live"]
     assert live["source"] == "recall probe" and live["total"] >= 10 and live["low"] <= live["recall"]
