@@ -9,7 +9,9 @@ The `deaths` table logs the (label, id) of each point a delete removed, keyed by
 the delete's own transaction: a follower process catches up from it (index/catchup.py), since a deleted
 row is gone. Overwrites need no entry (the new row names the id, whose old label the follower knows;
 the id of a point overwritten and then deleted is in the delete's entry). `meta.deaths_from` says from
-which `seq` on the log is complete (a compaction's new generation starts it afresh).
+which `seq` on the log is complete (a compaction's new generation starts it afresh). Without compactions
+the log would grow with every delete, so past `_DEATHS_CAP` rows a delete drops its oldest half (in the
+same transaction) and moves `deaths_from` up: a follower that far behind loads the collection whole.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ INSERT OR IGNORE INTO meta(key, value) SELECT 'deaths_from', coalesce((SELECT va
 
 # SQLite caps bound variables per statement; stay well below.
 _CHUNK = 900
+_DEATHS_CAP = 1_000_000  # deaths log rows kept at most (~40 MB); a follower further behind reloads
 
 
 def encode_pid(pid: PointIdT) -> str:
@@ -65,6 +68,7 @@ class PointStore:
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         self._migrate()
+        self._deaths = int(self._writer.execute("SELECT count(*) FROM deaths").fetchone()[0])
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -179,6 +183,19 @@ class PointStore:
         self._writer.executemany(
             "INSERT OR IGNORE INTO deaths(seq, label, pid) VALUES (?, ?, ?)", [(seq, lab, pid) for pid, lab in rows]
         )
+        self._deaths += len(rows)
+        if self._deaths > _DEATHS_CAP:
+            self._trim_deaths()
+
+    def _trim_deaths(self) -> None:
+        """Keep the newest half of the cap, cut at a `seq` boundary (the log stays complete after `deaths_from`)."""
+        w = self._writer
+        cut = w.execute("SELECT seq FROM deaths ORDER BY seq DESC LIMIT 1 OFFSET ?", (_DEATHS_CAP // 2,)).fetchone()
+        if cut is None:
+            return
+        w.execute("DELETE FROM deaths WHERE seq <= ?", (cut[0],))
+        w.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'deaths_from'", (cut[0],))
+        self._deaths = int(w.execute("SELECT count(*) FROM deaths").fetchone()[0])
 
     def _set_meta(self, **values: int) -> None:
         self._writer.executemany(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from index import catchup
+from index import catchup, storage
 from index.collection import Collection
 from index.contract import Query, SparseVec
 from index.dense import DenseField
@@ -200,6 +200,32 @@ def test_the_store_logs_every_delete_in_its_own_transaction(tmp_path: Path) -> N
         assert store.meta()["deaths_from"] == 0
     finally:
         store.close()
+
+
+def test_the_deaths_log_keeps_its_newest_half_past_the_cap(
+    engine: Engine, follower: FollowerCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without compactions the log would grow with every delete: past the cap a delete drops the oldest half
+    at a seq boundary, so a follower behind the cut loads whole, and one after it still catches up."""
+    monkeypatch.setattr(storage, "_DEATHS_CAP", 8)
+    rng = np.random.default_rng(9)
+    primary = engine.create("c", CFG)
+    vecs, pays = _points(rng, list(range(40)), "a")
+    primary.upsert(list(range(40)), vecs, pays)
+    follower.sync("c")
+    behind = follower.reloads
+    for i in range(0, 12, 2):  # six deletes of two points: twelve entries, past the cap of eight
+        primary.delete([i, i + 1])
+    db = primary.points._writer
+    kept = sorted(db.execute("SELECT seq, pid FROM deaths"))
+    frm = primary.points.meta()["deaths_from"]
+    assert 4 <= len(kept) <= 8 and all(seq > frm for seq, _ in kept), (kept, frm)
+    assert [pid for _, pid in kept] == [str(i) for i in range(12 - len(kept), 12)]  # the newest, whole deletes
+    follower.sync("c")  # its seq is before the cut: the log cannot say what it missed
+    assert follower.reloads == behind + 1 and follower.get("c").count == 28
+    primary.delete([20])
+    _check(primary, follower, rows(rng, 4, DIM), reloaded=False)  # after the cut: caught up again
+    assert follower.get("c").get([0, 11, 20]) == []
 
 
 def test_follower_catches_up_token_vectors(engine: Engine, follower: FollowerCatalog) -> None:
