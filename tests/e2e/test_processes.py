@@ -109,7 +109,8 @@ def test_read_your_writes_across_processes(server: ServerProcess) -> None:
     _on_both(url, vecs[9], lambda hits: _ids(hits) == {7, 9}, flt=green)
 
     # a payload index (collection.json rewritten) answers the same
-    r = httpx.put(f"{url}/collections/{NAME}/index", json={"field_name": "color", "field_schema": "keyword"})
+    index = {"field_name": "color", "field_schema": "keyword"}
+    r = httpx.put(f"{url}/collections/{NAME}/index", json=index, timeout=60)
     assert r.status_code == 200, r.text
     _on_both(url, vecs[9], lambda hits: _ids(hits) == {7, 9}, flt=green)
 
@@ -148,11 +149,12 @@ def test_follower_forwards_writes_and_survives_kill(server: ServerProcess) -> No
             follower_pid = int(r.headers["x-nestor-follower"].split()[1])
         _on_both(url, v, _top(1000 + i))  # a write through either process is visible on both
         # bad input is refused by the primary, whichever process took it, and changes nothing
-        bad = httpx.put(f"{url}/collections/{NAME}/points", json={"points": [{"id": 1, "vector": [1.0, 2.0]}]})
+        short = {"points": [{"id": 1, "vector": [1.0, 2.0]}]}
+        bad = httpx.put(f"{url}/collections/{NAME}/points", json=short, timeout=60)
         assert bad.status_code == 422, bad.text
         bad_seen.add(_served_by(bad))
     assert "forwarded" in forwarded and {"primary", "forwarded"} <= bad_seen, (forwarded, bad_seen)
-    count = httpx.post(f"{url}/collections/{NAME}/points/count", json={}).json()["result"]["count"]
+    count = httpx.post(f"{url}/collections/{NAME}/points/count", json={}, timeout=60).json()["result"]["count"]
     assert count == upserted  # the bad batches wrote nothing
 
     os.kill(follower_pid, signal.SIGKILL)
@@ -221,7 +223,8 @@ def test_keys_hold_on_every_process(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "data", env={"NESTOR_API_KEYS": entries}, args=["--processes", "2"]).start()
     try:
         admin, read = ({"api-key": keys[r]} for r in ("admin", "read"))
-        r = httpx.put(f"{srv.url}/collections/{NAME}", json={"dim": DIM, "metric": "cosine"}, headers=admin)
+        # 60 s: a create on a loaded CI machine took longer than httpx's default 5 s once
+        r = httpx.put(f"{srv.url}/collections/{NAME}", json={"dim": DIM, "metric": "cosine"}, headers=admin, timeout=60)
         assert r.status_code == 200, r.text
         v = np.ones(DIM, np.float32)
         body = {"vector": v.tolist(), "limit": 1}
@@ -229,17 +232,17 @@ def test_keys_hold_on_every_process(tmp_path: Path) -> None:
         for i in range(TRIES):
             url = f"{srv.url}/collections/{NAME}/points"
             for headers, want in (({}, 401), (read, 200)):  # a search: refused without a key, on either process
-                r = httpx.post(f"{url}/search", json=body, headers=headers)
+                r = httpx.post(f"{url}/search", json=body, headers=headers, timeout=60)
                 assert r.status_code == want, r.text
                 seen[_served_by(r), want] = 1
-            r = httpx.put(url, json={"points": [_point(i, v)]}, headers=read)  # a write with a read key
+            r = httpx.put(url, json={"points": [_point(i, v)]}, headers=read, timeout=60)  # a write with a read key
             assert r.status_code == 403, r.text
             seen[_served_by(r), 403] = 1
             if EVERY_ANSWER <= set(seen):
                 break
         else:
             pytest.fail(f"not every process answered: {sorted(seen)}")
-        count = httpx.post(f"{srv.url}/collections/{NAME}/points/count", json={}, headers=admin)
+        count = httpx.post(f"{srv.url}/collections/{NAME}/points/count", json={}, headers=admin, timeout=60)
         assert count.json()["result"]["count"] == 0  # the refused writes wrote nothing
     finally:
         srv.stop()
