@@ -67,4 +67,5 @@ def test_rescaled_id_keeps_each_rows_full_norm_and_its_state() -> None:
     cos = np.sum(got * plain.transform(base[:50]), axis=1) / np.linalg.norm(got, axis=1)
     np.testing.assert_allclose(cos, np.linalg.norm(plain.transform(base[:50]), axis=1), rtol=1e-4)  # same direction
     again = LeanVecTransform.from_state(*scaled.state())
-    assert again.rescale and np.array_equal(again.transform(base[:5]), got[:5])
+    # the same rows in the same batch shape: BLAS may round a 5-row product differently from a 50-row one
+    assert again.rescale and np.array_equal(again.transform(base[:5]), scaled.transform(base[:5]))
