@@ -1,12 +1,12 @@
-"""One unfiltered query on IVF-PQ with a rerank: faiss's shortlist, reranked in native code.
+"""One unfiltered query on IVF-PQ with a rerank: faiss's shortlist, reranked in native code, in one call.
 
 The planner's IVF-PQ path (`planner._shortlist`) costs about as much Python and numpy as faiss's list scan:
-Hits arrays, a by-index rescore, an argpartition, a sort, a liveness loop. Here faiss writes the shortlist
-into one label array, and `_graph.exact` (index/_graph_exact.h) scores those rows against the float32
-vectors with the GIL released (prefetching rows ahead, which faiss's by-index kernel does not), skips dead
-labels, keeps the best k and returns the user-facing lists. Rows not yet in the index (at most
-`planner.CHEAP_PENDING`) join the shortlist, so they are scored exactly too: the planner's merge of the
-unindexed tail, in the same call.
+Hits arrays, a by-index rescore, an argpartition, a sort, a liveness loop. Here one native call
+(`IvfPqIndex.rerank`: `_graph.FaissIvf`, index/_faiss_ivf.h) runs faiss's C++ search into per-thread
+buffers and scores the shortlist's rows against the float32 vectors with the GIL released (prefetching rows
+ahead, which faiss's by-index kernel does not), skips dead labels, keeps the best k and returns the
+user-facing lists. Rows not yet in the index (at most `planner.CHEAP_PENDING`) join the shortlist, so they
+are scored exactly too: the planner's merge of the unindexed tail, in the same call.
 
 None for every other case (no rescore, a filter, fewer than k live candidates, a large unindexed tail,
 no native module): the planner serves it.
@@ -15,8 +15,6 @@ no native module): the planner serves it.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from index.backends.base import F32, Space
 from index.backends.ivfpq import IvfPqIndex
@@ -48,12 +46,18 @@ def search(
     n = field.labels.n  # after the state, before `alive`: each at least as new as the one before
     if n - upto > CHEAP_PENDING:
         return None
-    cand = index.shortlist(mat, k_ann, p.nprobe if p is not None else None)
-    if cand is None:
-        return None
-    if n > upto:
-        cand = np.concatenate([cand, np.arange(upto, n, dtype=np.int64)])
-    labels, scores = _graph.exact(mat, field.vectors.buffer(), field.alive, n, cand, k, field.space is Space.l2)[0]
-    if len(labels) < k:
-        return None  # dead candidates left fewer than k: the planner's wider plan
-    return labels, scores, kind(field)
+    # one native call: faiss's shortlist, the unindexed tail and the exact rerank (index/_faiss_ivf.h)
+    got = index.rerank(
+        mat,
+        k_ann,
+        p.nprobe if p is not None else None,
+        field.vectors.buffer(),
+        field.alive,
+        upto,
+        n,
+        k,
+        field.space is Space.l2,
+    )
+    if got is None:
+        return None  # too few found, or dead candidates left fewer than k: the planner's wider plan
+    return got[0], got[1], kind(field)
