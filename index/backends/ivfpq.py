@@ -90,6 +90,7 @@ class IvfPqIndex:
         self._lock = RWLock()
         self._threads = os.cpu_count() or 1
         self._params: dict[int, Any] = {}
+        self._asked: dict[int | None, Any] = {}  # `_params` by the nprobe a query asks for (None: the default)
         self._index: faiss.Index | None = None
         # (the faiss index, its native search and rerank or None where this faiss cannot be called natively)
         self._native: tuple[Any, Any] = (None, None)
@@ -118,6 +119,7 @@ class IvfPqIndex:
         with self._lock.write():
             self._index = index
             self.nlist = nlist
+            self._asked.clear()  # the nprobe they clamp to depends on nlist
             self.trained_on = len(sample)
 
     def _require(self) -> faiss.Index:
@@ -196,7 +198,9 @@ class IvfPqIndex:
         index = self._index
         if index is None or _graph is None:
             return None
-        sp = self._ivf_params(nprobe)
+        sp = self._asked.get(nprobe)
+        if sp is None:
+            sp = self._asked[nprobe] = self._ivf_params(nprobe)
         of, nat = self._native
         if of is not index:
             nat = self._bind(index)

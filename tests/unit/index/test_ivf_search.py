@@ -157,3 +157,17 @@ def test_the_one_call_search_pads_and_short_shortlists_give_none() -> None:
     alive[:] = 0
     alive[:5] = 1
     assert idx.rerank(q, 30, 4, data, alive, 300, 300, K, False) is None  # fewer than k live
+
+
+def test_the_kept_plan_follows_the_knobs(engine: Engine, shortlists: list[int]) -> None:
+    # ivf_search keeps its plan on the field: a query with other knobs (or another k) must not reuse it
+    data = manifold(N, DIM, seed=7)
+    coll = engine.create(
+        "c", {"dim": DIM, "metric": "dot", "index": {"type": "ivf_pq", "nlist": 8, "train_threshold": N}}
+    )
+    coll.upsert(list(range(N)), data)
+    wait_indexed(coll)
+    for over, limit in ((6, K), (3, K), (3, 20), (6, K)):
+        p = SearchParams(nprobe=4, oversampling=over)
+        coll.search([Query(vector=data[0], limit=limit, params=p, with_payload=False)])
+    assert shortlists == [K * 6, K * 3, 20 * 3, K * 6]
