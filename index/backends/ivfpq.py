@@ -218,8 +218,9 @@ class IvfPqIndex:
 
     def _bind(self, index: Any) -> Any:
         """`index`'s native search and rerank, or None where this faiss build cannot be called natively."""
+        make = getattr(_graph, "FaissIvf", None)  # None: a native module built before it
         try:
-            nat = _graph.FaissIvf(index, _LIBFAISS)
+            nat = None if make is None else make(index, _LIBFAISS)
         except RuntimeError:  # another faiss (its class or search signature changed): its Python API then
             nat = None
         self._native = (index, nat)

@@ -42,12 +42,15 @@ def shortlists(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@pytest.fixture(params=["one call", "faiss's Python API"])
+@pytest.fixture(params=["one call", "faiss's Python API", "an older native module"])
 def through(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The native path as it runs here (faiss's C++ search called from `_graph.FaissIvf`), and as it runs on
-    a faiss that module refuses (the shortlist through faiss's Python API, then `_graph.exact`)."""
-    if request.param != "one call":
+    """The native path as it runs here (faiss's C++ search called from `_graph.FaissIvf`), as it runs on
+    a faiss that module refuses (the shortlist through faiss's Python API, then `_graph.exact`), and with a
+    native module built before `FaissIvf` existed (the same fallback)."""
+    if request.param == "faiss's Python API":
         monkeypatch.setattr(IvfPqIndex, "_bind", lambda self, index: None)
+    elif request.param == "an older native module":
+        monkeypatch.delattr(_graph, "FaissIvf")
     return str(request.param)
 
 
