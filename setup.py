@@ -50,7 +50,13 @@ else:
         Pybind11Extension(
             "index._graph",
             ["index/_graph.cpp"],
-            depends=["index/_graph_query.h", "index/_graph_exact.h", "index/_maxsim.h", "index/_roaring.h"],
+            depends=[
+                "index/_graph_query.h",
+                "index/_graph_exact.h",
+                "index/_faiss_ivf.h",
+                "index/_maxsim.h",
+                "index/_roaring.h",
+            ],
             cxx_std=17,
             # SIMD kernels are compiled per target and picked at run time, so no -march here.
             # (GCC 12's AVX-512 headers trip -Wmaybe-uninitialized in its own reduce intrinsics.)

@@ -151,10 +151,18 @@ def recall_at_k(found: npt.ArrayLike | Sequence[Sequence[int]], gt: I64, k: int 
     return hits / (k * gt.shape[0])
 
 
-def duel_row(name: str, qa: list[float], qb: list[float], out_a: Any, out_b: Any, gt: I64) -> dict[str, Any]:
+def duel_row(
+    name: str,
+    qa: list[float],
+    qb: list[float],
+    out_a: Any,
+    out_b: Any,
+    gt: I64,
+    cpu: tuple[list[float], list[float]] | None = None,
+) -> dict[str, Any]:
     """A head-to-head's row from its interleaved passes (QPS of Nestor `qa` and of the baseline `qb`, pair
     by pair, and each side's last answers): the ratio is the median of the per-pair ratios. Printed as a
-    markdown row."""
+    markdown row. `cpu`: the same passes' QPS by CPU time (Nestor's, the baseline's), reported beside."""
     ratios = [x / y for x, y in zip(qa, qb, strict=True)]
     row = {
         "pair": name,
@@ -165,11 +173,25 @@ def duel_row(name: str, qa: list[float], qb: list[float], out_a: Any, out_b: Any
         "nestor_recall": recall_at_k(out_a, gt, 10),
         "baseline_recall": recall_at_k(out_b, gt, 10),
     }
+    if cpu is not None:
+        cpu_ratios = [x / y for x, y in zip(*cpu, strict=True)]
+        row |= {
+            "nestor_cpu_us": 1e6 / statistics.median(cpu[0]),
+            "baseline_cpu_us": 1e6 / statistics.median(cpu[1]),
+            "cpu_ratio_median": statistics.median(cpu_ratios),
+            "cpu_ratios": cpu_ratios,
+        }
     print(
         f"| {name} | {row['nestor_qps']:,.0f} ({row['nestor_recall']:.3f}) | {row['baseline_qps']:,.0f} "
         f"({row['baseline_recall']:.3f}) | {row['ratio_median']:.2f}x | {' '.join(f'{r:.2f}' for r in ratios)} |",
         flush=True,
     )
+    if cpu is not None:
+        print(
+            f"|   CPU time a query: Nestor {row['nestor_cpu_us']:.1f} us, baseline {row['baseline_cpu_us']:.1f} us "
+            f"| | | {row['cpu_ratio_median']:.2f}x | {' '.join(f'{r:.2f}' for r in row['cpu_ratios'])} |",
+            flush=True,
+        )
     return row
 
 

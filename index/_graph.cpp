@@ -1611,6 +1611,7 @@ class Graph {
 
 #include "_graph_query.h"
 #include "_graph_exact.h"
+#include "_faiss_ivf.h"
 #include "_maxsim.h"
 
 PYBIND11_MODULE(_graph, mod) {
@@ -1659,6 +1660,11 @@ PYBIND11_MODULE(_graph, mod) {
     mod.def("exact", &exact_scan, py::arg("queries"), py::arg("rows"), py::arg("alive"), py::arg("n"),
             py::arg("allowed"), py::arg("k"), py::arg("l2"),
             "The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly.");
+    py::class_<FaissIvf>(mod, "FaissIvf")
+        .def(py::init<py::object, const std::string&>(), py::arg("index"), py::arg("lib"))
+        .def("run", &FaissIvf::run, py::arg("query"), py::arg("params"), py::arg("k_ann"), py::arg("rows"),
+             py::arg("alive"), py::arg("upto"), py::arg("n"), py::arg("k"), py::arg("l2"),
+             "faiss's shortlist of k_ann, reranked exactly: the k best live (labels, scores), or None.");
     mod.def("_allowed_labels", &allowed_labels, py::arg("allowed"),
             "Tests only: the labels a Graph.query `allowed` argument (roaring bytes or a label array) allows.");
     mod.def(

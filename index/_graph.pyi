@@ -23,6 +23,29 @@ def exact(
 ) -> list[tuple[list[int], list[float]]]:
     """The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly."""
 
+class FaissIvf:
+    """faiss's IVF search and the exact rerank of its shortlist in one call (index/_faiss_ivf.h)."""
+
+    def __init__(self, index: Any, lib: str) -> None:
+        """`index` a faiss IVF index (kept alive), `lib` the libfaiss.so it runs on; RuntimeError where that
+        faiss's class or search signature is not one this module can call."""
+
+    def run(
+        self,
+        query: npt.NDArray[np.float32],
+        params: Any,
+        k_ann: int,
+        rows: npt.NDArray[np.float32],
+        alive: npt.NDArray[np.bool_],
+        upto: int,
+        n: int,
+        k: int,
+        l2: bool,
+    ) -> tuple[list[int], list[float]] | None:
+        """faiss's `k_ann` best for one query [1, dim] (with `params`, faiss SearchParameters) and the labels
+        upto..n, scored exactly: the k best live as (labels, scores), or None when faiss found fewer than
+        `k_ann` or fewer than k are live."""
+
 def maxsim(
     query: npt.NDArray[np.float32],
     codes: npt.NDArray[Any],

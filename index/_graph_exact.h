@@ -135,6 +135,62 @@ L2F32 pick_l2() {
     return l2sqr_plain;
 }
 
+using Scored = std::pair<float, int64_t>;
+
+// The k best of a few scattered float32 rows against one query (a filter's matches, an IVF shortlist), the
+// kernels picked once. Without the GIL: it reads only raw pointers.
+struct RowScorer {
+    DotF32 dot = pick_kernels().f32;
+    Dot4F32 dot4 = pick_dot4();
+    L2F32 dist = pick_l2();
+
+    // `h`: the k best of rows `cand[0..m)` of `base`, best first, ties by label; scores higher-is-better
+    // (dot), or L2 distances when `l2`.
+    void top(const float* q, const float* base, int d, const uint32_t* cand, size_t m, int k, bool l2,
+             std::vector<Scored>& h) const {
+        // min-heap on (score, then larger label worse): the top of the heap is the worst kept
+        auto better = [](const Scored& a, const Scored& b) {
+            return a.first > b.first || (a.first == b.first && a.second < b.second);
+        };
+        const size_t cap = static_cast<size_t>(k);
+        h.clear();
+        h.reserve(std::min(cap, m));
+        // rows are far apart (a filter's matches are scattered): fetch the whole row ahead of its turn
+        for (size_t i = 0; i < std::min(m, kAhead); ++i) prefetch_row(base + static_cast<size_t>(cand[i]) * d, d);
+        auto offer = [&](float s, uint32_t lab) {
+            const Scored e(s, lab);
+            if (h.size() < cap) {
+                h.push_back(e);
+                std::push_heap(h.begin(), h.end(), better);
+            } else if (better(e, h.front())) {
+                std::pop_heap(h.begin(), h.end(), better);
+                h.back() = e;
+                std::push_heap(h.begin(), h.end(), better);
+            }
+        };
+        size_t i = 0;
+        if (!l2) {  // four rows a step (the dot product: cosine and inner product)
+            for (; i + 4 <= m; i += 4) {
+                for (size_t j = i + kAhead; j < std::min(m, i + kAhead + 4); ++j)
+                    prefetch_row(base + static_cast<size_t>(cand[j]) * d, d);
+                const float* r[4];
+                for (size_t j = 0; j < 4; ++j) r[j] = base + static_cast<size_t>(cand[i + j]) * d;
+                float s[4];
+                dot4(q, r, d, s);
+                for (size_t j = 0; j < 4; ++j) offer(s[j], cand[i + j]);
+            }
+        }
+        for (; i < m; ++i) {
+            if (i + kAhead < m) prefetch_row(base + static_cast<size_t>(cand[i + kAhead]) * d, d);
+            const float* row = base + static_cast<size_t>(cand[i]) * d;
+            offer(l2 ? -dist(q, row, d) : dot(q, row, d), cand[i]);
+        }
+        std::sort(h.begin(), h.end(), better);
+        if (l2)
+            for (Scored& s : h) s.first = std::sqrt(std::max(-s.first, 0.f));
+    }
+};
+
 // queries [nq, dim]; rows the float32 rows by label; alive the liveness bytes by label; labels from `n` on
 // are not this reader's (committed after it read `n`); allowed a serialised roaring bitmap (bytes), an
 // int64 array of labels, or None (every label below `n`). Per query, the k best live allowed rows as
@@ -172,59 +228,14 @@ py::list exact_scan(py::array_t<float, py::array::c_style | py::array::forcecast
             if (lp[i] >= 0) keep(static_cast<uint64_t>(lp[i]));
     }
 
-    using Scored = std::pair<float, int64_t>;
     std::vector<std::vector<Scored>> hits(nq);
     const float* qp = queries.data();
     {
         py::gil_scoped_release nogil;
         maybe_fail();
-        const DotF32 dot = pick_kernels().f32;
-        const Dot4F32 dot4 = pick_dot4();
-        const L2F32 dist = pick_l2();
-        // min-heap on (score, then larger label worse): the top of the heap is the worst kept
-        auto better = [](const Scored& a, const Scored& b) {
-            return a.first > b.first || (a.first == b.first && a.second < b.second);
-        };
-        const size_t cap = static_cast<size_t>(k);
-        const size_t m = cand.size();
-        for (size_t qi = 0; qi < nq; ++qi) {
-            const float* q = qp + qi * static_cast<size_t>(d);
-            std::vector<Scored>& h = hits[qi];
-            h.reserve(std::min(cap, m));
-            // rows are far apart (a filter's matches are scattered): fetch the whole row ahead of its turn
-            for (size_t i = 0; i < std::min(m, kAhead); ++i) prefetch_row(base + static_cast<size_t>(cand[i]) * d, d);
-            auto offer = [&](float s, uint32_t lab) {
-                const Scored e(s, lab);
-                if (h.size() < cap) {
-                    h.push_back(e);
-                    std::push_heap(h.begin(), h.end(), better);
-                } else if (better(e, h.front())) {
-                    std::pop_heap(h.begin(), h.end(), better);
-                    h.back() = e;
-                    std::push_heap(h.begin(), h.end(), better);
-                }
-            };
-            size_t i = 0;
-            if (!l2) {  // four rows a step (the dot product: cosine and inner product)
-                for (; i + 4 <= m; i += 4) {
-                    for (size_t j = i + kAhead; j < std::min(m, i + kAhead + 4); ++j)
-                        prefetch_row(base + static_cast<size_t>(cand[j]) * d, d);
-                    const float* r[4];
-                    for (size_t j = 0; j < 4; ++j) r[j] = base + static_cast<size_t>(cand[i + j]) * d;
-                    float s[4];
-                    dot4(q, r, d, s);
-                    for (size_t j = 0; j < 4; ++j) offer(s[j], cand[i + j]);
-                }
-            }
-            for (; i < m; ++i) {
-                if (i + kAhead < m) prefetch_row(base + static_cast<size_t>(cand[i + kAhead]) * d, d);
-                const float* row = base + static_cast<size_t>(cand[i]) * d;
-                offer(l2 ? -dist(q, row, d) : dot(q, row, d), cand[i]);
-            }
-            std::sort(h.begin(), h.end(), better);
-            if (l2)
-                for (Scored& s : h) s.first = std::sqrt(std::max(-s.first, 0.f));
-        }
+        const RowScorer scorer;
+        for (size_t qi = 0; qi < nq; ++qi)
+            scorer.top(qp + qi * static_cast<size_t>(d), base, d, cand.data(), cand.size(), k, l2, hits[qi]);
     }
     return hits_to_lists(hits);
 }

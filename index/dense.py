@@ -119,6 +119,7 @@ class DenseField:
         self.last_optimized: float | None = None
         self.tuning = Tuning(config.quality) if config.quality is not None else None  # index/quality.py
         self.native_codes: Any = None  # index/native.py's memo of the unrolled int8 plan
+        self.native_ivf: Any = None  # index/ivf_search.py's memo of the IVF-PQ rerank plan
 
     @property
     def plain_flat(self) -> bool:

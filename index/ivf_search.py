@@ -1,12 +1,12 @@
-"""One unfiltered query on IVF-PQ with a rerank: faiss's shortlist, reranked in native code.
+"""One unfiltered query on IVF-PQ with a rerank: faiss's shortlist, reranked in native code, in one call.
 
 The planner's IVF-PQ path (`planner._shortlist`) costs about as much Python and numpy as faiss's list scan:
-Hits arrays, a by-index rescore, an argpartition, a sort, a liveness loop. Here faiss writes the shortlist
-into one label array, and `_graph.exact` (index/_graph_exact.h) scores those rows against the float32
-vectors with the GIL released (prefetching rows ahead, which faiss's by-index kernel does not), skips dead
-labels, keeps the best k and returns the user-facing lists. Rows not yet in the index (at most
-`planner.CHEAP_PENDING`) join the shortlist, so they are scored exactly too: the planner's merge of the
-unindexed tail, in the same call.
+Hits arrays, a by-index rescore, an argpartition, a sort, a liveness loop. Here one native call
+(`IvfPqIndex.rerank`: `_graph.FaissIvf`, index/_faiss_ivf.h) runs faiss's C++ search into per-thread
+buffers and scores the shortlist's rows against the float32 vectors with the GIL released (prefetching rows
+ahead, which faiss's by-index kernel does not), skips dead labels, keeps the best k and returns the
+user-facing lists. Rows not yet in the index (at most `planner.CHEAP_PENDING`) join the shortlist, so they
+are scored exactly too: the planner's merge of the unindexed tail, in the same call.
 
 None for every other case (no rescore, a filter, fewer than k live candidates, a large unindexed tail,
 no native module): the planner serves it.
@@ -15,8 +15,6 @@ no native module): the planner serves it.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from index.backends.base import F32, Space
 from index.backends.ivfpq import IvfPqIndex
@@ -41,19 +39,39 @@ def search(
     """The k best live rows of one query [1, dim]: `index` and `upto` from one read of the field's state."""
     if _graph is None or (params is not None and params.exact):
         return None
-    p = field.tuning.apply(params) if field.tuning is not None else params
-    k_ann, rescore, _ = rerank_plan(field, index, k, p)
-    if not rescore:
+    plan = _plan(field, index, k, params)
+    if plan is None:
         return None  # scores are the codes' own: the planner's path
+    k_ann, nprobe, l2, name = plan
     n = field.labels.n  # after the state, before `alive`: each at least as new as the one before
     if n - upto > CHEAP_PENDING:
         return None
-    cand = index.shortlist(mat, k_ann, p.nprobe if p is not None else None)
-    if cand is None:
+    # one native call: faiss's shortlist, the unindexed tail and the exact rerank (index/_faiss_ivf.h)
+    got = index.rerank(mat, k_ann, nprobe, field.vectors.buffer(), field.alive, upto, n, k, l2)
+    if got is None:
+        return None  # too few found, or dead candidates left fewer than k: the planner's wider plan
+    return got[0], got[1], name
+
+
+Plan = tuple[int, "int | None", bool, str]  # (shortlist length, nprobe, L2, strategy name)
+
+
+def _plan(field: DenseField, index: IvfPqIndex, k: int, params: SearchParams | None) -> Plan | None:
+    """`rerank_plan`'s answer for this field and query (None: no rescore), kept on the field with the config
+    and the knobs it was made for: deciding it again, and the strategy name, cost ~2.5 us of a ~150 us query."""
+    if field.tuning is not None or (params is not None and params.funnel is not None):
+        return _decide(field, index, k, params)  # knobs that change per query, or rerank_plan's error: not kept
+    knobs = (k,) if params is None else (k, params.nprobe, params.oversampling, params.rescore)
+    memo = field.native_ivf
+    if memo is None or memo[0] is not field.config or memo[1] != knobs:
+        memo = field.native_ivf = (field.config, knobs, _decide(field, index, k, params))
+    got: Plan | None = memo[2]
+    return got
+
+
+def _decide(field: DenseField, index: IvfPqIndex, k: int, params: SearchParams | None) -> Plan | None:
+    p = field.tuning.apply(params) if field.tuning is not None else params
+    k_ann, rescore, _ = rerank_plan(field, index, k, p)
+    if not rescore:
         return None
-    if n > upto:
-        cand = np.concatenate([cand, np.arange(upto, n, dtype=np.int64)])
-    labels, scores = _graph.exact(mat, field.vectors.buffer(), field.alive, n, cand, k, field.space is Space.l2)[0]
-    if len(labels) < k:
-        return None  # dead candidates left fewer than k: the planner's wider plan
-    return labels, scores, kind(field)
+    return k_ann, p.nprobe if p is not None else None, field.space is Space.l2, kind(field)

@@ -20,6 +20,11 @@ import numpy as np
 from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
 from index.rwlock import RWLock
 
+try:
+    from index import _graph
+except ImportError:  # no native module: index/ivf_search.py leaves IVF-PQ to the planner
+    _graph = None  # type: ignore[assignment]
+
 __all__ = ["FAST_SCAN_IMPLEM", "IvfPqIndex", "auto_nlist", "auto_pq_m"]
 
 # faiss's bundled stubs miss the SWIG keyword constructors and some classes
@@ -30,6 +35,8 @@ _MIN_POINTS_PER_LIST = 39  # below this faiss k-means warns, and lists are poorl
 # picks another for a single query, which took 212 us against 177 us CPU time per query at IVF512,
 # nprobe 96 and a 120-candidate shortlist (a batch of 1,000: 97 ms against 101); the same hits either way.
 FAST_SCAN_IMPLEM = 11
+_LIBFAISS = os.path.join(os.path.dirname(faiss.__file__), "libfaiss.so")  # the faiss `_graph.FaissIvf` calls
+Lists = tuple[list[int], list[float]]
 
 
 def _tune(index: Any) -> Any:
@@ -83,7 +90,10 @@ class IvfPqIndex:
         self._lock = RWLock()
         self._threads = os.cpu_count() or 1
         self._params: dict[int, Any] = {}
+        self._asked: dict[int | None, Any] = {}  # `_params` by the nprobe a query asks for (None: the default)
         self._index: faiss.Index | None = None
+        # (the faiss index, its native search and rerank or None where this faiss cannot be called natively)
+        self._native: tuple[Any, Any] = (None, None)
         self.trained_on = 0
 
     @property
@@ -109,6 +119,7 @@ class IvfPqIndex:
         with self._lock.write():
             self._index = index
             self.nlist = nlist
+            self._asked.clear()  # the nprobe they clamp to depends on nlist
             self.trained_on = len(sample)
 
     def _require(self) -> faiss.Index:
@@ -153,16 +164,20 @@ class IvfPqIndex:
             scores = np.where(labels < 0, -np.inf, scores).astype(np.float32)
         return Hits(labels, scores)
 
-    def shortlist(self, query: F32, k: int, nprobe: int | None) -> I64 | None:
-        """One unfiltered query [1, dim]: its k best labels by code score, for a rerank (index/ivf_search.py),
-        in one faiss call and no other numpy work; None when fewer than k were found."""
-        index: Any = self._index  # the stubs miss `search_c`, the call under faiss's numpy wrapper
-        if index is None:
-            return None
+    def _ivf_params(self, nprobe: int | None) -> Any:
         nprobe = min(nprobe or self.nprobe, self.nlist or 1)
         sp = self._params.get(nprobe)
         if sp is None:
             sp = self._params[nprobe] = _faiss.SearchParametersIVF(nprobe=nprobe)
+        return sp
+
+    def shortlist(self, query: F32, k: int, nprobe: int | None) -> I64 | None:
+        """One unfiltered query [1, dim]: its k best labels by code score, in one faiss call and no other numpy
+        work; None when fewer than k were found (`rerank` without the native search)."""
+        index: Any = self._index  # the stubs miss `search_c`, the call under faiss's numpy wrapper
+        if index is None:
+            return None
+        sp = self._ivf_params(nprobe)
         query = np.ascontiguousarray(query, dtype=np.float32)  # faiss reads the raw pointer
         dist = np.empty((1, k), dtype=np.float32)
         labels = np.empty((1, k), dtype=np.int64)
@@ -171,6 +186,45 @@ class IvfPqIndex:
             index.search_c(1, _faiss.swig_ptr(query), k, _faiss.swig_ptr(dist), _faiss.swig_ptr(labels), sp)
         row = labels[0]
         return None if row[-1] < 0 else row
+
+    def rerank(
+        self, query: F32, k_ann: int, nprobe: int | None, rows: Any, alive: Any, upto: int, n: int, k: int, l2: bool
+    ) -> Lists | None:
+        """One unfiltered query [1, dim] (float32, C order): faiss's `k_ann` best labels by code score and the
+        rows `upto..n` not yet indexed, scored exactly against `rows`; the k best live as (labels, scores)
+        (L2: distances). None when faiss found fewer than `k_ann` or fewer than k are live, or without the
+        native module. One native call where it can (`_graph.FaissIvf`, index/_faiss_ivf.h), else faiss's
+        Python API for the shortlist, then `_graph.exact`."""
+        index = self._index
+        if index is None or _graph is None:
+            return None
+        sp = self._asked.get(nprobe)
+        if sp is None:
+            sp = self._asked[nprobe] = self._ivf_params(nprobe)
+        of, nat = self._native
+        if of is not index:
+            nat = self._bind(index)
+        if nat is not None:
+            with self._lock.read():
+                got: Lists | None = nat.run(query, sp, k_ann, rows, alive, upto, n, k, l2)
+            return got
+        cand = self.shortlist(query, k_ann, nprobe)
+        if cand is None:
+            return None
+        if n > upto:
+            cand = np.concatenate([cand, np.arange(upto, n, dtype=np.int64)])
+        labels, scores = _graph.exact(query, rows, alive, n, cand, k, l2)[0]
+        return None if len(labels) < k else (labels, scores)
+
+    def _bind(self, index: Any) -> Any:
+        """`index`'s native search and rerank, or None where this faiss build cannot be called natively."""
+        make = getattr(_graph, "FaissIvf", None)  # None: a native module built before it
+        try:
+            nat = None if make is None else make(index, _LIBFAISS)
+        except RuntimeError:  # another faiss (its class or search signature changed): its Python API then
+            nat = None
+        self._native = (index, nat)
+        return nat
 
     def search_one(self, query: F32, k: int, params: IndexParams) -> tuple[I64, F32] | None:
         """One unfiltered query as (labels, scores); None when fewer than k were found."""

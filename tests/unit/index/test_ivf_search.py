@@ -1,8 +1,8 @@
-"""One unfiltered IVF-PQ query natively (index/ivf_search.py): faiss's shortlist, reranked by `_graph.exact`.
+"""One unfiltered IVF-PQ query natively (index/ivf_search.py): faiss's shortlist and its rerank in one call.
 
 Driven through `Collection.search` twice, natively and with `native.ENABLED` off (the Python planner's
 IVF-PQ path), on both metrics, with rows not yet indexed and deleted points still in faiss's lists:
-the same strategy, ids in the same order, the same scores. A spy on `IvfPqIndex.shortlist` checks that
+the same strategy, ids in the same order, the same scores. A spy on `IvfPqIndex.rerank` checks that
 the native path really ran, so a silent fallback cannot pass.
 """
 
@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import faiss
 import numpy as np
 import pytest
 
-from index import native
-from index.backends.ivfpq import FAST_SCAN_IMPLEM, IvfPqIndex
+from index import _graph, native
+from index.backends.base import Space
+from index.backends.ivfpq import _LIBFAISS, FAST_SCAN_IMPLEM, IvfPqIndex
 from index.contract import Query
 from index.dense import DenseField
 from nestor_client.models import SearchParams
@@ -28,16 +30,28 @@ PARAMS = SearchParams(nprobe=4, oversampling=6)
 
 @pytest.fixture
 def shortlists(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The k of every native shortlist taken."""
+    """The k of every native shortlist taken (faiss's search and the rerank in one call)."""
     calls: list[int] = []
-    real = IvfPqIndex.shortlist
+    real = IvfPqIndex.rerank
 
-    def spy(self: IvfPqIndex, query: Any, k: int, nprobe: int | None) -> Any:
-        calls.append(k)
-        return real(self, query, k, nprobe)
+    def spy(self: IvfPqIndex, query: Any, k_ann: int, *args: Any) -> Any:
+        calls.append(k_ann)
+        return real(self, query, k_ann, *args)
 
-    monkeypatch.setattr(IvfPqIndex, "shortlist", spy)
+    monkeypatch.setattr(IvfPqIndex, "rerank", spy)
     return calls
+
+
+@pytest.fixture(params=["one call", "faiss's Python API", "an older native module"])
+def through(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The native path as it runs here (faiss's C++ search called from `_graph.FaissIvf`), as it runs on
+    a faiss that module refuses (the shortlist through faiss's Python API, then `_graph.exact`), and with a
+    native module built before `FaissIvf` existed (the same fallback)."""
+    if request.param == "faiss's Python API":
+        monkeypatch.setattr(IvfPqIndex, "_bind", lambda self, index: None)
+    elif request.param == "an older native module":
+        monkeypatch.delattr(_graph, "FaissIvf")
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +78,7 @@ def _same(fast: list[Any], slow: list[Any]) -> None:
 
 @pytest.mark.parametrize("metric", ["dot", "l2"])
 def test_native_ivf_matches_the_planner_with_a_tail_and_deletes(
-    engine: Engine, shortlists: list[int], metric: str
+    engine: Engine, shortlists: list[int], metric: str, through: str
 ) -> None:
     data = manifold(N + TAIL, DIM, seed=3, normalize=metric == "dot")
     coll = engine.create(
@@ -82,6 +96,8 @@ def test_native_ivf_matches_the_planner_with_a_tail_and_deletes(
     fast, slow = _both(coll, queries + tail_q)
     assert len(shortlists) == len(queries) + len(tail_q)
     assert set(shortlists) == {K * 6}  # k times the oversampling
+    index = coll.fields[""].state.index
+    assert (index._native[1] is not None) == (through == "one call")  # the path named really ran
     _same(fast, slow)
     for r in fast:
         assert len(r.hits) == K and not gone & {h.id for h in r.hits}
@@ -122,3 +138,39 @@ def _kernel(coll: Any) -> int:
     assert isinstance(f, DenseField) and isinstance(f.state.index, IvfPqIndex)
     faiss_index: Any = f.state.index._index
     return int(faiss_index.implem)
+
+
+def test_the_one_call_search_refuses_an_index_without_an_ivf_search() -> None:
+    # the vtable check (index/_faiss_ivf.h): a flat index's search is not one the module may call
+    with pytest.raises(RuntimeError, match="no IVF search"):
+        _graph.FaissIvf(faiss.IndexFlatIP(DIM), _LIBFAISS)
+
+
+def test_the_one_call_search_pads_and_short_shortlists_give_none() -> None:
+    data = manifold(300, DIM, seed=6)
+    idx = IvfPqIndex(DIM, Space.ip, nlist=4, nbits=4)
+    idx.train(data)
+    idx.add(data, np.arange(300, dtype=np.int64))
+    alive = np.ones(300, dtype=np.uint8)
+    q = data[:1]
+    got = idx.rerank(q, 30, 4, data, alive, 300, 300, K, False)
+    assert got is not None and got[0][0] == 0 and len(got[0]) == K
+    assert idx._native[1] is not None
+    assert idx.rerank(q, 301, 4, data, alive, 300, 300, K, False) is None  # faiss pads: fewer than k_ann
+    alive[:] = 0
+    alive[:5] = 1
+    assert idx.rerank(q, 30, 4, data, alive, 300, 300, K, False) is None  # fewer than k live
+
+
+def test_the_kept_plan_follows_the_knobs(engine: Engine, shortlists: list[int]) -> None:
+    # ivf_search keeps its plan on the field: a query with other knobs (or another k) must not reuse it
+    data = manifold(N, DIM, seed=7)
+    coll = engine.create(
+        "c", {"dim": DIM, "metric": "dot", "index": {"type": "ivf_pq", "nlist": 8, "train_threshold": N}}
+    )
+    coll.upsert(list(range(N)), data)
+    wait_indexed(coll)
+    for over, limit in ((6, K), (3, K), (3, 20), (6, K)):
+        p = SearchParams(nprobe=4, oversampling=over)
+        coll.search([Query(vector=data[0], limit=limit, params=p, with_payload=False)])
+    assert shortlists == [K * 6, K * 3, 20 * 3, K * 6]
