@@ -531,7 +531,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--data", default=None, help="the data root holding pypi-minilm/ (default ../shared/data)")
     ap.add_argument("--n", type=int, default=None, help="use the first N base points (default: all 100k)")
-    ap.add_argument("--scale", choices=sorted(COPIES), default="100k", help="300k, 1m: three, ten perturbed copies of the points")
+    ap.add_argument("--scale", choices=sorted(COPIES), default="100k", help="300k, 1m: 3, 10 noisy copies")
     ap.add_argument("--queries", type=int, default=1000, help="use the first Q queries (default: all 1,000)")
     ap.add_argument("--out", default=None, help="results name under benchmarks/results/, or a .json path")
     ap.add_argument("--ef-construction", type=int, default=100, help="HNSW build beam, both engines (m is 16)")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from index import native, planner, quality
-from index.backends.base import F32, I64
+from index.backends.base import F32
 from index.contract import Query, QueryResult
 from index.dense import DenseField
 from index.multivector import MultiVectorField
@@ -119,7 +119,7 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
         return coll.hits.finish(q, f, few)
     tg = _tenant_graph(coll, f, q, subset)
     if tg is not None and subset is not None:
-        return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset.labels))
+        return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset))
     ranked = native.search(f, mat, k, q.params, subset) if subset is not None else None
     if ranked is None:
         hits, strategy = planner.plan(f, mat, k, q.params, subset)
@@ -138,12 +138,14 @@ def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: Selection |
     return None if tenant is None else coll.tenants.get(f.name, *tenant)
 
 
-def _tenant_search(coll: Collection, f: DenseField, tg: TenantGraph, q: Query, mat: F32, subset: I64) -> planner.Ranked:
+def _tenant_search(
+    coll: Collection, f: DenseField, tg: TenantGraph, q: Query, mat: F32, subset: Selection
+) -> planner.Ranked:
     k = q.limit + q.offset
     ef = q.params.ef if q.params is not None else None
-    hits = planner.drop_dead(coll.tenants.search(f, tg, mat, k, ef, subset), f.alive)
+    hits = planner.drop_dead(coll.tenants.search(f, tg, mat, k, ef, subset.bitmap), f.alive)
     strategy = "tenant_hnsw"
     if (hits.labels[0, :k] >= 0).sum() < min(k, len(subset)):  # points died under the walk: exact instead
-        hits, strategy = planner.exact_rows(f, mat, k, subset, f.alive), "exact_fallback"
+        hits, strategy = planner.exact_rows(f, mat, k, subset.labels, f.alive), "exact_fallback"
     labels, scores = planner.to_user(f, hits.labels[0, :k], hits.scores[0, :k])
     return labels, scores, strategy
