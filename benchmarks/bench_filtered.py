@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/bench_filtered.py                          # 100k points -> results/filtered.json
     .venv/bin/python benchmarks/bench_filtered.py --scale 1m               # 1M points -> results/filtered_1m.json
+    .venv/bin/python benchmarks/bench_filtered.py --scale 300k             # 300k: when 1M builds do not fit
     .venv/bin/python benchmarks/bench_filtered.py --n 20000 --queries 200 --out filtered_20k   # a quick look
 
 Data: `../shared/data/pypi-minilm` (384-d MiniLM, cosine), the first `--n` points and `--queries` queries.
-`--scale 1m` makes ten copies of those points (1M from the 100k; 10 x `--n` with `--n`), each vector plus
+`--scale 1m` makes ten copies of those points (1M from the 100k; 10 x `--n` with `--n`; `300k` three), each vector plus
 seeded gaussian noise of norm `NOISE`, renormalised (`scale_data.scaled`, shared with bench_scale.py);
 payloads are drawn for every point the same way, the ground truth recomputed exactly. A results file gets a
 `.md` twin holding the printed summary.
@@ -96,7 +97,7 @@ K = 10
 TARGET = 0.95  # recall@10 at which engines are compared
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
 REPEATS = 3  # timed passes per engine at the chosen ef
-COPIES = {"100k": 1, "1m": 10}
+COPIES = {"100k": 1, "300k": 3, "1m": 10}
 N_TENANTS, N_CATS, N_YEARS, N_TAGS = 1000, 10, 25, 250
 FAR_SHARE = 0.10
 PAGE = 1000  # scroll and get page size
@@ -530,7 +531,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--data", default=None, help="the data root holding pypi-minilm/ (default ../shared/data)")
     ap.add_argument("--n", type=int, default=None, help="use the first N base points (default: all 100k)")
-    ap.add_argument("--scale", choices=sorted(COPIES), default="100k", help="1m: ten perturbed copies of the points")
+    ap.add_argument("--scale", choices=sorted(COPIES), default="100k", help="300k, 1m: 3, 10 noisy copies")
     ap.add_argument("--queries", type=int, default=1000, help="use the first Q queries (default: all 1,000)")
     ap.add_argument("--out", default=None, help="results name under benchmarks/results/, or a .json path")
     ap.add_argument("--ef-construction", type=int, default=100, help="HNSW build beam, both engines (m is 16)")

@@ -370,6 +370,9 @@ struct Visited {
 // Which nodes a filtered search may return: a byte mask over node positions, or over labels (the
 // collection's row numbers, so the caller need not know positions). Labels past the mask are refused:
 // rows added after the caller built its mask do not match a filter it evaluated before them.
+// `Graph.query`'s `allowed` as a bitset (defined in _graph_query.h): `Graph.search` reads roaring bytes too.
+void read_allowed(const py::object& allowed, std::vector<uint64_t>& bits);
+
 struct Allow {
     const uint8_t* mask = nullptr;
     size_t len = 0;
@@ -724,9 +727,13 @@ class Graph {
         if (!allowed.is_none() + !allowed_labels.is_none() + !allowed_list.is_none() > 1)
             throw std::invalid_argument("give one of allowed (by position), allowed_labels or allowed_list");
         // allowed_list: the allowed labels themselves (uint32, any order), made into a bitset here, which
-        // costs a quarter of what numpy takes to scatter them into a byte mask and stays in cache
+        // costs a quarter of what numpy takes to scatter them into a byte mask and stays in cache; or a
+        // roaring bitmap's serialisation (a per-value graph's filter: listing 100k labels a query cost more
+        // than the walk at 1M points)
         std::vector<uint64_t> bitset;
-        if (!allowed_list.is_none()) {
+        if (!allowed_list.is_none() && PyBytes_Check(allowed_list.ptr())) {
+            read_allowed(allowed_list, bitset);
+        } else if (!allowed_list.is_none()) {
             auto lst = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>::ensure(allowed_list);
             if (!lst || lst.ndim() != 1) throw std::invalid_argument("allowed_list must be a 1-d array of labels");
             const uint32_t* lp0 = lst.data();

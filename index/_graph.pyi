@@ -93,7 +93,7 @@ class Graph:
         candidates: int = 0,
         allowed_labels: npt.NDArray[np.uint8] | None = None,
         acorn: bool = False,
-        allowed_list: npt.NDArray[np.uint32] | npt.NDArray[np.int64] | None = None,
+        allowed_list: npt.NDArray[np.uint32] | npt.NDArray[np.int64] | bytes | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def query(
         self,

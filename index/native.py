@@ -23,6 +23,8 @@ import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from pyroaring import BitMap
+
 from index import ivf_search, plans
 from index.backends.base import F32, Space
 from index.backends.graph import GraphIndex
@@ -41,7 +43,7 @@ except ImportError:  # no native graph built: the planner serves every plan (ind
 if TYPE_CHECKING:
     from index.dense import DenseField
 
-__all__ = ["ENABLED", "exact_few", "search", "search_batch"]
+__all__ = ["ENABLED", "exact_bitmap", "exact_few", "search", "search_batch"]
 
 ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no")
 
@@ -209,6 +211,14 @@ def exact_few(field: DenseField, mat: F32, k: int, sel: Selection) -> Ranked | N
         return None
     n = field.labels.n  # before `alive`: each at least as new as the one before
     return _exact(field, mat, k, sel.native(), n, field.alive, "exact_filtered")
+
+
+def exact_bitmap(field: DenseField, mat: F32, k: int, bm: BitMap) -> Ranked | None:
+    """`exact_few` for a payload index's bitmap the caller has counted (`search._dense_filtered`)."""
+    if not ENABLED or _graph is None:
+        return None
+    n = field.labels.n  # before `alive`, as `exact_few`
+    return _exact(field, mat, k, bm.serialize(), n, field.alive, "exact_filtered")
 
 
 def _codes_unfiltered(

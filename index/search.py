@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from index import native, planner, quality
-from index.backends.base import F32, I64
+from index.backends.base import F32
 from index.contract import Query, QueryResult
 from index.dense import DenseField
+from index.filter_fast import select_one
 from index.multivector import MultiVectorField
 from index.selection import Selection
 from index.sparse import SparseField
 from index.tenants import TenantGraph
+from nestor_client.models import Filter
 
 if TYPE_CHECKING:
     from index.collection import Collection
@@ -68,10 +70,11 @@ def _remember(coll: Collection, f: DenseField, mat: F32) -> None:
 
 
 def search_one(coll: Collection, q: Query) -> QueryResult:
-    if q.filter is None:  # the common case first, in as few steps as possible
-        f = coll.field(q.using)
-        if isinstance(f, DenseField):
+    f = coll.field(q.using)
+    if isinstance(f, DenseField):  # the common cases first, in as few steps as possible
+        if q.filter is None:
             return coll.hits.finish(q, f, _unfiltered(coll, f, q))
+        return _dense_filtered(coll, f, q, q.filter)
     scanned: list[bool] = []
     result = _search_filtered(coll, q, scanned)
     if scanned and scanned[0]:
@@ -93,6 +96,7 @@ def _unfiltered(coll: Collection, f: DenseField, q: Query) -> planner.Ranked:
 
 
 def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryResult:
+    """A sparse or multi-vector field's search (a dense field's are `_unfiltered` and `_dense_filtered`)."""
     f = coll.field(q.using)
     flt = q.filter
 
@@ -103,34 +107,55 @@ def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryRe
         scanned.append(not indexed)
         return sel
 
-    if isinstance(f, SparseField):
-        return coll.hits.finish(q, f, f.search(q, allowed))
     if isinstance(f, MultiVectorField):
         return coll.hits.finish(q, f, f.search(q, lambda: None if (sel := allowed()) is None else sel.labels))
+    assert isinstance(f, SparseField)
+    return coll.hits.finish(q, f, f.search(q, allowed))
+
+
+def _dense_filtered(coll: Collection, f: DenseField, q: Query, flt: Filter) -> QueryResult:
+    """A filtered search of a dense field. The commonest filter, one condition on an indexed key that matches
+    a few points (a tenant: ~100 rows), goes from the index's bitmap to one native scan with nothing
+    between: for `tenant == t7` at 100k points that scan is a fifth of the search's CPU time, and each
+    layer around it (a `Selection`, a closure, a second field lookup) cost as much again."""
     planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
     _remember(coll, f, mat)
     k = q.limit + q.offset
-    subset = allowed()  # a dense field's unfiltered searches are `_unfiltered`'s
-    if subset is not None and len(subset) == 0:
-        return QueryResult([], "exact_filtered")
-    few = native.exact_few(f, mat, k, subset) if subset is not None else None
-    if few is not None:  # the plan of a few matches, without the planner around it (a tenant: ~100 rows)
-        return coll.hits.finish(q, f, few)
+    found = select_one(coll.payload, flt, coll.config.payload_schema)
+    if found is not None and len(found) <= f.options.exact_filter_threshold:
+        if not found:
+            return QueryResult([], "exact_filtered")
+        few = native.exact_bitmap(f, mat, k, found)  # the plan `decide` gives it whatever the index state
+        if few is not None:
+            return coll.hits.finish(q, f, few)
+    subset, indexed = (Selection(bitmap=found), True) if found is not None else coll.selection(flt)
+    result = coll.hits.finish(q, f, _dense_planned(coll, f, q, mat, k, subset))
+    if not indexed:
+        result.strategy += "+payload_scan"  # a filter key without a payload index: tell the user
+    return result
+
+
+def _dense_planned(coll: Collection, f: DenseField, q: Query, mat: F32, k: int, subset: Selection) -> planner.Ranked:
+    if len(subset) == 0:
+        return [], [], "exact_filtered"
+    few = native.exact_few(f, mat, k, subset)
+    if few is not None:  # the plan of a few matches, without the planner around it
+        return few
     tg = _tenant_graph(coll, f, q, subset)
-    if tg is not None and subset is not None:
-        return coll.hits.finish(q, f, _tenant_search(coll, f, tg, q, mat, subset.labels))
-    ranked = native.search(f, mat, k, q.params, subset) if subset is not None else None
+    if tg is not None:
+        return _tenant_search(coll, f, tg, q, mat, subset)
+    ranked = native.search(f, mat, k, q.params, subset)
     if ranked is None:
         hits, strategy = planner.plan(f, mat, k, q.params, subset)
         labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
         ranked = labels, scores, strategy
-    return coll.hits.finish(q, f, ranked)
+    return ranked
 
 
-def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: Selection | None) -> TenantGraph | None:
+def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: Selection) -> TenantGraph | None:
     """The graph of the tenant the filter requires, when it has one and the filter is not cheaper exactly."""
-    if q.filter is None or subset is None or len(subset) <= f.options.exact_filter_threshold:
+    if q.filter is None or len(subset) <= f.options.exact_filter_threshold:
         return None
     if q.params is not None and q.params.exact:
         return None
@@ -138,12 +163,14 @@ def _tenant_graph(coll: Collection, f: DenseField, q: Query, subset: Selection |
     return None if tenant is None else coll.tenants.get(f.name, *tenant)
 
 
-def _tenant_search(coll: Collection, f: DenseField, tg: TenantGraph, q: Query, mat: F32, subset: I64) -> planner.Ranked:
+def _tenant_search(
+    coll: Collection, f: DenseField, tg: TenantGraph, q: Query, mat: F32, subset: Selection
+) -> planner.Ranked:
     k = q.limit + q.offset
     ef = q.params.ef if q.params is not None else None
-    hits = planner.drop_dead(coll.tenants.search(f, tg, mat, k, ef, subset), f.alive)
+    hits = planner.drop_dead(coll.tenants.search(f, tg, mat, k, ef, subset.bitmap), f.alive)
     strategy = "tenant_hnsw"
     if (hits.labels[0, :k] >= 0).sum() < min(k, len(subset)):  # points died under the walk: exact instead
-        hits, strategy = planner.exact_rows(f, mat, k, subset, f.alive), "exact_fallback"
+        hits, strategy = planner.exact_rows(f, mat, k, subset.labels, f.alive), "exact_fallback"
     labels, scores = planner.to_user(f, hits.labels[0, :k], hits.scores[0, :k])
     return labels, scores, strategy

@@ -38,6 +38,14 @@ class Selection:
             self._labels = labels_of(self._bitmap)
         return self._labels
 
+    @property
+    def bitmap(self) -> BitMap:
+        """The labels as a bitmap (made from the array once when SQL gave them)."""
+        if self._bitmap is None:
+            assert self._labels is not None
+            self._bitmap = BitMap(self._labels.astype(np.uint32))
+        return self._bitmap
+
     def native(self) -> bytes | I64:
         """The form the native graph reads (index/native.py): the bitmap in roaring's portable
         serialisation (about 1 us, where listing it costs hundreds), else the label array."""

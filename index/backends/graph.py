@@ -173,7 +173,7 @@ class GraphIndex:
         if len(labels):  # looked up and marked under one lock: a reorder may move nodes between two calls
             self._graph.delete_labels(np.asarray(labels, np.int64))
 
-    def search(self, queries: F32, k: int, params: IndexParams, allowed: I64 | None = None) -> Hits:
+    def search(self, queries: F32, k: int, params: IndexParams, allowed: I64 | bytes | None = None) -> Hits:
         if self._graph.size == 0:
             return empty_hits(len(queries), k)
         ef = max(params.ef or self.ef, k)

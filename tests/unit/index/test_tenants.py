@@ -160,3 +160,18 @@ def test_value_graphs_serve_the_mid_sized_values_of_an_integer_key(engine: Engin
     coll = engine.get("v")
     _settle(coll)
     assert coll.tenants.get("", "cat", 1) is not None and _check(coll, vecs, pay, {"cat": 1})[0] >= 0.95
+
+
+def test_points_newer_than_the_tenant_graph_are_found_under_a_masked_walk(engine: Engine) -> None:
+    """The filter reaches the tenant graph as a bitmap (never listed): rows added after the graph are
+    scanned exactly and merged, and the rest of the filter masks both the walk and that scan."""
+    coll, vecs, pay = _make(engine)
+    q = unit(np.random.default_rng(2).normal(size=DIM).astype(np.float32))
+    near = unit(q + 0.01 * np.random.default_rng(4).normal(size=(6, DIM)).astype(np.float32))
+    ids = list(range(len(pay), len(pay) + 6))
+    coll.upsert(ids, near, [{"tenant": "big", "cat": c} for c in (1, 1, 1, 2, 2, 2)])
+    res = coll.search([Query(q, limit=10, filter=_tenant("big", cat=1))])[0]
+    got = [int(h.id) for h in res.hits]
+    assert res.strategy == "tenant_hnsw" and len(got) == 10
+    assert sorted(got[:3]) == ids[:3], got  # the nearest, whether the graph had caught up with them or not
+    assert not set(got) & set(ids[3:]), "a point outside the filter"
