@@ -24,11 +24,12 @@ def test_bench_native_runs_every_section(tmp_path: Path) -> None:
     np.save(dense / "queries.npy", queries.astype(np.float16))
     np.save(dense / "gt_ip.npy", exact_topk(base, queries, 100))
     out = tmp_path / "out.json"
-    args = ["--tiny", "--data", str(tmp_path), "--runs", "1", "--out", str(out)]
+    args = ["--tiny", "--data", str(tmp_path), "--runs", "1", "--out", str(out), "--int8-efs", "24,32"]
     subprocess.run([sys.executable, str(SCRIPT), *args], check=True, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
     run = result["runs"][0]
     assert run["int8"]["nestor_qps"] > 0 and run["int8"]["qdrant_qps"] > 0
+    assert [row["ef"] for row in run["int8"]["rows"]] == [24, 32]  # the grid given, on both sides
     for row in run["int8"]["rows"]:
         assert row["nestor_recall"] > 0.5 and row["qdrant_recall"] > 0.5
     assert [row["ef"] for row in run["float"]["rows"]] == [16, 64]
