@@ -165,9 +165,9 @@ def _folds(args: Any, n_queries: int, seen: np.ndarray, queries: np.ndarray) -> 
 
 def _calibrate(
     f: Any, tmp: Path, rows: np.ndarray, target: float, queries: int | None
-) -> tuple[SearchParams | None, Any, float]:
+) -> tuple[SearchParams | None, Any, float, list[tuple[SearchParams, float]]]:
     """Calibrate `f` for `target` on a reservoir holding exactly `rows` (as the search path offers them);
-    (the chosen knobs, the quality info, seconds)."""
+    (the chosen knobs, the quality info, seconds, the timed candidates and their seconds per query)."""
     size = queries or (len(rows) if len(rows) else 1000)
     # fresh, nothing of earlier searches; none at all for perturbed rows (`--sample rows`)
     sample = QuerySample(Path(tempfile.mkdtemp(dir=tmp)), f.dim, size if len(rows) else 0)
@@ -179,7 +179,7 @@ def _calibrate(
     f.tuning = Tuning(QualityConfig(recall_target=target, queries=size))
     t0 = time.perf_counter()
     quality.calibrate(f)  # what the indexer runs after a build (and once real queries pile up)
-    return f.tuning.params, f.tuning.info(), time.perf_counter() - t0
+    return f.tuning.params, f.tuning.info(), time.perf_counter() - t0, list(f.tuning.candidates)
 
 
 def _total(parts: list[tuple[int, float]]) -> float:
@@ -193,9 +193,10 @@ def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray
     f = coll.fields[""]
     folds = _folds(args, data.n_queries, seen, data.queries)
     chosen: list[SearchParams | None] = []
-    infos, calib_s, hits, per_fold = [], 0.0, 0.0, []
+    infos, calib_s, hits, per_fold, timed = [], 0.0, 0.0, [], []
     for rows, held in folds:
-        p, info, s = _calibrate(f, tmp, rows, target, args.calib_queries)
+        p, info, s, cands_s = _calibrate(f, tmp, rows, target, args.calib_queries)
+        timed.append([(_describe(c), round(sec * 1e6, 1)) for c, sec in cands_s])  # why this choice: us / query
         chosen.append(p)
         infos.append(info)
         calib_s += s
@@ -231,6 +232,7 @@ def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray
         "calib_s": calib_s,
         "recall": hits / data.n_queries,
         "fold_recall": per_fold,
+        "calib_timed": timed,
         "qps": _total(auto),
         "hand": _describe(cands[best][0] if best is not None else None),
         "hand_recall": cands[best][1] if best is not None else None,

@@ -225,7 +225,10 @@ def test_calibration_keeps_the_fastest_of_the_settings_that_meet_the_target(engi
     assert t.params == first or chosen < first_seconds, t.candidates
     overs = [p.oversampling or 0.0 for p, _ in t.candidates]
     efs = [p.ef or 0 for p, _ in t.candidates]
-    assert overs == sorted(set(overs)) and efs == sorted(efs, reverse=True)  # more oversampling, never more beam
+    assert overs == sorted(set(overs))
+    # more oversampling only with less beam: the same beam with more to rerank is never faster (at 100k, int8 HNSW
+    # at 0.99 met the target at ef 256 for nineteen oversamplings, and the clock's noise picked oversampling 8)
+    assert efs == sorted(set(efs), reverse=True), t.candidates
 
 
 def test_the_ladders_step_by_a_sixteenth() -> None:
