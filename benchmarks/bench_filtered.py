@@ -213,7 +213,8 @@ def filtered_truth(base: F32, queries: F32, masks: dict[str, Any], chunk: int = 
     for name, (sc, ids) in best.items():
         order = np.argsort(-sc, axis=1, kind="stable")
         top = np.take_along_axis(ids, order, axis=1)
-        kth = np.take_along_axis(sc, order, axis=1)[:, -1]
+        # a filter no point matches (tiny data): nothing to find, and no k-th score
+        kth = np.take_along_axis(sc, order, axis=1)[:, -1] if sc.shape[1] else np.full(len(sc), -np.inf, np.float32)
         out[name] = Truth(np.pad(top, ((0, 0), (0, K - top.shape[1])), constant_values=-1), kth, float(sc.mean()))
     return out
 
@@ -357,6 +358,14 @@ class QdrantEngine(Engine):
         (made into `Point`s from lists here: part of the load time), then `optimize()`, which builds the
         HNSW segment: seconds of each."""
         t0 = time.perf_counter()
+        self.upsert_all(base, cols, batch)
+        t1 = time.perf_counter()
+        self.shard.optimize()
+        self.shard.flush()
+        return {"load_s": t1 - t0, "index_s": time.perf_counter() - t1}
+
+    def upsert_all(self, base: F32, cols: dict[str, np.ndarray], batch: int = 5000) -> None:
+        """The payload indexes, then the points in batches (not optimized: no HNSW segment yet)."""
         for key, schema in SCHEMA.items():
             self.shard.update(qe.UpdateOperation.create_field_index(key, getattr(qe.PayloadSchemaType, schema.title())))
         for i in range(0, base.shape[0], batch):
@@ -364,10 +373,6 @@ class QdrantEngine(Engine):
             rows = payload_rows(cols, i, stop)
             pts = [qe.Point(j, base[j].tolist(), rows[j - i]) for j in range(i, stop)]
             self.shard.update(qe.UpdateOperation.upsert_points(pts))
-        t1 = time.perf_counter()
-        self.shard.optimize()
-        self.shard.flush()
-        return {"load_s": t1 - t0, "index_s": time.perf_counter() - t1}
 
     def prepare(self, queries: F32, spec: dict[str, Any] | None, ef: int) -> list[Any]:
         flt = None if spec is None else qdrant_filter(spec)

@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
+import harness  # noqa: E402
 from bench_filtered import (  # noqa: E402
     FILTERS,
     SCHEMA,
@@ -70,16 +71,8 @@ def load_nestor(engine: NestorEngine, base: Any, cols: dict[str, Any], batch: in
 
 def load_qdrant(engine: QdrantEngine, base: Any, cols: dict[str, Any], batch: int = 5000) -> float:
     """The payload indexes and the points, not optimized (no HNSW: every filter here is a scan anyway)."""
-    import qdrant_edge as qe
-
     t = time.perf_counter()
-    for key, schema in SCHEMA.items():
-        engine.shard.update(qe.UpdateOperation.create_field_index(key, getattr(qe.PayloadSchemaType, schema.title())))
-    for i in range(0, base.shape[0], batch):
-        stop = min(base.shape[0], i + batch)
-        rows = payload_rows(cols, i, stop)
-        pts = [qe.Point(j, base[j].tolist(), rows[j - i]) for j in range(i, stop)]
-        engine.shard.update(qe.UpdateOperation.upsert_points(pts))
+    engine.upsert_all(base, cols, batch)
     return time.perf_counter() - t
 
 
@@ -104,7 +97,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--out", default="selective")
+    ap.add_argument("--tiny", action="store_true", help="a few thousand points, one pass: a smoke run, no numbers")
     args = ap.parse_args(argv)
+    harness.set_tiny(args.tiny)
+    if args.tiny:
+        args.n, args.queries, args.passes = args.n or 3000, min(args.queries, 20), 1
     configure_threads()
     ds = load_dataset(n=args.n, n_queries=args.queries, gt_depth=10)
     all_queries = np.load(data_dir() / DEFAULT_DATASET / "queries.npy").astype(np.float32)
@@ -117,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     nestor = NestorEngine(tmp / "nestor", dim, 100, 1)
     qdrant = QdrantEngine(tmp / "qdrant", n, dim, 100, 1)
     out: dict[str, Any] = {"commit": git_commit(), "n": n, "queries": len(queries), "passes": args.passes}
+    pinned = "one search thread each: Nestor's calling thread, qdrant-edge max_search_threads=1"
+    out["meta"] = {"threads_pinned": pinned}
     try:
         out["load_s"] = {"nestor": load_nestor(nestor, base, cols), "qdrant-edge": load_qdrant(qdrant, base, cols)}
         rows: list[dict[str, Any]] = []
