@@ -90,7 +90,9 @@ def test_calibration_meets_the_target_on_held_out_queries(engine: Engine, kind: 
     assert info.calibration.low >= 0.95
     assert info.params == info.calibrated and info.params  # ef / nprobe (and oversampling) in force
     primary = "nprobe" if kind == "ivf_pq" else "ef"
-    assert info.params[primary] > getattr(starved, primary)
+    # more work than the starved knobs: a wider beam, or (int8 may keep ef 8) more candidates reranked
+    wider = info.params[primary] > getattr(starved, primary)
+    assert wider or info.params.get("oversampling", 0.0) > (starved.oversampling or 0.0), info.params
 
 
 def test_the_cheapest_setting_that_meets_the_target_is_chosen(engine: Engine) -> None:
