@@ -122,6 +122,11 @@ class CompiledSearch(ReplicaSet):
                 outs = [sh.replicas[m].actor.search_packed.bind(inp) for sh, m in zip(self.shards, key, strict=True)]
                 node = MultiOutputNode(outs)
             dag = node.experimental_compile()
+            # One empty execution now: Ray 2.60 aborts the whole process (a failed CHECK registering a
+            # channel reader) when an actor dies under a graph that was compiled but never executed.
+            import ray
+
+            ray.get(dag.execute(([], [0] * len(key))), timeout=30.0)
         except Exception as exc:
             log.info("collection %s: no compiled graph (%r); ordinary actor calls", self.name, exc)
             with self._dag_lock:
