@@ -207,6 +207,14 @@ def test_replica_killed_during_writes(tmp_path: Path, cluster: Any, ray_local: A
         # a shard with no live replica: searches fail loudly, or come back flagged partial when asked
         for rep in coll.shards[1].replicas:
             ray_local.kill(rep.actor, no_restart=True)
+        for rep in coll.shards[1].replicas:  # a kill is asynchronous: a search just after it may still be answered
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    ray_local.get(rep.actor.ping.remote(), timeout=5)
+                except Exception:
+                    break
+                time.sleep(0.05)
         q = [Query(rng.standard_normal(dim).astype(np.float32), limit=5)]
         with pytest.raises(ShardUnavailable, match="shard 1"):
             coll.search(q)
