@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from pyroaring import BitMap
 
-from index import native
+from index import _graph, native
 from index.collection import Collection
 from index.contract import Query
 from index.errors import InvalidVector
 from index.filter_fast import select_few
 from nestor_client.models import Filter, PayloadSchemaType
 from tests.unit.index.conftest import Engine, wait_indexed
+from tests.unit.index.test_native_exact import _oracle as _oracle_rows
 
 N, DIM, K = 400, 24, 5
 TENANTS = ("t3", "t4", "nobody")
@@ -149,3 +150,26 @@ def test_a_vector_turned_down_gets_the_same_error(engine: Engine, v: np.ndarray)
     assert errors[0] == errors[1]
     if v.shape == (DIM,) and not (np.abs(v) > 1e18).any():  # the overflow is numpy's warning, an error under pytest
         assert errors[0][0] is InvalidVector
+
+
+@pytest.mark.parametrize("metric", [0, 1, 2])
+def test_the_one_call_scan_is_the_oracles_top_k_of_the_checked_query(metric: int) -> None:
+    rng = np.random.default_rng(metric)
+    rows = rng.normal(size=(300, 37)).astype(np.float32)
+    alive = rng.random(300) > 0.1
+    labels = sorted(rng.choice(300, 101, replace=False).tolist())
+    raw = BitMap(labels).serialize()
+    q = rng.normal(size=37).astype(np.float32) * 2.5  # off unit length: cosine (1) scales it, 0 and 2 do not
+    got = _graph.exact_vector(q, rows, alive, 290, raw, 10, metric)
+    assert got is not None
+    want, want_s = _oracle_rows(q / np.linalg.norm(q) if metric == 1 else q, rows, alive, 290, labels, 10, metric == 2)
+    assert got[0] == want
+    np.testing.assert_allclose(got[1], want_s, rtol=1e-4, atol=1e-4)
+    # not numpy's own arrays (the buffer protocol's way), liveness as bytes, a float64 query: the same
+    assert _graph.exact_vector(q, memoryview(rows), memoryview(alive.view(np.uint8)), 290, raw, 10, metric) == got
+    assert _graph.exact_vector(q, rows, alive.view(np.uint8), 290, raw, 10, metric) == got
+    assert _graph.exact_vector(q.astype(np.float64), rows, alive, 290, raw, 10, metric)[0] == got[0]  # type: ignore[index]
+    for other in (q[:5], np.stack([q, q]), "not a vector"):  # not one row of the dimension: the caller's check
+        assert _graph.exact_vector(other, rows, alive, 290, raw, 10, metric) is None
+    with pytest.raises(ValueError):
+        _graph.exact_vector(q, rows[:, ::2], alive, 290, raw, 10, metric)  # rows not contiguous: refused
