@@ -27,7 +27,9 @@ S = PayloadSchemaType
 
 __all__ = ["select_few", "select_one"]
 
-MEMO_MAX = 4096  # keyword values a collection's memo keeps answers for; past it, it starts again
+# keyword values a collection's memo keeps answers for; past it, it starts again (each answer is at most
+# `most` labels: ~10 KB at the default 5,000, so at most ~10 MB, and a tenant of ~100 points ~0.2 KB)
+MEMO_MAX = 1024
 
 
 def select_one(payload: PayloadIndexes, flt: Filter, schema: Mapping[str, PayloadSchema]) -> BitMap | None:

@@ -224,7 +224,8 @@ def exact_bitmap(field: DenseField, mat: F32, k: int, bm: BitMap) -> Ranked | No
 def exact_vector(field: DenseField, v: Any, k: int, allowed: bytes) -> Ranked | None:
     """A query as the user gave it, checked and normalised natively, then its exact top k among the
     roaring bytes `allowed` (`search._dense_filtered`): `prepare_one` and `exact_bitmap` in one call.
-    None: the native path is off, or the vector needs `prepare_one` (another shape, or one it rejects)."""
+    None: the native path is off, or the vector needs `prepare_one` (another shape, or one it rejects).
+    Under 256 rows it keeps the GIL (a few microseconds); from there it releases it as `_exact` does."""
     if not ENABLED or _graph is None:
         return None
     n = field.labels.n  # before `alive`, as `exact_few`

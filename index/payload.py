@@ -144,6 +144,7 @@ class PayloadIndexes:
                 yield
             finally:
                 self.version += 1
+                self.memo.clear()  # all of it is stale now: give the memory back
 
     # -- writes: the caller holds the collection's write lock -----------------------------
 
