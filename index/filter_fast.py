@@ -8,6 +8,11 @@ the ready index, under the indexes' read lock. That is the same check: an index 
 before it reads anything (a string against an integer index, a bad datetime: `InvalidFilter`), so the real
 index raises exactly what the empty one would.
 
+A search's commonest case, a string `match` on a keyword index matching a few points (a tenant), is
+`select_few`: its answer, serialised for the native scan, is kept in the indexes' memo until their next
+write (`PayloadIndexes.version`), since a tenant's searches repeat and the lookup, the lock, `& live` and
+the serialisation were a sixth of such a search's CPU time.
+
 Anything else (several conditions, `should`, `must_not`, `has_id`, `is_empty`, `values_count`, a key with
 no ready index, or one whose ready index is not the schema's type) is None: the caller takes the general
 path, which answers it or falls back to SQL.

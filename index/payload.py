@@ -18,6 +18,10 @@ points and three keys (tenant, cat, year): a batch of 100 points takes 1.6 ms an
 spare readers that wait, at the cost of copying every touched posting and both arrays of every numeric
 key on every batch.
 
+Every write also moves `version` and empties `memo` (under the write side), so an answer read under the
+read side at one version may be kept and used, without the lock, while the version stands
+(`filter_fast.select_few`: a keyword value's few labels for the native scan).
+
 Answers are sets of labels, dead ones excluded: postings keep dead labels until `compact` (labels are
 never reused), and every answer is intersected with the live set.
 
