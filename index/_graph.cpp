@@ -1667,6 +1667,9 @@ PYBIND11_MODULE(_graph, mod) {
     mod.def("exact", &exact_scan, py::arg("queries"), py::arg("rows"), py::arg("alive"), py::arg("n"),
             py::arg("allowed"), py::arg("k"), py::arg("l2"),
             "The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly.");
+    mod.def("exact_vector", &exact_vector, py::arg("vector"), py::arg("rows"), py::arg("alive"), py::arg("n"),
+            py::arg("allowed"), py::arg("k"), py::arg("metric"),
+            "One query vector checked and normalised, then its k best live rows of `allowed`: (labels, scores) or None.");
     py::class_<FaissIvf>(mod, "FaissIvf")
         .def(py::init<py::object, const std::string&>(), py::arg("index"), py::arg("lib"))
         .def("run", &FaissIvf::run, py::arg("query"), py::arg("params"), py::arg("k_ann"), py::arg("rows"),

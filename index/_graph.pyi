@@ -23,6 +23,18 @@ def exact(
 ) -> list[tuple[list[int], list[float]]]:
     """The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly."""
 
+def exact_vector(
+    vector: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.float32],
+    alive: npt.NDArray[np.bool_],
+    n: int,
+    allowed: bytes | npt.NDArray[np.int64] | None,
+    k: int,
+    metric: int,
+) -> tuple[list[int], list[float]] | None:
+    """One query vector checked and normalised (metric 0 ip, 1 cosine, 2 l2), then its k best live rows of
+    `allowed`, exactly; None: not one finite row of the rows' dimension (or all zeros under cosine)."""
+
 class FaissIvf:
     """faiss's IVF search and the exact rerank of its shortlist in one call (index/_faiss_ivf.h)."""
 

@@ -191,24 +191,9 @@ struct RowScorer {
     }
 };
 
-// queries [nq, dim]; rows the float32 rows by label; alive the liveness bytes by label; labels from `n` on
-// are not this reader's (committed after it read `n`); allowed a serialised roaring bitmap (bytes), an
-// int64 array of labels, or None (every label below `n`). Per query, the k best live allowed rows as
-// (labels, scores), best first, ties by label; scores higher-is-better (dot), or L2 distances when `l2`.
-py::list exact_scan(py::array_t<float, py::array::c_style | py::array::forcecast> queries, py::object rows,
-                    py::object alive, size_t n, py::object allowed, int k, bool l2) {
-    if (k < 1) throw std::invalid_argument("need k >= 1");
-    const py::buffer_info row_buf = float_rows(rows);
-    const int d = static_cast<int>(row_buf.shape[1]);
-    if (queries.ndim() != 2 || queries.shape(1) != d) throw std::invalid_argument("query dimension mismatch");
-    const py::buffer_info live = byte_buffer(alive, "alive");
-    const auto* base = static_cast<const float*>(row_buf.ptr);
-    const auto* alive_p = static_cast<const uint8_t*>(live.ptr);
-    const size_t end = std::min({n, static_cast<size_t>(row_buf.shape[0]), static_cast<size_t>(live.shape[0])});
-    const size_t nq = static_cast<size_t>(queries.shape(0));
-
-    // The candidates, read once under the GIL (bytes and arrays are Python objects): live and below `end`.
-    thread_local std::vector<uint32_t> cand;
+// The live labels below `end` of `allowed` (see `exact_scan`), read under the GIL (bytes and arrays are
+// Python objects), into `cand`.
+void read_candidates(const py::object& allowed, size_t end, const uint8_t* alive_p, std::vector<uint32_t>& cand) {
     cand.clear();
     auto keep = [&](uint64_t lab) {
         if (lab < end && alive_p[lab]) cand.push_back(static_cast<uint32_t>(lab));
@@ -227,6 +212,24 @@ py::list exact_scan(py::array_t<float, py::array::c_style | py::array::forcecast
         for (py::ssize_t i = 0; i < lst.size(); ++i)
             if (lp[i] >= 0) keep(static_cast<uint64_t>(lp[i]));
     }
+}
+
+// queries [nq, dim]; rows the float32 rows by label; alive the liveness bytes by label; labels from `n` on
+// are not this reader's (committed after it read `n`); allowed a serialised roaring bitmap (bytes), an
+// int64 array of labels, or None (every label below `n`). Per query, the k best live allowed rows as
+// (labels, scores), best first, ties by label; scores higher-is-better (dot), or L2 distances when `l2`.
+py::list exact_scan(py::array_t<float, py::array::c_style | py::array::forcecast> queries, py::object rows,
+                    py::object alive, size_t n, py::object allowed, int k, bool l2) {
+    if (k < 1) throw std::invalid_argument("need k >= 1");
+    const py::buffer_info row_buf = float_rows(rows);
+    const int d = static_cast<int>(row_buf.shape[1]);
+    if (queries.ndim() != 2 || queries.shape(1) != d) throw std::invalid_argument("query dimension mismatch");
+    const py::buffer_info live = byte_buffer(alive, "alive");
+    const auto* base = static_cast<const float*>(row_buf.ptr);
+    const size_t end = std::min({n, static_cast<size_t>(row_buf.shape[0]), static_cast<size_t>(live.shape[0])});
+    const size_t nq = static_cast<size_t>(queries.shape(0));
+    thread_local std::vector<uint32_t> cand;
+    read_candidates(allowed, end, static_cast<const uint8_t*>(live.ptr), cand);
 
     std::vector<std::vector<Scored>> hits(nq);
     const float* qp = queries.data();
@@ -238,6 +241,95 @@ py::list exact_scan(py::array_t<float, py::array::c_style | py::array::forcecast
             scorer.top(qp + qi * static_cast<size_t>(d), base, d, cand.data(), cand.size(), k, l2, hits[qi]);
     }
     return hits_to_lists(hits);
+}
+
+// A C-contiguous numpy array of T (bools for uint8_t) read from the array object, without the buffer
+// protocol's request (`float_rows`, `byte_buffer`): two requests were ~0.5 us of a small scan's ~2 us of
+// fixed cost. `read` is false for anything else, which the caller then asks through the buffer protocol.
+template <class T>
+struct InPlace {
+    const T* p = nullptr;
+    size_t rows = 0, cols = 0;
+
+    bool read(const py::object& obj, int ndim) {
+        if (!py::isinstance<py::array>(obj)) return false;
+        const auto a = py::reinterpret_borrow<py::array>(obj);
+        const bool fits = py::isinstance<py::array_t<T>>(obj) ||
+                          (std::is_same_v<T, uint8_t> && py::isinstance<py::array_t<bool>>(obj));
+        if (!fits || a.ndim() != ndim || !(a.flags() & py::array::c_style)) return false;
+        p = static_cast<const T*>(a.data());
+        rows = static_cast<size_t>(a.shape(0));
+        cols = ndim == 2 ? static_cast<size_t>(a.shape(1)) : 1;
+        return true;
+    }
+};
+
+// Fewer rows than this are scored holding the GIL: a few microseconds, less than a waiting thread could keep
+// it once given (it need not hand it back before the switch interval).
+constexpr size_t kKeepGil = 256;
+
+// What a filtered search of a few rows needs, in one call: `vector` (one query, as the user gave it)
+// checked and normalised as `DenseField.prepare_one` does, then `exact_scan`'s work for it. metric: 0
+// inner product, 1 cosine (a vector off unit length is scaled to it), 2 L2. Returns (labels, scores), or
+// None when the vector is not one float row of the rows' dimension, is not finite, or is all zeros under
+// cosine: the caller's Python check then says which (its error messages stay in one place).
+py::object exact_vector(py::object vector, py::object rows, py::object alive, size_t n, py::object allowed, int k,
+                        int metric) {
+    if (k < 1) throw std::invalid_argument("need k >= 1");
+    if (metric < 0 || metric > 2) throw std::invalid_argument("metric must be 0 (ip), 1 (cosine) or 2 (l2)");
+    const auto v = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(vector);
+    if (!v) {
+        PyErr_Clear();
+        return py::none();
+    }
+    InPlace<float> rv;
+    if (!rv.read(rows, 2)) {
+        const py::buffer_info b = float_rows(rows);  // not numpy's: the buffer protocol checks it
+        rv = {static_cast<const float*>(b.ptr), static_cast<size_t>(b.shape[0]), static_cast<size_t>(b.shape[1])};
+    }
+    const int d = static_cast<int>(rv.cols);
+    if (v.ndim() != 1 || v.shape(0) != d) return py::none();
+    const RowScorer scorer;
+    thread_local std::vector<float> q;
+    q.assign(v.data(), v.data() + d);
+    const double sq = static_cast<double>(scorer.dot(q.data(), q.data(), d));  // float32, as numpy's v.dot(v)
+    if (!std::isfinite(sq)) return py::none();
+    if (metric == 1 && std::fabs(sq - 1.0) > 1e-6) {  // prepare_one's rule and its float32 scale
+        if (sq == 0.0) return py::none();
+        const float s = static_cast<float>(1.0 / std::sqrt(sq));
+        for (float& x : q) x *= s;
+    }
+    InPlace<uint8_t> lv;
+    if (!lv.read(alive, 1)) {
+        const py::buffer_info b = byte_buffer(alive, "alive");
+        lv = {static_cast<const uint8_t*>(b.ptr), static_cast<size_t>(b.shape[0]), 1};
+    }
+    const size_t end = std::min({n, rv.rows, lv.rows});
+    thread_local std::vector<uint32_t> cand;
+    read_candidates(allowed, end, lv.p, cand);
+    thread_local std::vector<Scored> h;
+    maybe_fail();
+    if (cand.size() < kKeepGil) {
+        scorer.top(q.data(), rv.p, d, cand.data(), cand.size(), k, metric == 2, h);
+    } else {
+        py::gil_scoped_release nogil;
+        scorer.top(q.data(), rv.p, d, cand.data(), cand.size(), k, metric == 2, h);
+    }
+    const auto len = static_cast<Py_ssize_t>(h.size());
+    py::list labels = py::reinterpret_steal<py::list>(PyList_New(len));
+    py::list scores = py::reinterpret_steal<py::list>(PyList_New(len));
+    if (!labels || !scores) throw py::error_already_set();
+    for (Py_ssize_t j = 0; j < len; ++j) {
+        PyObject* lab = PyLong_FromLongLong(h[static_cast<size_t>(j)].second);
+        PyObject* sc = PyFloat_FromDouble(static_cast<double>(h[static_cast<size_t>(j)].first));
+        if (!lab || !sc) {
+            Py_XDECREF(lab), Py_XDECREF(sc);
+            throw py::error_already_set();
+        }
+        PyList_SET_ITEM(labels.ptr(), j, lab);  // steals the references
+        PyList_SET_ITEM(scores.ptr(), j, sc);
+    }
+    return py::make_tuple(std::move(labels), std::move(scores));
 }
 
 }  // namespace

@@ -8,6 +8,11 @@ the ready index, under the indexes' read lock. That is the same check: an index 
 before it reads anything (a string against an integer index, a bad datetime: `InvalidFilter`), so the real
 index raises exactly what the empty one would.
 
+A search's commonest case, a string `match` on a keyword index matching a few points (a tenant), is
+`select_few`: its answer, serialised for the native scan, is kept in the indexes' memo until their next
+write (`PayloadIndexes.version`), since a tenant's searches repeat and the lookup, the lock, `& live` and
+the serialisation were a sixth of such a search's CPU time.
+
 Anything else (several conditions, `should`, `must_not`, `has_id`, `is_empty`, `values_count`, a key with
 no ready index, or one whose ready index is not the schema's type) is None: the caller takes the general
 path, which answers it or falls back to SQL.
@@ -25,7 +30,11 @@ from nestor_client.models import FieldCondition, Filter, MatchValue, PayloadSche
 
 S = PayloadSchemaType
 
-__all__ = ["select_one"]
+__all__ = ["select_few", "select_one"]
+
+# keyword values a collection's memo keeps answers for; past it, it starts again (each answer is at most
+# `most` labels: ~10 KB at the default 5,000, so at most ~10 MB, and a tenant of ~100 points ~0.2 KB)
+MEMO_MAX = 1024
 
 
 def select_one(payload: PayloadIndexes, flt: Filter, schema: Mapping[str, PayloadSchema]) -> BitMap | None:
@@ -57,3 +66,48 @@ def select_one(payload: PayloadIndexes, flt: Filter, schema: Mapping[str, Payloa
         return fi.evaluate(c) & payload.live
     finally:
         lock._release_read()
+
+
+def select_few(
+    payload: PayloadIndexes, flt: Filter, schema: Mapping[str, PayloadSchema], most: int
+) -> bytes | BitMap | None:
+    """A search's `select_one` for the commonest filter of a few matches, a string `match` on a keyword
+    index (a tenant): its live labels as roaring bytes when at most `most`, kept in the indexes' memo until
+    their next write (a tenant's searches repeat: the lookup, its lock, `& live` and the serialisation were
+    a sixth of such a search's CPU time); as a BitMap when more. None: not that filter (use `select_one`)."""
+    if flt.should or flt.must_not:
+        return None
+    must = flt.must
+    if must is None or len(must) != 1:
+        return None
+    c = must[0]
+    if type(c) is not FieldCondition or c.values_count is not None:
+        return None
+    m = c.match
+    if type(m) is not MatchValue or type(m.value) is not str:
+        return None
+    s = schema.get(c.key)
+    if s is None or schema_type(s) is not S.keyword:
+        return None
+    key = (c.key, m.value)
+    got = payload.memo.get(key)
+    if got is not None and got[0] == payload.version and got[1] == most:  # no write since: still the answer
+        return got[2]
+    lock = payload.lock
+    lock._acquire_read()
+    try:
+        version = payload.version  # read with the bitmaps, under the lock: the memo's entry is of this state
+        fi = payload.fields.get(c.key)
+        if fi is None or getattr(fi, "schema", None) is not S.keyword or not isinstance(fi, PostingIndex):
+            return None
+        posting = fi.postings.get(m.value)
+        bm = posting & payload.live if posting is not None else BitMap()
+    finally:
+        lock._release_read()
+    if len(bm) > most:
+        return bm
+    raw = bm.serialize()
+    if len(payload.memo) >= MEMO_MAX:
+        payload.memo.clear()
+    payload.memo[key] = (version, most, raw)
+    return raw

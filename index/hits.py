@@ -53,7 +53,7 @@ class HitReader:
         ids = self.labels.ids
         if not q.with_payload and not q.with_vector:  # ids and scores only (the search's hot path): no payload
             got = list(map(ids.__getitem__, labels))
-            if None in got:  # a point deleted since the search
+            if not all(got) and None in got:  # a point deleted since the search (`all` first: no == on None)
                 scores = [sc for pid, sc in zip(got, scores, strict=True) if pid is not None]
                 got = [pid for pid in got if pid is not None]
             return QueryResult(list(map(Hit, got, scores)), strategy)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from index.encoded import EncodedIndex
 from index.planner import Ranked, rerank_plan
 from index.plans import Plan, decide, kind
 from index.selection import Selection
-from nestor_client.models import LeanVecReduceConfig, SearchParams
+from nestor_client.models import LeanVecReduceConfig, Metric, SearchParams
 
 try:
     from index import _graph
@@ -43,7 +43,7 @@ except ImportError:  # no native graph built: the planner serves every plan (ind
 if TYPE_CHECKING:
     from index.dense import DenseField
 
-__all__ = ["ENABLED", "exact_bitmap", "exact_few", "search", "search_batch"]
+__all__ = ["ENABLED", "exact_bitmap", "exact_few", "exact_vector", "search", "search_batch"]
 
 ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no")
 
@@ -219,6 +219,19 @@ def exact_bitmap(field: DenseField, mat: F32, k: int, bm: BitMap) -> Ranked | No
         return None
     n = field.labels.n  # before `alive`, as `exact_few`
     return _exact(field, mat, k, bm.serialize(), n, field.alive, "exact_filtered")
+
+
+def exact_vector(field: DenseField, v: Any, k: int, allowed: bytes) -> Ranked | None:
+    """A query as the user gave it, checked and normalised natively, then its exact top k among the
+    roaring bytes `allowed` (`search._dense_filtered`): `prepare_one` and `exact_bitmap` in one call.
+    None: the native path is off, or the vector needs `prepare_one` (another shape, or one it rejects).
+    Under 256 rows it keeps the GIL (a few microseconds); from there it releases it as `_exact` does."""
+    if not ENABLED or _graph is None:
+        return None
+    n = field.labels.n  # before `alive`, as `exact_few`
+    metric = 2 if field.space is Space.l2 else 1 if field.metric is Metric.cosine else 0
+    got = _graph.exact_vector(v, field.vectors.buffer(), field.alive, n, allowed, k, metric)
+    return None if got is None else (got[0], got[1], "exact_filtered")
 
 
 def _codes_unfiltered(
