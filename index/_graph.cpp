@@ -1259,7 +1259,11 @@ class Graph {
                 changed = false;
                 int32_t buf[kMaxLinks];
                 int cnt = copy_links(cur, level, buf, locked);
+                // as the plain walk does: a few vectors ahead of the one scored (hnswlib's upper layers
+                // prefetch nothing; at ef 16 they are a large share of a query's misses)
+                for (int j = 0; j < std::min(cnt, ahead_); ++j) prefetch_codes(buf[j]);
                 for (int j = 0; j < cnt; ++j) {
+                    if (j + ahead_ < cnt) prefetch_codes(buf[j + ahead_]);
                     float d = dist(p, buf[j]);
                     if (d < cur_d) cur_d = d, cur = buf[j], changed = true;
                 }
