@@ -107,6 +107,35 @@ __attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* q, const flo
     return s;
 }
 
+// 8-bit query x int8 codes on AVX2, 32 dims per step. maddubs multiplies unsigned by signed bytes and
+// sums pairs into int16 with saturation, so the operands are |c| (0..128, exact as unsigned even for
+// -128) and q with c's sign moved onto it (q is -127..127, so negating it cannot overflow): each pair
+// sums to at most 2 * 128 * 127 = 32,512 and nothing saturates. The result is exactly q . c (no offset
+// to subtract, unlike VNNI's). Two accumulators keep two chains of maddubs in flight.
+__attribute__((target("avx2"))) inline __m256i q8_step_avx2(const int8_t* q, const int8_t* c, __m256i ones) {
+    const __m256i cv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(cv), _mm256_sign_epi8(qv, cv)), ones);
+}
+
+__attribute__((target("avx2"))) int32_t dot_q8_avx2(const int8_t* q, const int8_t* c, int d) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    int i = 0;
+    for (; i + 64 <= d; i += 64) {
+        a0 = _mm256_add_epi32(a0, q8_step_avx2(q + i, c + i, ones));
+        a1 = _mm256_add_epi32(a1, q8_step_avx2(q + i + 32, c + i + 32, ones));
+    }
+    if (i + 32 <= d) a0 = _mm256_add_epi32(a0, q8_step_avx2(q + i, c + i, ones)), i += 32;
+    a0 = _mm256_add_epi32(a0, a1);
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+    int32_t s = _mm_cvtsi128_si32(s4);
+    for (; i < d; ++i) s += static_cast<int32_t>(q[i]) * c[i];
+    return s;
+}
+
 __attribute__((target("avx512f,avx512bw"))) int32_t dot_i8_avx512(const int16_t* q, const int8_t* c, int d) {
     __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
     int i = 0;
@@ -168,9 +197,10 @@ struct Kernels {
     DotF32 f32;
     const char* name;
     DotQ8 q8 = nullptr;  // preferred over `i8` where the CPU has it
+    int32_t q8_flip = 0;  // what `q8` adds to each code (VNNI: 128), taken off again as flip * sum(q)
 };
 
-constexpr const char* kKernelNames[] = {"plain", "avx2", "avx512", "avx512-vnni"};
+constexpr const char* kKernelNames[] = {"plain", "avx2", "avx2-q8", "avx512", "avx512-vnni"};
 
 // The kernels this CPU runs, worst to best.
 const std::vector<Kernels>& supported_kernels() {
@@ -178,12 +208,14 @@ const std::vector<Kernels>& supported_kernels() {
         std::vector<Kernels> k{{dot_i8_plain, dot_f32_plain, "plain"}};
 #ifdef NESTOR_X86
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
             k.push_back({dot_i8_avx2, dot_f32_avx2, "avx2"});
+            k.push_back({dot_i8_avx2, dot_f32_avx2, "avx2-q8", dot_q8_avx2});
+        }
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
             k.push_back({dot_i8_avx512, dot_f32_avx512, "avx512"});
             if (__builtin_cpu_supports("avx512vnni"))
-                k.push_back({dot_i8_avx512, dot_f32_avx512, "avx512-vnni", dot_q8_vnni});
+                k.push_back({dot_i8_avx512, dot_f32_avx512, "avx512-vnni", dot_q8_vnni, 128});
         }
 #endif
         return k;
@@ -216,7 +248,7 @@ std::string set_kernel(const std::string& name) {
     if (pick == -2) {
         for (const char* known : kKernelNames)
             if (name == known) throw std::invalid_argument("this CPU cannot run the '" + name + "' kernel");
-        throw std::invalid_argument("unknown kernel '" + name + "' (plain, avx2, avx512, avx512-vnni or auto)");
+        throw std::invalid_argument("unknown kernel '" + name + "' (plain, avx2, avx2-q8, avx512, avx512-vnni or auto)");
     }
     const int prev = g_forced_kernel.exchange(pick);
     return prev < 0 ? std::string("auto") : std::string(k[static_cast<size_t>(prev)].name);
@@ -1151,7 +1183,7 @@ class Graph {
                 int32_t sum = 0;
                 for (int i = 0; i < dim_; ++i) buf.b[i] = static_cast<int8_t>(std::lrint(buf.f[i] * scale)), sum += buf.b[i];
                 p.q8 = buf.b.data();
-                p.corr = 128 * sum;
+                p.corr = k_.q8_flip * sum;
             } else {
                 // the largest entry maps to 32767 unless sum |q16| * 128 could overflow the int32 sums
                 scale = top > 0.f ? std::min(32767.f / top, 1.6e7f / total) : 1.f;
@@ -1227,7 +1259,11 @@ class Graph {
                 changed = false;
                 int32_t buf[kMaxLinks];
                 int cnt = copy_links(cur, level, buf, locked);
+                // as the plain walk does: a few vectors ahead of the one scored (hnswlib's upper layers
+                // prefetch nothing; at ef 16 they are a large share of a query's misses)
+                for (int j = 0; j < std::min(cnt, ahead_); ++j) prefetch_codes(buf[j]);
                 for (int j = 0; j < cnt; ++j) {
+                    if (j + ahead_ < cnt) prefetch_codes(buf[j + ahead_]);
                     float d = dist(p, buf[j]);
                     if (d < cur_d) cur_d = d, cur = buf[j], changed = true;
                 }
@@ -1664,6 +1700,32 @@ PYBIND11_MODULE(_graph, mod) {
     mod.def("available_kernels", &available_kernels, "The kernels this CPU can run, worst to best.");
     mod.def("set_kernel", &set_kernel, py::arg("name"),
             "Forces the kernel of graphs made or loaded from now on ('auto': the best); returns the previous setting.");
+    mod.def(
+        "_kernel_dot",
+        [](const std::string& name, const py::array& query, const py::array_t<int8_t, py::array::c_style>& codes) {
+            const Kernels* kern = nullptr;
+            for (const Kernels& k : supported_kernels())
+                if (name == k.name) kern = &k;
+            if (kern == nullptr) throw std::invalid_argument("this CPU has no kernel '" + name + "'");
+            if (codes.ndim() != 2 || query.ndim() != 1 || query.shape(0) != codes.shape(1))
+                throw std::invalid_argument("codes must be [n, d] and the query [d]");
+            const int d = static_cast<int>(codes.shape(1));
+            std::vector<int64_t> out(static_cast<size_t>(codes.shape(0)));
+            if (py::isinstance<py::array_t<int8_t>>(query)) {
+                if (kern->q8 == nullptr) throw std::invalid_argument("kernel '" + name + "' has no 8-bit query path");
+                auto q = py::array_t<int8_t, py::array::c_style>::ensure(query);
+                int32_t sum = 0;
+                for (int i = 0; i < d; ++i) sum += q.data()[i];
+                for (size_t r = 0; r < out.size(); ++r)
+                    out[r] = kern->q8(q.data(), codes.data() + r * d, d) - kern->q8_flip * sum;
+            } else {
+                auto q = py::array_t<int16_t, py::array::c_style | py::array::forcecast>::ensure(query);
+                for (size_t r = 0; r < out.size(); ++r) out[r] = kern->i8(q.data(), codes.data() + r * d, d);
+            }
+            return out;
+        },
+        py::arg("name"), py::arg("query"), py::arg("codes"),
+        "Tests only: `name`'s integer dot products of one query (int8: its 8-bit path, else int16) with each row.");
     mod.def("exact", &exact_scan, py::arg("queries"), py::arg("rows"), py::arg("alive"), py::arg("n"),
             py::arg("allowed"), py::arg("k"), py::arg("l2"),
             "The k best live rows of `allowed` (roaring bytes, labels or None: all below n) per query, exactly.");

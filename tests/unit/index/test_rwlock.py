@@ -65,3 +65,20 @@ def test_a_writer_excludes_readers_under_load() -> None:
         t.join(60)
     assert state["bad"] == 0 and state["reads"] == 6000
     assert lk._readers == 0 and not lk._mutex.locked()
+
+
+def test_a_reader_that_raises_releases_the_lock() -> None:
+    lk = RWLock()
+    try:
+        with lk.read():
+            raise KeyError("x")
+    except KeyError:
+        pass
+    done = threading.Event()
+
+    def writer() -> None:
+        with lk.write():
+            done.set()
+
+    threading.Thread(target=writer).start()
+    assert done.wait(10)
