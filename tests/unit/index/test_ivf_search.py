@@ -267,3 +267,25 @@ def test_a_search_waits_for_a_writer(engine: Engine, held: str) -> None:
         assert reader.is_alive() and not got  # waiting for the writer (a search takes well under 0.3 s)
     reader.join()
     assert got and got[0].hits[0].id == 5
+
+
+def test_ivf_trains_on_every_row_up_to_its_minimum_sample(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # below IVF_MIN_SAMPLE rows (65,536) k-means and the PQ codebooks see every row, not 64 a list: on 100k
+    # MiniLM vectors half the sample cost IVF512 0.005 of recall@10 at equal nprobe and rerank
+    sizes: list[int] = []
+    real = IvfPqIndex.train
+
+    def spy(self: IvfPqIndex, sample: Any) -> None:
+        sizes.append(len(sample))
+        real(self, sample)
+
+    monkeypatch.setattr(IvfPqIndex, "train", spy)
+    n, dim = 24_000, 8  # more than the 20,000 the sample used to stop at
+    data = manifold(n, dim, seed=11)
+    coll = engine.create(
+        "c", {"dim": dim, "metric": "dot", "index": {"type": "ivf_pq", "nlist": 8, "m": 4, "train_threshold": n}}
+    )
+    coll.upsert(list(range(n)), data)
+    wait_indexed(coll)
+    assert sizes == [n]
+    assert len(coll.search([Query(vector=data[3], limit=K, params=PARAMS, with_payload=False)])[0].hits) == K
