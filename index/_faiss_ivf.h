@@ -51,10 +51,75 @@ FaissSearch find_search(void* lib, const void* self) {
     return nullptr;
 }
 
+// _graph.cpp's `RWLock` as a Python object (index/rwlock.py `NativeRWLock`) that Python and native code
+// share: `FaissIvf` takes its read side without the GIL, where the Python lock's `with` cost ~1.5 us a
+// query; faiss's `add` and `remove_ids` take the write side from Python. Blocking waits release the GIL (a
+// writer that needs the GIL to finish would otherwise deadlock a reader holding it). Like the Python lock,
+// a thread must not take the read side twice: a writer waiting between the two would deadlock it.
+class NativeRWLock : public RWLock {
+  public:
+    void acquire_read() {
+        if (try_lock_shared()) return;
+        py::gil_scoped_release nogil;
+        lock_shared();
+    }
+    void acquire_write() {
+        if (try_lock()) return;
+        py::gil_scoped_release nogil;
+        lock();
+    }
+    void release() { unlock(); }  // either side: one pthread_rwlock_unlock
+};
+
+// The class of a search hit (index/contract.py `Hit`, a slots dataclass) and its slot descriptors, set once
+// by index/ivf_search.py. `FaissIvf.hits` makes them without calling the dataclass's `__init__`, a Python
+// function that cost ~0.5 us a hit (5 us of a ~200 us query): it allocates the object and stores each slot
+// through its member descriptor, the fields after id and score set to None (their defaults; ivf_search
+// checks that, and that the class has no `__post_init__`).
+struct HitClass {
+    py::object cls;
+    std::vector<py::object> slots;  // member descriptors: id, score, then fields defaulting to None
+};
+HitClass g_hit;
+
+void set_hit_class(py::object cls, const std::vector<std::string>& fields) {
+    if (!PyType_Check(cls.ptr()) || reinterpret_cast<PyTypeObject*>(cls.ptr())->tp_new != PyBaseObject_Type.tp_new)
+        throw std::invalid_argument("need a class with object's __new__");
+    if (fields.size() < 2) throw std::invalid_argument("need the id and score fields first");
+    std::vector<py::object> slots;
+    for (const std::string& f : fields) {
+        py::object d = cls.attr(f.c_str());
+        if (Py_TYPE(d.ptr()) != &PyMemberDescr_Type) throw std::invalid_argument("field " + f + " is not a slot");
+        slots.push_back(std::move(d));
+    }
+    g_hit = HitClass{std::move(cls), std::move(slots)};
+}
+
+// A `Hit(id, score)` (the other fields None), by `g_hit`'s descriptors; a new reference.
+PyObject* make_hit(PyObject* id, double score) {
+    auto* tp = reinterpret_cast<PyTypeObject*>(g_hit.cls.ptr());
+    PyObject* h = tp->tp_alloc(tp, 0);
+    if (h == nullptr) throw py::error_already_set();
+    PyObject* sc = PyFloat_FromDouble(score);
+    bool ok = sc != nullptr;
+    for (size_t i = 0; ok && i < g_hit.slots.size(); ++i) {
+        PyObject* d = g_hit.slots[i].ptr();
+        PyObject* v = i == 0 ? id : i == 1 ? sc : Py_None;
+        ok = Py_TYPE(d)->tp_descr_set(d, h, v) == 0;
+    }
+    Py_XDECREF(sc);
+    if (!ok) {
+        Py_DECREF(h);
+        throw py::error_already_set();
+    }
+    return h;
+}
+
 class FaissIvf {
   public:
-    // `index`: a faiss IVF index (a SWIG proxy, kept alive here); `lib`: the path of the libfaiss.so it runs on.
-    FaissIvf(py::object index, const std::string& lib) : index_(std::move(index)) {
+    // `index`: a faiss IVF index (a SWIG proxy, kept alive here); `lib`: the path of the libfaiss.so it runs on;
+    // `lock`: a `NativeRWLock` whose read side each search holds (None: the caller holds one).
+    FaissIvf(py::object index, const std::string& lib, py::object lock) : index_(std::move(index)) {
         self_ = swig_this(index_);
         void* h = dlopen(lib.c_str(), RTLD_LAZY | RTLD_NOLOAD);  // faiss's own copy, already loaded
         if (h == nullptr) throw std::runtime_error("libfaiss is not loaded from " + lib);
@@ -64,6 +129,10 @@ class FaissIvf {
         dlclose(h);  // drops the reference dlopen added; the faiss module keeps the library loaded
         if (search_ == nullptr) throw std::runtime_error("this faiss index has no IVF search Nestor can call");
         if (omp_ == nullptr) throw std::runtime_error("libfaiss has no omp_set_num_threads");
+        if (!lock.is_none()) {
+            lock_ = lock.cast<NativeRWLock*>();
+            lock_obj_ = std::move(lock);
+        }
     }
 
     // query [1, dim]; `params` faiss SearchParameters (a SWIG proxy); k_ann the shortlist's length; rows,
@@ -72,11 +141,49 @@ class FaissIvf {
     // than k are live: the planner's wider plan.
     py::object run(py::array_t<float, py::array::c_style | py::array::forcecast> query, const py::object& params,
                    int64_t k_ann, py::object rows, py::object alive, size_t upto, size_t n, int k, bool l2) const {
-        if (k < 1 || k_ann < 1) throw std::invalid_argument("need k >= 1 and k_ann >= 1");
         const py::buffer_info row_buf = float_rows(rows);
-        const int d = static_cast<int>(row_buf.shape[1]);
-        if (query.ndim() != 2 || query.shape(0) != 1 || query.shape(1) != d)
+        if (query.ndim() != 2 || query.shape(0) != 1 || query.shape(1) != row_buf.shape[1])
             throw std::invalid_argument("need one query of the rows' dimension");
+        std::vector<Scored>& hits = scored(query.data(), params, k_ann, row_buf, alive, upto, n, k, l2);
+        if (hits.size() < static_cast<size_t>(k)) return py::none();
+        return hits_to_lists({hits})[0];
+    }
+
+    // `run` for a user's query vector [dim] as given (`DenseField.prepare_one`'s checks here: finite, and of
+    // unit norm when `cosine`), straight to hits: the k best live as `Hit(ids[label], score)` (a label whose
+    // id is None, deleted since, is dropped, as index/hits.py does). None: not that query (the wrong shape,
+    // a NaN, a cosine vector to normalise) or too few candidates: the caller's general path then.
+    py::object hits(py::array_t<float, py::array::c_style | py::array::forcecast> vec, const py::object& params,
+                    int64_t k_ann, py::object rows, py::object alive, size_t upto, size_t n, int k, bool l2,
+                    bool cosine, const py::list& ids) const {
+        if (!g_hit.cls) throw std::runtime_error("set_hit_class first");
+        const py::buffer_info row_buf = float_rows(rows);
+        if (vec.ndim() != 1 || vec.shape(0) != row_buf.shape[1]) return py::none();
+        const float* q = vec.data();
+        const double sq = RowScorer().dot(q, q, static_cast<int>(vec.shape(0)));  // float32, as numpy's
+        if (!std::isfinite(sq) || (cosine && std::abs(sq - 1.0) > 1e-6)) return py::none();
+        std::vector<Scored>& hits = scored(q, params, k_ann, row_buf, alive, upto, n, k, l2);
+        if (hits.size() < static_cast<size_t>(k)) return py::none();
+        py::list out(0);
+        const auto known = static_cast<uint64_t>(PyList_GET_SIZE(ids.ptr()));
+        for (const Scored& s : hits) {
+            if (static_cast<uint64_t>(s.second) >= known) continue;
+            PyObject* id = PyList_GET_ITEM(ids.ptr(), s.second);
+            if (id == Py_None) continue;
+            py::object h = py::reinterpret_steal<py::object>(make_hit(id, static_cast<double>(s.first)));
+            out.append(h);
+        }
+        return out;
+    }
+
+  private:
+    // The shared part of `run` and `hits`, without the GIL: the k best live candidates, in a per-thread buffer
+    // (empty when faiss found fewer than k_ann).
+    std::vector<Scored>& scored(const float* q, const py::object& params, int64_t k_ann,
+                                const py::buffer_info& row_buf, const py::object& alive, size_t upto, size_t n,
+                                int k, bool l2) const {
+        if (k < 1 || k_ann < 1) throw std::invalid_argument("need k >= 1 and k_ann >= 1");
+        const int d = static_cast<int>(row_buf.shape[1]);
         const py::buffer_info live = byte_buffer(alive, "alive");
         const void* sp = swig_this(params);
         const auto* base = static_cast<const float*>(row_buf.ptr);
@@ -90,28 +197,32 @@ class FaissIvf {
         thread_local std::vector<Scored> hits;
         dist.resize(want);
         labels.resize(want);
-        {
-            py::gil_scoped_release nogil;
-            maybe_fail();
-            omp_(1);  // one query: faiss parallelises over queries (index/backends/ivfpq.py)
-            search_(self_, 1, query.data(), k_ann, dist.data(), labels.data(), sp);
-            if (labels[want - 1] < 0) {  // faiss pads with -1: fewer than k_ann in the probed lists
-                hits.clear();
-            } else {
-                cand.clear();
-                for (const int64_t lab : labels)
-                    if (static_cast<uint64_t>(lab) < end && alive_p[lab]) cand.push_back(static_cast<uint32_t>(lab));
-                for (size_t lab = upto; lab < end; ++lab)
-                    if (alive_p[lab]) cand.push_back(static_cast<uint32_t>(lab));
-                RowScorer().top(query.data(), base, d, cand.data(), cand.size(), k, l2, hits);
-            }
+        py::gil_scoped_release nogil;
+        maybe_fail();
+        omp_(1);  // one query: faiss parallelises over queries (index/backends/ivfpq.py)
+        if (lock_ != nullptr) lock_->lock_shared();
+        try {
+            search_(self_, 1, q, k_ann, dist.data(), labels.data(), sp);
+        } catch (...) {
+            if (lock_ != nullptr) lock_->unlock_shared();
+            throw;
         }
-        if (hits.size() < static_cast<size_t>(k)) return py::none();
-        return hits_to_lists({hits})[0];
+        if (lock_ != nullptr) lock_->unlock_shared();  // the rerank reads Nestor's rows, not faiss's lists
+        hits.clear();
+        if (labels[want - 1] >= 0) {  // faiss pads with -1: fewer than k_ann in the probed lists
+            cand.clear();
+            for (const int64_t lab : labels)
+                if (static_cast<uint64_t>(lab) < end && alive_p[lab]) cand.push_back(static_cast<uint32_t>(lab));
+            for (size_t lab = upto; lab < end; ++lab)
+                if (alive_p[lab]) cand.push_back(static_cast<uint32_t>(lab));
+            RowScorer().top(q, base, d, cand.data(), cand.size(), k, l2, hits);
+        }
+        return hits;
     }
 
-  private:
     py::object index_;
+    py::object lock_obj_;  // keeps `lock_` alive
+    NativeRWLock* lock_ = nullptr;
     const void* self_ = nullptr;
     FaissSearch search_ = nullptr;
     OmpSetThreads omp_ = nullptr;

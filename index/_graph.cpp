@@ -327,6 +327,8 @@ class RWLock {
     void unlock_shared() { pthread_rwlock_unlock(&lock_); }
     void lock() { pthread_rwlock_wrlock(&lock_); }
     void unlock() { pthread_rwlock_unlock(&lock_); }
+    bool try_lock_shared() { return pthread_rwlock_tryrdlock(&lock_) == 0; }
+    bool try_lock() { return pthread_rwlock_trywrlock(&lock_) == 0; }
 
   private:
     pthread_rwlock_t lock_;
@@ -1732,11 +1734,22 @@ PYBIND11_MODULE(_graph, mod) {
     mod.def("exact_vector", &exact_vector, py::arg("vector"), py::arg("rows"), py::arg("alive"), py::arg("n"),
             py::arg("allowed"), py::arg("k"), py::arg("metric"),
             "One query vector checked and normalised, then its k best live rows of `allowed`: (labels, scores) or None.");
+    py::class_<NativeRWLock>(mod, "RWLock")
+        .def(py::init<>())
+        .def("acquire_read", &NativeRWLock::acquire_read)
+        .def("acquire_write", &NativeRWLock::acquire_write)
+        .def("release", &NativeRWLock::release);
+    mod.def("set_hit_class", &set_hit_class, py::arg("cls"), py::arg("fields"),
+            "The class `FaissIvf.hits` makes (index/contract.py Hit) and its slots: id, score, then None defaults.");
     py::class_<FaissIvf>(mod, "FaissIvf")
-        .def(py::init<py::object, const std::string&>(), py::arg("index"), py::arg("lib"))
+        .def(py::init<py::object, const std::string&, py::object>(), py::arg("index"), py::arg("lib"),
+             py::arg("lock") = py::none())
         .def("run", &FaissIvf::run, py::arg("query"), py::arg("params"), py::arg("k_ann"), py::arg("rows"),
              py::arg("alive"), py::arg("upto"), py::arg("n"), py::arg("k"), py::arg("l2"),
-             "faiss's shortlist of k_ann, reranked exactly: the k best live (labels, scores), or None.");
+             "faiss's shortlist of k_ann, reranked exactly: the k best live (labels, scores), or None.")
+        .def("hits", &FaissIvf::hits, py::arg("vector"), py::arg("params"), py::arg("k_ann"), py::arg("rows"),
+             py::arg("alive"), py::arg("upto"), py::arg("n"), py::arg("k"), py::arg("l2"), py::arg("cosine"),
+             py::arg("ids"), "`run` for a user's vector [dim], straight to Hit objects; None: the general path.");
     mod.def("_allowed_labels", &allowed_labels, py::arg("allowed"),
             "Tests only: the labels a Graph.query `allowed` argument (roaring bytes or a label array) allows.");
     mod.def(

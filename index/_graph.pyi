@@ -38,8 +38,9 @@ def exact_vector(
 class FaissIvf:
     """faiss's IVF search and the exact rerank of its shortlist in one call (index/_faiss_ivf.h)."""
 
-    def __init__(self, index: Any, lib: str) -> None:
-        """`index` a faiss IVF index (kept alive), `lib` the libfaiss.so it runs on; RuntimeError where that
+    def __init__(self, index: Any, lib: str, lock: RWLock | None = None) -> None:
+        """`index` a faiss IVF index (kept alive), `lib` the libfaiss.so it runs on, `lock` a lock whose read
+        side each search holds (None: the caller holds one); RuntimeError where that
         faiss's class or search signature is not one this module can call."""
 
     def run(
@@ -57,6 +58,35 @@ class FaissIvf:
         """faiss's `k_ann` best for one query [1, dim] (with `params`, faiss SearchParameters) and the labels
         upto..n, scored exactly: the k best live as (labels, scores), or None when faiss found fewer than
         `k_ann` or fewer than k are live."""
+
+    def hits(
+        self,
+        vector: npt.NDArray[np.float32],
+        params: Any,
+        k_ann: int,
+        rows: npt.NDArray[np.float32],
+        alive: npt.NDArray[np.bool_],
+        upto: int,
+        n: int,
+        k: int,
+        l2: bool,
+        cosine: bool,
+        ids: list[Any],
+    ) -> list[Any] | None:
+        """`run` for a user's vector [dim] (finite; of unit norm when `cosine`), straight to `set_hit_class`'s
+        objects `Hit(ids[label], score)`, a label whose id is None dropped; None: not that vector, or too few
+        candidates (the caller's general path)."""
+
+class RWLock:
+    """A writer-preferring readers-writer lock native code shares (index/rwlock.py `NativeRWLock`); blocking
+    waits release the GIL."""
+
+    def acquire_read(self) -> None: ...
+    def acquire_write(self) -> None: ...
+    def release(self) -> None: ...
+
+def set_hit_class(cls: type, fields: list[str]) -> None:
+    """The class `FaissIvf.hits` makes and its slots: id, score, then fields whose default is None."""
 
 def maxsim(
     query: npt.NDArray[np.float32],

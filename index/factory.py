@@ -50,6 +50,7 @@ from nestor_client.models import (
 )
 
 __all__ = [
+    "IVF_MIN_SAMPLE",
     "IVF_SAMPLE_PER_LIST",
     "backend_name",
     "load_backend",
@@ -61,6 +62,10 @@ __all__ = [
 ]
 
 IVF_SAMPLE_PER_LIST = 64  # training rows per IVF list
+# but at least this many (or every row): on 100k MiniLM vectors IVF512 trained on 32,768 rows reached recall@10
+# 0.948 at nprobe 80 and a 12x rerank, on 65,536 rows 0.954 (faiss's own IVF-PQ, benchmarks/RESULTS.md
+# issue 18), for 7 s more k-means and PQ training on 2 cores; beyond ~1,000 lists 64 a list is more anyway
+IVF_MIN_SAMPLE = 65_536
 
 
 def space_of(metric: Metric) -> Space:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Concatenate, ParamSpec, Protocol, TypeVar, cast
 
-from index.rwlock import RWLock
+from index.rwlock import shared
 
 __all__ = ["SwapGate", "WriterWait", "reads"]
 
@@ -27,7 +27,7 @@ R = TypeVar("R")
 
 class SwapGate:
     def __init__(self) -> None:
-        self._lock = RWLock()
+        self._lock = shared()  # native where built: its read side costs a C call, not a Python method
         self._local = threading.local()
         # set while a compaction holds the collection's write lock on its way to the swap (WriterWait)
         self.pending = threading.Event()

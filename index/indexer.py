@@ -24,7 +24,7 @@ from index.backends.base import I64, VectorIndex
 from index.backends.ivfpq import IvfPqIndex, auto_nlist
 from index.dense import DenseField
 from index.encoded import EncodedIndex
-from index.factory import IVF_SAMPLE_PER_LIST, new_ivf, sample_rows, train_encoded
+from index.factory import IVF_MIN_SAMPLE, IVF_SAMPLE_PER_LIST, new_ivf, sample_rows, train_encoded
 from index.manifest import write_index
 from nestor_client.models import IvfPqIndexConfig, LeanVecReduceConfig
 
@@ -89,7 +89,7 @@ def _recheck_dead(field: DenseField, index: VectorIndex, labels: I64) -> None:
 
 def _build_ivf(field: DenseField, cfg: IvfPqIndexConfig) -> None:
     def make(labels: I64) -> IvfPqIndex:
-        size = max(IVF_SAMPLE_PER_LIST * (cfg.nlist or auto_nlist(len(labels))), 20000)
+        size = max(IVF_SAMPLE_PER_LIST * (cfg.nlist or auto_nlist(len(labels))), IVF_MIN_SAMPLE)
         sample = field.vectors.take(sample_rows(labels, size))
         return new_ivf(cfg, field.dim, field.space, sample, len(labels))
 

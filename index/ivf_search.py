@@ -10,17 +10,23 @@ are scored exactly too: the planner's merge of the unindexed tail, in the same c
 
 None for every other case (no rescore, a filter, fewer than k live candidates, a large unindexed tail,
 no native module): the planner serves it.
+
+`answer` is `search.search_one` whole for the commonest such query (ids and scores only, no offset or
+score threshold): the same call also checks the vector (`DenseField.prepare_one`'s checks), maps labels
+to ids and makes the `Hit`s, which in Python cost ~10 us of a ~200 us query (benchmarks/RESULTS.md, issue 18).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from index.backends.base import F32, Space
 from index.backends.ivfpq import IvfPqIndex
+from index.contract import Hit, Query, QueryResult
 from index.planner import CHEAP_PENDING, Ranked, rerank_plan
 from index.plans import kind
-from nestor_client.models import SearchParams
+from nestor_client.models import Metric, SearchParams
 
 try:
     from index import _graph
@@ -30,7 +36,54 @@ except ImportError:  # no native module: the planner serves IVF-PQ (index/backen
 if TYPE_CHECKING:
     from index.dense import DenseField
 
-__all__ = ["search"]
+__all__ = ["answer", "search"]
+
+
+def _hit_class() -> bool:
+    """Tell the native module how to make a `Hit` without its `__init__` (index/_faiss_ivf.h): only while
+    Hit is a slots dataclass of id, score, then fields defaulting to None, with no `__post_init__`."""
+    if _graph is None or not hasattr(_graph, "set_hit_class"):
+        return False
+    fields = dataclasses.fields(Hit)
+    names = [f.name for f in fields]
+    if (
+        names[:2] != ["id", "score"]
+        or any(f.default is not None for f in fields[2:])
+        or tuple(names) != getattr(Hit, "__slots__", None)
+        or hasattr(Hit, "__post_init__")
+    ):
+        return False
+    _graph.set_hit_class(Hit, names)
+    return True
+
+
+HITS = _hit_class()  # False: `answer` leaves every query to the general path
+
+
+def answer(field: DenseField, index: IvfPqIndex, upto: int, q: Query, ids: list[Any]) -> QueryResult | None:
+    """The whole result of an unfiltered query on `field` in one native call: `index` and `upto` from one read
+    of its state, `ids` the collection's label -> id list. None: not the query this serves, or `search`'s None."""
+    p = q.params
+    if (
+        q.offset
+        or q.score_threshold is not None
+        or q.with_payload
+        or q.with_vector
+        or not HITS
+        or field.query_sample.reservoir_size  # a field that keeps its queries: `search._remember`
+        or (p is not None and (p.exact or p.funnel is not None))  # a funnel: `check_params`'s error
+    ):
+        return None
+    plan = _plan(field, index, q.limit, p)
+    if plan is None:
+        return None
+    k_ann, nprobe, l2, name = plan
+    n = field.labels.n  # after the state, before `alive`, as `search`
+    if n - upto > CHEAP_PENDING:
+        return None
+    cosine = field.metric is Metric.cosine
+    hits = index.hits(q.vector, k_ann, nprobe, field.vectors.buffer(), field.alive, upto, n, q.limit, l2, cosine, ids)
+    return None if hits is None else QueryResult(hits, name)
 
 
 def search(

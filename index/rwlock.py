@@ -8,11 +8,16 @@ Writers are preferred, so a stream of searches cannot starve the indexer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-__all__ = ["RWLock"]
+try:
+    from index import _graph
+except ImportError:  # no native module: `shared` gives the Python lock
+    _graph = None  # type: ignore[assignment]
+
+__all__ = ["NativeRWLock", "RWLock", "shared"]
 
 
 class RWLock:
@@ -79,3 +84,44 @@ class _ReadGuard:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self._lock._release_read()
+
+
+class NativeRWLock:
+    """`RWLock`'s interface over `_graph.RWLock`, a writer-preferring pthread rwlock whose read side native
+    code takes without the GIL (`_graph.FaissIvf`: a search no longer pays a Python `with` for it)."""
+
+    def __init__(self) -> None:
+        self.native = _graph.RWLock()
+        self._guard = _NativeRead(self.native)
+        # RWLock's read side as `gate.reads` calls it: the C++ methods themselves, no Python frame between
+        self._acquire_read: Callable[[], None] = self.native.acquire_read
+        self._release_read: Callable[[], None] = self.native.release
+
+    def read(self) -> _NativeRead:
+        return self._guard
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        self.native.acquire_write()
+        try:
+            yield
+        finally:
+            self.native.release()
+
+
+class _NativeRead:
+    __slots__ = ("_acquire", "_release")
+
+    def __init__(self, native: _graph.RWLock) -> None:
+        self._acquire, self._release = native.acquire_read, native.release
+
+    def __enter__(self) -> None:
+        self._acquire()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self._release()
+
+
+def shared() -> RWLock | NativeRWLock:
+    """A lock native code can share (`NativeRWLock`), or the Python one without the native module."""
+    return NativeRWLock() if _graph is not None and hasattr(_graph, "RWLock") else RWLock()

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pyroaring import BitMap
 
-from index import native, planner, quality
+from index import ivf_search, native, planner, quality
 from index.backends.base import F32
+from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query, QueryResult
 from index.dense import DenseField
 from index.filter_fast import select_few, select_one
@@ -74,6 +75,11 @@ def search_one(coll: Collection, q: Query) -> QueryResult:
     f = coll.field(q.using)
     if isinstance(f, DenseField):  # the common cases first, in as few steps as possible
         if q.filter is None:
+            st = f.state
+            if type(st.index) is IvfPqIndex and native.ENABLED:  # to hits in one native call (index/ivf_search.py)
+                done = ivf_search.answer(f, st.index, st.upto, q, coll.labels.ids)
+                if done is not None:
+                    return done
             return coll.hits.finish(q, f, _unfiltered(coll, f, q))
         return _dense_filtered(coll, f, q, q.filter)
     scanned: list[bool] = []

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from index.backends.base import F32, I64, Hits, IndexParams, Space, empty_hits
-from index.rwlock import RWLock
+from index.rwlock import NativeRWLock, shared
 
 try:
     from index import _graph
@@ -87,7 +87,9 @@ class IvfPqIndex:
             raise ValueError(f"pq m={self.m} must divide dim={dim}")
         self.nbits = nbits
         self.nprobe = nprobe
-        self._lock = RWLock()
+        self._lock = shared()
+        # the lock as `_graph.FaissIvf` takes it itself, without the GIL and a Python `with` (None: it cannot)
+        self._native_lock = self._lock.native if isinstance(self._lock, NativeRWLock) else None
         self._threads = os.cpu_count() or 1
         self._params: dict[int, Any] = {}
         self._asked: dict[int | None, Any] = {}  # `_params` by the nprobe a query asks for (None: the default)
@@ -205,8 +207,11 @@ class IvfPqIndex:
         if of is not index:
             nat = self._bind(index)
         if nat is not None:
-            with self._lock.read():
+            if self._native_lock is not None:  # the native call holds the lock's read side while faiss searches
                 got: Lists | None = nat.run(query, sp, k_ann, rows, alive, upto, n, k, l2)
+                return got
+            with self._lock.read():
+                got = nat.run(query, sp, k_ann, rows, alive, upto, n, k, l2)
             return got
         cand = self.shortlist(query, k_ann, nprobe)
         if cand is None:
@@ -216,11 +221,47 @@ class IvfPqIndex:
         labels, scores = _graph.exact(query, rows, alive, n, cand, k, l2)[0]
         return None if len(labels) < k else (labels, scores)
 
+    def hits(
+        self,
+        vector: Any,
+        k_ann: int,
+        nprobe: int | None,
+        rows: Any,
+        alive: Any,
+        upto: int,
+        n: int,
+        k: int,
+        l2: bool,
+        cosine: bool,
+        ids: list[Any],
+    ) -> list[Any] | None:
+        """`rerank` for a user's query vector [dim] as given, to the user's hits in the same native call
+        (`_graph.FaissIvf.hits`: labels mapped through `ids`, a None id dropped). None: where `rerank`
+        gives None, a vector `DenseField.prepare_one` would reject or normalise, or no such call here."""
+        index = self._index
+        if index is None or self._native_lock is None:
+            return None
+        sp = self._asked.get(nprobe)
+        if sp is None:
+            sp = self._asked[nprobe] = self._ivf_params(nprobe)
+        of, nat = self._native
+        if of is not index:
+            nat = self._bind(index)
+        if nat is None:
+            return None
+        got: list[Any] | None = nat.hits(vector, sp, k_ann, rows, alive, upto, n, k, l2, cosine, ids)
+        return got
+
     def _bind(self, index: Any) -> Any:
         """`index`'s native search and rerank, or None where this faiss build cannot be called natively."""
         make = getattr(_graph, "FaissIvf", None)  # None: a native module built before it
         try:
-            nat = None if make is None else make(index, _LIBFAISS)
+            if make is None:
+                nat = None
+            elif self._native_lock is not None:
+                nat = make(index, _LIBFAISS, self._native_lock)
+            else:
+                nat = make(index, _LIBFAISS)
         except RuntimeError:  # another faiss (its class or search signature changed): its Python API then
             nat = None
         self._native = (index, nat)
