@@ -115,6 +115,27 @@ PyObject* make_hit(PyObject* id, double score) {
     return h;
 }
 
+// `[Hit(ids[i], scores[i]) ...]` by `g_hit`'s descriptors (index/hits.py's hot path): each score object is
+// stored as given, as `Hit(id, score)` would.
+py::list make_hits(const py::list& ids, const py::list& scores) {
+    if (!g_hit.cls) throw std::runtime_error("set_hit_class first");
+    const Py_ssize_t n = PyList_GET_SIZE(ids.ptr());
+    if (n != PyList_GET_SIZE(scores.ptr())) throw std::invalid_argument("ids and scores differ in length");
+    auto* tp = reinterpret_cast<PyTypeObject*>(g_hit.cls.ptr());
+    py::list out(n);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* h = tp->tp_alloc(tp, 0);
+        if (h == nullptr) throw py::error_already_set();
+        PyList_SET_ITEM(out.ptr(), i, h);  // owned by the list from here, even on the error below
+        for (size_t j = 0; j < g_hit.slots.size(); ++j) {
+            PyObject* d = g_hit.slots[j].ptr();
+            PyObject* v = j == 0 ? PyList_GET_ITEM(ids.ptr(), i) : j == 1 ? PyList_GET_ITEM(scores.ptr(), i) : Py_None;
+            if (Py_TYPE(d)->tp_descr_set(d, h, v) != 0) throw py::error_already_set();
+        }
+    }
+    return out;
+}
+
 class FaissIvf {
   public:
     // `index`: a faiss IVF index (a SWIG proxy, kept alive here); `lib`: the path of the libfaiss.so it runs on;

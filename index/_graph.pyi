@@ -85,6 +85,9 @@ class RWLock:
     def acquire_write(self) -> None: ...
     def release(self) -> None: ...
 
+def make_hits(ids: list[Any], scores: list[Any]) -> list[Any]:
+    """`[Hit(id, score) ...]` for equal-length lists, without Hit's `__init__` (`set_hit_class` first)."""
+
 def set_hit_class(cls: type, fields: list[str]) -> None:
     """The class `FaissIvf.hits` makes and its slots: id, score, then fields whose default is None."""
 

@@ -18,6 +18,7 @@ from index.backends.base import F32, I64
 from index.batch import Field
 from index.contract import Hit, PointIdT, Query, QueryResult, SparseVec, WithVector
 from index.errors import InvalidRequest
+from index.hit_class import make_hits
 from index.labels import LabelMap
 from index.multivector import MultiVectorField
 from index.planner import Ranked
@@ -56,6 +57,8 @@ class HitReader:
             if not all(got) and None in got:  # a point deleted since the search (`all` first: no == on None)
                 scores = [sc for pid, sc in zip(got, scores, strict=True) if pid is not None]
                 got = [pid for pid in got if pid is not None]
+            if type(scores) is list:
+                return QueryResult(make_hits(got, scores), strategy)
             return QueryResult(list(map(Hit, got, scores)), strategy)  # type: ignore[arg-type]
         hits = [Hit(ids[lab], sc) for lab, sc in zip(labels, scores, strict=True)]  # type: ignore[arg-type]
         names = self.vector_names(q.with_vector) if q.with_vector else []

@@ -18,12 +18,12 @@ to ids and makes the `Hit`s, which in Python cost ~10 us of a ~200 us query (ben
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from index.backends.base import F32, Space
 from index.backends.ivfpq import IvfPqIndex
-from index.contract import Hit, Query, QueryResult
+from index.contract import Query, QueryResult
+from index.hit_class import HITS
 from index.planner import CHEAP_PENDING, Ranked, rerank_plan
 from index.plans import kind
 from nestor_client.models import Metric, SearchParams
@@ -39,25 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["answer", "search"]
 
 
-def _hit_class() -> bool:
-    """Tell the native module how to make a `Hit` without its `__init__` (index/_faiss_ivf.h): only while
-    Hit is a slots dataclass of id, score, then fields defaulting to None, with no `__post_init__`."""
-    if _graph is None or not hasattr(_graph, "set_hit_class"):
-        return False
-    fields = dataclasses.fields(Hit)
-    names = [f.name for f in fields]
-    if (
-        names[:2] != ["id", "score"]
-        or any(f.default is not None for f in fields[2:])
-        or tuple(names) != getattr(Hit, "__slots__", None)
-        or hasattr(Hit, "__post_init__")
-    ):
-        return False
-    _graph.set_hit_class(Hit, names)
-    return True
-
-
-HITS = _hit_class()  # False: `answer` leaves every query to the general path
 
 
 def answer(field: DenseField, index: IvfPqIndex, upto: int, q: Query, ids: list[Any]) -> QueryResult | None:
