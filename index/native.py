@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyroaring import BitMap
@@ -200,6 +201,13 @@ class _Codes:
         )
 
 
+# a pydantic model's field values without an attribute lookup (`__dict__`'s own descriptor, bound; as
+# `index/pair.py`): between two searches even the lookup of `__dict__` is a few cache misses
+_fields_of: Callable[[SearchParams], dict[str, Any]] = next(
+    c.__dict__["__dict__"] for c in SearchParams.__mro__ if "__dict__" in c.__dict__
+).__get__
+
+
 def _no_inner() -> None:
     return None
 
@@ -234,7 +242,7 @@ def _codes_unfiltered(
     else:
         # the fields from the model's `__dict__`, read once: through a pydantic model's `__getattr__` each
         # attribute read is the slow generic lookup (a pipeline's fused pair passes params on every query)
-        d = p.__dict__
+        d = _fields_of(p)
         if d["funnel"] is not None:
             return None  # rerank_plan's checks and stages: the general road
         ef = d["ef"]

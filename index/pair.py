@@ -12,8 +12,10 @@ built when first read (`_PairReport`): benchmarks/PIPELINE.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 
@@ -59,20 +61,29 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
     if leaf.using != using or (lq is not q and not _equal(lq, q)):  # type: ignore[arg-type]
         return False
     key: tuple[object, ...] | None = None
-    # the params' fields from their `__dict__`, read once: a pydantic model's `__getattr__` makes each
-    # attribute read the slow generic lookup (five of them were a tenth of the pipeline's own Python)
-    knobs = pp.__dict__
+    knobs = _fields_of(pp)  # (not `pp.ef`: each read of a pydantic field is a slow generic lookup)
     if knobs["rescore"] is False and knobs["funnel"] is None and not knobs["exact"] and leaf.score_threshold is None:
         cfg = coll.config
-        key = (id(cfg), id(lim), using, k, leaf.limit, knobs["ef"], knobs["nprobe"])
-        got = _PAIRS.get(key)
-        if got is not None and got.config is cfg and got.lim is lim:
+        ef, nprobe, n = knobs["ef"], knobs["nprobe"], leaf.limit
+        got: _Pair | None = _LAST[0]  # the last shape first: no key to build, hash and compare
+        if (
+            got is None
+            or not (got.config is cfg and got.lim is lim and got.k == k and got.n == n and got.using == using)
+            or got.ef != ef
+            or got.nprobe != nprobe
+        ):
+            key = (id(cfg), id(lim), using, k, n, ef, nprobe)
+            got = _PAIRS.get(key)
+            if got is not None and not (got.config is cfg and got.lim is lim):
+                got = None
+        if got is not None:
             if q.shape != got.shape:  # type: ignore[union-attr]
                 # a multivector's token count varies: its axes and token dimension decide
                 if got.shape is not None or q.ndim != 2 or q.shape[1] != got.dim or not q.size or not finite(q):  # type: ignore[union-attr]
                     return False  # the general walk says why
-            elif coll.distributed and not finite(q):  # type: ignore[arg-type]
+            elif got.distributed and not finite(q):  # type: ignore[arg-type]
                 return False  # (a local dense search refuses NaN or infinity itself: `DenseField.prepare_one`)
+            _LAST[0] = got
             root.using = leaf.using = got.name
             root.lower = leaf.lower = got.lower
             root.fused = got.params
@@ -82,8 +93,10 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
     if key is not None and root.fused is not None:
         if len(_PAIRS) > 256:
             _PAIRS.clear()
-        shape = q.shape if q.ndim == 1 else None  # type: ignore[union-attr]
-        _PAIRS[key] = _Pair(coll.config, lim, root.using, root.lower, root.fused, shape, q.shape[-1])  # type: ignore[union-attr]
+        shape, dim = (q.shape if q.ndim == 1 else None), q.shape[-1]  # type: ignore[union-attr]
+        fused, name, lower, dist = root.fused, root.using, root.lower, coll.distributed
+        got = _Pair(coll.config, lim, using, k, n, ef, nprobe, name, lower, fused, shape, dim, dist)
+        _PAIRS[key] = _LAST[0] = got
     return True
 
 
@@ -103,14 +116,27 @@ class _Pair:
 
     config: object
     lim: PipelineLimits
+    using: str | None  # the key's: the vector as given, the root's limit, the leaf's limit and knobs
+    k: int
+    n: int
+    ef: int | None
+    nprobe: int | None
     name: str | None  # the vector, resolved
     lower: bool  # its scores are L2 distances
     params: SearchParams  # the one search that answers the pair (`fused_params`)
     shape: tuple[int, ...] | None  # a one-vector query's; None for a multivector, whose token count varies
     dim: int
+    distributed: bool  # a sharded collection's (which the config decides): its query is checked finite here
 
 
 _PAIRS: dict[tuple[object, ...], _Pair] = {}
+# the shape used last, tried before `_PAIRS`: between two searches every object a check reads is out of
+# the CPU caches (a check cost 4x its hot-loop time there: benchmarks/PIPELINE.md), so it reads few
+_LAST: list[_Pair | None] = [None]
+# a pydantic model's field values without an attribute lookup (`__dict__`'s own descriptor, bound)
+_fields_of: Callable[[SearchParams], dict[str, Any]] = next(
+    c.__dict__["__dict__"] for c in SearchParams.__mro__ if "__dict__" in c.__dict__
+).__get__
 
 
 def _check_once(coll: CollectionReader, root: Stage, leaf: Stage, q: F32, k: int, lim: PipelineLimits) -> bool:

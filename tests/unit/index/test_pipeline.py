@@ -308,6 +308,18 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
         assert [h.id for h in got] == [h.id for h in want]
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
     assert len(_PAIRS) == 1  # one shape, remembered once, used by the next two
+    # two shapes in turn: the last one used is tried first (`_LAST`), the other found in `_PAIRS`
+    for limit in (6, 5, 6, 5):
+        q = rows(rng, 1, 16)[0]
+        fused = Stage(q, limit=limit, prefetch=[Stage(q, params=cand, limit=20)])
+        plain = Stage(q, limit=limit, prefetch=[Stage(q, params=cand, limit=20, score_threshold=-2.0)])
+        check(c, fused)
+        check(c, plain)
+        got, rep = run(c, fused, with_payload=False)
+        want, _ = run(c, plain, with_payload=False)
+        assert rep.stages[0].strategy == "fused into the rescore" and rep.limit == limit
+        assert [h.id for h in got] == [h.id for h in want] and len(got) == limit
+    assert len(_PAIRS) == 2
     bad = q.copy()
     bad[0] = np.nan
     tree = Stage(bad, limit=5, prefetch=[Stage(bad, params=cand, limit=20)])
