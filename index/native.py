@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyroaring import BitMap
@@ -200,6 +201,13 @@ class _Codes:
         )
 
 
+# a pydantic model's field values without an attribute lookup (`__dict__`'s own descriptor, bound; as
+# `index/pair.py`): between two searches even the lookup of `__dict__` is a few cache misses
+_fields_of: Callable[[SearchParams], dict[str, Any]] = next(
+    c.__dict__["__dict__"] for c in SearchParams.__mro__ if "__dict__" in c.__dict__
+).__get__
+
+
 def _no_inner() -> None:
     return None
 
@@ -241,9 +249,17 @@ def _codes_unfiltered(
     without building a `_Runner`: about 4 us of the ~100 a query costs at 100k (benchmarks/NATIVE.md).
     None: not this plan."""
     p = params
-    if p is not None and p.funnel is not None:
-        return None  # rerank_plan's checks and stages: the general road
-    knobs = (None,) if p is None else (p.ef, p.rescore, p.oversampling)
+    if p is None:
+        knobs: tuple[Any, ...] = (None,)
+        ef = None
+    else:
+        # the fields from the model's `__dict__`, read once: through a pydantic model's `__getattr__` each
+        # attribute read is the slow generic lookup (a pipeline's fused pair passes params on every query)
+        d = _fields_of(p)
+        if d["funnel"] is not None:
+            return None  # rerank_plan's checks and stages: the general road
+        ef = d["ef"]
+        knobs = (ef, d["rescore"], d["oversampling"])
     c: _Codes | None = field.native_codes
     if c is None or not c.fits(field, index, knobs):
         field.native_codes = c = _Codes(field, index, knobs, p)
@@ -253,7 +269,7 @@ def _codes_unfiltered(
     k_ann = max(k, math.ceil(k * c.over)) if c.rescore else k
     n = field.labels.n  # after the state, before `alive`, as `_Runner` reads them
     rows = field.vectors.buffer() if c.rescore or n > upto else None
-    ef = (p.ef if p is not None else None) or g.ef
+    ef = ef or g.ef
     gq = mat if c.as_is else index.encode(mat, queries=True)  # the graph quantizes the query itself
     fq = mat if index.reducer is not None else None  # a reduced walk reranks with the full query
     got = g._graph.query(gq, fq, k, k, k_ann, ef, c.rescore, rows, field.alive, upto, n, None, PLAIN, 1)

@@ -12,8 +12,10 @@ built when first read (`_PairReport`): benchmarks/PIPELINE.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 
@@ -44,45 +46,67 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
     one with the same collection config, limits, vector, root limit and leaf knobs skips the config
     lookups and every check that shape decides; what is left is the query itself: equal in both nodes,
     of the vector's dimension, and finite (a local collection's dense search checks that itself, so it
-    is not checked twice)."""
-    q = root.query
+    is not checked twice). Each step of a remembered pair is one of the fewest Python operations found
+    (benchmarks/PIPELINE.md): on this path every attribute read shows against the search."""
     pre = root.prefetch
-    if not isinstance(q, np.ndarray) or len(pre) != 1 or root.params is not None:
+    if len(pre) != 1 or root.params is not None:
         return False
     leaf = pre[0]
     pp = leaf.params
-    if pp is None or leaf.prefetch or leaf.using != root.using:
+    q = root.query
+    if pp is None or leaf.prefetch or q.__class__ is not _NDARRAY:
         return False  # (a leaf without params is never fused: the general walk checks it)
+    using = root.using
     lq = leaf.query
-    if lq is not q and not (
-        lq.__class__ is np.ndarray and lq.dtype == q.dtype and lq.shape == q.shape and lq.tobytes() == q.tobytes()  # type: ignore[union-attr]
-    ):
+    if leaf.using != using or (lq is not q and not _equal(lq, q)):  # type: ignore[arg-type]
         return False
     key: tuple[object, ...] | None = None
-    if pp.rescore is False and pp.funnel is None and not pp.exact and leaf.score_threshold is None:
+    knobs = _fields_of(pp)  # (not `pp.ef`: each read of a pydantic field is a slow generic lookup)
+    if knobs["rescore"] is False and knobs["funnel"] is None and not knobs["exact"] and leaf.score_threshold is None:
         cfg = coll.config
-        key = (id(cfg), id(lim), root.using, k, leaf.limit, pp.ef, pp.nprobe)
-        got = _PAIRS.get(key)
-        if got is not None and got.config is cfg and got.lim is lim:
-            nd = q.ndim
-            if nd != got.ndim:
-                return False  # the general walk says why
-            if nd == 1:  # a local dense search refuses NaN or infinity itself (`DenseField.prepare_one`)
-                if len(q) != got.dim or (coll.distributed and not finite(q)):
-                    return False
-            elif q.shape[1] != got.dim or not q.size or not finite(q):
-                return False
+        ef, nprobe, n = knobs["ef"], knobs["nprobe"], leaf.limit
+        got: _Pair | None = _LAST[0]  # the last shape first: no key to build, hash and compare
+        if (
+            got is None
+            or not (got.config is cfg and got.lim is lim and got.k == k and got.n == n and got.using == using)
+            or got.ef != ef
+            or got.nprobe != nprobe
+        ):
+            key = (id(cfg), id(lim), using, k, n, ef, nprobe)
+            got = _PAIRS.get(key)
+            if got is not None and not (got.config is cfg and got.lim is lim):
+                got = None
+        if got is not None:
+            if q.shape != got.shape:  # type: ignore[union-attr]
+                # a multivector's token count varies: its axes and token dimension decide
+                if got.shape is not None or q.ndim != 2 or q.shape[1] != got.dim or not q.size or not finite(q):  # type: ignore[union-attr]
+                    return False  # the general walk says why
+            elif got.distributed and not finite(q):  # type: ignore[arg-type]
+                return False  # (a local dense search refuses NaN or infinity itself: `DenseField.prepare_one`)
+            _LAST[0] = got
             root.using = leaf.using = got.name
             root.lower = leaf.lower = got.lower
-            leaf.fused, root.fused = None, got.params
+            root.fused = got.params
             return True
-    if not _check_once(coll, root, leaf, q, k, lim):
+    if not _check_once(coll, root, leaf, q, k, lim):  # type: ignore[arg-type]
         return False
     if key is not None and root.fused is not None:
         if len(_PAIRS) > 256:
             _PAIRS.clear()
-        _PAIRS[key] = _Pair(coll.config, lim, root.using, root.lower, root.fused, q.ndim, q.shape[-1])
+        shape, dim = (q.shape if q.ndim == 1 else None), q.shape[-1]  # type: ignore[union-attr]
+        fused, name, lower, dist = root.fused, root.using, root.lower, coll.distributed
+        got = _Pair(coll.config, lim, using, k, n, ef, nprobe, name, lower, fused, shape, dim, dist)
+        _PAIRS[key] = _LAST[0] = got
     return True
+
+
+_NDARRAY = np.ndarray  # compared by class: a subclass takes the general walk
+
+
+def _equal(a: object, b: F32) -> bool:
+    """Two queries are one: another float32 array of the same shape and bytes (both checked finite, so
+    equal bytes are equal vectors; -0.0 only misses the quick check)."""
+    return a.__class__ is _NDARRAY and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +116,27 @@ class _Pair:
 
     config: object
     lim: PipelineLimits
+    using: str | None  # the key's: the vector as given, the root's limit, the leaf's limit and knobs
+    k: int
+    n: int
+    ef: int | None
+    nprobe: int | None
     name: str | None  # the vector, resolved
     lower: bool  # its scores are L2 distances
     params: SearchParams  # the one search that answers the pair (`fused_params`)
-    ndim: int  # the query's: 1, or 2 for a multivector
+    shape: tuple[int, ...] | None  # a one-vector query's; None for a multivector, whose token count varies
     dim: int
+    distributed: bool  # a sharded collection's (which the config decides): its query is checked finite here
 
 
 _PAIRS: dict[tuple[object, ...], _Pair] = {}
+# the shape used last, tried before `_PAIRS`: between two searches every object a check reads is out of
+# the CPU caches (a check cost 4x its hot-loop time there: benchmarks/PIPELINE.md), so it reads few
+_LAST: list[_Pair | None] = [None]
+# a pydantic model's field values without an attribute lookup (`__dict__`'s own descriptor, bound)
+_fields_of: Callable[[SearchParams], dict[str, Any]] = next(
+    c.__dict__["__dict__"] for c in SearchParams.__mro__ if "__dict__" in c.__dict__
+).__get__
 
 
 def _check_once(coll: CollectionReader, root: Stage, leaf: Stage, q: F32, k: int, lim: PipelineLimits) -> bool:
@@ -132,12 +169,13 @@ def run_fused(
     k: int,
     with_payload: bool,
     with_vector: WithVector,
+    offset: int = 0,
 ) -> tuple[list[Hit], StageReport]:
-    """A candidates-then-rescore pair the field's own search runs in one call (`fused_params`); kept
-    lean (no runner, its report built when read): on an int8 index the pipeline's own Python is the cost."""
+    """A candidates-then-rescore pair the field's own search runs in one call (`fused_params`), its hits
+    from `offset`; kept lean (no runner, its report built when read): on an int8 index the pipeline's
+    own Python is the cost."""
     started = perf_counter()
-    p = st.prefetch[0]
-    pf = p.filter
+    pf = st.prefetch[0].filter
     # positional: the `Query` fields in order (vector, limit, offset, filter, params, with_payload,
     # with_vector, score_threshold, using); a dense array, as `fused_params` says
     q = Query(
@@ -154,19 +192,20 @@ def run_fused(
     # `partial` only when set: a keyword through the collection's read gate costs a dict (0.2 µs)
     res = (coll.search([q], partial=True) if partial else coll.search([q]))[0]
     hits = res.hits
-    return hits, _PairReport(st, k, len(hits), (perf_counter() - started) * 1000, res.strategy)
+    report = _new_report(_PairReport)  # no `__init__` call: a class call costs 0.3 µs here
+    report._ran = (st, k, len(hits), (perf_counter() - started) * 1000, res.strategy)
+    return (hits[offset:] if offset else hits), report
 
 
 class _PairReport(StageReport):
     """The fused pair's report: a rescore whose one child, the leaf, was "fused into the rescore". What
-    it says is taken when the search returns; the two `StageReport`s are built when it is first read (a
-    caller that never reads it, as an in-process one often does, never builds them: about 0.3 µs a
-    query in a hot loop). The tree's `using` and limits it reads were fixed by `check`."""
+    it says is taken when the search returns (`_ran`: the tree, `k`, the hit count, the time and the
+    search's strategy); the two `StageReport`s are built when it is first read (a caller that never
+    reads it, as an in-process one often does, never builds them: about 0.3 µs a query in a hot loop).
+    The tree's `using` and limits it reads were fixed by `check`."""
 
     __slots__ = ("_ran",)
-
-    def __init__(self, st: Stage, k: int, n: int, ms: float, strategy: str) -> None:
-        self._ran = (st, k, n, ms, strategy)  # the `StageReport` fields stay empty until read
+    _ran: tuple[Stage, int, int, float, str]
 
     def __getattr__(self, name: str) -> object:  # only called for an empty field: fill them all
         if name == "_ran":
@@ -177,6 +216,9 @@ class _PairReport(StageReport):
         fused = f"{strategy} (candidates and rescore in one search)"
         StageReport.__init__(self, "rescore", st.using, fused, k, p.limit, n, ms, [child])
         return object.__getattribute__(self, name)
+
+
+_new_report = object.__new__
 
 
 def fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:

@@ -49,7 +49,7 @@ def check(
     """Validate the whole tree (raises a 4xx domain error); resolves queries by point id to vectors.
     `visible`: only points matching it may be queried by id (an API key's scope)."""
     lim = limits or _DEFAULT_LIMITS
-    if not isinstance(with_vector, bool):
+    if with_vector is not False and with_vector is not True:  # names (cheaper than `isinstance` per query)
         have = [*coll.config.vector_fields(), *coll.config.sparse_fields()]
         unknown = [n for n in with_vector if n not in have]
         if unknown:
@@ -186,8 +186,7 @@ def run(
 ) -> tuple[list[Hit], StageReport]:
     """Run a checked tree; the root's hits (paged by `offset`) and what ran at each node."""
     if root.fused is not None:  # one search answers the tree: payloads and vectors come with it
-        hits, report = run_fused(coll, partial, root, root.filter, root.limit + offset, with_payload, with_vector)
-        return (hits[offset:] if offset else hits), report
+        return run_fused(coll, partial, root, root.filter, root.limit + offset, with_payload, with_vector, offset)
     ex = _Runner(coll, partial)
     if not root.prefetch and not isinstance(root.query, Fusion) and root.query is not None:
         # a plain search: payloads and vectors come with it, no second read

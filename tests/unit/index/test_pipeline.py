@@ -206,6 +206,38 @@ def test_candidates_and_rescore_on_a_compressed_vector_run_as_one_search(engine:
     assert run(c, root, with_payload=False)[1].stages[0].kind == "search"
 
 
+def test_the_int8_pair_returns_the_special_paths_hits_and_scores(engine: Engine) -> None:
+    """The compressed-rerank pipeline (a `rescore: false` leaf of ceil(k x the index's oversampling), then
+    a rescore) answers exactly as the plain search of an int8 vector, which reranks inside its native
+    call: the same ids and scores for every query, whether its shape is new or remembered, with an
+    offset, and with payloads."""
+    import math
+
+    from index.pair import _PAIRS
+    from tests.unit.index.conftest import wait_indexed
+
+    c = engine.create("q8x", {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
+    rng = np.random.default_rng(11)
+    c.upsert(list(range(1500)), rows(rng, 1500, 16), [{"i": i} for i in range(1500)])
+    wait_indexed(c)
+    index = c.fields[""].state.index  # type: ignore[union-attr]
+    cand = math.ceil(10 * float(index.default_oversampling))
+    assert cand > 10  # the special path does rerank more than it returns
+    leaf = SearchParams(rescore=False)
+    _PAIRS.clear()
+    for n, q in enumerate(rows(rng, 12, 16)):
+        offset = 3 if n % 4 == 3 else 0
+        special = c.search([Query(q, limit=10 - offset, offset=offset, with_payload=n % 2 == 0)])[0]
+        root = Stage(q, limit=10 - offset, prefetch=[Stage(q, limit=cand, params=leaf)])
+        check(c, root, offset=offset)
+        got, rep = run(c, root, offset=offset, with_payload=n % 2 == 0)
+        assert rep.strategy == f"{special.strategy} (candidates and rescore in one search)"
+        assert [h.id for h in got] == [h.id for h in special.hits]
+        assert [h.score for h in got] == [h.score for h in special.hits]
+        assert [h.payload for h in got] == [h.payload for h in special.hits]
+    assert len(_PAIRS) == 1  # one shape (k = limit + offset = 10), checked once, remembered for the rest
+
+
 def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: Engine) -> None:
     """The pair's quick check (`_check_pair`) and one-search run keep what the general tree does: the
     leaf's filter, the root's offset and payloads, a place under a fusion, and every refusal."""
@@ -276,6 +308,18 @@ def test_the_pair_remembered_per_shape_answers_each_query_and_each_collection_af
         assert [h.id for h in got] == [h.id for h in want]
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
     assert len(_PAIRS) == 1  # one shape, remembered once, used by the next two
+    # two shapes in turn: the last one used is tried first (`_LAST`), the other found in `_PAIRS`
+    for limit in (6, 5, 6, 5):
+        q = rows(rng, 1, 16)[0]
+        fused = Stage(q, limit=limit, prefetch=[Stage(q, params=cand, limit=20)])
+        plain = Stage(q, limit=limit, prefetch=[Stage(q, params=cand, limit=20, score_threshold=-2.0)])
+        check(c, fused)
+        check(c, plain)
+        got, rep = run(c, fused, with_payload=False)
+        want, _ = run(c, plain, with_payload=False)
+        assert rep.stages[0].strategy == "fused into the rescore" and rep.limit == limit
+        assert [h.id for h in got] == [h.id for h in want] and len(got) == limit
+    assert len(_PAIRS) == 2
     bad = q.copy()
     bad[0] = np.nan
     tree = Stage(bad, limit=5, prefetch=[Stage(bad, params=cand, limit=20)])
