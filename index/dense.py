@@ -118,7 +118,7 @@ class DenseField:
         self.index_disk = 0
         self.last_optimized: float | None = None
         self.tuning = Tuning(config.quality) if config.quality is not None else None  # index/quality.py
-        self.native_codes: Any = None  # index/native.py's memo of the unrolled int8 plan
+        self.native_codes: Any = None  # index/native.py's memos of the unrolled int8 plan, the latest first
         self.native_ivf: Any = None  # index/ivf_search.py's memo of the IVF-PQ rerank plan
 
     @property

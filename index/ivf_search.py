@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["answer", "search"]
 
 
-
-
 def answer(field: DenseField, index: IvfPqIndex, upto: int, q: Query, ids: list[Any]) -> QueryResult | None:
     """The whole result of an unfiltered query on `field` in one native call: `index` and `upto` from one read
     of its state, `ids` the collection's label -> id list. None: not the query this serves, or `search`'s None."""

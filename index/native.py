@@ -201,6 +201,27 @@ class _Codes:
         )
 
 
+_CODES_KEPT = 4  # plans kept per field: a server mixing plain searches and pipelines alternates two shapes
+
+
+def _codes_for(field: DenseField, index: EncodedIndex, knobs: tuple[Any, ...], p: SearchParams | None) -> _Codes:
+    """The field's memo for these knobs, the most recent first; one memo alone was rebuilt (~10 us) on every
+    query when plain searches and a pipeline's params alternated on one field."""
+    kept: list[_Codes] | None = field.native_codes
+    if kept is not None:
+        first = kept[0]
+        if first.fits(field, index, knobs):
+            return first
+        for i in range(1, len(kept)):
+            c = kept[i]
+            if c.fits(field, index, knobs):
+                field.native_codes = [c, *kept[:i], *kept[i + 1 :]]
+                return c
+    c = _Codes(field, index, knobs, p)
+    field.native_codes = [c, *(kept or [])[: _CODES_KEPT - 1]]  # a new list: readers never see it half-made
+    return c
+
+
 # a pydantic model's field values without an attribute lookup (`__dict__`'s own descriptor, bound; as
 # `index/pair.py`): between two searches even the lookup of `__dict__` is a few cache misses
 _fields_of: Callable[[SearchParams], dict[str, Any]] = next(
@@ -260,9 +281,7 @@ def _codes_unfiltered(
             return None  # rerank_plan's checks and stages: the general road
         ef = d["ef"]
         knobs = (ef, d["rescore"], d["oversampling"])
-    c: _Codes | None = field.native_codes
-    if c is None or not c.fits(field, index, knobs):
-        field.native_codes = c = _Codes(field, index, knobs, p)
+    c = _codes_for(field, index, knobs, p)
     if not c.runs:
         return None
     g = index.inner  # the graph the memo was made for (`fits`)

@@ -25,7 +25,7 @@ options, reordered, calls = tn.options, tn.reordered, tn.calls
 def _memo(coll: Any) -> Any:
     f = coll.fields[""]
     assert isinstance(f, DenseField)
-    return f.native_codes
+    return f.native_codes[0] if f.native_codes else None  # the latest first
 
 
 def test_the_int8_memo_follows_the_knobs(engine: Engine, calls: list[int]) -> None:
@@ -50,6 +50,25 @@ def test_the_int8_memo_follows_the_knobs(engine: Engine, calls: list[int]) -> No
         scores.append([h.score for r in fast for h in r.hits])
     # the knobs took effect: code scores without the rescore differ from the exact ones
     assert not np.allclose(scores[0], scores[2])
+
+
+def test_alternating_knobs_reuse_their_memos(engine: Engine) -> None:
+    """Plain searches and a pipeline's params, query by query, on one field: each keeps its plan (one memo
+    alone was rebuilt on every query), and the memos stay few."""
+    coll, queries = _make(engine, "int8-cosine")
+    a, b = None, SearchParams(ef=48, rescore=True, oversampling=2)
+    seen: dict[int, object] = {}
+    for i in range(6):
+        p = a if i % 2 == 0 else b
+        fast, slow = _both(coll, [Query(vector=queries[i], limit=K, params=p, with_payload=False)])
+        assert _same(fast, slow) == {"int8_hnsw"}
+        memo = _memo(coll)
+        assert seen.setdefault(i % 2, memo) is memo, "a memo was rebuilt for knobs it already had"
+    for j in range(8):  # more distinct knobs than are kept
+        _both(coll, [Query(vector=queries[0], limit=K, params=SearchParams(ef=20 + j), with_payload=False)])
+    f = coll.fields[""]
+    assert isinstance(f, DenseField)
+    assert len(f.native_codes) == native._CODES_KEPT
 
 
 def test_the_int8_memo_follows_a_new_index(engine: Engine) -> None:
