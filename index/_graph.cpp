@@ -1739,6 +1739,8 @@ PYBIND11_MODULE(_graph, mod) {
         .def("acquire_read", &NativeRWLock::acquire_read)
         .def("acquire_write", &NativeRWLock::acquire_write)
         .def("release", &NativeRWLock::release);
+    mod.def("exact_kernel", [] { return std::string(dot4_name()); },
+            "The four-row float32 kernel the exact scans use (plain, avx2 or avx512).");
     mod.def("make_hits", &make_hits, py::arg("ids"), py::arg("scores"),
             "`[Hit(id, score) for id, score in zip(ids, scores)]` without Hit's __init__ (set_hit_class first).");
     mod.def("set_hit_class", &set_hit_class, py::arg("cls"), py::arg("fields"),

@@ -85,6 +85,9 @@ class RWLock:
     def acquire_write(self) -> None: ...
     def release(self) -> None: ...
 
+def exact_kernel() -> str:
+    """The four-row float32 kernel the exact scans use: plain, avx2 or avx512."""
+
 def make_hits(ids: list[Any], scores: list[Any]) -> list[Any]:
     """`[Hit(id, score) ...]` for equal-length lists, without Hit's `__init__` (`set_hit_class` first)."""
 

@@ -381,3 +381,15 @@ else:
     from index.backends import graph
 
     assert graph.AVAILABLE and graph.UNAVAILABLE_REASON is None
+
+
+def test_exact_scans_use_the_simd_family_of_the_best_kernel() -> None:
+    """Every kernel set past "plain" has a vector four-row dot for the exact scans (a new kernel's name once
+    sent them to the scalar loop: `avx2-q8` is not "avx2")."""
+    prev = _graph.set_kernel("auto")
+    try:
+        best = _graph.available_kernels()[-1]
+        want = "plain" if best == "plain" else "avx512" if best.startswith("avx512") else "avx2"
+        assert _graph.exact_kernel() == want
+    finally:
+        _graph.set_kernel(prev)
