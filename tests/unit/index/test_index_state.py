@@ -51,8 +51,8 @@ def test_searches_racing_rebuilds_see_every_acknowledged_point(tmp_path: Path, s
     cat = Catalog(tmp_path, CollectionOptions(save_idle_seconds=3600, save_max_seconds=3600))
     coll, _ = cat.create("c", CollectionConfig.model_validate(CONFIG))
     rng = np.random.default_rng(3)
-    # bounded data: an int8 quantizer trained on the first 64 normal rows clips later outliers so hard that
-    # a stored vector misses its own top 1 even with no race (36 of 2,000 self-searches, quiet, no refit)
+    # bounded data, as when this found faiss's 8-bit direct scan mangling a query beyond the codes' range (36
+    # of 2,000 self-searches missed with no race; fixed since, test_int8_direct.py): this test is the race
     coll.upsert(list(range(64)), rng.uniform(-1, 1, size=(64, DIM)).astype(np.float32))
     missed: list[tuple[int, list[object], str]] = []
     rebuilds = 0
