@@ -52,6 +52,7 @@ else:
             ["index/_graph.cpp"],
             depends=[
                 "index/_graph_query.h",
+                "index/_graph_hits.h",
                 "index/_graph_exact.h",
                 "index/_faiss_ivf.h",
                 "index/_maxsim.h",

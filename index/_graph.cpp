@@ -505,6 +505,7 @@ std::unique_ptr<RowBuf> take_rows(const py::object& obj, int dim) {
 
 class Graph {
     friend struct GraphQuery;  // the native query path, index/_graph_query.h
+    friend struct GraphHits;   // its plain query straight to hits, index/_graph_hits.h
 
   public:
     Graph(int dim, const std::string& metric, const std::string& codec, int m, int ef_construction, uint64_t seed)
@@ -1657,6 +1658,7 @@ class Graph {
 #include "_graph_query.h"
 #include "_graph_exact.h"
 #include "_faiss_ivf.h"
+#include "_graph_hits.h"
 #include "_maxsim.h"
 
 PYBIND11_MODULE(_graph, mod) {
@@ -1680,6 +1682,9 @@ PYBIND11_MODULE(_graph, mod) {
         .def("query", &GraphQuery::run, py::arg("queries"), py::arg("rerank_queries"), py::arg("k"), py::arg("width"),
              py::arg("keep"), py::arg("ef"), py::arg("rescore"), py::arg("rows"), py::arg("alive"), py::arg("upto"),
              py::arg("n"), py::arg("allowed"), py::arg("walk"), py::arg("threads"))
+        .def("hits", &GraphHits::run, py::arg("vector"), py::arg("k"), py::arg("ef"), py::arg("rows"), py::arg("alive"),
+             py::arg("upto"), py::arg("n"), py::arg("cosine"), py::arg("ids"),
+             "One plain query [dim] as the user gave it, straight to Hit objects; None: the general path.")
         .def("get_state", &Graph::get_state)
         .def("set_state", &Graph::set_state, py::arg("state"))
         .def("memory", &Graph::memory)

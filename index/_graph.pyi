@@ -161,6 +161,21 @@ class Graph:
         threads: int,
     ) -> list[tuple[list[int], list[float]]]:
         """A dense field's ANN plan per query (index/native.py): (labels, user-facing scores), best first."""
+    def hits(
+        self,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        ef: int,
+        rows: npt.NDArray[np.float32] | None,
+        alive: npt.NDArray[np.bool_],
+        upto: int,
+        n: int,
+        cosine: bool,
+        ids: list[Any],
+    ) -> list[Any] | None:
+        """`query`'s plain walk (no rescore, k = width = keep) for a user's vector [dim] (finite; of unit norm
+        when `cosine`), straight to `set_hit_class`'s objects `Hit(ids[label], score)`, a label whose id is
+        None dropped; None: not that vector (the caller's general path)."""
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...
     def memory(self) -> dict[str, int]: ...

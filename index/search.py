@@ -14,6 +14,7 @@ from pyroaring import BitMap
 
 from index import ivf_search, native, planner, quality
 from index.backends.base import F32
+from index.backends.graph import GraphIndex
 from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query, QueryResult
 from index.dense import DenseField
@@ -76,10 +77,14 @@ def search_one(coll: Collection, q: Query) -> QueryResult:
     if isinstance(f, DenseField):  # the common cases first, in as few steps as possible
         if q.filter is None:
             st = f.state
-            if type(st.index) is IvfPqIndex and native.ENABLED:  # to hits in one native call (index/ivf_search.py)
-                done = ivf_search.answer(f, st.index, st.upto, q, coll.labels.ids)
-                if done is not None:
-                    return done
+            idx = st.index
+            done = None  # to hits in one native call: `native.answer`, index/ivf_search.py
+            if type(idx) is GraphIndex and native.ENABLED:
+                done = native.answer(f, idx, st.upto, q, coll.labels.ids)
+            elif type(idx) is IvfPqIndex and native.ENABLED:
+                done = ivf_search.answer(f, idx, st.upto, q, coll.labels.ids)
+            if done is not None:
+                return done
             return coll.hits.finish(q, f, _unfiltered(coll, f, q))
         return _dense_filtered(coll, f, q, q.filter)
     scanned: list[bool] = []

@@ -1,0 +1,69 @@
+// One plain float32 graph query from the user's vector to `Hit` objects in one call (index/native.py
+// `answer`): what `FaissIvf.hits` (index/_faiss_ivf.h) does for IVF-PQ, for the unrolled branch of
+// `native.search`. Through Python the vector's check, the query's [1, dim] view, the (labels, scores) lists
+// and `HitReader.finish` cost ~5 us of a ~125 us query at ef 16 (issue 21's float bar, benchmarks/NATIVE.md).
+//
+// Included by _graph.cpp after _faiss_ivf.h (it reuses `g_hit`, `make_hit`, `RowScorer`, `GraphQuery`).
+
+namespace {
+
+// `GraphQuery::run` for one query [dim] as the user gave it, PLAIN walk, no rescore, k = width = keep:
+// `DenseField.prepare_one`'s checks here (finite, and of unit norm within 1e-6 when `cosine`), then the
+// walk, the unindexed tail `upto..n` scored exactly from `rows` (None when there is none), the liveness
+// check, and the labels mapped through `ids` (a None id, deleted since, is dropped, as index/hits.py does).
+// None: not that query (another shape, a NaN or Inf, a cosine vector to normalise): the caller's general
+// path, which raises or normalises as before.
+struct GraphHits {
+    static py::object run(Graph& g, py::array_t<float, py::array::c_style | py::array::forcecast> vec, int k, int ef,
+                          py::object rows, py::object alive, size_t upto, size_t n, bool cosine, const py::list& ids) {
+        if (!g_hit.cls) throw std::runtime_error("set_hit_class first");
+        if (k < 1) throw std::invalid_argument("need k >= 1");
+        if (vec.ndim() != 1 || vec.shape(0) != g.dim_) return py::none();
+        const float* q = vec.data();
+        const double sq = RowScorer().dot(q, q, g.dim_);  // float32, as numpy's
+        if (!std::isfinite(sq) || (cosine && std::abs(sq - 1.0) > 1e-6)) return py::none();
+        GraphQuery::Plan pl;
+        pl.k = k, pl.width = k, pl.keep = k, pl.ef = std::max(ef, k), pl.walk = kPlain, pl.user_l2 = g.l2_;
+        pl.upto = upto, pl.n = n;
+        const py::buffer_info live = byte_buffer(alive, "alive");
+        pl.alive = static_cast<const uint8_t*>(live.ptr), pl.alive_len = static_cast<size_t>(live.shape[0]);
+        py::buffer_info row_buf;
+        if (!rows.is_none()) {
+            row_buf = float_rows(rows);
+            pl.rows = static_cast<const float*>(row_buf.ptr);
+            pl.n_rows = static_cast<size_t>(row_buf.shape[0]);
+            pl.rdim = static_cast<int>(row_buf.shape[1]);
+            if (pl.rdim != g.dim_) throw std::invalid_argument("rows must be [rows, graph dim]");
+        } else if (n > upto) {
+            throw std::invalid_argument("an unindexed tail needs the rows");
+        }
+        thread_local std::vector<GraphQuery::Scored> hits;
+        {
+            py::gil_scoped_release nogil;
+            ReadGuard r(g.rw_);
+            const size_t n_graph = g.n_.load(std::memory_order_acquire);
+            const bool tombstones = g.n_deleted_.load(std::memory_order_acquire) > 0;
+            std::unique_ptr<Visited> vis = g.take_visited();
+            GraphQuery::Scratch& s = GraphQuery::scratch();
+            try {
+                GraphQuery::one(g, pl, q, q, n_graph, tombstones, *vis, s.buf(g.dim_), s.res, s.tail, hits);
+            } catch (...) {
+                g.give_visited(std::move(vis));
+                throw;
+            }
+            g.give_visited(std::move(vis));
+        }
+        py::list out(0);
+        const auto known = static_cast<uint64_t>(PyList_GET_SIZE(ids.ptr()));
+        for (const GraphQuery::Scored& h : hits) {
+            if (static_cast<uint64_t>(h.second) >= known) continue;
+            PyObject* id = PyList_GET_ITEM(ids.ptr(), h.second);
+            if (id == Py_None) continue;
+            py::object hit = py::reinterpret_steal<py::object>(make_hit(id, static_cast<double>(h.first)));
+            out.append(hit);
+        }
+        return out;
+    }
+};
+
+}  // namespace

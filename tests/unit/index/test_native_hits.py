@@ -1,0 +1,182 @@
+"""A plain float32 graph query straight to hits in one native call (`native.answer`, index/_graph_hits.h).
+
+Driven through `Collection.search` three ways: the one call, the native path before it (`native.answer`
+off: `native.search`'s unrolled walk, then `HitReader.finish`) and the Python planner (`native.ENABLED`
+off), on dot, cosine and L2, with rows not yet indexed and deleted points still in the graph: the same
+strategy, ids in the same order, the same scores. A spy on `native.answer` counts the queries it really
+answered, so a silent fallback cannot pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from index import native
+from index.backends.graph import GraphIndex
+from index.contract import Query
+from index.errors import InvalidRequest, NestorError
+from nestor_client.models import SearchParams
+from tests.synth import manifold
+from tests.unit.index.conftest import Engine, wait_indexed
+
+N, DIM, K, TAIL = 1200, 16, 10, 40
+
+
+@pytest.fixture
+def answered(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The limit of every query `native.answer` answered (not None)."""
+    got: list[int] = []
+    real = native.answer
+
+    def spy(field: Any, index: Any, upto: int, q: Query, ids: list[Any]) -> Any:
+        res = real(field, index, upto, q, ids)
+        if res is not None:
+            got.append(q.limit)
+        return res
+
+    monkeypatch.setattr(native, "answer", spy)
+    return got
+
+
+@pytest.fixture(autouse=True)
+def native_on() -> Iterator[None]:
+    yield
+    native.ENABLED = True
+
+
+def _three(coll: Any, queries: list[Query], monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], ...]:
+    """The results by the one call, by the native path before it, and by the planner."""
+    one = [coll.search([q])[0] for q in queries]
+    with monkeypatch.context() as m:
+        m.setattr(native, "answer", lambda *a: None)
+        old = [coll.search([q])[0] for q in queries]
+    native.ENABLED = False
+    planned = [coll.search([q])[0] for q in queries]
+    native.ENABLED = True
+    return one, old, planned
+
+
+def _same(a: list[Any], b: list[Any], *, exact: bool) -> None:
+    for x, y in zip(a, b, strict=True):
+        assert x.strategy == y.strategy == "hnsw"
+        assert [h.id for h in x.hits] == [h.id for h in y.hits]
+        if exact:  # the same walk and the same float: not merely close
+            assert [h.score for h in x.hits] == [h.score for h in y.hits]
+        else:
+            np.testing.assert_allclose([h.score for h in x.hits], [h.score for h in y.hits], rtol=1e-5, atol=1e-5)
+        assert all(h.payload is None and h.vectors is None for h in x.hits)
+
+
+def _collection(engine: Engine, metric: str, seed: int) -> tuple[Any, np.ndarray]:
+    data = manifold(N + TAIL, DIM, seed=seed, normalize=metric != "l2")
+    coll = engine.create("c", {"dim": DIM, "metric": metric, "index": {"type": "hnsw", "ef": 24}})
+    coll.upsert(list(range(N)), data[:N], [{"i": i} for i in range(N)])
+    wait_indexed(coll)
+    assert type(coll.fields[""].state.index) is GraphIndex
+    return coll, data
+
+
+@pytest.mark.parametrize("metric", ["dot", "l2", "cosine"])
+def test_the_one_call_matches_the_native_path_and_the_planner_with_a_tail_and_deletes(
+    engine: Engine, answered: list[int], metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coll, data = _collection(engine, metric, seed=3)
+    coll.pause_indexing()  # the tail stays unindexed and the deleted points stay in the graph
+    coll.upsert(list(range(N, N + TAIL)), data[N:])
+    near = [Query(vector=data[i] + 0.01, limit=K, with_payload=False) for i in range(0, N, 60)]
+    gone = {h.id for h in coll.search([near[0]])[0].hits[:3]}
+    coll.delete(sorted(gone))
+    tail_q = [Query(vector=data[i], limit=K, with_payload=False) for i in range(N, N + TAIL, 8)]
+    ef_q = [Query(vector=data[i], limit=7, params=SearchParams(ef=40), with_payload=False) for i in (5, 500)]
+    queries = near + tail_q + ef_q
+    answered.clear()
+    one, old, planned = _three(coll, queries, monkeypatch)
+    # straight to hits: every query, but for cosine those (data + 0.01) that must be normalised first
+    skipped = len(near) if metric == "cosine" else 0
+    assert len(answered) == len(queries) - skipped
+    _same(one, old, exact=True)
+    _same(one, planned, exact=False)
+    for r in one[: len(near) + len(tail_q)]:
+        assert len(r.hits) == K and not gone & {h.id for h in r.hits}
+    for i, r in zip(range(N, N + TAIL, 8), one[len(near) : len(near) + len(tail_q)], strict=True):
+        assert r.hits[0].id == i  # an unindexed row is scored exactly: its own vector finds it first
+    assert [len(r.hits) for r in one[-2:]] == [7, 7]
+    if metric == "l2":
+        assert one[-3].hits[0].score == pytest.approx(0.0, abs=1e-3)  # a distance, not a negated square
+
+
+def test_every_other_query_kind_answers_as_before(
+    engine: Engine, answered: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coll, data = _collection(engine, "cosine", seed=8)
+    v = data[7]
+    plain = Query(vector=v, limit=K, with_payload=False)
+    others = [
+        Query(vector=v * 3.0, limit=K, with_payload=False),  # to be normalised first
+        Query(vector=v, limit=K),  # with payloads
+        Query(vector=v, limit=K, with_payload=False, with_vector=True),
+        Query(vector=v, limit=K, offset=2, with_payload=False),
+        Query(vector=v, limit=K, score_threshold=0.9, with_payload=False),
+        Query(vector=v, limit=K, params=SearchParams(exact=True), with_payload=False),
+    ]
+    answered.clear()
+    one, old, planned = _three(coll, [plain, *others], monkeypatch)
+    assert answered == [K]  # the plain query only
+    for a, b in zip(one, planned, strict=True):
+        assert [h.id for h in a.hits] == [h.id for h in b.hits] and a.strategy == b.strategy
+        np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], rtol=1e-5, atol=1e-5)
+    _same(one[:2], old[:2], exact=True)
+    assert [h.id for h in one[1].hits] == [h.id for h in one[0].hits]
+    assert one[0].hits[0].id == 7 and one[2].hits[0].payload == {"i": 7} and one[3].hits[0].vectors is not None
+    assert [h.id for h in one[4].hits][: K - 2] == [h.id for h in one[0].hits][2:]
+    assert one[6].strategy != "hnsw"
+    funnel = SearchParams.model_validate({"funnel": [{"dim": 8, "limit": 40}]})
+    with pytest.raises(InvalidRequest, match="funnel"):  # `check_params`'s error, as before
+        coll.search([Query(vector=v, limit=K, params=funnel, with_payload=False)])
+
+
+@pytest.mark.parametrize("metric", ["dot", "cosine"])
+def test_bad_vectors_raise_the_same_errors(engine: Engine, answered: list[int], metric: str) -> None:
+    coll, data = _collection(engine, metric, seed=5)
+    nan, inf = data[0].copy(), data[0].copy()
+    nan[3], inf[5] = np.nan, np.inf
+    bad = [nan, inf, data[0][:8], np.zeros(DIM + 1, np.float32)]
+    if metric == "cosine":
+        bad.append(np.zeros(DIM, np.float32))  # no direction
+    for v in bad:
+        errors = []
+        for enabled in (True, False):
+            native.ENABLED = enabled
+            with pytest.raises(NestorError) as e:
+                coll.search([Query(vector=v, limit=K, with_payload=False)])
+            errors.append((type(e.value), str(e.value)))
+        native.ENABLED = True
+        assert errors[0] == errors[1]
+    assert answered == []
+
+
+def test_hits_map_labels_to_ids_and_drop_deleted_ones(engine: Engine) -> None:
+    coll, data = _collection(engine, "dot", seed=9)
+    field = coll.fields[""]
+    g = field.state.index._graph
+    n = field.labels.n
+    alive = field.alive
+    ids: list[Any] = [f"p{i}" for i in range(n)]
+    got = g.hits(data[0], K, 24, None, alive, n, n, False, ids)
+    assert got is not None and len(got) == K
+    labels, scores = g.query(data[:1], None, K, K, K, 24, False, None, alive, n, n, None, native.PLAIN, 1)[0]
+    assert [h.id for h in got] == [ids[lab] for lab in labels]
+    assert [h.score for h in got] == scores
+    ids[labels[1]] = None  # deleted after the search read `alive`: index/hits.py drops it too
+    again = g.hits(data[0], K, 24, None, alive, n, n, False, ids)
+    assert again is not None and [h.id for h in again] == [h.id for h in got if h is not got[1]]
+    assert g.hits(data[0], K, 24, None, alive, n, n, False, ids[:3]) is not None  # labels past the list: dropped
+    assert len(g.hits(data[0], K, 24, None, alive, n, n, False, ids[:3]) or []) <= 3
+    assert g.hits(data[0][:4], K, 24, None, alive, n, n, False, ids) is None  # another dim
+    assert g.hits(data[0] * 2, K, 24, None, alive, n, n, True, ids) is None  # cosine, not unit: normalise first
+    with pytest.raises(ValueError, match="tail"):
+        g.hits(data[0], K, 24, None, alive, n - 5, n, False, ids)  # an unindexed tail without the rows
