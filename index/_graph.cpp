@@ -1682,8 +1682,8 @@ PYBIND11_MODULE(_graph, mod) {
         .def("query", &GraphQuery::run, py::arg("queries"), py::arg("rerank_queries"), py::arg("k"), py::arg("width"),
              py::arg("keep"), py::arg("ef"), py::arg("rescore"), py::arg("rows"), py::arg("alive"), py::arg("upto"),
              py::arg("n"), py::arg("allowed"), py::arg("walk"), py::arg("threads"))
-        .def("hits", &GraphHits::run, py::arg("vector"), py::arg("k"), py::arg("ef"), py::arg("rows"), py::arg("alive"),
-             py::arg("upto"), py::arg("n"), py::arg("cosine"), py::arg("ids"),
+        .def("hits", &GraphHits::run, py::arg("vector"), py::arg("k"), py::arg("keep"), py::arg("ef"), py::arg("rescore"),
+             py::arg("rows"), py::arg("alive"), py::arg("upto"), py::arg("n"), py::arg("cosine"), py::arg("ids"),
              "One plain query [dim] as the user gave it, straight to Hit objects; None: the general path.")
         .def("get_state", &Graph::get_state)
         .def("set_state", &Graph::set_state, py::arg("state"))

@@ -165,7 +165,9 @@ class Graph:
         self,
         vector: npt.NDArray[np.float32],
         k: int,
+        keep: int,
         ef: int,
+        rescore: bool,
         rows: npt.NDArray[np.float32] | None,
         alive: npt.NDArray[np.bool_],
         upto: int,
@@ -173,9 +175,9 @@ class Graph:
         cosine: bool,
         ids: list[Any],
     ) -> list[Any] | None:
-        """`query`'s plain walk (no rescore, k = width = keep) for a user's vector [dim] (finite; of unit norm
-        when `cosine`), straight to `set_hit_class`'s objects `Hit(ids[label], score)`, a label whose id is
-        None dropped; None: not that vector (the caller's general path)."""
+        """`query`'s plain walk (k = width; `keep` rescored from `rows` when `rescore`) for a user's vector
+        [dim] (finite; of unit norm when `cosine`), straight to `set_hit_class`'s objects
+        `Hit(ids[label], score)`, a label whose id is None dropped; None: not that vector (the general path)."""
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...
     def memory(self) -> dict[str, int]: ...

@@ -1,29 +1,32 @@
-// One plain float32 graph query from the user's vector to `Hit` objects in one call (index/native.py
-// `answer`): what `FaissIvf.hits` (index/_faiss_ivf.h) does for IVF-PQ, for the unrolled branch of
-// `native.search`. Through Python the vector's check, the query's [1, dim] view, the (labels, scores) lists
+// One plain graph query (float32, or int8 codes the graph quantizes the query for) from the user's vector
+// to `Hit` objects in one call (index/native.py `answer`): what `FaissIvf.hits` (index/_faiss_ivf.h) does
+// for IVF-PQ, for the unrolled branches of `native.search`. Through Python the vector's check, the query's [1, dim] view, the (labels, scores) lists
 // and `HitReader.finish` cost ~5 us of a ~125 us query at ef 16 (issue 21's float bar, benchmarks/NATIVE.md).
 //
 // Included by _graph.cpp after _faiss_ivf.h (it reuses `g_hit`, `make_hit`, `RowScorer`, `GraphQuery`).
 
 namespace {
 
-// `GraphQuery::run` for one query [dim] as the user gave it, PLAIN walk, no rescore, k = width = keep:
+// `GraphQuery::run` for one query [dim] as the user gave it, PLAIN walk, k = width (`keep` candidates,
+// rescored from `rows` when `rescore`: an int8 graph that quantizes the query itself):
 // `DenseField.prepare_one`'s checks here (finite, and of unit norm within 1e-6 when `cosine`), then the
 // walk, the unindexed tail `upto..n` scored exactly from `rows` (None when there is none), the liveness
 // check, and the labels mapped through `ids` (a None id, deleted since, is dropped, as index/hits.py does).
 // None: not that query (another shape, a NaN or Inf, a cosine vector to normalise): the caller's general
 // path, which raises or normalises as before.
 struct GraphHits {
-    static py::object run(Graph& g, py::array_t<float, py::array::c_style | py::array::forcecast> vec, int k, int ef,
-                          py::object rows, py::object alive, size_t upto, size_t n, bool cosine, const py::list& ids) {
+    static py::object run(Graph& g, py::array_t<float, py::array::c_style | py::array::forcecast> vec, int k,
+                          int keep, int ef, bool rescore, py::object rows, py::object alive, size_t upto, size_t n,
+                          bool cosine, const py::list& ids) {
         if (!g_hit.cls) throw std::runtime_error("set_hit_class first");
-        if (k < 1) throw std::invalid_argument("need k >= 1");
+        if (k < 1 || keep < k) throw std::invalid_argument("need 1 <= k <= keep");
         if (vec.ndim() != 1 || vec.shape(0) != g.dim_) return py::none();
         const float* q = vec.data();
         const double sq = RowScorer().dot(q, q, g.dim_);  // float32, as numpy's
         if (!std::isfinite(sq) || (cosine && std::abs(sq - 1.0) > 1e-6)) return py::none();
         GraphQuery::Plan pl;
-        pl.k = k, pl.width = k, pl.keep = k, pl.ef = std::max(ef, k), pl.walk = kPlain, pl.user_l2 = g.l2_;
+        pl.k = k, pl.width = k, pl.keep = keep, pl.ef = std::max(ef, keep), pl.walk = kPlain, pl.user_l2 = g.l2_;
+        pl.rescore = rescore;
         pl.upto = upto, pl.n = n;
         const py::buffer_info live = byte_buffer(alive, "alive");
         pl.alive = static_cast<const uint8_t*>(live.ptr), pl.alive_len = static_cast<size_t>(live.shape[0]);
@@ -34,8 +37,8 @@ struct GraphHits {
             pl.n_rows = static_cast<size_t>(row_buf.shape[0]);
             pl.rdim = static_cast<int>(row_buf.shape[1]);
             if (pl.rdim != g.dim_) throw std::invalid_argument("rows must be [rows, graph dim]");
-        } else if (n > upto) {
-            throw std::invalid_argument("an unindexed tail needs the rows");
+        } else if (rescore || n > upto) {
+            throw std::invalid_argument("a rescore or an unindexed tail needs the rows");
         }
         thread_local std::vector<GraphQuery::Scored> hits;
         {

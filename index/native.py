@@ -55,6 +55,7 @@ PLAIN, ACORN, CHECKED, POSTFILTER = 0, 1, 2, 3
 _WALKS = {plans.ACORN: ACORN, plans.CHECKED: CHECKED, plans.POSTFILTER: POSTFILTER}  # a plan's walk, by number
 
 Lists = tuple[list[int], list[float]]
+Answer = QueryResult | None
 
 
 class _Runner:
@@ -129,12 +130,14 @@ def _graph_codes(field: DenseField, index: EncodedIndex) -> bool:
     )
 
 
-def answer(field: DenseField, index: GraphIndex, upto: int, q: Query, ids: list[Any]) -> QueryResult | None:
-    """`search.search_one` whole for the unrolled plan below (a float32 graph, unfiltered, ids and scores
-    only) in one native call that also checks the vector, maps labels to ids and makes the `Hit`s
-    (`Graph.hits`, index/_graph_hits.h; `ivf_search.answer` for IVF-PQ): ~5 us of a ~125 us query at ef 16.
-    `index` and `upto` from one read of the field's state. None: not that query, or a vector the general
-    path must check or normalise."""
+def answer(
+    field: DenseField, index: GraphIndex | EncodedIndex, upto: int, q: Query, ids: list[Any]
+) -> QueryResult | None:
+    """`search.search_one` whole for the unrolled plans below (a float32 graph, or int8 codes the graph
+    quantizes the query for, unfiltered, ids and scores only) in one native call that also checks the
+    vector, maps labels to ids and makes the `Hit`s (`Graph.hits`, index/_graph_hits.h; `ivf_search.answer`
+    for IVF-PQ): ~5 us of a ~125 us query at ef 16. `index` and `upto` from one read of the field's state.
+    None: not that query, or a vector the general path must check or normalise."""
     p = q.params
     if (
         q.offset
@@ -147,12 +150,24 @@ def answer(field: DenseField, index: GraphIndex, upto: int, q: Query, ids: list[
         or (p is not None and (p.exact or p.funnel is not None))  # a funnel: `check_params`'s error
     ):
         return None
+    k = q.limit
+    if type(index) is GraphIndex:
+        g, keep, rescore, name = index, k, False, "hnsw"
+        ef = p.ef if p is not None else None
+    else:
+        assert isinstance(index, EncodedIndex)
+        ef = p.ef if p is not None else None
+        c = _codes_for(field, index, (None,) if p is None else (ef, p.rescore, p.oversampling), p)
+        if not c.runs or not c.as_is or index.reducer is not None:
+            return None  # a query to encode in Python, or a reduced walk: `_codes_unfiltered`
+        g = index.inner  # the graph the memo was made for (`fits`)
+        keep = max(k, math.ceil(k * c.over)) if c.rescore else k
+        rescore, name = c.rescore, c.name
     n = field.labels.n  # after the state, before `alive`, as `search`
-    rows = field.vectors.buffer() if n > upto else None
-    ef = (p.ef if p is not None else None) or index.ef
+    rows = field.vectors.buffer() if rescore or n > upto else None
     cosine = field.metric is Metric.cosine
-    hits = index._graph.hits(q.vector, q.limit, ef, rows, field.alive, upto, n, cosine, ids)
-    return None if hits is None else QueryResult(hits, "hnsw")
+    hits = g._graph.hits(q.vector, k, keep, ef or g.ef, rescore, rows, field.alive, upto, n, cosine, ids)
+    return None if hits is None else QueryResult(hits, name)
 
 
 def search(field: DenseField, mat: F32, k: int, params: SearchParams | None, sel: Selection | None) -> Ranked | None:

@@ -18,6 +18,7 @@ from index.backends.graph import GraphIndex
 from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query, QueryResult
 from index.dense import DenseField
+from index.encoded import EncodedIndex
 from index.filter_fast import select_few, select_one
 from index.multivector import MultiVectorField
 from index.selection import Selection
@@ -79,7 +80,7 @@ def search_one(coll: Collection, q: Query) -> QueryResult:
             st = f.state
             idx = st.index
             done = None  # to hits in one native call: `native.answer`, index/ivf_search.py
-            if type(idx) is GraphIndex and native.ENABLED:
+            if (type(idx) is GraphIndex or type(idx) is EncodedIndex) and native.ENABLED:
                 done = native.answer(f, idx, st.upto, q, coll.labels.ids)
             elif type(idx) is IvfPqIndex and native.ENABLED:
                 done = ivf_search.answer(f, idx, st.upto, q, coll.labels.ids)

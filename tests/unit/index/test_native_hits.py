@@ -1,10 +1,11 @@
-"""A plain float32 graph query straight to hits in one native call (`native.answer`, index/_graph_hits.h).
+"""A plain float32 (or int8) graph query straight to hits in one native call (`native.answer`,
+index/_graph_hits.h).
 
 Driven through `Collection.search` three ways: the one call, the native path before it (`native.answer`
 off: `native.search`'s unrolled walk, then `HitReader.finish`) and the Python planner (`native.ENABLED`
-off), on dot, cosine and L2, with rows not yet indexed and deleted points still in the graph: the same
-strategy, ids in the same order, the same scores. A spy on `native.answer` counts the queries it really
-answered, so a silent fallback cannot pass.
+off), on dot, cosine and L2 (and int8 codes, with and without the rescore), with rows not yet indexed
+and deleted points still in the graph: the same strategy, ids in the same order, the same scores. A spy
+on `native.answer` counts the queries it really answered, so a silent fallback cannot pass.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from index import native
 from index.backends.graph import GraphIndex
 from index.contract import Query
+from index.encoded import EncodedIndex
 from index.errors import InvalidRequest, NestorError
 from nestor_client.models import SearchParams
 from tests.synth import manifold
@@ -60,9 +62,9 @@ def _three(coll: Any, queries: list[Query], monkeypatch: pytest.MonkeyPatch) -> 
     return one, old, planned
 
 
-def _same(a: list[Any], b: list[Any], *, exact: bool) -> None:
+def _same(a: list[Any], b: list[Any], *, exact: bool, strategy: str = "hnsw") -> None:
     for x, y in zip(a, b, strict=True):
-        assert x.strategy == y.strategy == "hnsw"
+        assert x.strategy == y.strategy == strategy
         assert [h.id for h in x.hits] == [h.id for h in y.hits]
         if exact:  # the same walk and the same float: not merely close
             assert [h.score for h in x.hits] == [h.score for h in y.hits]
@@ -71,12 +73,19 @@ def _same(a: list[Any], b: list[Any], *, exact: bool) -> None:
         assert all(h.payload is None and h.vectors is None for h in x.hits)
 
 
-def _collection(engine: Engine, metric: str, seed: int) -> tuple[Any, np.ndarray]:
+INT8: dict[str, dict[str, Any]] = {
+    "int8-cosine-rescore": {"metric": "cosine", "quantize": {"type": "int8"}, "rerank": {"oversampling": 2}},
+    "int8-l2-norescore": {"metric": "l2", "quantize": {"type": "int8"}, "rerank": {"enabled": False}},
+}
+
+
+def _collection(engine: Engine, metric: str, seed: int, extra: dict[str, Any] | None = None) -> tuple[Any, np.ndarray]:
     data = manifold(N + TAIL, DIM, seed=seed, normalize=metric != "l2")
-    coll = engine.create("c", {"dim": DIM, "metric": metric, "index": {"type": "hnsw", "ef": 24}})
+    cfg = {"dim": DIM, "metric": metric, "index": {"type": "hnsw", "ef": 24}, **(extra or {})}
+    coll = engine.create("c", cfg)
     coll.upsert(list(range(N)), data[:N], [{"i": i} for i in range(N)])
     wait_indexed(coll)
-    assert type(coll.fields[""].state.index) is GraphIndex
+    assert type(coll.fields[""].state.index) is (GraphIndex if extra is None else EncodedIndex)
     return coll, data
 
 
@@ -166,17 +175,45 @@ def test_hits_map_labels_to_ids_and_drop_deleted_ones(engine: Engine) -> None:
     n = field.labels.n
     alive = field.alive
     ids: list[Any] = [f"p{i}" for i in range(n)]
-    got = g.hits(data[0], K, 24, None, alive, n, n, False, ids)
+    got = g.hits(data[0], K, K, 24, False, None, alive, n, n, False, ids)
     assert got is not None and len(got) == K
     labels, scores = g.query(data[:1], None, K, K, K, 24, False, None, alive, n, n, None, native.PLAIN, 1)[0]
     assert [h.id for h in got] == [ids[lab] for lab in labels]
     assert [h.score for h in got] == scores
     ids[labels[1]] = None  # deleted after the search read `alive`: index/hits.py drops it too
-    again = g.hits(data[0], K, 24, None, alive, n, n, False, ids)
+    again = g.hits(data[0], K, K, 24, False, None, alive, n, n, False, ids)
     assert again is not None and [h.id for h in again] == [h.id for h in got if h is not got[1]]
-    assert g.hits(data[0], K, 24, None, alive, n, n, False, ids[:3]) is not None  # labels past the list: dropped
-    assert len(g.hits(data[0], K, 24, None, alive, n, n, False, ids[:3]) or []) <= 3
-    assert g.hits(data[0][:4], K, 24, None, alive, n, n, False, ids) is None  # another dim
-    assert g.hits(data[0] * 2, K, 24, None, alive, n, n, True, ids) is None  # cosine, not unit: normalise first
+    assert (
+        g.hits(data[0], K, K, 24, False, None, alive, n, n, False, ids[:3]) is not None
+    )  # labels past the list: dropped
+    assert len(g.hits(data[0], K, K, 24, False, None, alive, n, n, False, ids[:3]) or []) <= 3
+    assert g.hits(data[0][:4], K, K, 24, False, None, alive, n, n, False, ids) is None  # another dim
+    assert (
+        g.hits(data[0] * 2, K, K, 24, False, None, alive, n, n, True, ids) is None
+    )  # cosine, not unit: normalise first
     with pytest.raises(ValueError, match="tail"):
-        g.hits(data[0], K, 24, None, alive, n - 5, n, False, ids)  # an unindexed tail without the rows
+        g.hits(data[0], K, K, 24, False, None, alive, n - 5, n, False, ids)  # an unindexed tail without the rows
+
+
+@pytest.mark.parametrize("name", sorted(INT8))
+def test_int8_codes_take_the_same_road(
+    engine: Engine, answered: list[int], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the int8 graph quantizes the query itself: the walk, the rescore from the float32 rows (or the codes'
+    # own scores), the tail and the liveness in the same one call
+    cfg = dict(INT8[name])
+    metric = cfg.pop("metric")
+    coll, data = _collection(engine, metric, seed=4, extra={**cfg, "training": {"threshold": 256}})
+    coll.pause_indexing()
+    coll.upsert(list(range(N, N + TAIL)), data[N:])
+    queries = [Query(vector=data[i], limit=K, with_payload=False) for i in range(0, N + TAIL, 70)]
+    gone = {h.id for h in coll.search([queries[1]])[0].hits[:3]}
+    coll.delete(sorted(gone))
+    queries.append(Query(vector=data[9], limit=5, params=SearchParams(ef=40, oversampling=3), with_payload=False))
+    answered.clear()
+    one, old, planned = _three(coll, queries, monkeypatch)
+    assert len(answered) == len(queries)
+    strategy = one[0].strategy
+    _same(one, old, exact=True, strategy=strategy)
+    _same(one, planned, exact=False, strategy=strategy)
+    assert all(not gone & {h.id for h in r.hits} for r in one)
