@@ -1,7 +1,8 @@
 // One plain graph query (float32, or int8 codes the graph quantizes the query for) from the user's vector
 // to `Hit` objects in one call (index/native.py `answer`): what `FaissIvf.hits` (index/_faiss_ivf.h) does
-// for IVF-PQ, for the unrolled branches of `native.search`. Through Python the vector's check, the query's [1, dim] view, the (labels, scores) lists
-// and `HitReader.finish` cost ~5 us of a ~125 us query at ef 16 (issue 21's float bar, benchmarks/NATIVE.md).
+// for IVF-PQ, for the unrolled branches of `native.search`. Through Python the vector's check, the query's
+// [1, dim] view, the (labels, scores) lists and `HitReader.finish` cost ~5 us of a ~125 us query at ef 16
+// (issue 21's float bar, benchmarks/NATIVE.md).
 //
 // Included by _graph.cpp after _faiss_ivf.h (it reuses `g_hit`, `make_hit`, `RowScorer`, `GraphQuery`).
 
