@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["ENABLED", "answer", "exact_bitmap", "exact_few", "exact_vector", "search", "search_batch"]
 
 ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no")
+# `Graph.hits` (index/_graph_hits.h): False with a native module built before it, which `answer` then skips
+GRAPH_HITS = _graph is not None and hasattr(_graph.Graph, "hits")
 
 # the walks of `Graph.query` (index/_graph_query.h)
 PLAIN, ACORN, CHECKED, POSTFILTER = 0, 1, 2, 3
@@ -144,7 +146,7 @@ def answer(
         or q.score_threshold is not None
         or q.with_payload
         or q.with_vector
-        or not HITS
+        or not (HITS and GRAPH_HITS)
         or field.tuning is not None
         or field.query_sample.reservoir_size  # a field that keeps its queries: `search._remember`
         or (p is not None and (p.exact or p.funnel is not None))  # a funnel: `check_params`'s error

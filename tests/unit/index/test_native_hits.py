@@ -217,3 +217,17 @@ def test_int8_codes_take_the_same_road(
     _same(one, old, exact=True, strategy=strategy)
     _same(one, planned, exact=False, strategy=strategy)
     assert all(not gone & {h.id for h in r.hits} for r in one)
+
+
+def test_a_native_module_without_graph_hits_takes_the_old_road(
+    engine: Engine, answered: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a `_graph` built before `Graph.hits` (a checkout whose .so was not rebuilt): the native path as before
+    coll, data = _collection(engine, "dot", seed=6)
+    q = Query(vector=data[3], limit=K, with_payload=False)
+    want = coll.search([q])[0]
+    monkeypatch.setattr(native, "GRAPH_HITS", False)
+    answered.clear()
+    got = coll.search([q])[0]
+    assert answered == [] and [h.id for h in got.hits] == [h.id for h in want.hits]
+    assert [h.score for h in got.hits] == [h.score for h in want.hits]
