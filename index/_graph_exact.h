@@ -326,21 +326,7 @@ py::object exact_vector(py::object vector, py::object rows, py::object alive, si
         py::gil_scoped_release nogil;
         scorer.top(q.data(), rv.p, d, cand.data(), cand.size(), k, metric == 2, h);
     }
-    const auto len = static_cast<Py_ssize_t>(h.size());
-    py::list labels = py::reinterpret_steal<py::list>(PyList_New(len));
-    py::list scores = py::reinterpret_steal<py::list>(PyList_New(len));
-    if (!labels || !scores) throw py::error_already_set();
-    for (Py_ssize_t j = 0; j < len; ++j) {
-        PyObject* lab = PyLong_FromLongLong(h[static_cast<size_t>(j)].second);
-        PyObject* sc = PyFloat_FromDouble(static_cast<double>(h[static_cast<size_t>(j)].first));
-        if (!lab || !sc) {
-            Py_XDECREF(lab), Py_XDECREF(sc);
-            throw py::error_already_set();
-        }
-        PyList_SET_ITEM(labels.ptr(), j, lab);  // steals the references
-        PyList_SET_ITEM(scores.ptr(), j, sc);
-    }
-    return py::make_tuple(std::move(labels), std::move(scores));
+    return hit_lists(h);
 }
 
 }  // namespace

@@ -47,26 +47,28 @@ void labels_to_bitset(const uint32_t* lp, size_t cnt, std::vector<uint64_t>& bit
 }
 
 // Per query, its (score, label) hits as the (labels, scores) pair of Python lists `index/hits.py` takes.
+// One query's (score, label) hits as the tuple (labels, scores) of Python lists.
+py::tuple hit_lists(const std::vector<std::pair<float, int64_t>>& h) {
+    const auto len = static_cast<Py_ssize_t>(h.size());
+    py::list labels = py::reinterpret_steal<py::list>(PyList_New(len));
+    py::list scores = py::reinterpret_steal<py::list>(PyList_New(len));
+    if (!labels || !scores) throw py::error_already_set();
+    for (Py_ssize_t j = 0; j < len; ++j) {
+        PyObject* lab = PyLong_FromLongLong(h[static_cast<size_t>(j)].second);
+        PyObject* sc = PyFloat_FromDouble(static_cast<double>(h[static_cast<size_t>(j)].first));
+        if (!lab || !sc) {
+            Py_XDECREF(lab), Py_XDECREF(sc);
+            throw py::error_already_set();
+        }
+        PyList_SET_ITEM(labels.ptr(), j, lab);  // steals the references
+        PyList_SET_ITEM(scores.ptr(), j, sc);
+    }
+    return py::make_tuple(std::move(labels), std::move(scores));
+}
+
 py::list hits_to_lists(const std::vector<std::vector<std::pair<float, int64_t>>>& hits) {
     py::list out(hits.size());
-    for (size_t i = 0; i < hits.size(); ++i) {
-        const auto& h = hits[i];
-        const auto len = static_cast<Py_ssize_t>(h.size());
-        py::list labels = py::reinterpret_steal<py::list>(PyList_New(len));
-        py::list scores = py::reinterpret_steal<py::list>(PyList_New(len));
-        if (!labels || !scores) throw py::error_already_set();
-        for (Py_ssize_t j = 0; j < len; ++j) {
-            PyObject* lab = PyLong_FromLongLong(h[static_cast<size_t>(j)].second);
-            PyObject* sc = PyFloat_FromDouble(static_cast<double>(h[static_cast<size_t>(j)].first));
-            if (!lab || !sc) {
-                Py_XDECREF(lab), Py_XDECREF(sc);
-                throw py::error_already_set();
-            }
-            PyList_SET_ITEM(labels.ptr(), j, lab);  // steals the references
-            PyList_SET_ITEM(scores.ptr(), j, sc);
-        }
-        out[i] = py::make_tuple(std::move(labels), std::move(scores));
-    }
+    for (size_t i = 0; i < hits.size(); ++i) out[i] = hit_lists(hits[i]);
     return out;
 }
 

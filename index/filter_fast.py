@@ -37,9 +37,8 @@ __all__ = ["select_few", "select_one"]
 MEMO_MAX = 1024
 
 
-def select_one(payload: PayloadIndexes, flt: Filter, schema: Mapping[str, PayloadSchema]) -> BitMap | None:
-    """The live labels matching `flt` when it is one `match` or `range` condition on a key with a ready
-    index of the schema's type; None when it is not (the general path then answers it)."""
+def _single(flt: Filter) -> FieldCondition | None:
+    """The filter's one condition, when it is a lone `must` on a field's values (no count)."""
     if flt.should or flt.must_not:
         return None
     must = flt.must
@@ -47,6 +46,15 @@ def select_one(payload: PayloadIndexes, flt: Filter, schema: Mapping[str, Payloa
         return None
     c = must[0]
     if type(c) is not FieldCondition or c.values_count is not None:
+        return None
+    return c
+
+
+def select_one(payload: PayloadIndexes, flt: Filter, schema: Mapping[str, PayloadSchema]) -> BitMap | None:
+    """The live labels matching `flt` when it is one `match` or `range` condition on a key with a ready
+    index of the schema's type; None when it is not (the general path then answers it)."""
+    c = _single(flt)
+    if c is None:
         return None
     s = schema.get(c.key)
     if s is None:
@@ -75,13 +83,8 @@ def select_few(
     index (a tenant): its live labels as roaring bytes when at most `most`, kept in the indexes' memo until
     their next write (a tenant's searches repeat: the lookup, its lock, `& live` and the serialisation were
     a sixth of such a search's CPU time); as a BitMap when more. None: not that filter (use `select_one`)."""
-    if flt.should or flt.must_not:
-        return None
-    must = flt.must
-    if must is None or len(must) != 1:
-        return None
-    c = must[0]
-    if type(c) is not FieldCondition or c.values_count is not None:
+    c = _single(flt)
+    if c is None:
         return None
     m = c.match
     if type(m) is not MatchValue or type(m.value) is not str:

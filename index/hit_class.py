@@ -9,16 +9,19 @@ default to None, with no `__post_init__`: `HITS` is False otherwise (and without
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from index.contract import Hit
+from index.contract import Hit, Query
 
 try:
     from index import _graph
 except ImportError:  # no native module (index/backends/graph.py says why)
     _graph = None  # type: ignore[assignment]
 
-__all__ = ["HITS", "make_hits"]
+if TYPE_CHECKING:
+    from index.dense import DenseField
+
+__all__ = ["HITS", "make_hits", "plain"]
 
 
 def _register() -> bool:
@@ -45,3 +48,19 @@ def make_hits(ids: list[Any], scores: list[Any]) -> list[Hit]:
     if HITS and hasattr(_graph, "make_hits"):
         return _graph.make_hits(ids, scores)
     return list(map(Hit, ids, scores))
+
+
+def plain(field: DenseField, q: Query) -> bool:
+    """A query the one-call paths serve (`native.answer`, `ivf_search.answer`): its whole result is ids and
+    scores from the top (no offset, threshold, payload or vectors), on a field that keeps no queries
+    (`search._remember`), with no exact scan or funnel (`check_params` has its error) asked."""
+    p = q.params
+    return not (
+        q.offset
+        or q.score_threshold is not None
+        or q.with_payload
+        or q.with_vector
+        or not HITS
+        or field.query_sample.reservoir_size
+        or (p is not None and (p.exact or p.funnel is not None))
+    )

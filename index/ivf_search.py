@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from index.backends.base import F32, Space
 from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query, QueryResult
-from index.hit_class import HITS
+from index.hit_class import plain
 from index.planner import CHEAP_PENDING, Ranked, rerank_plan
 from index.plans import kind
 from nestor_client.models import Metric, SearchParams
@@ -42,18 +42,9 @@ __all__ = ["answer", "search"]
 def answer(field: DenseField, index: IvfPqIndex, upto: int, q: Query, ids: list[Any]) -> QueryResult | None:
     """The whole result of an unfiltered query on `field` in one native call: `index` and `upto` from one read
     of its state, `ids` the collection's label -> id list. None: not the query this serves, or `search`'s None."""
-    p = q.params
-    if (
-        q.offset
-        or q.score_threshold is not None
-        or q.with_payload
-        or q.with_vector
-        or not HITS
-        or field.query_sample.reservoir_size  # a field that keeps its queries: `search._remember`
-        or (p is not None and (p.exact or p.funnel is not None))  # a funnel: `check_params`'s error
-    ):
+    if not plain(field, q):
         return None
-    plan = _plan(field, index, q.limit, p)
+    plan = _plan(field, index, q.limit, q.params)
     if plan is None:
         return None
     k_ann, nprobe, l2, name = plan

@@ -32,7 +32,7 @@ from index.backends.graph import GraphIndex
 from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query, QueryResult
 from index.encoded import EncodedIndex
-from index.hit_class import HITS
+from index.hit_class import plain
 from index.planner import Ranked, rerank_plan
 from index.plans import Plan, decide, kind
 from index.selection import Selection
@@ -140,18 +140,9 @@ def answer(
     vector, maps labels to ids and makes the `Hit`s (`Graph.hits`, index/_graph_hits.h; `ivf_search.answer`
     for IVF-PQ): ~5 us of a ~125 us query at ef 16. `index` and `upto` from one read of the field's state.
     None: not that query, or a vector the general path must check or normalise."""
-    p = q.params
-    if (
-        q.offset
-        or q.score_threshold is not None
-        or q.with_payload
-        or q.with_vector
-        or not (HITS and GRAPH_HITS)
-        or field.tuning is not None
-        or field.query_sample.reservoir_size  # a field that keeps its queries: `search._remember`
-        or (p is not None and (p.exact or p.funnel is not None))  # a funnel: `check_params`'s error
-    ):
+    if not GRAPH_HITS or field.tuning is not None or not plain(field, q):
         return None
+    p = q.params
     k = q.limit
     if type(index) is GraphIndex:
         g, keep, rescore, name = index, k, False, "hnsw"

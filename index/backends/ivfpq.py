@@ -200,12 +200,7 @@ class IvfPqIndex:
         index = self._index
         if index is None or _graph is None:
             return None
-        sp = self._asked.get(nprobe)
-        if sp is None:
-            sp = self._asked[nprobe] = self._ivf_params(nprobe)
-        of, nat = self._native
-        if of is not index:
-            nat = self._bind(index)
+        sp, nat = self._call(index, nprobe)
         if nat is not None:
             if self._native_lock is not None:  # the native call holds the lock's read side while faiss searches
                 got: Lists | None = nat.run(query, sp, k_ann, rows, alive, upto, n, k, l2)
@@ -241,16 +236,21 @@ class IvfPqIndex:
         index = self._index
         if index is None or self._native_lock is None:
             return None
+        sp, nat = self._call(index, nprobe)
+        if nat is None:
+            return None
+        got: list[Any] | None = nat.hits(vector, sp, k_ann, rows, alive, upto, n, k, l2, cosine, ids)
+        return got
+
+    def _call(self, index: Any, nprobe: int | None) -> tuple[Any, Any]:
+        """The search parameters for `nprobe` (kept per value) and `index`'s native call (None: none here)."""
         sp = self._asked.get(nprobe)
         if sp is None:
             sp = self._asked[nprobe] = self._ivf_params(nprobe)
         of, nat = self._native
         if of is not index:
             nat = self._bind(index)
-        if nat is None:
-            return None
-        got: list[Any] | None = nat.hits(vector, sp, k_ann, rows, alive, upto, n, k, l2, cosine, ids)
-        return got
+        return sp, nat
 
     def _bind(self, index: Any) -> Any:
         """`index`'s native search and rerank, or None where this faiss build cannot be called natively."""
