@@ -95,43 +95,57 @@ void set_hit_class(py::object cls, const std::vector<std::string>& fields) {
     g_hit = HitClass{std::move(cls), std::move(slots)};
 }
 
-// A `Hit(id, score)` (the other fields None), by `g_hit`'s descriptors; a new reference.
-PyObject* make_hit(PyObject* id, double score) {
+// A `Hit(id, score)` (the other fields None) by `g_hit`'s descriptors, the score object stored as given; a
+// new reference.
+PyObject* make_hit_obj(PyObject* id, PyObject* score) {
     auto* tp = reinterpret_cast<PyTypeObject*>(g_hit.cls.ptr());
     PyObject* h = tp->tp_alloc(tp, 0);
     if (h == nullptr) throw py::error_already_set();
-    PyObject* sc = PyFloat_FromDouble(score);
-    bool ok = sc != nullptr;
-    for (size_t i = 0; ok && i < g_hit.slots.size(); ++i) {
+    for (size_t i = 0; i < g_hit.slots.size(); ++i) {
         PyObject* d = g_hit.slots[i].ptr();
-        PyObject* v = i == 0 ? id : i == 1 ? sc : Py_None;
-        ok = Py_TYPE(d)->tp_descr_set(d, h, v) == 0;
-    }
-    Py_XDECREF(sc);
-    if (!ok) {
-        Py_DECREF(h);
-        throw py::error_already_set();
+        if (Py_TYPE(d)->tp_descr_set(d, h, i == 0 ? id : i == 1 ? score : Py_None) != 0) {
+            Py_DECREF(h);
+            throw py::error_already_set();
+        }
     }
     return h;
 }
 
-// `[Hit(ids[i], scores[i]) ...]` by `g_hit`'s descriptors (index/hits.py's hot path): each score object is
-// stored as given, as `Hit(id, score)` would.
+PyObject* make_hit(PyObject* id, double score) {
+    const py::object sc = py::reinterpret_steal<py::object>(PyFloat_FromDouble(score));
+    if (!sc) throw py::error_already_set();
+    return make_hit_obj(id, sc.ptr());
+}
+
+// `[Hit(ids[i], scores[i]) ...]` (index/hits.py's hot path): each score object is stored as given, as
+// `Hit(id, score)` would.
 py::list make_hits(const py::list& ids, const py::list& scores) {
     if (!g_hit.cls) throw std::runtime_error("set_hit_class first");
     const Py_ssize_t n = PyList_GET_SIZE(ids.ptr());
     if (n != PyList_GET_SIZE(scores.ptr())) throw std::invalid_argument("ids and scores differ in length");
-    auto* tp = reinterpret_cast<PyTypeObject*>(g_hit.cls.ptr());
     py::list out(n);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        PyObject* h = tp->tp_alloc(tp, 0);
-        if (h == nullptr) throw py::error_already_set();
-        PyList_SET_ITEM(out.ptr(), i, h);  // owned by the list from here, even on the error below
-        for (size_t j = 0; j < g_hit.slots.size(); ++j) {
-            PyObject* d = g_hit.slots[j].ptr();
-            PyObject* v = j == 0 ? PyList_GET_ITEM(ids.ptr(), i) : j == 1 ? PyList_GET_ITEM(scores.ptr(), i) : Py_None;
-            if (Py_TYPE(d)->tp_descr_set(d, h, v) != 0) throw py::error_already_set();
-        }
+    for (Py_ssize_t i = 0; i < n; ++i)
+        PyList_SET_ITEM(out.ptr(), i, make_hit_obj(PyList_GET_ITEM(ids.ptr(), i), PyList_GET_ITEM(scores.ptr(), i)));
+    return out;
+}
+
+// `DenseField.prepare_one`'s checks of a user's query [d] on the one-call paths: finite, and of unit norm
+// within 1e-6 when `cosine` (a vector to normalise takes the general path, as does one that fails).
+bool plain_query_ok(const float* q, int d, bool cosine) {
+    const double sq = RowScorer().dot(q, q, d);  // float32, as numpy's v.dot(v)
+    return std::isfinite(sq) && !(cosine && std::abs(sq - 1.0) > 1e-6);
+}
+
+// (score, label) hits as `Hit(ids[label], score)`, best first; a label with no id (past the list, or None:
+// deleted since the walk) is dropped, as index/hits.py does.
+py::list hits_by_id(const std::vector<std::pair<float, int64_t>>& hits, const py::list& ids) {
+    py::list out(0);
+    const auto known = static_cast<uint64_t>(PyList_GET_SIZE(ids.ptr()));
+    for (const auto& s : hits) {
+        if (static_cast<uint64_t>(s.second) >= known) continue;
+        PyObject* id = PyList_GET_ITEM(ids.ptr(), s.second);
+        if (id == Py_None) continue;
+        out.append(py::reinterpret_steal<py::object>(make_hit(id, static_cast<double>(s.first))));
     }
     return out;
 }
@@ -181,20 +195,10 @@ class FaissIvf {
         const py::buffer_info row_buf = float_rows(rows);
         if (vec.ndim() != 1 || vec.shape(0) != row_buf.shape[1]) return py::none();
         const float* q = vec.data();
-        const double sq = RowScorer().dot(q, q, static_cast<int>(vec.shape(0)));  // float32, as numpy's
-        if (!std::isfinite(sq) || (cosine && std::abs(sq - 1.0) > 1e-6)) return py::none();
+        if (!plain_query_ok(q, static_cast<int>(vec.shape(0)), cosine)) return py::none();
         std::vector<Scored>& hits = scored(q, params, k_ann, row_buf, alive, upto, n, k, l2);
         if (hits.size() < static_cast<size_t>(k)) return py::none();
-        py::list out(0);
-        const auto known = static_cast<uint64_t>(PyList_GET_SIZE(ids.ptr()));
-        for (const Scored& s : hits) {
-            if (static_cast<uint64_t>(s.second) >= known) continue;
-            PyObject* id = PyList_GET_ITEM(ids.ptr(), s.second);
-            if (id == Py_None) continue;
-            py::object h = py::reinterpret_steal<py::object>(make_hit(id, static_cast<double>(s.first)));
-            out.append(h);
-        }
-        return out;
+        return hits_by_id(hits, ids);
     }
 
   private:

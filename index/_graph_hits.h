@@ -4,7 +4,7 @@
 // [1, dim] view, the (labels, scores) lists and `HitReader.finish` cost ~5 us of a ~125 us query at ef 16
 // (issue 21's float bar, benchmarks/NATIVE.md).
 //
-// Included by _graph.cpp after _faiss_ivf.h (it reuses `g_hit`, `make_hit`, `RowScorer`, `GraphQuery`).
+// Included by _graph.cpp after _faiss_ivf.h (it reuses `plain_query_ok`, `hits_by_id`, `GraphQuery`).
 
 namespace {
 
@@ -23,8 +23,7 @@ struct GraphHits {
         if (k < 1 || keep < k) throw std::invalid_argument("need 1 <= k <= keep");
         if (vec.ndim() != 1 || vec.shape(0) != g.dim_) return py::none();
         const float* q = vec.data();
-        const double sq = RowScorer().dot(q, q, g.dim_);  // float32, as numpy's
-        if (!std::isfinite(sq) || (cosine && std::abs(sq - 1.0) > 1e-6)) return py::none();
+        if (!plain_query_ok(q, g.dim_, cosine)) return py::none();
         GraphQuery::Plan pl;
         pl.k = k, pl.width = k, pl.keep = keep, pl.ef = std::max(ef, keep), pl.walk = kPlain, pl.user_l2 = g.l2_;
         pl.rescore = rescore;
@@ -57,16 +56,7 @@ struct GraphHits {
             }
             g.give_visited(std::move(vis));
         }
-        py::list out(0);
-        const auto known = static_cast<uint64_t>(PyList_GET_SIZE(ids.ptr()));
-        for (const GraphQuery::Scored& h : hits) {
-            if (static_cast<uint64_t>(h.second) >= known) continue;
-            PyObject* id = PyList_GET_ITEM(ids.ptr(), h.second);
-            if (id == Py_None) continue;
-            py::object hit = py::reinterpret_steal<py::object>(make_hit(id, static_cast<double>(h.first)));
-            out.append(hit);
-        }
-        return out;
+        return hits_by_id(hits, ids);
     }
 };
 
