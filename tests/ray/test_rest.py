@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,19 @@ def test_a_shard_down_is_a_503_or_a_flagged_partial_answer(tmp_path: Path, ray_l
         client.create_collection("p", dim=4, metric="dot", index={"type": "flat"}, shards=2)
         client.upsert("p", ids=list(range(100)), vectors=np.eye(4, dtype=np.float32)[np.arange(100) % 4])
         coll = http.app.state.catalog.get("p")  # type: ignore[attr-defined]
-        ray_local.kill(coll.shards[1].replicas[0].actor, no_restart=True)
+        # the kill after the background compiles: Ray 2.60 aborts the process when an actor dies while a
+        # compiled graph over it registers its channels (cluster/compiled.py)
+        deadline = time.monotonic() + 60
+        while coll._compiling and time.monotonic() < deadline:
+            time.sleep(0.05)
+        victim = coll.shards[1].replicas[0].actor
+        ray_local.kill(victim, no_restart=True)
+        while time.monotonic() < deadline:  # a kill is asynchronous: wait until the actor stops answering
+            try:
+                ray_local.get(victim.ping.remote(), timeout=5)
+            except Exception:
+                break
+            time.sleep(0.05)
         body = {"vector": [1.0, 0.0, 0.0, 0.0], "limit": 5}
         r = http.post("/collections/p/points/search", json=body)
         assert r.status_code == 503 and r.json()["error"]["type"] == "shard_unavailable"
