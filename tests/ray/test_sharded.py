@@ -51,6 +51,14 @@ FILTERS: list[Filter | None] = [
 ]
 
 
+def _compiles_done(coll: Any) -> None:
+    """Wait for the background graph compiles: Ray 2.60 aborts the process when an actor dies while a
+    compiled graph over it registers its channels (cluster/compiled.py), so a test kills only after them."""
+    deadline = time.monotonic() + 60
+    while coll._compiling and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_three_shard_flat_equals_single_node(tmp_path: Path, cluster: Any, metric: str) -> None:
     n, dim = 3000, 24
@@ -174,6 +182,7 @@ def test_replica_killed_during_writes(tmp_path: Path, cluster: Any, ray_local: A
         t.start()
         while len(acked) < 1000:
             time.sleep(0.01)
+        _compiles_done(coll)
         ray_local.kill(victim.actor, no_restart=False)  # Ray restarts it (max_restarts)
         searched = 0
         deadline = time.monotonic() + 30
@@ -205,6 +214,7 @@ def test_replica_killed_during_writes(tmp_path: Path, cluster: Any, ray_local: A
         assert {r["state"] for row in info["cluster"]["shard_list"] for r in row["replicas"]} == {"live"}
 
         # a shard with no live replica: searches fail loudly, or come back flagged partial when asked
+        _compiles_done(coll)
         for rep in coll.shards[1].replicas:
             ray_local.kill(rep.actor, no_restart=True)
         for rep in coll.shards[1].replicas:  # a kill is asynchronous: a search just after it may still be answered
@@ -316,11 +326,7 @@ def test_a_restarted_replica_catches_up_every_named_vector(tmp_path: Path, clust
         coll.upsert(list(range(50)), {"text": rng.normal(size=(50, 8)).astype(np.float32)})
         acked.extend(range(50))
         victim = coll.shards[0].replicas[0]
-        # the kill after the background compiles (cluster/compiled.py runs each new graph once, since Ray
-        # aborts the driver when an actor dies under a graph compiled but never run)
-        deadline = time.monotonic() + 60
-        while coll._compiling and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _compiles_done(coll)  # (and cluster/compiled.py runs each new graph once: see there)
         t = threading.Thread(target=writer)
         t.start()
         try:
