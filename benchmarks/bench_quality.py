@@ -76,6 +76,8 @@ def _commit() -> str:
 def _build(workdir: Path, kind: str, base: np.ndarray) -> tuple[Catalog, Collection]:
     catalog = Catalog(workdir / kind, CollectionOptions(save_idle_seconds=3600, save_max_seconds=3600))
     config = {"dim": base.shape[1], "metric": "cosine", "quality": {"recall_target": 0.9}, **INDEXES[kind]}
+    # a learned transform fits at 2,048 points by default: a --tiny set is smaller, and would never train
+    config["training"] = {"threshold": min(2048, len(base))}
     coll, _ = catalog.create(kind, CollectionConfig.model_validate(config))
     assert isinstance(coll, Collection)
     for s in range(0, len(base), 5000):

@@ -7,6 +7,10 @@ each has its own lock, since a graph runs one execution at a time. A graph is co
 the first time its replicas are chosen; until then, and whenever a graph fails, the search takes the
 ordinary actor calls, which handle failures. A graph over a replica that left service is never used
 again, and is torn down when the collection closes.
+
+Ray 2.60 aborts the whole process (a failed CHECK registering a channel) when an actor dies while a graph
+over it compiles, so a graph compiles only over replicas that have been live for `compile_after` seconds
+and answer a ping just before: a replica that was just restarted, the likeliest to fail again, waits.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from cluster.replicas import Replica, ReplicaSet, domain_error
+from cluster.replicas import PING_TIMEOUT, Replica, ReplicaSet, domain_error
 from cluster.shard import StaleReplica, pack_query, unpack_result
 from index.contract import Query
 
@@ -45,12 +49,23 @@ class CompiledSearch(ReplicaSet):
         self._broken: list[Any] = []
 
     def _compile_all(self) -> None:
-        """Compile the graph of each full set of live replicas now, not at the first searches."""
-        for r in range(self.config.replicas):
-            if all(sh.replicas[r].state == "live" for sh in self.shards):
-                key = (r,) * len(self.shards)
-                self._compiling.add(key)
-                threading.Thread(target=self._compile, args=(key,), name="dag-compile", daemon=True).start()
+        """Compile the graph of each full set of live replicas once they are stable, not at the first
+        searches after that."""
+        keys = [(r,) * len(self.shards) for r in range(self.config.replicas)]
+        self._compiling.update(keys)
+        threading.Thread(target=self._compile_when_stable, args=(keys,), name="dag-compile", daemon=True).start()
+
+    def _compile_when_stable(self, keys: list[tuple[int, ...]]) -> None:
+        if self._closed.wait(self.cluster.compile_after):
+            with self._dag_lock:
+                self._compiling.difference_update(keys)
+            return
+        for key in keys:
+            self._compile(key)
+
+    def _stable(self, key: tuple[int, ...]) -> bool:
+        after = self.cluster.compile_after
+        return all(sh.replicas[m].stable(after) for sh, m in zip(self.shards, key, strict=True))
 
     def _replica_failed(self, rep: Replica) -> None:
         with self._dag_lock:  # its graphs point at the old process: never used again (torn down at close)
@@ -89,7 +104,7 @@ class CompiledSearch(ReplicaSet):
             entry = self._dags.get(key)
             if entry is None:
                 # Compiling takes a second or more: in the background, while this search takes ordinary calls.
-                if time.monotonic() >= self._dag_retry_at and key not in self._compiling:
+                if time.monotonic() >= self._dag_retry_at and key not in self._compiling and self._stable(key):
                     self._compiling.add(key)
                     threading.Thread(target=self._compile, args=(key,), name="dag-compile", daemon=True).start()
                 return None
@@ -116,16 +131,20 @@ class CompiledSearch(ReplicaSet):
 
     def _compile(self, key: tuple[int, ...]) -> None:
         try:
+            import ray
             from ray.dag import InputNode, MultiOutputNode
 
+            members = [sh.replicas[m] for sh, m in zip(self.shards, key, strict=True)]
+            # the window Ray cannot survive, made as narrow as can be: every member stable and answering now
+            ray.get([rep.actor.ping.remote() for rep in members], timeout=PING_TIMEOUT)
+            if not self._stable(key):
+                raise RuntimeError(f"replicas {key} not live for {self.cluster.compile_after} s")
             with InputNode() as inp:
                 outs = [sh.replicas[m].actor.search_packed.bind(inp) for sh, m in zip(self.shards, key, strict=True)]
                 node = MultiOutputNode(outs)
             dag = node.experimental_compile()
             # One empty execution now: Ray 2.60 aborts the whole process (a failed CHECK registering a
             # channel reader) when an actor dies under a graph that was compiled but never executed.
-            import ray
-
             ray.get(dag.execute(([], [0] * len(key))), timeout=30.0)
         except Exception as exc:
             log.info("collection %s: no compiled graph (%r); ordinary actor calls", self.name, exc)

@@ -30,6 +30,7 @@ class RayCluster:
         read_timeout: float = 30.0,
         catch_up_timeout: float = 600.0,
         compiled: bool = True,
+        compile_after: float = 5.0,
     ) -> None:
         try:
             import ray
@@ -47,6 +48,9 @@ class RayCluster:
         self.read_timeout = read_timeout
         self.catch_up_timeout = catch_up_timeout
         self.compiled = compiled  # searches through a Ray compiled graph (falls back to actor calls)
+        # A graph compiles only over replicas live this long (seconds): Ray 2.60 aborts the whole process
+        # when an actor dies while a graph over it compiles, and a replica just back is the likeliest to.
+        self.compile_after = compile_after
         self._owns = False
         if not ray.is_initialized():
             try:

@@ -33,7 +33,7 @@ __all__ = ["Replica", "ReplicaSet", "Shard", "domain_error"]
 log = logging.getLogger("nestor.cluster")
 
 _HEAL_INTERVAL = 0.2  # seconds between the healer's rounds
-_PING_TIMEOUT = 2.0
+PING_TIMEOUT = 2.0
 
 
 @dataclass(eq=False)
@@ -48,6 +48,14 @@ class Replica:
     failures: int = 0  # times it was taken out of service
     catch_ups: int = 0
     last_error: str | None = None
+    live_since: float = 0.0  # `time.monotonic()` when it last went live (`stable` reads it)
+
+    def went_live(self) -> None:
+        self.state, self.last_error, self.live_since = "live", None, time.monotonic()
+
+    def stable(self, seconds: float) -> bool:
+        """Live, and for at least `seconds` without a failure."""
+        return self.state == "live" and time.monotonic() - self.live_since >= seconds
 
 
 @dataclass(eq=False)
@@ -105,7 +113,10 @@ class ReplicaSet:
             sh.op = max(known)
             for rep in sh.replicas:
                 if rep.state == "starting":
-                    rep.state = "live" if applied[id(rep)] == sh.op else "recovering"
+                    if applied[id(rep)] == sh.op:
+                        rep.went_live()
+                    else:
+                        rep.state = "recovering"
         self._save_placement()
         self._push_payload_schema([rep for sh in self.shards for rep in sh.live()])  # one may have missed a change
 
@@ -144,7 +155,7 @@ class ReplicaSet:
     def _heal(self, sh: Shard, rep: Replica) -> None:
         import ray
 
-        st = ray.get(rep.actor.ping.remote(), timeout=_PING_TIMEOUT)  # raises while Ray restarts it
+        st = ray.get(rep.actor.ping.remote(), timeout=PING_TIMEOUT)  # raises while Ray restarts it
         rep.node, rep.node_id = st["node"], st["node_id"]
         early = next(iter(sh.live()), None)
         behind = st["applied"] != sh.op
@@ -164,7 +175,7 @@ class ReplicaSet:
                 log.info("collection %s: replica s%dr%d caught up (%d points)", self.name, rep.shard, rep.index, copied)
             schema = {k: schema_json(s) for k, s in self.config.payload_schema.items()}
             ray.get(rep.actor.set_payload_schema.remote(schema), timeout=self.cluster.catch_up_timeout)
-            rep.state, rep.last_error = "live", None
+            rep.went_live()
 
     def wait_healthy(self, timeout: float = 60.0) -> bool:
         """Block until every replica is live (tests and benchmarks); False on timeout."""
@@ -174,8 +185,6 @@ class ReplicaSet:
                 return True
             time.sleep(0.05)
         return False
-
-    # -- writes ----------------------------------------------------------------------------
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/bench_quality.py: a --tiny run of HNSW on 2,000 synthetic points in pypi-minilm's layout
+"""Smoke test of benchmarks/bench_quality.py: a --tiny run of HNSW (and int8 HNSW, whose codes must train on
+so few points) on 2,000 synthetic points in pypi-minilm's layout
 (float16 base and queries, exact top-100) under a temporary `--data` root, in a subprocess; 500 more base rows are
 in the reservoir first, as the users' queries calibration learns from; or (`--sample cv`) two-fold cross-validation
 over the benchmark queries, each half calibrating for the other."""
@@ -20,8 +21,8 @@ SCRIPT = REPO / "benchmarks" / "bench_quality.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sample", ["seen", "cv"])
-def test_bench_quality_runs(tmp_path: Path, sample: str) -> None:
+@pytest.mark.parametrize(("sample", "index"), [("seen", "hnsw"), ("cv", "hnsw"), ("seen", "int8_hnsw")])
+def test_bench_quality_runs(tmp_path: Path, sample: str, index: str) -> None:
     folder = tmp_path / "data" / "pypi-minilm"
     folder.mkdir(parents=True)
     base, queries = split(3000, 100, 32, seed=4)
@@ -30,7 +31,7 @@ def test_bench_quality_runs(tmp_path: Path, sample: str) -> None:
     gt = exact_topk(base.astype(np.float16).astype(np.float32), queries.astype(np.float16).astype(np.float32), 100)
     np.save(folder / "gt_ip.npy", gt)
     out = tmp_path / "quality.json"
-    cmd = [sys.executable, str(SCRIPT), "--tiny", "--data", str(tmp_path / "data"), "--index", "hnsw"]
+    cmd = [sys.executable, str(SCRIPT), "--tiny", "--data", str(tmp_path / "data"), "--index", index]
     cmd += ["--targets", "0.9", "--sample", sample, "--out", str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -38,7 +39,7 @@ def test_bench_quality_runs(tmp_path: Path, sample: str) -> None:
     r = json.loads(out.read_text())
     assert r["n"] == 2000 and r["queries"] == 100 and r["uptime_before"] and r["sample"] == sample
     (row,) = r["rows"]
-    assert row["index"] == "hnsw" and row["target"] == 0.9 and row["state"] == "met"
+    assert row["index"] == index and row["target"] == 0.9 and row["state"] == "met"
     assert row["recall"] >= 0.9 and row["qps"] > 0 and row["cpu_qps"] > 0 and row["chosen"].startswith("ef=")
     assert row["calib_source"] == "query sample"
     if sample == "cv":  # each half of the 100 benchmark queries calibrates for the other
