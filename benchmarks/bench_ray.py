@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         out["sharded_index_s"] = _wait_indexed(sharded)
         if not sharded.wait_healthy(120):  # a replica restarting after a slow call (a loaded machine) is not measured
             raise RuntimeError(f"sharded collection not healthy: {sharded.info()['cluster']}")
+        deadline = time.monotonic() + 60  # the compiled graphs wait for replicas live `compile_after` seconds
+        while not sharded._dags and time.monotonic() < deadline:
+            sharded.search(queries[:1])
+            time.sleep(0.2)
         rows.append(measure(f"{args.shards} shards on Ray", sharded, queries, gt, args.threads))
         sharded.close()
     ray.shutdown()
