@@ -51,6 +51,8 @@ else:
             "index._graph",
             ["index/_graph.cpp"],
             depends=[
+                "index/_graph_kernels.h",
+                "index/_graph_support.h",
                 "index/_graph_query.h",
                 "index/_graph_hits.h",
                 "index/_graph_exact.h",
