@@ -3,7 +3,7 @@
 `index/_faiss_ivf.h` stores a hit's slots through their member descriptors, skipping the dataclass's
 Python `__init__`. That is only sound while `Hit` stays a slots dataclass of id, score, then fields that
 default to None, with no `__post_init__`: `HITS` is False otherwise (and without the native module), and
-`make_hits` then calls the class.
+`make_hits` then calls the class. Also which queries the one-call paths serve (`plain`, `to_normalise`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from index.backends.base import F32
 from index.contract import Hit, Query
+from nestor_client.models import Metric
 
 try:
     from index import _graph
@@ -21,7 +25,7 @@ except ImportError:  # no native module (index/backends/graph.py says why)
 if TYPE_CHECKING:
     from index.dense import DenseField
 
-__all__ = ["HITS", "make_hits", "plain"]
+__all__ = ["HITS", "make_hits", "plain", "to_normalise"]
 
 
 def _register() -> bool:
@@ -64,3 +68,12 @@ def plain(field: DenseField, q: Query) -> bool:
         or field.query_sample.reservoir_size
         or (p is not None and (p.exact or p.funnel is not None))
     )
+
+
+def to_normalise(field: DenseField, v: Any) -> F32 | None:
+    """A cosine query of the field's shape not of unit norm (the one-call paths refuse it), normalised by
+    `prepare_one` exactly as the general path does (which raises for a zero vector); None for any other."""
+    if field.metric is not Metric.cosine or v.__class__ is not np.ndarray or v.shape != (field.dim,):
+        return None
+    sq = float(v.dot(v))
+    return field.prepare_one(v)[0] if abs(sq - 1.0) > 1e-6 else None  # NaN: False, the general path says why

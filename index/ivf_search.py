@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from index.backends.base import F32, Space
 from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query, QueryResult
-from index.hit_class import plain
+from index.hit_class import plain, to_normalise
 from index.planner import CHEAP_PENDING, Ranked, rerank_plan
 from index.plans import kind
 from nestor_client.models import Metric, SearchParams
@@ -52,7 +52,10 @@ def answer(field: DenseField, index: IvfPqIndex, upto: int, q: Query, ids: list[
     if n - upto > CHEAP_PENDING:
         return None
     cosine = field.metric is Metric.cosine
-    hits = index.hits(q.vector, k_ann, nprobe, field.vectors.buffer(), field.alive, upto, n, q.limit, l2, cosine, ids)
+    rows = field.vectors.buffer()
+    hits = index.hits(q.vector, k_ann, nprobe, rows, field.alive, upto, n, q.limit, l2, cosine, ids)
+    if hits is None and (u := to_normalise(field, q.vector)) is not None:  # then as the general path does
+        hits = index.hits(u, k_ann, nprobe, rows, field.alive, upto, n, q.limit, l2, cosine, ids)
     return None if hits is None else QueryResult(hits, name)
 
 

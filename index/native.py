@@ -32,7 +32,7 @@ from index.backends.graph import GraphIndex
 from index.backends.ivfpq import IvfPqIndex
 from index.contract import Query, QueryResult
 from index.encoded import EncodedIndex
-from index.hit_class import plain
+from index.hit_class import plain, to_normalise
 from index.planner import Ranked, rerank_plan
 from index.plans import Plan, decide, kind
 from index.selection import Selection
@@ -139,7 +139,8 @@ def answer(
     quantizes the query for, unfiltered, ids and scores only) in one native call that also checks the
     vector, maps labels to ids and makes the `Hit`s (`Graph.hits`, index/_graph_hits.h; `ivf_search.answer`
     for IVF-PQ): ~5 us of a ~125 us query at ef 16. `index` and `upto` from one read of the field's state.
-    None: not that query, or a vector the general path must check or normalise."""
+    A cosine vector not of unit norm is normalised as the general path does it, then answered the same way.
+    None: not that query, or a vector the general path must check."""
     if not GRAPH_HITS or field.tuning is not None or not plain(field, q):
         return None
     p = q.params
@@ -160,6 +161,8 @@ def answer(
     rows = field.vectors.buffer() if rescore or n > upto else None
     cosine = field.metric is Metric.cosine
     hits = g._graph.hits(q.vector, k, keep, ef or g.ef, rescore, rows, field.alive, upto, n, cosine, ids)
+    if hits is None and (u := to_normalise(field, q.vector)) is not None:
+        hits = g._graph.hits(u, k, keep, ef or g.ef, rescore, rows, field.alive, upto, n, cosine, ids)
     return None if hits is None else QueryResult(hits, name)
 
 

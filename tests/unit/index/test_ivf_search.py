@@ -116,9 +116,8 @@ def test_native_ivf_matches_the_planner_with_a_tail_and_deletes(
     assert set(shortlists) == {K * 6}  # k times the oversampling
     index = coll.fields[""].state.index
     assert (index._native[1] is not None) == (through == "one call")  # the path named really ran
-    # straight to hits: every query, but for cosine those (data + 0.01) that must be normalised first
-    straight = len(tail_q) if metric == "cosine" else len(shortlists)
-    assert len(to_hits) == (straight if through == "one call" else 0)
+    # straight to hits: every query, cosine ones (data + 0.01) normalised first as the general path does
+    assert len(to_hits) == (len(shortlists) if through == "one call" else 0)
     _same(fast, slow)
     for r in fast:
         assert len(r.hits) == K and not gone & {h.id for h in r.hits}
@@ -209,13 +208,13 @@ def test_only_the_plain_query_goes_straight_to_hits(engine: Engine, to_hits: lis
     v = data[7]
     plain = Query(vector=v, limit=K, params=PARAMS, with_payload=False)
     others = [
-        Query(vector=v * 3.0, limit=K, params=PARAMS, with_payload=False),  # to be normalised first
         Query(vector=v, limit=K, params=PARAMS),  # with payloads
         Query(vector=v, limit=K, offset=2, params=PARAMS, with_payload=False),
         Query(vector=v, limit=K, score_threshold=0.9, params=PARAMS, with_payload=False),
     ]
-    fast, slow = _both(coll, [plain, *others])
-    assert len(to_hits) == 1 and len(shortlists) == 1 + len(others)  # the others: `search`, to (labels, scores)
+    scaled = Query(vector=v * 3.0, limit=K, params=PARAMS, with_payload=False)  # normalised first, then straight
+    fast, slow = _both(coll, [plain, scaled, *others])
+    assert len(to_hits) == 2 and len(shortlists) == 2 + len(others)  # the others: `search`, to (labels, scores)
     _same(fast, slow)
     assert [h.id for h in fast[1].hits] == [h.id for h in fast[0].hits]
     assert fast[2].hits[0].payload == {"i": 7}

@@ -104,9 +104,8 @@ def test_the_one_call_matches_the_native_path_and_the_planner_with_a_tail_and_de
     queries = near + tail_q + ef_q
     answered.clear()
     one, old, planned = _three(coll, queries, monkeypatch)
-    # straight to hits: every query, but for cosine those (data + 0.01) that must be normalised first
-    skipped = len(near) if metric == "cosine" else 0
-    assert len(answered) == len(queries) - skipped
+    # straight to hits: every query, cosine ones (data + 0.01) normalised first as the general path does
+    assert len(answered) == len(queries)
     _same(one, old, exact=True)
     _same(one, planned, exact=False)
     for r in one[: len(near) + len(tail_q)]:
@@ -125,7 +124,7 @@ def test_every_other_query_kind_answers_as_before(
     v = data[7]
     plain = Query(vector=v, limit=K, with_payload=False)
     others = [
-        Query(vector=v * 3.0, limit=K, with_payload=False),  # to be normalised first
+        Query(vector=v * 3.0, limit=K, with_payload=False),  # normalised first, then straight to hits
         Query(vector=v, limit=K),  # with payloads
         Query(vector=v, limit=K, with_payload=False, with_vector=True),
         Query(vector=v, limit=K, offset=2, with_payload=False),
@@ -134,7 +133,7 @@ def test_every_other_query_kind_answers_as_before(
     ]
     answered.clear()
     one, old, planned = _three(coll, [plain, *others], monkeypatch)
-    assert answered == [K]  # the plain query only
+    assert answered == [K, K]  # the plain query and the one to normalise only
     for a, b in zip(one, planned, strict=True):
         assert [h.id for h in a.hits] == [h.id for h in b.hits] and a.strategy == b.strategy
         np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], rtol=1e-5, atol=1e-5)
