@@ -96,6 +96,7 @@ class Graph {
     size_t size() const { return n_.load(std::memory_order_acquire); }
     size_t capacity() const { return cap_.load(std::memory_order_acquire); }
     size_t deleted_count() const { return n_deleted_.load(std::memory_order_acquire); }
+    uint64_t widened() const { return widened_.load(std::memory_order_relaxed); }
     int max_level() const { return max_level_; }
     std::string kernel() const { return k_.name; }
     bool external() const { return external_; }
@@ -389,15 +390,18 @@ class Graph {
                 std::vector<Pair> res;
                 for (size_t i = next++; i < nq; i = next++) {
                     maybe_fail();
-                    search_one(qp + i * dim_, keep, ef, allow_p, acorn, n, tombstones, *vis, qbuf, res);
-                    int got = static_cast<int>(res.size());
+                    int got;
                     if (rq) {
-                        got = rescore(rq + i * rdim, static_cast<const float*>(rows.ptr), rows.shape[0], rdim, res, k);
+                        got = walk_rescored(qp + i * dim_, rq + i * rdim, static_cast<const float*>(rows.ptr),
+                                            rows.shape[0], rdim, keep, ef, k, allow_p, acorn, n, tombstones, *vis, qbuf,
+                                            res);
                         for (int j = 0; j < got; ++j) {
                             lp[i * k + j] = labels_[res[j].second];
                             sp[i * k + j] = -res[j].first;
                         }
                     } else {
+                        search_one(qp + i * dim_, keep, ef, allow_p, acorn, n, tombstones, *vis, qbuf, res);
+                        got = static_cast<int>(res.size());
                         for (int j = 0; j < got; ++j) {
                             lp[i * k + j] = labels_[res[j].second];
                             sp[i * k + j] = score_of(res[j].first);
@@ -886,9 +890,26 @@ class Graph {
         out.assign(top.begin(), top.end());
     }
 
+    // What a rescore learns about the codes' error on this query: the exact-minus-code score residuals of
+    // its candidates, and the lowest code score among them (`Graph::walk_rescored`).
+    struct Residuals {
+        double sum = 0, sq = 0;
+        int n = 0;
+        float lowest = std::numeric_limits<float>::infinity();
+        // The k-th exact score `kth` clears the last candidate's code score by the codes' error here (mean
+        // + kCertZ standard deviations of the residuals): no candidate the walk dropped, whose code score
+        // was lower still, is then likely to beat it.
+        bool vouch(float kth) const {
+            if (n < 2) return true;
+            const double mean = sum / n, var = std::max(sq / n - mean * mean, 0.0);
+            return kth >= lowest + mean + kCertZ * std::sqrt(var);
+        }
+    };
+
     // Exact scores of the candidates from their float32 rows; keeps the best k, best first, as
-    // (minus the score, position). Candidates whose label has no row are dropped.
-    int rescore(const float* query, const float* rows, py::ssize_t n_rows, int d, std::vector<Pair>& res, int k) const {
+    // (minus the score, position). Candidates whose label has no row are dropped. `seen`: their residuals.
+    int rescore(const float* query, const float* rows, py::ssize_t n_rows, int d, std::vector<Pair>& res, int k,
+                Residuals* seen = nullptr) const {
         for (const Pair& r : res) {
             int64_t lab = labels_[r.second];
             if (lab < 0 || lab >= n_rows) continue;
@@ -903,6 +924,11 @@ class Graph {
             const float* row = rows + static_cast<size_t>(lab) * d;
             float dot = k_.f32(query, row, d);
             float score = l2_ ? -(qn + k_.f32(row, row, d) - 2.f * dot) : dot;
+            if (seen != nullptr) {
+                const float code = -r.first;  // read before res[w] (w <= this one) is written
+                const double e = static_cast<double>(score) - code;
+                seen->sum += e, seen->sq += e * e, ++seen->n, seen->lowest = std::min(seen->lowest, code);
+            }
             res[w++] = Pair(-score, r.second);
         }
         res.resize(w);
@@ -1047,6 +1073,30 @@ class Graph {
             if (ok(pi[i])) out.emplace_back(pd[i], pi[i]);  // the entry point may be one the filter rejects
     }
 
+    // The walk's `keep` candidates rescored exactly from `rows` (`rescore`: the best k kept), widened until
+    // the rescore vouches for them (`Residuals::vouch`). Where int8 codes cannot resolve the scores (a broad
+    // filter whose matches all sit in the densest band of scores, far from the query: recall 0.17 with 20
+    // candidates on pypi-minilm), the walk is run again with twice the candidates, up to kMaxWiden times the
+    // first. On unfiltered pypi-minilm queries it never widens (benchmarks/FILTERS.md). Only for int8 codes
+    // of the rows themselves: a reduced graph's residuals hold its projection's error, which its own
+    // oversampling answers. Returns the hits kept; `widened` counts the walks run again.
+    int walk_rescored(const float* gq, const float* fq, const float* rows, py::ssize_t n_rows, int d, int keep,
+                      int ef, int k, const Allow* allow, bool acorn, size_t n, bool tombstones, Visited& vis,
+                      QueryBuf& qbuf, std::vector<Pair>& res) {
+        const bool certify = int8_ && d == dim_;
+        const int cap = std::max(keep, std::min(keep * kMaxWiden, kMaxWidenKeep));
+        for (;;) {
+            search_one(gq, keep, std::max(ef, keep), allow, acorn, n, tombstones, vis, qbuf, res);
+            const bool all = static_cast<int>(res.size()) < keep;  // the walk reached fewer: nothing to widen
+            Residuals seen;
+            const int got = rescore(fq, rows, n_rows, d, res, k, certify ? &seen : nullptr);
+            if (!certify || all || keep >= cap || got < k || seen.vouch(-res[static_cast<size_t>(k) - 1].first))
+                return got;
+            keep = std::min(keep * 2, cap);
+            widened_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
     void search_one(const float* query, int k, int ef, const Allow* allow, bool acorn, size_t n, bool tombstones,
                     Visited& vis, QueryBuf& qbuf, std::vector<Pair>& res) {
         res.clear();
@@ -1183,6 +1233,7 @@ class Graph {
     std::vector<float> offset_, delta_;
     // Atomic because Python reads them without the lock; changed only under the write lock.
     std::atomic<size_t> n_{0}, cap_{0}, n_deleted_{0};
+    std::atomic<uint64_t> widened_{0};  // rescored walks run again with more candidates (`walk_rescored`)
     HugeVec<int32_t> links0_;
     std::vector<std::vector<int32_t>> upper_;
     std::vector<uint8_t> level_;
@@ -1246,10 +1297,13 @@ PYBIND11_MODULE(_graph, mod) {
         .def_property_readonly("size", &Graph::size)
         .def_property_readonly("capacity", &Graph::capacity)
         .def_property_readonly("deleted", &Graph::deleted_count)
+        .def_property_readonly("widened", &Graph::widened)
         .def_property_readonly("max_level", &Graph::max_level)
         .def_property_readonly("kernel", &Graph::kernel)
         .def_property_readonly("external", &Graph::external);
     mod.attr("MAX_M") = kMaxM;
+    // (z, times, most): how `Graph::walk_rescored` widens a rescore; index/widen.py does the same in Python
+    mod.attr("WIDEN") = py::make_tuple(kCertZ, kMaxWiden, kMaxWidenKeep);
     mod.def(
         "maxsim",
         [](const py::array_t<float, py::array::c_style | py::array::forcecast>& query, const py::array& codes,

@@ -5,6 +5,7 @@ import numpy as np
 import numpy.typing as npt
 
 MAX_M: int
+WIDEN: tuple[float, int, int]  # how a rescore widens its walk: (z, times the first candidates, most)
 
 def available_kernels() -> list[str]:
     """The kernels this CPU can run, worst to best: a subset of plain, avx2, avx512, avx512-vnni."""
@@ -187,6 +188,9 @@ class Graph:
     def capacity(self) -> int: ...
     @property
     def deleted(self) -> int: ...
+    @property
+    def widened(self) -> int:
+        """Rescored walks run again with twice the candidates, since the build (`walk_rescored`)."""
     @property
     def max_level(self) -> int: ...
     @property

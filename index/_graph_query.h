@@ -143,13 +143,14 @@ struct GraphQuery {
                     std::vector<Scored>& out) {
         maybe_fail();
         const Allow* walk_allow = pl.walk == kAcorn || pl.walk == kChecked ? pl.allow : nullptr;
-        g.search_one(gq, pl.keep, pl.ef, walk_allow, pl.walk == kAcorn, n_graph, tombstones, vis, qbuf, res);
         out.clear();
         const bool has_tail = pl.n > pl.upto && pl.rows != nullptr;
         if (pl.rescore && pl.rows != nullptr) {
-            g.rescore(fq, pl.rows, static_cast<py::ssize_t>(pl.n_rows), pl.rdim, res, pl.width);
+            g.walk_rescored(gq, fq, pl.rows, static_cast<py::ssize_t>(pl.n_rows), pl.rdim, pl.keep, pl.ef, pl.width,
+                            walk_allow, pl.walk == kAcorn, n_graph, tombstones, vis, qbuf, res);
             for (const Pair& r : res) out.emplace_back(-r.first, g.labels_[r.second]);
         } else {
+            g.search_one(gq, pl.keep, pl.ef, walk_allow, pl.walk == kAcorn, n_graph, tombstones, vis, qbuf, res);
             for (const Pair& r : res) out.emplace_back(g.score_of(r.first), g.labels_[r.second]);
         }
         if (has_tail) {

@@ -46,6 +46,7 @@ from index.plans import (
     walks_natively,
 )
 from index.selection import Selection
+from index.widen import rescore_widened, widens
 from nestor_client.models import FunnelStage, IvfPqIndexConfig, MatryoshkaReduceConfig, SearchParams
 from quantization.matryoshka import funnel
 
@@ -208,7 +209,10 @@ def _ann(
     if stages and isinstance(index, EncodedIndex):
         ann = _funnel(field, index, queries, ann, stages)
     if rescore:
+        first = ann
         ann = _rescore(field, index, queries, ann, k)
+        if not stages and widens(index):  # as the native rescore widens (index/widen.py)
+            rescore_widened(field, index, queries, first, ann, k_ann, ip, allowed)
     if n > upto:  # rows not yet in the index are searched exactly
         mask = alive[upto:n].copy()
         if allowed is not None:

@@ -623,17 +623,28 @@ def test_a_broad_filter_far_from_the_query_walks_with_the_filter(setup: Setup, n
     assert recall >= setup.targets[name].bar
 
 
+def test_far_from_the_query_int8_widens_its_rescore_at_default_oversampling(setup: Setup) -> None:
+    """The matches of a broad filter far from the query sit where scores are densest, closer together than
+    int8 codes resolve: 20 candidates found their top 10 at recall ~0.78. The rescore sees that (its k-th
+    exact score does not clear the codes' error, `Graph::walk_rescored`) and walks again with more."""
+    graph = setup.targets["int8"].coll.fields[""].state.index.inner._graph
+    before = graph.widened
+    seen, recall = _far_from_the_query(setup, "int8", None)
+    assert seen == {f"{setup.targets['int8'].graph}_filtered"}
+    assert recall >= setup.targets["int8"].bar
+    assert graph.widened > before
+
+
 @pytest.mark.xfail(
     strict=False,
-    reason="at their default rerank oversampling, int8 HNSW (2x) and IVF-PQ (16x) find the top 10 of a broad "
-    "filter far from the query at recall ~0.78 and ~0.43: those points sit where scores are densest, closer "
-    "together than the codes resolve (int8 at 4x: 0.99, IVF-PQ at 64x: 0.96). A finding for the planner",
+    reason="at its default rerank oversampling (16x), IVF-PQ finds the top 10 of a broad filter far from the "
+    "query at recall ~0.43: those points sit where scores are densest, closer together than 4-bit codes "
+    "resolve (64x: 0.96). int8 HNSW widens its rescore there (the test above); IVF-PQ does not yet",
 )
-@pytest.mark.parametrize("name", ["int8", "ivf_pq"])
-def test_far_from_the_query_at_default_oversampling(setup: Setup, name: str) -> None:
-    seen, recall = _far_from_the_query(setup, name, None)
-    assert seen == {f"{setup.targets[name].graph}_filtered"}
-    assert recall >= setup.targets[name].bar
+def test_far_from_the_query_ivf_pq_at_default_oversampling(setup: Setup) -> None:
+    seen, recall = _far_from_the_query(setup, "ivf_pq", None)
+    assert seen == {f"{setup.targets['ivf_pq'].graph}_filtered"}
+    assert recall >= setup.targets["ivf_pq"].bar
 
 
 def test_a_datetime_range_beside_an_unindexed_key(setup: Setup) -> None:

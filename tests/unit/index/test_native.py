@@ -45,15 +45,23 @@ def reordered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The walk of every native call made (spied on `Graph.query`)."""
+    """The walk of every native call made (spied on `Graph.query`, and `Graph.hits`: a plain walk when it
+    answered, `native.answer`)."""
     seen: list[int] = []
-    real = _graph.Graph.query
+    real, real_hits = _graph.Graph.query, _graph.Graph.hits
 
     def spy(self: Any, *args: Any) -> Any:
         seen.append(args[12])
         return real(self, *args)
 
+    def spy_hits(self: Any, *args: Any) -> Any:
+        got = real_hits(self, *args)
+        if got is not None:
+            seen.append(native.PLAIN)
+        return got
+
     monkeypatch.setattr(_graph.Graph, "query", spy)
+    monkeypatch.setattr(_graph.Graph, "hits", spy_hits)
     yield seen
 
 
