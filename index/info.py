@@ -19,6 +19,7 @@ from index.factory import backend_name
 from index.multivector import MultiVectorField
 from index.sparse import SparseField
 from index.usage import storage_usage
+from index.widen import widens
 from nestor_client.models import CollectionInfo, IndexInfo, IvfPqIndexConfig, MemoryUse, SegmentInfo, VectorInfo
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ def dense_info(f: DenseField, paused: bool) -> VectorInfo:
         )
         if index.projection is not None:  # LeanVec-OOD: which projection the held-out check kept, and why
             extra.update(projection=index.projection)
+        if widens(index):  # searches whose filter packed the top k tighter than the codes resolve (index/widen.py)
+            extra.update(rescore_widened=int(index.inner._graph.widened))  # type: ignore[union-attr]
     elif cfg.compressed:
         extra.update(trained=False, train_threshold=cfg.training.threshold, spec=None, query_sample=len(f.query_sample))
         state = "untrained" if f.phase != "training" else "training"

@@ -63,6 +63,7 @@ def test_a_filter_in_the_densest_band_widens_the_rescore_on_both_paths(engine: E
     assert found[True] == found[False]  # the same rule on both paths
     assert float(np.mean(recall)) >= 0.95
     assert graph.widened >= len(queries) // 2  # most walked again (16 of 20 here), natively at least
+    assert coll.info()["vectors"][""]["index"]["rescore_widened"] == graph.widened  # what operators see
 
 
 def test_vouches_only_when_the_kth_score_clears_the_codes_error() -> None:
