@@ -1075,24 +1075,40 @@ class Graph {
 
     // The walk's `keep` candidates rescored exactly from `rows` (`rescore`: the best k kept), widened until
     // the rescore vouches for them (`Residuals::vouch`). Where int8 codes cannot resolve the scores (a broad
-    // filter whose matches all sit in the densest band of scores, far from the query: recall 0.17 with 20
-    // candidates on pypi-minilm), the walk is run again with twice the candidates, up to kMaxWiden times the
-    // first. On unfiltered pypi-minilm queries it never widens (benchmarks/FILTERS.md). Only for int8 codes
-    // of the rows themselves: a reduced graph's residuals hold its projection's error, which its own
-    // oversampling answers. Returns the hits kept; `widened` counts the walks run again.
+    // filter whose matches all sit in the densest band of scores, far from the query: recall 0.18 with 20
+    // candidates on pypi-minilm), twice the candidates are rescored: first more of the walk's own beam (its
+    // ef best by code, already found), then, once the beam is used up, a walk with twice the beam; up to
+    // kMaxWiden times the first candidates. On unfiltered pypi-minilm queries it never widens
+    // (benchmarks/FILTERS.md). Only for int8 codes of the rows themselves: a reduced graph's residuals
+    // hold its projection's error, which its own oversampling answers. Returns the hits kept; `widened`
+    // counts the widenings. index/widen.py takes the same steps for the planner's path.
     int walk_rescored(const float* gq, const float* fq, const float* rows, py::ssize_t n_rows, int d, int keep,
                       int ef, int k, const Allow* allow, bool acorn, size_t n, bool tombstones, Visited& vis,
                       QueryBuf& qbuf, std::vector<Pair>& res) {
-        const bool certify = int8_ && d == dim_;
-        const int cap = std::max(keep, std::min(keep * kMaxWiden, kMaxWidenKeep));
-        for (;;) {
+        if (!int8_ || d != dim_) {
             search_one(gq, keep, std::max(ef, keep), allow, acorn, n, tombstones, vis, qbuf, res);
-            const bool all = static_cast<int>(res.size()) < keep;  // the walk reached fewer: nothing to widen
-            Residuals seen;
-            const int got = rescore(fq, rows, n_rows, d, res, k, certify ? &seen : nullptr);
-            if (!certify || all || keep >= cap || got < k || seen.vouch(-res[static_cast<size_t>(k) - 1].first))
-                return got;
-            keep = std::min(keep * 2, cap);
+            return rescore(fq, rows, n_rows, d, res, k);
+        }
+        const int cap = std::max(keep, std::min(keep * kMaxWiden, kMaxWidenKeep));
+        int beam = std::max(ef, keep);
+        thread_local std::vector<Pair> found;
+        for (;;) {
+            search_one(gq, beam, beam, allow, acorn, n, tombstones, vis, qbuf, found);  // best by code first
+            size_t take = std::min(found.size(), static_cast<size_t>(keep));
+            int got = 0;
+            for (;;) {
+                res.assign(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(take));
+                Residuals seen;
+                got = rescore(fq, rows, n_rows, d, res, k, &seen);
+                if (got < k || seen.vouch(-res[static_cast<size_t>(k) - 1].first)) return got;
+                if (take >= found.size() || static_cast<int>(take) >= cap) break;
+                take = std::min({take * 2, found.size(), static_cast<size_t>(cap)});
+                widened_.fetch_add(1, std::memory_order_relaxed);
+            }
+            // the beam is used up: a wider walk, unless this one reached fewer nodes than it could hold
+            if (static_cast<int>(found.size()) < beam || beam >= cap) return got;
+            keep = static_cast<int>(take) * 2;
+            beam = std::min(std::max(beam * 2, keep), cap);
             widened_.fetch_add(1, std::memory_order_relaxed);
         }
     }

@@ -12,6 +12,7 @@ planner's path, so both give the same hits.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
@@ -67,28 +68,55 @@ def rescore_widened(
     allowed: I64 | None,
 ) -> int:
     """`out` (each query's `keep` candidates of `ann`, by code score, rescored to the top k) with the rows
-    whose rescore does not vouch for them (`vouches`) searched again, twice as wide each time, and
-    replaced in place. Returns how many rows were widened."""
+    whose rescore does not vouch for them (`vouches`) rescored again, twice as wide each time: first more
+    of the walk's own beam (its `ef` best by code), then a walk with twice the beam, as the native path
+    does. Rows are replaced in place. Returns how many rows were widened."""
     k = out.labels.shape[1]
     cap = max(keep, min(keep * TIMES, MOST))
+    ef = max(ip.ef or index.inner.ef, keep)  # type: ignore[union-attr]  # the beam `GraphIndex.search` walks
     widened = 0
     for row in range(len(queries)):
-        q, n = queries[row : row + 1], keep
+        q = queries[row : row + 1]
         labels, code = ann.labels[row], ann.scores[row]
-        again = False
-        while True:
-            ok = labels >= 0
-            labels, code = labels[ok], code[ok]
-            exact = gather_scores(field.vectors.buffer(), q, labels[None, :], field.space)[0]
-            if len(labels) < n or n >= cap or len(labels) < k or vouches(code, exact, k):
-                break
-            n = min(2 * n, cap)
-            got = index.search(q, n, ip, allowed)  # its beam is at least n wide (`GraphIndex.search`)
-            labels, code, again = got.labels[0], got.scores[0], True
-        if again:
-            top = np.argsort(-exact, kind="stable")[:k]
-            out.labels[row] = -1
-            out.scores[row] = -np.inf
-            out.labels[row, : len(top)], out.scores[row, : len(top)] = labels[top], exact[top]
-            widened += 1
+        ok = labels >= 0
+        exact = gather_scores(field.vectors.buffer(), q, labels[ok][None, :], field.space)[0]
+        if ok.sum() < k or vouches(code[ok], exact, k):
+            continue
+        labels, exact = _widen(field, index, q, keep, ef, cap, k, ip, allowed)
+        top = np.argsort(-exact, kind="stable")[:k]
+        out.labels[row] = -1
+        out.scores[row] = -np.inf
+        out.labels[row, : len(top)], out.scores[row, : len(top)] = labels[top], exact[top]
+        widened += 1
     return widened
+
+
+def _widen(
+    field: DenseField,
+    index: EncodedIndex,
+    q: F32,
+    keep: int,
+    beam: int,
+    cap: int,
+    k: int,
+    ip: IndexParams,
+    allowed: I64 | None,
+) -> tuple[I64, F32]:
+    """One query's widened candidates and their exact scores (`Graph::walk_rescored`'s steps)."""
+    while True:
+        got = index.search(q, beam, dataclasses.replace(ip, ef=beam), allowed)  # the whole beam, best first
+        ok = got.labels[0] >= 0
+        found, codes = got.labels[0][ok], got.scores[0][ok]
+        take = min(len(found), keep)
+        while True:
+            labels, code = found[:take], codes[:take]
+            exact = gather_scores(field.vectors.buffer(), q, labels[None, :], field.space)[0]
+            if len(labels) < k or vouches(code, exact, k):
+                return labels, exact
+            if take >= len(found) or take >= cap:
+                break
+            take = min(take * 2, len(found), cap)
+        if len(found) < beam or beam >= cap:
+            return labels, exact
+        keep = take * 2
+        beam = min(max(beam * 2, keep), cap)
