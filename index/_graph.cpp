@@ -1798,7 +1798,7 @@ PYBIND11_MODULE(_graph, mod) {
         .def("positions", &Graph::positions, py::arg("labels"))
         .def("delete_labels", &Graph::delete_labels, py::arg("labels"))
         .def("reorder", &Graph::reorder)
-        .def("refine", &Graph::refine, py::arg("rounds") = 2, py::arg("pool") = 64, py::arg("threads") = 1,
+        .def("refine", &Graph::refine, py::arg("rounds") = 1, py::arg("pool") = 64, py::arg("threads") = 1,
              "Re-selects the level-0 links by the heuristic from each node's two-hop neighbourhood.")
         .def("search", &Graph::search, py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("allowed") = py::none(),
              py::arg("threads") = 1, py::arg("rerank") = py::none(), py::arg("rerank_queries") = py::none(),

@@ -55,12 +55,12 @@ _ADD_CHUNK = 256  # rows per write-lock hold
 # has grown by _REORDER_GROWTH since: the nodes appended since, out of order, stay under a fifth.
 _REORDER_MIN = 20_000
 _REORDER_GROWTH = 1.25
-# A bulk build of at least this many nodes ends with `Graph.refine` (two rounds, the closest 64 of each
+# A bulk build of at least this many nodes ends with `Graph.refine` (one round, the closest 64 of each
 # node's two-hop neighbourhood): on pypi-minilm 100k it takes the int8 walk to recall@10 0.95 with ~11 %
 # fewer distance computations, for about half again the build time (benchmarks/NATIVE.md). Below, left
 # as built.
 _REFINE_MIN = 20_000
-_REFINE_ROUNDS = 2
+_REFINE_ROUNDS = 1
 _REFINE_POOL = 64
 _STATE = ("links0", "levels", "labels", "deleted", "upper", "codes")
 _INT32_MAX = 2**31 - 1
