@@ -57,7 +57,7 @@ _REORDER_MIN = 20_000
 _REORDER_GROWTH = 1.25
 # A bulk build of at least this many nodes ends with `Graph.refine` (one round, the closest 64 of each
 # node's two-hop neighbourhood): on pypi-minilm 100k it takes the int8 walk to recall@10 0.95 with ~11 %
-# fewer distance computations, for about half again the build time (benchmarks/NATIVE.md). Below, left
+# fewer distance computations, for ~40 % more build time (benchmarks/NATIVE.md). Below, left
 # as built.
 _REFINE_MIN = 20_000
 _REFINE_ROUNDS = 1
