@@ -1039,7 +1039,7 @@ class Graph {
                     select(cands, m0_, tmp);
                     // The closest `pool` alone would drop every long link an early insert made (between
                     // clusters: the walk's way across; on clustered data recall fell from 0.66 to 0.37
-                    // without them), and all of them back costs the walk ~8 % more distances at 100k
+                    // without them), and all of them back costs the walk ~4 % more distances at 100k
                     // (benchmarks/NATIVE.md): up to kRefineFar current links beyond the pool are kept,
                     // closest first, where the heuristic would keep them.
                     far.clear();
