@@ -45,6 +45,7 @@ constexpr int kMaxM = 128;
 constexpr int kMaxLinks = 2 * kMaxM;
 constexpr int kThirdHop = 32;  // rejected nodes an ACORN expansion may look through at the third hop
 constexpr int kMaxLevel = 30;  // draw_level's cap
+constexpr int kRefineFar = 2;  // `refine`: current links beyond the pool a node may keep
 // A rescore widens its walk (`Graph::walk_rescored`) until the k-th exact score clears the codes' error by
 // this many standard deviations, up to this many times the first candidates (and at most this many).
 constexpr double kCertZ = 3.0;

@@ -236,6 +236,12 @@ class EncodedIndex:
             self._scales.put(labels, scales)
         self.inner.add(self.binary.sign_plane(codes), labels)
 
+    def refine(self) -> None:
+        """A finished bulk build's last step, where the backend has one (`GraphIndex.refine`)."""
+        refine = getattr(self.inner, "refine", None)
+        if refine is not None:
+            refine()
+
     @property
     def has_int8_store(self) -> bool:
         return self._int8_rows is not None

@@ -127,6 +127,9 @@ def _rebuild(field: DenseField, make: Callable[[I64], VectorIndex], fitted: tupl
     for s in range(0, len(labels), INDEX_CHUNK * 4):
         chunk = labels[s : s + INDEX_CHUNK * 4]
         new.add(field.vectors.take(chunk), chunk)
+    refine = getattr(new, "refine", None)  # a graph re-selects its links once the bulk is in
+    if refine is not None:
+        refine()
     field.publish(new, hi, fitted=fitted)  # index and watermark together: readers never see a mix
     _recheck_dead(field, new, labels)
     field.dirty = True
