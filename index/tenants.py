@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["TenantGraph", "TenantGraphs"]
 
 _STEP_ROWS = 4096  # rows added per indexer step, so searches and other work interleave with a build
+_TRAIN_ROWS = 20_000  # members whose vectors set an int8 graph's per-dimension code range
+_RESCORE_MIN = 40  # an int8 graph's walk hands on max(this, 4 k) candidates to be rescored from the rows
 
 
 @dataclass(slots=True)
@@ -106,12 +108,9 @@ class TenantGraphs:
     def _refresh(self, f: DenseField, key: str, value: Any, members: BitMap) -> bool:
         tg = self._graphs.get((f.name, key, value))
         if tg is None:
-            cfg = f.config.index
-            assert isinstance(cfg, HnswIndexConfig)
-            g = GraphIndex(
-                f.dim, f.space, "float32", m=cfg.m, ef_construction=cfg.ef_construction, ef=cfg.ef, rows=f.vectors
-            )
-            g.threads = f.options.index_threads or g.threads
+            g = _new_graph(f, members)
+            if g is None:
+                return False  # no member has this vector yet
             tg = TenantGraph(g, BitMap(), 0)
             self._graphs = {**self._graphs, (f.name, key, value): tg}
         left = tg.members - members
@@ -150,12 +149,39 @@ class TenantGraphs:
         whole = inside == members  # the filter is the tenant and nothing else: no mask
         acorn = inside < f.options.filter_walk_fraction * max(members, 1)
         # the graph holds labels below `upto` only, so the whole bitmap masks it as its part below would
-        hits = tg.graph.search(queries, k, IndexParams(ef=ef, acorn=acorn), None if whole else allowed.serialize())
+        mask = None if whole else allowed.serialize()
+        if tg.graph.rows is None:  # int8 codes: the walk's best candidates rescored from the rows
+            rows, keep = f.vectors.buffer(), max(_RESCORE_MIN, 4 * k)
+            hits = tg.graph.search(queries, k, IndexParams(ef=ef, acorn=acorn), mask, rows, keep)
+        else:
+            hits = tg.graph.search(queries, k, IndexParams(ef=ef, acorn=acorn), mask)
         if allowed and allowed.max() >= upto:  # rows newer than the graph: exactly
             window = BitMap()
             window.add_range(upto, allowed.max() + 1)
             hits = merge(hits, exact_rows(f, queries, k, labels_of(allowed & window), f.alive), k)
         return hits
+
+
+def _new_graph(f: DenseField, members: BitMap) -> GraphIndex | None:
+    """An empty graph for a value's points, of the codec `value_graph_codec` names. Why int8 by default: the
+    value's rows lie scattered among the collection's, so a walk over them in place misses the cache on
+    every node; its own codes, a quarter of the size and renumbered in walk order, walked `zone == far` at
+    300k (30k points far from every query, ef 384 for recall 0.95) in 0.48 ms of CPU against 2.3 ms, at
+    the same recall once rescored. None when none of `members` has this vector to fit the codes on."""
+    cfg = f.config.index
+    assert isinstance(cfg, HnswIndexConfig)
+    codec = f.options.value_graph_codec
+    rows = f.vectors if codec == "float32" else None
+    g = GraphIndex(f.dim, f.space, codec, m=cfg.m, ef_construction=cfg.ef_construction, ef=cfg.ef, rows=rows)
+    g.threads = f.options.index_threads or g.threads
+    if codec == "int8":
+        sample = labels_of(members)
+        sample = sample[sample < f.labels.n]
+        sample = sample[f.alive[sample]][:_TRAIN_ROWS]
+        if not len(sample):
+            return None
+        g.train(f.vectors.take(sample))
+    return g
 
 
 def _served(f: object) -> bool:

@@ -191,7 +191,17 @@ class GraphIndex:
         if len(labels):  # looked up and marked under one lock: a reorder may move nodes between two calls
             self._graph.delete_labels(np.asarray(labels, np.int64))
 
-    def search(self, queries: F32, k: int, params: IndexParams, allowed: I64 | bytes | None = None) -> Hits:
+    def search(
+        self,
+        queries: F32,
+        k: int,
+        params: IndexParams,
+        allowed: I64 | bytes | None = None,
+        rerank: npt.NDArray[np.float32] | None = None,
+        candidates: int = 0,
+    ) -> Hits:
+        """With `rerank` (float32 rows by label) the walk's `candidates` best by code are rescored exactly
+        in the same native call, and the scores are the exact ones."""
         if self._graph.size == 0:
             return empty_hits(len(queries), k)
         ef = max(params.ef or self.ef, k)
@@ -202,6 +212,9 @@ class GraphIndex:
             ef,
             None,
             threads,
+            rerank,
+            None,
+            candidates,
             acorn=params.acorn and allowed is not None,
             allowed_list=allowed,  # made a bitset natively
         )
