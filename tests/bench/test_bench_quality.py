@@ -72,6 +72,9 @@ def test_bench_quality_runs(tmp_path: Path, sample: str, index: str, folds: str 
         assert row["recall"] == pytest.approx(sum(row["fold_recall"]) / 2)
         assert r["split"] == folds and (r["split_seed"] == 0) == (folds == "random")
         assert len(row["fold_recall_fixed"]) == 2 and len(row["halves_recall_fixed"]) == 2
+        assert [len(c) for c in row["hand_on_calib"]] == [2, 2]
+        for (mean, low), fixed in zip(row["hand_on_calib"], row["fold_recall_fixed"][::-1], strict=True):
+            assert low <= mean and mean == pytest.approx(fixed)  # two folds: one's calibration queries, the other
         if folds == "halves":  # the same folds: the same recall at the same setting
             assert row["fold_recall_fixed"] == row["halves_recall_fixed"]
     else:
