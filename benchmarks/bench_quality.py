@@ -255,7 +255,7 @@ def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray
     # how alike the folds are: each one's recall at one fixed setting (the hand-tuned one), and the halves' too;
     # and that setting on each fold's calibration queries, with the lower bound calibration needs to reach the
     # target: a mean at the target and a bound below it is the margin's doing, a mean below it the sample's
-    at_fixed, halves_fixed, on_calib = [], [], []
+    at_fixed, halves_fixed, on_calib, hit = [], [], [], np.zeros(0, np.int64)
     if best is not None:
         hit = _found(coll, data.queries, data.gt, cands[best][0])
         at_fixed = [float(hit[h].mean() / 10) for _, h in folds]
@@ -280,6 +280,7 @@ def _row(coll: Collection, kind: str, target: float, data: Any, seen: np.ndarray
         "fold_recall_fixed": at_fixed,
         "halves_recall_fixed": halves_fixed,
         "hand_on_calib": on_calib if args.sample == "cv" else [],
+        "hand_found": hit.tolist() if best is not None else [],  # per query: how other splits would differ
         "calib_timed": timed,
         "qps": _total(auto),
         "hand": _describe(cands[best][0] if best is not None else None),
