@@ -85,3 +85,20 @@ def test_bench_quality_runs(tmp_path: Path, sample: str, index: str, folds: str 
             assert row["fold_recall_fixed"] == row["halves_recall_fixed"]
     else:
         assert r["seen"] == 500 and row["folds"] == 1 and row["calib_queries"] == 500
+
+
+def test_quality_folds_reads_a_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/quality_folds.py on a result whose hand-tuned setting found every neighbour but in the second
+    half: the halves' gap is 0.2, larger than any random split's, and every calibration accepts a 0.5 target."""
+    spec = importlib.util.spec_from_file_location("quality_folds", REPO / "benchmarks" / "quality_folds.py")
+    assert spec is not None and spec.loader is not None
+    folds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(folds)
+    found = [10] * 100 + [8] * 100
+    row = {"index": "hnsw", "target": 0.5, "hand": "ef=27", "hand_found": found}
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [row, {**row, "hand_found": []}]}))
+    folds.main([str(tmp_path / "r.json"), "--splits", "50", "--cal", "100"])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3  # the header, its rule, one row (a row without hand_found is skipped)
+    assert "| hnsw | 0.5 | ef=27 | 0.9000 |" in out[2] and "0.2000 (larger in 0% of splits)" in out[2]
+    assert out[2].endswith("| 1.00 / 1.00 |")
