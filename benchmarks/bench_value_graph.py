@@ -1,6 +1,7 @@
 """One value graph alone (issue 14's `zone == far`): its codecs compared, interleaved, one thread.
 
     .venv/bin/python benchmarks/bench_value_graph.py --scale 300k --out value_graph_300k   # ~3 minutes
+    .venv/bin/python benchmarks/bench_value_graph.py --tiny --data DIR --out /tmp/v.json   # smoke
 
 `bench_filtered.py`'s data (the MiniLM base, `--scale` noisy copies) and its `zone` payload: "far" on the
 10 % of points whose best inner product with any of the 1,000 queries is lowest, so the value's matches lie
@@ -32,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
+import harness  # noqa: E402
 from bench_filtered import COPIES, FAR_SHARE, best_query_score, git_commit  # noqa: E402
 from common import DEFAULT_DATASET, data_dir, markdown_table, write_results  # noqa: E402
 from scale_data import cached_scaled  # noqa: E402
@@ -88,10 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--ef-construction", type=int, default=100)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--data", default=None, help="benchmark data root (default: ../shared/data or $NESTOR_DATA)")
+    ap.add_argument("--tiny", action="store_true", help="a smoke run: 2,000 points, 8 queries, one pass")
     args = ap.parse_args(argv)
-    folder = data_dir() / DEFAULT_DATASET
+    harness.set_tiny(args.tiny)
+    folder = data_dir(args.data) / DEFAULT_DATASET
     base0 = np.load(folder / "base.npy").astype(np.float32)
     all_queries = np.load(folder / "queries.npy").astype(np.float32)
+    if args.tiny:
+        base0, args.scale, args.queries, args.passes = base0[:2000], "100k", 8, 1
     queries = all_queries[: args.queries]
     base = np.ascontiguousarray(cached_scaled(base0, COPIES[args.scale], DEFAULT_DATASET)[0])
     best = best_query_score(base, all_queries)
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(text)
     payload = {"scale": args.scale, "points": len(labels), "queries": len(queries), "loads": loads, "sides": out}
+    payload["meta"] = {"threads_pinned": "one thread: the graphs built and searched on the calling thread, BLAS 1"}
     path = write_results(args.out or f"value_graph_{args.scale}", payload)
     path.with_suffix(".md").write_text(text + "\n")
 
