@@ -135,6 +135,7 @@ class CompiledSearch(ReplicaSet):
             from ray.dag import InputNode, MultiOutputNode
 
             members = [sh.replicas[m] for sh, m in zip(self.shards, key, strict=True)]
+            started = time.monotonic()
             # the window Ray cannot survive, made as narrow as can be: every member stable and answering now
             ray.get([rep.actor.ping.remote() for rep in members], timeout=PING_TIMEOUT)
             if not self._stable(key):
@@ -155,7 +156,11 @@ class CompiledSearch(ReplicaSet):
         with self._dag_lock:
             self._compiling.discard(key)
             closed = self._closed.is_set()
-            if not closed:
+            # a member that left service (or left and came back) while this compiled: never used
+            kept = not closed and all(rep.state == "live" and rep.live_since <= started for rep in members)
+            if kept:
                 self._dags[key] = (dag, threading.Lock())
+            elif not closed:
+                self._broken.append(dag)  # torn down when the collection closes, as a failed graph is
         if closed:  # the collection closed while this compiled
             teardown(dag)

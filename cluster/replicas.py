@@ -33,6 +33,7 @@ __all__ = ["Replica", "ReplicaSet", "Shard", "domain_error"]
 log = logging.getLogger("nestor.cluster")
 
 _HEAL_INTERVAL = 0.2  # seconds between the healer's rounds
+_PROBE_INTERVAL = 1.0  # seconds between pings of the live replicas (`_probe`)
 PING_TIMEOUT = 2.0
 
 
@@ -49,6 +50,7 @@ class Replica:
     catch_ups: int = 0
     last_error: str | None = None
     live_since: float = 0.0  # `time.monotonic()` when it last went live (`stable` reads it)
+    pid: int | None = None  # its process as last seen: another one means Ray restarted it (`_probe`)
 
     def went_live(self) -> None:
         self.state, self.last_error, self.live_since = "live", None, time.monotonic()
@@ -106,6 +108,7 @@ class ReplicaSet:
                 rep.state, rep.last_error = "recovering", f"did not start: {exc!r}"
                 continue
             rep.node, rep.node_id, applied[id(rep)] = st["node"], st["node_id"], st["applied"]
+            rep.pid = st["pid"]
         for sh in self.shards:
             known = [applied[id(r)] for r in sh.replicas if id(r) in applied]
             if not known:
@@ -143,6 +146,7 @@ class ReplicaSet:
         self._replica_failed(rep)
 
     def _heal_loop(self) -> None:
+        probed = time.monotonic()
         while not self._closed.wait(_HEAL_INTERVAL):
             for sh in self.shards:
                 for rep in sh.replicas:
@@ -151,12 +155,31 @@ class ReplicaSet:
                             self._heal(sh, rep)
                         except Exception as exc:
                             rep.last_error = repr(exc)
+            if time.monotonic() - probed >= _PROBE_INTERVAL:
+                probed = time.monotonic()
+                self._probe()
+
+    def _probe(self) -> None:
+        """Ping every live replica: one Ray restarted without a call failing (none was in flight when it
+        died; calls sent while it restarted waited for the new process) leaves service until healed, so it
+        is counted and checked for missed writes like any other failure. A ping that does not answer in time
+        proves nothing (a busy replica) and changes nothing."""
+        import ray
+
+        refs = [(rep, rep.actor.ping.remote()) for sh in self.shards for rep in sh.live()]
+        for rep, ref in refs:
+            try:
+                pid = ray.get(ref, timeout=PING_TIMEOUT)["pid"]
+            except Exception:
+                continue
+            if rep.state == "live" and rep.pid is not None and pid != rep.pid:
+                self._out_of_service(rep, RuntimeError(f"restarted by Ray (process {rep.pid} -> {pid})"))
 
     def _heal(self, sh: Shard, rep: Replica) -> None:
         import ray
 
         st = ray.get(rep.actor.ping.remote(), timeout=PING_TIMEOUT)  # raises while Ray restarts it
-        rep.node, rep.node_id = st["node"], st["node_id"]
+        rep.node, rep.node_id, rep.pid = st["node"], st["node_id"], st["pid"]
         early = next(iter(sh.live()), None)
         behind = st["applied"] != sh.op
         if early is not None and behind:

@@ -205,7 +205,10 @@ def test_replica_killed_during_writes(tmp_path: Path, cluster: Any, ray_local: A
                 assert want <= set(got), f"s{sh.index}r{rep.index} lost {len(want - set(got))} acknowledged writes"
                 assert ray_local.get(rep.actor.ping.remote())["applied"] == sh.op
         new = ray_local.get(victim.actor.ping.remote())
-        assert new["pid"] != old_pid and victim.catch_ups >= 1  # it missed writes, so it caught up
+        # a new process. It caught up if it missed writes; or none was missed, since calls sent while Ray
+        # restarted it waited for it (the healer's probe noticed the new process). Either way it holds every
+        # acknowledged write: checked above, replica by replica
+        assert new["pid"] != old_pid and victim.pid == new["pid"]
         assert coll.count == len(expect)
         hits = coll.get([acked[-1], acked[0]], with_payload=True)
         assert [h.payload for h in hits] == [{"i": acked[-1]}, {"i": acked[0]}]
