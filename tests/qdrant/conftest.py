@@ -40,12 +40,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     try:
         yield proc
     finally:
-        # every QdrantClient checks the server's version in a thread of its own; one still running when the
-        # server stops fails to connect and warns from that thread: let them finish first
-        for t in threading.enumerate():
-            if "_check_compatibility" in t.name:
-                t.join(timeout=30)
+        compat_checks_done()
         proc.stop()
+
+
+def compat_checks_done() -> None:
+    """Every QdrantClient checks the server's version in a thread of its own; one still running when the
+    server stops (or is killed) fails to connect and warns from that thread: let them finish first."""
+    for t in threading.enumerate():
+        if "_check_compatibility" in t.name:
+            t.join(timeout=30)
 
 
 def _quiet(factory: Any, **kwargs: Any) -> Any:
