@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cluster.replicas import PING_TIMEOUT
 from nestor_client.models import CollectionInfo, is_tenant, schema_type
 
 if TYPE_CHECKING:
     from cluster.sharded import ShardedCollection
 
 __all__ = ["sharded_info"]
-
-_PING_TIMEOUT = 2.0
 
 
 def sharded_info(coll: ShardedCollection) -> CollectionInfo:
@@ -28,7 +27,7 @@ def sharded_info(coll: ShardedCollection) -> CollectionInfo:
     infos: dict[int, dict[str, Any]] = {}
     for rep, ref in refs:
         try:
-            infos[id(rep)] = ray.get(ref, timeout=_PING_TIMEOUT)
+            infos[id(rep)] = ray.get(ref, timeout=PING_TIMEOUT)
         except Exception as exc:
             if rep.state == "live":
                 coll._out_of_service(rep, exc)
