@@ -209,10 +209,10 @@ def _ann(
     if stages and isinstance(index, EncodedIndex):
         ann = _funnel(field, index, queries, ann, stages)
     if rescore:
-        first = ann
-        ann = _rescore(field, index, queries, ann, k)
+        first, exact = ann, _candidate_scores(field, index, queries, ann.labels)
+        ann = _rescore(field, index, queries, ann, exact, k)
         if not stages and widens(index):  # as the native rescore widens (index/widen.py)
-            rescore_widened(field, index, queries, first, ann, k_ann, ip, allowed)
+            rescore_widened(field, index, queries, first, exact, ann, k_ann, ip, allowed)
     if n > upto:  # rows not yet in the index are searched exactly
         mask = alive[upto:n].copy()
         if allowed is not None:
@@ -334,9 +334,9 @@ def _candidate_scores(field: DenseField, index: Any, queries: F32, labels: I64) 
     return gather_scores(field.vectors.buffer(), queries, labels, field.space)
 
 
-def _rescore(field: DenseField, index: VectorIndex, queries: F32, hits: Hits, k: int) -> Hits:
-    """Rerank ANN candidates with the full-precision vectors (or the int8 rerank store)."""
-    pos, sc = top_k(_candidate_scores(field, index, queries, hits.labels), k)
+def _rescore(field: DenseField, index: VectorIndex, queries: F32, hits: Hits, scores: F32, k: int) -> Hits:
+    """Rerank ANN candidates by their `scores` (`_candidate_scores`: full precision or the int8 rerank store)."""
+    pos, sc = top_k(scores, k)
     labels = np.take_along_axis(hits.labels, pos, axis=1)
     if isinstance(index, EncodedIndex) and index.has_int8_store:
         # the int8 store picked the k; they are ordered (and scored) by float32, which costs k rows, even on disk

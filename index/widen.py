@@ -62,15 +62,17 @@ def rescore_widened(
     index: EncodedIndex,
     queries: F32,
     ann: Hits,
+    exact_ann: F32,
     out: Hits,
     keep: int,
     ip: IndexParams,
     allowed: I64 | None,
 ) -> int:
-    """`out` (each query's `keep` candidates of `ann`, by code score, rescored to the top k) with the rows
-    whose rescore does not vouch for them (`vouches`) rescored again, twice as wide each time: first more
-    of the walk's own beam (its `ef` best by code), then a walk with twice the beam, as the native path
-    does. Rows are replaced in place. Returns how many rows were widened."""
+    """`out` (each query's `keep` candidates of `ann`, by code score, rescored to the top k; `exact_ann`
+    their exact scores, as the rescore computed them) with the rows whose rescore does not vouch for them
+    (`vouches`) rescored again, twice as wide each time: first more of the walk's own beam (its `ef` best
+    by code), then a walk with twice the beam, as the native path does. Rows are replaced in place.
+    Returns how many rows were widened."""
     k = out.labels.shape[1]
     cap = max(keep, min(keep * TIMES, MOST))
     ef = max(ip.ef or index.inner.ef, keep)  # type: ignore[union-attr]  # the beam `GraphIndex.search` walks
@@ -79,8 +81,7 @@ def rescore_widened(
         q = queries[row : row + 1]
         labels, code = ann.labels[row], ann.scores[row]
         ok = labels >= 0
-        exact = gather_scores(field.vectors.buffer(), q, labels[ok][None, :], field.space)[0]
-        if ok.sum() < k or vouches(code[ok], exact, k):
+        if ok.sum() < k or vouches(code[ok], exact_ann[row][ok], k):
             continue
         labels, exact = _widen(field, index, q, keep, ef, cap, k, ip, allowed)
         top = np.argsort(-exact, kind="stable")[:k]
@@ -102,12 +103,15 @@ def _widen(
     ip: IndexParams,
     allowed: I64 | None,
 ) -> tuple[I64, F32]:
-    """One query's widened candidates and their exact scores (`Graph::walk_rescored`'s steps)."""
+    """One query's widened candidates and their exact scores (`Graph::walk_rescored`'s steps). The first
+    `keep` did not vouch (the caller checked them), so the first look is at twice as many."""
+    first = True
     while True:
         got = index.search(q, beam, dataclasses.replace(ip, ef=beam), allowed)  # the whole beam, best first
         ok = got.labels[0] >= 0
         found, codes = got.labels[0][ok], got.scores[0][ok]
-        take = min(len(found), keep)
+        take = min(len(found), keep * 2 if first else keep, cap)
+        first = False
         while True:
             labels, code = found[:take], codes[:take]
             exact = gather_scores(field.vectors.buffer(), q, labels[None, :], field.space)[0]
