@@ -1430,6 +1430,7 @@ PYBIND11_MODULE(_graph, mod) {
              py::arg("n"), py::arg("allowed"), py::arg("walk"), py::arg("threads"))
         .def("hits", &GraphHits::run, py::arg("vector"), py::arg("k"), py::arg("keep"), py::arg("ef"), py::arg("rescore"),
              py::arg("rows"), py::arg("alive"), py::arg("upto"), py::arg("n"), py::arg("cosine"), py::arg("ids"),
+             py::arg("full") = py::none(),
              "One plain query [dim] as the user gave it, straight to Hit objects; None: the general path.")
         .def("get_state", &Graph::get_state)
         .def("set_state", &Graph::set_state, py::arg("state"))

@@ -176,10 +176,13 @@ class Graph:
         n: int,
         cosine: bool,
         ids: list[Any],
+        full: npt.NDArray[np.float32] | None = None,
     ) -> list[Any] | None:
         """`query`'s plain walk (k = width; `keep` rescored from `rows` when `rescore`) for a user's vector
         [dim] (finite; of unit norm when `cosine`), straight to `set_hit_class`'s objects
-        `Hit(ids[label], score)`, a label whose id is None dropped; None: not that vector (the general path)."""
+        `Hit(ids[label], score)`, a label whose id is None dropped; None: not that vector (the general path).
+        A reduced graph's walk: `vector` is the reduced query [graph dim] and `full` the user's vector [rows
+        dim], checked instead, which the rescore and the tail score."""
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...
     def memory(self) -> dict[str, int]: ...

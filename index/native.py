@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pyroaring import BitMap
 
 from index import ivf_search, plans
@@ -37,6 +38,7 @@ from index.planner import Ranked, rerank_plan
 from index.plans import Plan, decide, kind
 from index.selection import Selection
 from nestor_client.models import LeanVecReduceConfig, Metric, SearchParams
+from quantization.leanvec import LeanVecTransform
 
 try:
     from index import _graph
@@ -51,6 +53,8 @@ __all__ = ["ENABLED", "answer", "exact_bitmap", "exact_few", "exact_vector", "se
 ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no")
 # `Graph.hits` (index/_graph_hits.h): False with a native module built before it, which `answer` then skips
 GRAPH_HITS = _graph is not None and hasattr(_graph.Graph, "hits")
+# ... and its `full` query, for a reduced walk (a module built before it: `_codes_unfiltered` serves those)
+REDUCED_HITS = GRAPH_HITS and "full" in (_graph.Graph.hits.__doc__ or "")
 
 # the walks of `Graph.query` (index/_graph_query.h)
 PLAIN, ACORN, CHECKED, POSTFILTER = 0, 1, 2, 3
@@ -139,6 +143,8 @@ def answer(
     quantizes the query for, unfiltered, ids and scores only) in one native call that also checks the
     vector, maps labels to ids and makes the `Hit`s (`Graph.hits`, index/_graph_hits.h; `ivf_search.answer`
     for IVF-PQ): ~5 us of a ~125 us query at ef 16. `index` and `upto` from one read of the field's state.
+    A LeanVec-reduced walk too: the query is projected here (numpy) and the call gets both, the user's
+    vector checked natively; the general road around `_codes_unfiltered` cost ~20 us more a query.
     A cosine vector not of unit norm is normalised as the general path does it, then answered the same way.
     None: not that query, or a vector the general path must check."""
     if not GRAPH_HITS or field.tuning is not None or not plain(field, q):
@@ -152,17 +158,53 @@ def answer(
         assert isinstance(index, EncodedIndex)
         ef = p.ef if p is not None else None
         c = _codes_for(field, index, (None,) if p is None else (ef, p.rescore, p.oversampling), p)
-        if not c.runs or not c.as_is or index.reducer is not None:
-            return None  # a query to encode in Python, or a reduced walk: `_codes_unfiltered`
+        reduced = index.reducer is not None
+        if not c.runs or not (c.as_is or (reduced and REDUCED_HITS)):
+            return None  # a query to encode in Python: `_codes_unfiltered`
         g = index.inner  # the graph the memo was made for (`fits`)
         keep = max(k, math.ceil(k * c.over)) if c.rescore else k
         rescore, name = c.rescore, c.name
+        if reduced:
+            return _reduced_answer(field, index, g, upto, q, ids, k, keep, ef or g.ef, rescore, name)
     n = field.labels.n  # after the state, before `alive`, as `search`
     rows = field.vectors.buffer() if rescore or n > upto else None
     cosine = field.metric is Metric.cosine
     hits = g._graph.hits(q.vector, k, keep, ef or g.ef, rescore, rows, field.alive, upto, n, cosine, ids)
     if hits is None and (u := to_normalise(field, q.vector)) is not None:
         hits = g._graph.hits(u, k, keep, ef or g.ef, rescore, rows, field.alive, upto, n, cosine, ids)
+    return None if hits is None else QueryResult(hits, name)
+
+
+def _reduced_answer(
+    field: DenseField,
+    index: EncodedIndex,
+    g: GraphIndex,
+    upto: int,
+    q: Query,
+    ids: list[Any],
+    k: int,
+    keep: int,
+    ef: int,
+    rescore: bool,
+    name: str,
+) -> QueryResult | None:
+    """`answer` for a LeanVec-reduced graph: the user's vector (of the field's shape, else None) projected
+    as `_codes_unfiltered` does it, then walked, rescored and checked in one call."""
+    v = q.vector
+    if v.__class__ is not np.ndarray or v.shape != (field.dim,):
+        return None
+    n = field.labels.n  # after the state, before `alive`, as `search`
+    rows = field.vectors.buffer()  # the rescore and the tail score the full vector
+    cosine = field.metric is Metric.cosine
+    r = index.reducer
+    # LeanVec on inner products projects a query by one product (`EncodedIndex._reduce`, the same floats):
+    # ~3 us less without `encode`'s wrapping. A NaN stays NaN: the native check turns it down.
+    m = r.query_matrix if type(r) is LeanVecTransform and index.space is Space.ip else None
+    gq = v @ m if m is not None else index.encode(v[None, :], queries=True)[0]
+    hits = g._graph.hits(gq, k, keep, ef, rescore, rows, field.alive, upto, n, cosine, ids, v)
+    if hits is None and (u := to_normalise(field, v)) is not None:
+        gq = u @ m if m is not None else index.encode(u[None, :], queries=True)[0]
+        hits = g._graph.hits(gq, k, keep, ef, rescore, rows, field.alive, upto, n, cosine, ids, u)
     return None if hits is None else QueryResult(hits, name)
 
 

@@ -230,3 +230,82 @@ def test_a_native_module_without_graph_hits_takes_the_old_road(
     got = coll.search([q])[0]
     assert answered == [] and [h.id for h in got.hits] == [h.id for h in want.hits]
     assert [h.score for h in got.hits] == [h.score for h in want.hits]
+
+
+LEANVEC: dict[str, dict[str, Any]] = {
+    "leanvec-dot": {"metric": "dot", "reduce": {"type": "leanvec", "dim": 8}, "rerank": {"oversampling": 3}},
+    "leanvec-cosine-rescaled": {
+        "metric": "cosine",
+        "reduce": {"type": "leanvec", "dim": 8, "rescale": True},
+        "rerank": {"oversampling": 3},
+    },
+    "leanvec8-l2-rescaled": {
+        "metric": "l2",
+        "reduce": {"type": "leanvec", "dim": 8, "rescale": True},
+        "quantize": {"type": "int8"},
+        "rerank": {"oversampling": 3},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEANVEC))
+def test_leanvec_walks_take_the_one_call_too(
+    engine: Engine, answered: list[int], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the query projected in Python, then the reduced walk (float32 or int8 codes), the rescore of the full
+    # rows with the user's vector, the tail and the liveness in one call: as `_codes_unfiltered` did them
+    cfg = dict(LEANVEC[name])
+    metric = cfg.pop("metric")
+    coll, data = _collection(engine, metric, seed=4, extra={**cfg, "training": {"threshold": 256}})
+    assert coll.fields[""].state.index.reducer is not None
+    coll.pause_indexing()
+    coll.upsert(list(range(N, N + TAIL)), data[N:])
+    queries = [Query(vector=data[i], limit=K, with_payload=False) for i in range(0, N + TAIL, 70)]
+    gone = {h.id for h in coll.search([queries[1]])[0].hits[:3]}
+    coll.delete(sorted(gone))
+    queries.append(Query(vector=data[9], limit=5, params=SearchParams(ef=40, oversampling=3), with_payload=False))
+    queries.append(Query(vector=data[N + 5], limit=K, with_payload=False))  # an unindexed row's own vector
+    if metric == "cosine":
+        queries.append(Query(vector=data[11] * 3.0, limit=K, with_payload=False))  # normalised first
+    answered.clear()
+    one, old, planned = _three(coll, queries, monkeypatch)
+    assert len(answered) == len(queries)
+    strategy = one[0].strategy
+    assert strategy.startswith("leanvec")
+    _same(one, old, exact=True, strategy=strategy)
+    _same(one, planned, exact=False, strategy=strategy)
+    assert all(not gone & {h.id for h in r.hits} for r in one)
+    assert one[len(queries) - (2 if metric == "cosine" else 1)].hits[0].id == N + 5  # scored from its full row
+
+
+def test_leanvec_bad_vectors_raise_the_same_errors(engine: Engine, answered: list[int]) -> None:
+    coll, data = _collection(
+        engine, "cosine", seed=5, extra={"reduce": {"type": "leanvec", "dim": 8}, "training": {"threshold": 256}}
+    )
+    nan, inf = data[0].copy(), data[0].copy()
+    nan[3], inf[5] = np.nan, np.inf
+    for v in [nan, inf, data[0][:8], np.zeros(DIM + 1, np.float32), np.zeros(DIM, np.float32)]:
+        errors = []
+        for enabled in (True, False):
+            native.ENABLED = enabled
+            with pytest.raises(NestorError) as e:
+                coll.search([Query(vector=v, limit=K, with_payload=False)])
+            errors.append((type(e.value), str(e.value)))
+        native.ENABLED = True
+        assert errors[0] == errors[1]
+    assert answered == []
+
+
+def test_a_native_module_without_the_full_query_leaves_leanvec_to_the_old_road(
+    engine: Engine, answered: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coll, data = _collection(
+        engine, "dot", seed=6, extra={"reduce": {"type": "leanvec", "dim": 8}, "training": {"threshold": 256}}
+    )
+    q = Query(vector=data[3], limit=K, with_payload=False)
+    want = coll.search([q])[0]
+    monkeypatch.setattr(native, "REDUCED_HITS", False)
+    answered.clear()
+    got = coll.search([q])[0]
+    assert answered == [] and [h.id for h in got.hits] == [h.id for h in want.hits]
+    assert [h.score for h in got.hits] == [h.score for h in want.hits]
