@@ -41,7 +41,7 @@ from quantization.matryoshka import MatryoshkaTransform
 from quantization.projection_select import SPECS, choose_projection
 from quantization.scalar import Int8Quantizer
 
-__all__ = ["EncodedIndex"]
+__all__ = ["EncodedIndex", "default_oversampling"]
 
 Reducer = LeanVecTransform | MatryoshkaTransform
 _ASYMMETRIC_FETCH = 4  # Hamming candidates per asymmetric-rescored candidate
@@ -415,11 +415,15 @@ class EncodedIndex:
 
     @property
     def default_oversampling(self) -> float:
-        """Candidates per result when the config leaves it open, by how lossy the codes are
-        (measured on pypi-minilm: see benchmarks/COMPRESSION.md)."""
-        q = self.config.quantize
-        if isinstance(q, BinaryQuantizeConfig):
-            return 4.0 if q.query == "asymmetric" else 10.0
-        if isinstance(q, Int8QuantizeConfig):
-            return 2.0
-        return 4.0
+        return default_oversampling(self.config)
+
+
+def default_oversampling(cfg: VectorConfig) -> float:
+    """Candidates per result when the config leaves it open, by how lossy the codes are (measured on
+    pypi-minilm: see benchmarks/COMPRESSION.md). The config alone decides it (`index/pair.py` relies on it)."""
+    q = cfg.quantize
+    if isinstance(q, BinaryQuantizeConfig):
+        return 4.0 if q.query == "asymmetric" else 10.0
+    if isinstance(q, Int8QuantizeConfig):
+        return 2.0
+    return 4.0

@@ -21,6 +21,7 @@ import numpy as np
 
 from index.backends.base import F32
 from index.contract import CollectionReader, Hit, Query, WithVector
+from index.encoded import default_oversampling
 from index.errors import InvalidRequest
 from index.stages import PipelineLimits, Stage, StageReport, and_filters, finite
 from nestor_client.models import (
@@ -60,34 +61,61 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
     lq = leaf.query
     if leaf.using != using or (lq is not q and not _equal(lq, q)):  # type: ignore[arg-type]
         return False
-    key: tuple[object, ...] | None = None
     knobs = _fields_of(pp)  # (not `pp.ef`: each read of a pydantic field is a slow generic lookup)
-    if knobs["rescore"] is False and knobs["funnel"] is None and not knobs["exact"] and leaf.score_threshold is None:
-        cfg = coll.config
-        ef, nprobe, n = knobs["ef"], knobs["nprobe"], leaf.limit
-        got: _Pair | None = _LAST[0]  # the last shape first: no key to build, hash and compare
-        if (
-            got is None
-            or not (got.config is cfg and got.lim is lim and got.k == k and got.n == n and got.using == using)
-            or got.ef != ef
-            or got.nprobe != nprobe
-        ):
-            key = (id(cfg), id(lim), using, k, n, ef, nprobe)
-            got = _PAIRS.get(key)
-            if got is not None and not (got.config is cfg and got.lim is lim):
-                got = None
-        if got is not None:
-            if q.shape != got.shape:  # type: ignore[union-attr]
-                # a multivector's token count varies: its axes and token dimension decide
-                if got.shape is not None or q.ndim != 2 or q.shape[1] != got.dim or not q.size or not finite(q):  # type: ignore[union-attr]
-                    return False  # the general walk says why
-            elif got.distributed and not finite(q):  # type: ignore[arg-type]
-                return False  # (a local dense search refuses NaN or infinity itself: `DenseField.prepare_one`)
-            _LAST[0] = got
-            root.using = leaf.using = got.name
-            root.lower = leaf.lower = got.lower
-            root.fused = got.params
-            return True
+    got: _Pair | None = _LAST[0]  # the last shape first: no key to build, hash and compare
+    if (
+        got is None
+        or got.config is not coll.config
+        or got.knobs != knobs  # one comparison in C for the leaf's six knobs
+        or got.n != leaf.limit
+        or got.k != k
+        or got.using != using
+        or got.lim is not lim
+        or leaf.score_threshold is not None
+    ):
+        got = _remembered(coll, leaf, knobs, k, lim)
+        if got is None:
+            return _compile(coll, root, leaf, knobs, k, lim)
+    if q.shape != got.shape:  # type: ignore[union-attr]
+        # a multivector's token count varies: its axes and token dimension decide
+        if got.shape is not None or q.ndim != 2 or q.shape[1] != got.dim or not q.size or not finite(q):  # type: ignore[union-attr]
+            return False  # the general walk says why
+    elif got.distributed and not finite(q):  # type: ignore[arg-type]
+        return False  # (a local dense search refuses NaN or infinity itself: `DenseField.prepare_one`)
+    _LAST[0] = got
+    root.using = got.name  # (the leaf's are not read: `run_fused` answers both nodes)
+    root.lower = got.lower
+    root.fused = got.params
+    return True
+
+
+def _fusable(leaf: Stage, knobs: dict[str, Any]) -> bool:
+    """A leaf whose pair may run as one search, as far as its own knobs say (`_fusion` decides the rest)."""
+    return knobs["rescore"] is False and knobs["funnel"] is None and not knobs["exact"] and leaf.score_threshold is None
+
+
+def _key(coll: CollectionReader, leaf: Stage, knobs: dict[str, Any], k: int, lim: PipelineLimits) -> tuple[object, ...]:
+    return (id(coll.config), id(lim), leaf.using, k, leaf.limit, *knobs.values())
+
+
+def _remembered(
+    coll: CollectionReader, leaf: Stage, knobs: dict[str, Any], k: int, lim: PipelineLimits
+) -> _Pair | None:
+    """The compiled pair of this request shape from `_PAIRS` (shapes that alternate), or None."""
+    if not _fusable(leaf, knobs):
+        return None
+    got = _PAIRS.get(_key(coll, leaf, knobs, k, lim))
+    return got if got is not None and got.config is coll.config and got.lim is lim else None
+
+
+def _compile(
+    coll: CollectionReader, root: Stage, leaf: Stage, knobs: dict[str, Any], k: int, lim: PipelineLimits
+) -> bool:
+    """`check_pair` of a shape not seen before: checked in full (`_check_once`), and remembered when it
+    runs as one search."""
+    q = root.query
+    using = root.using
+    key = _key(coll, leaf, knobs, k, lim) if _fusable(leaf, knobs) else None
     if not _check_once(coll, root, leaf, q, k, lim):  # type: ignore[arg-type]
         return False
     if key is not None and root.fused is not None:
@@ -95,7 +123,7 @@ def check_pair(coll: CollectionReader, root: Stage, k: int, lim: PipelineLimits)
             _PAIRS.clear()
         shape, dim = (q.shape if q.ndim == 1 else None), q.shape[-1]  # type: ignore[union-attr]
         fused, name, lower, dist = root.fused, root.using, root.lower, coll.distributed
-        got = _Pair(coll.config, lim, using, k, n, ef, nprobe, name, lower, fused, shape, dim, dist)
+        got = _Pair(coll.config, lim, using, k, leaf.limit, dict(knobs), name, lower, fused, shape, dim, dist)
         _PAIRS[key] = _LAST[0] = got
     return True
 
@@ -119,8 +147,7 @@ class _Pair:
     using: str | None  # the key's: the vector as given, the root's limit, the leaf's limit and knobs
     k: int
     n: int
-    ef: int | None
-    nprobe: int | None
+    knobs: dict[str, Any]  # a copy of the leaf's `SearchParams` fields
     name: str | None  # the vector, resolved
     lower: bool  # its scores are L2 distances
     params: SearchParams  # the one search that answers the pair (`fused_params`)
@@ -176,19 +203,20 @@ def run_fused(
     own Python is the cost."""
     started = perf_counter()
     pf = st.prefetch[0].filter
-    # positional: the `Query` fields in order (vector, limit, offset, filter, params, with_payload,
-    # with_vector, score_threshold, using); a dense array, as `fused_params` says
-    q = Query(
-        st.query,  # type: ignore[arg-type]
-        k,
-        0,
-        flt if pf is None else and_filters(flt, pf),
-        st.fused,
-        with_payload,
-        with_vector,
-        st.score_threshold,
-        st.using,
-    )
+    p = st.fused
+    # the `Query` without a class call, whose arguments cost ~3k instructions a query (a seventh of the
+    # pipeline's own: benchmarks/PIPELINE.md, session 21); every field is set, as a test checks
+    q = _new_query(Query)
+    q.vector = st.query  # type: ignore[assignment]  # a dense array, as `fused_params` says
+    q.limit = k
+    q.offset = 0
+    q.filter = flt if pf is None else and_filters(flt, pf)
+    q.params = None if p is DEFAULT_SEARCH else p
+    q.with_payload = with_payload
+    q.with_vector = with_vector
+    q.score_threshold = st.score_threshold
+    q.using = st.using
+    q.sparse = q.sparse_stats = None
     # `partial` only when set: a keyword through the collection's read gate costs a dict (0.2 µs)
     res = (coll.search([q], partial=True) if partial else coll.search([q]))[0]
     hits = res.hits
@@ -212,13 +240,15 @@ class _PairReport(StageReport):
             raise AttributeError(name)
         st, k, n, ms, strategy = self._ran
         p = st.prefetch[0]
-        child = StageReport("search", p.using, "fused into the rescore", p.limit, 0, 0, ms, [])
+        # the leaf's vector is the root's (`check` fused them for it), set on the root alone
+        child = StageReport("search", st.using, "fused into the rescore", p.limit, 0, 0, ms, [])
         fused = f"{strategy} (candidates and rescore in one search)"
         StageReport.__init__(self, "rescore", st.using, fused, k, p.limit, n, ms, [child])
         return object.__getattribute__(self, name)
 
 
 _new_report = object.__new__
+_new_query = object.__new__
 
 
 def fused_params(coll: CollectionReader, st: Stage, k: int) -> SearchParams | None:
@@ -257,7 +287,31 @@ def _fusion(p: Stage, k: int, cfg: VectorConfig) -> SearchParams | None:
         return None
     if pp.funnel is not None:
         return pp.model_copy(update={"rescore": True, "oversampling": over})
+    if pp.ef is None and pp.nprobe is None and _is_default(cfg, over):
+        return DEFAULT_SEARCH
     return _rescore_params(pp.ef, pp.nprobe, over)
+
+
+# The fused search is the vector's search without params (`_is_default`): its `Query` carries none, so it
+# takes the plain search's way down to the same native call, its memo included (`native._codes_for`).
+# With the explicit params it reached that call too, but through ~2.8k more instructions a query (each
+# knob read through pydantic's `__getattr__`, another memo): benchmarks/PIPELINE.md, session 21.
+DEFAULT_SEARCH = SearchParams(rescore=True)
+
+
+def _is_default(cfg: VectorConfig, over: float) -> bool:
+    """Whether the vector's own search with no params is the fused one: graph or flat codes (no IVF-PQ, no
+    Matryoshka funnel, no multivector) reranked by default, `over` candidates per result by default, and
+    no recall target to retune its knobs (`planner.rerank_plan` and `Tuning.apply` with no params)."""
+    return (
+        (cfg.quantize is not None or cfg.reduce is not None)
+        and not isinstance(cfg.reduce, MatryoshkaReduceConfig)
+        and not isinstance(cfg.index, IvfPqIndexConfig)
+        and cfg.multivector is None
+        and cfg.quality is None
+        and cfg.rerank.enabled
+        and (cfg.rerank.oversampling or default_oversampling(cfg)) == over
+    )
 
 
 _RESCORE_PARAMS: dict[tuple[int | None, int | None, float], SearchParams] = {}

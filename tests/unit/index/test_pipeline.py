@@ -238,6 +238,69 @@ def test_the_int8_pair_returns_the_special_paths_hits_and_scores(engine: Engine)
     assert len(_PAIRS) == 1  # one shape (k = limit + offset = 10), checked once, remembered for the rest
 
 
+def test_the_fused_search_is_the_plain_one_when_its_knobs_are_the_defaults(engine: Engine) -> None:
+    """The pair's one search carries no params when the vector's own defaults take exactly the leaf's
+    candidates (so it takes the plain search's way to the native call), and explicit ones otherwise
+    (another count, an `ef`, a recall target that retunes the defaults); its `Query`, built field by
+    field, has every field a `Query` has; a leaf's knobs changed in place are a new shape."""
+    import dataclasses
+
+    from tests.unit.index.conftest import wait_indexed
+
+    c = engine.create("q8d", {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}})
+    tuned = engine.create(
+        "q8r",
+        {"dim": 16, "quantize": {"type": "int8"}, "training": {"threshold": 500}, "quality": {"recall_target": 0.9}},
+    )
+    rng = np.random.default_rng(12)
+    data = rows(rng, 1000, 16)
+    for x in (c, tuned):
+        x.upsert(list(range(1000)), data)
+        wait_indexed(x)
+    seen: list[Query] = []
+
+    class Spy:  # the collection, but it keeps the queries its `search` is given
+        def __init__(self, inner: Collection) -> None:
+            self.inner, self.config, self.distributed = inner, inner.config, inner.distributed
+
+        def vector_config(self, using: str | None) -> Any:
+            return self.inner.vector_config(using)
+
+        def search(self, queries: list[Query], *, partial: bool = False) -> list[QueryResult]:
+            seen.extend(queries)
+            return self.inner.search(queries)
+
+    leaf = SearchParams(rescore=False)
+    q = data[3]
+    for coll, n, params, want in (
+        (c, 20, leaf, None),  # int8's default oversampling is 2: 20 candidates for 10
+        (c, 30, leaf, (None, 3.0)),
+        (c, 20, SearchParams(rescore=False, ef=64), (64, 2.0)),
+        (tuned, 20, leaf, (None, 2.0)),
+    ):
+        seen.clear()
+        root = Stage(q, limit=10, prefetch=[Stage(q, limit=n, params=params)])
+        check(Spy(coll), root)  # type: ignore[arg-type]
+        got, rep = run(Spy(coll), root, with_payload=False)  # type: ignore[arg-type]
+        assert rep.stages[0].strategy == "fused into the rescore" and len(seen) == 1
+        sent = seen[0]
+        p = sent.params
+        assert (p if p is None else (p.ef, p.oversampling)) == want
+        assert p is None or p.rescore is True
+        fields = {f.name: getattr(sent, f.name) for f in dataclasses.fields(Query)}  # each one set
+        made = Query(q, limit=10, params=p, with_payload=False, using=sent.using)
+        assert fields == {f.name: getattr(made, f.name) for f in dataclasses.fields(Query)}
+        special = coll.search([Query(q, limit=10, params=None if want is None else p, with_payload=False)])[0]
+        assert [(h.id, h.score) for h in got] == [(h.id, h.score) for h in special.hits]
+    # the same leaf params object, changed in place: not the shape remembered for it
+    leaf.ef = 64
+    seen.clear()
+    root = Stage(q, limit=10, prefetch=[Stage(q, limit=20, params=leaf)])
+    check(Spy(c), root)  # type: ignore[arg-type]
+    run(Spy(c), root, with_payload=False)  # type: ignore[arg-type]
+    assert seen[0].params is not None and seen[0].params.ef == 64
+
+
 def test_the_fused_pair_keeps_payloads_offsets_filters_and_its_checks(engine: Engine) -> None:
     """The pair's quick check (`_check_pair`) and one-search run keep what the general tree does: the
     leaf's filter, the root's offset and payloads, a place under a fusion, and every refusal."""
