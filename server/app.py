@@ -18,6 +18,7 @@ from index.contract import CollectionOptions
 from index.follow import FollowerCatalog
 from index.fsutil import makedirs
 from index.runtime import configure_threads
+from index.stamp import install as install_stamp
 from server.admission import WriteAdmission
 from server.api import collections, health, pipeline, points, queries, search, search_matrix, snapshots
 from server.api import dashboard as dashboard_api
@@ -30,7 +31,7 @@ from server.ingest.runner import JobRunner
 from server.metrics import RequestMetrics
 from server.monitor import Monitor
 from server.openapi import install_openapi
-from server.processes import UDS_PATH_ENV, FollowerGate, is_follower
+from server.processes import UDS_PATH_ENV, FollowerGate, is_follower, process_stamp
 from server.qdrant.app import PREFIX as QDRANT_PREFIX
 from server.qdrant.app import create_qdrant_app, version_info
 from server.settings import Settings
@@ -124,6 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             cluster = await run_in_threadpool(RayCluster, settings.ray_address)
             log.info("sharded collections on the Ray cluster at %s", settings.ray_address)
+        stamp = process_stamp()  # several processes: the primary bumps it on each write (index/stamp.py)
+        if stamp is not None and not follower:
+            install_stamp(stamp)
         catalog = (FollowerCatalog if follower else Catalog)(  # server/processes.py
             settings.data_dir,
             CollectionOptions(
@@ -143,8 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if isinstance(catalog, FollowerCatalog):
             catalog.catch_up_enabled = settings.follower_catch_up
+            catalog.stamp = stamp
         app.state.catalog = catalog
         await run_in_threadpool(catalog.open_all)
+        if stamp is not None and not follower:
+            stamp.bump()  # a restarted primary recovered the store: followers check it again
         jobs = JobRunner(
             catalog,
             settings.data_dir,
@@ -174,6 +181,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(app.state.dispatch.close)  # searches in flight end before the catalog closes
             await run_in_threadpool(jobs.stop)  # before the catalog: jobs write into its collections
             await run_in_threadpool(catalog.close)
+            if stamp is not None:
+                install_stamp(None)
+                stamp.close()
             if cluster is not None:
                 await run_in_threadpool(cluster.shutdown)
 
@@ -188,7 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     monitor = app.state.monitor = Monitor(settings)
     threads = settings.search_threads
-    app.state.dispatch = SearchDispatch(default_threads() if threads is None else threads)  # server/dispatch.py
+    threads = default_threads(settings.processes) if threads is None else threads
+    app.state.dispatch = SearchDispatch(threads)  # server/dispatch.py
     monitor.metrics.attach(app.state)  # points, memory, jobs and recall, read at each scrape
     for module in (health, collections, points, search, search_matrix, pipeline, queries, jobs_api, snapshots):
         app.include_router(module.router)
