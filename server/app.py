@@ -28,6 +28,7 @@ from server.auth import AuthGate, KeyRing
 from server.dispatch import SearchDispatch, default_threads
 from server.errors import install_error_handlers
 from server.ingest.runner import JobRunner
+from server.lane import NestorApp, SearchEndpoint, server_errors
 from server.metrics import RequestMetrics
 from server.monitor import Monitor
 from server.openapi import install_openapi
@@ -110,7 +111,7 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> NestorApp:
     configure_threads()  # a no-op after `nestor serve`, which calls it before faiss loads
     settings = settings or Settings()
     follower = is_follower()  # a read-only process of `nestor serve --processes N`
@@ -187,7 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if cluster is not None:
                 await run_in_threadpool(cluster.shutdown)
 
-    app = FastAPI(
+    app = NestorApp(
         title="Nestor",
         version=VERSION,
         summary="Vector similarity search over HTTP",
@@ -228,4 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthGate, keyring=keyring)  # outermost: a request without a valid key reads no body
     if follower:  # outside the gate: what the primary answers, it also authenticates
         app.add_middleware(FollowerGate, uds=os.environ[UDS_PATH_ENV])
+    # A single search skips the framework's layers but not ours: the same classes, in the same order (server/lane.py)
+    lane: ASGIApp = RequestMetrics(SearchEndpoint(app, search.search_fast), metrics=monitor.metrics, monitor=monitor)
+    lane = AuthGate(BodyLimit(lane, max_bytes=settings.max_body_bytes), keyring=keyring)
+    lane = FollowerGate(lane, uds=os.environ[UDS_PATH_ENV]) if follower else lane
+    app.search_lane = server_errors(app, lane)
     return app
