@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 __all__ = ["NestorApp", "SearchEndpoint", "server_errors"]
 
 _SEARCH = re.compile(r"/collections/([^/]+)/points/search")
+_OTEL_EVERY = 1.0  # seconds between two looks for an OpenTelemetry provider
 Handler = Callable[[Request, Exception], Any]  # a Response, or an awaitable of one
 
 
@@ -37,13 +39,23 @@ class NestorApp(FastAPI):
     """FastAPI, with single searches sent down `search_lane` once it is set (server/app.py)."""
 
     search_lane: ASGIApp | None = None
+    _otel_at = -_OTEL_EVERY  # when `_otel` was last asked of FastAPI (time.monotonic)
+    _otel = False
+
+    def _instrumented(self) -> bool:
+        """FastAPI's OpenTelemetry instrumentation is on (a provider is configured). Asking costs ~6 us (it
+        looks the global providers up), so the answer is kept for a second."""
+        now = time.monotonic()
+        if now - self._otel_at >= _OTEL_EVERY:
+            telemetry = getattr(self, "_native_telemetry", None)
+            self._otel, self._otel_at = telemetry is not None and bool(telemetry.enabled()), now
+        return self._otel
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.search_lane
         if lane is not None and scope["type"] == "http" and scope["method"] == "POST" and not self.root_path:
             m = _SEARCH.fullmatch(scope["path"])
-            telemetry = getattr(self, "_native_telemetry", None)
-            if m is not None and (telemetry is None or not telemetry.enabled()):
+            if m is not None and not self._instrumented():
                 scope["app"] = self
                 scope["path_params"] = {"name": m.group(1)}
                 await lane(scope, receive, send)
