@@ -25,17 +25,12 @@ __all__ = ["SearchDispatch", "default_threads"]
 T = TypeVar("T")
 
 
-def default_threads(processes: int = 1) -> int:
-    """The cores this process may run on (its CPU affinity, which `taskset` and container limits set), shared
-    by the `processes` of `nestor serve --processes N`. With one core or less each, 0: every cheap search
-    inline, since the other processes keep the other cores busy and a hop to a thread only adds a wake-up
-    and a GIL hand-off (measured at 2 processes on 2 cores: 13 % more CPU per request)."""
+def default_threads() -> int:
+    """The cores this process may run on (its CPU affinity, which `taskset` and container limits set)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    share = cores // max(1, processes)
-    return share if share > 1 or processes == 1 else 0
+        return os.cpu_count() or 1
 
 
 class SearchDispatch:

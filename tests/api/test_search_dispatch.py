@@ -13,7 +13,7 @@ import pytest
 
 from nestor_client import AsyncNestorClient
 from server.app import create_app
-from server.dispatch import SearchDispatch, default_threads
+from server.dispatch import SearchDispatch
 from server.settings import Settings
 from tests.synth import exact_topk, split
 
@@ -66,18 +66,6 @@ def test_zero_threads_keeps_every_search_on_the_loop() -> None:
 
     assert asyncio.run(main()) == ["MainThread"] * 4
     assert (d.inline, d.offloaded) == (4, 0)
-
-
-@pytest.mark.parametrize(
-    ("cores", "processes", "threads"), [(2, 1, 2), (1, 1, 1), (2, 2, 0), (4, 2, 2), (8, 3, 2), (2, 4, 0)]
-)
-def test_default_threads_share_the_cores_between_processes(
-    monkeypatch: pytest.MonkeyPatch, cores: int, processes: int, threads: int
-) -> None:
-    """`nestor serve --processes N`: a process with a core or less searches inline (its thread hop would
-    buy no core the others do not use already); one with several keeps a thread per core."""
-    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)))
-    assert default_threads(processes) == threads
 
 
 async def _ready(http: httpx.AsyncClient, base: np.ndarray) -> None:
