@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {} if threads is None else {"NESTOR_SEARCH_THREADS": threads}
             srv = ServerProcess(folder, env=env, args=["--processes", str(procs)] if procs > 1 else None).start()
             started.append(srv)
-            n_threads = threads or str(len(os.sched_getaffinity(0)))
+            n_threads = threads or str(len(os.sched_getaffinity(0)))  # per process
             servers[label] = {"url": srv.url, "path": path, "bodies": nbodies, "pid": srv.proc.pid}  # type: ignore[union-attr]
             servers[label]["search_threads"] = int(n_threads)
             servers[label]["processes"] = procs

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+from index import stamp
 from index.aliases import AliasAction, Aliases
 from index.collection import Collection
 from index.compaction import recover_all
@@ -143,7 +144,8 @@ class Catalog:
             else:
                 coll = Collection.create(name, self._root / name, config, self.options)
             self._collections[name] = coll
-            return coll, True
+        stamp.bump()  # a follower looks for the new directory again (index/stamp.py)
+        return coll, True
 
     def get(self, name: str) -> AnyCollection:
         """The collection `name`, or the one the alias `name` points to."""
@@ -176,6 +178,7 @@ class Catalog:
         doomed = self._trash / f"{name}-{uuid.uuid4().hex}"
         (self._root / name).rename(doomed)
         fsync_dir(self._root)
+        stamp.bump()
         shutil.rmtree(doomed, ignore_errors=True)
 
     def install(self, name: str, staged: Path) -> AnyCollection:
@@ -198,6 +201,7 @@ class Catalog:
                 target.rename(parked)
             staged.rename(target)
             fsync_dir(self._root)
+            stamp.bump()
             try:
                 coll = Collection.open(name, target, self.options)
             except BaseException:

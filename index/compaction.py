@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from index import stamp
 from index.backends.base import I64
 from index.contract import PointIdT, SparseVec
 from index.dense import DenseField
@@ -309,6 +310,7 @@ def compact(coll: Collection, cancel: threading.Event, report: Report) -> dict[s
                 coll.dir.rename(old_dir)
                 new_dir.rename(coll.dir)
                 fsync_dir(coll.dir.parent)
+                stamp.bump()  # a follower loads the new generation (index/stamp.py)
                 swapped = True
                 (coll.dir / MARKER).unlink()
                 # Readers go on with the old generation meanwhile; a reader thread that opens its first

@@ -14,9 +14,11 @@ state of the store. Before it serves a read, it compares the collection's stamp 
 - the inode of `collection.json` (rewritten atomically when a payload index comes or goes).
 
 When they differ, the next read waits until the follower is current, so a write acknowledged by the
-primary is visible to the next search on any follower. When only the `seq` moved (the common case: writes
-and deletes), the follower catches up incrementally: it applies the rows and deaths committed since its
-`seq`, read in one transaction (index/catchup.py), at a cost that follows the write, not the collection.
+primary is visible to the next search on any follower. With the primary's write stamp (index/stamp.py),
+a follower skips that check while the stamp has not moved since it last found the collection current.
+When only the `seq` moved (the common case: writes and deletes), the follower catches up incrementally:
+it applies the rows and deaths committed since its `seq`, read in one transaction (index/catchup.py), at
+a cost that follows the write, not the collection.
 Otherwise (a new store or config file, a deaths log that does not reach back, a bulk load) it loads the
 collection again, which costs a restart's load time (docs/processes.md).
 """
@@ -42,6 +44,7 @@ from index.collection import Collection
 from index.contract import AnyCollection, CollectionOptions
 from index.errors import CollectionNotFound, InvalidRequest
 from index.readonly import set_read_only
+from index.stamp import WriteStamp
 from index.storage import PointStore
 from nestor_client.models import CollectionConfig
 
@@ -157,7 +160,13 @@ def _ino(path: Path) -> int:
 class FollowerCatalog(Catalog):
     """The catalog of a follower: the collections on disk, each reloaded when its stamp moves."""
 
-    def __init__(self, data_dir: Path, options: CollectionOptions | None = None, cluster: Any = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        options: CollectionOptions | None = None,
+        cluster: Any = None,
+        stamp: WriteStamp | None = None,
+    ) -> None:
         # Not Catalog.__init__: it creates directories and empties the trash, which are the primary's
         set_read_only()
         self.data_dir = data_dir
@@ -169,6 +178,8 @@ class FollowerCatalog(Catalog):
         self._collections: dict[str, AnyCollection] = {}
         self._stamps: dict[str, Stamp] = {}
         self._seq_conns: dict[str, tuple[int, sqlite3.Connection]] = {}  # name -> (inode, connection)
+        self.stamp = stamp  # the primary's write stamp; None: check the files before every read
+        self._current_at: dict[str, int] = {}  # name -> the stamp's value when `name` was last found current
         self._alias_ino = _ino(data_dir / "aliases.json")
         self.aliases = Aliases(data_dir / "aliases.json")
         self.reloads = 0  # collections loaded whole (at first sight included)
@@ -216,27 +227,38 @@ class FollowerCatalog(Catalog):
             return name
         return self.aliases.resolve(name) or name
 
+    def _written(self) -> int | None:
+        return None if self.stamp is None else self.stamp.read()
+
     def stale(self, name: str) -> bool:
         """True when a read of `name` must wait for `sync`: the primary committed something since. Called
         on the event loop, so it never waits: while a load is under way, the answer is "go and wait" (True)."""
+        written = self._written()  # read before the files: see index/stamp.py for why that order is safe
+        if written is not None and self._current_at.get(name) == written:
+            return False  # nothing changed since `name` was found current
         if not self._lock.acquire(blocking=False):
             return True
         try:
             target = self._target(name)
-            return self._stamp(target) != self._stamps.get(target)
+            stale = self._stamp(target) != self._stamps.get(target)
+            if not stale and written is not None:
+                self._current_at[name] = written
+            return stale
         finally:
             self._lock.release()
 
     def sync(self, name: str) -> None:
         """Load `name` (or its alias's target) again if the primary changed it since it was loaded."""
         with self._lock:
+            written = self._written()
             target = self._target(name)
             now, held = self._stamp(target), self._stamps.get(target)
-            if now == held:
-                return
-            if now is not None and held is not None and now[:2] == held[:2] and self._catch_up(target):
-                return
-            self._reload(target)
+            if now != held:
+                caught_up = now is not None and held is not None and now[:2] == held[:2] and self._catch_up(target)
+                if not caught_up:
+                    self._reload(target)
+            if written is not None and self._stamps.get(target) == now:  # current as of `written`
+                self._current_at[name] = written
 
     def _catch_up(self, name: str) -> bool:
         """Bring the loaded `name` (same store and config files) up to the committed seq incrementally;

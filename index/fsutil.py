@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+from index import stamp
+
 __all__ = ["atomic_write_bytes", "fsync_dir", "fsync_tree", "makedirs", "replace_dir"]
 
 
@@ -47,6 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+    stamp.bump()  # a follower checks the files again (index/stamp.py)
 
 
 def replace_dir(staged: Path, target: Path) -> None:
@@ -62,5 +65,6 @@ def replace_dir(staged: Path, target: Path) -> None:
         os.replace(target, old)
     os.replace(staged, target)
     fsync_dir(target.parent)
+    stamp.bump()
     if old.exists():
         shutil.rmtree(old)

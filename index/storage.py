@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from index import stamp
 from index.filter_check import parse_datetime
 
 __all__ = ["PointStore", "decode_pid", "encode_pid"]
@@ -124,6 +125,7 @@ class PointStore:
             )
             self._set_meta(seq=seq, next_label=next_label)
             cur.execute("COMMIT")
+            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
         except BaseException:
             cur.execute("ROLLBACK")
             raise
@@ -142,6 +144,7 @@ class PointStore:
             labels = [label for _, label in rows]
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
+            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
         except BaseException:
             cur.execute("ROLLBACK")
             raise
@@ -155,6 +158,7 @@ class PointStore:
             self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
+            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
         except BaseException:
             cur.execute("ROLLBACK")
             raise
@@ -173,6 +177,7 @@ class PointStore:
             self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
             cur.execute("COMMIT")
+            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
         except BaseException:
             cur.execute("ROLLBACK")
             raise

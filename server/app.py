@@ -18,6 +18,7 @@ from index.contract import CollectionOptions
 from index.follow import FollowerCatalog
 from index.fsutil import makedirs
 from index.runtime import configure_threads
+from index.stamp import install as install_stamp
 from server.admission import WriteAdmission
 from server.api import collections, health, pipeline, points, queries, search, search_matrix, snapshots
 from server.api import dashboard as dashboard_api
@@ -27,10 +28,11 @@ from server.auth import AuthGate, KeyRing
 from server.dispatch import SearchDispatch, default_threads
 from server.errors import install_error_handlers
 from server.ingest.runner import JobRunner
+from server.lane import NestorApp, SearchEndpoint, server_errors
 from server.metrics import RequestMetrics
 from server.monitor import Monitor
 from server.openapi import install_openapi
-from server.processes import UDS_PATH_ENV, FollowerGate, is_follower
+from server.processes import UDS_PATH_ENV, FollowerGate, is_follower, process_stamp
 from server.qdrant.app import PREFIX as QDRANT_PREFIX
 from server.qdrant.app import create_qdrant_app, version_info
 from server.settings import Settings
@@ -109,7 +111,7 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> NestorApp:
     configure_threads()  # a no-op after `nestor serve`, which calls it before faiss loads
     settings = settings or Settings()
     follower = is_follower()  # a read-only process of `nestor serve --processes N`
@@ -124,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             cluster = await run_in_threadpool(RayCluster, settings.ray_address)
             log.info("sharded collections on the Ray cluster at %s", settings.ray_address)
+        stamp = process_stamp()  # several processes: the primary bumps it on each write (index/stamp.py)
+        if stamp is not None and not follower:
+            install_stamp(stamp)
         catalog = (FollowerCatalog if follower else Catalog)(  # server/processes.py
             settings.data_dir,
             CollectionOptions(
@@ -143,8 +148,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if isinstance(catalog, FollowerCatalog):
             catalog.catch_up_enabled = settings.follower_catch_up
+            catalog.stamp = stamp
         app.state.catalog = catalog
         await run_in_threadpool(catalog.open_all)
+        if stamp is not None and not follower:
+            stamp.bump()  # a restarted primary recovered the store: followers check it again
         jobs = JobRunner(
             catalog,
             settings.data_dir,
@@ -174,10 +182,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(app.state.dispatch.close)  # searches in flight end before the catalog closes
             await run_in_threadpool(jobs.stop)  # before the catalog: jobs write into its collections
             await run_in_threadpool(catalog.close)
+            if stamp is not None:
+                install_stamp(None)
+                stamp.close()
             if cluster is not None:
                 await run_in_threadpool(cluster.shutdown)
 
-    app = FastAPI(
+    app = NestorApp(
         title="Nestor",
         version=VERSION,
         summary="Vector similarity search over HTTP",
@@ -217,4 +228,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthGate, keyring=keyring)  # outermost: a request without a valid key reads no body
     if follower:  # outside the gate: what the primary answers, it also authenticates
         app.add_middleware(FollowerGate, uds=os.environ[UDS_PATH_ENV])
+    # A single search skips the framework's layers but not ours: the same classes, in the same order (server/lane.py)
+    lane: ASGIApp = RequestMetrics(SearchEndpoint(app, search.search_fast), metrics=monitor.metrics, monitor=monitor)
+    lane = AuthGate(BodyLimit(lane, max_bytes=settings.max_body_bytes), keyring=keyring)
+    lane = FollowerGate(lane, uds=os.environ[UDS_PATH_ENV]) if follower else lane
+    app.search_lane = server_errors(app, lane)
     return app

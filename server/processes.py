@@ -36,7 +36,9 @@ import httpx
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SERVED_BY", "FollowerGate", "is_follower", "serve_child", "supervise"]
+from index.stamp import WriteStamp
+
+__all__ = ["SERVED_BY", "FollowerGate", "is_follower", "process_stamp", "serve_child", "supervise"]
 
 log = logging.getLogger("nestor.processes")
 
@@ -44,6 +46,7 @@ ROLE_ENV = "NESTOR_PROCESS_ROLE"  # set by the supervisor in each child: primary
 FD_ENV = "NESTOR_PROCESS_FD"  # the shared listening socket
 UDS_FD_ENV = "NESTOR_PROCESS_UDS_FD"  # the primary's Unix socket (the primary's child only)
 UDS_PATH_ENV = "NESTOR_PROCESS_UDS"  # its path (followers connect to it)
+STAMP_ENV = "NESTOR_PROCESS_STAMP"  # the write stamp's file (index/stamp.py): the primary bumps, followers read
 
 # What a follower answers itself: searches, which read. Anything else goes to the primary.
 _LOCAL_READ = re.compile(r"^/collections/([^/]+)/points/(?:search|search/batch|query)$")
@@ -54,6 +57,15 @@ _RESTART_DELAY = 1.0  # seconds before a dead child is started again
 
 def is_follower() -> bool:
     return os.environ.get(ROLE_ENV) == "follower"
+
+
+def process_stamp() -> WriteStamp | None:
+    """The write stamp the supervisor made for its children (the primary's to bump, the followers' to read);
+    None in a single server."""
+    path = os.environ.get(STAMP_ENV)
+    if not path or os.environ.get(ROLE_ENV) not in ("primary", "follower"):
+        return None
+    return WriteStamp(Path(path), writer=not is_follower())
 
 
 class FollowerGate:
@@ -189,7 +201,7 @@ class _Children:
     def __init__(
         self, n: int, tcp: list[socket.socket], uds: socket.socket, uds_path: str, env: dict[str, str]
     ) -> None:
-        self.n, self.tcp, self.uds, self.uds_path, self.env = n, tcp, uds, uds_path, env
+        self.n, self.tcp, self.uds, self.uds_path, self.env = n, tcp, uds, uds_path, env  # env names the stamp
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self.stopping = False
 
@@ -262,7 +274,9 @@ def supervise(n: int, host: str, port: int, env: dict[str, str]) -> int:
     uds.bind(uds_path)
     uds.listen(2048)
     uds.set_inheritable(True)
-    kids = _Children(n, tcp, uds, uds_path, env)
+    stamp_path = tmp / "write.stamp"  # outlives the children: a restarted primary counts on from its value
+    WriteStamp(stamp_path, writer=True).close()
+    kids = _Children(n, tcp, uds, uds_path, {**env, STAMP_ENV: str(stamp_path)})
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the readiness polls
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -293,6 +307,7 @@ def supervise(n: int, host: str, port: int, env: dict[str, str]) -> int:
             t.close()
         uds.close()
         Path(uds_path).unlink(missing_ok=True)
+        stamp_path.unlink(missing_ok=True)
         tmp.rmdir()
     return 0
 

@@ -20,6 +20,7 @@ from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import CollectionOptions
 from index.dense import DenseField
+from index.stamp import WriteStamp, install
 from nestor_client.models import CollectionConfig
 
 F32 = npt.NDArray[np.float32]
@@ -117,3 +118,20 @@ def top_maxsim(data: dict[Any, F32], q: F32, k: int) -> list[tuple[Any, float]]:
 
 def ids_scores(hits: list[Any]) -> tuple[list[Any], list[float]]:
     return [h.id for h in hits], [h.score for h in hits]
+
+
+@pytest.fixture(params=["files", "stamp"])
+def write_stamp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WriteStamp | None]:
+    """A follower's view of the primary's writes: its files alone ("files"), or the write stamp the
+    primary bumps (index/stamp.py), installed here as `nestor serve --processes N` installs it."""
+    if request.param == "files":
+        yield None
+        return
+    path = tmp_path / "write.stamp"
+    install(WriteStamp(path, writer=True))
+    reader = WriteStamp(path)
+    try:
+        yield reader
+    finally:
+        install(None)
+        reader.close()

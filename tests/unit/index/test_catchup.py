@@ -21,6 +21,7 @@ from index.contract import Query, SparseVec
 from index.dense import DenseField
 from index.follow import FollowerCatalog
 from index.readonly import set_read_only
+from index.stamp import WriteStamp
 from index.storage import PointStore
 from nestor_client.models import Filter, PayloadSchemaType, SearchParams
 from tests.unit.index.conftest import Engine, rows, until
@@ -33,8 +34,8 @@ CFG = {
 
 
 @pytest.fixture
-def follower(engine: Engine) -> Iterator[FollowerCatalog]:
-    cat = FollowerCatalog(engine.data_dir, engine.options)
+def follower(engine: Engine, write_stamp: WriteStamp | None) -> Iterator[FollowerCatalog]:
+    cat = FollowerCatalog(engine.data_dir, engine.options, stamp=write_stamp)
     yield cat
     cat.close()
     set_read_only(False)

@@ -15,6 +15,7 @@ import pytest
 from index.contract import Query, SparseVec
 from index.follow import FollowerCatalog, FollowerCollection, ReadOnlyFollower
 from index.readonly import read_only, set_read_only
+from index.stamp import WriteStamp
 from nestor_client.models import Filter, PayloadSchemaType
 from tests.unit.index.conftest import Engine, rows
 
@@ -22,8 +23,8 @@ DIM = 8
 
 
 @pytest.fixture
-def follower(engine: Engine) -> Iterator[FollowerCatalog]:
-    cat = FollowerCatalog(engine.data_dir, engine.options)
+def follower(engine: Engine, write_stamp: WriteStamp | None) -> Iterator[FollowerCatalog]:
+    cat = FollowerCatalog(engine.data_dir, engine.options, stamp=write_stamp)
     yield cat
     cat.close()
     set_read_only(False)  # the flag is per process; the other tests' catalogs write
@@ -121,3 +122,44 @@ def test_follower_reads_named_and_sparse_vectors(engine: Engine, follower: Follo
     assert [h.id for h in got.search([Query(vector=dense[3], using="d", limit=1)])[0].hits] == [3]
     q = Query(vector=np.zeros(0, np.float32), using="s", sparse=sparse[5], limit=1)
     assert [h.id for h in got.search([q])[0].hits] == [5]
+
+
+def test_follower_trusts_the_write_stamp_until_it_moves(engine: Engine, tmp_path: Path) -> None:
+    """With a stamp, the files are checked only when it moved: a write the primary made without bumping
+    it (which the primary never does) stays unseen, and the next bump makes the follower look again."""
+    path = tmp_path / "write.stamp"
+    writer, reader = WriteStamp(path, writer=True), WriteStamp(path)
+    cat = FollowerCatalog(engine.data_dir, engine.options, stamp=reader)
+    try:
+        rng = np.random.default_rng(3)
+        coll = engine.create("c", {"dim": DIM, "metric": "cosine"})
+        vecs = rows(rng, 5, DIM)
+        coll.upsert(list(range(5)), vecs)
+        assert cat.get("c").count == 5
+        assert not cat.stale("c")  # checked against the files, and found current at the stamp's value
+        coll.upsert([9], rows(rng, 1, DIM))  # no stamp installed in this process: nothing bumped
+        assert not cat.stale("c")
+        writer.bump()
+        assert reader.read() == 1
+        assert cat.stale("c")
+        cat.sync("c")
+        assert cat.get("c").count == 6 and not cat.stale("c")
+    finally:
+        cat.close()
+        set_read_only(False)
+        writer.close()
+        reader.close()
+
+
+def test_the_write_stamp_counts_on_across_opens(tmp_path: Path) -> None:
+    path = tmp_path / "write.stamp"
+    first = WriteStamp(path, writer=True)
+    reader = WriteStamp(path)
+    first.bump()
+    first.bump()
+    first.close()
+    again = WriteStamp(path, writer=True)  # a restarted primary
+    again.bump()
+    assert reader.read() == 3
+    again.close()
+    reader.close()
