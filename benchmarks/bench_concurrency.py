@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chroma-ef-grid", default="16,24,32,48,64,80,96,128,160,200,256")
     ap.add_argument("--processes", default="2", help="comma-separated `--processes` counts to run ('': none)")
     ap.add_argument("--no-inline", action="store_true", help="leave out the search_threads=0 server")
+    ap.add_argument(
+        "--proc-threads",
+        default="",
+        help="comma-separated search_threads of more `--processes` servers, each process (e.g. 0,1; '': none)",
+    )
     ap.add_argument("--no-chroma", action="store_true")
     ap.add_argument("--no-wrk", action="store_true", help="the Python load generator even when wrk is installed")
     ap.add_argument("--data", default=None)
@@ -156,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         variants: list[tuple[str, str | None, int]] = [("nestor", None, 1)]  # (label, search threads, processes)
         if not args.no_inline:
             variants.append(("nestor inline", "0", 1))
-        variants += [(f"nestor {p} procs", None, p) for p in (int(x) for x in args.processes.split(",") if x)]
+        procs_counts = [int(x) for x in args.processes.split(",") if x]
+        variants += [(f"nestor {p} procs", None, p) for p in procs_counts]
+        variants += [(f"nestor {p} procs t{t}", t, p) for p in procs_counts for t in args.proc_threads.split(",") if t]
         for label, threads, procs in variants:
             folder = work / label.replace(" ", "-")
             if folder != work / "nestor":
