@@ -194,13 +194,10 @@ def test_hits_map_labels_to_ids_and_drop_deleted_ones(engine: Engine) -> None:
         g.hits(data[0], K, K, 24, False, None, alive, n - 5, n, False, ids)  # an unindexed tail without the rows
 
 
-@pytest.mark.parametrize("name", sorted(INT8))
-def test_int8_codes_take_the_same_road(
-    engine: Engine, answered: list[int], name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the int8 graph quantizes the query itself: the walk, the rescore from the float32 rows (or the codes'
-    # own scores), the tail and the liveness in the same one call
-    cfg = dict(INT8[name])
+def _with_tail_and_deaths(engine: Engine, spec: dict[str, Any]) -> tuple[Any, np.ndarray, list[Query], set[Any]]:
+    """A trained collection of `spec` (its metric and config), an unindexed tail of TAIL rows, three of a
+    query's hits deleted; the queries (every 70th row, one with its own ef and oversampling) and the dead."""
+    cfg = dict(spec)
     metric = cfg.pop("metric")
     coll, data = _collection(engine, metric, seed=4, extra={**cfg, "training": {"threshold": 256}})
     coll.pause_indexing()
@@ -209,6 +206,16 @@ def test_int8_codes_take_the_same_road(
     gone = {h.id for h in coll.search([queries[1]])[0].hits[:3]}
     coll.delete(sorted(gone))
     queries.append(Query(vector=data[9], limit=5, params=SearchParams(ef=40, oversampling=3), with_payload=False))
+    return coll, data, queries, gone
+
+
+@pytest.mark.parametrize("name", sorted(INT8))
+def test_int8_codes_take_the_same_road(
+    engine: Engine, answered: list[int], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the int8 graph quantizes the query itself: the walk, the rescore from the float32 rows (or the codes'
+    # own scores), the tail and the liveness in the same one call
+    coll, data, queries, gone = _with_tail_and_deaths(engine, INT8[name])
     answered.clear()
     one, old, planned = _three(coll, queries, monkeypatch)
     assert len(answered) == len(queries)
@@ -254,16 +261,9 @@ def test_leanvec_walks_take_the_one_call_too(
 ) -> None:
     # the query projected in Python, then the reduced walk (float32 or int8 codes), the rescore of the full
     # rows with the user's vector, the tail and the liveness in one call: as `_codes_unfiltered` did them
-    cfg = dict(LEANVEC[name])
-    metric = cfg.pop("metric")
-    coll, data = _collection(engine, metric, seed=4, extra={**cfg, "training": {"threshold": 256}})
+    metric = LEANVEC[name]["metric"]
+    coll, data, queries, gone = _with_tail_and_deaths(engine, LEANVEC[name])
     assert coll.fields[""].state.index.reducer is not None
-    coll.pause_indexing()
-    coll.upsert(list(range(N, N + TAIL)), data[N:])
-    queries = [Query(vector=data[i], limit=K, with_payload=False) for i in range(0, N + TAIL, 70)]
-    gone = {h.id for h in coll.search([queries[1]])[0].hits[:3]}
-    coll.delete(sorted(gone))
-    queries.append(Query(vector=data[9], limit=5, params=SearchParams(ef=40, oversampling=3), with_payload=False))
     queries.append(Query(vector=data[N + 5], limit=K, with_payload=False))  # an unindexed row's own vector
     if metric == "cosine":
         queries.append(Query(vector=data[11] * 3.0, limit=K, with_payload=False))  # normalised first
