@@ -229,14 +229,17 @@ def test_int8_codes_take_the_same_road(
     assert all(not gone & {h.id for h in r.hits} for r in one)
 
 
-def test_a_native_module_without_graph_hits_takes_the_old_road(
-    engine: Engine, answered: list[int], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("flag", ["GRAPH_HITS", "REDUCED_HITS"])
+def test_a_native_module_without_the_call_takes_the_old_road(
+    engine: Engine, answered: list[int], monkeypatch: pytest.MonkeyPatch, flag: str
 ) -> None:
-    # a `_graph` built before `Graph.hits` (a checkout whose .so was not rebuilt): the native path as before
-    coll, data = _collection(engine, "dot", seed=6)
+    # a `_graph` built before `Graph.hits` (GRAPH_HITS), or before its `full=` query for a reduced walk
+    # (REDUCED_HITS, a LeanVec collection): a checkout whose .so was not rebuilt takes the native path as before
+    reduced = {"reduce": {"type": "leanvec", "dim": 8}, "training": {"threshold": 256}}
+    coll, data = _collection(engine, "dot", seed=6, extra=reduced if flag == "REDUCED_HITS" else None)
     q = Query(vector=data[3], limit=K, with_payload=False)
     want = coll.search([q])[0]
-    monkeypatch.setattr(native, "GRAPH_HITS", False)
+    monkeypatch.setattr(native, flag, False)
     answered.clear()
     got = coll.search([q])[0]
     assert answered == [] and [h.id for h in got.hits] == [h.id for h in want.hits]
@@ -280,18 +283,3 @@ def test_leanvec_walks_take_the_one_call_too(
     _same(one, planned, exact=False, strategy=strategy)
     assert all(not gone & {h.id for h in r.hits} for r in one)
     assert one[len(queries) - (2 if metric == "cosine" else 1)].hits[0].id == N + 5  # scored from its full row
-
-
-def test_a_native_module_without_the_full_query_leaves_leanvec_to_the_old_road(
-    engine: Engine, answered: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    coll, data = _collection(
-        engine, "dot", seed=6, extra={"reduce": {"type": "leanvec", "dim": 8}, "training": {"threshold": 256}}
-    )
-    q = Query(vector=data[3], limit=K, with_payload=False)
-    want = coll.search([q])[0]
-    monkeypatch.setattr(native, "REDUCED_HITS", False)
-    answered.clear()
-    got = coll.search([q])[0]
-    assert answered == [] and [h.id for h in got.hits] == [h.id for h in want.hits]
-    assert [h.score for h in got.hits] == [h.score for h in want.hits]
