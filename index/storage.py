@@ -20,7 +20,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,23 @@ class PointStore:
 
     # -- writes (the caller serialises them) ----------------------------------------------
 
-    def upsert(self, rows: Sequence[tuple[str, int, str | None, int | None]], *, seq: int, next_label: int) -> None:
-        """Rows of (id, label, payload JSON, vmask: the bits of the vectors the point has, None for all)."""
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed, then the write stamp bumped before the caller acknowledges
+        (followers look again: index/stamp.py); rolled back on any error."""
         cur = self._writer
         cur.execute("BEGIN IMMEDIATE")
         try:
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        stamp.bump()
+
+    def upsert(self, rows: Sequence[tuple[str, int, str | None, int | None]], *, seq: int, next_label: int) -> None:
+        """Rows of (id, label, payload JSON, vmask: the bits of the vectors the point has, None for all)."""
+        with self._write() as cur:
             cur.executemany(
                 "INSERT INTO points(pid, label, payload, seq, vmask) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(pid) DO UPDATE SET label=excluded.label, payload=excluded.payload, "
@@ -124,17 +137,10 @@ class PointStore:
                 [(pid, label, payload, seq, vmask) for pid, label, payload, vmask in rows],
             )
             self._set_meta(seq=seq, next_label=next_label)
-            cur.execute("COMMIT")
-            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
 
     def delete(self, pids: Sequence[str], *, seq: int) -> list[int]:
         """Delete by id; returns the labels that were live."""
-        cur = self._writer
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as cur:
             rows: list[tuple[str, int]] = []
             for i in range(0, len(pids), _CHUNK):
                 chunk = pids[i : i + _CHUNK]
@@ -143,32 +149,18 @@ class PointStore:
             self._log_deaths(rows, seq)
             labels = [label for _, label in rows]
             self._set_meta(seq=seq)
-            cur.execute("COMMIT")
-            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return labels
 
     def delete_where(self, where: str, params: Sequence[Any], *, seq: int) -> list[tuple[str, int]]:
-        cur = self._writer
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as cur:
             rows = list(cur.execute(f"DELETE FROM points WHERE {where} RETURNING pid, label", params))
             self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
-            cur.execute("COMMIT")
-            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return rows
 
     def delete_labels(self, labels: Sequence[int], *, seq: int) -> list[tuple[str, int]]:
         """Delete the points holding `labels` (a payload index chose them); returns (id, label) of each."""
-        cur = self._writer
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as cur:
             rows: list[tuple[str, int]] = []
             for i in range(0, len(labels), _CHUNK):
                 chunk = labels[i : i + _CHUNK]
@@ -176,11 +168,6 @@ class PointStore:
                 rows += cur.execute(f"DELETE FROM points WHERE label IN ({marks}) RETURNING pid, label", chunk)
             self._log_deaths(rows, seq)
             self._set_meta(seq=seq)
-            cur.execute("COMMIT")
-            stamp.bump()  # before the write is acknowledged: followers look again (index/stamp.py)
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return rows
 
     def _log_deaths(self, rows: Sequence[tuple[str, int]], seq: int) -> None:
