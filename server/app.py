@@ -199,7 +199,8 @@ def create_app(settings: Settings | None = None) -> NestorApp:
     app.state.ready = False
     monitor = app.state.monitor = Monitor(settings)
     threads = settings.search_threads
-    app.state.dispatch = SearchDispatch(default_threads() if threads is None else threads)  # server/dispatch.py
+    # server/dispatch.py; with several processes on few cores, each searches inline
+    app.state.dispatch = SearchDispatch(default_threads(settings.processes) if threads is None else threads)
     monitor.metrics.attach(app.state)  # points, memory, jobs and recall, read at each scrape
     for module in (health, collections, points, search, search_matrix, pipeline, queries, jobs_api, snapshots):
         app.include_router(module.router)

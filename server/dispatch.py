@@ -25,12 +25,19 @@ __all__ = ["SearchDispatch", "default_threads"]
 T = TypeVar("T")
 
 
-def default_threads() -> int:
-    """The cores this process may run on (its CPU affinity, which `taskset` and container limits set)."""
+def default_threads(processes: int = 1) -> int:
+    """The cores this process may run on (its CPU affinity, which `taskset` and container limits set), shared
+    out among the `processes` server processes of `nestor serve --processes N`.
+
+    When that share is one core or less, 0: every search runs inline. The other processes keep the other
+    cores busy, and a thread per process would only add hand-offs (measured in benchmarks/CONCURRENCY.md:
+    two processes on two cores serve more at 8 connections inline, and spend less CPU a request)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    share = cores // max(1, processes)
+    return share if processes <= 1 or share >= 2 else 0
 
 
 class SearchDispatch:

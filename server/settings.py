@@ -84,8 +84,8 @@ class Settings(BaseSettings):
         None,
         ge=0,
         description="threads that run cheap searches while other requests are in progress, and that one batch of "
-        "searches runs on natively (default: the cores the server may use; 0: every cheap search runs on the "
-        "event loop, and a batch on one thread)",
+        "searches runs on natively (default: the cores the server may use, shared out among --processes; 0, the "
+        "default when that share is one core: every cheap search runs on the event loop, and a batch on one thread)",
     )
     index_threads: int | None = Field(None, ge=1, description="threads for index building (default: all cores)")
     ram_cap_bytes: int = Field(

@@ -13,7 +13,7 @@ import pytest
 
 from nestor_client import AsyncNestorClient
 from server.app import create_app
-from server.dispatch import SearchDispatch
+from server.dispatch import SearchDispatch, default_threads
 from server.settings import Settings
 from tests.synth import exact_topk, split
 
@@ -56,6 +56,27 @@ def test_an_error_on_a_search_thread_reaches_its_caller_and_leaves_the_counters_
         d.close()
     assert isinstance(got[0], ZeroDivisionError) and got[1] == 7
     assert (d.offloaded, d.waiting, d.running) == (2, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("cores", "processes", "threads"),
+    [(2, 1, 2), (8, 1, 8), (2, 2, 0), (2, 3, 0), (4, 2, 2), (8, 4, 2), (6, 4, 0)],
+)
+def test_the_default_threads_share_the_cores_among_the_processes(
+    monkeypatch: pytest.MonkeyPatch, cores: int, processes: int, threads: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert default_threads(processes) == threads
+
+
+def test_a_server_of_several_processes_on_as_many_cores_searches_inline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    two = create_app(Settings(data_dir=tmp_path / "a", processes=2))
+    one = create_app(Settings(data_dir=tmp_path / "b"))
+    pinned = create_app(Settings(data_dir=tmp_path / "c", processes=2, search_threads=3))
+    assert (two.state.dispatch.threads, one.state.dispatch.threads, pinned.state.dispatch.threads) == (0, 2, 3)
 
 
 def test_zero_threads_keeps_every_search_on_the_loop() -> None:
