@@ -44,6 +44,7 @@ from http_load import WRK_THREADS, load, wrk_path  # noqa: E402
 
 from index.runtime import configure_threads  # noqa: E402
 from nestor_client import NestorClient  # noqa: E402
+from server.dispatch import default_threads  # noqa: E402
 from tests.e2e.serverproc import ServerProcess, free_port  # noqa: E402
 
 NAME = "bench"
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {} if threads is None else {"NESTOR_SEARCH_THREADS": threads}
             srv = ServerProcess(folder, env=env, args=["--processes", str(procs)] if procs > 1 else None).start()
             started.append(srv)
-            n_threads = threads or str(len(os.sched_getaffinity(0)))  # per process
+            n_threads = threads or str(default_threads(procs))  # per process: the server's own default
             servers[label] = {"url": srv.url, "path": path, "bodies": nbodies, "pid": srv.proc.pid}  # type: ignore[union-attr]
             servers[label]["search_threads"] = int(n_threads)
             servers[label]["processes"] = procs
