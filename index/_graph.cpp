@@ -1407,6 +1407,8 @@ class Graph {
 
 PYBIND11_MODULE(_graph, mod) {
     mod.doc() = "HNSW over int8 or float32 codes (see index/backends/graph.py)";
+    // What this build can do, read by index/native.py: a module built before a feature lacks its name
+    mod.attr("FEATURES") = py::make_tuple("hits", "hits_full");
     py::class_<Graph>(mod, "Graph")
         .def(py::init<int, const std::string&, const std::string&, int, int, uint64_t>(), py::arg("dim"),
              py::arg("metric"), py::arg("codec"), py::arg("m") = 16, py::arg("ef_construction") = 200,

@@ -51,10 +51,11 @@ if TYPE_CHECKING:
 __all__ = ["ENABLED", "answer", "exact_bitmap", "exact_few", "exact_vector", "search", "search_batch"]
 
 ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no")
+_FEATURES = frozenset(getattr(_graph, "FEATURES", ()))  # what the native module says it can do
 # `Graph.hits` (index/_graph_hits.h): False with a native module built before it, which `answer` then skips
-GRAPH_HITS = _graph is not None and hasattr(_graph.Graph, "hits")
+GRAPH_HITS = _graph is not None and ("hits" in _FEATURES or hasattr(_graph.Graph, "hits"))
 # ... and its `full` query, for a reduced walk (a module built before it: `_codes_unfiltered` serves those)
-REDUCED_HITS = GRAPH_HITS and "full" in (_graph.Graph.hits.__doc__ or "")
+REDUCED_HITS = GRAPH_HITS and "hits_full" in _FEATURES
 
 # the walks of `Graph.query` (index/_graph_query.h)
 PLAIN, ACORN, CHECKED, POSTFILTER = 0, 1, 2, 3
