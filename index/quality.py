@@ -22,8 +22,8 @@ The loop stops once even the smallest ef / nprobe at the next oversampling is sl
 
 Live adjustment (`observe`): each probe round adds its per-neighbour hits to a window kept since the knobs last
 changed. When the window's whole interval is below the target, the knobs go up one rung; when its lower end is
-`_COMFORT` above the target for `_SLOW` rounds in a row, down one rung (twice as many rounds to go below what
-calibration found necessary). The ladders bound both ways.
+`_COMFORT` above the target (at most half the gap to 1) for `_SLOW` rounds in a row, down one rung (twice as
+many rounds to go below what calibration found necessary). The ladders bound both ways.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ _MIN_SAMPLE = 50  # query-sample rows needed to calibrate on them
 _ROWS_MARGIN = 0.15  # share of the gap to 1 that calibration on data rows adds to the target
 _NOISE = 1.5  # a row's perturbation, in distances to its nearest neighbour
 _TIE = 1e-4  # an answer scoring as well as the exact k-th (within this) counts as found
-_COMFORT = 0.01
+_COMFORT = 0.01  # how far above the target a window's lower end must be to lower the knobs; at most half the
+# gap to 1 (`_comfort`): at 0.99 a fixed 0.01 asked for a lower end of 1.0, and the knobs never came down
 _SLOW = 3
 _MIN_WINDOW = 100  # neighbours a live window needs before it moves anything
 _EXACT = SearchParams(exact=True)
@@ -330,11 +331,15 @@ def observe(field: DenseField, hits: int, total: int, queries: int) -> None:
                 t.message = _advice(field, _axes(field, index)[0], w[0] / w[1])
             return
         t.state, t.message = "met", None  # the interval reaches the target
-        t.comfortable = t.comfortable + 1 if low >= target + _COMFORT else 0
+        t.comfortable = t.comfortable + 1 if low >= target + _comfort(target) else 0
         below_floor = _rank(field, t, t.params) <= _rank(field, t, t.calibrated)
         if t.comfortable >= (2 * _SLOW if below_floor else _SLOW):
             _move(field, t, -1)
             t.comfortable = 0
+
+
+def _comfort(target: float) -> float:
+    return min(_COMFORT, (1.0 - target) / 2)
 
 
 def _rank(field: DenseField, t: Tuning, p: SearchParams | None) -> tuple[int, int]:

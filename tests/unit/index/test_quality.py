@@ -145,6 +145,22 @@ def test_the_live_probe_raises_and_slowly_lowers_the_knobs(engine: Engine) -> No
     assert t.live is not None and t.live.recall == 1.0 and t.live.low < 1.0
 
 
+def test_the_live_probe_lowers_the_knobs_of_a_high_target_too(engine: Engine) -> None:
+    # at 0.99 the comfort margin is half the gap to 1: a window of 1,000 neighbours all found (Wilson lower
+    # end ~0.996) is comfortable, one at 0.993 is not (a fixed 0.01 margin asked for 1.0: never lowered)
+    coll, f = calibrated(engine, {"index": {"type": "hnsw", "m": 16, "ef_construction": 100, "ef": 10}}, 0.99)
+    t = f.tuning
+    assert t is not None and t.params is not None and t.params.ef is not None and t.state == "met"
+    ef0 = t.params.ef
+    for _ in range(2 * quality._SLOW):  # at what calibration found necessary: twice the rounds to go below
+        coll.observe_recall(None, 1000, 1000, 100)
+    assert t.params.ef < ef0 and t.adjustments == 1
+    lowered = t.params.ef
+    for _ in range(4 * quality._SLOW):  # a new window: it meets the target, not by enough to go lower again
+        coll.observe_recall(None, 993, 1000, 100)
+    assert t.params.ef == lowered and t.state == "met" and t.adjustments == 1
+
+
 def test_a_target_out_of_reach_says_so_and_suggests_a_fix(engine: Engine) -> None:
     config = {"index": {"type": "hnsw", "m": 4, "ef_construction": 8, "ef": 8}}
     coll = engine.create("c", {"dim": DIM, "metric": "l2", "quality": {"recall_target": 0.99, "max_ef": 12}, **config})
