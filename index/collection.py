@@ -54,7 +54,7 @@ from index.selection import Selection
 from index.sparse import SparseField, TailFolder
 from index.storage import PointStore, decode_pid
 from index.tenants import TenantGraphs
-from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchema, VectorConfig
+from nestor_client.models import CollectionConfig, CollectionInfo, Filter, PayloadSchema, SearchParams, VectorConfig
 
 __all__ = ["Collection", "check_batch", "default_vector"]
 
@@ -318,11 +318,24 @@ class Collection:
         self._indexer.wake()
 
     @reads
-    def observe_recall(self, using: str | None, hits: int, total: int, queries: int) -> None:
-        """The recall probe's measure of one vector: a recall target adjusts its knobs (index/quality.py)."""
+    def observe_recall(
+        self,
+        using: str | None,
+        hits: int,
+        total: int,
+        queries: int,
+        lower: tuple[SearchParams, int, int] | None = None,
+    ) -> None:
+        """The recall probe's measure of one vector: a recall target adjusts its knobs (index/quality.py).
+        `lower`: the same queries' hits at `recall_probe_below`'s knobs (those knobs, found, of how many)."""
         f = self.field(using)
         if isinstance(f, DenseField):
-            quality.observe(f, hits, total, queries)
+            quality.observe(f, hits, total, queries, lower)
+
+    def recall_probe_below(self, using: str | None) -> SearchParams | None:
+        """The knobs one rung below a recall target's (index/quality.py `below`): the probe measures them too."""
+        f = self.field(using)
+        return quality.below(f) if isinstance(f, DenseField) else None
 
     @reads
     def sparse_stats(self, using: str, q: SparseVec) -> SparseStats:

@@ -21,9 +21,12 @@ the rest the fastest by measured time wins (`index/knob_clock.py`: single-query 
 The loop stops once even the smallest ef / nprobe at the next oversampling is slower than the fastest pair so far.
 
 Live adjustment (`observe`): each probe round adds its per-neighbour hits to a window kept since the knobs last
-changed. When the window's whole interval is below the target, the knobs go up one rung; when its lower end is
-`_COMFORT` above the target (at most half the gap to 1) for `_SLOW` rounds in a row, down one rung (twice as
-many rounds to go below what calibration found necessary). The ladders bound both ways.
+changed, and the same queries' hits one rung below (`below`) to a second window. When the first window's whole
+interval is below the target, the knobs go up one rung. When the rung below meets the target on its window, or
+this one's lower end is `_COMFORT` above the target (at most half the gap to 1), for `_SLOW` rounds in a row,
+they go down one rung (twice as many rounds to go below what calibration found necessary). So in service the
+knobs settle on evidence from real queries, which keeps growing, where calibration had only its sample. The
+ladders bound both ways.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from nestor_client.models import (
 if TYPE_CHECKING:
     from index.dense import DenseField
 
-__all__ = ["EF_LADDER", "NPROBE_LADDER", "OVER_LADDER", "calibrate", "due", "observe", "sample_grew", "step"]
+__all__ = ["EF_LADDER", "NPROBE_LADDER", "OVER_LADDER", "below", "calibrate", "due", "observe", "sample_grew", "step"]
 
 
 def _ladder(top: int) -> tuple[int, ...]:
@@ -280,7 +283,7 @@ def calibrate(field: DenseField) -> None:
     with t.lock:
         t.candidates = timed
         t.params = t.calibrated = p
-        t.live, t.window, t.comfortable, t.adjustments = None, [0, 0, 0], 0, 0
+        t.live, t.window, t.below, t.comfortable, t.adjustments = None, [0, 0, 0], [0, 0], 0, 0
         t.index_id, t.calibrated_count, t.sample_version = id(index), points, sample_version
         t.sample_rows = len(sample)
         t.calibration = estimate(hits(*chosen), total, len(q), source, time.time())
@@ -308,8 +311,20 @@ def _advice(field: DenseField, name: str | None, recall: float) -> str:
 # -- live feedback ----------------------------------------------------------------------------------
 
 
-def observe(field: DenseField, hits: int, total: int, queries: int) -> None:
-    """One probe round's recall on `field` (exact neighbours found, of `total`): adjust the knobs."""
+def below(field: DenseField) -> SearchParams | None:
+    """The knobs one rung below those in force: what the probe also measures, so the knobs come down on
+    evidence about the rung they would come down to. None: no target, not calibrated, or at the bottom."""
+    t = field.tuning
+    if t is None or t.params is None or field.state.index is None:
+        return None
+    return _neighbour(field, t, -1)
+
+
+def observe(
+    field: DenseField, hits: int, total: int, queries: int, lower: tuple[SearchParams, int, int] | None = None
+) -> None:
+    """One probe round's recall on `field` (exact neighbours found, of `total`): adjust the knobs. `lower`:
+    the same queries' hits at the rung below (`below`: its params, neighbours found, of how many)."""
     t = field.tuning
     index = field.state.index
     if t is None or t.params is None or total <= 0 or index is None:
@@ -317,6 +332,8 @@ def observe(field: DenseField, hits: int, total: int, queries: int) -> None:
     with t.lock:
         w = t.window
         w[0], w[1], w[2] = w[0] + hits, w[1] + total, w[2] + queries
+        if lower is not None and lower[0] == _neighbour(field, t, -1):  # not moved since the probe asked
+            t.below[0], t.below[1] = t.below[0] + lower[1], t.below[1] + lower[2]
         t.live = estimate(w[0], w[1], w[2], "recall probe", time.time())
         if w[1] < _MIN_WINDOW:
             return
@@ -331,7 +348,10 @@ def observe(field: DenseField, hits: int, total: int, queries: int) -> None:
                 t.message = _advice(field, _axes(field, index)[0], w[0] / w[1])
             return
         t.state, t.message = "met", None  # the interval reaches the target
-        t.comfortable = t.comfortable + 1 if low >= target + _comfort(target) else 0
+        # the rung below, measured on the same queries, meets the target too; or this one does by a margin
+        b = t.below
+        below_meets = b[1] >= _MIN_WINDOW and wilson(b[0], b[1])[0] >= target
+        t.comfortable = t.comfortable + 1 if below_meets or low >= target + _comfort(target) else 0
         below_floor = _rank(field, t, t.params) <= _rank(field, t, t.calibrated)
         if t.comfortable >= (2 * _SLOW if below_floor else _SLOW):
             _move(field, t, -1)
@@ -352,11 +372,12 @@ def _rank(field: DenseField, t: Tuning, p: SearchParams | None) -> tuple[int, in
     return bisect.bisect_left(ladder, value), bisect.bisect_left(overs, p.oversampling or 0.0)
 
 
-def _move(field: DenseField, t: Tuning, direction: int) -> bool:
-    """One rung up (+1) or down (-1): the primary knob first, oversampling when it is at its end."""
+def _neighbour(field: DenseField, t: Tuning, direction: int) -> SearchParams | None:
+    """The knobs one rung up (+1) or down (-1): the primary knob first, oversampling when it is at its end;
+    None at the end of both ladders."""
     index = field.state.index
     if index is None or t.params is None:
-        return False
+        return None
     name, ladder, overs = _axes(field, index)
     at, over_at = _rank(field, t, t.params)
     value, over = (ladder[min(at, len(ladder) - 1)] if name else 0.0), (t.params.oversampling or 0.0)
@@ -365,7 +386,15 @@ def _move(field: DenseField, t: Tuning, direction: int) -> bool:
     elif len(overs) > 1 and 0 <= over_at + direction < len(overs):
         over = overs[over_at + direction]
     else:
+        return None
+    return _params(name, value, over)
+
+
+def _move(field: DenseField, t: Tuning, direction: int) -> bool:
+    """One rung up (+1) or down (-1); a new window (and rung below) starts."""
+    p = _neighbour(field, t, direction)
+    if p is None:
         return False
-    t.params = _params(name, value, over)
-    t.window, t.adjustments = [0, 0, 0], t.adjustments + 1
+    t.params = p
+    t.window, t.below, t.adjustments = [0, 0, 0], [0, 0], t.adjustments + 1
     return True

@@ -54,7 +54,8 @@ class Tuning:
     sample_version: int = 0  # the posted query sample calibration last used (a new one recalibrates)
     sample_rows: int = 0  # real queries (posted or seen) calibration last used: twice as many recalibrate
     window: list[int] = field(default_factory=lambda: [0, 0, 0])  # live hits, neighbours, queries since a change
-    comfortable: int = 0  # consecutive live windows well above the target
+    below: list[int] = field(default_factory=lambda: [0, 0])  # the same queries' hits one rung lower, neighbours
+    comfortable: int = 0  # consecutive live windows well above the target, or whose rung below meets it
     # the settings calibration found meeting the target, by increasing oversampling, and each one's measured
     # seconds per query (empty when only one oversampling applies): why it chose what it chose
     candidates: list[tuple[SearchParams, float]] = field(default_factory=list)

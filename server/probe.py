@@ -173,19 +173,27 @@ class RecallProbe:
         exact = coll.search([Query(v, limit=o.k, with_payload=False, params=_EXACT, using=u) for v, u in picked])
         total = 0.0
         per_vector: dict[str | None, list[int]] = {}  # found, neighbours, queries: a recall target's feedback
+        below_of = getattr(coll, "recall_probe_below", None)  # local collections with a recall target
+        below = {u: below_of(u) for u in {u for _, u in picked}} if below_of is not None else {}
         for (v, u), ex in zip(picked, exact, strict=True):
             # One at a time: the single-query path is the one users hit, and it stays on this thread.
             lower = coll.vector_config(u)[1].metric is Metric.l2
+            truth = [(h.id, h.score) for h in ex.hits]
             ann = coll.search([Query(v, limit=o.k, with_payload=False, using=u)])[0]
-            got = found_at_k([(h.id, h.score) for h in ann.hits], [(h.id, h.score) for h in ex.hits], o.k, lower)
+            got = found_at_k([(h.id, h.score) for h in ann.hits], truth, o.k, lower)
             total += got[0] / got[1] if got[1] else 1.0
-            acc = per_vector.setdefault(u, [0, 0, 0])
+            acc = per_vector.setdefault(u, [0, 0, 0, 0, 0])
             acc[0], acc[1], acc[2] = acc[0] + got[0], acc[1] + got[1], acc[2] + 1
+            if (p := below.get(u)) is not None:  # the rung below, on the same query: may the knobs come down?
+                cheaper = coll.search([Query(v, limit=o.k, with_payload=False, using=u, params=p)])[0]
+                more = found_at_k([(h.id, h.score) for h in cheaper.hits], truth, o.k, lower)
+                acc[3], acc[4] = acc[3] + more[0], acc[4] + more[1]
         recall = total / len(picked)
         feedback = getattr(coll, "observe_recall", None)  # local collections; a sharded one has no targets yet
         if feedback is not None:
-            for u, (found, neighbours, queries) in per_vector.items():
-                feedback(u, found, neighbours, queries)
+            for u, (found, neighbours, queries, found_below, of_below) in per_vector.items():
+                p = below.get(u)
+                feedback(u, found, neighbours, queries, None if p is None else (p, found_below, of_below))
         with self._lock:
             st.last_key = key
             st.history.append((time.time(), recall, len(picked)))

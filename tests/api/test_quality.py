@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from index import quality
 from index.catalog import Catalog
 from index.collection import Collection
 from index.contract import CollectionOptions, Query
@@ -125,5 +126,26 @@ def test_a_probe_below_the_target_raises_the_knobs(tmp_path: Path) -> None:
         assert recall is not None and recall < 0.9
         assert t.params.ef is not None and t.params.ef > 10 and t.state == "below_target" and t.adjustments == 1
         assert t.live is not None and t.live.high < 0.95 and t.live.queries == 64
+        # the probe also measures the rung below the knobs in force, on the same 64 queries (what it passes on
+        # is checked, not the window: the indexer may recalibrate meanwhile, as the probe's searches grow the
+        # sample of recent queries)
+        seen: list[tuple[Any, ...]] = []
+        asked: list[SearchParams | None] = []
+        observe, below = coll.observe_recall, coll.recall_probe_below
+
+        def observing(*args: Any) -> None:
+            seen.append(args)
+            observe(*args)
+
+        def asking(using: str | None) -> SearchParams | None:
+            asked.append(below(using))
+            return asked[-1]
+
+        coll.observe_recall, coll.recall_probe_below = observing, asking  # type: ignore[method-assign]
+        probe.probe("c", coll, force=True)
+        ((using, found, neighbours, queries, lower),) = seen
+        assert (using, neighbours, queries) == (None, 640, 64) and lower is not None
+        params, found_below, of_below = lower
+        assert asked == [params] and params.ef in quality.EF_LADDER and of_below == 640 and found_below > 0
     finally:
         catalog.close()

@@ -161,6 +161,25 @@ def test_the_live_probe_lowers_the_knobs_of_a_high_target_too(engine: Engine) ->
     assert t.params.ef == lowered and t.state == "met" and t.adjustments == 1
 
 
+def test_the_knobs_come_down_when_the_probe_finds_the_rung_below_meets_the_target(engine: Engine) -> None:
+    # 0.993 at the knobs in force meets 0.99 but is not comfortably above it: only evidence about the rung
+    # below, measured on the same queries, brings them down (quality.below, the probe's second search)
+    coll, f = calibrated(engine, {"index": {"type": "hnsw", "m": 16, "ef_construction": 100, "ef": 10}}, 0.99)
+    t = f.tuning
+    assert t is not None and t.params is not None and t.params.ef is not None
+    ef0, lower = t.params.ef, quality.below(f)
+    assert lower is not None and lower.ef is not None and lower.ef < ef0
+    for _ in range(3 * quality._SLOW):  # hits of some other rung (the knobs moved since the probe asked)
+        coll.observe_recall(None, 993, 1000, 100, (SearchParams(ef=ef0 + 100), 1000, 1000))
+    assert t.params.ef == ef0 and t.below == [0, 0]
+    for _ in range(3 * quality._SLOW):
+        coll.observe_recall(None, 993, 1000, 100, (lower, 1000, 1000))
+    assert t.params == lower and t.adjustments == 1 and t.state == "met"
+    for _ in range(3 * quality._SLOW):  # the rung below fails the target: no further down
+        coll.observe_recall(None, 993, 1000, 100, (quality.below(f), 950, 1000))
+    assert t.params == lower and t.adjustments == 1
+
+
 def test_a_target_out_of_reach_says_so_and_suggests_a_fix(engine: Engine) -> None:
     config = {"index": {"type": "hnsw", "m": 4, "ef_construction": 8, "ef": 8}}
     coll = engine.create("c", {"dim": DIM, "metric": "l2", "quality": {"recall_target": 0.99, "max_ef": 12}, **config})
