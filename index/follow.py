@@ -142,7 +142,9 @@ def follower_options(options: CollectionOptions) -> CollectionOptions:
 def _mapped(config: CollectionConfig) -> CollectionConfig:
     """`config` with every dense vector file memory-mapped (`on_disk`): a follower shares the page cache
     of the file instead of reading a copy into its RAM, which also makes a reload fast (measured at 20k x
-    384: 0.28 s of a 0.67 s reload was reading vectors.f32)."""
+    384: 0.28 s of a 0.67 s reload was reading vectors.f32). The price is in every search: the map has 4 KB
+    pages where the RAM copy gets huge ones, and a graph walk's scattered reads miss the TLB more (12-20 %
+    more CPU a search at 100k x 384), so it is the follower's choice (`FollowerCatalog.map_vectors`)."""
     if config.vectors is None:
         return config.model_copy(update={"on_disk": True})
     return config.model_copy(
@@ -185,6 +187,9 @@ class FollowerCatalog(Catalog):
         self.reloads = 0  # collections loaded whole (at first sight included)
         self.catch_ups = 0  # syncs done incrementally (index/catchup.py)
         self.catch_up_enabled = True  # False: every change loads the collection whole (NESTOR_FOLLOWER_CATCH_UP)
+        # True: the vector files are mapped, shared with the primary's page cache; False: a copy in this
+        # process's RAM, where big arrays get huge pages (NESTOR_FOLLOWER_VECTORS; the server's default is ram)
+        self.map_vectors = True
 
     def open_all(self) -> None:
         if self._root.is_dir():
@@ -299,7 +304,8 @@ class FollowerCatalog(Catalog):
                     config = CollectionConfig.model_validate_json((d / "collection.json").read_bytes())
                     if config.shards > 1 or config.replicas > 1:
                         return  # held by the cluster, through the primary
-                    coll = FollowerCollection(name, d, _mapped(config), self.options)
+                    config = _mapped(config) if self.map_vectors else config
+                    coll = FollowerCollection(name, d, config, self.options)
                 except Exception:
                     if last:
                         log.exception("follower: cannot load collection %s", name)

@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None) -> NestorApp:
         )
         if isinstance(catalog, FollowerCatalog):
             catalog.catch_up_enabled = settings.follower_catch_up
+            catalog.map_vectors = settings.follower_vectors == "mapped"
             catalog.stamp = stamp
         app.state.catalog = catalog
         await run_in_threadpool(catalog.open_all)

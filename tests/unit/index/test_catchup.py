@@ -111,7 +111,10 @@ def _check(primary: Collection, follower: FollowerCatalog, queries: np.ndarray, 
             assert f.search([Query(vector=q, limit=1, using="d")])[0].hits[0].id == top[0].id
 
 
-def test_follower_catches_up_on_every_kind_of_write(engine: Engine, follower: FollowerCatalog) -> None:
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "ram"])
+def test_follower_catches_up_on_every_kind_of_write(engine: Engine, follower: FollowerCatalog, mapped: bool) -> None:
+    # the vectors mapped from the primary's file, or a copy in the follower's RAM (the server's default)
+    follower.map_vectors = mapped
     rng = np.random.default_rng(7)
     primary = engine.create("c", CFG)
     primary.create_payload_index("k", PayloadSchemaType.integer)
@@ -120,6 +123,8 @@ def test_follower_catches_up_on_every_kind_of_write(engine: Engine, follower: Fo
     queries = np.concatenate([vecs["d"][:3], rows(rng, 3, DIM)])
     follower.sync("c")
     assert follower.reloads == 1
+    stores = [f.vectors for f in follower.get("c").dense_fields()]
+    assert len(stores) == 2 and [s.on_disk for s in stores] == [mapped, mapped]
     assert _view(follower.get("c"), queries) == _view(primary, queries)
 
     vecs, pays = _points(rng, list(range(40, 60)), "b")  # new points
