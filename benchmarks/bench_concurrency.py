@@ -67,6 +67,13 @@ def _cpu_seconds(pid: int) -> float:
         return own + sum(_cpu_seconds(int(c)) for c in f.read().split())
 
 
+def _steal_seconds() -> float:
+    """CPU time the hypervisor took from this VM's cores so far (`steal` in /proc/stat; 0 on bare metal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def _load1() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in conns:
                 for label, s in servers.items():
                     load(s["url"], s["path"], s["bodies"], c, min(1.0, args.seconds), use_wrk)  # warm-up
-                    before, cpu0, t0 = _load1(), _cpu_seconds(s["pid"]), time.perf_counter()
+                    before, cpu0, t0, steal0 = _load1(), _cpu_seconds(s["pid"]), time.perf_counter(), _steal_seconds()
                     r = load(s["url"], s["path"], s["bodies"], c, args.seconds, use_wrk)
                     cpu = _cpu_seconds(s["pid"]) - cpu0
                     r.update(
@@ -215,11 +222,14 @@ def main(argv: list[str] | None = None) -> int:
                     # load-independent: the cores the server kept busy, and its CPU per request
                     r["server_cores"] = round(cpu / (time.perf_counter() - t0), 2)
                     r["cpu_us_per_req"] = round(cpu / max(1, r["requests"]) * 1e6)
+                    # a shared VM: the share of the cores the hypervisor gave to others during the pass
+                    stolen = (_steal_seconds() - steal0) / (time.perf_counter() - t0) / (os.cpu_count() or 1)
+                    r["steal_pct"] = round(100 * stolen, 1)
                     passes.append(r)
                     print(
                         f"round {rnd} c={c:>3} {label:<14} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms "
                         f"p99 {r['p99_ms']:.2f} ms  err {r['errors']}  cores {r['server_cores']}  "
-                        f"cpu/req {r['cpu_us_per_req']} us  load {before}->{r['load_after']}",
+                        f"cpu/req {r['cpu_us_per_req']} us  load {before}->{r['load_after']}  steal {r['steal_pct']} %",
                         flush=True,
                     )
     finally:
