@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from index import quality
+from index import native, planner, quality
 from index.collection import Collection
 from index.contract import Query, QueryResult
 from index.dense import DenseField
@@ -266,6 +266,26 @@ def test_calibration_keeps_the_fastest_of_the_settings_that_meet_the_target(engi
     # more oversampling only with less beam: the same beam with more to rerank is never faster (at 100k, int8 HNSW
     # at 0.99 met the target at ef 256 for nineteen oversamplings, and the clock's noise picked oversampling 8)
     assert efs == sorted(set(efs), reverse=True), t.candidates
+
+
+def test_the_clock_times_the_path_a_single_search_takes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # int8 HNSW's searches run natively; the clock must time them there, not through the planner it falls back to
+    coll, f = calibrated(engine, STARVED["int8-hnsw"][0], target=0.9)
+    calls = {"native": 0, "planner": 0}
+    native_search, plan = native.search, planner.plan
+
+    def counted_native(*args: Any) -> Any:
+        calls["native"] += 1
+        return native_search(*args)
+
+    def counted_plan(*args: Any) -> Any:
+        calls["planner"] += 1
+        return plan(*args)
+
+    monkeypatch.setattr(native, "search", counted_native)
+    monkeypatch.setattr(planner, "plan", counted_plan)
+    KnobClock(f, HELD, K).seconds(SearchParams(ef=32, oversampling=2.0))
+    assert calls == {"native": 2 * len(HELD[:100]), "planner": 0}  # two passes of 100 queries, none declined
 
 
 def test_the_ladders_step_by_a_sixteenth() -> None:
