@@ -2,13 +2,13 @@
 
 A cost model ranked the candidates before; it undercounted the rerank (random reads of full-precision rows) and
 chose oversampling 64 where a larger nprobe with oversampling 6 was twice as fast. Here each candidate is timed
-as users run it: one query at a time through the path a single search takes (the native executor, or the
-planner where it declines: `index/search.py`), on a fixed subset of the calibration queries, in CPU time of the
-calling thread (the single-query path runs on it), so the rest of a busy machine's load does not count. The
-planner's costs are not the native path's: at pypi-minilm 95k, timed through the planner, int8 HNSW's ef 176
-x1 looked slower than ef 8 x20, which in users' searches runs a third slower than the hand-tuned ef 160 x3.
-Caches still suffer from other load, so a pass is repeated and the fastest pass counts, and the close
-contenders are timed again side by side before the choice (`settle`).
+as users run it: one query at a time through the path a single search takes (`index/single.py`: the native
+executor, else the planner's fast path, else the general planner), on a fixed subset of the calibration
+queries, in CPU time of the calling thread (the single-query path runs on it), so the rest of a busy machine's
+load does not count. The planner's costs are not the native path's: at pypi-minilm 95k, timed through the
+planner, int8 HNSW's ef 176 x1 looked slower than ef 8 x20, which in users' searches runs a third slower than
+the hand-tuned ef 160 x3. Caches still suffer from other load, so a pass is repeated and the fastest pass
+counts, and the close contenders are timed again side by side before the choice (`settle`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from index import native, planner
+from index import single
 from index.backends.base import F32
+from index.contract import Query
 from nestor_client.models import SearchParams
 
 if TYPE_CHECKING:
@@ -41,9 +42,8 @@ class KnobClock:
     def _pass(self, p: SearchParams) -> float:
         t0 = time.thread_time()  # CPU time of this thread: the searches run on it, and other load does not count
         for row in range(len(self.q)):
-            q = self.q[row : row + 1]
-            if native.search(self.field, q, self.k, p, None) is None:
-                planner.plan(self.field, q, self.k, p, None)
+            mat = self.q[row : row + 1]
+            single.rank(self.field, Query(mat[0], limit=self.k, params=p, with_payload=False), mat)
         s = (time.thread_time() - t0) / max(len(self.q), 1)
         key = _key(p)
         self.best[key] = min(s, self.best.get(key, s))

@@ -53,7 +53,7 @@ __all__ = ["ENABLED", "answer", "exact_bitmap", "exact_few", "exact_vector", "se
 ENABLED = os.environ.get("NESTOR_NATIVE_SEARCH", "1") not in ("0", "false", "no")
 _FEATURES = frozenset(getattr(_graph, "FEATURES", ()))  # what the native module says it can do
 # `Graph.hits` (index/_graph_hits.h): False with a native module built before it, which `answer` then skips
-GRAPH_HITS = _graph is not None and ("hits" in _FEATURES or hasattr(_graph.Graph, "hits"))
+GRAPH_HITS = _graph is not None and hasattr(_graph.Graph, "hits")
 # ... and its `full` query, for a reduced walk (a module built before it: `_codes_unfiltered` serves those)
 REDUCED_HITS = GRAPH_HITS and "hits_full" in _FEATURES
 

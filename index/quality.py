@@ -315,9 +315,7 @@ def below(field: DenseField) -> SearchParams | None:
     """The knobs one rung below those in force: what the probe also measures, so the knobs come down on
     evidence about the rung they would come down to. None: no target, not calibrated, or at the bottom."""
     t = field.tuning
-    if t is None or t.params is None or field.state.index is None:
-        return None
-    return _neighbour(field, t, -1)
+    return None if t is None else _neighbour(field, t, -1)
 
 
 def observe(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pyroaring import BitMap
 
-from index import ivf_search, native, planner, quality
+from index import ivf_search, native, planner, quality, single
 from index.backends.base import F32
 from index.backends.graph import GraphIndex
 from index.backends.ivfpq import IvfPqIndex
@@ -99,13 +99,7 @@ def _unfiltered(coll: Collection, f: DenseField, q: Query) -> planner.Ranked:
     planner.check_params(f, q.params)
     mat = f.prepare_one(q.vector)
     _remember(coll, f, mat)
-    k = q.limit + q.offset
-    ranked = native.search(f, mat, k, q.params, None) or planner.search_fast(f, q, mat)
-    if ranked is None:
-        hits, strategy = planner.plan(f, mat, k, q.params, None)
-        labels, scores = planner.to_user(f, hits.labels[0], hits.scores[0])
-        ranked = labels, scores, strategy
-    return ranked
+    return single.rank(f, q, mat)
 
 
 def _search_filtered(coll: Collection, q: Query, scanned: list[bool]) -> QueryResult:
